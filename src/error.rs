@@ -1,0 +1,196 @@
+//! The one error type of the crate.
+
+use core::fmt;
+
+/// Why a loss, a softmax or a builder refused its input.
+///
+/// Every public function validates its input completely before it writes any output, so on an
+/// error the caller's buffers are untouched. Each variant names what was at fault (row, class,
+/// label, shape or parameter), so the message points at the offending entry.
+///
+/// # Example
+///
+/// ```
+/// use longtail::{LossError, SoftmaxLoss};
+/// use ndarray::array;
+///
+/// let logits = array![[1.0_f64, 2.0], [0.5, f64::NAN]];
+/// let err = SoftmaxLoss::cross_entropy().loss_and_grad(&logits, &[0, 1]).unwrap_err();
+/// assert!(matches!(err, LossError::NonFiniteLogit { row: 1, class: 1, .. }));
+/// assert_eq!(err.to_string(), "logit at row 1, class 1 is NaN (NaN and +inf are not allowed; -inf masks a class)");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum LossError {
+    /// The batch has no rows.
+    EmptyBatch,
+    /// The logits have no columns (zero classes).
+    NoClasses,
+    /// An array's shape does not fit the logits `[B, K]`.
+    ShapeMismatch {
+        /// Which argument: `"labels"`, `"targets"`, `"sample_weights"`, `"grad_out"`, `"out"`,
+        /// `"losses_out"`, `"prior"`, `"class_weights"` or `"alpha"`.
+        name: &'static str,
+        /// The shape it must have.
+        expected: Vec<usize>,
+        /// The shape it has.
+        found: Vec<usize>,
+    },
+    /// A hard label is not a class index `0..K`.
+    LabelOutOfRange {
+        /// Row of the batch.
+        row: usize,
+        /// The label found.
+        label: usize,
+        /// The number of classes `K`.
+        classes: usize,
+    },
+    /// A logit is NaN or `+inf` (or overflows to `+inf` once logit-adjusted).
+    NonFiniteLogit {
+        /// Row of the batch.
+        row: usize,
+        /// Class (column).
+        class: usize,
+        /// The logit found.
+        value: f64,
+    },
+    /// A class that carries target mass in a row that counts has logit `-inf`: its loss is infinite.
+    MaskedTarget {
+        /// Row of the batch.
+        row: usize,
+        /// The masked class.
+        class: usize,
+    },
+    /// Every logit of a row is `-inf`, so its softmax is undefined.
+    FullyMasked {
+        /// Row of the batch.
+        row: usize,
+    },
+    /// A probability target is negative or not finite.
+    InvalidTarget {
+        /// Row of the batch.
+        row: usize,
+        /// Class (column).
+        class: usize,
+        /// The target found.
+        value: f64,
+    },
+    /// A row of probability targets does not sum to 1 within `tolerance`.
+    TargetSum {
+        /// Row of the batch.
+        row: usize,
+        /// The row's sum.
+        sum: f64,
+        /// The allowed `|sum − 1|`: `√ε` of the float type (3.5e-4 for `f32`, 1.5e-8 for `f64`).
+        tolerance: f64,
+    },
+    /// A per-sample weight is negative or not finite.
+    InvalidSampleWeight {
+        /// Row of the batch.
+        row: usize,
+        /// The weight found.
+        value: f64,
+    },
+    /// A parameter given to a builder is out of its domain.
+    InvalidParameter {
+        /// Which parameter: `"gamma"`, `"label_smoothing"`, `"tau"`, `"prior"`, `"class_weights"`
+        /// or `"alpha"`.
+        name: &'static str,
+        /// The entry at fault, for a per-class parameter.
+        index: Option<usize>,
+        /// The value found.
+        value: f64,
+        /// The domain it must lie in.
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for LossError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EmptyBatch => write!(f, "the batch is empty (zero rows)"),
+            Self::NoClasses => write!(f, "the logits have zero classes (zero columns)"),
+            Self::ShapeMismatch {
+                name,
+                expected,
+                found,
+            } => {
+                write!(f, "{name} has shape {found:?}, expected {expected:?}")
+            }
+            Self::LabelOutOfRange {
+                row,
+                label,
+                classes,
+            } => {
+                write!(
+                    f,
+                    "label {label} at row {row} is not a class index 0..{classes}"
+                )
+            }
+            Self::NonFiniteLogit { row, class, value } => write!(
+                f,
+                "logit at row {row}, class {class} is {value} (NaN and +inf are not allowed; -inf masks a class)"
+            ),
+            Self::MaskedTarget { row, class } => write!(
+                f,
+                "row {row} puts target mass on class {class}, whose logit is -inf: the loss is infinite"
+            ),
+            Self::FullyMasked { row } => {
+                write!(
+                    f,
+                    "every logit of row {row} is -inf: its softmax is undefined"
+                )
+            }
+            Self::InvalidTarget { row, class, value } => write!(
+                f,
+                "probability target at row {row}, class {class} is {value}; it must be finite and >= 0"
+            ),
+            Self::TargetSum {
+                row,
+                sum,
+                tolerance,
+            } => write!(
+                f,
+                "probability targets of row {row} sum to {sum}, not 1 (tolerance {tolerance:e})"
+            ),
+            Self::InvalidSampleWeight { row, value } => write!(
+                f,
+                "sample weight at row {row} is {value}; it must be finite and >= 0"
+            ),
+            Self::InvalidParameter {
+                name,
+                index: Some(i),
+                value,
+                expected,
+            } => {
+                write!(f, "{name}[{i}] is {value}; expected {expected}")
+            }
+            Self::InvalidParameter {
+                name,
+                index: None,
+                value,
+                expected,
+            } => {
+                write!(f, "{name} is {value}; expected {expected}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for LossError {}
+
+/// The crate's result type.
+pub type Result<T, E = LossError> = core::result::Result<T, E>;
+
+/// Fails with [`LossError::ShapeMismatch`] unless `found == expected`.
+pub(crate) fn check_shape(name: &'static str, expected: &[usize], found: &[usize]) -> Result<()> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(LossError::ShapeMismatch {
+            name,
+            expected: expected.to_vec(),
+            found: found.to_vec(),
+        })
+    }
+}

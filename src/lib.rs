@@ -1,0 +1,62 @@
+//! Imbalance-aware classification losses over `ndarray` batches, each returning its value **and
+//! its exact analytic gradient with respect to the logits**, for `f32` and `f64`.
+//!
+//! Long-tailed data has a few frequent classes and many rare ones. The losses here account for the
+//! class prior `π`: logit adjustment (`z + τ·log π`), class weights, focal modulation, label
+//! smoothing and probability targets, freely combined in one fused pass ([`SoftmaxLoss`]). The
+//! gradient is computed with the loss, so the crate drops into any Rust training loop.
+//!
+//! # Example: one training step
+//!
+//! ```
+//! use longtail::SoftmaxLoss;
+//! use ndarray::{array, Array2};
+//!
+//! // A batch of 4 samples over 3 classes; class 0 is 100× more frequent than class 2.
+//! let logits = array![[2.0_f32, 0.1, -1.0], [1.5, 0.3, 0.0], [0.2, 1.1, 0.4], [1.0, 0.2, 0.9]];
+//! let labels = [0, 0, 1, 2];
+//! let counts = [1000.0, 100.0, 10.0];
+//!
+//! // Logit-adjusted cross-entropy (Menon et al. 2020): the rare classes get a larger margin.
+//! let loss = SoftmaxLoss::logit_adjusted(&counts)?;
+//! let mut grad = Array2::zeros(logits.raw_dim());
+//! let value = loss.loss_and_grad_into(&logits, &labels, &mut grad)?;
+//!
+//! // One step of gradient descent on the logits lowers the loss.
+//! let stepped = &logits - &(&grad * 0.5);
+//! assert!(loss.loss(&stepped, &labels)? < value);
+//!
+//! // Bad input is an error that names the culprit, never a panic or a NaN.
+//! let err = loss.loss(&logits, &[0, 0, 1, 3]).unwrap_err();
+//! assert_eq!(err.to_string(), "label 3 at row 3 is not a class index 0..3");
+//! # Ok::<(), longtail::LossError>(())
+//! ```
+//!
+//! # Conventions
+//!
+//! - `*_into` calls overwrite a caller's buffer (never accumulate into it); the allocating calls
+//!   wrap them.
+//! - Parameters are validated when a loss is built (`with_*` setters return [`Result`]); data is
+//!   validated on each call, completely, before anything is written.
+//! - `-inf` logits are legal masks; NaN and `+inf` are errors.
+//! - Logits and gradient buffers may be any array or view (`&ArrayRef2<F>`); labels a slice, `Vec`
+//!   or `Array1<usize>`; probability targets a `[B, K]` array (see [`Targets`]).
+//!
+//! # References
+//!
+//! - A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
+//! - T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
+//! - P. Blanchard, D. J. Higham, N. J. Higham, "Accurately computing the log-sum-exp and softmax
+//!   functions", IMA Journal of Numerical Analysis, 2021.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
+mod float;
+pub mod loss;
+mod rows;
+pub mod softmax;
+
+pub use error::{LossError, Result};
+pub use float::Float;
+pub use loss::{Reduction, SoftmaxLoss, Targets};

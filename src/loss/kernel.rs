@@ -1,0 +1,118 @@
+//! The fused softmax kernel: one row's loss and its gradient with respect to the logits.
+//!
+//! Every loss of the softmax family is, per row,
+//! `ℓ = −Σ_k c_k (1 − p_k)^γ log p_k` with `p = softmax(z + adjust)` and coefficients `c_k ≥ 0`.
+//! Its gradient is `∂ℓ/∂z_j = H p_j − h_j` with `h_k = c_k (1 − p_k)^γ (1 − γ p_k log p_k / (1 − p_k))`
+//! and `H = Σ_k h_k`; for one target class it is the per-row scalar `h_y` times `p − e_y`.
+//! The exponentials are computed once, into the gradient row, and reused for the loss.
+
+use crate::Float;
+use crate::softmax::{RowLse, exp_shift_in_place};
+
+/// Writes `e^{z'_k − m}` (`z' = z + adjust`) into `out` and returns the row's log-sum-exp parts.
+#[inline]
+fn shifted_exp<F: Float>(z: &[F], adjust: Option<&[F]>, out: &mut [F]) -> Option<RowLse<F>> {
+    match adjust {
+        Some(adjust) => {
+            for ((o, &zk), &ak) in out.iter_mut().zip(z).zip(adjust) {
+                *o = zk + ak;
+            }
+        }
+        None => out.copy_from_slice(z),
+    }
+    exp_shift_in_place(out)
+}
+
+/// The focal factors for a class with log-probability `lp`: `m = (1 − p)^γ`, the factor of the
+/// loss term, and `g = m (1 − γ p log p / (1 − p))`, the factor of its gradient. `1 − p` comes from
+/// `−expm1(log p)`, free of cancellation near `p = 1`, and `log p / (1 − p) → −1` there, so
+/// `0 < γ < 1` keeps a finite gradient as `p → 1`.
+#[inline]
+fn focal_factors<F: Float>(lp: F, gamma: F) -> (F, F) {
+    if gamma == F::zero() {
+        return (F::one(), F::one());
+    }
+    let one_minus_p = -lp.exp_m1();
+    let p = lp.exp();
+    let m = one_minus_p.powf(gamma);
+    let log_ratio = if one_minus_p > F::zero() {
+        lp / one_minus_p
+    } else {
+        -F::one()
+    };
+    // p = 0 only where log p = -inf: the product's limit is 0, not NaN.
+    let p_log_ratio = if p > F::zero() {
+        p * log_ratio
+    } else {
+        F::zero()
+    };
+    (m, m * (F::one() - gamma * p_log_ratio))
+}
+
+/// One row with a single target class `label` of coefficient `c > 0`:
+/// returns `ℓ = −c (1 − p_y)^γ log p_y` and writes `scale · ∂ℓ/∂z` into `grad`.
+#[inline]
+pub(crate) fn one_hot_row<F: Float>(
+    z: &[F],
+    adjust: Option<&[F]>,
+    label: usize,
+    c: F,
+    gamma: F,
+    scale: F,
+    grad: &mut [F],
+) -> F {
+    let Some(lse) = shifted_exp(z, adjust, grad) else {
+        grad.fill(F::zero());
+        return F::zero();
+    };
+    let z_label = adjust.map_or(z[label], |a| z[label] + a[label]);
+    let lp = (z_label - lse.max) - lse.ln_total;
+    let (m, g) = focal_factors(lp, gamma);
+    let factor = scale * c * g;
+    let p_factor = factor * lse.inv_total;
+    for v in grad.iter_mut() {
+        *v *= p_factor;
+    }
+    // factor · (p_y − 1), with 1 − p_y = −expm1(log p_y) exact near p_y = 1.
+    grad[label] = factor * lp.exp_m1();
+    -(c * m * lp)
+}
+
+/// One row with a coefficient `coef(k) ≥ 0` on every class: returns `ℓ = −Σ_k c_k (1 − p_k)^γ log p_k`
+/// and writes `scale · ∂ℓ/∂z` into `grad`; `h` is scratch of the row's length.
+#[inline]
+pub(crate) fn dense_row<F: Float>(
+    z: &[F],
+    adjust: Option<&[F]>,
+    coef: impl Fn(usize) -> F,
+    gamma: F,
+    scale: F,
+    grad: &mut [F],
+    h: &mut [F],
+) -> F {
+    let Some(lse) = shifted_exp(z, adjust, grad) else {
+        grad.fill(F::zero());
+        return F::zero();
+    };
+    let mut loss = F::zero();
+    let mut h_total = F::zero();
+    for (k, hk) in h.iter_mut().enumerate() {
+        let c = coef(k);
+        // A class without target mass contributes nothing, even when masked (log p = -inf).
+        *hk = if c > F::zero() {
+            let zk = adjust.map_or(z[k], |a| z[k] + a[k]);
+            let lp = (zk - lse.max) - lse.ln_total;
+            let (m, g) = focal_factors(lp, gamma);
+            loss -= c * m * lp;
+            c * g
+        } else {
+            F::zero()
+        };
+        h_total += *hk;
+    }
+    let p_factor = h_total * lse.inv_total;
+    for (v, &hk) in grad.iter_mut().zip(h.iter()) {
+        *v = scale * (p_factor * *v - hk);
+    }
+    loss
+}

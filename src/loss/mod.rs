@@ -1,0 +1,40 @@
+//! The losses over `[B, K]` logit batches, each with its exact gradient with respect to the logits.
+//!
+//! [`SoftmaxLoss`] is the softmax family (cross-entropy, logit-adjusted, class-weighted, focal,
+//! label smoothing, probability targets, per-sample weights) in one fused kernel.
+
+mod kernel;
+mod softmax_loss;
+mod targets;
+mod validate;
+
+pub use softmax_loss::SoftmaxLoss;
+pub use targets::Targets;
+
+/// How a loss reduces the per-row losses `ℓ_i` of a batch to one number.
+///
+/// # Example
+///
+/// ```
+/// use longtail::{Reduction, SoftmaxLoss};
+/// use ndarray::array;
+///
+/// let logits = array![[0.0_f64, 1.0], [1.0, 0.0]];
+/// let mean = SoftmaxLoss::cross_entropy().loss(&logits, &[0, 0])?;
+/// let sum = SoftmaxLoss::cross_entropy().with_reduction(Reduction::Sum).loss(&logits, &[0, 0])?;
+/// assert!((sum - 2.0 * mean).abs() < 1e-15);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// PyTorch `torch.nn.functional.cross_entropy` (`reduction=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reduction {
+    /// `Σ_i ℓ_i / D`: `D` is the total weight that counts (`Σ_i s_i·w_{y_i}` for hard labels,
+    /// `Σ_i s_i` for probability targets; `B` without weights). `D = 0` gives loss 0, gradient 0.
+    #[default]
+    Mean,
+    /// `Σ_i ℓ_i`.
+    Sum,
+}

@@ -1,0 +1,873 @@
+//! The softmax loss family: one fused loss with orthogonal options.
+
+use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2, ArrayView1};
+
+use super::Reduction;
+use super::kernel::{dense_row, one_hot_row};
+use super::targets::{TargetKind, Targets};
+use super::validate::class_vector;
+use crate::error::check_shape;
+use crate::rows::for_each_row;
+use crate::{Float, LossError, Result};
+
+/// Softmax cross-entropy and its imbalance-aware variants, with the exact gradient with respect to
+/// the logits, in one pass over the batch.
+///
+/// Logits `z` are `[B, K]`; targets are hard labels `y_i` or probability rows `t_i`
+/// (see [`Targets`]). With every option set, row `i` of the batch costs
+///
+/// ```text
+/// p_i   = softmax(z_i + τ·log(π / Σ_j π_j))            logit adjustment (prior π, temperature τ)
+/// t'_ik = (1 − ε)·t_ik + ε/K                           label smoothing; t_i = e_{y_i} for hard labels
+/// a_k   = w_k · α_k                                     class weights w, focal α (1 where unset)
+/// ℓ_i   = s_i · Σ_k a_k · t'_ik · (1 − p_ik)^γ · (−log p_ik)     s_i: sample weight, γ: focal
+/// ```
+///
+/// and the batch loss is reduced by [`Reduction`]:
+///
+/// - `Mean` (default): `L = Σ_i ℓ_i / D`, with `D = Σ_i s_i·w_{y_i}` for hard labels and
+///   `D = Σ_i s_i` for probability targets. This is PyTorch's `cross_entropy` convention, also
+///   with label smoothing: there `ℓ_i = s_i·[(1 − ε)·w_y·(−log p_y) + (ε/K)·Σ_k w_k·(−log p_k)]` and
+///   `D` still counts `w_{y_i}` only. Class weights `w` enter `D`; focal `α` does not (it reweights
+///   the terms, as in Lin et al.). If `D = 0` (every row ignored) the loss is 0 and the gradient 0.
+/// - `Sum`: `L = Σ_i ℓ_i`.
+///
+/// The per-sample calls return every `ℓ_i` and `∂ℓ_i/∂z_i`, unreduced.
+///
+/// The classic losses are special cases, each with a named constructor:
+///
+/// | constructor | row loss |
+/// |---|---|
+/// | [`cross_entropy`](Self::cross_entropy) | `lse(z) − z_y` |
+/// | [`logit_adjusted`](Self::logit_adjusted) | CE on `z + τ·log π`, `τ = 1` |
+/// | [`class_weighted`](Self::class_weighted) | `w_y · CE`, mean divides by `Σ w_{y_i}` |
+/// | [`focal`](Self::focal) | `−α_y (1 − p_y)^γ log p_y` |
+///
+/// and the `with_*` setters combine them freely: every combination is computed by the same kernel.
+///
+/// # Gradient
+///
+/// With `h_ik = s_i·a_k·t'_ik·(1 − p_ik)^γ·(1 − γ·p_ik·log p_ik / (1 − p_ik))` and `H_i = Σ_k h_ik`,
+/// `∂ℓ_i/∂z_ij = H_i·p_ij − h_ij`; for a hard label without smoothing this is the per-row scalar
+/// `h_iy` times `p_i − e_{y_i}`. The mean's gradient is that divided by `D`. Logit adjustment is a
+/// constant shift of the logits, so the gradient is with respect to the caller's `z`.
+///
+/// # Numerics
+///
+/// Per-row max shift; `log p` of a near-certain class via `ln_1p` (no rounding to 0); `1 − p` via
+/// `−expm1(log p)`; for `0 < γ < 1` the factor `log p / (1 − p) → −1` keeps the gradient finite as
+/// `p → 1`; focal uses the model's `p`, never `exp(−weighted CE)`. `-inf` logits mask classes.
+/// Per-row losses are summed in `f64`.
+///
+/// # Errors
+///
+/// Builders return [`LossError::InvalidParameter`] for a parameter out of its domain. Each call
+/// validates the whole batch before writing anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+///
+/// # Example
+///
+/// ```
+/// use longtail::SoftmaxLoss;
+/// use ndarray::array;
+///
+/// let logits = array![[2.0_f32, 0.5, -1.0], [0.1, 0.2, 3.0]];
+/// let labels = [0, 2];
+/// let counts = [900.0, 90.0, 10.0];
+/// // Logit adjustment for the long tail, focal modulation on top, per-class weights too.
+/// let loss = SoftmaxLoss::logit_adjusted(&counts)?
+///     .with_focal(2.0)?
+///     .with_class_weights(&[0.5, 1.0, 2.0])?;
+/// let (value, grad) = loss.loss_and_grad(&logits, &labels)?;
+/// assert!(value > 0.0 && grad.iter().all(|g| g.is_finite()));
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// - A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
+/// - T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
+/// - C. Szegedy et al., "Rethinking the Inception Architecture" (label smoothing), arXiv:1512.00567.
+/// - PyTorch `torch.nn.functional.cross_entropy` (the weighted-mean and smoothing conventions).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoftmaxLoss<F> {
+    pub(super) adjustment: Option<Vec<F>>,
+    pub(super) class_weights: Option<Vec<F>>,
+    pub(super) alpha: Option<Vec<F>>,
+    pub(super) gamma: F,
+    pub(super) label_smoothing: F,
+    pub(super) reduction: Reduction,
+}
+
+impl<F: Float> Default for SoftmaxLoss<F> {
+    fn default() -> Self {
+        Self::cross_entropy()
+    }
+}
+
+impl<F: Float> SoftmaxLoss<F> {
+    /// Softmax cross-entropy, `ℓ_i = lse(z_i) − z_{i,y_i}`, mean over the batch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// use ndarray::array;
+    ///
+    /// let (loss, grad) = SoftmaxLoss::cross_entropy().loss_and_grad(&array![[0.0_f64, 0.0]], &[1])?;
+    /// assert!((loss - 2f64.ln()).abs() < 1e-15);
+    /// assert_eq!(grad.row(0).to_vec(), vec![0.5, -0.5]); // softmax(z) − e_y
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// PyTorch `torch.nn.functional.cross_entropy`; optax `softmax_cross_entropy_with_integer_labels`.
+    pub fn cross_entropy() -> Self {
+        Self {
+            adjustment: None,
+            class_weights: None,
+            alpha: None,
+            gamma: F::zero(),
+            label_smoothing: F::zero(),
+            reduction: Reduction::Mean,
+        }
+    }
+
+    /// Logit-adjusted cross-entropy with `τ = 1`: CE on `z + log π`.
+    ///
+    /// `prior` holds class counts or probabilities (any positive scale: a constant shift of the
+    /// logits cancels). See [`with_logit_adjustment`](Self::with_logit_adjustment).
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"prior"`) for an entry that is zero, negative or not
+    /// finite.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// use ndarray::array;
+    ///
+    /// let logits = array![[1.0_f64, 1.0]];
+    /// // The frequent class 0 must win by log(9) to be as likely as the rare class 1.
+    /// let la = SoftmaxLoss::logit_adjusted(&[900.0, 100.0])?;
+    /// let ce = SoftmaxLoss::cross_entropy();
+    /// let shifted = array![[1.0 + 0.9f64.ln(), 1.0 + 0.1f64.ln()]];
+    /// assert!((la.loss(&logits, &[1])? - ce.loss(&shifted, &[1])?).abs() < 1e-15);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
+    pub fn logit_adjusted<'p>(prior: impl Into<ArrayView1<'p, F>>) -> Result<Self>
+    where
+        F: 'p,
+    {
+        Self::cross_entropy().with_logit_adjustment(prior, F::one())
+    }
+
+    /// Class-weighted cross-entropy: `ℓ_i = w_{y_i}·CE_i`, and the mean divides by `Σ_i w_{y_i}`.
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"class_weights"`) for a negative or non-finite weight.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// use ndarray::array;
+    ///
+    /// let logits = array![[0.0_f64, 0.0], [0.0, 0.0]];
+    /// let loss = SoftmaxLoss::class_weighted(&[1.0, 3.0])?.loss(&logits, &[0, 1])?;
+    /// // Both rows cost ln 2; the weighted mean of equal values is that value.
+    /// assert!((loss - 2f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// PyTorch `torch.nn.functional.cross_entropy` (`weight=`); G. King, L. Zeng, "Logistic
+    /// Regression in Rare Events Data", Political Analysis 9(2), 2001.
+    pub fn class_weighted<'w>(weights: impl Into<ArrayView1<'w, F>>) -> Result<Self>
+    where
+        F: 'w,
+    {
+        Self::cross_entropy().with_class_weights(weights)
+    }
+
+    /// Focal loss: `ℓ_i = −(1 − p_y)^γ log p_y`; `γ = 0` is cross-entropy.
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// use ndarray::array;
+    ///
+    /// let logits = array![[3.0_f64, 0.0]];
+    /// let focal = SoftmaxLoss::focal(2.0)?.loss(&logits, &[0])?;
+    /// let ce = SoftmaxLoss::cross_entropy().loss(&logits, &[0])?;
+    /// let p = 1.0 / (1.0 + (-3f64).exp());
+    /// assert!((focal - (1.0 - p).powi(2) * ce).abs() < 1e-15); // easy examples are down-weighted
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
+    pub fn focal(gamma: F) -> Result<Self> {
+        Self::cross_entropy().with_focal(gamma)
+    }
+
+    /// Adds logit adjustment: the softmax is taken of `z + τ·log(π / Σ_j π_j)`.
+    ///
+    /// `prior` holds class counts or probabilities; it must have `K` entries (checked on each call).
+    /// `τ = 0` turns the adjustment off (and then any non-negative prior is accepted). A negative
+    /// `τ` is legal.
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`]: `"tau"` if `τ` is not finite; `"prior"` for an entry that
+    /// is negative or not finite, or zero while `τ ≠ 0` (smooth zero counts first, e.g. add 1).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    ///
+    /// let loss = SoftmaxLoss::<f64>::cross_entropy().with_logit_adjustment(&[3.0, 1.0], 2.0)?;
+    /// let adjust = loss.logit_adjustment().unwrap();
+    /// assert!((adjust[0] - 2.0 * 0.75f64.ln()).abs() < 1e-15);
+    /// assert!(SoftmaxLoss::<f64>::cross_entropy().with_logit_adjustment(&[3.0, 0.0], 1.0).is_err());
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
+    pub fn with_logit_adjustment<'p>(
+        mut self,
+        prior: impl Into<ArrayView1<'p, F>>,
+        tau: F,
+    ) -> Result<Self>
+    where
+        F: 'p,
+    {
+        let prior = prior.into();
+        if !tau.is_finite() {
+            return Err(invalid("tau", None, tau, "a finite number"));
+        }
+        let positive = tau != F::zero();
+        let expected = if positive {
+            "finite and > 0 when tau != 0 (smooth zero counts first)"
+        } else {
+            "finite and >= 0"
+        };
+        let prior = class_vector("prior", prior, expected, |v| {
+            v > F::zero() || (!positive && v == F::zero())
+        })?;
+        self.adjustment = positive.then(|| {
+            // log Σπ as log max + log Σ(π/max): no overflow for any finite counts.
+            let max = prior.iter().fold(0.0_f64, |m, v| m.max(v.as_f64()));
+            let log_sum = max.ln() + prior.iter().map(|v| v.as_f64() / max).sum::<f64>().ln();
+            let tau = tau.as_f64();
+            prior
+                .iter()
+                .map(|v| F::from_f64(tau * (v.as_f64().ln() - log_sum)))
+                .collect()
+        });
+        Ok(self)
+    }
+
+    /// Adds class weights `w` (length `K`): row `i`'s loss is scaled by `w_{y_i}` (by `w_k` per
+    /// term for smoothed or probability targets), and the mean divides by `Σ_i s_i·w_{y_i}`.
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"class_weights"`) for a negative or non-finite weight.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// use ndarray::array;
+    ///
+    /// let logits = array![[0.0_f32, 1.0], [2.0, 0.0]];
+    /// let (sum, _) = SoftmaxLoss::cross_entropy()
+    ///     .with_class_weights(&[2.0, 0.0])?
+    ///     .with_reduction(longtail::Reduction::Sum)
+    ///     .loss_and_grad(&logits, &[0, 1])?;
+    /// let ce0 = SoftmaxLoss::cross_entropy().loss(&logits.slice(ndarray::s![..1, ..]), &[0])?;
+    /// assert!((sum - 2.0 * ce0).abs() < 1e-6); // class 1 has weight 0
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// PyTorch `torch.nn.functional.cross_entropy` (`weight=`).
+    pub fn with_class_weights<'w>(mut self, weights: impl Into<ArrayView1<'w, F>>) -> Result<Self>
+    where
+        F: 'w,
+    {
+        self.class_weights = Some(class_vector(
+            "class_weights",
+            weights.into(),
+            "finite and >= 0",
+            |v| v >= F::zero(),
+        )?);
+        Ok(self)
+    }
+
+    /// Adds focal modulation `(1 − p_k)^γ` to every term; `γ = 0` is no modulation.
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    ///
+    /// assert_eq!(SoftmaxLoss::<f32>::cross_entropy().with_focal(0.5)?.gamma(), 0.5);
+    /// assert!(SoftmaxLoss::<f32>::cross_entropy().with_focal(-1.0).is_err());
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
+    pub fn with_focal(mut self, gamma: F) -> Result<Self> {
+        if !(gamma.is_finite() && gamma >= F::zero()) {
+            return Err(invalid("gamma", None, gamma, "finite and >= 0"));
+        }
+        self.gamma = gamma;
+        Ok(self)
+    }
+
+    /// Adds focal `α` (length `K`): term `k` is scaled by `α_k`, and unlike class weights `α` does
+    /// not enter the mean's denominator.
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"alpha"`) for a negative or non-finite entry.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// use ndarray::array;
+    ///
+    /// let logits = array![[0.0_f64, 0.0], [0.0, 0.0]];
+    /// let loss = SoftmaxLoss::focal(2.0)?.with_alpha(&[0.25, 0.75])?.loss(&logits, &[0, 1])?;
+    /// // Mean over the two rows of α_y · (1/2)² · ln 2.
+    /// assert!((loss - 0.5 * 0.25 * 2f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
+    pub fn with_alpha<'a>(mut self, alpha: impl Into<ArrayView1<'a, F>>) -> Result<Self>
+    where
+        F: 'a,
+    {
+        self.alpha = Some(class_vector(
+            "alpha",
+            alpha.into(),
+            "finite and >= 0",
+            |v| v >= F::zero(),
+        )?);
+        Ok(self)
+    }
+
+    /// Adds label smoothing: targets become `(1 − ε)·t + ε/K`, for hard labels and probability
+    /// targets alike.
+    ///
+    /// Every class then carries target mass, so a masked (`-inf`) logit in a row that counts is an
+    /// error ([`LossError::MaskedTarget`]).
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"label_smoothing"`) unless `0 ≤ ε < 1`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// use ndarray::array;
+    ///
+    /// let logits = array![[2.0_f64, 0.0]];
+    /// let smoothed = SoftmaxLoss::cross_entropy().with_label_smoothing(0.2)?;
+    /// let soft = array![[0.9, 0.1]]; // (1 − 0.2)·e_0 + 0.2/2
+    /// assert!((smoothed.loss(&logits, &[0])? - SoftmaxLoss::cross_entropy().loss(&logits, &soft)?).abs() < 1e-15);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// C. Szegedy et al., "Rethinking the Inception Architecture for Computer Vision", CVPR 2016,
+    /// arXiv:1512.00567.
+    pub fn with_label_smoothing(mut self, epsilon: F) -> Result<Self> {
+        if !(epsilon >= F::zero() && epsilon < F::one()) {
+            return Err(invalid("label_smoothing", None, epsilon, "in [0, 1)"));
+        }
+        self.label_smoothing = epsilon;
+        Ok(self)
+    }
+
+    /// Sets how [`loss_and_grad`](Self::loss_and_grad) reduces the batch (mean by default).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{Reduction, SoftmaxLoss};
+    /// use ndarray::array;
+    ///
+    /// let logits = array![[0.0_f64, 0.0], [0.0, 0.0]];
+    /// let sum = SoftmaxLoss::cross_entropy().with_reduction(Reduction::Sum).loss(&logits, &[0, 1])?;
+    /// assert!((sum - 2.0 * 2f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn with_reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
+    }
+
+    /// The logit adjustment `τ·log(π / Σπ)`, if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// assert!(SoftmaxLoss::<f32>::cross_entropy().logit_adjustment().is_none());
+    /// ```
+    pub fn logit_adjustment(&self) -> Option<&[F]> {
+        self.adjustment.as_deref()
+    }
+
+    /// The class weights `w`, if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// let loss = SoftmaxLoss::class_weighted(&[1.0_f32, 4.0])?;
+    /// assert_eq!(loss.class_weights(), Some(&[1.0, 4.0][..]));
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn class_weights(&self) -> Option<&[F]> {
+        self.class_weights.as_deref()
+    }
+
+    /// The focal `α`, if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// assert!(SoftmaxLoss::<f64>::focal(2.0)?.alpha().is_none());
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn alpha(&self) -> Option<&[F]> {
+        self.alpha.as_deref()
+    }
+
+    /// The focal exponent `γ` (0 without focal modulation).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// assert_eq!(SoftmaxLoss::<f64>::cross_entropy().gamma(), 0.0);
+    /// ```
+    pub fn gamma(&self) -> F {
+        self.gamma
+    }
+
+    /// The label smoothing `ε`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// assert_eq!(SoftmaxLoss::<f64>::cross_entropy().label_smoothing(), 0.0);
+    /// ```
+    pub fn label_smoothing(&self) -> F {
+        self.label_smoothing
+    }
+
+    /// The reduction of the batch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{Reduction, SoftmaxLoss};
+    /// assert_eq!(SoftmaxLoss::<f64>::cross_entropy().reduction(), Reduction::Mean);
+    /// ```
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    /// The reduced loss and its gradient with respect to the logits, in a new `[B, K]` array.
+    ///
+    /// Wraps [`loss_and_grad_into`](Self::loss_and_grad_into).
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// use ndarray::array;
+    ///
+    /// let logits = array![[1.0_f32, 2.0, 3.0], [1.0, 0.0, 0.0]];
+    /// let (loss, grad) = SoftmaxLoss::cross_entropy().loss_and_grad(&logits, &[2, 0])?;
+    /// assert!(loss > 0.0);
+    /// for row in grad.rows() {
+    ///     assert!(row.sum().abs() < 1e-6); // each row of softmax − one-hot sums to 0
+    /// }
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`SoftmaxLoss`].
+    pub fn loss_and_grad<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+    ) -> Result<(F, Array2<F>)>
+    where
+        F: 't,
+    {
+        let mut grad = Array2::zeros(logits.raw_dim());
+        let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
+        Ok((loss, grad))
+    }
+
+    /// The reduced loss; its gradient with respect to the logits overwrites `grad_out` (`[B, K]`).
+    ///
+    /// `grad_out` is overwritten, never accumulated into. Any array or view works for `logits` and
+    /// `grad_out`, strided ones too (contiguous rows are fastest).
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order, all before anything is written:
+    /// - [`LossError::EmptyBatch`], [`LossError::NoClasses`]: `B = 0` or `K = 0`;
+    /// - [`LossError::ShapeMismatch`]: `prior`, `class_weights` or `alpha` not of length `K`;
+    ///   `labels`, `sample_weights` not of length `B`; `targets` or `grad_out` not `[B, K]`;
+    /// - [`LossError::InvalidSampleWeight`]: a negative or non-finite sample weight;
+    /// - [`LossError::LabelOutOfRange`]: a label `≥ K`;
+    /// - [`LossError::InvalidTarget`], [`LossError::TargetSum`]: a probability target that is
+    ///   negative or non-finite, or a row that does not sum to 1 within `√ε`;
+    /// - [`LossError::NonFiniteLogit`]: a NaN or `+inf` logit (`-inf` masks a class);
+    /// - [`LossError::MaskedTarget`]: a class with target mass in a row that counts (positive
+    ///   sample weight and class factor `w_k·α_k`) whose logit is `-inf`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// use ndarray::{array, Array2};
+    ///
+    /// let loss = SoftmaxLoss::focal(1.0)?;
+    /// let logits = array![[0.5_f64, -0.5], [2.0, 1.0]];
+    /// let mut grad = Array2::from_elem((2, 2), f64::NAN); // overwritten, not accumulated into
+    /// let value = loss.loss_and_grad_into(&logits, &[1, 0], &mut grad)?;
+    /// assert_eq!((value, grad), loss.loss_and_grad(&logits, &[1, 0])?);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`SoftmaxLoss`].
+    pub fn loss_and_grad_into<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+        grad_out: &mut ArrayRef2<F>,
+    ) -> Result<F>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        self.check_batch(logits, &targets)?;
+        check_shape("grad_out", logits.shape(), grad_out.shape())?;
+        self.reduced(logits, &targets, Some(grad_out))
+    }
+
+    /// The reduced loss alone, for evaluation.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// use ndarray::array;
+    ///
+    /// let loss = SoftmaxLoss::cross_entropy().loss(&array![[0.0_f64, 0.0, 0.0]], &[1])?;
+    /// assert!((loss - 3f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`SoftmaxLoss`].
+    pub fn loss<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<F>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        self.check_batch(logits, &targets)?;
+        self.reduced(logits, &targets, None)
+    }
+
+    /// Every row's loss `ℓ_i` and its gradient `∂ℓ_i/∂z_i`, unreduced, in new arrays.
+    ///
+    /// Wraps [`per_sample_loss_and_grad_into`](Self::per_sample_loss_and_grad_into).
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the output shapes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{Reduction, SoftmaxLoss};
+    /// use ndarray::array;
+    ///
+    /// let logits = array![[1.0_f64, 0.0], [0.0, 3.0]];
+    /// let loss = SoftmaxLoss::cross_entropy();
+    /// let (losses, grads) = loss.per_sample_loss_and_grad(&logits, &[0, 0])?;
+    /// let (sum, sum_grad) = loss.with_reduction(Reduction::Sum).loss_and_grad(&logits, &[0, 0])?;
+    /// assert!((losses.sum() - sum).abs() < 1e-14);
+    /// assert_eq!(grads, sum_grad);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`SoftmaxLoss`].
+    pub fn per_sample_loss_and_grad<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+    ) -> Result<(Array1<F>, Array2<F>)>
+    where
+        F: 't,
+    {
+        let mut losses = Array1::zeros(logits.nrows());
+        let mut grad = Array2::zeros(logits.raw_dim());
+        self.per_sample_loss_and_grad_into(logits, targets, &mut losses, &mut grad)?;
+        Ok((losses, grad))
+    }
+
+    /// Every row's loss `ℓ_i` into `losses_out` (`[B]`) and `∂ℓ_i/∂z_i` into `grad_out` (`[B, K]`),
+    /// both overwritten.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), and
+    /// [`LossError::ShapeMismatch`] (`"losses_out"`) if `losses_out` is not of length `B`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SoftmaxLoss;
+    /// use ndarray::{array, Array1, Array2};
+    ///
+    /// let logits = array![[1.0_f32, 0.0], [0.0, 1.0]];
+    /// let (mut losses, mut grad) = (Array1::zeros(2), Array2::zeros((2, 2)));
+    /// SoftmaxLoss::cross_entropy().per_sample_loss_and_grad_into(&logits, &[0, 0], &mut losses, &mut grad)?;
+    /// assert!(losses[1] > losses[0]); // the second row is wrong
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`SoftmaxLoss`].
+    pub fn per_sample_loss_and_grad_into<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+        losses_out: &mut ArrayRef1<F>,
+        grad_out: &mut ArrayRef2<F>,
+    ) -> Result<()>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        self.check_batch(logits, &targets)?;
+        check_shape("losses_out", &[logits.nrows()], losses_out.shape())?;
+        check_shape("grad_out", logits.shape(), grad_out.shape())?;
+        self.rows(logits, &targets, Some(grad_out), F::one(), |i, loss| {
+            losses_out[i] = loss
+        });
+        Ok(())
+    }
+
+    /// Every row's loss `ℓ_i`, unreduced.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{SoftmaxLoss, Targets};
+    /// use ndarray::array;
+    ///
+    /// let logits = array![[1.0_f64, 0.0], [0.0, 1.0]];
+    /// let targets = Targets::labels(&[0, 0]).with_sample_weights(&[1.0, 0.0]);
+    /// let losses = SoftmaxLoss::cross_entropy().per_sample_loss(&logits, targets)?;
+    /// assert_eq!(losses[1], 0.0);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`SoftmaxLoss`].
+    pub fn per_sample_loss<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+    ) -> Result<Array1<F>>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        self.check_batch(logits, &targets)?;
+        let mut losses = Array1::zeros(logits.nrows());
+        self.rows(logits, &targets, None, F::one(), |i, loss| losses[i] = loss);
+        Ok(losses)
+    }
+
+    /// The class factor `a_k = w_k·α_k` of term `k`.
+    #[inline]
+    pub(super) fn class_factor(&self, k: usize) -> F {
+        let w = self.class_weights.as_ref().map_or(F::one(), |w| w[k]);
+        self.alpha.as_ref().map_or(w, |alpha| w * alpha[k])
+    }
+
+    /// The label-smoothed target mass of class `k` in a row whose raw target mass is `t_k`.
+    #[inline]
+    pub(super) fn smoothed(&self, t_k: F, classes: usize) -> F {
+        let eps = self.label_smoothing;
+        (F::one() - eps) * t_k + eps / F::from_f64(classes as f64)
+    }
+
+    /// The mean's denominator `D`: `Σ_i s_i·w_{y_i}` for hard labels, `Σ_i s_i` for probabilities.
+    fn mean_denominator(&self, targets: &Targets<F>) -> f64 {
+        let rows = 0..targets.len();
+        match &targets.kind {
+            TargetKind::Labels(labels) => rows
+                .zip(labels)
+                .map(|(i, &y)| {
+                    let w = self.class_weights.as_ref().map_or(F::one(), |w| w[y]);
+                    (targets.sample_weight(i) * w).as_f64()
+                })
+                .sum(),
+            TargetKind::Probs(_) => rows.map(|i| targets.sample_weight(i).as_f64()).sum(),
+        }
+    }
+
+    /// The reduced loss of a validated batch, the gradient into `grad_out` if given.
+    fn reduced(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<F> {
+        let divisor = match self.reduction {
+            Reduction::Sum => 1.0,
+            Reduction::Mean => self.mean_denominator(targets),
+        };
+        if divisor == 0.0 {
+            if let Some(grad) = grad_out {
+                grad.fill(F::zero());
+            }
+            return Ok(F::zero());
+        }
+        let mut total = 0.0_f64;
+        self.rows(
+            logits,
+            targets,
+            grad_out,
+            F::from_f64(divisor.recip()),
+            |_, loss| total += loss.as_f64(),
+        );
+        Ok(F::from_f64(total / divisor))
+    }
+
+    /// Runs the kernel over a validated batch: row `i`'s loss goes to `sink(i, ℓ_i)` and
+    /// `scale·∂ℓ_i/∂z_i` into row `i` of `grad_out` (or a scratch row).
+    fn rows(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+        scale: F,
+        mut sink: impl FnMut(usize, F),
+    ) {
+        let classes = logits.ncols();
+        let adjust = self.adjustment.as_deref();
+        let gamma = self.gamma;
+        let smoothing = self.label_smoothing > F::zero();
+        let mut h = vec![F::zero(); classes];
+        for_each_row(logits, grad_out, |i, z, grad| {
+            let s = targets.sample_weight(i);
+            let loss = match &targets.kind {
+                TargetKind::Labels(labels) if !smoothing => {
+                    let y = labels[i];
+                    one_hot_row(z, adjust, y, s * self.class_factor(y), gamma, scale, grad)
+                }
+                TargetKind::Labels(labels) => {
+                    let y = labels[i];
+                    let coef = |k: usize| {
+                        s * self.class_factor(k) * self.smoothed(one_hot(k == y), classes)
+                    };
+                    dense_row(z, adjust, coef, gamma, scale, grad, &mut h)
+                }
+                TargetKind::Probs(probs) => {
+                    let t = probs.row(i);
+                    let coef = |k: usize| s * self.class_factor(k) * self.smoothed(t[k], classes);
+                    dense_row(z, adjust, coef, gamma, scale, grad, &mut h)
+                }
+            };
+            sink(i, loss);
+        });
+    }
+}
+
+fn invalid<F: Float>(
+    name: &'static str,
+    index: Option<usize>,
+    value: F,
+    expected: &'static str,
+) -> LossError {
+    LossError::InvalidParameter {
+        name,
+        index,
+        value: value.as_f64(),
+        expected,
+    }
+}
+
+/// The hard-label target mass: 1 on the label, 0 elsewhere.
+#[inline]
+pub(super) fn one_hot<F: Float>(is_label: bool) -> F {
+    if is_label { F::one() } else { F::zero() }
+}

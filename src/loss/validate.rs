@@ -1,0 +1,143 @@
+//! Checks of a loss's parameters and of a batch against a loss, all done before anything is written.
+
+use ndarray::{ArrayRef2, ArrayView1};
+
+use super::softmax_loss::{SoftmaxLoss, one_hot};
+use super::targets::{TargetKind, Targets};
+use crate::error::check_shape;
+use crate::softmax::{check_logits, is_nan_or_pos_inf};
+use crate::{Float, LossError, Result};
+
+/// Copies a per-class parameter after checking every entry (finite, and `valid`).
+pub(super) fn class_vector<F: Float>(
+    name: &'static str,
+    values: ArrayView1<'_, F>,
+    expected: &'static str,
+    valid: impl Fn(F) -> bool,
+) -> Result<Vec<F>> {
+    match values.iter().position(|&v| !(v.is_finite() && valid(v))) {
+        Some(i) => Err(LossError::InvalidParameter {
+            name,
+            index: Some(i),
+            value: values[i].as_f64(),
+            expected,
+        }),
+        None => Ok(values.to_vec()),
+    }
+}
+
+impl<F: Float> SoftmaxLoss<F> {
+    /// Validates a batch in the order documented on
+    /// [`loss_and_grad_into`](SoftmaxLoss::loss_and_grad_into).
+    pub(super) fn check_batch(&self, logits: &ArrayRef2<F>, targets: &Targets<F>) -> Result<()> {
+        let (batch, classes) = logits.dim();
+        if batch == 0 {
+            return Err(LossError::EmptyBatch);
+        }
+        if classes == 0 {
+            return Err(LossError::NoClasses);
+        }
+        for (name, values) in [
+            ("prior", &self.adjustment),
+            ("class_weights", &self.class_weights),
+            ("alpha", &self.alpha),
+        ] {
+            if let Some(values) = values {
+                check_shape(name, &[classes], &[values.len()])?;
+            }
+        }
+        match &targets.kind {
+            TargetKind::Labels(labels) => check_shape("labels", &[batch], labels.shape())?,
+            TargetKind::Probs(probs) => check_shape("targets", &[batch, classes], probs.shape())?,
+        }
+        if let Some(weights) = &targets.sample_weights {
+            check_shape("sample_weights", &[batch], weights.shape())?;
+            if let Some(row) = weights
+                .iter()
+                .position(|&w| !(w.is_finite() && w >= F::zero()))
+            {
+                return Err(LossError::InvalidSampleWeight {
+                    row,
+                    value: weights[row].as_f64(),
+                });
+            }
+        }
+        match &targets.kind {
+            TargetKind::Labels(labels) => {
+                if let Some(row) = labels.iter().position(|&y| y >= classes) {
+                    return Err(LossError::LabelOutOfRange {
+                        row,
+                        label: labels[row],
+                        classes,
+                    });
+                }
+            }
+            TargetKind::Probs(probs) => check_probs(probs.view())?,
+        }
+        check_logits(logits)?;
+        self.check_adjusted_logits(logits)?;
+        self.check_masked_targets(logits, targets)
+    }
+
+    /// A finite logit may still overflow to `+inf` once the adjustment is added.
+    fn check_adjusted_logits(&self, logits: &ArrayRef2<F>) -> Result<()> {
+        let Some(adjust) = &self.adjustment else {
+            return Ok(());
+        };
+        for (row, z) in logits.rows().into_iter().enumerate() {
+            if let Some(class) = z
+                .iter()
+                .zip(adjust)
+                .position(|(&v, &a)| is_nan_or_pos_inf(v + a))
+            {
+                return Err(LossError::NonFiniteLogit {
+                    row,
+                    class,
+                    value: z[class].as_f64(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A `-inf` logit is a legal mask unless its class carries target mass in a row that counts.
+    fn check_masked_targets(&self, logits: &ArrayRef2<F>, targets: &Targets<F>) -> Result<()> {
+        let classes = logits.ncols();
+        for (row, z) in logits.rows().into_iter().enumerate() {
+            let s = targets.sample_weight(row);
+            for class in (0..classes).filter(|&k| z[k] == F::neg_infinity()) {
+                let t = match &targets.kind {
+                    TargetKind::Labels(labels) => one_hot(labels[row] == class),
+                    TargetKind::Probs(probs) => probs[[row, class]],
+                };
+                if s * self.class_factor(class) * self.smoothed(t, classes) > F::zero() {
+                    return Err(LossError::MaskedTarget { row, class });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Probability targets: entries finite and `≥ 0`, rows summing to 1 within `√ε`.
+fn check_probs<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<()> {
+    let tolerance = F::epsilon().sqrt();
+    for (row, t) in probs.rows().into_iter().enumerate() {
+        if let Some(class) = t.iter().position(|&v| !(v.is_finite() && v >= F::zero())) {
+            return Err(LossError::InvalidTarget {
+                row,
+                class,
+                value: t[class].as_f64(),
+            });
+        }
+        let sum = t.iter().fold(0.0_f64, |acc, v| acc + v.as_f64());
+        if (sum - 1.0).abs() > tolerance.as_f64() {
+            return Err(LossError::TargetSum {
+                row,
+                sum,
+                tolerance: tolerance.as_f64(),
+            });
+        }
+    }
+    Ok(())
+}
