@@ -110,22 +110,11 @@ impl fmt::Display for LossError {
         match self {
             Self::EmptyBatch => write!(f, "the batch is empty (zero rows)"),
             Self::NoClasses => write!(f, "the logits have zero classes (zero columns)"),
-            Self::ShapeMismatch {
-                name,
-                expected,
-                found,
-            } => {
+            Self::ShapeMismatch { name, expected, found } => {
                 write!(f, "{name} has shape {found:?}, expected {expected:?}")
             }
-            Self::LabelOutOfRange {
-                row,
-                label,
-                classes,
-            } => {
-                write!(
-                    f,
-                    "label {label} at row {row} is not a class index 0..{classes}"
-                )
+            Self::LabelOutOfRange { row, label, classes } => {
+                write!(f, "label {label} at row {row} is not a class index 0..{classes}")
             }
             Self::NonFiniteLogit { row, class, value } => write!(
                 f,
@@ -136,41 +125,22 @@ impl fmt::Display for LossError {
                 "row {row} puts target mass on class {class}, whose logit is -inf: the loss is infinite"
             ),
             Self::FullyMasked { row } => {
-                write!(
-                    f,
-                    "every logit of row {row} is -inf: its softmax is undefined"
-                )
+                write!(f, "every logit of row {row} is -inf: its softmax is undefined")
             }
             Self::InvalidTarget { row, class, value } => write!(
                 f,
                 "probability target at row {row}, class {class} is {value}; it must be finite and >= 0"
             ),
-            Self::TargetSum {
-                row,
-                sum,
-                tolerance,
-            } => write!(
-                f,
-                "probability targets of row {row} sum to {sum}, not 1 (tolerance {tolerance:e})"
-            ),
-            Self::InvalidSampleWeight { row, value } => write!(
-                f,
-                "sample weight at row {row} is {value}; it must be finite and >= 0"
-            ),
-            Self::InvalidParameter {
-                name,
-                index: Some(i),
-                value,
-                expected,
-            } => {
+            Self::TargetSum { row, sum, tolerance } => {
+                write!(f, "probability targets of row {row} sum to {sum}, not 1 (tolerance {tolerance:e})")
+            }
+            Self::InvalidSampleWeight { row, value } => {
+                write!(f, "sample weight at row {row} is {value}; it must be finite and >= 0")
+            }
+            Self::InvalidParameter { name, index: Some(i), value, expected } => {
                 write!(f, "{name}[{i}] is {value}; expected {expected}")
             }
-            Self::InvalidParameter {
-                name,
-                index: None,
-                value,
-                expected,
-            } => {
+            Self::InvalidParameter { name, index: None, value, expected } => {
                 write!(f, "{name} is {value}; expected {expected}")
             }
         }
@@ -187,10 +157,6 @@ pub(crate) fn check_shape(name: &'static str, expected: &[usize], found: &[usize
     if expected == found {
         Ok(())
     } else {
-        Err(LossError::ShapeMismatch {
-            name,
-            expected: expected.to_vec(),
-            found: found.to_vec(),
-        })
+        Err(LossError::ShapeMismatch { name, expected: expected.to_vec(), found: found.to_vec() })
     }
 }

@@ -107,9 +107,7 @@ pub(crate) fn lane_max<F: Float>(x: &[F]) -> F {
             *a = greater(*a, v);
         }
     }
-    acc.into_iter()
-        .chain(tail.iter().copied())
-        .fold(F::neg_infinity(), greater)
+    acc.into_iter().chain(tail.iter().copied()).fold(F::neg_infinity(), greater)
 }
 
 #[cfg(test)]
@@ -121,10 +119,7 @@ mod tests {
         for n in 0..40 {
             let x: Vec<f64> = (0..n).map(|i| ((i * 7919) % 23) as f64 - 11.0).collect();
             assert_eq!(lane_sum(&x), x.iter().sum::<f64>());
-            assert_eq!(
-                lane_max(&x),
-                x.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-            );
+            assert_eq!(lane_max(&x), x.iter().copied().fold(f64::NEG_INFINITY, f64::max));
         }
     }
 }

@@ -60,3 +60,8 @@ pub mod softmax;
 pub use error::{LossError, Result};
 pub use float::Float;
 pub use loss::{Reduction, SoftmaxLoss, Targets};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

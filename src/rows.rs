@@ -33,9 +33,7 @@ pub(crate) fn for_each_row<F: Float>(
                     Some(out) => f(i, z, out),
                     None => {
                         f(i, z, &mut out_buf);
-                        out.iter_mut()
-                            .zip(&out_buf)
-                            .for_each(|(dst, &src)| *dst = src);
+                        out.iter_mut().zip(&out_buf).for_each(|(dst, &src)| *dst = src);
                     }
                 }
             }

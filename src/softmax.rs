@@ -37,22 +37,14 @@ pub(crate) fn exp_shift_in_place<F: Float>(row: &mut [F]) -> Option<RowLse<F>> {
         *v = (*v - max).exp();
     }
     let rest = lane_sum(&row[..argmax]) + lane_sum(&row[argmax + 1..]);
-    Some(RowLse {
-        max,
-        ln_total: rest.ln_1p(),
-        inv_total: (F::one() + rest).recip(),
-    })
+    Some(RowLse { max, ln_total: rest.ln_1p(), inv_total: (F::one() + rest).recip() })
 }
 
 /// Fails on the first NaN or `+inf` logit, row by row; `-inf` passes.
 pub(crate) fn check_logits<F: Float>(logits: &ArrayRef2<F>) -> Result<()> {
     for (row, z) in logits.rows().into_iter().enumerate() {
         if let Some(class) = z.iter().position(|&v| is_nan_or_pos_inf(v)) {
-            return Err(LossError::NonFiniteLogit {
-                row,
-                class,
-                value: z[class].as_f64(),
-            });
+            return Err(LossError::NonFiniteLogit { row, class, value: z[class].as_f64() });
         }
     }
     Ok(())
@@ -253,11 +245,7 @@ fn softmax_family_into<F: Float>(
     check_shape("out", logits.shape(), out.shape())?;
     check_logits(logits)?;
     if logits.ncols() > 0 {
-        if let Some(row) = logits
-            .rows()
-            .into_iter()
-            .position(|z| z.iter().all(|&v| v == F::neg_infinity()))
-        {
+        if let Some(row) = logits.rows().into_iter().position(|z| z.iter().all(|&v| v == F::neg_infinity())) {
             return Err(LossError::FullyMasked { row });
         }
     }

@@ -56,7 +56,10 @@ fn per_sample_gradients_match_finite_differences() {
         let err = relative_error(&grad, &numeric);
         assert!(err <= 1e-6, "{options:?}: per-sample gradient relative error {err:e}");
         let (sum, _) = problem.loss_and_grad::<f64>(&problem.logits);
-        assert!(relative(losses.sum(), sum) <= 1e-13, "{options:?}: per-sample losses do not sum to the Sum reduction");
+        assert!(
+            relative(losses.sum(), sum) <= 1e-13,
+            "{options:?}: per-sample losses do not sum to the Sum reduction"
+        );
     }
 }
 

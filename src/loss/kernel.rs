@@ -35,17 +35,9 @@ fn focal_factors<F: Float>(lp: F, gamma: F) -> (F, F) {
     let one_minus_p = -lp.exp_m1();
     let p = lp.exp();
     let m = one_minus_p.powf(gamma);
-    let log_ratio = if one_minus_p > F::zero() {
-        lp / one_minus_p
-    } else {
-        -F::one()
-    };
+    let log_ratio = if one_minus_p > F::zero() { lp / one_minus_p } else { -F::one() };
     // p = 0 only where log p = -inf: the product's limit is 0, not NaN.
-    let p_log_ratio = if p > F::zero() {
-        p * log_ratio
-    } else {
-        F::zero()
-    };
+    let p_log_ratio = if p > F::zero() { p * log_ratio } else { F::zero() };
     (m, m * (F::one() - gamma * p_log_ratio))
 }
 

@@ -251,11 +251,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # References
     ///
     /// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
-    pub fn with_logit_adjustment<'p>(
-        mut self,
-        prior: impl Into<ArrayView1<'p, F>>,
-        tau: F,
-    ) -> Result<Self>
+    pub fn with_logit_adjustment<'p>(mut self, prior: impl Into<ArrayView1<'p, F>>, tau: F) -> Result<Self>
     where
         F: 'p,
     {
@@ -269,18 +265,14 @@ impl<F: Float> SoftmaxLoss<F> {
         } else {
             "finite and >= 0"
         };
-        let prior = class_vector("prior", prior, expected, |v| {
-            v > F::zero() || (!positive && v == F::zero())
-        })?;
+        let prior =
+            class_vector("prior", prior, expected, |v| v > F::zero() || (!positive && v == F::zero()))?;
         self.adjustment = positive.then(|| {
             // log Σπ as log max + log Σ(π/max): no overflow for any finite counts.
             let max = prior.iter().fold(0.0_f64, |m, v| m.max(v.as_f64()));
             let log_sum = max.ln() + prior.iter().map(|v| v.as_f64() / max).sum::<f64>().ln();
             let tau = tau.as_f64();
-            prior
-                .iter()
-                .map(|v| F::from_f64(tau * (v.as_f64().ln() - log_sum)))
-                .collect()
+            prior.iter().map(|v| F::from_f64(tau * (v.as_f64().ln() - log_sum))).collect()
         });
         Ok(self)
     }
@@ -315,12 +307,8 @@ impl<F: Float> SoftmaxLoss<F> {
     where
         F: 'w,
     {
-        self.class_weights = Some(class_vector(
-            "class_weights",
-            weights.into(),
-            "finite and >= 0",
-            |v| v >= F::zero(),
-        )?);
+        self.class_weights =
+            Some(class_vector("class_weights", weights.into(), "finite and >= 0", |v| v >= F::zero())?);
         Ok(self)
     }
 
@@ -378,12 +366,7 @@ impl<F: Float> SoftmaxLoss<F> {
     where
         F: 'a,
     {
-        self.alpha = Some(class_vector(
-            "alpha",
-            alpha.into(),
-            "finite and >= 0",
-            |v| v >= F::zero(),
-        )?);
+        self.alpha = Some(class_vector("alpha", alpha.into(), "finite and >= 0", |v| v >= F::zero())?);
         Ok(self)
     }
 
@@ -712,9 +695,7 @@ impl<F: Float> SoftmaxLoss<F> {
         self.check_batch(logits, &targets)?;
         check_shape("losses_out", &[logits.nrows()], losses_out.shape())?;
         check_shape("grad_out", logits.shape(), grad_out.shape())?;
-        self.rows(logits, &targets, Some(grad_out), F::one(), |i, loss| {
-            losses_out[i] = loss
-        });
+        self.rows(logits, &targets, Some(grad_out), F::one(), |i, loss| losses_out[i] = loss);
         Ok(())
     }
 
@@ -802,13 +783,7 @@ impl<F: Float> SoftmaxLoss<F> {
             return Ok(F::zero());
         }
         let mut total = 0.0_f64;
-        self.rows(
-            logits,
-            targets,
-            grad_out,
-            F::from_f64(divisor.recip()),
-            |_, loss| total += loss.as_f64(),
-        );
+        self.rows(logits, targets, grad_out, F::from_f64(divisor.recip()), |_, loss| total += loss.as_f64());
         Ok(F::from_f64(total / divisor))
     }
 
@@ -836,9 +811,7 @@ impl<F: Float> SoftmaxLoss<F> {
                 }
                 TargetKind::Labels(labels) => {
                     let y = labels[i];
-                    let coef = |k: usize| {
-                        s * self.class_factor(k) * self.smoothed(one_hot(k == y), classes)
-                    };
+                    let coef = |k: usize| s * self.class_factor(k) * self.smoothed(one_hot(k == y), classes);
                     dense_row(z, adjust, coef, gamma, scale, grad, &mut h)
                 }
                 TargetKind::Probs(probs) => {
@@ -858,12 +831,7 @@ fn invalid<F: Float>(
     value: F,
     expected: &'static str,
 ) -> LossError {
-    LossError::InvalidParameter {
-        name,
-        index,
-        value: value.as_f64(),
-        expected,
-    }
+    LossError::InvalidParameter { name, index, value: value.as_f64(), expected }
 }
 
 /// The hard-label target mass: 1 on the label, 0 elsewhere.

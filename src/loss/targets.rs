@@ -55,14 +55,12 @@ impl<'a, F: Float> Targets<'a, F> {
     ///
     /// ```
     /// use longtail::Targets;
-    /// let targets = Targets::<f32>::labels(&vec![0, 2, 1]);
+    /// let labels = vec![0, 2, 1];
+    /// let targets = Targets::<f32>::labels(&labels);
     /// assert_eq!(targets.len(), 3);
     /// ```
     pub fn labels(labels: impl Into<ArrayView1<'a, usize>>) -> Self {
-        Self {
-            kind: TargetKind::Labels(labels.into()),
-            sample_weights: None,
-        }
+        Self { kind: TargetKind::Labels(labels.into()), sample_weights: None }
     }
 
     /// Probability targets, a `[B, K]` array whose rows are distributions.
@@ -76,10 +74,7 @@ impl<'a, F: Float> Targets<'a, F> {
     /// assert_eq!(Targets::probs(&probs).len(), 2);
     /// ```
     pub fn probs(probs: impl Into<ArrayView2<'a, F>>) -> Self {
-        Self {
-            kind: TargetKind::Probs(probs.into()),
-            sample_weights: None,
-        }
+        Self { kind: TargetKind::Probs(probs.into()), sample_weights: None }
     }
 
     /// Weights each row's loss by `s_i ≥ 0` (length `B`); 0 ignores the row.

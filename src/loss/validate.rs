@@ -16,12 +16,9 @@ pub(super) fn class_vector<F: Float>(
     valid: impl Fn(F) -> bool,
 ) -> Result<Vec<F>> {
     match values.iter().position(|&v| !(v.is_finite() && valid(v))) {
-        Some(i) => Err(LossError::InvalidParameter {
-            name,
-            index: Some(i),
-            value: values[i].as_f64(),
-            expected,
-        }),
+        Some(i) => {
+            Err(LossError::InvalidParameter { name, index: Some(i), value: values[i].as_f64(), expected })
+        }
         None => Ok(values.to_vec()),
     }
 }
@@ -37,11 +34,9 @@ impl<F: Float> SoftmaxLoss<F> {
         if classes == 0 {
             return Err(LossError::NoClasses);
         }
-        for (name, values) in [
-            ("prior", &self.adjustment),
-            ("class_weights", &self.class_weights),
-            ("alpha", &self.alpha),
-        ] {
+        for (name, values) in
+            [("prior", &self.adjustment), ("class_weights", &self.class_weights), ("alpha", &self.alpha)]
+        {
             if let Some(values) = values {
                 check_shape(name, &[classes], &[values.len()])?;
             }
@@ -52,24 +47,14 @@ impl<F: Float> SoftmaxLoss<F> {
         }
         if let Some(weights) = &targets.sample_weights {
             check_shape("sample_weights", &[batch], weights.shape())?;
-            if let Some(row) = weights
-                .iter()
-                .position(|&w| !(w.is_finite() && w >= F::zero()))
-            {
-                return Err(LossError::InvalidSampleWeight {
-                    row,
-                    value: weights[row].as_f64(),
-                });
+            if let Some(row) = weights.iter().position(|&w| !(w.is_finite() && w >= F::zero())) {
+                return Err(LossError::InvalidSampleWeight { row, value: weights[row].as_f64() });
             }
         }
         match &targets.kind {
             TargetKind::Labels(labels) => {
                 if let Some(row) = labels.iter().position(|&y| y >= classes) {
-                    return Err(LossError::LabelOutOfRange {
-                        row,
-                        label: labels[row],
-                        classes,
-                    });
+                    return Err(LossError::LabelOutOfRange { row, label: labels[row], classes });
                 }
             }
             TargetKind::Probs(probs) => check_probs(probs.view())?,
@@ -85,16 +70,8 @@ impl<F: Float> SoftmaxLoss<F> {
             return Ok(());
         };
         for (row, z) in logits.rows().into_iter().enumerate() {
-            if let Some(class) = z
-                .iter()
-                .zip(adjust)
-                .position(|(&v, &a)| is_nan_or_pos_inf(v + a))
-            {
-                return Err(LossError::NonFiniteLogit {
-                    row,
-                    class,
-                    value: z[class].as_f64(),
-                });
+            if let Some(class) = z.iter().zip(adjust).position(|(&v, &a)| is_nan_or_pos_inf(v + a)) {
+                return Err(LossError::NonFiniteLogit { row, class, value: z[class].as_f64() });
             }
         }
         Ok(())
@@ -124,19 +101,11 @@ fn check_probs<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<()> {
     let tolerance = F::epsilon().sqrt();
     for (row, t) in probs.rows().into_iter().enumerate() {
         if let Some(class) = t.iter().position(|&v| !(v.is_finite() && v >= F::zero())) {
-            return Err(LossError::InvalidTarget {
-                row,
-                class,
-                value: t[class].as_f64(),
-            });
+            return Err(LossError::InvalidTarget { row, class, value: t[class].as_f64() });
         }
         let sum = t.iter().fold(0.0_f64, |acc, v| acc + v.as_f64());
         if (sum - 1.0).abs() > tolerance.as_f64() {
-            return Err(LossError::TargetSum {
-                row,
-                sum,
-                tolerance: tolerance.as_f64(),
-            });
+            return Err(LossError::TargetSum { row, sum, tolerance: tolerance.as_f64() });
         }
     }
     Ok(())

@@ -142,7 +142,8 @@ impl Problem {
     pub fn with_targets<F: Float, R>(&self, f: impl FnOnce(Targets<'_, F>) -> R) -> R {
         let probs = self.probs.mapv(F::from_f64);
         let weights: Vec<F> = self.sample_weights.iter().map(|&x| F::from_f64(x)).collect();
-        let mut targets = if self.options.probs { Targets::probs(&probs) } else { Targets::labels(&self.labels) };
+        let mut targets =
+            if self.options.probs { Targets::probs(&probs) } else { Targets::labels(&self.labels) };
         if self.options.sample_weights {
             targets = targets.with_sample_weights(&weights);
         }
@@ -166,19 +167,23 @@ impl Problem {
         let mut denominator = 0.0;
         for i in 0..batch {
             let z: Vec<f64> = (0..classes)
-                .map(|c| logits[[i, c]] + if o.adjust { self.tau * (self.prior[c] / prior_sum).ln() } else { 0.0 })
+                .map(|c| {
+                    logits[[i, c]] + if o.adjust { self.tau * (self.prior[c] / prior_sum).ln() } else { 0.0 }
+                })
                 .collect();
             let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let lse = max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
             let s = if o.sample_weights { self.sample_weights[i] } else { 1.0 };
-            let w = |c: usize| if o.class_weights { self.class_weights[c] } else { 1.0 };
+            let w = |c: usize| {
+                if o.class_weights { self.class_weights[c] } else { 1.0 }
+            };
             let a = |c: usize| w(c) * if o.alpha { self.alpha[c] } else { 1.0 };
             let t = |c: usize| {
                 let raw = if o.probs { self.probs[[i, c]] } else { f64::from(u8::from(self.labels[i] == c)) };
                 (1.0 - o.smoothing) * raw + o.smoothing / k
             };
-            for c in 0..classes {
-                let lp = z[c] - lse;
+            for (c, zc) in z.iter().enumerate() {
+                let lp = zc - lse;
                 total += s * a(c) * t(c) * (1.0 - lp.exp()).powf(o.gamma) * -lp;
             }
             denominator += if o.probs { s } else { s * w(self.labels[i]) };
