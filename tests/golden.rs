@@ -4,6 +4,7 @@
 //! Produced by `tests/golden/generate_torch.py` (its docstring has the command and versions); the
 //! output `tests/golden/torch_values.rs` is committed, so these tests need no Python.
 
+#[rustfmt::skip] // generated: kept byte-identical to the script's output
 #[path = "golden/torch_values.rs"]
 mod torch_values;
 
