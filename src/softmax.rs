@@ -40,10 +40,13 @@ pub(crate) fn exp_shift_in_place<F: Float>(row: &mut [F]) -> Option<RowLse<F>> {
     Some(RowLse { max, ln_total: rest.ln_1p(), inv_total: (F::one() + rest).recip() })
 }
 
-/// Fails on the first NaN or `+inf` logit, row by row; `-inf` passes.
-pub(crate) fn check_logits<F: Float>(logits: &ArrayRef2<F>) -> Result<()> {
+/// Fails on the first NaN or `+inf` logit in row-major order, counting a finite logit that
+/// overflows to `+inf` once `adjust` (length `K`) is added; `-inf` passes.
+pub(crate) fn check_logits<F: Float>(logits: &ArrayRef2<F>, adjust: Option<&[F]>) -> Result<()> {
+    let overflows = |k: usize, v: F| adjust.is_some_and(|a| is_nan_or_pos_inf(v + a[k]));
     for (row, z) in logits.rows().into_iter().enumerate() {
-        if let Some(class) = z.iter().position(|&v| is_nan_or_pos_inf(v)) {
+        if let Some(class) = z.iter().enumerate().position(|(k, &v)| is_nan_or_pos_inf(v) || overflows(k, v))
+        {
             return Err(LossError::NonFiniteLogit { row, class, value: z[class].as_f64() });
         }
     }
@@ -107,7 +110,7 @@ pub fn log_sum_exp<F: Float>(logits: &ArrayRef2<F>) -> Result<Array1<F>> {
 /// Blanchard, Higham & Higham 2021 (see [`log_sum_exp`]).
 pub fn log_sum_exp_into<F: Float>(logits: &ArrayRef2<F>, out: &mut ArrayRef1<F>) -> Result<()> {
     check_shape("out", &[logits.nrows()], out.shape())?;
-    check_logits(logits)?;
+    check_logits(logits, None)?;
     for_each_row(logits, None, |i, z, scratch| {
         scratch.copy_from_slice(z);
         out[i] = exp_shift_in_place(scratch).map_or(F::neg_infinity(), |s| s.max + s.ln_total);
@@ -243,7 +246,7 @@ fn softmax_family_into<F: Float>(
     finish: impl Fn(&[F], &mut [F], RowLse<F>),
 ) -> Result<()> {
     check_shape("out", logits.shape(), out.shape())?;
-    check_logits(logits)?;
+    check_logits(logits, None)?;
     if logits.ncols() > 0 {
         if let Some(row) = logits.rows().into_iter().position(|z| z.iter().all(|&v| v == F::neg_infinity())) {
             return Err(LossError::FullyMasked { row });

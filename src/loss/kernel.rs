@@ -41,8 +41,9 @@ fn focal_factors<F: Float>(lp: F, gamma: F) -> (F, F) {
     (m, m * (F::one() - gamma * p_log_ratio))
 }
 
-/// One row with a single target class `label` of coefficient `c > 0`:
+/// One row with a single target class `label` of coefficient `c ≥ 0`:
 /// returns `ℓ = −c (1 − p_y)^γ log p_y` and writes `scale · ∂ℓ/∂z` into `grad`.
+/// A row with `c = 0` costs nothing, even when its label is masked (`log p_y = -inf`).
 #[inline]
 pub(crate) fn one_hot_row<F: Float>(
     z: &[F],
@@ -53,9 +54,12 @@ pub(crate) fn one_hot_row<F: Float>(
     scale: F,
     grad: &mut [F],
 ) -> F {
-    let Some(lse) = shifted_exp(z, adjust, grad) else {
-        grad.fill(F::zero());
-        return F::zero();
+    let lse = match shifted_exp(z, adjust, grad) {
+        Some(lse) if c > F::zero() => lse,
+        _ => {
+            grad.fill(F::zero());
+            return F::zero();
+        }
     };
     let z_label = adjust.map_or(z[label], |a| z[label] + a[label]);
     let lp = (z_label - lse.max) - lse.ln_total;

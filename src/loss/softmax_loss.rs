@@ -6,7 +6,6 @@ use super::Reduction;
 use super::kernel::{dense_row, one_hot_row};
 use super::targets::{TargetKind, Targets};
 use super::validate::class_vector;
-use crate::error::check_shape;
 use crate::rows::for_each_row;
 use crate::{Float, LossError, Result};
 
@@ -228,13 +227,14 @@ impl<F: Float> SoftmaxLoss<F> {
     /// Adds logit adjustment: the softmax is taken of `z + τ·log(π / Σ_j π_j)`.
     ///
     /// `prior` holds class counts or probabilities; it must have `K` entries (checked on each call).
-    /// `τ = 0` turns the adjustment off (and then any non-negative prior is accepted). A negative
-    /// `τ` is legal.
+    /// `τ = 0` turns the adjustment off: the prior is then not kept, so any non-negative prior of
+    /// any length is accepted. A negative `τ` is legal.
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`]: `"tau"` if `τ` is not finite; `"prior"` for an entry that
-    /// is negative or not finite, or zero while `τ ≠ 0` (smooth zero counts first, e.g. add 1).
+    /// [`LossError::InvalidParameter`]: `"tau"` if `τ` is not finite, or so large that some
+    /// `τ·log(π_k/Σπ)` overflows the float type; `"prior"` for an entry that is negative or not
+    /// finite, or zero while `τ ≠ 0` (smooth zero counts first, e.g. add 1).
     ///
     /// # Example
     ///
@@ -272,8 +272,11 @@ impl<F: Float> SoftmaxLoss<F> {
             let max = prior.iter().fold(0.0_f64, |m, v| m.max(v.as_f64()));
             let log_sum = max.ln() + prior.iter().map(|v| v.as_f64() / max).sum::<f64>().ln();
             let tau = tau.as_f64();
-            prior.iter().map(|v| F::from_f64(tau * (v.as_f64().ln() - log_sum))).collect()
+            prior.iter().map(|v| F::from_f64(tau * (v.as_f64().ln() - log_sum))).collect::<Vec<F>>()
         });
+        if self.adjustment.as_ref().is_some_and(|a| a.iter().any(|v| !v.is_finite())) {
+            return Err(invalid("tau", None, tau, "small enough that tau * log(prior) is finite"));
+        }
         Ok(self)
     }
 
@@ -547,12 +550,14 @@ impl<F: Float> SoftmaxLoss<F> {
     /// Checked in this order, all before anything is written:
     /// - [`LossError::EmptyBatch`], [`LossError::NoClasses`]: `B = 0` or `K = 0`;
     /// - [`LossError::ShapeMismatch`]: `prior`, `class_weights` or `alpha` not of length `K`;
-    ///   `labels`, `sample_weights` not of length `B`; `targets` or `grad_out` not `[B, K]`;
+    ///   `labels` not of length `B`, `targets` not `[B, K]`; an output buffer of the wrong shape
+    ///   (`grad_out` `[B, K]`, `losses_out` `[B]`); `sample_weights` not of length `B`;
     /// - [`LossError::InvalidSampleWeight`]: a negative or non-finite sample weight;
     /// - [`LossError::LabelOutOfRange`]: a label `≥ K`;
     /// - [`LossError::InvalidTarget`], [`LossError::TargetSum`]: a probability target that is
     ///   negative or non-finite, or a row that does not sum to 1 within `√ε`;
-    /// - [`LossError::NonFiniteLogit`]: a NaN or `+inf` logit (`-inf` masks a class);
+    /// - [`LossError::NonFiniteLogit`]: the first NaN or `+inf` logit in row-major order, or one
+    ///   that overflows to `+inf` once logit-adjusted (`-inf` masks a class);
     /// - [`LossError::MaskedTarget`]: a class with target mass in a row that counts (positive
     ///   sample weight and class factor `w_k·α_k`) whose logit is `-inf`.
     ///
@@ -583,8 +588,7 @@ impl<F: Float> SoftmaxLoss<F> {
         F: 't,
     {
         let targets = targets.into();
-        self.check_batch(logits, &targets)?;
-        check_shape("grad_out", logits.shape(), grad_out.shape())?;
+        self.check_batch(logits, &targets, &[("grad_out", grad_out.shape())])?;
         self.reduced(logits, &targets, Some(grad_out))
     }
 
@@ -613,7 +617,7 @@ impl<F: Float> SoftmaxLoss<F> {
         F: 't,
     {
         let targets = targets.into();
-        self.check_batch(logits, &targets)?;
+        self.check_batch(logits, &targets, &[])?;
         self.reduced(logits, &targets, None)
     }
 
@@ -692,9 +696,11 @@ impl<F: Float> SoftmaxLoss<F> {
         F: 't,
     {
         let targets = targets.into();
-        self.check_batch(logits, &targets)?;
-        check_shape("losses_out", &[logits.nrows()], losses_out.shape())?;
-        check_shape("grad_out", logits.shape(), grad_out.shape())?;
+        self.check_batch(
+            logits,
+            &targets,
+            &[("losses_out", losses_out.shape()), ("grad_out", grad_out.shape())],
+        )?;
         self.rows(logits, &targets, Some(grad_out), F::one(), |i, loss| losses_out[i] = loss);
         Ok(())
     }
@@ -730,7 +736,7 @@ impl<F: Float> SoftmaxLoss<F> {
         F: 't,
     {
         let targets = targets.into();
-        self.check_batch(logits, &targets)?;
+        self.check_batch(logits, &targets, &[])?;
         let mut losses = Array1::zeros(logits.nrows());
         self.rows(logits, &targets, None, F::one(), |i, loss| losses[i] = loss);
         Ok(losses)

@@ -5,7 +5,7 @@ use ndarray::{ArrayRef2, ArrayView1};
 use super::softmax_loss::{SoftmaxLoss, one_hot};
 use super::targets::{TargetKind, Targets};
 use crate::error::check_shape;
-use crate::softmax::{check_logits, is_nan_or_pos_inf};
+use crate::softmax::check_logits;
 use crate::{Float, LossError, Result};
 
 /// Copies a per-class parameter after checking every entry (finite, and `valid`).
@@ -26,7 +26,14 @@ pub(super) fn class_vector<F: Float>(
 impl<F: Float> SoftmaxLoss<F> {
     /// Validates a batch in the order documented on
     /// [`loss_and_grad_into`](SoftmaxLoss::loss_and_grad_into).
-    pub(super) fn check_batch(&self, logits: &ArrayRef2<F>, targets: &Targets<F>) -> Result<()> {
+    /// `outputs` holds the caller's output buffers as `(name, shape)`: `"grad_out"` must be
+    /// `[B, K]` and `"losses_out"` `[B]`.
+    pub(super) fn check_batch(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<F>,
+        outputs: &[(&'static str, &[usize])],
+    ) -> Result<()> {
         let (batch, classes) = logits.dim();
         if batch == 0 {
             return Err(LossError::EmptyBatch);
@@ -45,6 +52,10 @@ impl<F: Float> SoftmaxLoss<F> {
             TargetKind::Labels(labels) => check_shape("labels", &[batch], labels.shape())?,
             TargetKind::Probs(probs) => check_shape("targets", &[batch, classes], probs.shape())?,
         }
+        for &(name, shape) in outputs {
+            let expected: &[usize] = if name == "grad_out" { &[batch, classes] } else { &[batch] };
+            check_shape(name, expected, shape)?;
+        }
         if let Some(weights) = &targets.sample_weights {
             check_shape("sample_weights", &[batch], weights.shape())?;
             if let Some(row) = weights.iter().position(|&w| !(w.is_finite() && w >= F::zero())) {
@@ -59,22 +70,8 @@ impl<F: Float> SoftmaxLoss<F> {
             }
             TargetKind::Probs(probs) => check_probs(probs.view())?,
         }
-        check_logits(logits)?;
-        self.check_adjusted_logits(logits)?;
+        check_logits(logits, self.adjustment.as_deref())?;
         self.check_masked_targets(logits, targets)
-    }
-
-    /// A finite logit may still overflow to `+inf` once the adjustment is added.
-    fn check_adjusted_logits(&self, logits: &ArrayRef2<F>) -> Result<()> {
-        let Some(adjust) = &self.adjustment else {
-            return Ok(());
-        };
-        for (row, z) in logits.rows().into_iter().enumerate() {
-            if let Some(class) = z.iter().zip(adjust).position(|(&v, &a)| is_nan_or_pos_inf(v + a)) {
-                return Err(LossError::NonFiniteLogit { row, class, value: z[class].as_f64() });
-            }
-        }
-        Ok(())
     }
 
     /// A `-inf` logit is a legal mask unless its class carries target mass in a row that counts.
