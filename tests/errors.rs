@@ -1,6 +1,9 @@
 //! Every `LossError` variant, each way to trigger it, the exact fields it reports, its `Display`
 //! text, and the promise that nothing is written to an output buffer when a call fails.
 
+mod common;
+
+use common::mat;
 use longtail::softmax::{
     log_softmax, log_softmax_into, log_sum_exp, log_sum_exp_into, softmax, softmax_into,
 };
@@ -11,13 +14,6 @@ const SENTINEL: f64 = 7.0;
 const NEG_INF: f64 = f64::NEG_INFINITY;
 const NAN: f64 = f64::NAN;
 const INF: f64 = f64::INFINITY;
-
-/// A `[B, K]` array of `F` from rows written in `f64`.
-fn mat<F: Float>(rows: &[&[f64]]) -> Array2<F> {
-    let k = rows.first().map_or(0, |r| r.len());
-    assert!(rows.iter().all(|r| r.len() == k));
-    Array2::from_shape_fn((rows.len(), k), |(i, j)| F::from_f64(rows[i][j]))
-}
 
 /// A vector of `F` from `f64`s.
 fn vector<F: Float>(values: &[f64]) -> Array1<F> {

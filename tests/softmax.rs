@@ -2,6 +2,9 @@
 //! formula, extreme rows, masks, accuracy near certainty, strided inputs and outputs, overwriting,
 //! shift invariance and empty batches.
 
+mod common;
+
+use common::{Rng, mat};
 use longtail::Float;
 use longtail::softmax::{
     log_softmax, log_softmax_into, log_sum_exp, log_sum_exp_into, softmax, softmax_into,
@@ -10,42 +13,8 @@ use ndarray::{Array1, Array2, ArrayView2, s};
 
 const NEG_INF: f64 = f64::NEG_INFINITY;
 
-/// SplitMix64: a tiny seeded generator, so the tests need no extra crate and are reproducible.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `[0, 1)`.
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
-        let u = 1.0 - self.uniform();
-        let v = self.uniform();
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.uniform() * n as f64) as usize
-    }
-    fn logits(&mut self, batch: usize, classes: usize, scale: f64) -> Array2<f64> {
-        Array2::from_shape_simple_fn((batch, classes), || scale * self.normal())
-    }
-}
-
 fn cast<F: Float>(a: &Array2<f64>) -> Array2<F> {
     a.mapv(F::from_f64)
-}
-
-fn mat<F: Float>(rows: &[&[f64]]) -> Array2<F> {
-    let k = rows.first().map_or(0, |r| r.len());
-    Array2::from_shape_fn((rows.len(), k), |(i, j)| F::from_f64(rows[i][j]))
 }
 
 /// The textbook formulas in f64, without any shift: fine for moderate logits.
@@ -88,7 +57,7 @@ fn ulps32(a: f32, b: f32) -> u32 {
 
 /// Random batches of every width 1..=40 (crossing the 8-lane reductions), logits ~ N(0, 3²).
 fn random_batches(seed: u64) -> Vec<Array2<f64>> {
-    let mut rng = SplitMix64(seed);
+    let mut rng = Rng::new(seed);
     (1..=40)
         .map(|k| {
             let batch = 1 + rng.below(6);
@@ -275,7 +244,7 @@ fn live_columns(row: &[f64]) -> (Vec<f64>, Vec<usize>) {
 }
 
 fn masked_rows_case<F: Float>(seed: u64) {
-    let mut rng = SplitMix64(seed);
+    let mut rng = Rng::new(seed);
     let tol = 4.0 * F::epsilon().as_f64();
     for k in 2..=20 {
         let mut logits = rng.logits(4, k, 2.0);
@@ -403,7 +372,7 @@ fn log_softmax_of_a_near_certain_class_keeps_relative_accuracy_f32() {
 // ---------------------------------------------------------------------------------------------
 
 fn rows_sum_to_one_case<F: Float>(seed: u64, ulps: f64) {
-    let mut rng = SplitMix64(seed);
+    let mut rng = Rng::new(seed);
     let eps = F::epsilon().as_f64();
     for k in [1, 2, 3, 7, 8, 9, 16, 17, 33, 64] {
         for scale in [0.1, 1.0, 5.0, 30.0] {
@@ -438,7 +407,7 @@ fn softmax_rows_sum_to_one_within_a_few_ulp_f32() {
 // ---------------------------------------------------------------------------------------------
 
 fn strided_case<F: Float>(seed: u64) {
-    let mut rng = SplitMix64(seed);
+    let mut rng = Rng::new(seed);
     for (b, k) in [(1, 1), (3, 5), (6, 9), (4, 17)] {
         // A transposed view: rows of the [B, K] view are columns of the stored [K, B] array.
         let stored = cast::<F>(&rng.logits(k, b, 3.0));
@@ -524,7 +493,7 @@ fn strided_inputs_and_outputs_give_the_same_bits_as_contiguous_ones_f32() {
 
 #[test]
 fn a_reversed_column_order_permutes_the_results() {
-    let mut rng = SplitMix64(11);
+    let mut rng = Rng::new(11);
     let logits = rng.logits(5, 6, 2.0);
     let reversed = logits.slice(s![.., ..;-1]);
     let p = softmax(&logits).unwrap();
@@ -550,7 +519,7 @@ fn a_reversed_column_order_permutes_the_results() {
 // ---------------------------------------------------------------------------------------------
 
 fn into_overwrites_case<F: Float>(seed: u64) {
-    let mut rng = SplitMix64(seed);
+    let mut rng = Rng::new(seed);
     for (b, k) in [(1, 1), (2, 3), (5, 8), (7, 19)] {
         let mut logits = cast::<F>(&rng.logits(b, k, 4.0));
         if k > 1 {
@@ -591,7 +560,7 @@ fn into_forms_overwrite_a_prefilled_buffer_and_equal_the_allocating_calls_f32() 
 fn exact_shift_case<F: Float>(seed: u64) {
     // Logits on a grid of 1/64 in [−8, 8]: adding 1000 is exact in f32 and f64, and so is every
     // difference z − max, so log_softmax and softmax must not change by a single bit.
-    let mut rng = SplitMix64(seed);
+    let mut rng = Rng::new(seed);
     let grid = Array2::from_shape_simple_fn((6, 11), || (rng.below(1025) as f64 - 512.0) / 64.0);
     let z = cast::<F>(&grid);
     for c in [1000.0, -1000.0, 0.5] {
@@ -624,7 +593,7 @@ fn an_exactly_representable_shift_leaves_log_softmax_bitwise_unchanged_f32() {
 
 #[test]
 fn shifting_a_row_by_a_constant_leaves_log_softmax_unchanged_within_rounding() {
-    let mut rng = SplitMix64(16);
+    let mut rng = Rng::new(16);
     let logits = rng.logits(8, 13, 3.0);
     let lp = log_softmax(&logits).unwrap();
     for c in [1e-3, 1.0, -37.5, 1e3, 1e6, -1e8] {

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use longtail::{Float, Reduction, SoftmaxLoss, Targets};
-use ndarray::{Array1, Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2};
 
 /// SplitMix64: a tiny seeded generator, so the tests need no extra crate and are reproducible.
 pub struct Rng(u64);
@@ -224,10 +224,9 @@ pub fn relative(a: f64, b: f64) -> f64 {
     if b == 0.0 { (a - b).abs() } else { ((a - b) / b).abs() }
 }
 
-pub fn to_f32(x: &Array2<f64>) -> Array2<f32> {
-    x.mapv(|v| v as f32)
-}
-
-pub fn array1(v: &[f64]) -> Array1<f64> {
-    Array1::from(v.to_vec())
+/// A `[B, K]` array of `F` from rows written in `f64`.
+pub fn mat<F: Float>(rows: &[&[f64]]) -> Array2<F> {
+    let k = rows.first().map_or(0, |r| r.len());
+    assert!(rows.iter().all(|r| r.len() == k));
+    Array2::from_shape_fn((rows.len(), k), |(i, j)| F::from_f64(rows[i][j]))
 }
