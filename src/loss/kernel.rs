@@ -54,12 +54,10 @@ pub(crate) fn one_hot_row<F: Float>(
     scale: F,
     grad: &mut [F],
 ) -> F {
-    let lse = match shifted_exp(z, adjust, grad) {
-        Some(lse) if c > F::zero() => lse,
-        _ => {
-            grad.fill(F::zero());
-            return F::zero();
-        }
+    let lse = if c > F::zero() { shifted_exp(z, adjust, grad) } else { None };
+    let Some(lse) = lse else {
+        grad.fill(F::zero());
+        return F::zero();
     };
     let z_label = adjust.map_or(z[label], |a| z[label] + a[label]);
     let lp = (z_label - lse.max) - lse.ln_total;

@@ -588,7 +588,7 @@ impl<F: Float> SoftmaxLoss<F> {
         F: 't,
     {
         let targets = targets.into();
-        self.check_batch(logits, &targets, &[("grad_out", grad_out.shape())])?;
+        self.check_batch(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
         self.reduced(logits, &targets, Some(grad_out))
     }
 
@@ -699,7 +699,10 @@ impl<F: Float> SoftmaxLoss<F> {
         self.check_batch(
             logits,
             &targets,
-            &[("losses_out", losses_out.shape()), ("grad_out", grad_out.shape())],
+            &[
+                ("losses_out", &[logits.nrows()], losses_out.shape()),
+                ("grad_out", logits.shape(), grad_out.shape()),
+            ],
         )?;
         self.rows(logits, &targets, Some(grad_out), F::one(), |i, loss| losses_out[i] = loss);
         Ok(())

@@ -26,13 +26,12 @@ pub(super) fn class_vector<F: Float>(
 impl<F: Float> SoftmaxLoss<F> {
     /// Validates a batch in the order documented on
     /// [`loss_and_grad_into`](SoftmaxLoss::loss_and_grad_into).
-    /// `outputs` holds the caller's output buffers as `(name, shape)`: `"grad_out"` must be
-    /// `[B, K]` and `"losses_out"` `[B]`.
+    /// `outputs` holds the caller's output buffers as `(name, expected shape, shape)`.
     pub(super) fn check_batch(
         &self,
         logits: &ArrayRef2<F>,
         targets: &Targets<F>,
-        outputs: &[(&'static str, &[usize])],
+        outputs: &[(&'static str, &[usize], &[usize])],
     ) -> Result<()> {
         let (batch, classes) = logits.dim();
         if batch == 0 {
@@ -52,9 +51,8 @@ impl<F: Float> SoftmaxLoss<F> {
             TargetKind::Labels(labels) => check_shape("labels", &[batch], labels.shape())?,
             TargetKind::Probs(probs) => check_shape("targets", &[batch, classes], probs.shape())?,
         }
-        for &(name, shape) in outputs {
-            let expected: &[usize] = if name == "grad_out" { &[batch, classes] } else { &[batch] };
-            check_shape(name, expected, shape)?;
+        for &(name, expected, found) in outputs {
+            check_shape(name, expected, found)?;
         }
         if let Some(weights) = &targets.sample_weights {
             check_shape("sample_weights", &[batch], weights.shape())?;
