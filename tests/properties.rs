@@ -32,8 +32,11 @@ fn ce(logits: &Array2<f64>, labels: &[usize]) -> (f64, Array2<f64>) {
     SoftmaxLoss::cross_entropy().loss_and_grad(logits, labels).unwrap()
 }
 
+/// Losses within `tol` relative; gradients within `tol` of their own size or of 1, the size of the
+/// terms `H·p_k` and `h_k` whose difference they are (their rounding is relative to those).
 fn close(a: (f64, Array2<f64>), b: (f64, Array2<f64>), tol: f64) -> bool {
-    relative(a.0, b.0) <= tol && relative_error(&a.1, &b.1) <= tol
+    let scale = b.1.iter().fold(1.0_f64, |m, v| m.max(v.abs()));
+    relative(a.0, b.0) <= tol && (&a.1 - &b.1).iter().all(|d| d.abs() <= tol * scale)
 }
 
 proptest! {
@@ -58,9 +61,10 @@ proptest! {
     #[test]
     fn every_gradient_row_sums_to_zero(p in problem()) {
         let (_, grad) = p.loss_and_grad::<f64>(&p.logits);
+        // Entries are differences `H·p_k − h_k` of O(1) terms: rounding is relative to those.
         for row in grad.rows() {
-            let scale = row.iter().fold(1e-300_f64, |m, v| m.max(v.abs()));
-            prop_assert!(row.sum().abs() <= 1e-14 * scale * row.len() as f64, "{row}");
+            let scale = row.iter().fold(1.0_f64, |m, v| m.max(v.abs()));
+            prop_assert!(row.sum().abs() <= 1e-13 * scale * row.len() as f64, "{row}");
         }
     }
 
@@ -91,7 +95,10 @@ proptest! {
         let (l64, g64) = p.loss_and_grad::<f64>(&logits);
         let (l32, g32) = p.loss_and_grad::<f32>(&logits);
         prop_assert!(relative(l32, l64) <= 1e-4 || (l32 - l64).abs() <= 1e-6, "{} vs {}", l32, l64);
-        prop_assert!(relative_error(&g32, &g64) <= 1e-4);
+        // An entry is a difference `H·p_k − h_k` of terms of order 1 (weights ≤ 3): near a
+        // stationary point it is far smaller than the terms, and f32 keeps only their ε·size.
+        let cancellation = (&g32 - &g64).iter().all(|d| d.abs() <= 2e-6);
+        prop_assert!(relative_error(&g32, &g64) <= 1e-4 || cancellation);
     }
 
     #[test]
