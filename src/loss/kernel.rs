@@ -23,17 +23,14 @@ fn shifted_exp<F: Float>(z: &[F], adjust: Option<&[F]>, out: &mut [F]) -> Option
     exp_shift_in_place(out)
 }
 
-/// The focal factors for a class with log-probability `lp`: `m = (1 − p)^γ`, the factor of the
-/// loss term, and `g = m (1 − γ p log p / (1 − p))`, the factor of its gradient. `1 − p` comes from
-/// `−expm1(log p)`, free of cancellation near `p = 1`, and `log p / (1 − p) → −1` there, so
-/// `0 < γ < 1` keeps a finite gradient as `p → 1`.
+/// The focal factors for a class with probability `p`, `1 − p` and `log p`: `m = (1 − p)^γ`, the
+/// factor of the loss term, and `g = m (1 − γ p log p / (1 − p))`, the factor of its gradient.
+/// `log p / (1 − p) → −1` as `p → 1`, so `0 < γ < 1` keeps a finite gradient there.
 #[inline]
-fn focal_factors<F: Float>(lp: F, gamma: F) -> (F, F) {
+fn focal_factors<F: Float>(p: F, one_minus_p: F, lp: F, gamma: F) -> (F, F) {
     if gamma == F::zero() {
         return (F::one(), F::one());
     }
-    let one_minus_p = -lp.exp_m1();
-    let p = lp.exp();
     let m = one_minus_p.powf(gamma);
     let log_ratio = if one_minus_p > F::zero() { lp / one_minus_p } else { -F::one() };
     // p = 0 only where log p = -inf: the product's limit is 0, not NaN.
@@ -61,14 +58,16 @@ pub(crate) fn one_hot_row<F: Float>(
     };
     let z_label = adjust.map_or(z[label], |a| z[label] + a[label]);
     let lp = (z_label - lse.max) - lse.ln_total;
-    let (m, g) = focal_factors(lp, gamma);
+    let e_label = grad[label];
+    let one_minus_p = lse.one_minus_p(label, e_label);
+    let (m, g) = focal_factors(e_label * lse.inv_total, one_minus_p, lp, gamma);
     let factor = scale * c * g;
     let p_factor = factor * lse.inv_total;
     for v in grad.iter_mut() {
         *v *= p_factor;
     }
-    // factor · (p_y − 1), with 1 − p_y = −expm1(log p_y) exact near p_y = 1.
-    grad[label] = factor * lp.exp_m1();
+    // factor · (p_y − 1), exact near p_y = 1.
+    grad[label] = -factor * one_minus_p;
     -(c * m * lp)
 }
 
@@ -96,7 +95,8 @@ pub(crate) fn dense_row<F: Float>(
         *hk = if c > F::zero() {
             let zk = adjust.map_or(z[k], |a| z[k] + a[k]);
             let lp = (zk - lse.max) - lse.ln_total;
-            let (m, g) = focal_factors(lp, gamma);
+            let e_k = grad[k];
+            let (m, g) = focal_factors(e_k * lse.inv_total, lse.one_minus_p(k, e_k), lp, gamma);
             loss -= c * m * lp;
             c * g
         } else {
