@@ -58,26 +58,26 @@ fn relative_error(a: impl IntoIterator<Item = f64>, b: &[f64], floor: f64) -> f6
     a.into_iter().zip(b).fold(0.0_f64, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
-#[test]
-fn f64_matches_pytorch_to_1e_12() {
+/// Every case in float type `F` against PyTorch, relative to the largest reference value (or
+/// `floor`, for f32's absolute rounding of values near 0).
+fn matches_pytorch<F: Float>(tolerance: f64, floor: f64) {
     for case in CASES {
-        let (loss, grad) = run::<f64>(case);
-        let loss_err = relative_error(loss, case.loss, 1e-300);
-        let grad_err = relative_error(grad.iter().copied(), case.grad, 1e-300);
-        assert!(loss_err <= 1e-12, "{}: loss relative error {loss_err:e}", case.name);
-        assert!(grad_err <= 1e-12, "{}: gradient relative error {grad_err:e}", case.name);
+        let (loss, grad) = run::<F>(case);
+        let loss_err = relative_error(loss, case.loss, floor);
+        let grad_err = relative_error(grad.iter().copied(), case.grad, floor);
+        assert!(loss_err <= tolerance, "{}: loss relative error {loss_err:e}", case.name);
+        assert!(grad_err <= tolerance, "{}: gradient relative error {grad_err:e}", case.name);
     }
 }
 
 #[test]
+fn f64_matches_pytorch_to_1e_12() {
+    matches_pytorch::<f64>(1e-12, 1e-300);
+}
+
+#[test]
 fn f32_matches_pytorch_to_1e_5() {
-    for case in CASES {
-        let (loss, grad) = run::<f32>(case);
-        let loss_err = relative_error(loss, case.loss, 1e-6);
-        let grad_err = relative_error(grad.iter().copied(), case.grad, 1e-6);
-        assert!(loss_err <= 1e-5, "{}: loss relative error {loss_err:e}", case.name);
-        assert!(grad_err <= 1e-5, "{}: gradient relative error {grad_err:e}", case.name);
-    }
+    matches_pytorch::<f32>(1e-5, 1e-6);
 }
 
 #[test]

@@ -406,6 +406,14 @@ fn softmax_rows_sum_to_one_within_a_few_ulp_f32() {
 // Strided inputs and outputs
 // ---------------------------------------------------------------------------------------------
 
+/// log_softmax, softmax and log_sum_exp of a strided view equal those of its contiguous copy.
+fn assert_all_agree<F: Float>(view: ndarray::ArrayView2<F>, contiguous: &Array2<F>, what: &str) {
+    assert_same(&log_softmax(&view).unwrap().view(), &log_softmax(contiguous).unwrap().view(), what);
+    assert_same(&softmax(&view).unwrap().view(), &softmax(contiguous).unwrap().view(), what);
+    let (a, c) = (log_sum_exp(&view).unwrap(), log_sum_exp(contiguous).unwrap());
+    assert_same(&a.insert_axis(ndarray::Axis(0)).view(), &c.insert_axis(ndarray::Axis(0)).view(), what);
+}
+
 fn strided_case<F: Float>(seed: u64) {
     let mut rng = Rng::new(seed);
     for (b, k) in [(1, 1), (3, 5), (6, 9), (4, 17)] {
@@ -414,43 +422,13 @@ fn strided_case<F: Float>(seed: u64) {
         let transposed = stored.t();
         let contiguous = transposed.to_owned();
         assert!(b == 1 || k == 1 || transposed.row(0).as_slice().is_none());
-        assert_same(
-            &log_softmax(&transposed).unwrap().view(),
-            &log_softmax(&contiguous).unwrap().view(),
-            "t() lsm",
-        );
-        assert_same(
-            &softmax(&transposed).unwrap().view(),
-            &softmax(&contiguous).unwrap().view(),
-            "t() softmax",
-        );
-        let (a, c) = (log_sum_exp(&transposed).unwrap(), log_sum_exp(&contiguous).unwrap());
-        assert_same(
-            &a.insert_axis(ndarray::Axis(0)).view(),
-            &c.insert_axis(ndarray::Axis(0)).view(),
-            "t() lse",
-        );
+        assert_all_agree(transposed, &contiguous, "t()");
 
         // Every other column of a wider array.
         let wide = cast::<F>(&rng.logits(b, 2 * k, 3.0));
         let stepped = wide.slice(s![.., ..;2]);
         let contiguous = stepped.to_owned();
-        assert_same(
-            &log_softmax(&stepped).unwrap().view(),
-            &log_softmax(&contiguous).unwrap().view(),
-            "step lsm",
-        );
-        assert_same(
-            &softmax(&stepped).unwrap().view(),
-            &softmax(&contiguous).unwrap().view(),
-            "step softmax",
-        );
-        let (a, c) = (log_sum_exp(&stepped).unwrap(), log_sum_exp(&contiguous).unwrap());
-        assert_same(
-            &a.insert_axis(ndarray::Axis(0)).view(),
-            &c.insert_axis(ndarray::Axis(0)).view(),
-            "step lse",
-        );
+        assert_all_agree(stepped, &contiguous, "step");
 
         // Writing into a transposed output view, and into every other column of a wider output.
         let expected_p = softmax(&contiguous).unwrap();
