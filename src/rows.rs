@@ -23,8 +23,9 @@ pub(crate) fn for_each_row<F: Float>(
     output: Option<&mut ArrayRef2<F>>,
     mut f: impl FnMut(usize, &[F], &mut [F]),
 ) {
+    // Scratch is allocated only when a row needs it (no output, or a strided one).
     let mut in_buf = Vec::new();
-    let mut out_buf = vec![F::zero(); input.ncols()];
+    let mut out_buf = Vec::new();
     match output {
         Some(output) => {
             for (i, (z, mut out)) in input.rows().into_iter().zip(output.rows_mut()).enumerate() {
@@ -32,6 +33,7 @@ pub(crate) fn for_each_row<F: Float>(
                 match out.as_slice_mut() {
                     Some(out) => f(i, z, out),
                     None => {
+                        out_buf.resize(input.ncols(), F::zero());
                         f(i, z, &mut out_buf);
                         out.iter_mut().zip(&out_buf).for_each(|(dst, &src)| *dst = src);
                     }
@@ -39,6 +41,7 @@ pub(crate) fn for_each_row<F: Float>(
             }
         }
         None => {
+            out_buf.resize(input.ncols(), F::zero());
             for (i, z) in input.rows().into_iter().enumerate() {
                 f(i, row_slice(z, &mut in_buf), &mut out_buf);
             }

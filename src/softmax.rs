@@ -57,14 +57,32 @@ pub(crate) fn exp_shift_in_place<F: Float>(row: &mut [F]) -> Option<RowLse<F>> {
     Some(RowLse { max, argmax, rest, ln_total, inv_total: total.recip() })
 }
 
-/// Fails on the first NaN or `+inf` logit in row-major order, counting a finite logit that
-/// overflows to `+inf` once `adjust` (length `K`) is added; `-inf` passes.
-pub(crate) fn check_logits<F: Float>(logits: &ArrayRef2<F>, adjust: Option<&[F]>) -> Result<()> {
+/// One pass over the logits, failing at the first offending entry in row-major order: a NaN or
+/// `+inf` logit, or a finite one that overflows to `+inf` once `adjust` (length `K`) is added
+/// ([`LossError::NonFiniteLogit`]); or a `-inf` logit for which `masked_target(row, class)` holds
+/// ([`LossError::MaskedTarget`]). Any other `-inf` is a mask and passes.
+pub(crate) fn check_logits<F: Float>(
+    logits: &ArrayRef2<F>,
+    adjust: Option<&[F]>,
+    masked_target: impl Fn(usize, usize) -> bool,
+) -> Result<()> {
     let overflows = |k: usize, v: F| adjust.is_some_and(|a| is_nan_or_pos_inf(v + a[k]));
     for (row, z) in logits.rows().into_iter().enumerate() {
-        if let Some(class) = z.iter().enumerate().position(|(k, &v)| is_nan_or_pos_inf(v) || overflows(k, v))
-        {
-            return Err(LossError::NonFiniteLogit { row, class, value: z[class].as_f64() });
+        // The common row is all finite: a branch-free scan says so; only other rows are searched.
+        let finite = match adjust {
+            None => z.fold(true, |ok, v| ok & v.is_finite()),
+            Some(a) => z.iter().zip(a).fold(true, |ok, (&v, &a)| ok & (v + a).is_finite()),
+        };
+        if finite {
+            continue;
+        }
+        for (class, &v) in z.iter().enumerate() {
+            if is_nan_or_pos_inf(v) || overflows(class, v) {
+                return Err(LossError::NonFiniteLogit { row, class, value: v.as_f64() });
+            }
+            if v == F::neg_infinity() && masked_target(row, class) {
+                return Err(LossError::MaskedTarget { row, class });
+            }
         }
     }
     Ok(())
@@ -127,7 +145,7 @@ pub fn log_sum_exp<F: Float>(logits: &ArrayRef2<F>) -> Result<Array1<F>> {
 /// Blanchard, Higham & Higham 2021 (see [`log_sum_exp`]).
 pub fn log_sum_exp_into<F: Float>(logits: &ArrayRef2<F>, out: &mut ArrayRef1<F>) -> Result<()> {
     check_shape("out", &[logits.nrows()], out.shape())?;
-    check_logits(logits, None)?;
+    check_logits(logits, None, |_, _| false)?;
     for_each_row(logits, None, |i, z, scratch| {
         scratch.copy_from_slice(z);
         out[i] = exp_shift_in_place(scratch).map_or(F::neg_infinity(), |s| s.max + s.ln_total);
@@ -263,7 +281,7 @@ fn softmax_family_into<F: Float>(
     finish: impl Fn(&[F], &mut [F], RowLse<F>),
 ) -> Result<()> {
     check_shape("out", logits.shape(), out.shape())?;
-    check_logits(logits, None)?;
+    check_logits(logits, None, |_, _| false)?;
     if logits.ncols() > 0 {
         if let Some(row) = logits.rows().into_iter().position(|z| z.iter().all(|&v| v == F::neg_infinity())) {
             return Err(LossError::FullyMasked { row });

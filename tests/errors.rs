@@ -1202,3 +1202,15 @@ fn a_wrong_output_shape_is_reported_before_bad_data() {
     assert_eq!(err, LossError::ShapeMismatch { name: "losses_out", expected: vec![2], found: vec![5] });
     assert!(grad.iter().chain(&losses).all(|&v| v == SENTINEL));
 }
+
+/// Finiteness and masked targets are checked in one pass: whichever offending logit comes first
+/// in row-major order is reported.
+#[test]
+fn the_first_offending_logit_in_row_major_order_is_reported_whatever_its_kind() {
+    let masked_first = mat::<f64>(&[&[NEG_INF, 0.0], &[NAN, 0.0]]);
+    let err = ce::<f64>().loss(&masked_first, &[0, 1]).unwrap_err();
+    assert_eq!(err, LossError::MaskedTarget { row: 0, class: 0 });
+    let nan_first = mat::<f64>(&[&[0.0, NAN], &[NEG_INF, 0.0]]);
+    let err = ce::<f64>().loss(&nan_first, &[0, 0]).unwrap_err();
+    assert!(matches!(err, LossError::NonFiniteLogit { row: 0, class: 1, value } if value.is_nan()));
+}

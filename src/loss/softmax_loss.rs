@@ -556,10 +556,11 @@ impl<F: Float> SoftmaxLoss<F> {
     /// - [`LossError::LabelOutOfRange`]: a label `≥ K`;
     /// - [`LossError::InvalidTarget`], [`LossError::TargetSum`]: a probability target that is
     ///   negative or non-finite, or a row that does not sum to 1 within `√ε`;
-    /// - [`LossError::NonFiniteLogit`]: the first NaN or `+inf` logit in row-major order, or one
-    ///   that overflows to `+inf` once logit-adjusted (`-inf` masks a class);
-    /// - [`LossError::MaskedTarget`]: a class with target mass in a row that counts (positive
-    ///   sample weight and class factor `w_k·α_k`) whose logit is `-inf`.
+    /// - then, in one pass over the logits, the first offending one in row-major order:
+    ///   [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows to `+inf`
+    ///   once logit-adjusted; [`LossError::MaskedTarget`] for a `-inf` logit whose class has target
+    ///   mass in a row that counts (positive sample weight and class factor `w_k·α_k`). Any other
+    ///   `-inf` masks its class.
     ///
     /// # Example
     ///
@@ -745,18 +746,22 @@ impl<F: Float> SoftmaxLoss<F> {
         Ok(losses)
     }
 
+    /// The class weight `w_k` (1 without class weights).
+    #[inline]
+    fn class_weight(&self, k: usize) -> F {
+        self.class_weights.as_ref().map_or(F::one(), |w| w[k])
+    }
+
     /// The class factor `a_k = w_k·α_k` of term `k`.
     #[inline]
     pub(super) fn class_factor(&self, k: usize) -> F {
-        let w = self.class_weights.as_ref().map_or(F::one(), |w| w[k]);
-        self.alpha.as_ref().map_or(w, |alpha| w * alpha[k])
+        self.alpha.as_ref().map_or(self.class_weight(k), |alpha| self.class_weight(k) * alpha[k])
     }
 
-    /// The label-smoothed target mass of class `k` in a row whose raw target mass is `t_k`.
-    #[inline]
-    pub(super) fn smoothed(&self, t_k: F, classes: usize) -> F {
+    /// Label smoothing over `classes` classes.
+    pub(super) fn smoothing(&self, classes: usize) -> Smoothing<F> {
         let eps = self.label_smoothing;
-        (F::one() - eps) * t_k + eps / F::from_f64(classes as f64)
+        Smoothing { keep: F::one() - eps, spread: eps / F::from_f64(classes as f64) }
     }
 
     /// The mean's denominator `D`: `Σ_i s_i·w_{y_i}` for hard labels, `Σ_i s_i` for probabilities.
@@ -765,10 +770,7 @@ impl<F: Float> SoftmaxLoss<F> {
         match &targets.kind {
             TargetKind::Labels(labels) => rows
                 .zip(labels)
-                .map(|(i, &y)| {
-                    let w = self.class_weights.as_ref().map_or(F::one(), |w| w[y]);
-                    (targets.sample_weight(i) * w).as_f64()
-                })
+                .map(|(i, &y)| (targets.sample_weight(i) * self.class_weight(y)).as_f64())
                 .sum(),
             TargetKind::Probs(_) => rows.map(|i| targets.sample_weight(i).as_f64()).sum(),
         }
@@ -806,26 +808,27 @@ impl<F: Float> SoftmaxLoss<F> {
         scale: F,
         mut sink: impl FnMut(usize, F),
     ) {
-        let classes = logits.ncols();
         let adjust = self.adjustment.as_deref();
         let gamma = self.gamma;
-        let smoothing = self.label_smoothing > F::zero();
-        let mut h = vec![F::zero(); classes];
+        let smoothing = self.smoothing(logits.ncols());
+        let one_hot_path = self.label_smoothing == F::zero() && matches!(targets.kind, TargetKind::Labels(_));
+        // Scratch for the dense kernel's per-class gradient terms.
+        let mut h = if one_hot_path { Vec::new() } else { vec![F::zero(); logits.ncols()] };
         for_each_row(logits, grad_out, |i, z, grad| {
             let s = targets.sample_weight(i);
             let loss = match &targets.kind {
-                TargetKind::Labels(labels) if !smoothing => {
+                TargetKind::Labels(labels) if one_hot_path => {
                     let y = labels[i];
                     one_hot_row(z, adjust, y, s * self.class_factor(y), gamma, scale, grad)
                 }
                 TargetKind::Labels(labels) => {
                     let y = labels[i];
-                    let coef = |k: usize| s * self.class_factor(k) * self.smoothed(one_hot(k == y), classes);
+                    let coef = |k: usize| s * self.class_factor(k) * smoothing.mass(one_hot(k == y));
                     dense_row(z, adjust, coef, gamma, scale, grad, &mut h)
                 }
                 TargetKind::Probs(probs) => {
                     let t = probs.row(i);
-                    let coef = |k: usize| s * self.class_factor(k) * self.smoothed(t[k], classes);
+                    let coef = |k: usize| s * self.class_factor(k) * smoothing.mass(t[k]);
                     dense_row(z, adjust, coef, gamma, scale, grad, &mut h)
                 }
             };
@@ -847,4 +850,19 @@ fn invalid<F: Float>(
 #[inline]
 pub(super) fn one_hot<F: Float>(is_label: bool) -> F {
     if is_label { F::one() } else { F::zero() }
+}
+
+/// Label smoothing: the target mass `t_k` becomes `keep·t_k + spread`, with `keep = 1 − ε` and
+/// `spread = ε/K`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Smoothing<F> {
+    keep: F,
+    spread: F,
+}
+
+impl<F: Float> Smoothing<F> {
+    #[inline]
+    pub(super) fn mass(&self, t_k: F) -> F {
+        self.keep * t_k + self.spread
+    }
 }

@@ -68,26 +68,16 @@ impl<F: Float> SoftmaxLoss<F> {
             }
             TargetKind::Probs(probs) => check_probs(probs.view())?,
         }
-        check_logits(logits, self.adjustment.as_deref())?;
-        self.check_masked_targets(logits, targets)
-    }
-
-    /// A `-inf` logit is a legal mask unless its class carries target mass in a row that counts.
-    fn check_masked_targets(&self, logits: &ArrayRef2<F>, targets: &Targets<F>) -> Result<()> {
-        let classes = logits.ncols();
-        for (row, z) in logits.rows().into_iter().enumerate() {
-            let s = targets.sample_weight(row);
-            for class in (0..classes).filter(|&k| z[k] == F::neg_infinity()) {
-                let t = match &targets.kind {
-                    TargetKind::Labels(labels) => one_hot(labels[row] == class),
-                    TargetKind::Probs(probs) => probs[[row, class]],
-                };
-                if s * self.class_factor(class) * self.smoothed(t, classes) > F::zero() {
-                    return Err(LossError::MaskedTarget { row, class });
-                }
-            }
-        }
-        Ok(())
+        // A `-inf` logit is a legal mask unless its class carries target mass in a row that counts.
+        let smoothing = self.smoothing(classes);
+        let masked_target = |row: usize, class: usize| {
+            let t = match &targets.kind {
+                TargetKind::Labels(labels) => one_hot(labels[row] == class),
+                TargetKind::Probs(probs) => probs[[row, class]],
+            };
+            targets.sample_weight(row) * self.class_factor(class) * smoothing.mass(t) > F::zero()
+        };
+        check_logits(logits, self.adjustment.as_deref(), masked_target)
     }
 }
 
