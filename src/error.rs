@@ -103,6 +103,23 @@ pub enum LossError {
         /// The domain it must lie in.
         expected: &'static str,
     },
+    /// A predicted class is not a class index `0..K`.
+    PredictionOutOfRange {
+        /// Position in the predictions.
+        row: usize,
+        /// The prediction found.
+        prediction: usize,
+        /// The number of classes `K`.
+        classes: usize,
+    },
+    /// A square linear system has no (numerically) unique solution: elimination found no pivot
+    /// larger than `K·ε·max|entry|` in `column`.
+    SingularMatrix {
+        /// Which matrix: `"confusion_matrix"`.
+        name: &'static str,
+        /// The column without a usable pivot.
+        column: usize,
+    },
 }
 
 impl fmt::Display for LossError {
@@ -143,6 +160,13 @@ impl fmt::Display for LossError {
             Self::InvalidParameter { name, index: None, value, expected } => {
                 write!(f, "{name} is {value}; expected {expected}")
             }
+            Self::PredictionOutOfRange { row, prediction, classes } => {
+                write!(f, "prediction {prediction} at row {row} is not a class index 0..{classes}")
+            }
+            Self::SingularMatrix { name, column } => write!(
+                f,
+                "{name} is singular: no usable pivot in column {column} (a class never predicted or never seen?)"
+            ),
         }
     }
 }

@@ -54,12 +54,14 @@
 mod error;
 mod float;
 pub mod loss;
+pub mod prior;
 mod rows;
 pub mod softmax;
 
 pub use error::{LossError, Result};
 pub use float::Float;
 pub use loss::{Reduction, SoftmaxLoss, Targets};
+pub use prior::Prior;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
