@@ -297,6 +297,7 @@ impl DeferredReweighting {
     /// let drw = DeferredReweighting::new(2, ClassWeights::inverse_frequency(), &prior)?;
     /// assert_eq!(drw.weights_at::<f64>(1).to_vec(), vec![1.0, 1.0]);
     /// assert_eq!(drw.weights_at::<f64>(2).to_vec(), vec![4.0 / 6.0, 2.0]);
+    /// # Ok::<(), longtail::LossError>(())
     /// ```
     ///
     /// # References
