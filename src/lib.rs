@@ -54,6 +54,7 @@
 mod error;
 mod float;
 pub mod loss;
+pub mod metrics;
 pub mod prior;
 mod rows;
 pub mod softmax;
@@ -61,6 +62,7 @@ pub mod softmax;
 pub use error::{LossError, Result};
 pub use float::Float;
 pub use loss::{Reduction, SoftmaxLoss, Targets};
+pub use metrics::ConfusionMatrix;
 pub use prior::Prior;
 
 /// The README's examples, compiled and run as doctests.
