@@ -51,6 +51,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod adjust;
 mod error;
 mod float;
 pub mod loss;

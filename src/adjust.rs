@@ -1,0 +1,676 @@
+//! Post-hoc decisions from trained logits: logit adjustment for the balanced error, prior shift by
+//! Bayes' rule, `τ` tuning on validation data, and threshold moving for a binary score.
+//!
+//! Every multi-class call adds a per-class offset `o` to the logits and takes the argmax:
+//!
+//! | call | offset `o_k` | for |
+//! |---|---|---|
+//! | [`predict`] | `0` | accuracy (the training prior) |
+//! | [`predict_adjusted`] | `−τ·log π_k` | balanced error (`τ = 1`), Menon et al. 2020 |
+//! | [`predict_prior_shifted`] | `log π'_k − log π_k` | a known or estimated target prior `π'` |
+//!
+//! Argmax ties go to the **lowest class index** (as `numpy.argmax`). `-inf` logits are legal masks
+//! (a row that is all `-inf` has no prediction: an error); NaN and `+inf` logits are errors, and
+//! so is a finite logit that overflows once offset.
+
+use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1};
+
+use crate::error::check_shape;
+use crate::metrics::ConfusionMatrix;
+use crate::rows::for_each_row;
+use crate::softmax::check_logits;
+use crate::{Float, LossError, Prior, Result};
+
+/// Adjusted logits `z_ik − τ·log π_k`, whose argmax is [`predict_adjusted`].
+///
+/// # Errors
+///
+/// See [`adjusted_logits_into`].
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::adjusted_logits;
+/// use ndarray::array;
+///
+/// let prior = Prior::from_counts(&[900.0, 100.0])?;
+/// let adjusted = adjusted_logits(&array![[1.0_f64, 0.0]], &prior, 1.0)?;
+/// assert!((adjusted[[0, 0]] - (1.0 - 0.9f64.ln())).abs() < 1e-15);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
+pub fn adjusted_logits<F: Float>(logits: &ArrayRef2<F>, prior: &Prior, tau: F) -> Result<Array2<F>> {
+    let mut out = Array2::zeros(logits.raw_dim());
+    adjusted_logits_into(logits, prior, tau, &mut out)?;
+    Ok(out)
+}
+
+/// [`adjusted_logits`] into a caller's `[B, K]` buffer, overwriting it.
+///
+/// # Errors
+///
+/// In this order: [`LossError::EmptyBatch`], [`LossError::NoClasses`];
+/// [`LossError::ShapeMismatch`] (`"prior"`, then `"out"`); [`LossError::InvalidParameter`]
+/// (`"tau"` not finite or overflowing, `"prior"` with a zero count while `τ ≠ 0`);
+/// [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows once adjusted.
+/// On error `out` is untouched.
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::adjusted_logits_into;
+/// use ndarray::{array, Array2};
+///
+/// let prior = Prior::from_counts(&[1.0, 1.0])?;
+/// let mut out = Array2::zeros((1, 2));
+/// adjusted_logits_into(&array![[2.0_f32, f32::NEG_INFINITY]], &prior, 1.0, &mut out)?;
+/// assert_eq!(out[[0, 1]], f32::NEG_INFINITY); // a mask stays a mask
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// Menon et al. 2020, arXiv:2007.07314.
+pub fn adjusted_logits_into<F: Float>(
+    logits: &ArrayRef2<F>,
+    prior: &Prior,
+    tau: F,
+    out: &mut ArrayRef2<F>,
+) -> Result<()> {
+    check_batch(logits, &[("prior", prior)])?;
+    check_shape("out", logits.shape(), out.shape())?;
+    let offset = adjustment(prior, tau)?;
+    offset_into(logits, &offset, out)
+}
+
+/// The plain argmax of each row: the prediction for accuracy under the training prior.
+///
+/// # Errors
+///
+/// See [`predict_into`].
+///
+/// # Example
+///
+/// ```
+/// use longtail::adjust::predict;
+/// use ndarray::array;
+///
+/// let logits = array![[0.1_f64, 2.0, 2.0], [f64::NEG_INFINITY, -1.0, -3.0]];
+/// assert_eq!(predict(&logits)?, vec![1, 1]); // a tie goes to the lowest index
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// NumPy `numpy.argmax` (ties to the first index).
+pub fn predict<F: Float>(logits: &ArrayRef2<F>) -> Result<Vec<usize>> {
+    let mut out = vec![0; logits.nrows()];
+    predict_into(logits, &mut out)?;
+    Ok(out)
+}
+
+/// [`predict`] into a caller's buffer of length `B`, overwriting it.
+///
+/// # Errors
+///
+/// [`LossError::EmptyBatch`], [`LossError::NoClasses`], [`LossError::ShapeMismatch`] (`"out"`),
+/// [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit, [`LossError::FullyMasked`] for a row
+/// whose every logit is `-inf`. On error `out` is untouched.
+///
+/// # Example
+///
+/// ```
+/// use longtail::adjust::predict_into;
+/// use ndarray::array;
+///
+/// let mut out = [9; 2];
+/// predict_into(&array![[1.0_f32, 3.0], [0.0, -1.0]], &mut out)?;
+/// assert_eq!(out, [1, 0]);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// NumPy `numpy.argmax`.
+pub fn predict_into<F: Float>(logits: &ArrayRef2<F>, out: &mut [usize]) -> Result<()> {
+    check_batch(logits, &[])?;
+    argmax_into(logits, &vec![F::zero(); logits.ncols()], out)
+}
+
+/// Post-hoc logit adjustment: `argmax_k z_ik − τ·log π_k`. With `τ = 1` and the training prior
+/// this is the Bayes-optimal decision for the balanced error (Menon et al. 2020).
+///
+/// # Errors
+///
+/// See [`predict_adjusted_into`].
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::{predict, predict_adjusted};
+/// use ndarray::array;
+///
+/// let prior = Prior::from_counts(&[990.0, 10.0])?;
+/// let logits = array![[2.0_f64, 0.0]]; // class 0 wins by 2 nats; its prior by log 99 ≈ 4.6
+/// assert_eq!(predict(&logits)?, vec![0]);
+/// assert_eq!(predict_adjusted(&logits, &prior, 1.0)?, vec![1]);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
+pub fn predict_adjusted<F: Float>(logits: &ArrayRef2<F>, prior: &Prior, tau: F) -> Result<Vec<usize>> {
+    let mut out = vec![0; logits.nrows()];
+    predict_adjusted_into(logits, prior, tau, &mut out)?;
+    Ok(out)
+}
+
+/// [`predict_adjusted`] into a caller's buffer of length `B`, overwriting it.
+///
+/// # Errors
+///
+/// The errors of [`adjusted_logits_into`] (with `out` of length `B`), and
+/// [`LossError::FullyMasked`] for a row whose every logit is `-inf`. On error `out` is untouched.
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::predict_adjusted_into;
+/// use ndarray::array;
+///
+/// let mut out = [0; 1];
+/// let prior = Prior::from_counts(&[3.0, 1.0])?;
+/// predict_adjusted_into(&array![[0.5_f32, 0.0]], &prior, 1.0, &mut out)?;
+/// assert_eq!(out, [1]); // 0.5 − log 0.75 < 0 − log 0.25
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// Menon et al. 2020, arXiv:2007.07314.
+pub fn predict_adjusted_into<F: Float>(
+    logits: &ArrayRef2<F>,
+    prior: &Prior,
+    tau: F,
+    out: &mut [usize],
+) -> Result<()> {
+    check_batch(logits, &[("prior", prior)])?;
+    check_shape("out", &[logits.nrows()], &[out.len()])?;
+    argmax_into(logits, &adjustment(prior, tau)?, out)
+}
+
+/// Prior shift by Bayes' rule: logits of a model trained under `π` (`train`) turned into logits
+/// for a target prior `π'` (`target`): `z_ik − log π_k + log π'_k`. Their softmax is the
+/// posterior under `π'` when the model's softmax is calibrated under `π`.
+///
+/// # Errors
+///
+/// See [`prior_shifted_logits_into`].
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::prior_shifted_logits;
+/// use ndarray::array;
+///
+/// let train = Prior::from_counts(&[0.8, 0.2])?;
+/// let target = Prior::from_counts(&[0.5, 0.5])?;
+/// let shifted = prior_shifted_logits(&array![[0.0_f64, 0.0]], &train, &target)?;
+/// assert!((shifted[[0, 1]] - shifted[[0, 0]] - 4f64.ln()).abs() < 1e-15);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// M. Saerens, P. Latinne, C. Decaestecker, "Adjusting the Outputs of a Classifier to New a Priori
+/// Probabilities: A Simple Procedure", Neural Computation 14(1), 2002.
+pub fn prior_shifted_logits<F: Float>(
+    logits: &ArrayRef2<F>,
+    train: &Prior,
+    target: &Prior,
+) -> Result<Array2<F>> {
+    let mut out = Array2::zeros(logits.raw_dim());
+    prior_shifted_logits_into(logits, train, target, &mut out)?;
+    Ok(out)
+}
+
+/// [`prior_shifted_logits`] into a caller's `[B, K]` buffer, overwriting it.
+///
+/// # Errors
+///
+/// In this order: [`LossError::EmptyBatch`], [`LossError::NoClasses`];
+/// [`LossError::ShapeMismatch`] (`"train_prior"`, `"target_prior"`, then `"out"`);
+/// [`LossError::InvalidParameter`] (`"train_prior"` or `"target_prior"`, with the class) for a
+/// zero count; [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows once
+/// shifted. On error `out` is untouched.
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::prior_shifted_logits_into;
+/// use ndarray::{array, Array2};
+///
+/// let prior = Prior::from_counts(&[2.0, 1.0])?;
+/// let mut out = Array2::zeros((1, 2));
+/// prior_shifted_logits_into(&array![[0.3_f64, 0.1]], &prior, &prior, &mut out)?;
+/// assert_eq!(out, array![[0.3, 0.1]]); // no shift
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// Saerens et al. 2002.
+pub fn prior_shifted_logits_into<F: Float>(
+    logits: &ArrayRef2<F>,
+    train: &Prior,
+    target: &Prior,
+    out: &mut ArrayRef2<F>,
+) -> Result<()> {
+    check_shifted(logits, train, target)?;
+    check_shape("out", logits.shape(), out.shape())?;
+    offset_into(logits, &shift(train, target)?, out)
+}
+
+/// The argmax of [`prior_shifted_logits`]: the Bayes decision under the target prior.
+///
+/// # Errors
+///
+/// See [`predict_prior_shifted_into`].
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::predict_prior_shifted;
+/// use ndarray::array;
+///
+/// let train = Prior::from_counts(&[0.5, 0.5])?;
+/// let target = Prior::from_counts(&[0.95, 0.05])?;
+/// assert_eq!(predict_prior_shifted(&array![[0.0_f64, 1.0]], &train, &target)?, vec![0]);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// Saerens et al. 2002.
+pub fn predict_prior_shifted<F: Float>(
+    logits: &ArrayRef2<F>,
+    train: &Prior,
+    target: &Prior,
+) -> Result<Vec<usize>> {
+    let mut out = vec![0; logits.nrows()];
+    predict_prior_shifted_into(logits, train, target, &mut out)?;
+    Ok(out)
+}
+
+/// [`predict_prior_shifted`] into a caller's buffer of length `B`, overwriting it.
+///
+/// # Errors
+///
+/// The errors of [`prior_shifted_logits_into`] (with `out` of length `B`), and
+/// [`LossError::FullyMasked`] for a row whose every logit is `-inf`. On error `out` is untouched.
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::predict_prior_shifted_into;
+/// use ndarray::array;
+///
+/// let (train, target) = (Prior::from_counts(&[1.0, 1.0])?, Prior::from_counts(&[1.0, 9.0])?);
+/// let mut out = [0; 1];
+/// predict_prior_shifted_into(&array![[1.0_f32, 0.0]], &train, &target, &mut out)?;
+/// assert_eq!(out, [1]);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// Saerens et al. 2002.
+pub fn predict_prior_shifted_into<F: Float>(
+    logits: &ArrayRef2<F>,
+    train: &Prior,
+    target: &Prior,
+    out: &mut [usize],
+) -> Result<()> {
+    check_shifted(logits, train, target)?;
+    check_shape("out", &[logits.nrows()], &[out.len()])?;
+    argmax_into(logits, &shift(train, target)?, out)
+}
+
+/// The best `τ` of a grid and its score (see [`tune_tau`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TauSearch<F> {
+    /// The `τ` with the highest score (ties: the smallest `|τ|`, then the first in the grid).
+    pub tau: F,
+    /// Its score.
+    pub score: f64,
+}
+
+/// Searches a grid of `τ` for the post-hoc adjustment ([`predict_adjusted`]) with the highest
+/// balanced accuracy on validation logits and labels.
+///
+/// Of several `τ` with the same score, the one with the smallest `|τ|` (the least adjustment)
+/// wins, then the first in the grid.
+///
+/// # Errors
+///
+/// See [`tune_tau_by`].
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::tune_tau;
+/// use ndarray::array;
+///
+/// let prior = Prior::from_counts(&[90.0, 10.0])?;
+/// let logits = array![[3.0_f64, 0.0], [2.5, 0.0], [1.5, 0.0], [0.5, 0.0]];
+/// let best = tune_tau(&logits, &[0, 0, 1, 1], &prior, &[0.0, 0.5, 1.0, 2.0])?;
+/// assert_eq!((best.tau, best.score), (1.0, 1.0));
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314
+/// (`τ` tuned on a holdout set).
+pub fn tune_tau<'a, F: Float>(
+    logits: &ArrayRef2<F>,
+    labels: impl Into<ArrayView1<'a, usize>>,
+    prior: &Prior,
+    taus: &[F],
+) -> Result<TauSearch<F>> {
+    tune_tau_by(logits, labels, prior, taus, ConfusionMatrix::balanced_accuracy)
+}
+
+/// [`tune_tau`] maximising a metric the caller picks, read off the validation
+/// [`ConfusionMatrix`] of each `τ` (e.g. `ConfusionMatrix::macro_f1`, or a closure).
+///
+/// # Errors
+///
+/// In this order: [`LossError::EmptyBatch`], [`LossError::NoClasses`];
+/// [`LossError::ShapeMismatch`] (`"prior"`, `"labels"`); [`LossError::InvalidParameter`]
+/// `"taus"` for an empty grid (value 0) or a non-finite entry (with its index), `"prior"` for a
+/// zero count while some `τ ≠ 0`; [`LossError::LabelOutOfRange`]; the logit errors of
+/// [`predict_adjusted_into`]; [`LossError::InvalidParameter`] (`"score"`, with the grid index)
+/// if the metric returns NaN.
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::tune_tau_by;
+/// use longtail::metrics::ConfusionMatrix;
+/// use ndarray::array;
+///
+/// let prior = Prior::from_counts(&[90.0, 10.0])?;
+/// let logits = array![[3.0_f32, 0.0], [2.5, 0.0], [1.5, 0.0], [0.5, 0.0]];
+/// let best = tune_tau_by(&logits, &[0, 0, 1, 1], &prior, &[0.0, 1.0], ConfusionMatrix::worst_class_recall)?;
+/// assert_eq!(best.tau, 1.0);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// Menon et al. 2020, arXiv:2007.07314.
+pub fn tune_tau_by<'a, F: Float>(
+    logits: &ArrayRef2<F>,
+    labels: impl Into<ArrayView1<'a, usize>>,
+    prior: &Prior,
+    taus: &[F],
+    score: impl Fn(&ConfusionMatrix) -> f64,
+) -> Result<TauSearch<F>> {
+    let labels = labels.into();
+    check_batch(logits, &[("prior", prior)])?;
+    check_shape("labels", &[logits.nrows()], labels.shape())?;
+    if taus.is_empty() {
+        return Err(LossError::InvalidParameter {
+            name: "taus",
+            index: None,
+            value: 0.0,
+            expected: "a non-empty grid",
+        });
+    }
+    if let Some(i) = taus.iter().position(|t| !t.is_finite()) {
+        return Err(LossError::InvalidParameter {
+            name: "taus",
+            index: Some(i),
+            value: taus[i].as_f64(),
+            expected: "finite",
+        });
+    }
+    if taus.iter().any(|&t| t != F::zero()) {
+        prior.require_positive("prior")?;
+    }
+    let classes = logits.ncols();
+    if let Some(row) = labels.iter().position(|&y| y >= classes) {
+        return Err(LossError::LabelOutOfRange { row, label: labels[row], classes });
+    }
+    let mut predictions = vec![0; logits.nrows()];
+    let mut best: Option<TauSearch<F>> = None;
+    for (i, &tau) in taus.iter().enumerate() {
+        predict_adjusted_into(logits, prior, tau, &mut predictions)?;
+        let value = score(&ConfusionMatrix::new(labels, predictions.as_slice(), classes)?);
+        if value.is_nan() {
+            return Err(LossError::InvalidParameter {
+                name: "score",
+                index: Some(i),
+                value,
+                expected: "not NaN",
+            });
+        }
+        let better = best.is_none_or(|b| value > b.score || (value == b.score && tau.abs() < b.tau.abs()));
+        if better {
+            best = Some(TauSearch { tau, score: value });
+        }
+    }
+    Ok(best.expect("the grid is not empty"))
+}
+
+/// The threshold moved by a prior for a binary score `s` (a logit): predict positive iff
+/// `s − τ·logit(π) > 0`, i.e. iff `s > t` with `t = τ·logit(π) = τ·log(π / (1 − π))`, `π` the
+/// positive class's prior. `τ = 1` is the balanced-error decision (logit adjustment for one
+/// logit); `τ = 0` the plain `s > 0`.
+///
+/// # Errors
+///
+/// [`LossError::InvalidParameter`]: `"positive_prior"` outside `(0, 1)`; `"tau"` not finite.
+///
+/// # Example
+///
+/// ```
+/// use longtail::adjust::{binary_threshold, predict_binary};
+/// use ndarray::array;
+///
+/// let t = binary_threshold(0.1, 1.0)?; // 10% positives: log(1/9)
+/// assert!((t + 9f64.ln()).abs() < 1e-15);
+/// assert_eq!(predict_binary(&array![-3.0_f64, -1.0], t)?, vec![false, true]);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314;
+/// C. Elkan, "The Foundations of Cost-Sensitive Learning", IJCAI 2001 (threshold moving).
+pub fn binary_threshold(positive_prior: f64, tau: f64) -> Result<f64> {
+    let logit = prior_logit("positive_prior", positive_prior)?;
+    if !tau.is_finite() {
+        return Err(LossError::InvalidParameter { name: "tau", index: None, value: tau, expected: "finite" });
+    }
+    Ok(tau * logit)
+}
+
+/// The threshold of the Bayes prior shift for a binary score calibrated under the positive rate
+/// `π` (`train_positive`) and deployed under `π'` (`target_positive`): predict positive iff
+/// `s − logit(π) + logit(π') > 0`, i.e. iff `s > logit(π) − logit(π')`.
+///
+/// # Errors
+///
+/// [`LossError::InvalidParameter`] (`"train_positive"` or `"target_positive"`) outside `(0, 1)`.
+///
+/// # Example
+///
+/// ```
+/// use longtail::adjust::binary_shift_threshold;
+///
+/// // Trained balanced, deployed where 1% are positive: the score must beat log 99.
+/// let t = binary_shift_threshold(0.5, 0.01)?;
+/// assert!((t - 99f64.ln()).abs() < 1e-13);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// Saerens et al. 2002; Elkan 2001.
+pub fn binary_shift_threshold(train_positive: f64, target_positive: f64) -> Result<f64> {
+    Ok(prior_logit("train_positive", train_positive)? - prior_logit("target_positive", target_positive)?)
+}
+
+/// Binary decisions `s_i > threshold` (a score equal to the threshold is negative).
+///
+/// # Errors
+///
+/// See [`predict_binary_into`].
+///
+/// # Example
+///
+/// ```
+/// use longtail::adjust::predict_binary;
+/// use ndarray::array;
+///
+/// assert_eq!(predict_binary(&array![0.5_f32, 0.0, f32::NEG_INFINITY], 0.0)?, vec![true, false, false]);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// Elkan 2001.
+pub fn predict_binary<F: Float>(scores: &ArrayRef1<F>, threshold: f64) -> Result<Vec<bool>> {
+    let mut out = vec![false; scores.len()];
+    predict_binary_into(scores, threshold, &mut out)?;
+    Ok(out)
+}
+
+/// [`predict_binary`] into a caller's buffer of length `B`, overwriting it.
+///
+/// # Errors
+///
+/// [`LossError::EmptyBatch`] for no scores; [`LossError::ShapeMismatch`] (`"out"`);
+/// [`LossError::InvalidParameter`] (`"threshold"`) for a NaN threshold;
+/// [`LossError::NonFiniteLogit`] (class 0) for a NaN or `+inf` score (`-inf` is a sure negative).
+/// On error `out` is untouched.
+///
+/// # Example
+///
+/// ```
+/// use longtail::adjust::predict_binary_into;
+/// use ndarray::array;
+///
+/// let mut out = [false; 2];
+/// predict_binary_into(&array![1.0_f64, -1.0], -2.0, &mut out)?;
+/// assert_eq!(out, [true, true]);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// Elkan 2001.
+pub fn predict_binary_into<F: Float>(scores: &ArrayRef1<F>, threshold: f64, out: &mut [bool]) -> Result<()> {
+    if scores.is_empty() {
+        return Err(LossError::EmptyBatch);
+    }
+    check_shape("out", scores.shape(), &[out.len()])?;
+    if threshold.is_nan() {
+        return Err(LossError::InvalidParameter {
+            name: "threshold",
+            index: None,
+            value: threshold,
+            expected: "not NaN",
+        });
+    }
+    if let Some(row) = scores.iter().position(|&s| s.is_nan() || s == F::infinity()) {
+        return Err(LossError::NonFiniteLogit { row, class: 0, value: scores[row].as_f64() });
+    }
+    out.iter_mut().zip(scores).for_each(|(o, s)| *o = s.as_f64() > threshold);
+    Ok(())
+}
+
+/// `log(π / (1 − π))` for `π ∈ (0, 1)`, with `log(1 − π)` via `ln_1p` (no cancellation near 0).
+fn prior_logit(name: &'static str, p: f64) -> Result<f64> {
+    if !(p > 0.0 && p < 1.0) {
+        return Err(LossError::InvalidParameter { name, index: None, value: p, expected: "in (0, 1)" });
+    }
+    Ok(p.ln() - (-p).ln_1p())
+}
+
+/// The batch-level checks every multi-class call starts with: rows, classes, the priors' lengths.
+fn check_batch<F: Float>(logits: &ArrayRef2<F>, priors: &[(&'static str, &Prior)]) -> Result<()> {
+    if logits.nrows() == 0 {
+        return Err(LossError::EmptyBatch);
+    }
+    if logits.ncols() == 0 {
+        return Err(LossError::NoClasses);
+    }
+    for &(name, prior) in priors {
+        check_shape(name, &[logits.ncols()], &[prior.classes()])?;
+    }
+    Ok(())
+}
+
+fn check_shifted<F: Float>(logits: &ArrayRef2<F>, train: &Prior, target: &Prior) -> Result<()> {
+    check_batch(logits, &[("train_prior", train), ("target_prior", target)])
+}
+
+/// `−τ·log π_k` in `F` (finite: checked by `log_prior`).
+fn adjustment<F: Float>(prior: &Prior, tau: F) -> Result<Vec<F>> {
+    Ok(prior.log_prior(tau)?.iter().map(|&v| -v).collect())
+}
+
+/// `log π'_k − log π_k` in `F`, both priors positive.
+fn shift<F: Float>(train: &Prior, target: &Prior) -> Result<Vec<F>> {
+    train.require_positive("train_prior")?;
+    target.require_positive("target_prior")?;
+    let (log_train, log_target) = (train.log_prior_f64(1.0)?, target.log_prior_f64(1.0)?);
+    Ok(log_target.iter().zip(&log_train).map(|(t, s)| F::from_f64(t - s)).collect())
+}
+
+/// Writes `z + offset` row by row, after checking every logit.
+fn offset_into<F: Float>(logits: &ArrayRef2<F>, offset: &[F], out: &mut ArrayRef2<F>) -> Result<()> {
+    check_logits(logits, Some(offset), |_, _| false)?;
+    for_each_row(logits, Some(out), |_, z, row| {
+        row.iter_mut().zip(z).zip(offset).for_each(|((o, &v), &a)| *o = v + a);
+    });
+    Ok(())
+}
+
+/// Writes `argmax_k z_ik + offset_k` (first index of the maximum) for every row, after checking
+/// every logit and that no row is fully masked.
+fn argmax_into<F: Float>(logits: &ArrayRef2<F>, offset: &[F], out: &mut [usize]) -> Result<()> {
+    check_shape("out", &[logits.nrows()], &[out.len()])?;
+    check_logits(logits, Some(offset), |_, _| false)?;
+    if let Some(row) = logits.rows().into_iter().position(|z| z.iter().all(|&v| v == F::neg_infinity())) {
+        return Err(LossError::FullyMasked { row });
+    }
+    for (o, z) in out.iter_mut().zip(logits.rows()) {
+        let mut best = (0, F::neg_infinity());
+        for (k, (&v, &a)) in z.iter().zip(offset).enumerate() {
+            let adjusted = v + a;
+            if adjusted > best.1 {
+                best = (k, adjusted);
+            }
+        }
+        *o = best.0;
+    }
+    Ok(())
+}
