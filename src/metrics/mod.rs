@@ -10,6 +10,7 @@ mod confusion;
 mod shots;
 
 pub use confusion::ConfusionMatrix;
+pub(crate) use confusion::check_predictions;
 pub use shots::{Shot, ShotReport, ShotSplit};
 
 use ndarray::ArrayView1;

@@ -68,6 +68,9 @@ mod tests {
     fn a_rank_deficient_matrix_is_singular_in_its_dependent_column() {
         let a = vec![1.0, 2.0, 2.0, 4.0];
         assert_eq!(solve("m", a, vec![1.0, 2.0]), Err(LossError::SingularMatrix { name: "m", column: 1 }));
-        assert_eq!(solve("m", vec![0.0; 4], vec![0.0; 2]), Err(LossError::SingularMatrix { name: "m", column: 0 }));
+        assert_eq!(
+            solve("m", vec![0.0; 4], vec![0.0; 2]),
+            Err(LossError::SingularMatrix { name: "m", column: 0 })
+        );
     }
 }

@@ -7,9 +7,12 @@
 //! [`SoftmaxLoss::with_class_weights`](crate::SoftmaxLoss::with_class_weights).
 
 mod estimator;
+mod label_shift;
+mod lu;
 mod weights;
 
 pub use estimator::PriorEstimator;
+pub use label_shift::{EmEstimate, LabelShiftEm, bbse_target_prior};
 pub use weights::{ClassWeights, DeferredReweighting};
 
 use ndarray::{Array1, ArrayRef2, ArrayView1};
