@@ -4,7 +4,10 @@
 //! Data: four 2-D Gaussian classes with 1000, 200, 40 and 8 training samples, evaluated on a
 //! balanced test set. Run with `cargo run --release --example quickstart`.
 
-use longtail::{LossError, SoftmaxLoss};
+use longtail::adjust::predict;
+use longtail::metrics::balanced_accuracy;
+use longtail::prior::ClassWeights;
+use longtail::{LossError, Prior, SoftmaxLoss};
 use ndarray::{Array1, Array2, Axis};
 
 const TRAIN_COUNTS: [usize; 4] = [1000, 200, 40, 8];
@@ -55,32 +58,21 @@ fn train(
     Ok((w, b))
 }
 
-/// Mean over classes of the fraction of each class predicted correctly (argmax of the logits).
-fn balanced_accuracy(logits: &Array2<f64>, y: &[usize]) -> f64 {
-    let classes = logits.ncols();
-    let (mut hits, mut totals) = (vec![0.0; classes], vec![0.0; classes]);
-    for (row, &label) in logits.rows().into_iter().zip(y) {
-        let predicted = (0..classes).fold(0, |best, k| if row[k] > row[best] { k } else { best });
-        totals[label] += 1.0;
-        hits[label] += f64::from(u8::from(predicted == label));
-    }
-    hits.iter().zip(&totals).map(|(h, t)| h / t).sum::<f64>() / classes as f64
-}
-
 fn main() -> Result<(), LossError> {
     let mut rng = Rng(42);
     let (x_train, y_train) = sample(&TRAIN_COUNTS, &mut rng);
     let (x_test, y_test) = sample(&[TEST_PER_CLASS; 4], &mut rng);
-    let counts = TRAIN_COUNTS.map(|n| n as f64);
+    let prior = Prior::from_labels(&y_train, TRAIN_COUNTS.len())?;
 
     println!("train counts {TRAIN_COUNTS:?}, balanced test set of {TEST_PER_CLASS} per class");
     for (name, loss) in [
         ("cross-entropy", SoftmaxLoss::cross_entropy()),
-        ("logit-adjusted (tau = 1)", SoftmaxLoss::logit_adjusted(&counts)?),
-        ("class-weighted (1/n_k)", SoftmaxLoss::class_weighted(&counts.map(|n| 1.0 / n))?),
+        ("logit-adjusted (tau = 1)", SoftmaxLoss::logit_adjusted(prior.counts())?),
+        ("class-weighted (1/n_k)", SoftmaxLoss::class_weighted(&ClassWeights::power(1.0)?.weights(&prior)?)?),
     ] {
         let (w, b) = train(&loss, &x_train, &y_train)?;
-        let accuracy = balanced_accuracy(&(x_test.dot(&w) + &b), &y_test);
+        let predictions = predict(&(x_test.dot(&w) + &b))?;
+        let accuracy = balanced_accuracy(&y_test, &predictions, TRAIN_COUNTS.len())?;
         println!("{name:<26} balanced accuracy {accuracy:.3}");
     }
     Ok(())

@@ -42,6 +42,14 @@
 //! - Logits and gradient buffers may be any array or view (`&ArrayRef2<F>`); labels a slice, `Vec`
 //!   or `Array1<usize>`; probability targets a `[B, K]` array (see [`Targets`]).
 //!
+//! # Around the losses
+//!
+//! - [`prior`]: class priors from labels, counts or probability targets (streaming, mergeable),
+//!   class weights and the DRW schedule, label-shift estimation of a target prior (EM, BBSE).
+//! - [`adjust`]: post-hoc logit adjustment, Bayes prior shift, `τ` tuning, binary threshold moving.
+//! - [`metrics`]: confusion matrix, balanced accuracy, per-class and macro scores, worst-class and
+//!   geometric-mean recall, the many/medium/few-shot split.
+//!
 //! # References
 //!
 //! - A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
