@@ -349,6 +349,23 @@ pub fn predict_prior_shifted_into<F: Float>(
 }
 
 /// The best `τ` of a grid and its score (see [`tune_tau`]).
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::tune_tau;
+/// use ndarray::array;
+///
+/// let prior = Prior::from_counts(&[1.0, 1.0])?;
+/// let search = tune_tau(&array![[1.0_f32, 0.0]], &[0], &prior, &[0.0, 1.0])?;
+/// assert_eq!((search.tau, search.score), (0.0, 1.0));
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// Menon et al. 2020, arXiv:2007.07314.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TauSearch<F> {
     /// The `τ` with the highest score (ties: the smallest `|τ|`, then the first in the grid).
@@ -435,12 +452,7 @@ pub fn tune_tau_by<'a, F: Float>(
     check_batch(logits, &[("prior", prior)])?;
     check_shape("labels", &[logits.nrows()], labels.shape())?;
     if taus.is_empty() {
-        return Err(LossError::InvalidParameter {
-            name: "taus",
-            index: None,
-            value: 0.0,
-            expected: "a non-empty grid",
-        });
+        return Err(empty_grid());
     }
     if let Some(i) = taus.iter().position(|t| !t.is_finite()) {
         return Err(LossError::InvalidParameter {
@@ -475,7 +487,11 @@ pub fn tune_tau_by<'a, F: Float>(
             best = Some(TauSearch { tau, score: value });
         }
     }
-    Ok(best.expect("the grid is not empty"))
+    best.ok_or_else(empty_grid)
+}
+
+fn empty_grid() -> LossError {
+    LossError::InvalidParameter { name: "taus", index: None, value: 0.0, expected: "a non-empty grid" }
 }
 
 /// The threshold moved by a prior for a binary score `s` (a logit): predict positive iff

@@ -130,6 +130,16 @@ fn probability_updates_sum_the_targets() {
 }
 
 #[test]
+fn an_empty_batch_is_a_step_that_only_decays() {
+    let mut estimator = PriorEstimator::new(2).unwrap().with_decay(0.5).unwrap();
+    estimator.update(&[0, 1, 1]).unwrap();
+    estimator.update(&[]).unwrap();
+    estimator.update_probs(&Array2::<f32>::zeros((0, 2))).unwrap();
+    assert_eq!(estimator.counts(), &[0.25, 0.5]);
+    assert_eq!(estimator.steps(), 3);
+}
+
+#[test]
 fn decayed_counts_are_the_bias_corrected_moving_average_for_equal_batches() {
     let mut rng = Rng::new(9);
     let m = 0.9;
@@ -303,7 +313,6 @@ fn invalid_probability_targets_are_errors() {
         estimator.update_probs(&mat::<f64>(&[&[0.5, 0.5]])),
         Err(LossError::ShapeMismatch { name: "targets", expected: vec![1, 3], found: vec![1, 2] })
     );
-    assert_eq!(estimator.update_probs(&Array2::<f64>::zeros((0, 3))), Err(LossError::EmptyBatch));
     assert_eq!(estimator.steps(), 0);
 }
 

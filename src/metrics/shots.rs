@@ -33,6 +33,18 @@ pub struct ShotSplit {
 }
 
 /// The group of a class in a [`ShotSplit`].
+///
+/// # Example
+///
+/// ```
+/// use longtail::metrics::{Shot, ShotSplit};
+/// let groups: Vec<Shot> = [500.0, 50.0, 5.0].iter().map(|&n| ShotSplit::default().shot(n)).collect();
+/// assert_eq!(groups, [Shot::Many, Shot::Medium, Shot::Few]);
+/// ```
+///
+/// # References
+///
+/// Liu et al. 2019, arXiv:1904.05160.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shot {
     /// More than `many_above` training samples.
@@ -177,6 +189,22 @@ impl ShotSplit {
 
 /// The mean per-class recall of the many-, medium- and few-shot classes (see
 /// [`ShotSplit::report`]).
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::metrics::{ConfusionMatrix, ShotSplit};
+///
+/// let cm = ConfusionMatrix::new(&[0, 1], &[0, 0], 2)?;
+/// let report = ShotSplit::default().report(&cm, &Prior::from_counts(&[1000.0, 3.0])?)?;
+/// assert_eq!((report.many, report.medium, report.few), (Some(1.0), None, Some(0.0)));
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// Liu et al. 2019, arXiv:1904.05160.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShotReport {
     /// Many-shot classes' mean recall, or `None` if no such class is in the evaluation labels.

@@ -172,13 +172,14 @@ impl PriorEstimator {
         Ok(())
     }
 
-    /// One step with a batch of probability targets (`[B, K]`, rows summing to 1).
+    /// One step with a batch of probability targets (`[B, K]`, rows summing to 1; an empty batch
+    /// still decays the counts).
     ///
     /// # Errors
     ///
-    /// [`LossError::EmptyBatch`] for zero rows; [`LossError::ShapeMismatch`] (`"targets"`) for a
-    /// column count other than `K`; [`LossError::InvalidTarget`] / [`LossError::TargetSum`] for a
-    /// row that is not a distribution. The estimator is then unchanged.
+    /// [`LossError::ShapeMismatch`] (`"targets"`) for a column count other than `K`;
+    /// [`LossError::InvalidTarget`] / [`LossError::TargetSum`] for a row that is not a
+    /// distribution. The estimator is then unchanged.
     ///
     /// # Example
     ///
@@ -196,10 +197,10 @@ impl PriorEstimator {
     ///
     /// Kingma & Ba 2015, arXiv:1412.6980.
     pub fn update_probs<F: Float>(&mut self, probs: &ArrayRef2<F>) -> Result<()> {
+        crate::error::check_shape("targets", &[probs.nrows(), self.counts.len()], probs.shape())?;
         if probs.nrows() > 0 {
-            crate::error::check_shape("targets", &[probs.nrows(), self.counts.len()], probs.shape())?;
+            check_distributions(probs)?;
         }
-        check_distributions(probs)?;
         let mut batch = vec![0.0; self.counts.len()];
         add_probs(&mut batch, probs);
         self.step(&batch);

@@ -45,6 +45,23 @@ pub struct LabelShiftEm {
 }
 
 /// The result of [`LabelShiftEm::estimate`].
+///
+/// # Example
+///
+/// ```
+/// use longtail::prior::{LabelShiftEm, Prior};
+/// use ndarray::array;
+///
+/// let train = Prior::from_counts(&[1.0, 1.0])?;
+/// let estimate = LabelShiftEm::new().with_max_iterations(1)?.estimate(&array![[0.9_f64, 0.1]], &train)?;
+/// assert_eq!((estimate.iterations, estimate.converged), (1, false));
+/// assert!((estimate.prior.probabilities::<f64>()[0] - 0.9).abs() < 1e-15);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// Saerens et al. 2002.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmEstimate {
     /// The estimated target prior `q` (as probabilities).

@@ -138,6 +138,13 @@ impl ClassWeights {
     }
 
     /// The `β` Cui et al. recommend for large data sets: `0.9999`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::prior::ClassWeights;
+    /// assert!(ClassWeights::effective_number(ClassWeights::DEFAULT_BETA).is_ok());
+    /// ```
     pub const DEFAULT_BETA: f64 = 0.9999;
 
     /// Rescales the weights to sum to `K`: `w_k · K / Σ_j w_j`.
