@@ -29,7 +29,8 @@ pub enum LossError {
     /// An array's shape does not fit the logits `[B, K]`.
     ShapeMismatch {
         /// Which argument: `"labels"`, `"targets"`, `"sample_weights"`, `"grad_out"`, `"out"`,
-        /// `"losses_out"`, `"prior"`, `"class_weights"` or `"alpha"`.
+        /// `"losses_out"`, `"prior"`, `"class_weights"` or `"alpha"` for the losses; the `prior`,
+        /// `adjust` and `metrics` calls name theirs in their `# Errors` sections.
         name: &'static str,
         /// The shape it must have.
         expected: Vec<usize>,
@@ -94,7 +95,8 @@ pub enum LossError {
     /// A parameter given to a builder is out of its domain.
     InvalidParameter {
         /// Which parameter: `"gamma"`, `"label_smoothing"`, `"tau"`, `"prior"`, `"class_weights"`
-        /// or `"alpha"`.
+        /// or `"alpha"` for the losses; the `prior`, `adjust` and `metrics` calls name theirs in
+        /// their `# Errors` sections.
         name: &'static str,
         /// The entry at fault, for a per-class parameter.
         index: Option<usize>,

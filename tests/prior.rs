@@ -342,7 +342,7 @@ fn a_bad_smoothing_alpha_is_an_error() {
     let prior = Prior::from_counts(&[1.0]).unwrap();
     for alpha in [-1.0, f64::NAN, f64::INFINITY] {
         let err = prior.clone().with_smoothing(alpha).unwrap_err();
-        assert!(matches!(err, LossError::InvalidParameter { name: "alpha", index: None, .. }), "{err:?}");
+        assert!(matches!(err, LossError::InvalidParameter { name: "smoothing", index: None, .. }), "{err:?}");
     }
 }
 

@@ -156,7 +156,7 @@ impl Prior {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"alpha"`) if `α` is negative or not finite.
+    /// [`LossError::InvalidParameter`] (`"smoothing"`) if `α` is negative or not finite.
     ///
     /// # Example
     ///
@@ -175,7 +175,7 @@ impl Prior {
     pub fn with_smoothing(self, alpha: f64) -> Result<Self> {
         if !(alpha.is_finite() && alpha >= 0.0) {
             return Err(LossError::InvalidParameter {
-                name: "alpha",
+                name: "smoothing",
                 index: None,
                 value: alpha,
                 expected: "finite and >= 0",
