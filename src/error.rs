@@ -103,6 +103,23 @@ pub enum LossError {
         /// The domain it must lie in.
         expected: &'static str,
     },
+    /// A binary or multi-hot target lies outside its domain (`[0, 1]` for binary losses, `{0, 1}`
+    /// for multi-hot ones); for a `[B]` target `class` is 0.
+    TargetOutOfRange {
+        /// Row of the batch.
+        row: usize,
+        /// Class (column).
+        class: usize,
+        /// The target found.
+        value: f64,
+        /// The domain it must lie in.
+        expected: &'static str,
+    },
+    /// The loss is defined for hard labels only and was given probability targets.
+    LabelsRequired {
+        /// Which loss: `"LdamLoss"` or `"PairwiseMarginLoss"`.
+        loss: &'static str,
+    },
 }
 
 impl fmt::Display for LossError {
@@ -142,6 +159,12 @@ impl fmt::Display for LossError {
             }
             Self::InvalidParameter { name, index: None, value, expected } => {
                 write!(f, "{name} is {value}; expected {expected}")
+            }
+            Self::TargetOutOfRange { row, class, value, expected } => {
+                write!(f, "target at row {row}, class {class} is {value}; expected {expected}")
+            }
+            Self::LabelsRequired { loss } => {
+                write!(f, "{loss} takes hard labels, not probability targets")
             }
         }
     }

@@ -3,11 +3,15 @@
 //! [`SoftmaxLoss`] is the softmax family (cross-entropy, logit-adjusted, class-weighted, focal,
 //! label smoothing, probability targets, per-sample weights) in one fused kernel.
 
+mod binary_targets;
 mod kernel;
+mod sigmoid;
 mod softmax_loss;
 mod targets;
 mod validate;
 
+pub use binary_targets::BinaryTargets;
+pub use sigmoid::SigmoidLoss;
 pub use softmax_loss::SoftmaxLoss;
 pub use targets::Targets;
 
