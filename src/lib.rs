@@ -59,7 +59,7 @@ pub mod softmax;
 
 pub use error::{LossError, Result};
 pub use float::Float;
-pub use loss::{BinaryTargets, Reduction, SigmoidLoss, SoftmaxLoss, Targets};
+pub use loss::{BinaryTargets, LdamLoss, PairwiseMarginLoss, Reduction, SigmoidLoss, SoftmaxLoss, Targets};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

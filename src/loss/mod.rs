@@ -4,13 +4,18 @@
 //! label smoothing, probability targets, per-sample weights) in one fused kernel.
 
 mod binary_targets;
+mod hard_labels;
 mod kernel;
+mod ldam;
+mod pairwise;
 mod sigmoid;
 mod softmax_loss;
 mod targets;
 mod validate;
 
 pub use binary_targets::BinaryTargets;
+pub use ldam::LdamLoss;
+pub use pairwise::PairwiseMarginLoss;
 pub use sigmoid::SigmoidLoss;
 pub use softmax_loss::SoftmaxLoss;
 pub use targets::Targets;
