@@ -60,7 +60,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         if let Some(row) = labels.iter().position(|&y| y >= classes) {
             return Err(LossError::LabelOutOfRange { row, label: labels[row], classes });
         }
-        Ok(Self { labels: labels.clone(), targets, class_weights })
+        Ok(Self { labels: *labels, targets, class_weights })
     }
 
     /// The coefficient `s_i·w_{y_i}` of row `i`.
