@@ -59,7 +59,9 @@ pub mod softmax;
 
 pub use error::{LossError, Result};
 pub use float::Float;
-pub use loss::{BinaryTargets, LdamLoss, PairwiseMarginLoss, Reduction, SigmoidLoss, SoftmaxLoss, Targets};
+pub use loss::{
+    BinaryTargets, LdamLoss, PairwiseMarginLoss, Reduction, SigmoidLoss, SoftmaxLoss, Targets, ZlprLoss,
+};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -12,6 +12,7 @@ mod sigmoid;
 mod softmax_loss;
 mod targets;
 mod validate;
+mod zlpr;
 
 pub use binary_targets::BinaryTargets;
 pub use ldam::LdamLoss;
@@ -19,6 +20,7 @@ pub use pairwise::PairwiseMarginLoss;
 pub use sigmoid::SigmoidLoss;
 pub use softmax_loss::SoftmaxLoss;
 pub use targets::Targets;
+pub use zlpr::ZlprLoss;
 
 /// How a loss reduces the per-row losses `ℓ_i` of a batch to one number.
 ///
