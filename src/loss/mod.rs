@@ -4,20 +4,26 @@
 //! label smoothing, probability targets, per-sample weights) in one fused kernel.
 
 mod binary_targets;
+mod f1_stats;
 mod hard_labels;
 mod kernel;
 mod ldam;
 mod pairwise;
 mod sigmoid;
+mod smooth_f1;
+mod smooth_f1_binary;
 mod softmax_loss;
 mod targets;
 mod validate;
 mod zlpr;
 
 pub use binary_targets::BinaryTargets;
+pub use f1_stats::F1Stats;
 pub use ldam::LdamLoss;
 pub use pairwise::PairwiseMarginLoss;
 pub use sigmoid::SigmoidLoss;
+pub use smooth_f1::{F1Average, SmoothF1Loss};
+pub use smooth_f1_binary::BinarySmoothF1Loss;
 pub use softmax_loss::SoftmaxLoss;
 pub use targets::Targets;
 pub use zlpr::ZlprLoss;
