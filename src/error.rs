@@ -29,7 +29,8 @@ pub enum LossError {
     /// An array's shape does not fit the logits `[B, K]`.
     ShapeMismatch {
         /// Which argument: `"labels"`, `"targets"`, `"sample_weights"`, `"grad_out"`, `"out"`,
-        /// `"losses_out"`, `"prior"`, `"class_weights"` or `"alpha"`.
+        /// `"losses_out"`, `"prior"`, `"class_weights"`, `"alpha"`, `"margins"`, `"counts"`,
+        /// `"stats"` or `"mass"`.
         name: &'static str,
         /// The shape it must have.
         expected: Vec<usize>,
@@ -93,8 +94,9 @@ pub enum LossError {
     },
     /// A parameter given to a builder is out of its domain.
     InvalidParameter {
-        /// Which parameter: `"gamma"`, `"label_smoothing"`, `"tau"`, `"prior"`, `"class_weights"`
-        /// or `"alpha"`.
+        /// Which parameter: `"gamma"`, `"label_smoothing"`, `"tau"`, `"prior"`, `"class_weights"`,
+        /// `"alpha"`, `"margins"` (index `y·K + k`), `"counts"`, `"max_margin"`, `"scale"`,
+        /// `"true_positive"`, `"mass"` or `"weight"`.
         name: &'static str,
         /// The entry at fault, for a per-class parameter.
         index: Option<usize>,

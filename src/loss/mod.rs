@@ -1,7 +1,10 @@
 //! The losses over `[B, K]` logit batches, each with its exact gradient with respect to the logits.
 //!
 //! [`SoftmaxLoss`] is the softmax family (cross-entropy, logit-adjusted, class-weighted, focal,
-//! label smoothing, probability targets, per-sample weights) in one fused kernel.
+//! label smoothing, probability targets, per-sample weights) in one fused kernel. Beside it:
+//! the binary losses over `[B]` logits ([`SigmoidLoss`], [`BinarySmoothF1Loss`]), the smooth-F1
+//! softmax loss with its mergeable [`F1Stats`] ([`SmoothF1Loss`]), the multi-label [`ZlprLoss`],
+//! and the margin losses [`LdamLoss`] and [`PairwiseMarginLoss`].
 
 mod binary_targets;
 mod f1_stats;
