@@ -274,7 +274,7 @@ fn errors_for<F: Float>() {
         same(LossError::NoClasses)
     );
     let (p, l) = fail(&pairwise, &ldam, &mat::<F>(&[&[0.0, 1.0]]), Targets::labels(&[0]));
-    assert_eq!(p, LossError::ShapeMismatch { name: "margins", expected: vec![2], found: vec![3] });
+    assert_eq!(p, LossError::ShapeMismatch { name: "margins", expected: vec![2, 2], found: vec![3, 3] });
     assert_eq!(l, LossError::ShapeMismatch { name: "counts", expected: vec![2], found: vec![3] });
     let weighted = (
         pairwise.clone().with_class_weights(&cast::<F>(&[1.0, 2.0])).unwrap(),

@@ -19,8 +19,8 @@ pub(super) struct LabelledBatch<'t, 'w, F> {
 
 impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
     /// Validates everything but the logits' values, in the documented order: [`LossError::EmptyBatch`],
-    /// [`LossError::NoClasses`]; [`LossError::ShapeMismatch`] for `class_weights` (and the other
-    /// per-class parameters in `params`, `(name, length)`); [`LossError::LabelsRequired`] for
+    /// [`LossError::NoClasses`]; [`LossError::ShapeMismatch`] for `class_weights` and the other
+    /// per-class parameters in `params` (`(name, shape)`, each axis of length `K`); [`LossError::LabelsRequired`] for
     /// probability targets; [`LossError::ShapeMismatch`] for `labels`, the `outputs` and
     /// `sample_weights`; [`LossError::InvalidSampleWeight`]; [`LossError::LabelOutOfRange`].
     pub fn new(
@@ -28,7 +28,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         logits: &ArrayRef2<F>,
         targets: &'w Targets<'t, F>,
         class_weights: Option<&'w [F]>,
-        params: &[(&'static str, usize)],
+        params: &[(&'static str, &[usize])],
         outputs: &[(&'static str, &[usize], &[usize])],
     ) -> Result<Self> {
         let (batch, classes) = logits.dim();
@@ -41,8 +41,8 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         if let Some(w) = class_weights {
             check_shape("class_weights", &[classes], &[w.len()])?;
         }
-        for &(name, len) in params {
-            check_shape(name, &[classes], &[len])?;
+        for &(name, shape) in params {
+            check_shape(name, &vec![classes; shape.len()], shape)?;
         }
         let TargetKind::Labels(labels) = &targets.kind else {
             return Err(LossError::LabelsRequired { loss });

@@ -431,7 +431,7 @@ impl<F: Float> LdamLoss<F> {
         targets: &'w Targets<'t, F>,
         outputs: &[(&'static str, &[usize], &[usize])],
     ) -> Result<LabelledBatch<'t, 'w, F>> {
-        let params = [("counts", self.margins.len())];
+        let params = [("counts", &[self.margins.len()][..])];
         let batch =
             LabelledBatch::new("LdamLoss", logits, targets, self.class_weights.as_deref(), &params, outputs)?;
         batch.check_logits(logits, |row, class, z| self.scaled(z, class, batch.labels[row]))?;

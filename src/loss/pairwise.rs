@@ -296,7 +296,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     ///
     /// Checked in this order, all before anything is written:
     /// - [`LossError::EmptyBatch`], [`LossError::NoClasses`]: `B = 0` or `K = 0`;
-    /// - [`LossError::ShapeMismatch`]: `class_weights` or `margins` not for `K` classes;
+    /// - [`LossError::ShapeMismatch`]: `class_weights` not of length `K`, `margins` not `K×K`;
     /// - [`LossError::LabelsRequired`]: probability targets;
     /// - [`LossError::ShapeMismatch`]: `labels` not of length `B`, `grad_out` not `[B, K]`,
     ///   `sample_weights` not of length `B`;
@@ -407,7 +407,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
         targets: &'w Targets<'t, F>,
         outputs: &[(&'static str, &[usize], &[usize])],
     ) -> Result<LabelledBatch<'t, 'w, F>> {
-        let params = [("margins", self.classes)];
+        let params = [("margins", &[self.classes, self.classes][..])];
         let batch = LabelledBatch::new(
             "PairwiseMarginLoss",
             logits,
