@@ -75,8 +75,8 @@ pub mod softmax;
 pub use error::{LossError, Result};
 pub use float::Float;
 pub use loss::{
-    BinarySmoothF1Loss, BinaryTargets, F1Average, F1Stats, LdamLoss, PairwiseMarginLoss, Reduction,
-    SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
+    BinarySmoothF1Loss, BinaryTargets, F1Average, F1Stats, LdamLoss, MultiLabelTargets, PairwiseMarginLoss,
+    Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
 };
 
 /// The README's examples, compiled and run as doctests.

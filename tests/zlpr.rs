@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Rng, mat, numeric_grad, relative, relative_error};
-use longtail::{Float, LossError, Reduction, ZlprLoss};
+use longtail::{Float, LossError, MultiLabelTargets, Reduction, ZlprLoss};
 use ndarray::{Array1, Array2, array};
 use proptest::prelude::*;
 
@@ -19,10 +19,12 @@ fn targets(rng: &mut Rng, batch: usize, classes: usize) -> Array2<f64> {
     t
 }
 
-/// The author's formula: `y_pred = (1 − 2y)·s`, then lse over each half with a 0 appended.
+/// The author's formula: `y_pred = (1 − 2y)·s`, then lse over each half with a 0 appended; rows
+/// weighted by `weights`.
 fn reference(
     logits: &Array2<f64>,
     targets: &Array2<f64>,
+    weights: Option<&Array1<f64>>,
     adjust: Option<&[f64]>,
     reduction: Reduction,
 ) -> f64 {
@@ -30,14 +32,16 @@ fn reference(
         let m = v.iter().copied().fold(0.0, f64::max);
         m + ((-m).exp() + v.iter().map(|x| (x - m).exp()).sum::<f64>()).ln()
     };
-    let mut total = 0.0;
-    for (s, t) in logits.rows().into_iter().zip(targets.rows()) {
+    let (mut total, mut denominator) = (0.0, 0.0);
+    for (i, (s, t)) in logits.rows().into_iter().zip(targets.rows()).enumerate() {
+        let w = weights.map_or(1.0, |w| w[i]);
         let s: Vec<f64> = s.iter().enumerate().map(|(j, v)| v + adjust.map_or(0.0, |a| a[j])).collect();
         let neg = s.iter().zip(&t).filter(|(_, t)| **t == 0.0).map(|(s, _)| *s).collect();
         let pos = s.iter().zip(&t).filter(|(_, t)| **t == 1.0).map(|(s, _)| -*s).collect();
-        total += lse0(neg) + lse0(pos);
+        total += w * (lse0(neg) + lse0(pos));
+        denominator += w;
     }
-    if reduction == Reduction::Mean { total / logits.nrows() as f64 } else { total }
+    if reduction == Reduction::Mean { total / denominator } else { total }
 }
 
 fn build<F: Float>(prior: Option<&[f64]>, reduction: Reduction) -> ZlprLoss<F> {
@@ -50,25 +54,47 @@ fn build<F: Float>(prior: Option<&[f64]>, reduction: Reduction) -> ZlprLoss<F> {
     }
 }
 
-fn run<F: Float>(loss: &ZlprLoss<F>, logits: &Array2<f64>, targets: &Array2<f64>) -> (f64, Array2<f64>) {
-    let (l, g) = loss.loss_and_grad(&logits.mapv(F::from_f64), &targets.mapv(F::from_f64)).unwrap();
+fn run<F: Float>(
+    loss: &ZlprLoss<F>,
+    logits: &Array2<f64>,
+    targets: &Array2<f64>,
+    weights: Option<&Array1<f64>>,
+) -> (f64, Array2<f64>) {
+    let multi_hot = targets.mapv(F::from_f64);
+    let weights = weights.map(|w| w.mapv(F::from_f64));
+    let targets = match &weights {
+        Some(w) => MultiLabelTargets::new(&multi_hot).with_sample_weights(w),
+        None => MultiLabelTargets::new(&multi_hot),
+    };
+    let (l, g) = loss.loss_and_grad(&logits.mapv(F::from_f64), targets).unwrap();
     (l.as_f64(), g.mapv(F::as_f64))
+}
+
+/// Positive sample weights but for an ignored row 0.
+fn weights(rng: &mut Rng, batch: usize) -> Array1<f64> {
+    let mut w = Array1::from(rng.positive(batch, 0.2, 2.0));
+    w[0] = 0.0;
+    w
 }
 
 #[test]
 fn every_option_combination_matches_finite_differences_and_the_reference_formula() {
     let mut rng = Rng::new(201);
     for adjusted in [false, true] {
-        for reduction in [Reduction::Mean, Reduction::Sum] {
-            let (logits, t) = (rng.logits(6, 5, 3.0), targets(&mut rng, 6, 5));
-            let prior = rng.positive(5, 0.01, 0.9);
-            let loss = build::<f64>(adjusted.then_some(&prior[..]), reduction);
-            let (value, grad) = run(&loss, &logits, &t);
-            let numeric = numeric_grad(&logits, |z| run(&loss, z, &t).0);
-            let err = relative_error(&grad, &numeric);
-            assert!(err <= 1e-6, "adjusted {adjusted}, {reduction:?}: gradient relative error {err:e}");
-            let expected = reference(&logits, &t, loss.logit_adjustment(), reduction);
-            assert!(relative(value, expected) <= 1e-12, "{value} vs {expected}");
+        for weighted in [false, true] {
+            for reduction in [Reduction::Mean, Reduction::Sum] {
+                let (logits, t) = (rng.logits(6, 5, 3.0), targets(&mut rng, 6, 5));
+                let prior = rng.positive(5, 0.01, 0.9);
+                let w = weighted.then(|| weights(&mut rng, 6));
+                let loss = build::<f64>(adjusted.then_some(&prior[..]), reduction);
+                let (value, grad) = run(&loss, &logits, &t, w.as_ref());
+                let numeric = numeric_grad(&logits, |z| run(&loss, z, &t, w.as_ref()).0);
+                let err = relative_error(&grad, &numeric);
+                let case = format!("adjusted {adjusted}, weighted {weighted}, {reduction:?}");
+                assert!(err <= 1e-6, "{case}: gradient relative error {err:e}");
+                let expected = reference(&logits, &t, w.as_ref(), loss.logit_adjustment(), reduction);
+                assert!(relative(value, expected) <= 1e-12, "{case}: {value} vs {expected}");
+            }
         }
     }
 }
@@ -79,8 +105,11 @@ fn f32_agrees_with_f64() {
     for adjusted in [false, true] {
         let (logits, t) = (rng.logits(8, 6, 3.0).mapv(|v| f64::from(v as f32)), targets(&mut rng, 8, 6));
         let prior = rng.positive(6, 0.01, 0.9);
-        let (l64, g64) = run(&build::<f64>(adjusted.then_some(&prior[..]), Reduction::Mean), &logits, &t);
-        let (l32, g32) = run(&build::<f32>(adjusted.then_some(&prior[..]), Reduction::Mean), &logits, &t);
+        let w = Some(weights(&mut rng, 8));
+        let (l64, g64) =
+            run(&build::<f64>(adjusted.then_some(&prior[..]), Reduction::Mean), &logits, &t, w.as_ref());
+        let (l32, g32) =
+            run(&build::<f32>(adjusted.then_some(&prior[..]), Reduction::Mean), &logits, &t, w.as_ref());
         assert!(relative(l32, l64) <= 1e-5 && relative_error(&g32, &g64) <= 1e-5, "{l32} vs {l64}");
     }
 }
@@ -121,6 +150,15 @@ fn a_masked_negative_class_costs_nothing() {
 }
 
 #[test]
+fn a_batch_whose_weights_are_all_zero_has_loss_and_gradient_zero() {
+    let multi_hot = array![[1.0_f32, 0.0], [0.0, 1.0]];
+    let targets = MultiLabelTargets::new(&multi_hot).with_sample_weights(&[0.0, 0.0]);
+    let logits = array![[f32::NEG_INFINITY, 1.0], [0.0, 3.0]];
+    let (loss, grad) = ZlprLoss::new().loss_and_grad(&logits, targets).unwrap();
+    assert_eq!((loss, grad.sum()), (0.0, 0.0));
+}
+
+#[test]
 fn decode_thresholds_raw_logits_at_zero() {
     let logits = array![[0.3_f64, -0.3, 0.0], [f64::NEG_INFINITY, 5.0, -5.0]];
     assert_eq!(ZlprLoss::decode(&logits).unwrap(), array![[true, false, false], [false, true, false]]);
@@ -139,15 +177,18 @@ fn into_overwrites_and_equals_the_allocating_call() {
 
 const SENTINEL: f64 = 7.0;
 
-fn fail<F: Float>(loss: &ZlprLoss<F>, logits: &Array2<F>, targets: &Array2<F>) -> LossError {
+fn fail<'t, F: Float>(
+    loss: &ZlprLoss<F>,
+    logits: &Array2<F>,
+    targets: impl Into<MultiLabelTargets<'t, F>>,
+) -> LossError {
+    let targets = targets.into();
     let mut grad = Array2::from_elem(logits.raw_dim(), F::from_f64(SENTINEL));
+    let sum = loss.clone().with_reduction(Reduction::Sum);
     let errors = [
-        loss.loss(logits, targets).unwrap_err(),
-        loss.loss_and_grad(logits, targets).unwrap_err(),
-        loss.clone()
-            .with_reduction(Reduction::Sum)
-            .loss_and_grad_into(logits, targets, &mut grad)
-            .unwrap_err(),
+        loss.loss(logits, targets.clone()).unwrap_err(),
+        loss.loss_and_grad(logits, targets.clone()).unwrap_err(),
+        sum.loss_and_grad_into(logits, targets.clone(), &mut grad).unwrap_err(),
         loss.per_sample_loss(logits, targets).unwrap_err(),
     ];
     assert!(errors.iter().all(|e| format!("{e:?}") == format!("{:?}", errors[0])), "{errors:?}");
@@ -171,6 +212,12 @@ fn errors_for<F: Float>() {
         fail(&plain, &z, &short),
         LossError::ShapeMismatch { name: "targets", expected: vec![2, 2], found: vec![1, 2] }
     );
+    let short_weights = [F::one()];
+    let err = fail(&plain, &z, MultiLabelTargets::new(&t).with_sample_weights(&short_weights));
+    assert_eq!(err, LossError::ShapeMismatch { name: "sample_weights", expected: vec![2], found: vec![1] });
+    let negative = [F::one(), -F::one()];
+    let err = fail(&plain, &z, MultiLabelTargets::new(&t).with_sample_weights(&negative));
+    assert_eq!(err, LossError::InvalidSampleWeight { row: 1, value: -1.0 });
     for bad in [0.5, -1.0, 2.0, f64::NAN] {
         let err = fail(&plain, &z, &mat::<F>(&[&[1.0, 0.0], &[bad, 1.0]]));
         assert!(
@@ -192,6 +239,10 @@ fn errors_for<F: Float>() {
     assert_eq!(err, LossError::NonFiniteLogit { row: 0, class: 0, value: max });
     let err = fail(&plain, &mat::<F>(&[&[0.5, -0.5], &[1.0, f64::NEG_INFINITY]]), &t);
     assert_eq!(err, LossError::MaskedTarget { row: 1, class: 1 });
+    // A masked positive in an ignored row is fine.
+    let masked = mat::<F>(&[&[0.5, -0.5], &[1.0, f64::NEG_INFINITY]]);
+    let ignore_row_1 = [F::one(), F::zero()];
+    assert!(plain.loss(&masked, MultiLabelTargets::new(&t).with_sample_weights(&ignore_row_1)).is_ok());
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use ndarray::{Array1, Array2, ArrayRef2, ArrayView1};
 
 use super::Reduction;
+use super::multi_label_targets::MultiLabelTargets;
 use super::validate::class_vector;
 use crate::error::check_shape;
 use crate::rows::for_each_row;
@@ -13,22 +14,24 @@ use crate::{Float, LossError, Result};
 /// gradient with respect to the logits.
 ///
 /// Logits `s` are `[B, K]`; targets are multi-hot `[B, K]` with entries exactly 0 or 1 (any number
-/// of positives per row, none or all included). With `P_i` the positive classes of row `i` and
-/// `s' = s + a` (`a` the optional label-prior adjustment, else 0), row `i` costs
+/// of positives per row, none or all included) and optional sample weights `s_i`
+/// ([`MultiLabelTargets`]). With `P_i` the positive classes of row `i` and `s' = s + a` (`a` the
+/// optional label-prior adjustment, else 0), row `i` costs
 ///
 /// ```text
-/// ℓ_i = log(1 + Σ_{j∉P_i} e^{s'_j}) + log(1 + Σ_{j∈P_i} e^{−s'_j})
+/// ℓ_i = s_i·[ log(1 + Σ_{j∉P_i} e^{s'_j}) + log(1 + Σ_{j∈P_i} e^{−s'_j}) ]
 /// ```
 ///
 /// Each term is a log-sum-exp that includes an implicit logit 0, so a row without positives (or
 /// without negatives) simply has an empty sum: no `1e12` masking. The loss pushes positives above
 /// 0 and negatives below it, so the labels are decoded by the threshold `s_j > 0`
-/// ([`decode`](Self::decode)). `Mean` (default) divides `Σ_i ℓ_i` by `B`, `Sum` does not divide.
+/// ([`decode`](Self::decode)). `Mean` (default) divides `Σ_i ℓ_i` by `Σ_i s_i` (`B` without weights;
+/// 0 if that is 0), `Sum` does not divide.
 ///
 /// # Gradient
 ///
-/// `∂ℓ_i/∂s_j = e^{s'_j} / (1 + Σ_{k∉P} e^{s'_k})` for a negative `j`, and
-/// `−e^{−s'_j} / (1 + Σ_{k∈P} e^{−s'_k})` for a positive `j`: each half is a softmax over its
+/// `∂ℓ_i/∂s_j = s_i·e^{s'_j} / (1 + Σ_{k∉P} e^{s'_k})` for a negative `j`, and
+/// `−s_i·e^{−s'_j} / (1 + Σ_{k∈P} e^{−s'_k})` for a positive `j`: each half is a softmax over its
 /// classes and the implicit zero.
 ///
 /// # Numerics
@@ -36,7 +39,7 @@ use crate::{Float, LossError, Result};
 /// Both halves are shifted by their own maximum (the implicit 0 included) and use `ln_1p` of the
 /// sum without its largest term, so a well-separated row keeps its tiny loss instead of rounding it
 /// to 0. A `-inf` logit on a negative class is a certain negative (zero loss and gradient); on a
-/// positive class it is an error.
+/// positive class of a row that counts it is an error.
 ///
 /// # Errors
 ///
@@ -232,7 +235,14 @@ impl<F: Float> ZlprLoss<F> {
     /// # References
     ///
     /// See [`ZlprLoss`].
-    pub fn loss_and_grad(&self, logits: &ArrayRef2<F>, targets: &ArrayRef2<F>) -> Result<(F, Array2<F>)> {
+    pub fn loss_and_grad<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<MultiLabelTargets<'t, F>>,
+    ) -> Result<(F, Array2<F>)>
+    where
+        F: 't,
+    {
         let mut grad = Array2::zeros(logits.raw_dim());
         let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
         Ok((loss, grad))
@@ -245,11 +255,12 @@ impl<F: Float> ZlprLoss<F> {
     /// Checked in this order, all before anything is written:
     /// - [`LossError::EmptyBatch`], [`LossError::NoClasses`]: `B = 0` or `K = 0`;
     /// - [`LossError::ShapeMismatch`]: the label prior not of length `K` (`"prior"`), `targets` or
-    ///   `grad_out` not `[B, K]`;
+    ///   `grad_out` not `[B, K]`, `sample_weights` not of length `B`;
+    /// - [`LossError::InvalidSampleWeight`]: a negative or non-finite sample weight;
     /// - [`LossError::TargetOutOfRange`]: a target that is not exactly 0 or 1;
     /// - the first offending logit in row-major order: [`LossError::NonFiniteLogit`] for NaN or
     ///   `+inf`, or a logit that overflows once adjusted; [`LossError::MaskedTarget`] for a `-inf`
-    ///   logit on a positive class.
+    ///   logit on a positive class of a row that counts.
     ///
     /// # Example
     ///
@@ -266,14 +277,18 @@ impl<F: Float> ZlprLoss<F> {
     /// # References
     ///
     /// See [`ZlprLoss`].
-    pub fn loss_and_grad_into(
+    pub fn loss_and_grad_into<'t>(
         &self,
         logits: &ArrayRef2<F>,
-        targets: &ArrayRef2<F>,
+        targets: impl Into<MultiLabelTargets<'t, F>>,
         grad_out: &mut ArrayRef2<F>,
-    ) -> Result<F> {
-        self.check(logits, targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        Ok(self.reduced(logits, targets, Some(grad_out)))
+    ) -> Result<F>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        self.check(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
+        Ok(self.reduced(logits, &targets, Some(grad_out)))
     }
 
     /// The reduced loss alone.
@@ -297,12 +312,16 @@ impl<F: Float> ZlprLoss<F> {
     /// # References
     ///
     /// See [`ZlprLoss`].
-    pub fn loss(&self, logits: &ArrayRef2<F>, targets: &ArrayRef2<F>) -> Result<F> {
-        self.check(logits, targets, &[])?;
-        Ok(self.reduced(logits, targets, None))
+    pub fn loss<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<MultiLabelTargets<'t, F>>) -> Result<F>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        self.check(logits, &targets, &[])?;
+        Ok(self.reduced(logits, &targets, None))
     }
 
-    /// Every row's loss `ℓ_i`, unreduced.
+    /// Every row's loss `ℓ_i`, unreduced (sample weights applied).
     ///
     /// # Errors
     ///
@@ -322,17 +341,28 @@ impl<F: Float> ZlprLoss<F> {
     /// # References
     ///
     /// See [`ZlprLoss`].
-    pub fn per_sample_loss(&self, logits: &ArrayRef2<F>, targets: &ArrayRef2<F>) -> Result<Array1<F>> {
-        self.check(logits, targets, &[])?;
+    pub fn per_sample_loss<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<MultiLabelTargets<'t, F>>,
+    ) -> Result<Array1<F>>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        self.check(logits, &targets, &[])?;
         let mut losses = Array1::zeros(logits.nrows());
-        for_each_row(logits, None, |i, s, grad| losses[i] = self.row(s, targets.row(i), F::one(), grad));
+        for_each_row(logits, None, |i, s, grad| {
+            let w = targets.sample_weight(i);
+            losses[i] = w * self.row(s, targets.multi_hot.row(i), w, grad);
+        });
         Ok(losses)
     }
 
     fn check(
         &self,
         logits: &ArrayRef2<F>,
-        targets: &ArrayRef2<F>,
+        targets: &MultiLabelTargets<F>,
         outputs: &[(&'static str, &[usize], &[usize])],
     ) -> Result<()> {
         let (batch, classes) = logits.dim();
@@ -345,38 +375,59 @@ impl<F: Float> ZlprLoss<F> {
         if let Some(a) = &self.adjustment {
             check_shape("prior", &[classes], &[a.len()])?;
         }
-        check_shape("targets", logits.shape(), targets.shape())?;
+        let multi_hot = &targets.multi_hot;
+        check_shape("targets", logits.shape(), multi_hot.shape())?;
         for &(name, expected, found) in outputs {
             check_shape(name, expected, found)?;
         }
+        if let Some(weights) = &targets.sample_weights {
+            check_shape("sample_weights", &[batch], weights.shape())?;
+            if let Some(row) = weights.iter().position(|&w| !(w.is_finite() && w >= F::zero())) {
+                return Err(LossError::InvalidSampleWeight { row, value: weights[row].as_f64() });
+            }
+        }
         if let Some(((row, class), &t)) =
-            targets.indexed_iter().find(|(_, t)| !(**t == F::zero() || **t == F::one()))
+            multi_hot.indexed_iter().find(|(_, t)| !(**t == F::zero() || **t == F::one()))
         {
             return Err(LossError::TargetOutOfRange { row, class, value: t.as_f64(), expected: "0 or 1" });
         }
-        check_logits(logits, self.adjustment.as_deref(), |row, class| targets[[row, class]] == F::one())
+        check_logits(logits, self.adjustment.as_deref(), |row, class| {
+            multi_hot[[row, class]] == F::one() && targets.sample_weight(row) > F::zero()
+        })
     }
 
     fn reduced(
         &self,
         logits: &ArrayRef2<F>,
-        targets: &ArrayRef2<F>,
+        targets: &MultiLabelTargets<F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> F {
         let divisor = match self.reduction {
-            Reduction::Mean => logits.nrows() as f64,
+            Reduction::Mean => (0..targets.len()).map(|i| targets.sample_weight(i).as_f64()).sum(),
             Reduction::Sum => 1.0,
         };
+        if divisor == 0.0 {
+            if let Some(grad) = grad_out {
+                grad.fill(F::zero());
+            }
+            return F::zero();
+        }
         let scale = F::from_f64(divisor.recip());
         let mut total = 0.0_f64;
         for_each_row(logits, grad_out, |i, s, grad| {
-            total += self.row(s, targets.row(i), scale, grad).as_f64()
+            let w = targets.sample_weight(i);
+            total += (w * self.row(s, targets.multi_hot.row(i), w * scale, grad)).as_f64();
         });
         F::from_f64(total / divisor)
     }
 
-    /// One validated row: returns `ℓ` and writes `scale·∂ℓ/∂s` into `grad`.
-    fn row(&self, s: &[F], t: ArrayView1<'_, F>, scale: F, grad: &mut [F]) -> F {
+    /// One validated row: returns `ℓ` and writes `factor·∂ℓ/∂s` into `grad`.
+    fn row(&self, s: &[F], t: ArrayView1<'_, F>, factor: F, grad: &mut [F]) -> F {
+        // A zero weight ignores the row, even one whose positive class is masked.
+        if factor == F::zero() {
+            grad.fill(F::zero());
+            return F::zero();
+        }
         // v_j = s'_j on negatives, −s'_j on positives: each half is lse(0, v) over its classes.
         let mut halves = [Half::new(), Half::new()];
         for (j, (g, &sj)) in grad.iter_mut().zip(s).enumerate() {
@@ -402,8 +453,8 @@ impl<F: Float> ZlprLoss<F> {
         }
         for (j, g) in grad.iter_mut().enumerate() {
             let positive = t[j] == F::one();
-            let factor = scale * halves[usize::from(positive)].inv_total;
-            *g = if positive { -factor * *g } else { factor * *g };
+            let scaled = factor * halves[usize::from(positive)].inv_total;
+            *g = if positive { -scaled * *g } else { scaled * *g };
         }
         loss
     }
