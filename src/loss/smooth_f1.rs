@@ -45,10 +45,10 @@ pub enum F1Average {
 /// ```
 ///
 /// This is the binary smooth-F1 weighting ([`BinarySmoothF1Loss`](crate::BinarySmoothF1Loss))
-/// applied to each class against the rest. For macro-F1 each class's gradient of `−F1_k/K` is
-/// `2/(K·S_k)` times that of its weighted cross-entropy summed over the batch; `c_k` keeps that
-/// factor relative to a balanced class (`S_k = 2W/K`, `c_k = 1`), so the mean's scale matches
-/// cross-entropy. For micro-F1 the pooled denominator `Σ_k S_k = 2W` is the same for every class,
+/// applied to each class against the rest. For macro-F1, `∂(F1_k/K)/∂p_ik = (2/(K·S_k))·(y_ik − F1_k/2)`:
+/// each class carries the factor `2/(K·S_k)`, and `c_k` keeps it relative to a balanced class
+/// (`S_k = 2W/K` gives `c_k = 1`), so a rare class (small `S_k`) weighs more and the mean's scale
+/// matches cross-entropy. For micro-F1 the pooled denominator `Σ_k S_k = 2W` is the same for every class,
 /// so `c_k = 1`: the micro form is the binary form over all `B·K` one-vs-rest decisions.
 ///
 /// F1 and `c` are constants of the gradient. They come from the local batch, or from merged

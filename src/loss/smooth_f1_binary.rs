@@ -20,9 +20,10 @@ use crate::{Float, Result};
 /// ℓ_i = −s_i·[ y_i (1 − F1/2) log σ(s_i) + (1 − y_i) (F1/2) log(1 − σ(s_i)) ]
 /// ```
 ///
-/// Minimising `−F1` by gradient descent gives, up to a positive factor, the gradient of this
-/// weighted cross-entropy with `F1` held fixed: while the batch F1 is low the negatives barely
-/// count, so a rare positive class is not drowned. `F1` is a constant of the gradient (no gradient
+/// The weights come from the gradient of `−F1`: `∂F1/∂p_i = (2/S)(y_i − F1/2)`, with
+/// `S = Σ(y + p)`, so a positive pulls with weight `1 − F1/2` and a negative with `F1/2` (Su's
+/// derivation, which drops the per-sample factor `p(1 − p)` of the sigmoid). While the batch F1 is
+/// low the negatives barely count, so a rare positive class is not drowned. `F1` is a constant of the gradient (no gradient
 /// flows through it). It comes from the local batch, or from merged [`F1Stats`] (one class) in a
 /// data-parallel trainer ([`loss_and_grad_with_stats_into`](Self::loss_and_grad_with_stats_into)).
 /// `Mean` (default) divides `Σ_i ℓ_i` by the local `Σ_i s_i` (0 if that is 0), `Sum` does not
