@@ -24,13 +24,14 @@ use core::fmt;
 pub enum LossError {
     /// The batch has no rows.
     EmptyBatch,
-    /// The logits have no columns (zero classes).
+    /// There are zero classes (logits with no columns, or `K = 0`).
     NoClasses,
     /// An array's shape does not fit the logits `[B, K]`.
     ShapeMismatch {
         /// Which argument: `"labels"`, `"targets"`, `"sample_weights"`, `"grad_out"`, `"out"`,
-        /// `"losses_out"`, `"prior"`, `"class_weights"` or `"alpha"` for the losses; the `prior`,
-        /// `adjust` and `metrics` calls name theirs in their `# Errors` sections.
+        /// `"losses_out"`, `"prior"`, `"class_weights"`, `"alpha"`, `"margins"`, `"counts"`,
+        /// `"stats"` or `"mass"` for the losses; the `prior`, `adjust` and `metrics` calls name
+        /// theirs in their `# Errors` sections.
         name: &'static str,
         /// The shape it must have.
         expected: Vec<usize>,
@@ -94,9 +95,10 @@ pub enum LossError {
     },
     /// A parameter given to a builder is out of its domain.
     InvalidParameter {
-        /// Which parameter: `"gamma"`, `"label_smoothing"`, `"tau"`, `"prior"`, `"class_weights"`
-        /// or `"alpha"` for the losses; the `prior`, `adjust` and `metrics` calls name theirs in
-        /// their `# Errors` sections.
+        /// Which parameter: `"gamma"`, `"label_smoothing"`, `"tau"`, `"prior"`, `"class_weights"`,
+        /// `"alpha"`, `"margins"` (index `y·K + k`), `"counts"`, `"max_margin"`, `"scale"`,
+        /// `"true_positive"`, `"mass"` or `"weight"` for the losses; the `prior`, `adjust` and
+        /// `metrics` calls name theirs in their `# Errors` sections.
         name: &'static str,
         /// The entry at fault, for a per-class parameter.
         index: Option<usize>,
@@ -122,13 +124,30 @@ pub enum LossError {
         /// The column without a usable pivot.
         column: usize,
     },
+    /// A binary or multi-hot target lies outside its domain (`[0, 1]` for binary losses, `{0, 1}`
+    /// for multi-hot ones); for a `[B]` target `class` is 0.
+    TargetOutOfRange {
+        /// Row of the batch.
+        row: usize,
+        /// Class (column).
+        class: usize,
+        /// The target found.
+        value: f64,
+        /// The domain it must lie in.
+        expected: &'static str,
+    },
+    /// The loss is defined for hard labels only and was given probability targets.
+    LabelsRequired {
+        /// Which loss: `"LdamLoss"` or `"PairwiseMarginLoss"`.
+        loss: &'static str,
+    },
 }
 
 impl fmt::Display for LossError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::EmptyBatch => write!(f, "the batch is empty (zero rows)"),
-            Self::NoClasses => write!(f, "the logits have zero classes (zero columns)"),
+            Self::NoClasses => write!(f, "there are zero classes (zero columns, or K = 0)"),
             Self::ShapeMismatch { name, expected, found } => {
                 write!(f, "{name} has shape {found:?}, expected {expected:?}")
             }
@@ -169,6 +188,12 @@ impl fmt::Display for LossError {
                 f,
                 "{name} is singular: no usable pivot in column {column} (a class never predicted or never seen?)"
             ),
+            Self::TargetOutOfRange { row, class, value, expected } => {
+                write!(f, "target at row {row}, class {class} is {value}; expected {expected}")
+            }
+            Self::LabelsRequired { loss } => {
+                write!(f, "{loss} takes hard labels, not probability targets")
+            }
         }
     }
 }

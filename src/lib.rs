@@ -32,6 +32,17 @@
 //! # Ok::<(), longtail::LossError>(())
 //! ```
 //!
+//! # The losses
+//!
+//! - [`SoftmaxLoss`]: softmax cross-entropy, logit-adjusted, class-weighted, focal, label smoothing.
+//! - [`SigmoidLoss`]: binary cross-entropy with logits (`bce`) and sigmoid focal loss (`focal`).
+//! - [`BinarySmoothF1Loss`]: binary cross-entropy weighted by the batch's soft F1.
+//! - [`SmoothF1Loss`]: softmax one-vs-rest cross-entropy weighted by the soft macro or micro F1,
+//!   from the local batch or merged [`F1Stats`].
+//! - [`ZlprLoss`]: the ZLPR multi-label loss, with `decode` (`s > 0`) and a label-prior adjustment.
+//! - [`LdamLoss`]: label-distribution-aware margins `∝ n_k^{−1/4}` on scaled logits (LDAM-DRW).
+//! - [`PairwiseMarginLoss`]: cross-entropy with a `K×K` margin matrix; logit adjustment as a special case.
+//!
 //! # Conventions
 //!
 //! - `*_into` calls overwrite a caller's buffer (never accumulate into it); the allocating calls
@@ -54,6 +65,10 @@
 //!
 //! - A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
 //! - T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
+//! - K. Cao et al., "Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss",
+//!   NeurIPS 2019, arXiv:1906.07413.
+//! - J. Su et al., "ZLPR: A Novel Loss for Multi-label Classification", arXiv:2208.02955.
+//! - J. Su, "再谈类别不平衡问题：调节权重与魔改Loss的对比联系", kexue.fm/archives/7708 (smooth F1).
 //! - P. Blanchard, D. J. Higham, N. J. Higham, "Accurately computing the log-sum-exp and softmax
 //!   functions", IMA Journal of Numerical Analysis, 2021.
 #![deny(missing_docs)]
@@ -70,7 +85,10 @@ pub mod softmax;
 
 pub use error::{LossError, Result};
 pub use float::Float;
-pub use loss::{Reduction, SoftmaxLoss, Targets};
+pub use loss::{
+    BinarySmoothF1Loss, BinaryTargets, F1Average, F1Stats, LdamLoss, MultiLabelTargets, PairwiseMarginLoss,
+    Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
+};
 pub use metrics::ConfusionMatrix;
 pub use prior::Prior;
 

@@ -1160,6 +1160,19 @@ fn every_variants_display_is_nonempty_and_names_what_it_carries() {
             LossError::InvalidParameter { name: "prior", index: Some(0), value: 0.0, expected: "x" },
             vec!["prior[0]", "is 0"],
         ),
+        (
+            LossError::PredictionOutOfRange { row: 19, prediction: 43, classes: 8 },
+            vec!["row 19", "43", "0..8"],
+        ),
+        (
+            LossError::SingularMatrix { name: "confusion_matrix", column: 3 },
+            vec!["confusion_matrix", "column 3"],
+        ),
+        (
+            LossError::TargetOutOfRange { row: 20, class: 27, value: 1.5, expected: "0 or 1" },
+            vec!["row 20", "class 27", "1.5", "0 or 1"],
+        ),
+        (LossError::LabelsRequired { loss: "LdamLoss" }, vec!["LdamLoss", "hard labels"]),
     ];
     for (err, needles) in cases {
         let text = err.to_string();
@@ -1176,7 +1189,7 @@ fn every_variants_display_is_nonempty_and_names_what_it_carries() {
 #[test]
 fn empty_batch_and_no_classes_display_their_exact_text() {
     assert_eq!(LossError::EmptyBatch.to_string(), "the batch is empty (zero rows)");
-    assert_eq!(LossError::NoClasses.to_string(), "the logits have zero classes (zero columns)");
+    assert_eq!(LossError::NoClasses.to_string(), "there are zero classes (zero columns, or K = 0)");
 }
 
 /// A finite τ can still make the adjustment `τ·log(π/Σπ)` overflow to `-inf` (here in the

@@ -1,15 +1,37 @@
 //! The losses over `[B, K]` logit batches, each with its exact gradient with respect to the logits.
 //!
 //! [`SoftmaxLoss`] is the softmax family (cross-entropy, logit-adjusted, class-weighted, focal,
-//! label smoothing, probability targets, per-sample weights) in one fused kernel.
+//! label smoothing, probability targets, per-sample weights) in one fused kernel. Beside it:
+//! the binary losses over `[B]` logits ([`SigmoidLoss`], [`BinarySmoothF1Loss`]), the smooth-F1
+//! softmax loss with its mergeable [`F1Stats`] ([`SmoothF1Loss`]), the multi-label [`ZlprLoss`],
+//! and the margin losses [`LdamLoss`] and [`PairwiseMarginLoss`].
 
+mod binary_targets;
+mod f1_stats;
+mod hard_labels;
 mod kernel;
+mod ldam;
+mod multi_label_targets;
+mod pairwise;
+mod sigmoid;
+mod smooth_f1;
+mod smooth_f1_binary;
 mod softmax_loss;
 mod targets;
 mod validate;
+mod zlpr;
 
+pub use binary_targets::BinaryTargets;
+pub use f1_stats::F1Stats;
+pub use ldam::LdamLoss;
+pub use multi_label_targets::MultiLabelTargets;
+pub use pairwise::PairwiseMarginLoss;
+pub use sigmoid::SigmoidLoss;
+pub use smooth_f1::{F1Average, SmoothF1Loss};
+pub use smooth_f1_binary::BinarySmoothF1Loss;
 pub use softmax_loss::SoftmaxLoss;
 pub use targets::Targets;
+pub use zlpr::ZlprLoss;
 
 /// How a loss reduces the per-row losses `ℓ_i` of a batch to one number.
 ///

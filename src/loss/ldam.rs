@@ -1,0 +1,460 @@
+//! LDAM: label-distribution-aware margins, larger for rarer classes, on scaled logits.
+
+use ndarray::{Array1, Array2, ArrayRef2, ArrayView1};
+
+use super::Reduction;
+use super::hard_labels::LabelledBatch;
+use super::kernel::one_hot_row;
+use super::targets::Targets;
+use super::validate::class_vector;
+use crate::{Float, LossError, Result};
+
+/// The LDAM loss (Cao et al. 2019): cross-entropy on `s·(z − m_y e_y)` with per-class margins
+/// `m_k = C·n_k^{−1/4}`, with the exact gradient with respect to the raw logits `z`.
+///
+/// For logits `z` (`[B, K]`), hard labels `y_i` and training-set class counts `n_k`, row `i` costs
+///
+/// ```text
+/// m_k  = max_margin · (min_j n_j / n_k)^{1/4}          so that max_k m_k = max_margin (0.5 default)
+/// z'   = s·(z_i − m_y e_y)                              s: scale (30 default), y = y_i
+/// ℓ_i  = s_i·w_y · (lse(z') − z'_y)
+/// ```
+///
+/// exactly as LDAM-DRW's `LDAMLoss` (`F.cross_entropy(s * where(onehot, x − m_y, x), weight=w)`).
+/// Class weights `w` (DRW: deferred re-weighting, e.g. effective-number weights from a later
+/// epoch) and sample weights `s_i` follow PyTorch's weighted mean: `Mean` divides by
+/// `Σ_i s_i·w_{y_i}` (0 if that is 0), `Sum` does not divide.
+///
+/// # Gradient
+///
+/// `∂ℓ_i/∂z_i = s·s_i·w_y·(softmax(z') − e_y)`, by the chain rule through the scale.
+///
+/// # Numerics
+///
+/// The same stable kernel as [`SoftmaxLoss`](crate::SoftmaxLoss) on the scaled logits; a finite
+/// logit that overflows once scaled is an error, `-inf` masks a class.
+///
+/// # Errors
+///
+/// Builders return [`LossError::InvalidParameter`]; each call validates the batch before writing
+/// anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+///
+/// # Example
+///
+/// ```
+/// use longtail::LdamLoss;
+/// use ndarray::array;
+///
+/// let counts = [1000.0_f64, 100.0, 10.0];
+/// let loss = LdamLoss::new(&counts)?;
+/// assert!((loss.margins()[2] - 0.5).abs() < 1e-15); // the rarest class gets the largest margin
+/// let (value, grad) = loss.loss_and_grad(&array![[2.0, 0.5, 0.1], [0.1, 0.2, 1.0]], &[0, 2])?;
+/// assert!(value > 0.0 && grad.iter().all(|g| g.is_finite()));
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// - K. Cao, C. Wei, A. Gaidon, N. Arechiga, T. Ma, "Learning Imbalanced Datasets with
+///   Label-Distribution-Aware Margin Loss", NeurIPS 2019, arXiv:1906.07413.
+/// - Reference implementation: `kaidic/LDAM-DRW`, `losses.py` (`LDAMLoss`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LdamLoss<F> {
+    /// `(min n / n_k)^{1/4}`, the margins for `max_margin = 1`.
+    unit_margins: Vec<f64>,
+    max_margin: F,
+    margins: Vec<F>,
+    scale: F,
+    class_weights: Option<Vec<F>>,
+    reduction: Reduction,
+}
+
+impl<F: Float> LdamLoss<F> {
+    /// LDAM with the paper's defaults: `max_margin = 0.5`, scale `s = 30`, from class counts `n_k`.
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"counts"`) for a count that is not finite and `> 0`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::LdamLoss;
+    ///
+    /// let loss = LdamLoss::new(&[16.0_f64, 1.0])?;
+    /// assert_eq!(loss.margins(), &[0.25, 0.5]); // (1/16)^(1/4) = 1/2
+    /// assert_eq!(loss.scale(), 30.0);
+    /// assert!(LdamLoss::new(&[16.0_f64, 0.0]).is_err());
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// K. Cao et al., "Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss",
+    /// NeurIPS 2019, arXiv:1906.07413.
+    pub fn new<'c>(counts: impl Into<ArrayView1<'c, F>>) -> Result<Self>
+    where
+        F: 'c,
+    {
+        let counts = class_vector("counts", counts.into(), "finite and > 0", |v| v > F::zero())?;
+        let min = counts.iter().fold(f64::INFINITY, |m, v| m.min(v.as_f64()));
+        let unit_margins = counts.iter().map(|n| (min / n.as_f64()).sqrt().sqrt()).collect();
+        let loss = Self {
+            unit_margins,
+            max_margin: F::zero(),
+            margins: Vec::new(),
+            scale: F::from_f64(30.0),
+            class_weights: None,
+            reduction: Reduction::Mean,
+        };
+        loss.with_max_margin(F::from_f64(0.5))
+    }
+
+    /// Sets the largest margin `C·(min n)^{−1/4}` (the paper's `max_m`, 0.5 by default); 0 turns
+    /// the margins off.
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"max_margin"`) for a negative or non-finite value.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::LdamLoss;
+    ///
+    /// let loss = LdamLoss::new(&[16.0_f64, 1.0])?.with_max_margin(1.0)?;
+    /// assert_eq!(loss.margins(), &[0.5, 1.0]);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// K. Cao et al., NeurIPS 2019, arXiv:1906.07413 (Eq. 13 and §4).
+    pub fn with_max_margin(mut self, max_margin: F) -> Result<Self> {
+        if !(max_margin.is_finite() && max_margin >= F::zero()) {
+            return Err(invalid("max_margin", max_margin, "finite and >= 0"));
+        }
+        self.max_margin = max_margin;
+        self.margins = self.unit_margins.iter().map(|&u| F::from_f64(u * max_margin.as_f64())).collect();
+        Ok(self)
+    }
+
+    /// Sets the logit scale `s > 0` (30 by default).
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"scale"`) unless `s` is finite and `> 0`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::LdamLoss;
+    ///
+    /// assert_eq!(LdamLoss::new(&[2.0_f32, 1.0])?.with_scale(1.0)?.scale(), 1.0);
+    /// assert!(LdamLoss::new(&[2.0_f32, 1.0])?.with_scale(0.0).is_err());
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// K. Cao et al., NeurIPS 2019, arXiv:1906.07413; `kaidic/LDAM-DRW` `losses.py` (`s=30`).
+    pub fn with_scale(mut self, scale: F) -> Result<Self> {
+        if !(scale.is_finite() && scale > F::zero()) {
+            return Err(invalid("scale", scale, "finite and > 0"));
+        }
+        self.scale = scale;
+        Ok(self)
+    }
+
+    /// Adds class weights `w` (length `K`), as DRW does after its first stage: row `i` is scaled by
+    /// `w_{y_i}`, and the mean divides by `Σ_i s_i·w_{y_i}`.
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"class_weights"`) for a negative or non-finite weight.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::LdamLoss;
+    ///
+    /// let loss = LdamLoss::new(&[100.0_f64, 1.0])?.with_class_weights(&[0.1, 1.9])?;
+    /// assert_eq!(loss.class_weights(), Some(&[0.1, 1.9][..]));
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// K. Cao et al., NeurIPS 2019, arXiv:1906.07413 (deferred re-weighting, §3.3).
+    pub fn with_class_weights<'w>(mut self, weights: impl Into<ArrayView1<'w, F>>) -> Result<Self>
+    where
+        F: 'w,
+    {
+        self.class_weights =
+            Some(class_vector("class_weights", weights.into(), "finite and >= 0", |v| v >= F::zero())?);
+        Ok(self)
+    }
+
+    /// Sets how the batch is reduced (mean by default).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{LdamLoss, Reduction};
+    /// let loss = LdamLoss::new(&[2.0_f64, 1.0])?.with_reduction(Reduction::Sum);
+    /// assert_eq!(loss.reduction(), Reduction::Sum);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn with_reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
+    }
+
+    /// The per-class margins `m_k`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::LdamLoss;
+    /// assert_eq!(LdamLoss::new(&[5.0_f64, 5.0])?.margins(), &[0.5, 0.5]);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn margins(&self) -> &[F] {
+        &self.margins
+    }
+
+    /// The largest margin.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::LdamLoss;
+    /// assert_eq!(LdamLoss::new(&[5.0_f64, 1.0])?.max_margin(), 0.5);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn max_margin(&self) -> F {
+        self.max_margin
+    }
+
+    /// The logit scale `s`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::LdamLoss;
+    /// assert_eq!(LdamLoss::new(&[5.0_f32, 1.0])?.scale(), 30.0);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn scale(&self) -> F {
+        self.scale
+    }
+
+    /// The class weights `w`, if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::LdamLoss;
+    /// assert!(LdamLoss::new(&[5.0_f32, 1.0])?.class_weights().is_none());
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn class_weights(&self) -> Option<&[F]> {
+        self.class_weights.as_deref()
+    }
+
+    /// The reduction of the batch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{LdamLoss, Reduction};
+    /// assert_eq!(LdamLoss::new(&[5.0_f32, 1.0])?.reduction(), Reduction::Mean);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    /// The reduced loss and its gradient with respect to the raw logits, in a new `[B, K]` array.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::LdamLoss;
+    /// use ndarray::array;
+    ///
+    /// let loss = LdamLoss::new(&[100.0_f32, 1.0])?;
+    /// let (value, grad) = loss.loss_and_grad(&array![[0.1, 0.1]], &[1])?;
+    /// assert!(value > 2f32.ln() && grad[[0, 1]] < 0.0);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`LdamLoss`].
+    pub fn loss_and_grad<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+    ) -> Result<(F, Array2<F>)>
+    where
+        F: 't,
+    {
+        let mut grad = Array2::zeros(logits.raw_dim());
+        let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
+        Ok((loss, grad))
+    }
+
+    /// The reduced loss; its gradient with respect to the raw logits overwrites `grad_out`
+    /// (`[B, K]`).
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order, all before anything is written:
+    /// - [`LossError::EmptyBatch`], [`LossError::NoClasses`]: `B = 0` or `K = 0`;
+    /// - [`LossError::ShapeMismatch`]: `class_weights` or `counts` not of length `K`;
+    /// - [`LossError::LabelsRequired`]: probability targets;
+    /// - [`LossError::ShapeMismatch`]: `labels` not of length `B`, `grad_out` not `[B, K]`,
+    ///   `sample_weights` not of length `B`;
+    /// - [`LossError::InvalidSampleWeight`], then [`LossError::LabelOutOfRange`];
+    /// - the first offending logit in row-major order: [`LossError::NonFiniteLogit`] for NaN or
+    ///   `+inf`, or a finite logit whose scaled value overflows; [`LossError::MaskedTarget`] for a
+    ///   `-inf` label logit in a row that counts.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::LdamLoss;
+    /// use ndarray::{array, Array2};
+    ///
+    /// let loss = LdamLoss::new(&[10.0_f64, 10.0])?;
+    /// let mut grad = Array2::from_elem((1, 2), f64::NAN); // overwritten
+    /// loss.loss_and_grad_into(&array![[0.3, 0.0]], &[0], &mut grad)?;
+    /// assert!(grad[[0, 0]] < 0.0 && grad.sum().abs() < 1e-12); // rows of softmax − one-hot sum to 0
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`LdamLoss`].
+    pub fn loss_and_grad_into<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+        grad_out: &mut ArrayRef2<F>,
+    ) -> Result<F>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        let batch = self.check(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
+        let mut scaled = vec![F::zero(); logits.ncols()];
+        Ok(batch.reduced(logits, self.reduction, Some(grad_out), |_, z, y, c, scale, grad| {
+            self.row(z, y, c, scale, grad, &mut scaled)
+        }))
+    }
+
+    /// The reduced loss alone.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::LdamLoss;
+    /// use ndarray::array;
+    ///
+    /// // Zero margins and scale 1: plain cross-entropy.
+    /// let plain = LdamLoss::new(&[9.0_f64, 1.0])?.with_max_margin(0.0)?.with_scale(1.0)?;
+    /// assert!((plain.loss(&array![[0.0, 0.0]], &[1])? - 2f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`LdamLoss`].
+    pub fn loss<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<F>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        let batch = self.check(logits, &targets, &[])?;
+        let mut scaled = vec![F::zero(); logits.ncols()];
+        Ok(batch.reduced(logits, self.reduction, None, |_, z, y, c, scale, grad| {
+            self.row(z, y, c, scale, grad, &mut scaled)
+        }))
+    }
+
+    /// Every row's loss `ℓ_i`, unreduced (sample and class weights applied).
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::LdamLoss;
+    /// use ndarray::array;
+    ///
+    /// let losses = LdamLoss::new(&[9.0_f64, 1.0])?.per_sample_loss(&array![[1.0, 0.0], [0.0, 1.0]], &[0, 1])?;
+    /// assert!(losses[1] > losses[0]); // the rare class carries the larger margin
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`LdamLoss`].
+    pub fn per_sample_loss<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+    ) -> Result<Array1<F>>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        let batch = self.check(logits, &targets, &[])?;
+        let mut scaled = vec![F::zero(); logits.ncols()];
+        Ok(batch.per_sample(logits, |_, z, y, c, scale, grad| self.row(z, y, c, scale, grad, &mut scaled)))
+    }
+
+    fn check<'t, 'w>(
+        &'w self,
+        logits: &ArrayRef2<F>,
+        targets: &'w Targets<'t, F>,
+        outputs: &[(&'static str, &[usize], &[usize])],
+    ) -> Result<LabelledBatch<'t, 'w, F>> {
+        let params = [("counts", &[self.margins.len()][..])];
+        let batch =
+            LabelledBatch::new("LdamLoss", logits, targets, self.class_weights.as_deref(), &params, outputs)?;
+        batch.check_logits(logits, |row, class, z| self.scaled(z, class, batch.labels[row]))?;
+        Ok(batch)
+    }
+
+    /// `s·(z_k − m_y [k = y])`: the margin is subtracted before scaling, as in LDAM-DRW.
+    #[inline]
+    fn scaled(&self, z: F, k: usize, y: usize) -> F {
+        if k == y { self.scale * (z - self.margins[y]) } else { self.scale * z }
+    }
+
+    /// One row: CE on the scaled, margin-shifted logits with coefficient `c`; the kernel's gradient
+    /// is with respect to `z'`, times `s` for `z`.
+    #[inline]
+    fn row(&self, z: &[F], y: usize, c: F, scale: F, grad: &mut [F], scaled: &mut [F]) -> F {
+        for (k, (out, &zk)) in scaled.iter_mut().zip(z).enumerate() {
+            *out = self.scaled(zk, k, y);
+        }
+        one_hot_row(scaled, None, y, c, F::zero(), scale * self.scale, grad)
+    }
+}
+
+fn invalid<F: Float>(name: &'static str, value: F, expected: &'static str) -> LossError {
+    LossError::InvalidParameter { name, index: None, value: value.as_f64(), expected }
+}

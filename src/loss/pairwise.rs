@@ -1,0 +1,431 @@
+//! Pairwise logit adjustment: softmax cross-entropy with a margin for every (label, class) pair.
+
+use ndarray::{Array1, Array2, ArrayRef2, ArrayView1, ArrayView2};
+
+use super::Reduction;
+use super::hard_labels::LabelledBatch;
+use super::kernel::one_hot_row;
+use super::targets::Targets;
+use super::validate::class_vector;
+use crate::error::check_shape;
+use crate::{Float, LossError, Result};
+
+/// Pairwise logit adjustment: cross-entropy with a margin `Δ_{yk}` between the label `y` and every
+/// other class `k`, with the exact gradient with respect to the logits.
+///
+/// For logits `z` (`[B, K]`), hard labels `y_i` and a `K×K` margin matrix `Δ`, row `i` costs
+///
+/// ```text
+/// ℓ_i = s_i·w_{y_i} · log[1 + Σ_{k≠y} e^{Δ_{yk}} e^{z_k − z_y}]      (y = y_i)
+///     = s_i·w_{y_i} · CE(z_i + Δ_{y_i,·})                           (the diagonal Δ_{yy} is ignored)
+/// ```
+///
+/// A positive `Δ_{yk}` asks the label to beat class `k` by that margin. Logit adjustment (Menon et
+/// al.) is the case `Δ_{yk} = τ·log(π_k/π_y)` ([`from_prior`](Self::from_prior)), and agrees with
+/// [`SoftmaxLoss::logit_adjusted`](crate::SoftmaxLoss::logit_adjusted) up to rounding. Class weights
+/// `w` and sample weights `s` follow PyTorch's weighted mean: `Mean` divides `Σ_i ℓ_i` by
+/// `Σ_i s_i·w_{y_i}` (0 if that is 0), `Sum` does not divide.
+///
+/// # Gradient
+///
+/// `∂ℓ_i/∂z_i = s_i·w_{y_i}·(softmax(z_i + Δ_{y_i,·}) − e_{y_i})`: the margins shift the logits.
+///
+/// # Numerics
+///
+/// Computed as a stable log-sum-exp of `z + Δ_{y,·}` (per-row max, `ln_1p` of the split sum), by the
+/// same kernel as [`SoftmaxLoss`](crate::SoftmaxLoss); `-inf` logits mask classes.
+///
+/// # Errors
+///
+/// Builders return [`LossError::InvalidParameter`] or [`LossError::ShapeMismatch`]; each call
+/// validates the batch before writing anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+///
+/// # Example
+///
+/// ```
+/// use longtail::PairwiseMarginLoss;
+/// use ndarray::array;
+///
+/// // Class 1 must beat class 0 by 2; no other pair has a margin.
+/// let loss = PairwiseMarginLoss::new(&array![[0.0_f64, 0.0], [2.0, 0.0]])?;
+/// let logits = array![[0.0, 1.0]];
+/// let value = loss.loss(&logits, &[1])?;
+/// assert!((value - (1.0 + (2.0_f64 - 1.0).exp()).ln()).abs() < 1e-15);
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// - A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314
+///   (the pairwise margin loss, their Eq. 11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairwiseMarginLoss<F> {
+    /// `Δ`, row-major, diagonal 0.
+    margins: Vec<F>,
+    classes: usize,
+    class_weights: Option<Vec<F>>,
+    reduction: Reduction,
+}
+
+impl<F: Float> PairwiseMarginLoss<F> {
+    /// The loss with margin matrix `Δ` (`K×K`, row = label, column = other class); the diagonal is
+    /// ignored (set to 0).
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::ShapeMismatch`] (`"margins"`) if `Δ` is not square;
+    /// [`LossError::InvalidParameter`] (`"margins"`, index `y·K + k` row-major) for a non-finite
+    /// off-diagonal entry.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::PairwiseMarginLoss;
+    /// use ndarray::array;
+    ///
+    /// let loss = PairwiseMarginLoss::new(&array![[f32::NAN, 1.0], [-1.0, 5.0]])?;
+    /// assert_eq!(loss.margins(), array![[0.0, 1.0], [-1.0, 0.0]]);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
+    pub fn new<'m>(margins: impl Into<ArrayView2<'m, F>>) -> Result<Self>
+    where
+        F: 'm,
+    {
+        let margins = margins.into();
+        let k = margins.nrows();
+        check_shape("margins", &[k, k], margins.shape())?;
+        if let Some(((y, c), &v)) = margins.indexed_iter().find(|&((y, c), v)| y != c && !v.is_finite()) {
+            let expected = "finite off the diagonal";
+            return Err(LossError::InvalidParameter {
+                name: "margins",
+                index: Some(y * k + c),
+                value: v.as_f64(),
+                expected,
+            });
+        }
+        let margins = margins.indexed_iter().map(|((y, c), &v)| if y == c { F::zero() } else { v }).collect();
+        Ok(Self { margins, classes: k, class_weights: None, reduction: Reduction::Mean })
+    }
+
+    /// Logit adjustment as pairwise margins: `Δ_{yk} = τ·log(π_k/π_y)`.
+    ///
+    /// `prior` holds class counts or probabilities (any positive scale). The loss then equals
+    /// [`SoftmaxLoss::cross_entropy().with_logit_adjustment(prior, τ)`](crate::SoftmaxLoss::with_logit_adjustment).
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`]: `"prior"` for an entry that is not finite and `> 0`; `"tau"`
+    /// if `τ` is not finite or some `τ·log(π_k/π_y)` overflows.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{PairwiseMarginLoss, SoftmaxLoss};
+    /// use ndarray::array;
+    ///
+    /// let counts = [900.0, 90.0, 10.0];
+    /// let logits = array![[1.0_f64, 0.5, 0.2], [0.0, 0.3, 2.0]];
+    /// let pairwise = PairwiseMarginLoss::from_prior(&counts, 1.0)?.loss(&logits, &[2, 0])?;
+    /// let adjusted = SoftmaxLoss::logit_adjusted(&counts)?.loss(&logits, &[2, 0])?;
+    /// assert!((pairwise - adjusted).abs() < 1e-14);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
+    pub fn from_prior<'p>(prior: impl Into<ArrayView1<'p, F>>, tau: F) -> Result<Self>
+    where
+        F: 'p,
+    {
+        if !tau.is_finite() {
+            return Err(LossError::InvalidParameter {
+                name: "tau",
+                index: None,
+                value: tau.as_f64(),
+                expected: "a finite number",
+            });
+        }
+        let prior = class_vector("prior", prior.into(), "finite and > 0", |v| v > F::zero())?;
+        let log_prior: Vec<f64> = prior.iter().map(|v| v.as_f64().ln()).collect();
+        let k = prior.len();
+        let margins =
+            Array2::from_shape_fn((k, k), |(y, c)| F::from_f64(tau.as_f64() * (log_prior[c] - log_prior[y])));
+        if margins.iter().any(|v| !v.is_finite()) {
+            let expected = "small enough that tau * log(prior ratio) is finite";
+            return Err(LossError::InvalidParameter {
+                name: "tau",
+                index: None,
+                value: tau.as_f64(),
+                expected,
+            });
+        }
+        Self::new(&margins)
+    }
+
+    /// Adds class weights `w` (length `K`): row `i` is scaled by `w_{y_i}`, and the mean divides by
+    /// `Σ_i s_i·w_{y_i}`.
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"class_weights"`) for a negative or non-finite weight.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::PairwiseMarginLoss;
+    /// use ndarray::array;
+    ///
+    /// let loss = PairwiseMarginLoss::from_prior(&[3.0_f32, 1.0], 1.0)?.with_class_weights(&[1.0, 3.0])?;
+    /// assert_eq!(loss.class_weights(), Some(&[1.0, 3.0][..]));
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// PyTorch `torch.nn.functional.cross_entropy` (`weight=`).
+    pub fn with_class_weights<'w>(mut self, weights: impl Into<ArrayView1<'w, F>>) -> Result<Self>
+    where
+        F: 'w,
+    {
+        self.class_weights =
+            Some(class_vector("class_weights", weights.into(), "finite and >= 0", |v| v >= F::zero())?);
+        Ok(self)
+    }
+
+    /// Sets how the batch is reduced (mean by default).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{PairwiseMarginLoss, Reduction};
+    /// use ndarray::array;
+    ///
+    /// let loss = PairwiseMarginLoss::new(&array![[0.0_f64, 1.0], [1.0, 0.0]])?.with_reduction(Reduction::Sum);
+    /// assert_eq!(loss.reduction(), Reduction::Sum);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn with_reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
+    }
+
+    /// The margin matrix `Δ` (diagonal 0), as a new `K×K` array.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::PairwiseMarginLoss;
+    ///
+    /// let loss = PairwiseMarginLoss::from_prior(&[1.0_f64, 2.0], 1.0)?;
+    /// assert!((loss.margins()[[0, 1]] - 2f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn margins(&self) -> Array2<F> {
+        let k = self.classes;
+        Array2::from_shape_fn((k, k), |(y, c)| self.margins[y * k + c])
+    }
+
+    /// The class weights `w`, if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::PairwiseMarginLoss;
+    /// assert!(PairwiseMarginLoss::from_prior(&[1.0_f64, 2.0], 1.0)?.class_weights().is_none());
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn class_weights(&self) -> Option<&[F]> {
+        self.class_weights.as_deref()
+    }
+
+    /// The reduction of the batch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{PairwiseMarginLoss, Reduction};
+    /// assert_eq!(PairwiseMarginLoss::from_prior(&[1.0_f64, 2.0], 1.0)?.reduction(), Reduction::Mean);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    /// The reduced loss and its gradient with respect to the logits, in a new `[B, K]` array.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::PairwiseMarginLoss;
+    /// use ndarray::array;
+    ///
+    /// let loss = PairwiseMarginLoss::from_prior(&[9.0_f32, 1.0], 1.0)?;
+    /// let (value, grad) = loss.loss_and_grad(&array![[1.0, 1.0]], &[1])?;
+    /// assert!(value > 2f32.ln() && grad[[0, 1]] < 0.0); // the rare label needs a margin
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`PairwiseMarginLoss`].
+    pub fn loss_and_grad<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+    ) -> Result<(F, Array2<F>)>
+    where
+        F: 't,
+    {
+        let mut grad = Array2::zeros(logits.raw_dim());
+        let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
+        Ok((loss, grad))
+    }
+
+    /// The reduced loss; its gradient with respect to the logits overwrites `grad_out` (`[B, K]`).
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order, all before anything is written:
+    /// - [`LossError::EmptyBatch`], [`LossError::NoClasses`]: `B = 0` or `K = 0`;
+    /// - [`LossError::ShapeMismatch`]: `class_weights` not of length `K`, `margins` not `K×K`;
+    /// - [`LossError::LabelsRequired`]: probability targets;
+    /// - [`LossError::ShapeMismatch`]: `labels` not of length `B`, `grad_out` not `[B, K]`,
+    ///   `sample_weights` not of length `B`;
+    /// - [`LossError::InvalidSampleWeight`], then [`LossError::LabelOutOfRange`];
+    /// - the first offending logit in row-major order: [`LossError::NonFiniteLogit`] for NaN or
+    ///   `+inf`, or a logit that overflows once the margin is added; [`LossError::MaskedTarget`]
+    ///   for a `-inf` label logit in a row that counts.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::PairwiseMarginLoss;
+    /// use ndarray::{array, Array2};
+    ///
+    /// let loss = PairwiseMarginLoss::new(&array![[0.0_f64, 0.5], [0.5, 0.0]])?;
+    /// let mut grad = Array2::from_elem((1, 2), f64::NAN); // overwritten
+    /// let value = loss.loss_and_grad_into(&array![[2.0, 0.0]], &[0], &mut grad)?;
+    /// assert!(value > 0.0 && (grad.sum()).abs() < 1e-15);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`PairwiseMarginLoss`].
+    pub fn loss_and_grad_into<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+        grad_out: &mut ArrayRef2<F>,
+    ) -> Result<F>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        let batch = self.check(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
+        Ok(batch.reduced(logits, self.reduction, Some(grad_out), |_, z, y, c, scale, grad| {
+            self.row(z, y, c, scale, grad)
+        }))
+    }
+
+    /// The reduced loss alone.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::PairwiseMarginLoss;
+    /// use ndarray::array;
+    ///
+    /// let zero = PairwiseMarginLoss::new(&array![[0.0_f64, 0.0], [0.0, 0.0]])?;
+    /// assert!((zero.loss(&array![[0.0, 0.0]], &[0])? - 2f64.ln()).abs() < 1e-15); // plain CE
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`PairwiseMarginLoss`].
+    pub fn loss<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<F>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        let batch = self.check(logits, &targets, &[])?;
+        Ok(batch
+            .reduced(logits, self.reduction, None, |_, z, y, c, scale, grad| self.row(z, y, c, scale, grad)))
+    }
+
+    /// Every row's loss `ℓ_i`, unreduced (sample and class weights applied).
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::PairwiseMarginLoss;
+    /// use ndarray::array;
+    ///
+    /// let loss = PairwiseMarginLoss::from_prior(&[1.0_f64, 1.0], 1.0)?;
+    /// let losses = loss.per_sample_loss(&array![[0.0, 0.0], [5.0, 0.0]], &[0, 0])?;
+    /// assert!(losses[0] > losses[1]);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`PairwiseMarginLoss`].
+    pub fn per_sample_loss<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+    ) -> Result<Array1<F>>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        let batch = self.check(logits, &targets, &[])?;
+        Ok(batch.per_sample(logits, |_, z, y, c, scale, grad| self.row(z, y, c, scale, grad)))
+    }
+
+    fn check<'t, 'w>(
+        &'w self,
+        logits: &ArrayRef2<F>,
+        targets: &'w Targets<'t, F>,
+        outputs: &[(&'static str, &[usize], &[usize])],
+    ) -> Result<LabelledBatch<'t, 'w, F>> {
+        let params = [("margins", &[self.classes, self.classes][..])];
+        let batch = LabelledBatch::new(
+            "PairwiseMarginLoss",
+            logits,
+            targets,
+            self.class_weights.as_deref(),
+            &params,
+            outputs,
+        )?;
+        batch.check_logits(logits, |row, class, z| {
+            z + self.margins[batch.labels[row] * self.classes + class]
+        })?;
+        Ok(batch)
+    }
+
+    /// One row: CE on `z + Δ_{y,·}` with coefficient `c`, `scale·∂ℓ/∂z` into `grad`.
+    #[inline]
+    fn row(&self, z: &[F], y: usize, c: F, scale: F, grad: &mut [F]) -> F {
+        let k = self.classes;
+        one_hot_row(z, Some(&self.margins[y * k..(y + 1) * k]), y, c, F::zero(), scale, grad)
+    }
+}

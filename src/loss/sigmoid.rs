@@ -1,0 +1,451 @@
+//! Binary cross-entropy with logits and the sigmoid focal loss, over `[B]` logit batches.
+
+use ndarray::{Array1, ArrayRef1};
+
+use super::Reduction;
+use super::binary_targets::BinaryTargets;
+use crate::{Float, LossError, Result};
+
+/// Binary cross-entropy with logits and sigmoid focal loss, with the exact gradient with respect to
+/// the logits.
+///
+/// Logits `s` are `[B]`, targets `y ∈ [0, 1]` (hard or soft, see [`BinaryTargets`]). With
+/// `σ` the logistic function and `p = σ(s)`, row `i` costs
+///
+/// ```text
+/// ce_i  = −y log σ(s) − (1 − y) log σ(−s) = y·softplus(−s) + (1 − y)·softplus(s)
+/// p_t   = y·p + (1 − y)(1 − p)                       so 1 − p_t = y σ(−s) + (1 − y) σ(s)
+/// α_t   = α y + (1 − α)(1 − y)                        (1 without α)
+/// ℓ_i   = s_i · α_t · (1 − p_t)^γ · ce_i              s_i: sample weight, γ = 0: plain BCE
+/// ```
+///
+/// These are torchvision's `sigmoid_focal_loss` semantics (its `alpha < 0`, no weighting, is
+/// `None` here). The batch is reduced by [`Reduction`]: `Mean` (the default, as torchvision's
+/// `reduction="mean"`) divides `Σ_i ℓ_i` by `Σ_i s_i` (`B` without weights; `α` does not enter it),
+/// `Sum` does not divide.
+///
+/// # Gradient
+///
+/// `∂ce/∂s = (1 − y)σ(s) − yσ(−s)` (`= σ(s) − y`, without cancellation), and with `q = 1 − p_t`,
+/// `∂ℓ/∂s = α_t q^γ (∂ce/∂s + γ·ce·(∂q/∂s)/q)`; `(∂q/∂s)/q` is `−σ(s)` for `y = 1`, `σ(−s)` for
+/// `y = 0` and `(1 − 2y)σ(s)σ(−s)/q` otherwise (where `q ≥ min(y, 1 − y)`), so it stays finite.
+///
+/// # Numerics
+///
+/// `softplus(x) = max(x, 0) + ln_1p(e^{−|x|})`: never `log(sigmoid(s))`, exact for `|s|` up to the
+/// float's range (`1e4` in `f32` gives loss 0 or `1e4`, never inf or NaN). The modulating factor is
+/// `exp(γ·log q)` with `log q = −softplus(±s)` for hard targets, so `0 < γ < 1` keeps a finite
+/// gradient as `p_t → 1`. A `-inf` logit is a certain negative (loss and gradient 0); on a positive
+/// target it is an error. Row losses are summed in `f64`.
+///
+/// # Errors
+///
+/// Builders return [`LossError::InvalidParameter`]. Each call validates the whole batch before
+/// writing anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+///
+/// # Example
+///
+/// ```
+/// use longtail::SigmoidLoss;
+/// use ndarray::array;
+///
+/// let logits = array![3.0_f32, -2.0, 0.5, -1e4];
+/// let targets = [1.0, 0.0, 1.0, 0.0];
+/// let (focal, grad) = SigmoidLoss::focal().loss_and_grad(&logits, &targets)?;
+/// let bce = SigmoidLoss::bce().loss(&logits, &targets)?;
+/// assert!(focal < bce && grad.iter().all(|g| g.is_finite()));
+/// # Ok::<(), longtail::LossError>(())
+/// ```
+///
+/// # References
+///
+/// - T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
+/// - torchvision `torchvision.ops.sigmoid_focal_loss`; PyTorch
+///   `torch.nn.functional.binary_cross_entropy_with_logits`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SigmoidLoss<F> {
+    gamma: F,
+    alpha: Option<F>,
+    reduction: Reduction,
+}
+
+impl<F: Float> Default for SigmoidLoss<F> {
+    fn default() -> Self {
+        Self::bce()
+    }
+}
+
+impl<F: Float> SigmoidLoss<F> {
+    /// Binary cross-entropy with logits, `ℓ_i = softplus(s_i) − y_i s_i`, mean over the batch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SigmoidLoss;
+    /// use ndarray::array;
+    ///
+    /// let (loss, grad) = SigmoidLoss::bce().loss_and_grad(&array![0.0_f64], &[1.0])?;
+    /// assert!((loss - 2f64.ln()).abs() < 1e-15);
+    /// assert_eq!(grad[0], -0.5); // σ(s) − y
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// PyTorch `torch.nn.functional.binary_cross_entropy_with_logits`; optax
+    /// `sigmoid_binary_cross_entropy`.
+    pub fn bce() -> Self {
+        Self { gamma: F::zero(), alpha: None, reduction: Reduction::Mean }
+    }
+
+    /// Sigmoid focal loss with torchvision's defaults, `γ = 2` and `α = 0.25`, mean over the batch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SigmoidLoss;
+    ///
+    /// let focal = SigmoidLoss::<f32>::focal();
+    /// assert_eq!((focal.gamma(), focal.alpha()), (2.0, Some(0.25)));
+    /// ```
+    ///
+    /// # References
+    ///
+    /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002;
+    /// torchvision `torchvision.ops.sigmoid_focal_loss`.
+    pub fn focal() -> Self {
+        Self { gamma: F::from_f64(2.0), alpha: Some(F::from_f64(0.25)), reduction: Reduction::Mean }
+    }
+
+    /// Sets the focal exponent `γ ≥ 0`; `γ = 0` is no modulation.
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SigmoidLoss;
+    ///
+    /// assert_eq!(SigmoidLoss::<f64>::bce().with_focal(0.5)?.gamma(), 0.5);
+    /// assert!(SigmoidLoss::<f64>::bce().with_focal(f64::NAN).is_err());
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
+    pub fn with_focal(mut self, gamma: F) -> Result<Self> {
+        if !(gamma.is_finite() && gamma >= F::zero()) {
+            return Err(invalid("gamma", gamma, "finite and >= 0"));
+        }
+        self.gamma = gamma;
+        Ok(self)
+    }
+
+    /// Sets the class balance `α ∈ [0, 1]` (positives weighted `α`, negatives `1 − α`), or `None`
+    /// for no weighting (torchvision's `alpha < 0`).
+    ///
+    /// # Errors
+    ///
+    /// [`LossError::InvalidParameter`] (`"alpha"`) for `α` outside `[0, 1]`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SigmoidLoss;
+    ///
+    /// assert_eq!(SigmoidLoss::<f32>::focal().with_alpha(None)?.alpha(), None);
+    /// assert!(SigmoidLoss::<f32>::focal().with_alpha(Some(1.5)).is_err());
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
+    pub fn with_alpha(mut self, alpha: Option<F>) -> Result<Self> {
+        if let Some(a) = alpha {
+            if !(a >= F::zero() && a <= F::one()) {
+                return Err(invalid("alpha", a, "in [0, 1]"));
+            }
+        }
+        self.alpha = alpha;
+        Ok(self)
+    }
+
+    /// Sets how the batch is reduced (mean by default).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{Reduction, SigmoidLoss};
+    /// use ndarray::array;
+    ///
+    /// let logits = array![0.0_f64, 0.0];
+    /// let sum = SigmoidLoss::bce().with_reduction(Reduction::Sum).loss(&logits, &[1.0, 0.0])?;
+    /// assert!((sum - 2.0 * 2f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    pub fn with_reduction(mut self, reduction: Reduction) -> Self {
+        self.reduction = reduction;
+        self
+    }
+
+    /// The focal exponent `γ` (0 for plain BCE).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SigmoidLoss;
+    /// assert_eq!(SigmoidLoss::<f64>::bce().gamma(), 0.0);
+    /// ```
+    pub fn gamma(&self) -> F {
+        self.gamma
+    }
+
+    /// The class balance `α`, if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SigmoidLoss;
+    /// assert_eq!(SigmoidLoss::<f64>::bce().alpha(), None);
+    /// ```
+    pub fn alpha(&self) -> Option<F> {
+        self.alpha
+    }
+
+    /// The reduction of the batch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{Reduction, SigmoidLoss};
+    /// assert_eq!(SigmoidLoss::<f32>::focal().reduction(), Reduction::Mean);
+    /// ```
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    /// The reduced loss and its gradient with respect to the logits, in a new `[B]` array.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SigmoidLoss;
+    /// use ndarray::array;
+    ///
+    /// let (loss, grad) = SigmoidLoss::focal().loss_and_grad(&array![1.0_f64, -1.0], &[0.0, 0.0])?;
+    /// assert!(loss > 0.0 && grad[0] > 0.0 && grad[1] > 0.0); // both push towards negative
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`SigmoidLoss`].
+    pub fn loss_and_grad<'t>(
+        &self,
+        logits: &ArrayRef1<F>,
+        targets: impl Into<BinaryTargets<'t, F>>,
+    ) -> Result<(F, Array1<F>)>
+    where
+        F: 't,
+    {
+        let mut grad = Array1::zeros(logits.len());
+        let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
+        Ok((loss, grad))
+    }
+
+    /// The reduced loss; its gradient with respect to the logits overwrites `grad_out` (`[B]`).
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order, all before anything is written:
+    /// - [`LossError::EmptyBatch`]: `B = 0`;
+    /// - [`LossError::ShapeMismatch`]: `targets` or `grad_out` (`losses_out`) not of length `B`,
+    ///   then `sample_weights`;
+    /// - [`LossError::InvalidSampleWeight`]: a negative or non-finite sample weight;
+    /// - [`LossError::TargetOutOfRange`]: a target outside `[0, 1]` (or NaN);
+    /// - [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit, [`LossError::MaskedTarget`] for a
+    ///   `-inf` logit on a row with `y > 0` and `s > 0`, the first in order.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SigmoidLoss;
+    /// use ndarray::{array, Array1};
+    ///
+    /// let mut grad = Array1::from_elem(2, f32::NAN); // overwritten, not accumulated into
+    /// let loss = SigmoidLoss::bce().loss_and_grad_into(&array![2.0_f32, -2.0], &[1.0, 0.0], &mut grad)?;
+    /// assert!(loss < 0.2 && grad[0] < 0.0 && grad[1] > 0.0);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`SigmoidLoss`].
+    pub fn loss_and_grad_into<'t>(
+        &self,
+        logits: &ArrayRef1<F>,
+        targets: impl Into<BinaryTargets<'t, F>>,
+        grad_out: &mut ArrayRef1<F>,
+    ) -> Result<F>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        targets.check(logits.view(), &[("grad_out", &[logits.len()], grad_out.shape())])?;
+        Ok(self.reduced(logits, &targets, Some(grad_out)))
+    }
+
+    /// The reduced loss alone.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SigmoidLoss;
+    /// use ndarray::array;
+    ///
+    /// let loss = SigmoidLoss::bce().loss(&array![1e4_f32, -1e4], &[0.0, 1.0])?;
+    /// assert_eq!(loss, 1e4); // exact, far beyond where σ rounds to 0 or 1
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`SigmoidLoss`].
+    pub fn loss<'t>(&self, logits: &ArrayRef1<F>, targets: impl Into<BinaryTargets<'t, F>>) -> Result<F>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        targets.check(logits.view(), &[])?;
+        Ok(self.reduced(logits, &targets, None))
+    }
+
+    /// Every row's loss `ℓ_i`, unreduced (sample weights applied).
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{Reduction, SigmoidLoss};
+    /// use ndarray::array;
+    ///
+    /// let logits = array![0.3_f64, -1.2, 2.0];
+    /// let targets = [1.0, 0.2, 0.0];
+    /// let losses = SigmoidLoss::focal().per_sample_loss(&logits, &targets)?;
+    /// let sum = SigmoidLoss::focal().with_reduction(Reduction::Sum).loss(&logits, &targets)?;
+    /// assert!((losses.sum() - sum).abs() < 1e-15);
+    /// # Ok::<(), longtail::LossError>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`SigmoidLoss`].
+    pub fn per_sample_loss<'t>(
+        &self,
+        logits: &ArrayRef1<F>,
+        targets: impl Into<BinaryTargets<'t, F>>,
+    ) -> Result<Array1<F>>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        targets.check(logits.view(), &[])?;
+        Ok(Array1::from_shape_fn(logits.len(), |i| {
+            self.row(logits[i], targets.targets[i], targets.sample_weight(i)).0
+        }))
+    }
+
+    /// The reduced loss of a validated batch, `scale·∂ℓ/∂s` into `grad_out` if given.
+    fn reduced(
+        &self,
+        logits: &ArrayRef1<F>,
+        targets: &BinaryTargets<F>,
+        mut grad_out: Option<&mut ArrayRef1<F>>,
+    ) -> F {
+        let divisor = match self.reduction {
+            Reduction::Sum => 1.0,
+            Reduction::Mean => targets.total_weight(),
+        };
+        if divisor == 0.0 {
+            if let Some(grad) = grad_out {
+                grad.fill(F::zero());
+            }
+            return F::zero();
+        }
+        let scale = F::from_f64(divisor.recip());
+        let mut total = 0.0_f64;
+        for (i, &s) in logits.iter().enumerate() {
+            let (loss, grad) = self.row(s, targets.targets[i], targets.sample_weight(i));
+            total += loss.as_f64();
+            if let Some(out) = grad_out.as_deref_mut() {
+                out[i] = grad * scale;
+            }
+        }
+        F::from_f64(total / divisor)
+    }
+
+    /// One validated row of weight `w`: `(ℓ, ∂ℓ/∂s)`.
+    #[inline]
+    fn row(&self, s: F, y: F, w: F) -> (F, F) {
+        // A zero weight ignores the row; a -inf logit is a certain negative (validated: y = 0).
+        if w == F::zero() || s == F::neg_infinity() {
+            return (F::zero(), F::zero());
+        }
+        let one = F::one();
+        let (softplus_pos, softplus_neg) = (softplus(s), softplus(-s));
+        let (sig_pos, sig_neg) = (sigmoid(s), sigmoid(-s));
+        let ce = y * softplus_neg + (one - y) * softplus_pos;
+        let d_ce = (one - y) * sig_pos - y * sig_neg;
+        let weight = w * self.alpha.map_or(one, |a| a * y + (one - a) * (one - y));
+        if self.gamma == F::zero() {
+            return (weight * ce, weight * d_ce);
+        }
+        // log q and (∂q/∂s)/q for q = 1 − p_t.
+        let (log_q, ratio) = if y == one {
+            (-softplus_pos, -sig_pos)
+        } else if y == F::zero() {
+            (-softplus_neg, sig_neg)
+        } else {
+            let q = y * sig_neg + (one - y) * sig_pos;
+            (q.ln(), (one - y - y) * sig_pos * sig_neg / q)
+        };
+        let modulation = (self.gamma * log_q).exp();
+        (weight * modulation * ce, weight * modulation * (d_ce + self.gamma * ce * ratio))
+    }
+}
+
+/// `softplus(x) = ln(1 + e^x) = −log σ(−x)`, without overflow or cancellation.
+#[inline]
+pub(super) fn softplus<F: Float>(x: F) -> F {
+    x.max(F::zero()) + (-x.abs()).exp().ln_1p()
+}
+
+/// The logistic function `σ(x) = 1 / (1 + e^{−x})`, without overflow.
+#[inline]
+pub(super) fn sigmoid<F: Float>(x: F) -> F {
+    if x >= F::zero() {
+        (F::one() + (-x).exp()).recip()
+    } else {
+        let e = x.exp();
+        e / (F::one() + e)
+    }
+}
+
+fn invalid<F: Float>(name: &'static str, value: F, expected: &'static str) -> LossError {
+    LossError::InvalidParameter { name, index: None, value: value.as_f64(), expected }
+}
