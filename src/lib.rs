@@ -49,12 +49,13 @@
 //! - P. Blanchard, D. J. Higham, N. J. Higham, "Accurately computing the log-sum-exp and softmax
 //!   functions", IMA Journal of Numerical Analysis, 2021.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod error;
 mod float;
 pub mod loss;
 mod rows;
+mod simd;
 pub mod softmax;
 
 pub use error::{LossError, Result};
