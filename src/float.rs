@@ -171,6 +171,9 @@ const BLOCK: usize = 4096;
 #[inline(always)]
 pub(crate) fn lane_max<F: Float>(x: &[F]) -> F {
     let greater = |a: F, b: F| if b > a { b } else { a };
+    if x.len() < LANES {
+        return x.iter().copied().fold(F::neg_infinity(), greater);
+    }
     let mut acc = [F::neg_infinity(); LANES];
     let chunks = x.chunks_exact(LANES);
     let tail = chunks.remainder();
@@ -186,6 +189,9 @@ pub(crate) fn lane_max<F: Float>(x: &[F]) -> F {
 #[inline(always)]
 pub(crate) fn lane_max_sum<F: Float>(z: &[F], adjust: &[F]) -> F {
     let greater = |a: F, b: F| if b > a { b } else { a };
+    if z.len() < LANES {
+        return z.iter().zip(adjust).map(|(&v, &a)| v + a).fold(F::neg_infinity(), greater);
+    }
     let mut acc = [F::neg_infinity(); LANES];
     let (chunks, tail) = (z.chunks_exact(LANES), z.len() / LANES * LANES);
     for (chunk, a_chunk) in chunks.zip(adjust.chunks_exact(LANES)) {
@@ -220,17 +226,23 @@ impl<'a, F> ExpArgs<'a, F> {
     }
 }
 
-/// Writes `out_k = e^{x_k − shift}` and returns `Σ_k out_k` (in `f64`, see [`BLOCK`]); every
-/// `x_k − shift` must be `≤ 0` or `-inf`.
+/// Writes `out_k = e^{x_k − shift}` and returns `Σ_{k ≠ skip} out_k` (in `f64`, see [`BLOCK`]);
+/// `x_skip − shift` must be 0 and every other `x_k − shift` `≤ 0` or `-inf`.
 ///
 /// Each block is exponentiated by a plain element-wise loop (which the compiler vectorises), then
-/// summed while it is in L1.
+/// summed while it is in L1, `out_skip = 1` excluded exactly by a 0 in its place.
 #[inline(always)]
-pub(crate) fn exp_sum<F: Float, const FMA: bool>(out: &mut [F], args: ExpArgs<'_, F>, shift: F) -> f64 {
+pub(crate) fn exp_sum<F: Float, const FMA: bool>(
+    out: &mut [F],
+    args: ExpArgs<'_, F>,
+    shift: F,
+    skip: usize,
+) -> f64 {
     let exp = |x: F| exp_nonpos::<F, FMA>(x - shift);
     let mut total = 0.0;
     for (b, out) in out.chunks_mut(BLOCK).enumerate() {
         let block = b * BLOCK..b * BLOCK + out.len();
+        let skip = skip.wrapping_sub(block.start);
         match args.range(block) {
             ExpArgs::InPlace => out.iter_mut().for_each(|o| *o = exp(*o)),
             ExpArgs::Logits(z) => out.iter_mut().zip(z).for_each(|(o, &z)| *o = exp(z)),
@@ -238,7 +250,13 @@ pub(crate) fn exp_sum<F: Float, const FMA: bool>(out: &mut [F], args: ExpArgs<'_
                 out.iter_mut().zip(z).zip(adjust).for_each(|((o, &z), &a)| *o = exp(z + a));
             }
         }
-        total += lane_sum(out).as_f64();
+        if let Some(one) = out.get_mut(skip) {
+            *one = F::zero();
+            total += lane_sum(out).as_f64();
+            out[skip] = F::one();
+        } else {
+            total += lane_sum(out).as_f64();
+        }
     }
     total
 }
@@ -246,6 +264,9 @@ pub(crate) fn exp_sum<F: Float, const FMA: bool>(out: &mut [F], args: ExpArgs<'_
 /// `Σ x`, accumulated in [`LANES`] interleaved partial sums that are then added pairwise.
 #[inline(always)]
 fn lane_sum<F: Float>(x: &[F]) -> F {
+    if x.len() < LANES {
+        return x.iter().fold(F::zero(), |s, &v| s + v);
+    }
     let mut acc = [F::zero(); LANES];
     let chunks = x.chunks_exact(LANES);
     let tail = chunks.remainder();
@@ -343,7 +364,7 @@ mod tests {
             assert_eq!(lane_max_sum(&x, &a), shifted_max);
             let exact: Vec<f64> = x.iter().zip(&a).map(|(x, a)| (x + a - 20.0).exp()).collect();
             let mut out = vec![0.0; n];
-            let sum = exp_sum::<f64, false>(&mut out, ExpArgs::Adjusted(&x, &a), 20.0);
+            let sum = exp_sum::<f64, false>(&mut out, ExpArgs::Adjusted(&x, &a), 20.0, n);
             assert!((sum - exact.iter().sum::<f64>()).abs() <= 1e-15 * sum);
             assert!(out.iter().zip(&exact).all(|(o, e)| (o - e).abs() <= 4e-16 * e));
         }

@@ -71,16 +71,11 @@ pub(crate) fn row_lse<F: Float, const FMA: bool>(out: &mut [F], args: ExpArgs<'_
         return None;
     }
     let argmax = match args {
-        ExpArgs::InPlace => out.iter().position(|&v| v == max),
-        ExpArgs::Logits(z) => z.iter().position(|&v| v == max),
-        ExpArgs::Adjusted(z, adjust) => z.iter().zip(adjust).position(|(&v, &a)| v + a == max),
-    }
-    .unwrap_or(0);
-    let len = out.len();
-    let (head, tail) = out.split_at_mut(argmax);
-    let rest = exp_sum::<F, FMA>(head, args.range(0..argmax), max)
-        + exp_sum::<F, FMA>(&mut tail[1..], args.range(argmax + 1..len), max);
-    tail[0] = F::one();
+        ExpArgs::InPlace => first_index_of(out, None, max),
+        ExpArgs::Logits(z) => first_index_of(z, None, max),
+        ExpArgs::Adjusted(z, adjust) => first_index_of(z, Some(adjust), max),
+    };
+    let rest = exp_sum::<F, FMA>(out, args, max, argmax);
     // ln_1p keeps a small r exact; for r ≥ 1/2 rounding 1 + r costs at most 2.5 ulp of f64, and ln
     // is cheaper than ln_1p in common libms. Both in f64: once per row, and exact for f32.
     let ln_total = if rest < 0.5 { rest.ln_1p() } else { (1.0 + rest).ln() };
@@ -130,26 +125,52 @@ pub(crate) fn check_logits<F: Float>(
 /// 0 for finite `v` and NaN otherwise, and a NaN stays in its lane's sum.
 #[inline(always)]
 fn all_finite<F: Float>(z: &[F], adjust: Option<&[F]>) -> bool {
+    let zero_if_finite = |v: F| v * F::zero();
     let mut acc = [F::zero(); LANES];
-    let zs = z.chunks_exact(LANES);
-    let tail = zs.remainder();
+    let tail = z.len() / LANES * LANES;
     match adjust {
         None => {
-            for z in zs {
-                acc.iter_mut().zip(z).for_each(|(a, &v)| *a += v * F::zero());
+            for chunk in z.chunks_exact(LANES) {
+                acc.iter_mut().zip(chunk).for_each(|(s, &v)| *s += zero_if_finite(v));
             }
-            acc.iter_mut().zip(tail).for_each(|(a, &v)| *a += v * F::zero());
+            acc.iter_mut().zip(&z[tail..]).for_each(|(s, &v)| *s += zero_if_finite(v));
         }
         Some(adjust) => {
-            let adjs = adjust.chunks_exact(LANES);
-            let adj_tail = adjs.remainder();
-            for (z, w) in zs.zip(adjs) {
-                acc.iter_mut().zip(z).zip(w).for_each(|((a, &v), &w)| *a += (v + w) * F::zero());
+            for (chunk, a) in z.chunks_exact(LANES).zip(adjust.chunks_exact(LANES)) {
+                acc.iter_mut().zip(chunk).zip(a).for_each(|((s, &v), &a)| *s += zero_if_finite(v + a));
             }
-            acc.iter_mut().zip(tail).zip(adj_tail).for_each(|((a, &v), &w)| *a += (v + w) * F::zero());
+            let rest = z[tail..].iter().zip(&adjust[tail..]);
+            acc.iter_mut().zip(rest).for_each(|(s, (&v, &a))| *s += zero_if_finite(v + a));
         }
     }
     acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
+}
+
+/// The first `k` with `z_k (+ a_k) == max`, which exists: a branch-free test of each chunk of
+/// [`LANES`], then a scan of the chunk that holds it.
+#[inline(always)]
+fn first_index_of<F: Float>(z: &[F], adjust: Option<&[F]>, max: F) -> usize {
+    let mut start = 0;
+    match adjust {
+        None => {
+            for chunk in z.chunks_exact(LANES) {
+                if chunk.iter().fold(false, |found, &v| found | (v == max)) {
+                    break;
+                }
+                start += LANES;
+            }
+        }
+        Some(adjust) => {
+            for (chunk, a) in z.chunks_exact(LANES).zip(adjust.chunks_exact(LANES)) {
+                if chunk.iter().zip(a).fold(false, |found, (&v, &a)| found | (v + a == max)) {
+                    break;
+                }
+                start += LANES;
+            }
+        }
+    }
+    let value = |k: usize| adjust.map_or(z[k], |a| z[k] + a[k]);
+    (start..z.len()).find(|&k| value(k) == max).unwrap_or(0)
 }
 
 /// The error of the first offending logit of a row that is not all finite, if any.
