@@ -9,7 +9,7 @@
 //! cache. Everything here is `#[inline(always)]`, to be compiled inside a [`crate::simd::Kernel`].
 
 use crate::Float;
-use crate::float::ExpArgs;
+use crate::float::{ExpArgs, LANES};
 use crate::softmax::{RowLse, row_lse};
 
 /// Writes `e^{z'_k − m}` (`z' = z + adjust`) into `out` and returns the row's log-sum-exp parts.
@@ -112,4 +112,104 @@ pub(crate) fn dense_row<F: Float, const FMA: bool>(
         *v = scale * (p_factor * *v - h);
     }
     loss
+}
+
+/// The target mass of a row of [`plain_dense_row`], times the row's weight `s`:
+/// `c_k = s·(keep·t_k + spread)`, with `t` a probability row or the one-hot row of `label`.
+#[derive(Clone, Copy)]
+pub(crate) struct RowMass<'a, F> {
+    pub s: F,
+    pub keep: F,
+    pub spread: F,
+    pub targets: Targets<'a, F>,
+}
+
+/// Where a row's target distribution `t` comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum Targets<'a, F> {
+    Label(usize),
+    Probs(&'a [F]),
+}
+
+/// [`dense_row`] without focal modulation or class factors (`γ = 0`, `w = α = 1`), vectorised:
+/// after the exponentials, one pass sums the loss terms and writes the gradient
+/// `scale·(H p_k − c_k)`, with `H = Σ c_k` known in advance.
+#[inline(always)]
+pub(crate) fn plain_dense_row<F: Float, const FMA: bool>(
+    z: &[F],
+    adjust: Option<&[F]>,
+    mass: RowMass<'_, F>,
+    scale: F,
+    grad: &mut [F],
+) -> F {
+    let Some(lse) = shifted_exp::<F, FMA>(z, adjust, grad) else {
+        grad.fill(F::zero());
+        return F::zero();
+    };
+    let RowMass { s, keep, spread, targets } = mass;
+    let (base, on_target) = (s * spread, s * keep);
+    let (max, ln_total) = (lse.max, lse.ln_total);
+    // A class without target mass contributes nothing, even when masked (log p = -inf).
+    let term = |c: F, z: F| if c > F::zero() { c * ((z - max) - ln_total) } else { F::zero() };
+    let n = grad.len();
+    let t_sum = match targets {
+        Targets::Label(_) => F::one(),
+        Targets::Probs(t) => t.iter().fold(F::zero(), |acc, &v| acc + v),
+    };
+    let p_factor = (base * F::from_f64(n as f64) + on_target * t_sum) * lse.inv_total;
+    let label = match targets {
+        Targets::Label(y) => Some((y, grad[y])),
+        Targets::Probs(_) => None,
+    };
+    let mut acc = [F::zero(); LANES];
+    let step = |acc: &mut F, g: &mut F, c: F, z: F| {
+        *acc += term(c, z);
+        *g = scale * (p_factor * *g - c);
+    };
+    let zs = z.chunks_exact(LANES);
+    let tail = n - zs.remainder().len();
+    let mut gs = grad.chunks_exact_mut(LANES);
+    match (targets, adjust) {
+        (Targets::Label(_), None) => {
+            for (g, z) in (&mut gs).zip(zs) {
+                acc.iter_mut().zip(g).zip(z).for_each(|((a, g), &z)| step(a, g, base, z));
+            }
+            let rest = acc.iter_mut().zip(gs.into_remainder()).zip(&z[tail..]);
+            rest.for_each(|((a, g), &z)| step(a, g, base, z));
+        }
+        (Targets::Label(_), Some(adjust)) => {
+            for ((g, z), w) in (&mut gs).zip(zs).zip(adjust.chunks_exact(LANES)) {
+                acc.iter_mut().zip(g).zip(z).zip(w).for_each(|(((a, g), &z), &w)| step(a, g, base, z + w));
+            }
+            let rest = acc.iter_mut().zip(gs.into_remainder()).zip(&z[tail..]).zip(&adjust[tail..]);
+            rest.for_each(|(((a, g), &z), &w)| step(a, g, base, z + w));
+        }
+        (Targets::Probs(t), None) => {
+            let c = |t: F| base + on_target * t;
+            for ((g, z), t) in (&mut gs).zip(zs).zip(t.chunks_exact(LANES)) {
+                acc.iter_mut().zip(g).zip(z).zip(t).for_each(|(((a, g), &z), &t)| step(a, g, c(t), z));
+            }
+            let rest = acc.iter_mut().zip(gs.into_remainder()).zip(&z[tail..]).zip(&t[tail..]);
+            rest.for_each(|(((a, g), &z), &t)| step(a, g, c(t), z));
+        }
+        (Targets::Probs(t), Some(adjust)) => {
+            let c = |t: F| base + on_target * t;
+            for (((g, z), t), w) in
+                (&mut gs).zip(zs).zip(t.chunks_exact(LANES)).zip(adjust.chunks_exact(LANES))
+            {
+                let lanes = acc.iter_mut().zip(g).zip(z).zip(t).zip(w);
+                lanes.for_each(|((((a, g), &z), &t), &w)| step(a, g, c(t), z + w));
+            }
+            let rest = acc.iter_mut().zip(gs.into_remainder()).zip(&z[tail..]).zip(&t[tail..]);
+            rest.zip(&adjust[tail..]).for_each(|((((a, g), &z), &t), &w)| step(a, g, c(t), z + w));
+        }
+    }
+    let mut loss = acc.iter().fold(F::zero(), |sum, &a| sum + a);
+    // The label's own mass: the pass above gave it `base` only.
+    if let Some((y, e_y)) = label {
+        let z_y = adjust.map_or(z[y], |a| z[y] + a[y]);
+        loss += term(base + on_target, z_y) - term(base, z_y);
+        grad[y] = scale * (p_factor * e_y - (base + on_target));
+    }
+    -loss
 }

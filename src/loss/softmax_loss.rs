@@ -5,7 +5,7 @@ use ndarray::{
 };
 
 use super::Reduction;
-use super::kernel::{dense_row, one_hot_row};
+use super::kernel::{RowMass, Targets as RowTargets, dense_row, one_hot_row, plain_dense_row};
 use super::targets::{TargetKind, Targets};
 use super::validate::class_vector;
 use crate::rows::{RowVisitor, sum_chunks, visit_rows};
@@ -862,6 +862,7 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
             scale,
             smoothing: loss.smoothing(logits.ncols()),
             one_hot_path: loss.label_smoothing == F::zero() && matches!(targets.kind, TargetKind::Labels(_)),
+            plain_dense: loss.gamma == F::zero() && loss.class_weights.is_none() && loss.alpha.is_none(),
             total: 0.0,
         };
         visit_rows(&logits, grad.as_deref_mut(), &mut rows);
@@ -878,6 +879,8 @@ struct ChunkRows<'a, 't, F, const FMA: bool> {
     scale: F,
     smoothing: Smoothing<F>,
     one_hot_path: bool,
+    /// Dense rows need neither focal factors nor class factors.
+    plain_dense: bool,
     /// `Σ ℓ_i` of the rows so far.
     total: f64,
 }
@@ -894,6 +897,10 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for ChunkRows<'_, '_, F, FMA> {
                 let y = labels[row];
                 one_hot_row::<F, FMA>(z, adjust, y, s * loss.class_factor(y), gamma, scale, grad)
             }
+            TargetKind::Labels(labels) if self.plain_dense => {
+                let mass = smoothing.row_mass(s, RowTargets::Label(labels[row]));
+                plain_dense_row::<F, FMA>(z, adjust, mass, scale, grad)
+            }
             TargetKind::Labels(labels) => {
                 let y = labels[row];
                 let coef = |k: usize| s * loss.class_factor(k) * smoothing.mass(one_hot(k == y));
@@ -901,8 +908,19 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for ChunkRows<'_, '_, F, FMA> {
             }
             TargetKind::Probs(probs) => {
                 let t = probs.row(row);
-                let coef = |k: usize| s * loss.class_factor(k) * smoothing.mass(t[k]);
-                dense_row::<F, FMA>(z, adjust, coef, gamma, scale, grad)
+                match t.to_slice() {
+                    Some(t) if self.plain_dense => plain_dense_row::<F, FMA>(
+                        z,
+                        adjust,
+                        smoothing.row_mass(s, RowTargets::Probs(t)),
+                        scale,
+                        grad,
+                    ),
+                    _ => {
+                        let coef = |k: usize| s * loss.class_factor(k) * smoothing.mass(t[k]);
+                        dense_row::<F, FMA>(z, adjust, coef, gamma, scale, grad)
+                    }
+                }
             }
         };
         if let Some(losses) = self.losses.as_mut() {
@@ -939,5 +957,11 @@ impl<F: Float> Smoothing<F> {
     #[inline]
     pub(super) fn mass(&self, t_k: F) -> F {
         self.keep * t_k + self.spread
+    }
+
+    /// The target mass of a row of weight `s`, for [`plain_dense_row`].
+    #[inline(always)]
+    fn row_mass<'a>(&self, s: F, targets: RowTargets<'a, F>) -> RowMass<'a, F> {
+        RowMass { s, keep: self.keep, spread: self.spread, targets }
     }
 }
