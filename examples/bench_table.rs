@@ -3,8 +3,8 @@
 //! the same run, for f32 and f64 at the benchmark shapes.
 //!
 //! ```text
-//! cargo run --release --example bench_table                  # median of 15 runs per cell
-//! cargo run --release --example bench_table -- --quick       # median of 5, for a quick look
+//! cargo run --release --example bench_table                  # median of 31 runs per cell
+//! cargo run --release --example bench_table -- --quick       # median of 7, for a quick look
 //! RAYON_NUM_THREADS=1 cargo run --release --example bench_table   # one thread
 //! cargo run --release --example bench_table -- --only f32/1024x1000/cross_entropy --calls 10
 //! ```
@@ -32,11 +32,11 @@ struct Options {
 }
 
 fn options() -> Options {
-    let mut opts = Options { reps: 15, only: None, calls: None };
+    let mut opts = Options { reps: 31, only: None, calls: None };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--quick" => opts.reps = 5,
+            "--quick" => opts.reps = 7,
             "--reps" => opts.reps = args.next().and_then(|n| n.parse().ok()).expect("--reps N"),
             "--only" => opts.only = Some(args.next().expect("--only TEXT")),
             "--calls" => opts.calls = Some(args.next().and_then(|n| n.parse().ok()).expect("--calls N")),

@@ -122,28 +122,20 @@ pub(crate) fn check_logits<F: Float>(
 }
 
 /// Whether every `z_k` (`z_k + a_k` with `adjust`) is finite, without a branch per value: `v·0` is
-/// 0 for finite `v` and NaN otherwise, and a NaN stays in its lane's sum.
+/// 0 for finite `v` and NaN otherwise, and a NaN stays in its lane's sum. With `adjust` (finite),
+/// a finite `z_k + a_k` can only fail by overflowing to `±inf`; `-inf` is a legal mask, so only
+/// `max (z + a) = +inf` counts, and the caller's slow path sorts out the rest.
 #[inline(always)]
 fn all_finite<F: Float>(z: &[F], adjust: Option<&[F]>) -> bool {
     let zero_if_finite = |v: F| v * F::zero();
     let mut acc = [F::zero(); LANES];
     let tail = z.len() / LANES * LANES;
-    match adjust {
-        None => {
-            for chunk in z.chunks_exact(LANES) {
-                acc.iter_mut().zip(chunk).for_each(|(s, &v)| *s += zero_if_finite(v));
-            }
-            acc.iter_mut().zip(&z[tail..]).for_each(|(s, &v)| *s += zero_if_finite(v));
-        }
-        Some(adjust) => {
-            for (chunk, a) in z.chunks_exact(LANES).zip(adjust.chunks_exact(LANES)) {
-                acc.iter_mut().zip(chunk).zip(a).for_each(|((s, &v), &a)| *s += zero_if_finite(v + a));
-            }
-            let rest = z[tail..].iter().zip(&adjust[tail..]);
-            acc.iter_mut().zip(rest).for_each(|(s, (&v, &a))| *s += zero_if_finite(v + a));
-        }
+    for chunk in z.chunks_exact(LANES) {
+        acc.iter_mut().zip(chunk).for_each(|(s, &v)| *s += zero_if_finite(v));
     }
-    acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
+    acc.iter_mut().zip(&z[tail..]).for_each(|(s, &v)| *s += zero_if_finite(v));
+    let finite = acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero();
+    finite && adjust.is_none_or(|adjust| lane_max_sum(z, adjust) < F::infinity())
 }
 
 /// The first `k` with `z_k (+ a_k) == max`, which exists: a branch-free test of each chunk of
