@@ -25,8 +25,8 @@ fn mul_add<F: num_traits::Float, const FMA: bool>(a: F, b: F, c: F) -> F {
 
 /// `e^x` for `x ≤ 0`, branch-free so that loops over slices vectorise (Cephes' scheme).
 ///
-/// `x = n·ln 2 + r` with `n = round(x / ln 2)` (added to and subtracted from `1.5·2^p`, which
-/// leaves `n` in the low mantissa bits), `r` from a two-part `ln 2` (Cody–Waite), `e^r` by a
+/// `x = n·ln 2 + r` with `n = round(x / ln 2)` (added to and subtracted from `1.5·2^p + bias`,
+/// which leaves the biased exponent `n + bias` in the low mantissa bits), `r` from a two-part `ln 2` (Cody–Waite), `e^r` by a
 /// minimax (f32, degree 7) or Taylor (f64, degree 13) polynomial on `|r| ≤ ln 2 / 2`, and `2^n`
 /// assembled from its exponent bits. Within 1 ulp of the correctly rounded `e^x` for f32 and
 /// within 2 ulp for f64 (tested). `e^0 = 1` exactly. Results below the smallest normal number
@@ -41,7 +41,7 @@ impl sealed::Sealed for f32 {
     #[inline(always)]
     fn exp_nonpos<const FMA: bool>(x: f32) -> f32 {
         const MIN_ARG: f32 = -87.336_54; // ln(f32::MIN_POSITIVE), rounded up
-        const SHIFTER: f32 = 12_582_912.0; // 1.5·2^23
+        const SHIFTER: f32 = 12_583_039.0; // 1.5·2^23 + 127
         const LN2_HI: f32 = 0.693_359_4; // 355/512, exactly
         const LN2_LO: f32 = -2.121_944_4e-4;
         let fma = mul_add::<f32, FMA>;
@@ -54,8 +54,8 @@ impl sealed::Sealed for f32 {
             p = fma(p, r, c);
         }
         let poly = fma(p, r * r, r) + 1.0;
-        // `(2^22 + n) << 23` keeps `n` in the exponent field; adding the bias gives `2^n`.
-        let two_n = f32::from_bits((shifted.to_bits() << 23).wrapping_add(127 << 23));
+        // `(2^22 + 127 + n) << 23` keeps `127 + n` in the exponent field: `2^n`.
+        let two_n = f32::from_bits(shifted.to_bits() << 23);
         if x < MIN_ARG { 0.0 } else { poly * two_n }
     }
 }
@@ -64,7 +64,7 @@ impl sealed::Sealed for f64 {
     #[inline(always)]
     fn exp_nonpos<const FMA: bool>(x: f64) -> f64 {
         const MIN_ARG: f64 = -708.396_418_532_264; // ln(f64::MIN_POSITIVE), rounded up
-        const SHIFTER: f64 = 6_755_399_441_055_744.0; // 1.5·2^52
+        const SHIFTER: f64 = 6_755_399_441_056_767.0; // 1.5·2^52 + 1023
         const LN2_HI: f64 = 0.693_147_180_369_123_8;
         const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
         // 1/k! for k = 13 down to 2.
@@ -92,7 +92,7 @@ impl sealed::Sealed for f64 {
             p = fma(p, r, *c);
         }
         let poly = fma(p, r * r, r) + 1.0;
-        let two_n = f64::from_bits((shifted.to_bits() << 52).wrapping_add(1023 << 52));
+        let two_n = f64::from_bits(shifted.to_bits() << 52);
         if x < MIN_ARG { 0.0 } else { poly * two_n }
     }
 }
