@@ -128,6 +128,10 @@ pub(crate) fn check_logits<F: Float>(
 #[inline(always)]
 fn all_finite<F: Float>(z: &[F], adjust: Option<&[F]>) -> bool {
     let zero_if_finite = |v: F| v * F::zero();
+    let below_max = || adjust.is_none_or(|adjust| lane_max_sum(z, adjust) < F::infinity());
+    if z.len() < LANES {
+        return z.iter().fold(F::zero(), |s, &v| s + zero_if_finite(v)) == F::zero() && below_max();
+    }
     let mut acc = [F::zero(); LANES];
     let tail = z.len() / LANES * LANES;
     for chunk in z.chunks_exact(LANES) {
@@ -135,7 +139,7 @@ fn all_finite<F: Float>(z: &[F], adjust: Option<&[F]>) -> bool {
     }
     acc.iter_mut().zip(&z[tail..]).for_each(|(s, &v)| *s += zero_if_finite(v));
     let finite = acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero();
-    finite && adjust.is_none_or(|adjust| lane_max_sum(z, adjust) < F::infinity())
+    finite && below_max()
 }
 
 /// The first `k` with `z_k (+ a_k) == max`, which exists: a branch-free test of each chunk of
