@@ -4,7 +4,7 @@
 mod common;
 
 use common::Rng;
-use longtail::{Float, Reduction, SoftmaxLoss, Targets};
+use longtail::{Float, Reduction, SoftmaxLoss};
 use ndarray::Array2;
 
 /// One loss per kernel: one-hot (logit-adjusted CE), dense without factors (label smoothing) and
@@ -43,6 +43,7 @@ fn f32_loss_over_262144_classes_matches_f64_within_1e_6() {
 #[cfg(feature = "rayon")]
 #[test]
 fn results_are_bit_identical_for_any_number_of_threads() {
+    use longtail::Targets;
     let mut rng = Rng::new(7);
     // Just above the parallel threshold (2^18 logits): many short rows, and a few long ones.
     for (batch, classes) in [(520, 512), (4, 66_000)] {
