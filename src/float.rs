@@ -263,7 +263,7 @@ pub(crate) fn exp_sum<F: Float, const FMA: bool>(
 
 /// `Σ x`, accumulated in [`LANES`] interleaved partial sums that are then added pairwise.
 #[inline(always)]
-fn lane_sum<F: Float>(x: &[F]) -> F {
+pub(crate) fn lane_sum<F: Float>(x: &[F]) -> F {
     if x.len() < LANES {
         return x.iter().fold(F::zero(), |s, &v| s + v);
     }

@@ -9,7 +9,7 @@
 //! cache. Everything here is `#[inline(always)]`, to be compiled inside a [`crate::simd::Kernel`].
 
 use crate::Float;
-use crate::float::{ExpArgs, LANES};
+use crate::float::{ExpArgs, LANES, lane_sum};
 use crate::softmax::{RowLse, row_lse};
 
 /// Writes `e^{z'_k − m}` (`z' = z + adjust`) into `out` and returns the row's log-sum-exp parts.
@@ -154,7 +154,7 @@ pub(crate) fn plain_dense_row<F: Float, const FMA: bool>(
     let n = grad.len();
     let t_sum = match targets {
         Targets::Label(_) => F::one(),
-        Targets::Probs(t) => t.iter().fold(F::zero(), |acc, &v| acc + v),
+        Targets::Probs(t) => lane_sum(t),
     };
     let p_factor = (base * F::from_f64(n as f64) + on_target * t_sum) * lse.inv_total;
     let label = match targets {

@@ -5,7 +5,6 @@ use ndarray::{ArrayRef2, ArrayView1};
 use super::softmax_loss::{SoftmaxLoss, one_hot};
 use super::targets::{TargetKind, Targets};
 use crate::error::check_shape;
-use crate::float::LANES;
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::check_logits;
 use crate::{Float, LossError, Result};
@@ -121,6 +120,8 @@ fn probs_rows<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<()> {
 /// negative one.
 #[inline(always)]
 fn passes<F: Float>(t: &[F], tolerance: f64) -> bool {
+    // Fewer lanes than the kernels' LANES: three accumulators of each must stay in registers.
+    const LANES: usize = 8;
     let mut sums = [0.0_f64; LANES];
     let mut min = [F::zero(); LANES];
     let mut non_finite = [F::zero(); LANES];
