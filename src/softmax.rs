@@ -127,19 +127,19 @@ pub(crate) fn check_logits<F: Float>(
 /// `max (z + a) = +inf` counts, and the caller's slow path sorts out the rest.
 #[inline(always)]
 fn all_finite<F: Float>(z: &[F], adjust: Option<&[F]>) -> bool {
-    let zero_if_finite = |v: F| v * F::zero();
-    let below_max = || adjust.is_none_or(|adjust| lane_max_sum(z, adjust) < F::infinity());
-    if z.len() < LANES {
-        return z.iter().fold(F::zero(), |s, &v| s + zero_if_finite(v)) == F::zero() && below_max();
-    }
-    let mut acc = [F::zero(); LANES];
-    let tail = z.len() / LANES * LANES;
-    for chunk in z.chunks_exact(LANES) {
-        acc.iter_mut().zip(chunk).for_each(|(s, &v)| *s += zero_if_finite(v));
-    }
-    acc.iter_mut().zip(&z[tail..]).for_each(|(s, &v)| *s += zero_if_finite(v));
-    let finite = acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero();
-    finite && below_max()
+    let finite = if z.len() < LANES {
+        z.iter().fold(F::zero(), |s, &v| s + v * F::zero()) == F::zero()
+    } else {
+        let mut acc = [F::zero(); LANES];
+        let tail = z.len() / LANES * LANES;
+        for chunk in z.chunks_exact(LANES) {
+            acc.iter_mut().zip(chunk).for_each(|(s, &v)| *s += v * F::zero());
+        }
+        acc.iter_mut().zip(&z[tail..]).for_each(|(s, &v)| *s += v * F::zero());
+        acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
+    };
+    // One call site per closure: a closure the compiler does not inline runs without AVX2.
+    finite && adjust.is_none_or(|adjust| lane_max_sum(z, adjust) < F::infinity())
 }
 
 /// The first `k` with `z_k (+ a_k) == max`, which exists: a branch-free test of each chunk of
