@@ -72,7 +72,7 @@
 //! - P. Blanchard, D. J. Higham, N. J. Higham, "Accurately computing the log-sum-exp and softmax
 //!   functions", IMA Journal of Numerical Analysis, 2021.
 #![deny(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod adjust;
 mod error;
@@ -81,6 +81,7 @@ pub mod loss;
 pub mod metrics;
 pub mod prior;
 mod rows;
+mod simd;
 pub mod softmax;
 
 pub use error::{LossError, Result};

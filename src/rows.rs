@@ -3,6 +3,7 @@
 use ndarray::{ArrayRef2, ArrayView1};
 
 use crate::Float;
+use crate::simd::{Kernel, dispatch};
 
 /// A contiguous slice of `row`, borrowed when the row is contiguous, else copied into `buf`.
 fn row_slice<'a, F: Float>(row: ArrayView1<'a, F>, buf: &'a mut Vec<F>) -> &'a [F] {
@@ -23,28 +24,70 @@ pub(crate) fn for_each_row<F: Float>(
     output: Option<&mut ArrayRef2<F>>,
     mut f: impl FnMut(usize, &[F], &mut [F]),
 ) {
+    visit_rows(input, output, &mut f);
+}
+
+/// What [`visit_rows`] calls for each row. A kernel implements it with an `#[inline(always)]`
+/// method: a closure would not reliably be inlined into a [`Kernel`], and would then run without
+/// the kernel's instruction set.
+pub(crate) trait RowVisitor<F> {
+    /// Visits row `i`: its input `z` and its output (or scratch) row `out`.
+    fn visit(&mut self, i: usize, z: &[F], out: &mut [F]);
+}
+
+impl<F, G: FnMut(usize, &[F], &mut [F])> RowVisitor<F> for G {
+    #[inline(always)]
+    fn visit(&mut self, i: usize, z: &[F], out: &mut [F]) {
+        self(i, z, out);
+    }
+}
+
+/// [`for_each_row`] with a [`RowVisitor`].
+#[inline(always)]
+pub(crate) fn visit_rows<F: Float>(
+    input: &ArrayRef2<F>,
+    mut output: Option<&mut ArrayRef2<F>>,
+    visitor: &mut impl RowVisitor<F>,
+) {
     // Scratch is allocated only when a row needs it (no output, or a strided one).
     let mut in_buf = Vec::new();
     let mut out_buf = Vec::new();
-    match output {
-        Some(output) => {
-            for (i, (z, mut out)) in input.rows().into_iter().zip(output.rows_mut()).enumerate() {
-                let z = row_slice(z, &mut in_buf);
-                match out.as_slice_mut() {
-                    Some(out) => f(i, z, out),
-                    None => {
-                        out_buf.resize(input.ncols(), F::zero());
-                        f(i, z, &mut out_buf);
-                        out.iter_mut().zip(&out_buf).for_each(|(dst, &src)| *dst = src);
-                    }
-                }
-            }
-        }
-        None => {
-            out_buf.resize(input.ncols(), F::zero());
-            for (i, z) in input.rows().into_iter().enumerate() {
-                f(i, row_slice(z, &mut in_buf), &mut out_buf);
-            }
+    let contiguous = output.as_deref().is_some_and(|out| out.ncols() <= 1 || out.strides()[1] == 1);
+    if !contiguous {
+        out_buf.resize(input.ncols(), F::zero());
+    }
+    for (i, z) in input.rows().into_iter().enumerate() {
+        let z = row_slice(z, &mut in_buf);
+        let mut out_row = output.as_deref_mut().map(|out| out.row_mut(i));
+        let out = match out_row.as_mut().and_then(|row| row.as_slice_mut()) {
+            Some(out) => out,
+            None => &mut out_buf[..],
+        };
+        visitor.visit(i, z, out);
+        if let (false, Some(out_row)) = (contiguous, out_row) {
+            out_row.into_iter().zip(&out_buf).for_each(|(dst, &src)| *dst = src);
         }
     }
+}
+
+/// `Σ` of the kernels' results, added in order from 0. With the `rayon` feature and `parallel`,
+/// the kernels run on rayon's pool; the sum is the same, bit for bit.
+#[cfg(feature = "rayon")]
+pub(crate) fn sum_chunks<K: Kernel<Output = f64> + Send>(
+    chunks: impl Iterator<Item = K>,
+    parallel: bool,
+) -> f64 {
+    use rayon::prelude::*;
+    if !parallel {
+        return chunks.map(dispatch).fold(0.0, |total, sum| total + sum);
+    }
+    let chunks: Vec<K> = chunks.collect();
+    let sums: Vec<f64> = chunks.into_par_iter().map(dispatch).collect();
+    sums.into_iter().fold(0.0, |total, sum| total + sum)
+}
+
+/// `Σ` of the kernels' results, added in order from 0 (serial without the `rayon` feature).
+#[cfg(not(feature = "rayon"))]
+pub(crate) fn sum_chunks<K: Kernel<Output = f64>>(chunks: impl Iterator<Item = K>, _parallel: bool) -> f64 {
+    chunks.map(dispatch).fold(0.0, |total, sum| total + sum)
 }

@@ -9,8 +9,9 @@
 use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 
 use crate::error::check_shape;
-use crate::float::{lane_max, lane_sum};
-use crate::rows::for_each_row;
+use crate::float::{ExpArgs, LANES, exp_sum, lane_max, lane_max_sum};
+use crate::rows::{RowVisitor, visit_rows};
+use crate::simd::{Kernel, dispatch};
 use crate::{Float, LossError, Result};
 
 /// The log-sum-exp of one row, kept in the parts that make it accurate.
@@ -39,22 +40,52 @@ impl<F: Float> RowLse<F> {
 
 /// Overwrites `row` (logits) with `e^{z_k − m}` and returns its [`RowLse`], or `None` when every
 /// entry is `-inf` (or the row is empty). The input must hold no NaN and no `+inf`.
+///
+/// Runs the fastest instruction set of the CPU (see [`crate::simd`]); inside a [`Kernel`], call
+/// [`row_lse`] instead.
+#[allow(dead_code)] // for losses that shift rows of their own (sigmoid, ZLPR, LDAM, ...)
 #[inline]
 pub(crate) fn exp_shift_in_place<F: Float>(row: &mut [F]) -> Option<RowLse<F>> {
-    let max = lane_max(row);
+    struct InPlace<'a, F>(&'a mut [F]);
+    impl<F: Float> Kernel for InPlace<'_, F> {
+        type Output = Option<RowLse<F>>;
+        #[inline(always)]
+        fn run<const FMA: bool>(self) -> Self::Output {
+            row_lse::<F, FMA>(self.0, ExpArgs::InPlace)
+        }
+    }
+    dispatch(InPlace(row))
+}
+
+/// Writes `e^{x_k − m}` into `out` (`x` = `args`, `m = max x`) and returns the row's
+/// [`RowLse`], or `None` when every `x_k` is `-inf` (or the row is empty). `x` must hold no NaN
+/// and no `+inf`.
+#[inline(always)]
+pub(crate) fn row_lse<F: Float, const FMA: bool>(out: &mut [F], args: ExpArgs<'_, F>) -> Option<RowLse<F>> {
+    let max = match args {
+        ExpArgs::InPlace => lane_max(out),
+        ExpArgs::Logits(z) => lane_max(z),
+        ExpArgs::Adjusted(z, adjust) => lane_max_sum(z, adjust),
+    };
     if max == F::neg_infinity() {
         return None;
     }
-    let argmax = row.iter().position(|&v| v == max).unwrap_or(0);
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-    }
-    let rest = lane_sum(&row[..argmax]) + lane_sum(&row[argmax + 1..]);
-    let total = F::one() + rest;
-    // ln_1p keeps a small r exact; for r ≥ 1/2 rounding 1 + r costs at most 2.5 ulp, and ln is
-    // several times cheaper than ln_1p in common libms.
-    let ln_total = if rest < F::from_f64(0.5) { rest.ln_1p() } else { total.ln() };
-    Some(RowLse { max, argmax, rest, ln_total, inv_total: total.recip() })
+    let argmax = match args {
+        ExpArgs::InPlace => first_index_of(out, None, max),
+        ExpArgs::Logits(z) => first_index_of(z, None, max),
+        ExpArgs::Adjusted(z, adjust) => first_index_of(z, Some(adjust), max),
+    };
+    let rest = exp_sum::<F, FMA>(out, args, max, argmax);
+    // ln_1p keeps a small r exact; for r ≥ 1/2 rounding 1 + r costs at most 2.5 ulp of f64, and ln
+    // is cheaper than ln_1p in common libms. Both in f64: once per row, and exact for f32.
+    let ln_total = if rest < 0.5 { rest.ln_1p() } else { (1.0 + rest).ln() };
+    Some(RowLse {
+        max,
+        argmax,
+        rest: F::from_f64(rest),
+        ln_total: F::from_f64(ln_total),
+        inv_total: F::from_f64((1.0 + rest).recip()),
+    })
 }
 
 /// One pass over the logits, failing at the first offending entry in row-major order: a NaN or
@@ -66,23 +97,92 @@ pub(crate) fn check_logits<F: Float>(
     adjust: Option<&[F]>,
     masked_target: impl Fn(usize, usize) -> bool,
 ) -> Result<()> {
-    let overflows = |k: usize, v: F| adjust.is_some_and(|a| is_nan_or_pos_inf(v + a[k]));
-    for (row, z) in logits.rows().into_iter().enumerate() {
-        // The common row is all finite: a branch-free scan says so; only other rows are searched.
-        let finite = match adjust {
-            None => z.fold(true, |ok, v| ok & v.is_finite()),
-            Some(a) => z.iter().zip(a).fold(true, |ok, (&v, &a)| ok & (v + a).is_finite()),
-        };
-        if finite {
-            continue;
+    struct Check<'a, F, M>(&'a ArrayRef2<F>, Option<&'a [F]>, M);
+    impl<F: Float, M: Fn(usize, usize) -> bool> Kernel for Check<'_, F, M> {
+        type Output = Result<()>;
+        #[inline(always)]
+        fn run<const FMA: bool>(self) -> Self::Output {
+            let Check(logits, adjust, masked_target) = self;
+            for (row, z) in logits.rows().into_iter().enumerate() {
+                // The common row is all finite: a branch-free scan says so; only other rows are
+                // searched.
+                let finite = match (z.as_slice(), adjust) {
+                    (Some(z), adjust) => all_finite(z, adjust),
+                    (None, None) => z.fold(true, |ok, v| ok & v.is_finite()),
+                    (None, Some(a)) => z.iter().zip(a).fold(true, |ok, (&v, &a)| ok & (v + a).is_finite()),
+                };
+                if !finite {
+                    first_bad_logit(row, z, adjust, &masked_target)?;
+                }
+            }
+            Ok(())
         }
-        for (class, &v) in z.iter().enumerate() {
-            if is_nan_or_pos_inf(v) || overflows(class, v) {
-                return Err(LossError::NonFiniteLogit { row, class, value: v.as_f64() });
+    }
+    dispatch(Check(logits, adjust, masked_target))
+}
+
+/// Whether every `z_k` (`z_k + a_k` with `adjust`) is finite, without a branch per value: `v·0` is
+/// 0 for finite `v` and NaN otherwise, and a NaN stays in its lane's sum. With `adjust` (finite),
+/// a finite `z_k + a_k` can only fail by overflowing to `±inf`; `-inf` is a legal mask, so only
+/// `max (z + a) = +inf` counts, and the caller's slow path sorts out the rest.
+#[inline(always)]
+fn all_finite<F: Float>(z: &[F], adjust: Option<&[F]>) -> bool {
+    let finite = if z.len() < LANES {
+        z.iter().fold(F::zero(), |s, &v| s + v * F::zero()) == F::zero()
+    } else {
+        let mut acc = [F::zero(); LANES];
+        let tail = z.len() / LANES * LANES;
+        for chunk in z.chunks_exact(LANES) {
+            acc.iter_mut().zip(chunk).for_each(|(s, &v)| *s += v * F::zero());
+        }
+        acc.iter_mut().zip(&z[tail..]).for_each(|(s, &v)| *s += v * F::zero());
+        acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
+    };
+    // One call site per closure: a closure the compiler does not inline runs without AVX2.
+    finite && adjust.is_none_or(|adjust| lane_max_sum(z, adjust) < F::infinity())
+}
+
+/// The first `k` with `z_k (+ a_k) == max`, which exists: a branch-free test of each chunk of
+/// [`LANES`], then a scan of the chunk that holds it.
+#[inline(always)]
+fn first_index_of<F: Float>(z: &[F], adjust: Option<&[F]>, max: F) -> usize {
+    let mut start = 0;
+    match adjust {
+        None => {
+            for chunk in z.chunks_exact(LANES) {
+                if chunk.iter().fold(false, |found, &v| found | (v == max)) {
+                    break;
+                }
+                start += LANES;
             }
-            if v == F::neg_infinity() && masked_target(row, class) {
-                return Err(LossError::MaskedTarget { row, class });
+        }
+        Some(adjust) => {
+            for (chunk, a) in z.chunks_exact(LANES).zip(adjust.chunks_exact(LANES)) {
+                if chunk.iter().zip(a).fold(false, |found, (&v, &a)| found | (v + a == max)) {
+                    break;
+                }
+                start += LANES;
             }
+        }
+    }
+    let value = |k: usize| adjust.map_or(z[k], |a| z[k] + a[k]);
+    (start..z.len()).find(|&k| value(k) == max).unwrap_or(0)
+}
+
+/// The error of the first offending logit of a row that is not all finite, if any.
+#[cold]
+fn first_bad_logit<F: Float>(
+    row: usize,
+    z: ndarray::ArrayView1<'_, F>,
+    adjust: Option<&[F]>,
+    masked_target: impl Fn(usize, usize) -> bool,
+) -> Result<()> {
+    for (class, &v) in z.iter().enumerate() {
+        if is_nan_or_pos_inf(v) || adjust.is_some_and(|a| is_nan_or_pos_inf(v + a[class])) {
+            return Err(LossError::NonFiniteLogit { row, class, value: v.as_f64() });
+        }
+        if v == F::neg_infinity() && masked_target(row, class) {
+            return Err(LossError::MaskedTarget { row, class });
         }
     }
     Ok(())
@@ -146,10 +246,23 @@ pub fn log_sum_exp<F: Float>(logits: &ArrayRef2<F>) -> Result<Array1<F>> {
 pub fn log_sum_exp_into<F: Float>(logits: &ArrayRef2<F>, out: &mut ArrayRef1<F>) -> Result<()> {
     check_shape("out", &[logits.nrows()], out.shape())?;
     check_logits(logits, None, |_, _| false)?;
-    for_each_row(logits, None, |i, z, scratch| {
-        scratch.copy_from_slice(z);
-        out[i] = exp_shift_in_place(scratch).map_or(F::neg_infinity(), |s| s.max + s.ln_total);
-    });
+    struct Lse<'a, F>(&'a ArrayRef2<F>, &'a mut ArrayRef1<F>);
+    struct LseRows<'a, F, const FMA: bool>(&'a mut ArrayRef1<F>);
+    impl<F: Float, const FMA: bool> RowVisitor<F> for LseRows<'_, F, FMA> {
+        #[inline(always)]
+        fn visit(&mut self, i: usize, z: &[F], scratch: &mut [F]) {
+            let lse = row_lse::<F, FMA>(scratch, ExpArgs::Logits(z));
+            self.0[i] = lse.map_or(F::neg_infinity(), |s| s.max + s.ln_total);
+        }
+    }
+    impl<F: Float> Kernel for Lse<'_, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run<const FMA: bool>(self) {
+            visit_rows(self.0, None, &mut LseRows::<F, FMA>(self.1));
+        }
+    }
+    dispatch(Lse(logits, out));
     Ok(())
 }
 
@@ -207,11 +320,7 @@ pub fn log_softmax<F: Float>(logits: &ArrayRef2<F>) -> Result<Array2<F>> {
 ///
 /// Blanchard, Higham & Higham 2021 (see [`log_sum_exp`]).
 pub fn log_softmax_into<F: Float>(logits: &ArrayRef2<F>, out: &mut ArrayRef2<F>) -> Result<()> {
-    softmax_family_into(logits, out, |z, out, s| {
-        for (o, &zk) in out.iter_mut().zip(z) {
-            *o = (zk - s.max) - s.ln_total;
-        }
-    })
+    softmax_family_into(logits, out, Finish::LogSoftmax)
 }
 
 /// Row-wise softmax: `softmax(z)_ik = exp(z_ik − lse(z)_i)`.
@@ -266,19 +375,23 @@ pub fn softmax<F: Float>(logits: &ArrayRef2<F>) -> Result<Array2<F>> {
 ///
 /// Blanchard, Higham & Higham 2021 (see [`log_sum_exp`]).
 pub fn softmax_into<F: Float>(logits: &ArrayRef2<F>, out: &mut ArrayRef2<F>) -> Result<()> {
-    softmax_family_into(logits, out, |_, out, s| {
-        for o in out.iter_mut() {
-            *o *= s.inv_total;
-        }
-    })
+    softmax_family_into(logits, out, Finish::Softmax)
 }
 
-/// Validates, then for each row leaves `e^{z − m}` in the output row and lets `finish` turn it
-/// into the result from the input row and the row's [`RowLse`].
+/// What [`softmax_family_into`] leaves in each output row.
+#[derive(Clone, Copy)]
+enum Finish {
+    /// `p_k = e^{z_k − m} / (1 + r)`.
+    Softmax,
+    /// `log p_k = (z_k − m) − ln(1 + r)`.
+    LogSoftmax,
+}
+
+/// Validates, then for each row leaves `e^{z − m}` in the output row and turns it into `finish`.
 fn softmax_family_into<F: Float>(
     logits: &ArrayRef2<F>,
     out: &mut ArrayRef2<F>,
-    finish: impl Fn(&[F], &mut [F], RowLse<F>),
+    finish: Finish,
 ) -> Result<()> {
     check_shape("out", logits.shape(), out.shape())?;
     check_logits(logits, None, |_, _| false)?;
@@ -287,12 +400,30 @@ fn softmax_family_into<F: Float>(
             return Err(LossError::FullyMasked { row });
         }
     }
-    for_each_row(logits, Some(out), |_, z, out| {
-        out.copy_from_slice(z);
-        if let Some(stats) = exp_shift_in_place(out) {
-            finish(z, out, stats);
+    struct Rows<'a, F>(&'a ArrayRef2<F>, &'a mut ArrayRef2<F>, Finish);
+    struct FinishRows<F, const FMA: bool>(Finish, core::marker::PhantomData<F>);
+    impl<F: Float, const FMA: bool> RowVisitor<F> for FinishRows<F, FMA> {
+        #[inline(always)]
+        fn visit(&mut self, _: usize, z: &[F], out: &mut [F]) {
+            if let Some(s) = row_lse::<F, FMA>(out, ExpArgs::Logits(z)) {
+                match self.0 {
+                    Finish::Softmax => out.iter_mut().for_each(|o| *o *= s.inv_total),
+                    Finish::LogSoftmax => {
+                        out.iter_mut().zip(z).for_each(|(o, &zk)| *o = (zk - s.max) - s.ln_total);
+                    }
+                }
+            }
         }
-    });
+    }
+    impl<F: Float> Kernel for Rows<'_, F> {
+        type Output = ();
+        #[inline(always)]
+        fn run<const FMA: bool>(self) {
+            let Rows(logits, out, finish) = self;
+            visit_rows(logits, Some(out), &mut FinishRows::<F, FMA>(finish, core::marker::PhantomData));
+        }
+    }
+    dispatch(Rows(logits, out, finish));
     Ok(())
 }
 

@@ -451,7 +451,7 @@ impl<F: Float> LdamLoss<F> {
         for (k, (out, &zk)) in scaled.iter_mut().zip(z).enumerate() {
             *out = self.scaled(zk, k, y);
         }
-        one_hot_row(scaled, None, y, c, F::zero(), scale * self.scale, grad)
+        one_hot_row::<F, false>(scaled, None, y, c, F::zero(), scale * self.scale, grad)
     }
 }
 

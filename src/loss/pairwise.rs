@@ -426,6 +426,6 @@ impl<F: Float> PairwiseMarginLoss<F> {
     #[inline]
     fn row(&self, z: &[F], y: usize, c: F, scale: F, grad: &mut [F]) -> F {
         let k = self.classes;
-        one_hot_row(z, Some(&self.margins[y * k..(y + 1) * k]), y, c, F::zero(), scale, grad)
+        one_hot_row::<F, false>(z, Some(&self.margins[y * k..(y + 1) * k]), y, c, F::zero(), scale, grad)
     }
 }

@@ -1,12 +1,15 @@
 //! The softmax loss family: one fused loss with orthogonal options.
 
-use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2, ArrayView1};
+use ndarray::{
+    Array1, Array2, ArrayRef1, ArrayRef2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis,
+};
 
 use super::Reduction;
-use super::kernel::{dense_row, one_hot_row};
+use super::kernel::{RowMass, Targets as RowTargets, dense_row, one_hot_row, plain_dense_row};
 use super::targets::{TargetKind, Targets};
 use super::validate::class_vector;
-use crate::rows::for_each_row;
+use crate::rows::{RowVisitor, sum_chunks, visit_rows};
+use crate::simd::Kernel;
 use crate::{Float, LossError, Result};
 
 /// Softmax cross-entropy and its imbalance-aware variants, with the exact gradient with respect to
@@ -705,7 +708,7 @@ impl<F: Float> SoftmaxLoss<F> {
                 ("grad_out", logits.shape(), grad_out.shape()),
             ],
         )?;
-        self.rows(logits, &targets, Some(grad_out), F::one(), |i, loss| losses_out[i] = loss);
+        self.rows(logits, &targets, Some(grad_out), Some(losses_out), F::one());
         Ok(())
     }
 
@@ -742,7 +745,7 @@ impl<F: Float> SoftmaxLoss<F> {
         let targets = targets.into();
         self.check_batch(logits, &targets, &[])?;
         let mut losses = Array1::zeros(logits.nrows());
-        self.rows(logits, &targets, None, F::one(), |i, loss| losses[i] = loss);
+        self.rows(logits, &targets, None, Some(&mut losses), F::one());
         Ok(losses)
     }
 
@@ -793,47 +796,137 @@ impl<F: Float> SoftmaxLoss<F> {
             }
             return Ok(F::zero());
         }
-        let mut total = 0.0_f64;
-        self.rows(logits, targets, grad_out, F::from_f64(divisor.recip()), |_, loss| total += loss.as_f64());
+        let total = self.rows(logits, targets, grad_out, None, F::from_f64(divisor.recip()));
         Ok(F::from_f64(total / divisor))
     }
 
-    /// Runs the kernel over a validated batch: row `i`'s loss goes to `sink(i, ℓ_i)` and
-    /// `scale·∂ℓ_i/∂z_i` into row `i` of `grad_out` (or a scratch row).
+    /// Runs the kernel over a validated batch: `scale·∂ℓ_i/∂z_i` into row `i` of `grad_out` (or a
+    /// scratch row), `ℓ_i` into `losses_out[i]` if given; returns `Σ_i ℓ_i`, summed in `f64`.
+    ///
+    /// The rows are cut into chunks whose size depends on `K` alone; each chunk's sum starts at 0
+    /// and the chunk sums are added in order. With the `rayon` feature, batches of at least
+    /// [`PARALLEL_MIN`] elements run their chunks in parallel: the result is bit-identical to
+    /// one thread's, for any number of threads.
     fn rows(
         &self,
         logits: &ArrayRef2<F>,
         targets: &Targets<F>,
         grad_out: Option<&mut ArrayRef2<F>>,
+        losses_out: Option<&mut ArrayRef1<F>>,
         scale: F,
-        mut sink: impl FnMut(usize, F),
-    ) {
-        let adjust = self.adjustment.as_deref();
-        let gamma = self.gamma;
-        let smoothing = self.smoothing(logits.ncols());
-        let one_hot_path = self.label_smoothing == F::zero() && matches!(targets.kind, TargetKind::Labels(_));
-        // Scratch for the dense kernel's per-class gradient terms.
-        let mut h = if one_hot_path { Vec::new() } else { vec![F::zero(); logits.ncols()] };
-        for_each_row(logits, grad_out, |i, z, grad| {
-            let s = targets.sample_weight(i);
-            let loss = match &targets.kind {
-                TargetKind::Labels(labels) if one_hot_path => {
-                    let y = labels[i];
-                    one_hot_row(z, adjust, y, s * self.class_factor(y), gamma, scale, grad)
-                }
-                TargetKind::Labels(labels) => {
-                    let y = labels[i];
-                    let coef = |k: usize| s * self.class_factor(k) * smoothing.mass(one_hot(k == y));
-                    dense_row(z, adjust, coef, gamma, scale, grad, &mut h)
-                }
-                TargetKind::Probs(probs) => {
-                    let t = probs.row(i);
-                    let coef = |k: usize| s * self.class_factor(k) * smoothing.mass(t[k]);
-                    dense_row(z, adjust, coef, gamma, scale, grad, &mut h)
-                }
-            };
-            sink(i, loss);
+    ) -> f64 {
+        let (batch, classes) = logits.dim();
+        let chunk = (CHUNK / classes).max(1);
+        let mut grads = grad_out.map(|g| g.axis_chunks_iter_mut(Axis(0), chunk));
+        let mut losses = losses_out.map(|l| l.axis_chunks_iter_mut(Axis(0), chunk));
+        let chunks = logits.axis_chunks_iter(Axis(0), chunk).enumerate().map(|(c, logits)| Chunk {
+            loss: self,
+            targets,
+            first: c * chunk,
+            logits,
+            grad: grads.as_mut().and_then(Iterator::next),
+            losses: losses.as_mut().and_then(Iterator::next),
+            scale,
         });
+        sum_chunks(chunks, batch * classes >= PARALLEL_MIN && batch > chunk)
+    }
+}
+
+/// Rows per chunk: `CHUNK / K` (at least 1), some 256 KiB of f32 logits.
+const CHUNK: usize = 1 << 16;
+
+/// The fewest logits for which the `rayon` feature runs chunks in parallel.
+const PARALLEL_MIN: usize = 1 << 18;
+
+/// A chunk of consecutive rows of a validated batch, from row `first` on, and its outputs.
+struct Chunk<'a, 't, F> {
+    loss: &'a SoftmaxLoss<F>,
+    targets: &'a Targets<'t, F>,
+    first: usize,
+    logits: ArrayView2<'a, F>,
+    grad: Option<ArrayViewMut2<'a, F>>,
+    losses: Option<ArrayViewMut1<'a, F>>,
+    scale: F,
+}
+
+impl<F: Float> Kernel for Chunk<'_, '_, F> {
+    type Output = f64;
+    #[inline(always)]
+    fn run<const FMA: bool>(self) -> f64 {
+        let Chunk { loss, targets, first, logits, mut grad, losses, scale } = self;
+        let mut rows = ChunkRows::<F, FMA> {
+            loss,
+            targets,
+            first,
+            losses,
+            scale,
+            smoothing: loss.smoothing(logits.ncols()),
+            one_hot_path: loss.label_smoothing == F::zero() && matches!(targets.kind, TargetKind::Labels(_)),
+            plain_dense: loss.gamma == F::zero() && loss.class_weights.is_none() && loss.alpha.is_none(),
+            total: 0.0,
+        };
+        visit_rows(&logits, grad.as_deref_mut(), &mut rows);
+        rows.total
+    }
+}
+
+/// The kernel's state over the rows of a [`Chunk`].
+struct ChunkRows<'a, 't, F, const FMA: bool> {
+    loss: &'a SoftmaxLoss<F>,
+    targets: &'a Targets<'t, F>,
+    first: usize,
+    losses: Option<ArrayViewMut1<'a, F>>,
+    scale: F,
+    smoothing: Smoothing<F>,
+    one_hot_path: bool,
+    /// Dense rows need neither focal factors nor class factors.
+    plain_dense: bool,
+    /// `Σ ℓ_i` of the rows so far.
+    total: f64,
+}
+
+impl<F: Float, const FMA: bool> RowVisitor<F> for ChunkRows<'_, '_, F, FMA> {
+    #[inline(always)]
+    fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
+        let (loss, targets, smoothing, scale) = (self.loss, self.targets, self.smoothing, self.scale);
+        let (adjust, gamma) = (loss.adjustment.as_deref(), loss.gamma);
+        let row = self.first + i;
+        let s = targets.sample_weight(row);
+        let value = match &targets.kind {
+            TargetKind::Labels(labels) if self.one_hot_path => {
+                let y = labels[row];
+                one_hot_row::<F, FMA>(z, adjust, y, s * loss.class_factor(y), gamma, scale, grad)
+            }
+            TargetKind::Labels(labels) if self.plain_dense => {
+                let mass = smoothing.row_mass(s, RowTargets::Label(labels[row]));
+                plain_dense_row::<F, FMA>(z, adjust, mass, scale, grad)
+            }
+            TargetKind::Labels(labels) => {
+                let y = labels[row];
+                let coef = |k: usize| s * loss.class_factor(k) * smoothing.mass(one_hot(k == y));
+                dense_row::<F, FMA>(z, adjust, coef, gamma, scale, grad)
+            }
+            TargetKind::Probs(probs) => {
+                let t = probs.row(row);
+                match t.to_slice() {
+                    Some(t) if self.plain_dense => plain_dense_row::<F, FMA>(
+                        z,
+                        adjust,
+                        smoothing.row_mass(s, RowTargets::Probs(t)),
+                        scale,
+                        grad,
+                    ),
+                    _ => {
+                        let coef = |k: usize| s * loss.class_factor(k) * smoothing.mass(t[k]);
+                        dense_row::<F, FMA>(z, adjust, coef, gamma, scale, grad)
+                    }
+                }
+            }
+        };
+        if let Some(losses) = self.losses.as_mut() {
+            losses[i] = value;
+        }
+        self.total += value.as_f64();
     }
 }
 
@@ -855,7 +948,7 @@ pub(super) fn one_hot<F: Float>(is_label: bool) -> F {
 /// Label smoothing: the target mass `t_k` becomes `keep·t_k + spread`, with `keep = 1 − ε` and
 /// `spread = ε/K`.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Smoothing<F> {
+pub(crate) struct Smoothing<F> {
     keep: F,
     spread: F,
 }
@@ -864,5 +957,11 @@ impl<F: Float> Smoothing<F> {
     #[inline]
     pub(super) fn mass(&self, t_k: F) -> F {
         self.keep * t_k + self.spread
+    }
+
+    /// The target mass of a row of weight `s`, for [`plain_dense_row`].
+    #[inline(always)]
+    fn row_mass<'a>(&self, s: F, targets: RowTargets<'a, F>) -> RowMass<'a, F> {
+        RowMass { s, keep: self.keep, spread: self.spread, targets }
     }
 }

@@ -5,6 +5,7 @@ use ndarray::{ArrayRef2, ArrayView1};
 use super::softmax_loss::{SoftmaxLoss, one_hot};
 use super::targets::{TargetKind, Targets};
 use crate::error::check_shape;
+use crate::simd::{Kernel, dispatch};
 use crate::softmax::check_logits;
 use crate::{Float, LossError, Result};
 
@@ -83,15 +84,59 @@ impl<F: Float> SoftmaxLoss<F> {
 
 /// Probability targets: entries finite and `≥ 0`, rows summing to 1 within `√ε`.
 fn check_probs<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<()> {
-    let tolerance = F::epsilon().sqrt();
+    struct Check<'a, F>(ndarray::ArrayView2<'a, F>);
+    impl<F: Float> Kernel for Check<'_, F> {
+        type Output = Result<()>;
+        #[inline(always)]
+        fn run<const FMA: bool>(self) -> Result<()> {
+            probs_rows(self.0)
+        }
+    }
+    dispatch(Check(probs))
+}
+
+/// [`check_probs`], compiled for the instruction set [`dispatch`] picks.
+#[inline(always)]
+fn probs_rows<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<()> {
+    let tolerance = F::epsilon().sqrt().as_f64();
     for (row, t) in probs.rows().into_iter().enumerate() {
+        // The common row passes a branch-free scan; any other is checked one entry at a time.
+        if t.as_slice().is_some_and(|t| passes(t, tolerance)) {
+            continue;
+        }
         if let Some(class) = t.iter().position(|&v| !(v.is_finite() && v >= F::zero())) {
             return Err(LossError::InvalidTarget { row, class, value: t[class].as_f64() });
         }
         let sum = t.iter().fold(0.0_f64, |acc, v| acc + v.as_f64());
-        if (sum - 1.0).abs() > tolerance.as_f64() {
-            return Err(LossError::TargetSum { row, sum, tolerance: tolerance.as_f64() });
+        if (sum - 1.0).abs() > tolerance {
+            return Err(LossError::TargetSum { row, sum, tolerance });
         }
     }
     Ok(())
+}
+
+/// Whether every entry of `t` is finite and `≥ 0` and `Σ t` (in `f64`, in lanes) is within
+/// `tolerance` of 1. Branch-free: `v·0` is NaN for a non-finite `v`, and the lanes' minimum finds a
+/// negative one.
+#[inline(always)]
+fn passes<F: Float>(t: &[F], tolerance: f64) -> bool {
+    // Fewer lanes than the kernels' LANES: three accumulators of each must stay in registers.
+    const LANES: usize = 8;
+    let mut sums = [0.0_f64; LANES];
+    let mut min = [F::zero(); LANES];
+    let mut non_finite = [F::zero(); LANES];
+    let chunks = t.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    let add = |((sum, min), non_finite): ((&mut f64, &mut F), &mut F), &v: &F| {
+        *sum += v.as_f64();
+        *min = if v < *min { v } else { *min };
+        *non_finite += v * F::zero();
+    };
+    for chunk in chunks {
+        sums.iter_mut().zip(&mut min).zip(&mut non_finite).zip(chunk).for_each(|(lane, v)| add(lane, v));
+    }
+    sums.iter_mut().zip(&mut min).zip(&mut non_finite).zip(tail).for_each(|(lane, v)| add(lane, v));
+    let finite = non_finite.iter().fold(F::zero(), |s, &v| s + v) == F::zero();
+    let non_negative = min.iter().all(|&m| m >= F::zero());
+    finite && non_negative && (sums.iter().sum::<f64>() - 1.0).abs() <= tolerance
 }

@@ -1,0 +1,96 @@
+//! Large batches: f32 accuracy over very long rows, and results that do not depend on the number
+//! of threads.
+
+mod common;
+
+use common::Rng;
+use longtail::{Float, Reduction, SoftmaxLoss};
+use ndarray::Array2;
+
+/// One loss per kernel: one-hot (logit-adjusted CE), dense without factors (label smoothing) and
+/// dense with focal and class factors.
+fn losses<F: Float>(classes: usize, rng: &mut Rng) -> Vec<SoftmaxLoss<F>> {
+    let counts: Vec<F> = rng.positive(classes, 1.0, 1000.0).into_iter().map(F::from_f64).collect();
+    vec![
+        SoftmaxLoss::logit_adjusted(&counts).unwrap(),
+        SoftmaxLoss::cross_entropy().with_label_smoothing(F::from_f64(0.1)).unwrap(),
+        SoftmaxLoss::focal(F::from_f64(0.5))
+            .unwrap()
+            .with_class_weights(&counts)
+            .unwrap()
+            .with_reduction(Reduction::Sum),
+    ]
+}
+
+/// 32 rows of 2^18 classes, logits uniform in [-8, 8]: the f32 loss within 1e-6 relative of the
+/// f64 loss on the same logits (each row's sum of exponentials is accumulated in f64 by blocks).
+#[test]
+fn f32_loss_over_262144_classes_matches_f64_within_1e_6() {
+    let (batch, classes) = (32, 1 << 18);
+    let mut rng = Rng::new(2026);
+    let logits32 = Array2::from_shape_simple_fn((batch, classes), || (16.0 * rng.uniform() - 8.0) as f32);
+    // The f64 reference sees exactly the f32 inputs.
+    let logits64 = logits32.mapv(f64::from);
+    let labels = rng.labels(batch, classes);
+    let exact = SoftmaxLoss::<f64>::cross_entropy().loss(&logits64, &labels).unwrap();
+    let loss = SoftmaxLoss::<f32>::cross_entropy().loss(&logits32, &labels).unwrap();
+    let error = (f64::from(loss) - exact).abs() / exact;
+    assert!(error < 1e-6, "f32 {loss} vs f64 {exact}: relative error {error:e}");
+}
+
+/// Loss, gradient and per-sample losses of batches large enough to run in parallel are the same,
+/// bit for bit, on 1 and 3 threads (probability targets on the short rows only, to keep it quick).
+#[cfg(feature = "rayon")]
+#[test]
+fn results_are_bit_identical_for_any_number_of_threads() {
+    use longtail::Targets;
+    let mut rng = Rng::new(7);
+    // Just above the parallel threshold (2^18 logits): many short rows, and a few long ones.
+    for (batch, classes) in [(520, 512), (4, 66_000)] {
+        let logits = rng.logits(batch, classes, 4.0).mapv(|v| v as f32);
+        let labels = rng.labels(batch, classes);
+        let probs = rng.probs(batch, classes).mapv(|v| v as f32);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut results = Vec::new();
+                for loss in losses::<f32>(classes, &mut Rng::new(1)) {
+                    for targets in [Targets::labels(&labels), Targets::probs(&probs)]
+                        .into_iter()
+                        .take(1 + (classes == 512) as usize)
+                    {
+                        let (value, grad) = loss.loss_and_grad(&logits, targets.clone()).unwrap();
+                        let (per_sample, _) = loss.per_sample_loss_and_grad(&logits, targets).unwrap();
+                        results.push((
+                            value.to_bits(),
+                            grad.mapv(f32::to_bits),
+                            per_sample.mapv(f32::to_bits),
+                        ));
+                    }
+                }
+                results
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(3), "{batch}x{classes}: 1 vs 3 threads");
+    }
+}
+
+/// The parallel split changes nothing either: a large batch equals its rows computed as small
+/// batches (which run serially), for the per-sample losses and gradient.
+#[test]
+fn a_large_batch_equals_its_rows_computed_one_by_one() {
+    let mut rng = Rng::new(11);
+    let (batch, classes) = (300, 1000);
+    let logits: Array2<f64> = rng.logits(batch, classes, 2.0);
+    let labels = rng.labels(batch, classes);
+    for loss in losses::<f64>(classes, &mut Rng::new(3)) {
+        let (losses, grad) = loss.per_sample_loss_and_grad(&logits, &labels).unwrap();
+        for i in (0..batch).step_by(37) {
+            let row = logits.slice(ndarray::s![i..i + 1, ..]);
+            let (one, one_grad) = loss.per_sample_loss_and_grad(&row, &labels[i..i + 1]).unwrap();
+            assert_eq!(one[0].to_bits(), losses[i].to_bits(), "row {i}");
+            assert_eq!(one_grad.row(0), grad.row(i), "row {i}");
+        }
+    }
+}
