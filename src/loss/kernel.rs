@@ -5,8 +5,9 @@
 //! Its gradient is `∂ℓ/∂z_j = H p_j − h_j` with `h_k = c_k (1 − p_k)^γ (1 − γ p_k log p_k / (1 − p_k))`
 //! and `H = Σ_k h_k`; for one target class it is the per-row scalar `h_y` times `p − e_y`.
 //! The exponentials are computed once, into the gradient row, and reused for the loss: a row
-//! costs one read of the logits, a pass that writes `e^{z'_k − m}` and a pass that scales it in
-//! cache. Everything here is `#[inline(always)]`, to be compiled inside a [`crate::simd::Kernel`].
+//! costs one read of the logits, a pass that writes `e^{z'_k − m}` ([`shifted_exp`], or
+//! [`group_lse`](crate::softmax::group_lse) for short rows) and a pass that scales it in cache.
+//! Everything here is `#[inline(always)]`, to be compiled inside a [`crate::simd::Kernel`].
 
 use crate::Float;
 use crate::float::{ExpArgs, LANES, lane_sum};
@@ -14,7 +15,11 @@ use crate::softmax::{RowLse, row_lse};
 
 /// Writes `e^{z'_k − m}` (`z' = z + adjust`) into `out` and returns the row's log-sum-exp parts.
 #[inline(always)]
-fn shifted_exp<F: Float, const FMA: bool>(z: &[F], adjust: Option<&[F]>, out: &mut [F]) -> Option<RowLse<F>> {
+pub(crate) fn shifted_exp<F: Float, const FMA: bool>(
+    z: &[F],
+    adjust: Option<&[F]>,
+    out: &mut [F],
+) -> Option<RowLse<F>> {
     match adjust {
         Some(adjust) => row_lse::<F, FMA>(out, ExpArgs::Adjusted(z, adjust)),
         None => row_lse::<F, FMA>(out, ExpArgs::Logits(z)),
@@ -36,11 +41,14 @@ fn focal_factors<F: Float>(p: F, one_minus_p: F, lp: F, gamma: F) -> (F, F) {
     (m, m * (F::one() - gamma * p_log_ratio))
 }
 
-/// One row with a single target class `label` of coefficient `c ≥ 0`:
-/// returns `ℓ = −c (1 − p_y)^γ log p_y` and writes `scale · ∂ℓ/∂z` into `grad`.
-/// A row with `c = 0` costs nothing, even when its label is masked (`log p_y = -inf`).
+/// One row with a single target class `label` of coefficient `c ≥ 0`, whose `grad` holds the
+/// exponentials of [`shifted_exp`] and `lse` their parts: returns `ℓ = −c (1 − p_y)^γ log p_y` and
+/// writes `scale · ∂ℓ/∂z` into `grad`. A row with `c = 0` contributes nothing, even when its label
+/// is masked (`log p_y = -inf`).
 #[inline(always)]
-pub(crate) fn one_hot_row<F: Float, const FMA: bool>(
+#[allow(clippy::too_many_arguments)] // the row's data and the loss's parameters, all needed
+pub(crate) fn one_hot_row<F: Float>(
+    lse: Option<RowLse<F>>,
     z: &[F],
     adjust: Option<&[F]>,
     label: usize,
@@ -49,8 +57,7 @@ pub(crate) fn one_hot_row<F: Float, const FMA: bool>(
     scale: F,
     grad: &mut [F],
 ) -> F {
-    let lse = if c > F::zero() { shifted_exp::<F, FMA>(z, adjust, grad) } else { None };
-    let Some(lse) = lse else {
+    let Some(lse) = lse.filter(|_| c > F::zero()) else {
         grad.fill(F::zero());
         return F::zero();
     };
@@ -69,11 +76,12 @@ pub(crate) fn one_hot_row<F: Float, const FMA: bool>(
     -(c * m * lp)
 }
 
-/// One row with a coefficient `coef(k) ≥ 0` on every class: returns `ℓ = −Σ_k c_k (1 − p_k)^γ log p_k`
-/// and writes `scale · ∂ℓ/∂z` into `grad`. The terms `h_k` are recomputed in the second pass
+/// One row with a coefficient `coef(k) ≥ 0` on every class, `grad` and `lse` as for
+/// [`one_hot_row`]: returns `ℓ = −Σ_k c_k (1 − p_k)^γ log p_k` and writes `scale · ∂ℓ/∂z` into `grad`. The terms `h_k` are recomputed in the second pass
 /// rather than stored, so the row needs no scratch.
 #[inline(always)]
-pub(crate) fn dense_row<F: Float, const FMA: bool>(
+pub(crate) fn dense_row<F: Float>(
+    lse: Option<RowLse<F>>,
     z: &[F],
     adjust: Option<&[F]>,
     coef: impl Fn(usize) -> F,
@@ -81,7 +89,7 @@ pub(crate) fn dense_row<F: Float, const FMA: bool>(
     scale: F,
     grad: &mut [F],
 ) -> F {
-    let Some(lse) = shifted_exp::<F, FMA>(z, adjust, grad) else {
+    let Some(lse) = lse else {
         grad.fill(F::zero());
         return F::zero();
     };
@@ -131,18 +139,20 @@ pub(crate) enum Targets<'a, F> {
     Probs(&'a [F]),
 }
 
-/// [`dense_row`] without focal modulation or class factors (`γ = 0`, `w = α = 1`), vectorised:
+/// [`dense_row`] without focal modulation or class factors (`γ = 0`, `w = α = 1`), vectorised
+/// (`grad` and `lse` as for [`one_hot_row`]):
 /// after the exponentials, one pass sums the loss terms and writes the gradient
 /// `scale·(H p_k − c_k)`, with `H = Σ c_k` known in advance.
 #[inline(always)]
-pub(crate) fn plain_dense_row<F: Float, const FMA: bool>(
+pub(crate) fn plain_dense_row<F: Float>(
+    lse: Option<RowLse<F>>,
     z: &[F],
     adjust: Option<&[F]>,
     mass: RowMass<'_, F>,
     scale: F,
     grad: &mut [F],
 ) -> F {
-    let Some(lse) = shifted_exp::<F, FMA>(z, adjust, grad) else {
+    let Some(lse) = lse else {
         grad.fill(F::zero());
         return F::zero();
     };

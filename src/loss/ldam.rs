@@ -4,7 +4,7 @@ use ndarray::{Array1, Array2, ArrayRef2, ArrayView1};
 
 use super::Reduction;
 use super::hard_labels::LabelledBatch;
-use super::kernel::one_hot_row;
+use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
 use super::validate::class_vector;
 use crate::{Float, LossError, Result};
@@ -451,7 +451,8 @@ impl<F: Float> LdamLoss<F> {
         for (k, (out, &zk)) in scaled.iter_mut().zip(z).enumerate() {
             *out = self.scaled(zk, k, y);
         }
-        one_hot_row::<F, false>(scaled, None, y, c, F::zero(), scale * self.scale, grad)
+        let lse = shifted_exp::<F, false>(scaled, None, grad);
+        one_hot_row(lse, scaled, None, y, c, F::zero(), scale * self.scale, grad)
     }
 }
 

@@ -4,7 +4,7 @@ use ndarray::{Array1, Array2, ArrayRef2, ArrayView1, ArrayView2};
 
 use super::Reduction;
 use super::hard_labels::LabelledBatch;
-use super::kernel::one_hot_row;
+use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
 use super::validate::class_vector;
 use crate::error::check_shape;
@@ -426,6 +426,8 @@ impl<F: Float> PairwiseMarginLoss<F> {
     #[inline]
     fn row(&self, z: &[F], y: usize, c: F, scale: F, grad: &mut [F]) -> F {
         let k = self.classes;
-        one_hot_row::<F, false>(z, Some(&self.margins[y * k..(y + 1) * k]), y, c, F::zero(), scale, grad)
+        let margins = &self.margins[y * k..(y + 1) * k];
+        let lse = shifted_exp::<F, false>(z, Some(margins), grad);
+        one_hot_row(lse, z, Some(margins), y, c, F::zero(), scale, grad)
     }
 }

@@ -5,11 +5,12 @@ use ndarray::{
 };
 
 use super::Reduction;
-use super::kernel::{RowMass, Targets as RowTargets, dense_row, one_hot_row, plain_dense_row};
+use super::kernel::{RowMass, Targets as RowTargets, dense_row, one_hot_row, plain_dense_row, shifted_exp};
 use super::targets::{TargetKind, Targets};
 use super::validate::class_vector;
 use crate::rows::{RowVisitor, sum_chunks, visit_rows};
 use crate::simd::Kernel;
+use crate::softmax::{GROUP, RowLse, SHORT_ROW, group_lse};
 use crate::{Float, LossError, Result};
 
 /// Softmax cross-entropy and its imbalance-aware variants, with the exact gradient with respect to
@@ -865,7 +866,13 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
             plain_dense: loss.gamma == F::zero() && loss.class_weights.is_none() && loss.alpha.is_none(),
             total: 0.0,
         };
-        visit_rows(&logits, grad.as_deref_mut(), &mut rows);
+        let classes = logits.ncols();
+        // Short contiguous rows go in groups, one vector lane per row; the rest one at a time.
+        match (logits.as_slice(), grad.as_mut().map(|g| g.as_slice_mut())) {
+            (Some(z), None) if classes <= SHORT_ROW => rows.short_rows(z, classes, None),
+            (Some(z), Some(Some(out))) if classes <= SHORT_ROW => rows.short_rows(z, classes, Some(out)),
+            _ => visit_rows(&logits, grad.as_deref_mut(), &mut rows),
+        }
         rows.total
     }
 }
@@ -885,9 +892,41 @@ struct ChunkRows<'a, 't, F, const FMA: bool> {
     total: f64,
 }
 
-impl<F: Float, const FMA: bool> RowVisitor<F> for ChunkRows<'_, '_, F, FMA> {
+impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
+    /// Every row of `z` (`K = classes ≤ SHORT_ROW`, row-major), [`GROUP`] rows at a time, into
+    /// `out` (same layout) or a scratch group.
     #[inline(always)]
-    fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
+    fn short_rows(&mut self, z: &[F], classes: usize, mut out: Option<&mut [F]>) {
+        let adjust = self.loss.adjustment.as_deref();
+        let mut scratch = [F::zero(); GROUP * SHORT_ROW];
+        let span = GROUP * classes;
+        let groups = z.len() / span;
+        for g in 0..groups {
+            let rows = g * span..(g + 1) * span;
+            let out = match out.as_deref_mut() {
+                Some(out) => &mut out[rows.clone()],
+                None => &mut scratch[..span],
+            };
+            let z = &z[rows];
+            let lse = group_lse::<F, FMA>(z, adjust, out);
+            for (r, ((lse, z), out)) in
+                lse.into_iter().zip(z.chunks_exact(classes)).zip(out.chunks_exact_mut(classes)).enumerate()
+            {
+                self.row(g * GROUP + r, lse, z, out);
+            }
+        }
+        for (i, z) in z.chunks_exact(classes).enumerate().skip(groups * GROUP) {
+            let out = match out.as_deref_mut() {
+                Some(out) => &mut out[i * classes..(i + 1) * classes],
+                None => &mut scratch[..classes],
+            };
+            self.visit(i, z, out);
+        }
+    }
+
+    /// Row `i` of the chunk, whose `grad` holds the exponentials of the row and `lse` their parts.
+    #[inline(always)]
+    fn row(&mut self, i: usize, lse: Option<RowLse<F>>, z: &[F], grad: &mut [F]) {
         let (loss, targets, smoothing, scale) = (self.loss, self.targets, self.smoothing, self.scale);
         let (adjust, gamma) = (loss.adjustment.as_deref(), loss.gamma);
         let row = self.first + i;
@@ -895,21 +934,22 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for ChunkRows<'_, '_, F, FMA> {
         let value = match &targets.kind {
             TargetKind::Labels(labels) if self.one_hot_path => {
                 let y = labels[row];
-                one_hot_row::<F, FMA>(z, adjust, y, s * loss.class_factor(y), gamma, scale, grad)
+                one_hot_row(lse, z, adjust, y, s * loss.class_factor(y), gamma, scale, grad)
             }
             TargetKind::Labels(labels) if self.plain_dense => {
                 let mass = smoothing.row_mass(s, RowTargets::Label(labels[row]));
-                plain_dense_row::<F, FMA>(z, adjust, mass, scale, grad)
+                plain_dense_row(lse, z, adjust, mass, scale, grad)
             }
             TargetKind::Labels(labels) => {
                 let y = labels[row];
                 let coef = |k: usize| s * loss.class_factor(k) * smoothing.mass(one_hot(k == y));
-                dense_row::<F, FMA>(z, adjust, coef, gamma, scale, grad)
+                dense_row(lse, z, adjust, coef, gamma, scale, grad)
             }
             TargetKind::Probs(probs) => {
                 let t = probs.row(row);
                 match t.to_slice() {
-                    Some(t) if self.plain_dense => plain_dense_row::<F, FMA>(
+                    Some(t) if self.plain_dense => plain_dense_row(
+                        lse,
                         z,
                         adjust,
                         smoothing.row_mass(s, RowTargets::Probs(t)),
@@ -918,7 +958,7 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for ChunkRows<'_, '_, F, FMA> {
                     ),
                     _ => {
                         let coef = |k: usize| s * loss.class_factor(k) * smoothing.mass(t[k]);
-                        dense_row::<F, FMA>(z, adjust, coef, gamma, scale, grad)
+                        dense_row(lse, z, adjust, coef, gamma, scale, grad)
                     }
                 }
             }
@@ -927,6 +967,14 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for ChunkRows<'_, '_, F, FMA> {
             losses[i] = value;
         }
         self.total += value.as_f64();
+    }
+}
+
+impl<F: Float, const FMA: bool> RowVisitor<F> for ChunkRows<'_, '_, F, FMA> {
+    #[inline(always)]
+    fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
+        let lse = shifted_exp::<F, FMA>(z, self.loss.adjustment.as_deref(), grad);
+        self.row(i, lse, z, grad);
     }
 }
 
