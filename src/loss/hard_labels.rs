@@ -6,7 +6,8 @@ use ndarray::{ArrayRef2, ArrayView1};
 use super::Reduction;
 use super::targets::{TargetKind, Targets};
 use crate::error::check_shape;
-use crate::rows::for_each_row;
+use crate::rows::{RowVisitor, visit_rows};
+use crate::simd::{Kernel, dispatch};
 use crate::softmax::is_nan_or_pos_inf;
 use crate::{Float, LossError, Result};
 
@@ -91,15 +92,15 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         Ok(())
     }
 
-    /// The reduced loss: `row(i, z_i, y_i, c_i, scale, grad_i)` returns `ℓ_i` and writes
-    /// `scale·∂ℓ_i/∂z_i`; the mean divides by `Σ_i s_i·w_{y_i}` (PyTorch's weighted mean), and a
-    /// zero divisor gives loss 0 and gradient 0.
+    /// The reduced loss of `loss`'s rows, the gradient into `grad_out` if given; the mean divides
+    /// by `Σ_i s_i·w_{y_i}` (PyTorch's weighted mean), and a zero divisor gives loss 0 and
+    /// gradient 0.
     pub fn reduced(
         &self,
+        loss: &impl MarginRow<F>,
         logits: &ArrayRef2<F>,
         reduction: Reduction,
         grad_out: Option<&mut ArrayRef2<F>>,
-        mut row: impl FnMut(usize, &[F], usize, F, F, &mut [F]) -> F,
     ) -> F {
         let divisor = match reduction {
             Reduction::Sum => 1.0,
@@ -112,26 +113,75 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
             return F::zero();
         }
         let scale = F::from_f64(divisor.recip());
-        let mut total = 0.0_f64;
-        for_each_row(logits, grad_out, |i, z, grad| {
-            total += row(i, z, self.labels[i], self.coefficient(i), scale, grad).as_f64();
-        });
+        let total = dispatch(Rows { batch: self, loss, logits, grad: grad_out, losses: None, scale });
         F::from_f64(total / divisor)
+    }
+
+    /// Every row's loss `ℓ_i` (sample and class weights applied).
+    pub fn per_sample(&self, loss: &impl MarginRow<F>, logits: &ArrayRef2<F>) -> ndarray::Array1<F> {
+        let mut losses = ndarray::Array1::zeros(logits.nrows());
+        let rows = Rows { batch: self, loss, logits, grad: None, losses: Some(&mut losses), scale: F::one() };
+        dispatch(rows);
+        losses
     }
 }
 
-impl<F: Float> LabelledBatch<'_, '_, F> {
-    /// Every row's loss `ℓ_i` (sample and class weights applied), from `row` as in
-    /// [`reduced`](Self::reduced) with scale 1.
-    pub fn per_sample(
-        &self,
-        logits: &ArrayRef2<F>,
-        mut row: impl FnMut(usize, &[F], usize, F, F, &mut [F]) -> F,
-    ) -> ndarray::Array1<F> {
-        let mut losses = ndarray::Array1::zeros(logits.nrows());
-        for_each_row(logits, None, |i, z, grad| {
-            losses[i] = row(i, z, self.labels[i], self.coefficient(i), F::one(), grad);
-        });
-        losses
+/// One row of a hard-label margin loss: cross-entropy on transformed logits.
+pub(super) trait MarginRow<F> {
+    /// Row `z` with label `y` and coefficient `c = s_i·w_y`: returns `ℓ_i` and writes
+    /// `scale·∂ℓ_i/∂z` into `grad`; `scratch` is a spare row of length `K`. Must be
+    /// `#[inline(always)]`: it runs inside a [`Kernel`].
+    #[allow(clippy::too_many_arguments)] // the row, its label and weights, and two buffers
+    fn row<const FMA: bool>(&self, z: &[F], y: usize, c: F, scale: F, grad: &mut [F], scratch: &mut [F])
+    -> F;
+}
+
+/// The rows of a validated batch, run by [`dispatch`] for the CPU's instruction set.
+struct Rows<'a, 't, 'w, F, L> {
+    batch: &'a LabelledBatch<'t, 'w, F>,
+    loss: &'a L,
+    logits: &'a ArrayRef2<F>,
+    grad: Option<&'a mut ArrayRef2<F>>,
+    losses: Option<&'a mut ndarray::Array1<F>>,
+    scale: F,
+}
+
+impl<F: Float, L: MarginRow<F>> Kernel for Rows<'_, '_, '_, F, L> {
+    type Output = f64;
+    #[inline(always)]
+    fn run<const FMA: bool>(self) -> f64 {
+        let Rows { batch, loss, logits, grad, losses, scale } = self;
+        let mut visitor = RowsVisitor::<F, L, FMA> {
+            batch,
+            loss,
+            losses,
+            scale,
+            scratch: vec![F::zero(); logits.ncols()],
+            total: 0.0,
+        };
+        visit_rows(logits, grad, &mut visitor);
+        visitor.total
+    }
+}
+
+/// [`Rows`]' state while visiting them: `Σ ℓ_i` so far.
+struct RowsVisitor<'a, 't, 'w, F, L, const FMA: bool> {
+    batch: &'a LabelledBatch<'t, 'w, F>,
+    loss: &'a L,
+    losses: Option<&'a mut ndarray::Array1<F>>,
+    scale: F,
+    scratch: Vec<F>,
+    total: f64,
+}
+
+impl<F: Float, L: MarginRow<F>, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, '_, F, L, FMA> {
+    #[inline(always)]
+    fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
+        let (y, c) = (self.batch.labels[i], self.batch.coefficient(i));
+        let value = self.loss.row::<FMA>(z, y, c, self.scale, grad, &mut self.scratch);
+        if let Some(losses) = self.losses.as_mut() {
+            losses[i] = value;
+        }
+        self.total += value.as_f64();
     }
 }

@@ -3,7 +3,7 @@
 use ndarray::{Array1, Array2, ArrayRef2, ArrayView1};
 
 use super::Reduction;
-use super::hard_labels::LabelledBatch;
+use super::hard_labels::{LabelledBatch, MarginRow};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
 use super::validate::class_vector;
@@ -352,10 +352,7 @@ impl<F: Float> LdamLoss<F> {
     {
         let targets = targets.into();
         let batch = self.check(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        let mut scaled = vec![F::zero(); logits.ncols()];
-        Ok(batch.reduced(logits, self.reduction, Some(grad_out), |_, z, y, c, scale, grad| {
-            self.row(z, y, c, scale, grad, &mut scaled)
-        }))
+        Ok(batch.reduced(self, logits, self.reduction, Some(grad_out)))
     }
 
     /// The reduced loss alone.
@@ -385,10 +382,7 @@ impl<F: Float> LdamLoss<F> {
     {
         let targets = targets.into();
         let batch = self.check(logits, &targets, &[])?;
-        let mut scaled = vec![F::zero(); logits.ncols()];
-        Ok(batch.reduced(logits, self.reduction, None, |_, z, y, c, scale, grad| {
-            self.row(z, y, c, scale, grad, &mut scaled)
-        }))
+        Ok(batch.reduced(self, logits, self.reduction, None))
     }
 
     /// Every row's loss `ℓ_i`, unreduced (sample and class weights applied).
@@ -421,8 +415,7 @@ impl<F: Float> LdamLoss<F> {
     {
         let targets = targets.into();
         let batch = self.check(logits, &targets, &[])?;
-        let mut scaled = vec![F::zero(); logits.ncols()];
-        Ok(batch.per_sample(logits, |_, z, y, c, scale, grad| self.row(z, y, c, scale, grad, &mut scaled)))
+        Ok(batch.per_sample(self, logits))
     }
 
     fn check<'t, 'w>(
@@ -439,20 +432,30 @@ impl<F: Float> LdamLoss<F> {
     }
 
     /// `s·(z_k − m_y [k = y])`: the margin is subtracted before scaling, as in LDAM-DRW.
-    #[inline]
+    #[inline(always)]
     fn scaled(&self, z: F, k: usize, y: usize) -> F {
         if k == y { self.scale * (z - self.margins[y]) } else { self.scale * z }
     }
+}
 
-    /// One row: CE on the scaled, margin-shifted logits with coefficient `c`; the kernel's gradient
-    /// is with respect to `z'`, times `s` for `z`.
-    #[inline]
-    fn row(&self, z: &[F], y: usize, c: F, scale: F, grad: &mut [F], scaled: &mut [F]) -> F {
-        for (k, (out, &zk)) in scaled.iter_mut().zip(z).enumerate() {
+impl<F: Float> MarginRow<F> for LdamLoss<F> {
+    /// CE on the scaled, margin-shifted logits (in `scratch`) with coefficient `c`; the kernel's
+    /// gradient is with respect to `z'`, times `s` for `z`.
+    #[inline(always)]
+    fn row<const FMA: bool>(
+        &self,
+        z: &[F],
+        y: usize,
+        c: F,
+        scale: F,
+        grad: &mut [F],
+        scratch: &mut [F],
+    ) -> F {
+        for (k, (out, &zk)) in scratch.iter_mut().zip(z).enumerate() {
             *out = self.scaled(zk, k, y);
         }
-        let lse = shifted_exp::<F, false>(scaled, None, grad);
-        one_hot_row(lse, scaled, None, y, c, F::zero(), scale * self.scale, grad)
+        let lse = shifted_exp::<F, FMA>(scratch, None, grad);
+        one_hot_row(lse, scratch, None, y, c, F::zero(), scale * self.scale, grad)
     }
 }
 

@@ -3,7 +3,7 @@
 use ndarray::{Array1, Array2, ArrayRef2, ArrayView1, ArrayView2};
 
 use super::Reduction;
-use super::hard_labels::LabelledBatch;
+use super::hard_labels::{LabelledBatch, MarginRow};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
 use super::validate::class_vector;
@@ -332,9 +332,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     {
         let targets = targets.into();
         let batch = self.check(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        Ok(batch.reduced(logits, self.reduction, Some(grad_out), |_, z, y, c, scale, grad| {
-            self.row(z, y, c, scale, grad)
-        }))
+        Ok(batch.reduced(self, logits, self.reduction, Some(grad_out)))
     }
 
     /// The reduced loss alone.
@@ -363,8 +361,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     {
         let targets = targets.into();
         let batch = self.check(logits, &targets, &[])?;
-        Ok(batch
-            .reduced(logits, self.reduction, None, |_, z, y, c, scale, grad| self.row(z, y, c, scale, grad)))
+        Ok(batch.reduced(self, logits, self.reduction, None))
     }
 
     /// Every row's loss `ℓ_i`, unreduced (sample and class weights applied).
@@ -398,7 +395,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     {
         let targets = targets.into();
         let batch = self.check(logits, &targets, &[])?;
-        Ok(batch.per_sample(logits, |_, z, y, c, scale, grad| self.row(z, y, c, scale, grad)))
+        Ok(batch.per_sample(self, logits))
     }
 
     fn check<'t, 'w>(
@@ -421,13 +418,15 @@ impl<F: Float> PairwiseMarginLoss<F> {
         })?;
         Ok(batch)
     }
+}
 
-    /// One row: CE on `z + Δ_{y,·}` with coefficient `c`, `scale·∂ℓ/∂z` into `grad`.
-    #[inline]
-    fn row(&self, z: &[F], y: usize, c: F, scale: F, grad: &mut [F]) -> F {
+impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
+    /// CE on `z + Δ_{y,·}` with coefficient `c`, `scale·∂ℓ/∂z` into `grad`.
+    #[inline(always)]
+    fn row<const FMA: bool>(&self, z: &[F], y: usize, c: F, scale: F, grad: &mut [F], _: &mut [F]) -> F {
         let k = self.classes;
         let margins = &self.margins[y * k..(y + 1) * k];
-        let lse = shifted_exp::<F, false>(z, Some(margins), grad);
+        let lse = shifted_exp::<F, FMA>(z, Some(margins), grad);
         one_hot_row(lse, z, Some(margins), y, c, F::zero(), scale, grad)
     }
 }
