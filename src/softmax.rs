@@ -172,8 +172,10 @@ pub(crate) fn check_logits<F: Float>(
         #[inline(always)]
         fn run<const FMA: bool>(self) -> Self::Output {
             let Check(logits, adjust, masked_target) = self;
-            // A contiguous batch of finite logits passes in one scan, short rows included.
-            if adjust.is_none() && logits.as_slice().is_some_and(|z| all_finite(z, None)) {
+            // A contiguous batch of finite logits passes in one scan, short rows included; with an
+            // adjustment, no `z_k + a_k` can exceed `max z + max a` (rounding is monotone).
+            let fits = |z: &[F]| adjust.is_none_or(|a| lane_max(z) + lane_max(a) < F::infinity());
+            if logits.as_slice().is_some_and(|z| all_finite(z, None) && fits(z)) {
                 return Ok(());
             }
             for (row, z) in logits.rows().into_iter().enumerate() {
