@@ -1,29 +1,41 @@
-//! Prints ns per logit element of every softmax-family loss (loss + gradient, mean reduction)
-//! and its ratio to the copy floor (read the logits once, write the gradient once), measured in
-//! the same run, for f32 and f64 at the benchmark shapes.
+//! Prints ns per logit element of every loss of the crate (loss + gradient, mean reduction) and
+//! its ratio to the copy floor (read the logits once, write the gradient once), measured in the
+//! same run, for f32 and f64 at the benchmark shapes: one table of the softmax family, one of the
+//! other losses. The binary losses (sigmoid, binary smooth F1) see the `B × K` logits as one
+//! `[B·K]` vector with the multi-hot targets flattened, so every cell has `B·K` elements; ZLPR
+//! takes multi-hot targets with a few positives per row, the others labels. The pairwise margin
+//! loss stores `K × K` margins, so its cells past 1000 classes stay empty.
 //!
 //! ```text
-//! cargo run --release --example bench_table                  # median of 31 runs per cell
+//! cargo run --release --example bench_table                  # median of 31 runs per cell (≥ 7 within ~1 s)
 //! cargo run --release --example bench_table -- --quick       # median of 7, for a quick look
 //! RAYON_NUM_THREADS=1 cargo run --release --example bench_table   # one thread
 //! cargo run --release --example bench_table -- --only f32/1024x1000/cross_entropy --calls 10
 //! ```
 //!
-//! `--only` keeps the cells whose `type/shape/loss` name contains the given text. `--calls N`
-//! makes each kept cell call its loss exactly `N` times, untimed: a deterministic driver for
-//! `valgrind --tool=callgrind` (instructions per call = the difference of two `N` over their
-//! difference).
+//! `--only` keeps the cells whose `type/shape/loss` name contains the given text (loss names as
+//! in the tables, e.g. `sigmoid_bce`, `zlpr`; `copy_floor`). `--calls N` makes each kept cell call
+//! its loss exactly `N` times, untimed: a deterministic driver for `valgrind --tool=callgrind`
+//! (instructions per call = the difference of two `N` over their difference).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use longtail::{Float, SoftmaxLoss, Targets};
+use longtail::{Float, SoftmaxLoss};
 use ndarray::Array2;
 
-const SHAPES: [(usize, usize); 4] = [(64, 10), (1024, 1000), (256, 32000), (32, 262_144)];
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::{Batch, SHAPES, other_losses, softmax_losses};
 
 /// Each timed sample repeats the call until it lasts at least this long.
 const MIN_SAMPLE: Duration = Duration::from_millis(2);
+
+/// A cell whose samples would take longer than this in all gets fewer of them, but at least
+/// [`MIN_REPS`]: the slow binary losses at the large shapes (~0.2 s a call) keep the default run
+/// near a minute.
+const CELL_BUDGET: Duration = Duration::from_secs(1);
+const MIN_REPS: usize = 7;
 
 struct Options {
     reps: usize,
@@ -46,28 +58,34 @@ fn options() -> Options {
     opts
 }
 
-/// Deterministic logits in about [-4, 4], labels and uniform probability targets.
-fn batch<F: Float>(rows: usize, classes: usize) -> (Array2<F>, Vec<usize>, Array2<F>) {
-    let logits = Array2::from_shape_fn((rows, classes), |(i, k)| {
-        F::from_f64(((i * 7919 + k * 104_729) % 8192) as f64 / 1024.0 - 4.0)
-    });
-    let labels = (0..rows).map(|i| (i * 31) % classes).collect();
-    let probs = Array2::from_elem((rows, classes), F::from_f64(1.0 / classes as f64));
-    (logits, labels, probs)
+/// A row of a table: a loss's name and one call of it on a batch, loss + gradient into `grad`.
+type Row<F> = (&'static str, Box<dyn Fn(&Batch<F>, &mut Array2<F>) -> F>);
+
+/// The softmax family, and cross-entropy through the allocating call.
+fn softmax_rows<F: Float>(classes: usize) -> Vec<Row<F>> {
+    let mut rows: Vec<Row<F>> = softmax_losses::<F>(classes)
+        .into_iter()
+        .map(|(name, loss, soft)| -> Row<F> {
+            (
+                name,
+                Box::new(move |b, grad| loss.loss_and_grad_into(&b.logits, b.targets(soft), grad).unwrap()),
+            )
+        })
+        .collect();
+    let ce = SoftmaxLoss::cross_entropy();
+    rows.push((
+        "allocating_cross_entropy",
+        Box::new(move |b, _| ce.loss_and_grad(&b.logits, &b.labels).unwrap().0),
+    ));
+    rows
 }
 
-/// The losses of the table, by name; `None` for the probability targets of soft-target CE.
-fn losses<F: Float>(classes: usize) -> Vec<(&'static str, SoftmaxLoss<F>, bool)> {
-    let prior: Vec<F> = (0..classes).map(|k| F::from_f64(1000.0 / (1.0 + k as f64))).collect();
-    let ce = SoftmaxLoss::cross_entropy();
-    vec![
-        ("cross_entropy", ce.clone(), false),
-        ("logit_adjusted", SoftmaxLoss::logit_adjusted(&prior).unwrap(), false),
-        ("class_weighted", SoftmaxLoss::class_weighted(&prior).unwrap(), false),
-        ("focal_2", SoftmaxLoss::focal(F::from_f64(2.0)).unwrap(), false),
-        ("label_smoothing_0.1", ce.clone().with_label_smoothing(F::from_f64(0.1)).unwrap(), false),
-        ("soft_targets", ce, true),
-    ]
+/// The other losses.
+fn other_rows<F: Float>(classes: usize) -> Vec<Row<F>> {
+    other_losses::<F>(classes)
+        .into_iter()
+        .map(|(name, loss)| -> Row<F> { (name, Box::new(move |b, grad| loss.loss_and_grad_into(b, grad))) })
+        .collect()
 }
 
 /// The median over `reps` samples of the time per call of `f`, in ns; with `calls`, only calls
@@ -84,6 +102,8 @@ fn median_ns(reps: usize, calls: Option<u32>, mut f: impl FnMut()) -> f64 {
         f();
         calls += 1;
     }
+    let affordable = (CELL_BUDGET.as_secs_f64() / start.elapsed().as_secs_f64()) as usize;
+    let reps = reps.min(affordable.max(MIN_REPS));
     let mut samples: Vec<f64> = (0..reps)
         .map(|_| {
             let start = Instant::now();
@@ -97,8 +117,8 @@ fn median_ns(reps: usize, calls: Option<u32>, mut f: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// One table per float type: a row per loss, a column per shape.
-fn table<F: Float>(type_name: &str, opts: &Options) {
+/// One table: a row per loss of `rows`, a column per shape.
+fn table<F: Float>(type_name: &str, title: &str, rows_for: fn(usize) -> Vec<Row<F>>, opts: &Options) {
     let keep = |cell: &str| opts.only.as_deref().is_none_or(|only| cell.contains(only));
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     let mut put = |name: &str, col: usize, text: String| {
@@ -116,12 +136,12 @@ fn table<F: Float>(type_name: &str, opts: &Options) {
             }
         }
         let elems = (b * k) as f64;
-        let (logits, labels, probs) = batch::<F>(b, k);
+        let batch = Batch::<F>::new(b, k);
         let mut grad = Array2::<F>::zeros((b, k));
         // With `--calls`, the floor runs only when asked for, so that a cell's count is its own.
         let floor_kept = keep(&format!("{shape}/copy_floor"));
         let floor = if opts.calls.is_none() || floor_kept {
-            median_ns(opts.reps, opts.calls, || grad.assign(black_box(&logits))) / elems
+            median_ns(opts.reps, opts.calls, || grad.assign(black_box(&batch.logits))) / elems
         } else {
             f64::NAN
         };
@@ -129,29 +149,21 @@ fn table<F: Float>(type_name: &str, opts: &Options) {
             put("copy floor", col, format!("{floor:.2}"));
         }
         let cell = |ns: f64| format!("{:.2} ({:.1}×)", ns / elems, ns / elems / floor);
-        for (name, loss, soft) in losses::<F>(k) {
+        for (name, call) in rows_for(k) {
             if !keep(&format!("{shape}/{name}")) {
                 continue;
             }
-            let targets = || if soft { Targets::probs(&probs) } else { Targets::labels(&labels) };
             let ns = median_ns(opts.reps, opts.calls, || {
-                black_box(loss.loss_and_grad_into(black_box(&logits), targets(), &mut grad).unwrap());
+                black_box(call(black_box(&batch), &mut grad));
             });
             put(name, col, cell(ns));
-        }
-        if keep(&format!("{shape}/allocating_cross_entropy")) {
-            let ce = SoftmaxLoss::<F>::cross_entropy();
-            let ns = median_ns(opts.reps, opts.calls, || {
-                black_box(ce.loss_and_grad(black_box(&logits), &labels).unwrap());
-            });
-            put("cross_entropy (allocating)", col, cell(ns));
         }
     }
     if rows.is_empty() {
         return;
     }
     let header: Vec<String> = SHAPES.iter().map(|(b, k)| format!("{b}×{k}")).collect();
-    println!("| {type_name}, ns/elem (× copy floor) | {} |", header.join(" | "));
+    println!("| {type_name} {title}, ns/elem (× copy floor) | {} |", header.join(" | "));
     println!("|---|{}", "---:|".repeat(SHAPES.len()));
     for (name, cells) in rows {
         println!("| {name} | {} |", cells.join(" | "));
@@ -161,6 +173,8 @@ fn table<F: Float>(type_name: &str, opts: &Options) {
 
 fn main() {
     let opts = options();
-    table::<f32>("f32", &opts);
-    table::<f64>("f64", &opts);
+    table::<f32>("f32", "softmax family", softmax_rows, &opts);
+    table::<f64>("f64", "softmax family", softmax_rows, &opts);
+    table::<f32>("f32", "other losses", other_rows, &opts);
+    table::<f64>("f64", "other losses", other_rows, &opts);
 }

@@ -1,0 +1,133 @@
+//! Shapes, batches and losses shared by the criterion benches and `examples/bench_table.rs`
+//! (which includes this file by path); each includer uses a part of it.
+#![allow(dead_code)]
+
+use longtail::{
+    BinarySmoothF1Loss, Float, LdamLoss, PairwiseMarginLoss, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets,
+    ZlprLoss,
+};
+use ndarray::{Array2, ArrayView1};
+
+pub const SHAPES: [(usize, usize); 4] = [(64, 10), (1024, 1000), (256, 32000), (32, 262_144)];
+
+/// The pairwise margin loss stores its `K × K` margins: past this many classes they would not fit
+/// in memory (32000² f64 is 8 GB), so it is left out of the larger shapes.
+pub const PAIRWISE_MAX_CLASSES: usize = 1000;
+
+/// Positives per row of the multi-hot targets (fewer where `K` is smaller).
+const POSITIVES: usize = 3;
+
+/// A deterministic batch without a random-number crate: logits in about [-4, 4], labels, uniform
+/// probability targets and multi-hot targets with a few positives per row.
+pub struct Batch<F> {
+    pub logits: Array2<F>,
+    pub labels: Vec<usize>,
+    pub probs: Array2<F>,
+    pub multi_hot: Array2<F>,
+}
+
+impl<F: Float> Batch<F> {
+    pub fn new(rows: usize, classes: usize) -> Self {
+        let logits = Array2::from_shape_fn((rows, classes), |(i, k)| {
+            F::from_f64(((i * 7919 + k * 104_729) % 8192) as f64 / 1024.0 - 4.0)
+        });
+        let labels = (0..rows).map(|i| (i * 31) % classes).collect();
+        let probs = Array2::from_elem((rows, classes), F::from_f64(1.0 / classes as f64));
+        let mut multi_hot = Array2::zeros((rows, classes));
+        for i in 0..rows {
+            for j in 0..POSITIVES {
+                multi_hot[[i, (i * 31 + j * 97) % classes]] = F::one();
+            }
+        }
+        Self { logits, labels, probs, multi_hot }
+    }
+
+    /// The labels, or the probability targets for soft-target cross-entropy.
+    pub fn targets(&self, soft: bool) -> Targets<'_, F> {
+        if soft { Targets::probs(&self.probs) } else { Targets::labels(&self.labels) }
+    }
+}
+
+/// A long-tailed class prior (or count) vector, `1000 / (1 + k)`.
+pub fn prior<F: Float>(classes: usize) -> Vec<F> {
+    (0..classes).map(|k| F::from_f64(1000.0 / (1.0 + k as f64))).collect()
+}
+
+/// The softmax-family losses by name, and whether they take the probability targets.
+pub fn softmax_losses<F: Float>(classes: usize) -> Vec<(&'static str, SoftmaxLoss<F>, bool)> {
+    let prior = prior::<F>(classes);
+    let ce = SoftmaxLoss::cross_entropy();
+    vec![
+        ("cross_entropy", ce.clone(), false),
+        ("logit_adjusted", SoftmaxLoss::logit_adjusted(&prior).unwrap(), false),
+        ("class_weighted", SoftmaxLoss::class_weighted(&prior).unwrap(), false),
+        ("focal_2", SoftmaxLoss::focal(F::from_f64(2.0)).unwrap(), false),
+        ("label_smoothing_0.1", ce.clone().with_label_smoothing(F::from_f64(0.1)).unwrap(), false),
+        ("soft_targets", ce, true),
+    ]
+}
+
+/// The crate's other losses, each called on the batch the way it is meant to be used.
+pub enum OtherLoss<F> {
+    /// A binary loss over all `B·K` logits as one `[B·K]` vector, the multi-hot targets flattened.
+    Sigmoid(SigmoidLoss<F>),
+    /// As `Sigmoid`.
+    BinarySmoothF1(BinarySmoothF1Loss),
+    /// Labels.
+    SmoothF1(SmoothF1Loss),
+    /// Multi-hot targets.
+    Zlpr(ZlprLoss<F>),
+    /// Labels.
+    Ldam(LdamLoss<F>),
+    /// Labels.
+    Pairwise(PairwiseMarginLoss<F>),
+}
+
+impl<F: Float> OtherLoss<F> {
+    /// Loss + gradient (mean reduction) into `grad` (`[B, K]`, seen flat by the binary losses).
+    pub fn loss_and_grad_into(&self, batch: &Batch<F>, grad: &mut Array2<F>) -> F {
+        let n = batch.logits.len();
+        let (logits, targets) = (flat(&batch.logits), flat(&batch.multi_hot));
+        let labels = &batch.labels;
+        match self {
+            Self::Sigmoid(loss) => loss.loss_and_grad_into(
+                &logits,
+                targets,
+                &mut grad.view_mut().into_shape_with_order(n).unwrap(),
+            ),
+            Self::BinarySmoothF1(loss) => loss.loss_and_grad_into(
+                &logits,
+                targets,
+                &mut grad.view_mut().into_shape_with_order(n).unwrap(),
+            ),
+            Self::SmoothF1(loss) => loss.loss_and_grad_into(&batch.logits, labels, grad),
+            Self::Zlpr(loss) => loss.loss_and_grad_into(&batch.logits, &batch.multi_hot, grad),
+            Self::Ldam(loss) => loss.loss_and_grad_into(&batch.logits, labels, grad),
+            Self::Pairwise(loss) => loss.loss_and_grad_into(&batch.logits, labels, grad),
+        }
+        .unwrap()
+    }
+}
+
+/// `a`, row-major, as one vector.
+fn flat<F>(a: &Array2<F>) -> ArrayView1<'_, F> {
+    a.view().into_shape_with_order(a.len()).unwrap()
+}
+
+/// The other losses by name; the pairwise margin loss only up to [`PAIRWISE_MAX_CLASSES`].
+pub fn other_losses<F: Float>(classes: usize) -> Vec<(&'static str, OtherLoss<F>)> {
+    let prior = prior::<F>(classes);
+    let mut losses = vec![
+        ("sigmoid_bce", OtherLoss::Sigmoid(SigmoidLoss::bce())),
+        ("sigmoid_focal", OtherLoss::Sigmoid(SigmoidLoss::focal())),
+        ("binary_smooth_f1", OtherLoss::BinarySmoothF1(BinarySmoothF1Loss::new())),
+        ("smooth_macro_f1", OtherLoss::SmoothF1(SmoothF1Loss::macro_f1())),
+        ("zlpr", OtherLoss::Zlpr(ZlprLoss::new())),
+        ("ldam", OtherLoss::Ldam(LdamLoss::new(&prior).unwrap())),
+    ];
+    if classes <= PAIRWISE_MAX_CLASSES {
+        let pairwise = PairwiseMarginLoss::from_prior(&prior, F::one()).unwrap();
+        losses.push(("pairwise_margin", OtherLoss::Pairwise(pairwise)));
+    }
+    losses
+}
