@@ -407,8 +407,8 @@ impl<F: Float> SigmoidLoss<F> {
             return (F::zero(), F::zero());
         }
         let one = F::one();
-        let (softplus_pos, softplus_neg) = (softplus(s), softplus(-s));
-        let (sig_pos, sig_neg) = (sigmoid(s), sigmoid(-s));
+        let Logistic { softplus_pos, softplus_neg, sigmoid_pos: sig_pos, sigmoid_neg: sig_neg } =
+            Logistic::of(s);
         let ce = y * softplus_neg + (one - y) * softplus_pos;
         let d_ce = (one - y) * sig_pos - y * sig_neg;
         let weight = w * self.alpha.map_or(one, |a| a * y + (one - a) * (one - y));
@@ -429,20 +429,34 @@ impl<F: Float> SigmoidLoss<F> {
     }
 }
 
-/// `softplus(x) = ln(1 + e^x) = −log σ(−x)`, without overflow or cancellation.
-#[inline]
-pub(super) fn softplus<F: Float>(x: F) -> F {
-    x.max(F::zero()) + (-x.abs()).exp().ln_1p()
+/// `softplus(±s)` and `σ(±s)` of one logit, from a single `e^{−|s|}` and a single `ln_1p`:
+/// without overflow or cancellation, and a quarter of the transcendental calls of computing the
+/// four separately.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Logistic<F> {
+    /// `softplus(s) = ln(1 + e^s) = −log σ(−s)`.
+    pub softplus_pos: F,
+    /// `softplus(−s) = −log σ(s)`.
+    pub softplus_neg: F,
+    /// `σ(s) = 1 / (1 + e^{−s})`.
+    pub sigmoid_pos: F,
+    /// `σ(−s) = 1 − σ(s)`, not computed by subtraction.
+    pub sigmoid_neg: F,
 }
 
-/// The logistic function `σ(x) = 1 / (1 + e^{−x})`, without overflow.
-#[inline]
-pub(super) fn sigmoid<F: Float>(x: F) -> F {
-    if x >= F::zero() {
-        (F::one() + (-x).exp()).recip()
-    } else {
-        let e = x.exp();
-        e / (F::one() + e)
+impl<F: Float> Logistic<F> {
+    #[inline]
+    pub(super) fn of(s: F) -> Self {
+        let e = (-s.abs()).exp();
+        let log_term = e.ln_1p();
+        let (large, small) = ((F::one() + e).recip(), e / (F::one() + e)); // σ(|s|), σ(−|s|)
+        let (sigmoid_pos, sigmoid_neg) = if s >= F::zero() { (large, small) } else { (small, large) };
+        Self {
+            softplus_pos: s.max(F::zero()) + log_term,
+            softplus_neg: (-s).max(F::zero()) + log_term,
+            sigmoid_pos,
+            sigmoid_neg,
+        }
     }
 }
 

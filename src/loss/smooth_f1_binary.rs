@@ -5,7 +5,7 @@ use ndarray::{Array1, ArrayRef1};
 use super::Reduction;
 use super::binary_targets::BinaryTargets;
 use super::f1_stats::F1Stats;
-use super::sigmoid::{sigmoid, softplus};
+use super::sigmoid::Logistic;
 use crate::error::check_shape;
 use crate::{Float, Result};
 
@@ -325,7 +325,8 @@ impl BinarySmoothF1Loss {
                 (F::zero(), F::zero())
             } else {
                 let (pos, neg) = (w * positive * y, w * negative * (F::one() - y));
-                (pos * softplus(-s) + neg * softplus(s), neg * sigmoid(s) - pos * sigmoid(-s))
+                let l = Logistic::of(s);
+                (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
             };
             total += loss.as_f64();
             if let Some(out) = grad_out.as_deref_mut() {
@@ -341,7 +342,7 @@ fn local_stats<F: Float>(logits: &ArrayRef1<F>, targets: &BinaryTargets<F>) -> F
     let mut stats = F1Stats::new(1);
     for (i, &s) in logits.iter().enumerate() {
         let w = targets.sample_weight(i).as_f64();
-        stats.add(0, w, targets.targets[i].as_f64(), sigmoid(s).as_f64());
+        stats.add(0, w, targets.targets[i].as_f64(), Logistic::of(s).sigmoid_pos.as_f64());
         stats.add_weight(w);
     }
     stats
