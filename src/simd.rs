@@ -56,7 +56,7 @@ mod tests {
 
     use ndarray::Array2;
 
-    use crate::{SoftmaxLoss, Targets, softmax};
+    use crate::{BinarySmoothF1Loss, BinaryTargets, SigmoidLoss, SoftmaxLoss, Targets, softmax};
 
     thread_local! {
         /// Makes [`dispatch`](super::dispatch) run the portable build on this thread.
@@ -101,5 +101,28 @@ mod tests {
         assert!(close(&fast, &portable, 1e-14));
         let (fast, portable) = both(|| softmax::softmax(&logits).unwrap());
         assert!(close(&fast, &portable, 1e-14));
+    }
+
+    /// The same for the binary losses: BCE, focal with soft and hard targets, binary smooth F1,
+    /// over logits from −100 to 100 (both sides of where `e^{−|s|}` flushes to 0 in f32), in f32.
+    #[test]
+    fn the_portable_binary_kernels_agree_with_the_dispatched_ones() {
+        let n = 300;
+        let logits = ndarray::Array1::from_shape_fn(n, |i| (i as f32 - 150.0) * 0.67);
+        let soft = ndarray::Array1::from_shape_fn(n, |i| ((i * 37) % 11) as f32 / 10.0);
+        let weights = ndarray::Array1::from_shape_fn(n, |i| (i % 3) as f32);
+        let targets = BinaryTargets::new(&soft).with_sample_weights(&weights);
+        let near =
+            |a: f32, b: f32| (a - b).abs() <= 4.0 * f32::EPSILON * (a.abs() + b.abs()) + f32::MIN_POSITIVE;
+        for loss in [SigmoidLoss::bce(), SigmoidLoss::focal(), SigmoidLoss::focal().with_focal(0.5).unwrap()]
+        {
+            let (fast, portable) = both(|| loss.loss_and_grad(&logits, targets.clone()).unwrap());
+            assert!(near(fast.0, portable.0), "{} vs {}", fast.0, portable.0);
+            assert!(fast.1.iter().zip(&portable.1).all(|(&a, &b)| near(a, b)));
+        }
+        let (fast, portable) =
+            both(|| BinarySmoothF1Loss::new().loss_and_grad(&logits, targets.clone()).unwrap());
+        assert!(near(fast.0, portable.0), "{} vs {}", fast.0, portable.0);
+        assert!(fast.1.iter().zip(&portable.1).all(|(&a, &b)| near(a, b)));
     }
 }

@@ -6,6 +6,7 @@
 //! softmax loss with its mergeable [`F1Stats`] ([`SmoothF1Loss`]), the multi-label [`ZlprLoss`],
 //! and the margin losses [`LdamLoss`] and [`PairwiseMarginLoss`].
 
+mod binary_rows;
 mod binary_targets;
 mod f1_stats;
 mod hard_labels;

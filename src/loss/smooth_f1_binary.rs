@@ -3,10 +3,11 @@
 use ndarray::{Array1, ArrayRef1};
 
 use super::Reduction;
+use super::binary_rows::{Logistic, contiguous, for_rows, for_sigmoids, with_slice_mut};
 use super::binary_targets::BinaryTargets;
 use super::f1_stats::F1Stats;
-use super::sigmoid::Logistic;
 use crate::error::check_shape;
+use crate::simd::{Kernel, dispatch};
 use crate::{Float, Result};
 
 /// Binary cross-entropy weighted by the batch's soft F1 (Su 2020), with the exact gradient with
@@ -303,7 +304,7 @@ impl BinarySmoothF1Loss {
         logits: &ArrayRef1<F>,
         targets: &BinaryTargets<F>,
         f1: f64,
-        mut grad_out: Option<&mut ArrayRef1<F>>,
+        grad_out: Option<&mut ArrayRef1<F>>,
     ) -> F {
         let divisor = match self.reduction {
             Reduction::Sum => 1.0,
@@ -317,33 +318,66 @@ impl BinarySmoothF1Loss {
         }
         let scale = F::from_f64(divisor.recip());
         let (negative, positive) = (F::from_f64(f1 / 2.0), F::from_f64(1.0 - f1 / 2.0));
-        let mut total = 0.0_f64;
-        for (i, &s) in logits.iter().enumerate() {
-            let (y, w) = (targets.targets[i], targets.sample_weight(i));
-            // A zero weight ignores the row; a -inf logit is a certain negative (validated).
-            let (loss, grad) = if w == F::zero() || s == F::neg_infinity() {
-                (F::zero(), F::zero())
-            } else {
-                let (pos, neg) = (w * positive * y, w * negative * (F::one() - y));
-                let l = Logistic::of(s);
-                (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
-            };
-            total += loss.as_f64();
-            if let Some(out) = grad_out.as_deref_mut() {
-                out[i] = grad * scale;
+        struct Rows<'a, F> {
+            weights: (F, F),
+            logits: &'a [F],
+            targets: &'a [F],
+            sample_weights: Option<&'a [F]>,
+            grads: Option<&'a mut [F]>,
+            scale: F,
+        }
+        impl<F: Float> Kernel for Rows<'_, F> {
+            type Output = f64;
+            #[inline(always)]
+            fn run<const FMA: bool>(self) -> f64 {
+                let Rows { weights: (positive, negative), logits, targets, sample_weights, grads, scale } =
+                    self;
+                let row = |s, y, w| {
+                    let (pos, neg) = (w * positive * y, w * negative * (F::one() - y));
+                    let l = Logistic::of::<FMA>(s);
+                    (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
+                };
+                for_rows(logits, targets, sample_weights, None, grads, scale, row)
             }
         }
+        let (logits, y) = (contiguous(logits), contiguous(&targets.targets));
+        let weights = targets.sample_weights.as_ref().map(|w| contiguous(w));
+        let sum = |grads: Option<&mut [F]>| {
+            let weights = weights.as_deref();
+            dispatch(Rows {
+                weights: (positive, negative),
+                logits: &logits,
+                targets: &y,
+                sample_weights: weights,
+                grads,
+                scale,
+            })
+        };
+        let total = match grad_out {
+            Some(grad) => with_slice_mut(grad, |grad| sum(Some(grad))),
+            None => sum(None),
+        };
         F::from_f64(total / divisor)
     }
 }
 
 /// The one-class statistics of a validated batch.
 fn local_stats<F: Float>(logits: &ArrayRef1<F>, targets: &BinaryTargets<F>) -> F1Stats {
-    let mut stats = F1Stats::new(1);
-    for (i, &s) in logits.iter().enumerate() {
-        let w = targets.sample_weight(i).as_f64();
-        stats.add(0, w, targets.targets[i].as_f64(), Logistic::of(s).sigmoid_pos.as_f64());
-        stats.add_weight(w);
+    struct Stats<'a, 'b, F>(&'a [F], &'a BinaryTargets<'b, F>);
+    impl<F: Float> Kernel for Stats<'_, '_, F> {
+        type Output = F1Stats;
+        #[inline(always)]
+        fn run<const FMA: bool>(self) -> F1Stats {
+            let Stats(logits, targets) = self;
+            let mut stats = F1Stats::new(1);
+            for_sigmoids::<F, FMA>(logits, |i, p| {
+                let w = targets.sample_weight(i).as_f64();
+                stats.add(0, w, targets.targets[i].as_f64(), p.as_f64());
+                stats.add_weight(w);
+            });
+            stats
+        }
     }
-    stats
+    let logits = contiguous(logits);
+    dispatch(Stats(&logits, targets))
 }
