@@ -1,8 +1,9 @@
 //! The targets of a binary batch: one value in `[0, 1]` per logit, with optional per-sample weights.
 
-use ndarray::{Array1, ArrayView1};
+use ndarray::{Array1, ArrayView1, Zip};
 
 use crate::error::check_shape;
+use crate::float::{LANES, lane_sum};
 use crate::softmax::is_nan_or_pos_inf;
 use crate::{Float, LossError, Result};
 
@@ -94,9 +95,17 @@ impl<'a, F: Float> BinaryTargets<'a, F> {
         self.sample_weights.as_ref().map_or(F::one(), |w| w[i])
     }
 
-    /// `Σ_i s_i`, in `f64`.
+    /// `Σ_i s_i`, in `f64` (`B` without weights); summed in [`LANES`] partial sums, so that the
+    /// additions do not wait on each other.
     pub(crate) fn total_weight(&self) -> f64 {
-        (0..self.len()).map(|i| self.sample_weight(i).as_f64()).sum()
+        let Some(weights) = &self.sample_weights else {
+            return self.len() as f64;
+        };
+        let mut sums = [0.0; LANES];
+        for (i, &w) in weights.iter().enumerate() {
+            sums[i % LANES] += w.as_f64();
+        }
+        lane_sum(&sums)
     }
 
     /// Validates a batch of binary logits against these targets, before anything is written:
@@ -118,22 +127,34 @@ impl<'a, F: Float> BinaryTargets<'a, F> {
         for &(name, expected, found) in outputs {
             check_shape(name, expected, found)?;
         }
+        // Valid batches pass branch-free scans (which vectorise); only a failing one is searched
+        // for its first offender, in the documented order.
+        let (zero, one) = (F::zero(), F::one());
         if let Some(weights) = &self.sample_weights {
             check_shape("sample_weights", &[batch], weights.shape())?;
-            if let Some(row) = weights.iter().position(|&w| !(w.is_finite() && w >= F::zero())) {
-                return Err(LossError::InvalidSampleWeight { row, value: weights[row].as_f64() });
+            if !weights.fold(true, |ok, &w| ok & (w >= zero) & (w <= F::max_value())) {
+                if let Some(row) = weights.iter().position(|&w| !(w.is_finite() && w >= zero)) {
+                    return Err(LossError::InvalidSampleWeight { row, value: weights[row].as_f64() });
+                }
             }
         }
-        if let Some(row) = self.targets.iter().position(|&y| !(y >= F::zero() && y <= F::one())) {
-            let value = self.targets[row].as_f64();
-            return Err(LossError::TargetOutOfRange { row, class: 0, value, expected: "in [0, 1]" });
+        if !self.targets.fold(true, |ok, &y| ok & (y >= zero) & (y <= one)) {
+            if let Some(row) = self.targets.iter().position(|&y| !(y >= zero && y <= one)) {
+                let value = self.targets[row].as_f64();
+                return Err(LossError::TargetOutOfRange { row, class: 0, value, expected: "in [0, 1]" });
+            }
+        }
+        // NaN and +inf fail `s < inf`; -inf passes on a target of 0 (and on a weight of 0, searched).
+        let fine =
+            |ok: bool, &s: &F, &y: &F| ok & (s < F::infinity()) & ((s > F::neg_infinity()) | (y == zero));
+        if Zip::from(&logits).and(&self.targets).fold(true, fine) {
+            return Ok(());
         }
         for (row, &s) in logits.iter().enumerate() {
             if is_nan_or_pos_inf(s) {
                 return Err(LossError::NonFiniteLogit { row, class: 0, value: s.as_f64() });
             }
-            if s == F::neg_infinity() && self.targets[row] > F::zero() && self.sample_weight(row) > F::zero()
-            {
+            if s == F::neg_infinity() && self.targets[row] > zero && self.sample_weight(row) > zero {
                 return Err(LossError::MaskedTarget { row, class: 0 });
             }
         }
