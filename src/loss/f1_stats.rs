@@ -209,6 +209,13 @@ impl F1Stats {
         self.mass[k] += s * (y + p);
     }
 
+    /// Adds sums `Σ s·y·p` and `Σ s·(y + p)` of rows to class `k`.
+    #[inline]
+    pub(crate) fn add_sums(&mut self, k: usize, true_positive: f64, mass: f64) {
+        self.true_positive[k] += true_positive;
+        self.mass[k] += mass;
+    }
+
     /// Adds a row weight `s` to `W`.
     #[inline]
     pub(crate) fn add_weight(&mut self, s: f64) {

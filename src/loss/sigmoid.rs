@@ -428,11 +428,15 @@ impl<F: Float> SigmoidLoss<F> {
                 // Plain values, not reads through `loss` in the loop (which then does not vectorise).
                 let one = F::one();
                 let (alpha, gamma) = (loss.alpha.map_or((one, one), |a| (a, one - a)), loss.gamma);
-                if gamma == F::zero() {
-                    let row = move |s, y, w| SigmoidLoss::row::<FMA, false>(alpha, gamma, s, y, w);
+                let (zero, hard) = (F::zero(), |ok: bool, &y: &F| ok & ((y == F::zero()) | (y == one)));
+                if gamma == zero {
+                    let row = move |s, y, w| SigmoidLoss::row::<FMA, false, false>(alpha, gamma, s, y, w);
+                    for_rows(logits, targets, weights, losses, grads, scale, row)
+                } else if targets.iter().fold(true, hard) {
+                    let row = move |s, y, w| SigmoidLoss::row::<FMA, true, false>(alpha, gamma, s, y, w);
                     for_rows(logits, targets, weights, losses, grads, scale, row)
                 } else {
-                    let row = move |s, y, w| SigmoidLoss::row::<FMA, true>(alpha, gamma, s, y, w);
+                    let row = move |s, y, w| SigmoidLoss::row::<FMA, true, true>(alpha, gamma, s, y, w);
                     for_rows(logits, targets, weights, losses, grads, scale, row)
                 }
             }
@@ -451,9 +455,16 @@ impl<F: Float> SigmoidLoss<F> {
     }
 
     /// One row of weight `w`, `(ℓ, ∂ℓ/∂s)`, without a branch, for `(α, 1 − α)` (`(1, 1)` without
-    /// α) and `γ` (`FOCAL`: `γ > 0`); rows of weight 0 or logit `-inf` are left to [`for_rows`].
+    /// α) and `γ` (`FOCAL`: `γ > 0`; `SOFT`: some target is neither 0 nor 1); rows of weight 0 or
+    /// logit `-inf` are left to [`for_rows`].
     #[inline(always)]
-    fn row<const FMA: bool, const FOCAL: bool>(alpha: (F, F), gamma: F, s: F, y: F, w: F) -> (F, F) {
+    fn row<const FMA: bool, const FOCAL: bool, const SOFT: bool>(
+        alpha: (F, F),
+        gamma: F,
+        s: F,
+        y: F,
+        w: F,
+    ) -> (F, F) {
         let (zero, one) = (F::zero(), F::one());
         let Logistic { softplus_pos, softplus_neg, sigmoid_pos: sig_pos, sigmoid_neg: sig_neg } =
             Logistic::of::<FMA>(s);
@@ -464,12 +475,17 @@ impl<F: Float> SigmoidLoss<F> {
         if !FOCAL {
             return (weight * ce, weight * d_ce);
         }
-        // log q and (∂q/∂s)/q for q = 1 − p_t: the soft-target values are computed for every row
-        // and the hard ones selected. `q ≥ min(y, 1 − y)` mathematically; the clamps only keep
-        // `ln` in its domain (a subnormal soft target) and `log q ≤ 0` against rounding.
-        let q = y * sig_neg + (one - y) * sig_pos;
-        let ln_q = ln_normal::<F, FMA>(if q > F::min_positive_value() { q } else { F::min_positive_value() });
-        let soft = (if ln_q < zero { ln_q } else { zero }, (one - y - y) * sig_pos * sig_neg / q);
+        // log q and (∂q/∂s)/q for q = 1 − p_t: with `SOFT`, the soft-target values are computed
+        // for every row and the hard ones selected. `q ≥ min(y, 1 − y)` mathematically; the clamps
+        // only keep `ln` in its domain (a subnormal soft target) and `log q ≤ 0` against rounding.
+        let soft = if SOFT {
+            let q = y * sig_neg + (one - y) * sig_pos;
+            let ln_q =
+                ln_normal::<F, FMA>(if q > F::min_positive_value() { q } else { F::min_positive_value() });
+            (if ln_q < zero { ln_q } else { zero }, (one - y - y) * sig_pos * sig_neg / q)
+        } else {
+            (-softplus_neg, sig_neg)
+        };
         let (log_q, ratio) = if y == one {
             (-softplus_pos, -sig_pos)
         } else if y == zero {
