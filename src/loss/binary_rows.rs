@@ -41,8 +41,8 @@ impl<F: Float> Logistic<F> {
         let (large, small) = sigmoid_pair(e);
         let positive = s >= zero;
         Self {
-            softplus_pos: if s > zero { s } else { zero } + log_term,
-            softplus_neg: if s < zero { -s } else { zero } + log_term,
+            softplus_pos: log_term + if s > zero { s } else { zero },
+            softplus_neg: log_term + if s < zero { -s } else { zero },
             sigmoid_pos: if positive { large } else { small },
             sigmoid_neg: if positive { small } else { large },
         }
