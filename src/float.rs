@@ -358,6 +358,16 @@ pub(crate) fn lane_sum<F: Float>(x: &[F]) -> F {
 mod tests {
     use super::*;
 
+    /// A seeded xorshift64 stream of uniform draws in `[0, 1)`: test inputs that never change.
+    fn uniforms(mut state: u64) -> impl FnMut() -> f64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
     /// Distance in units in the last place between two finite floats of the same sign.
     fn ulps32(a: f32, b: f32) -> u32 {
         a.to_bits().abs_diff(b.to_bits())
@@ -367,13 +377,7 @@ mod tests {
     /// 10^6 uniform draws; below the smallest normal result only 0 is allowed.
     #[test]
     fn f32_exp_is_within_one_ulp_of_the_correctly_rounded_value() {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut uniform = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut uniform = uniforms(0x2545_f491_4f6c_dd1d_u64);
         let sweep = (0x8000_0000_u32..=(-88.0_f32).to_bits()).step_by(997).map(f32::from_bits);
         let draws: Vec<f32> = (0..1_000_000).map(|_| (-88.0 * uniform()) as f32).collect();
         for x in sweep.chain(draws).chain([0.0, -0.0, -1e-30, -87.336_54, -87.336_55, f32::MIN]) {
@@ -398,13 +402,7 @@ mod tests {
     /// `[-708, 0]` and near 0, where most softmax arguments fall.
     #[test]
     fn f64_exp_is_within_two_ulp_of_the_platform_exp() {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut uniform = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut uniform = uniforms(0x9e37_79b9_7f4a_7c15_u64);
         for i in 0..1_000_000 {
             let scale = if i % 2 == 0 { 708.0 } else { 1.0 };
             let x = -scale * uniform();
@@ -428,13 +426,7 @@ mod tests {
     /// 10^6 log-uniform draws down to 1e-30), and `ln` over the positive normals of `(0, 1]`.
     #[test]
     fn f32_ln_1p_is_within_one_ulp_of_the_correctly_rounded_value() {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let mut uniform = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut uniform = uniforms(0x2545_f491_4f6c_dd1d_u64);
         let sweep = (0_u32..=1.0_f32.to_bits()).step_by(499).map(f32::from_bits);
         let draws: Vec<f32> = (0..1_000_000).map(|_| (1e-30_f64).powf(uniform()) as f32).collect();
         let mut worst = 0;
@@ -459,13 +451,7 @@ mod tests {
     /// `[0, 1]` and log-uniform down to 1e-300, and `ln` likewise.
     #[test]
     fn f64_ln_1p_is_within_one_ulp_of_the_platform_ln_1p() {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut uniform = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut uniform = uniforms(0x9e37_79b9_7f4a_7c15_u64);
         for i in 0..1_000_000 {
             let e = if i % 2 == 0 { uniform() } else { 1e-300_f64.powf(uniform()) };
             for (got, expected) in [
