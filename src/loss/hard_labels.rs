@@ -5,6 +5,7 @@ use ndarray::{ArrayRef2, ArrayView1};
 
 use super::Reduction;
 use super::targets::{TargetKind, Targets};
+use super::validate::{batch_dims, check_sample_weights};
 use crate::error::check_shape;
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
@@ -32,13 +33,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         params: &[(&'static str, &[usize])],
         outputs: &[(&'static str, &[usize], &[usize])],
     ) -> Result<Self> {
-        let (batch, classes) = logits.dim();
-        if batch == 0 {
-            return Err(LossError::EmptyBatch);
-        }
-        if classes == 0 {
-            return Err(LossError::NoClasses);
-        }
+        let (batch, classes) = batch_dims(logits)?;
         if let Some(w) = class_weights {
             check_shape("class_weights", &[classes], &[w.len()])?;
         }
@@ -52,12 +47,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         for &(name, expected, found) in outputs {
             check_shape(name, expected, found)?;
         }
-        if let Some(weights) = &targets.sample_weights {
-            check_shape("sample_weights", &[batch], weights.shape())?;
-            if let Some(row) = weights.iter().position(|&w| !(w.is_finite() && w >= F::zero())) {
-                return Err(LossError::InvalidSampleWeight { row, value: weights[row].as_f64() });
-            }
-        }
+        check_sample_weights(targets.sample_weights.as_ref(), batch)?;
         if let Some(row) = labels.iter().position(|&y| y >= classes) {
             return Err(LossError::LabelOutOfRange { row, label: labels[row], classes });
         }

@@ -24,6 +24,30 @@ pub(super) fn class_vector<F: Float>(
     }
 }
 
+/// `(B, K)` of a `[B, K]` batch: [`LossError::EmptyBatch`] for `B = 0`, then
+/// [`LossError::NoClasses`] for `K = 0`.
+pub(super) fn batch_dims<F>(logits: &ArrayRef2<F>) -> Result<(usize, usize)> {
+    match logits.dim() {
+        (0, _) => Err(LossError::EmptyBatch),
+        (_, 0) => Err(LossError::NoClasses),
+        dims => Ok(dims),
+    }
+}
+
+/// Per-sample weights, if any: `[B]` ([`LossError::ShapeMismatch`]), each finite and `≥ 0`
+/// ([`LossError::InvalidSampleWeight`] names the first row that is not).
+pub(super) fn check_sample_weights<F: Float>(
+    weights: Option<&ArrayView1<'_, F>>,
+    batch: usize,
+) -> Result<()> {
+    let Some(weights) = weights else { return Ok(()) };
+    check_shape("sample_weights", &[batch], weights.shape())?;
+    match weights.iter().position(|&w| !(w.is_finite() && w >= F::zero())) {
+        Some(row) => Err(LossError::InvalidSampleWeight { row, value: weights[row].as_f64() }),
+        None => Ok(()),
+    }
+}
+
 impl<F: Float> SoftmaxLoss<F> {
     /// Validates a batch in the order documented on
     /// [`loss_and_grad_into`](SoftmaxLoss::loss_and_grad_into).
@@ -34,13 +58,7 @@ impl<F: Float> SoftmaxLoss<F> {
         targets: &Targets<F>,
         outputs: &[(&'static str, &[usize], &[usize])],
     ) -> Result<()> {
-        let (batch, classes) = logits.dim();
-        if batch == 0 {
-            return Err(LossError::EmptyBatch);
-        }
-        if classes == 0 {
-            return Err(LossError::NoClasses);
-        }
+        let (batch, classes) = batch_dims(logits)?;
         for (name, values) in
             [("prior", &self.adjustment), ("class_weights", &self.class_weights), ("alpha", &self.alpha)]
         {
@@ -55,12 +73,7 @@ impl<F: Float> SoftmaxLoss<F> {
         for &(name, expected, found) in outputs {
             check_shape(name, expected, found)?;
         }
-        if let Some(weights) = &targets.sample_weights {
-            check_shape("sample_weights", &[batch], weights.shape())?;
-            if let Some(row) = weights.iter().position(|&w| !(w.is_finite() && w >= F::zero())) {
-                return Err(LossError::InvalidSampleWeight { row, value: weights[row].as_f64() });
-            }
-        }
+        check_sample_weights(targets.sample_weights.as_ref(), batch)?;
         match &targets.kind {
             TargetKind::Labels(labels) => {
                 if let Some(row) = labels.iter().position(|&y| y >= classes) {

@@ -4,7 +4,7 @@ use ndarray::{Array1, Array2, ArrayRef2, ArrayView1};
 
 use super::Reduction;
 use super::multi_label_targets::MultiLabelTargets;
-use super::validate::class_vector;
+use super::validate::{batch_dims, check_sample_weights, class_vector};
 use crate::error::check_shape;
 use crate::rows::for_each_row;
 use crate::softmax::check_logits;
@@ -365,13 +365,7 @@ impl<F: Float> ZlprLoss<F> {
         targets: &MultiLabelTargets<F>,
         outputs: &[(&'static str, &[usize], &[usize])],
     ) -> Result<()> {
-        let (batch, classes) = logits.dim();
-        if batch == 0 {
-            return Err(LossError::EmptyBatch);
-        }
-        if classes == 0 {
-            return Err(LossError::NoClasses);
-        }
+        let (batch, classes) = batch_dims(logits)?;
         if let Some(a) = &self.adjustment {
             check_shape("prior", &[classes], &[a.len()])?;
         }
@@ -380,12 +374,7 @@ impl<F: Float> ZlprLoss<F> {
         for &(name, expected, found) in outputs {
             check_shape(name, expected, found)?;
         }
-        if let Some(weights) = &targets.sample_weights {
-            check_shape("sample_weights", &[batch], weights.shape())?;
-            if let Some(row) = weights.iter().position(|&w| !(w.is_finite() && w >= F::zero())) {
-                return Err(LossError::InvalidSampleWeight { row, value: weights[row].as_f64() });
-            }
-        }
+        check_sample_weights(targets.sample_weights.as_ref(), batch)?;
         if let Some(((row, class), &t)) =
             multi_hot.indexed_iter().find(|(_, t)| !(**t == F::zero() || **t == F::one()))
         {
