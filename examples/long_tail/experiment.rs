@@ -5,7 +5,7 @@ use longtail::{LossError, Prior};
 use ndarray::{Array2, Axis};
 
 use crate::data::Dataset;
-use crate::methods::{Decision, Method, Objective};
+use crate::methods::{Method, Objective};
 use crate::model::{Architecture, Model, Sgd};
 use crate::rng::Rng;
 
@@ -107,7 +107,7 @@ pub fn run(
     method
         .rows
         .iter()
-        .map(|&(_, decision): &(&str, Decision)| {
+        .map(|&(_, decision)| {
             let (predictions, tau) =
                 decision.predict(&test_logits, (&val_logits, &data.val.y), &data.prior)?;
             let confusion = ConfusionMatrix::new(&data.test.y, &predictions, data.prior.classes())?;

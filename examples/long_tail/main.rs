@@ -68,6 +68,9 @@ fn parse_options() -> Result<Options, String> {
         if flag == "--help" || flag == "-h" {
             return Err(String::new());
         }
+        if !["--seed", "--seeds", "--imbalance", "--epochs", "--model", "--out"].contains(&flag.as_str()) {
+            return Err(format!("unknown flag {flag}"));
+        }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
         match flag.as_str() {
@@ -82,8 +85,7 @@ fn parse_options() -> Result<Options, String> {
                     _ => return Err(bad(&"expected linear or mlp")),
                 }
             }
-            "--out" => options.out = PathBuf::from(value),
-            _ => return Err(format!("unknown flag {flag}")),
+            _ => options.out = PathBuf::from(value),
         }
     }
     if options.seeds == 0 || options.epochs == 0 {
@@ -158,9 +160,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             pool: None,
         },
     ];
-    let seeds: Vec<u64> = (options.seed..options.seed + options.seeds).collect();
-    let method_count = methods::methods(&longtail::Prior::from_counts(&[1.0, 1.0])?, 1)?.len();
-    let progress = ProgressBar::new((benchmarks.len() * seeds.len() * method_count) as u64).with_style(
+    let seeds: Vec<u64> = (options.seed..).take(options.seeds as usize).collect();
+    // The length grows as each seed's methods are built.
+    let progress = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{elapsed:>4} [{bar:32}] {pos}/{len} {wide_msg}")?.progress_chars("=> "),
     );
     let started = Instant::now();
@@ -187,7 +189,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         let mut rows: Vec<Row> = Vec::new();
         for &seed in &seeds {
             let data = benchmark.draw(&counts, seed)?;
-            for method in methods::methods(&data.prior, schedule.epochs)? {
+            let methods = methods::methods(&data.prior, schedule.epochs)?;
+            progress.inc_length(methods.len() as u64);
+            for method in methods {
                 progress.set_message(format!("{} seed {seed}: {}", benchmark.name, method.rows[0].0));
                 let scores = experiment::run(&data, &method, &schedule, &benchmark.shots, seed)?;
                 for (&(name, _), scores) in method.rows.iter().zip(scores) {
@@ -229,6 +233,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             lines,
         });
     }
+    let models = progress.position();
     progress.finish_and_clear();
 
     std::fs::create_dir_all(&options.out)?;
@@ -238,7 +243,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     std::fs::write(&tables, report)?;
     println!(
         "{} models trained in {:.1} s\nper-class recall against class frequency: {}\ntables: {}",
-        benchmarks.len() * seeds.len() * method_count,
+        models,
         started.elapsed().as_secs_f64(),
         svg.display(),
         tables.display()
