@@ -124,9 +124,8 @@ impl Model {
         let (logits, normalized) = match self.head {
             Head::Linear => (features.dot(&self.weights.value) + &self.bias.value, None),
             Head::Cosine => {
-                let (h_norm, h_unit) = unit_rows(&features);
-                let (w_norm, w_unit_t) = unit_rows(&self.weights.value.t().to_owned());
-                let w_unit = w_unit_t.reversed_axes();
+                let (h_norm, h_unit) = normalize(&features, ROWS);
+                let (w_norm, w_unit) = normalize(&self.weights.value, COLUMNS);
                 (h_unit.dot(&w_unit), Some(Normalized { h_norm, h_unit, w_norm, w_unit }))
             }
         };
@@ -143,11 +142,9 @@ impl Model {
             }
             Some(Normalized { h_norm, h_unit, w_norm, w_unit }) => {
                 // z = ĥ·Ŵ; through x̂ = x/‖x‖ the gradient is (g − (g·x̂)·x̂)/‖x‖.
-                let grad_w_unit = h_unit.t().dot(grad_logits);
-                self.weights.grad =
-                    project_rows(&grad_w_unit.t().to_owned(), &w_unit.t().to_owned(), w_norm).reversed_axes();
+                self.weights.grad = through_normalize(&h_unit.t().dot(grad_logits), w_unit, w_norm, COLUMNS);
                 self.bias.grad.fill(0.0);
-                project_rows(&grad_logits.dot(&w_unit.t()), h_unit, h_norm)
+                through_normalize(&grad_logits.dot(&w_unit.t()), h_unit, h_norm, ROWS)
             }
         };
         if let (Some((w1, b1)), Some(pre)) = (&mut self.hidden, &trace.hidden_pre) {
@@ -171,21 +168,22 @@ impl Model {
     }
 }
 
-/// Row norms (floored so that an all-zero row has a zero direction, not NaN) and unit rows.
-fn unit_rows(a: &Array2<f32>) -> (Array1<f32>, Array2<f32>) {
-    let norms = a.map_axis(Axis(1), |row| row.dot(&row).sqrt().max(1e-12));
-    let unit = a / &norms.view().insert_axis(Axis(1));
+/// Feature vectors are rows, class weight vectors columns: the axis their norms are taken along.
+const ROWS: Axis = Axis(1);
+const COLUMNS: Axis = Axis(0);
+
+/// The norms of the vectors along `axis` (floored, so that a zero vector has a zero direction, not
+/// NaN) and the unit vectors.
+fn normalize(a: &Array2<f32>, axis: Axis) -> (Array1<f32>, Array2<f32>) {
+    let norms = a.map_axis(axis, |v| v.dot(&v).sqrt().max(1e-12));
+    let unit = a / &norms.view().insert_axis(axis);
     (norms, unit)
 }
 
-/// Row-wise `(g − (g·u)·u)/‖x‖`: the gradient through `u = x/‖x‖`.
-fn project_rows(g: &Array2<f32>, unit: &Array2<f32>, norms: &Array1<f32>) -> Array2<f32> {
-    let mut out = g.clone();
-    for ((mut row, u), &norm) in out.rows_mut().into_iter().zip(unit.rows()).zip(norms) {
-        let along = row.dot(&u);
-        row.zip_mut_with(&u, |r, &ui| *r = (*r - along * ui) / norm);
-    }
-    out
+/// The gradient through `u = x/‖x‖` for vectors along `axis`: `(g − (g·u)·u)/‖x‖`.
+fn through_normalize(g: &Array2<f32>, unit: &Array2<f32>, norms: &Array1<f32>, axis: Axis) -> Array2<f32> {
+    let along = (g * unit).sum_axis(axis).insert_axis(axis);
+    (g - &(unit * &along)) / &norms.view().insert_axis(axis)
 }
 
 #[cfg(test)]
