@@ -183,7 +183,7 @@ fn normalize(a: &Array2<f32>, axis: Axis) -> (Array1<f32>, Array2<f32>) {
 /// The gradient through `u = x/‖x‖` for vectors along `axis`: `(g − (g·u)·u)/‖x‖`.
 fn through_normalize(g: &Array2<f32>, unit: &Array2<f32>, norms: &Array1<f32>, axis: Axis) -> Array2<f32> {
     let along = (g * unit).sum_axis(axis).insert_axis(axis);
-    (g - &(unit * &along)) / &norms.view().insert_axis(axis)
+    (g - &(unit * &along)) / norms.view().insert_axis(axis)
 }
 
 #[cfg(test)]
