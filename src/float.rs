@@ -236,7 +236,7 @@ pub(crate) const LANES: usize = 32;
 
 /// Sums of exponentials are kept in `F` lanes over blocks of this many elements (L1-sized), and the
 /// block sums are added in `f64`: long f32 rows then sum as accurately as f64 ones, at no cost.
-const BLOCK: usize = 4096;
+pub(crate) const BLOCK: usize = 4096;
 
 /// `max x` (`-inf` for an empty slice), for NaN-free input.
 #[inline(always)]

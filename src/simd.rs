@@ -56,7 +56,10 @@ mod tests {
 
     use ndarray::Array2;
 
-    use crate::{BinarySmoothF1Loss, BinaryTargets, SigmoidLoss, SoftmaxLoss, Targets, softmax};
+    use crate::{
+        BinarySmoothF1Loss, BinaryTargets, MultiLabelTargets, SigmoidLoss, SoftmaxLoss, Targets, ZlprLoss,
+        softmax,
+    };
 
     thread_local! {
         /// Makes [`dispatch`](super::dispatch) run the portable build on this thread.
@@ -101,6 +104,26 @@ mod tests {
         assert!(close(&fast, &portable, 1e-14));
         let (fast, portable) = both(|| softmax::softmax(&logits).unwrap());
         assert!(close(&fast, &portable, 1e-14));
+    }
+
+    /// The same for ZLPR, with an adjustment, a masked negative and an ignored row, on rows short
+    /// enough to be padded and on longer ones.
+    #[test]
+    fn the_portable_zlpr_kernel_agrees_with_the_dispatched_one() {
+        for k in [37, 1031] {
+            let b = 5;
+            let mut logits =
+                Array2::from_shape_fn((b, k), |(i, j)| ((i * 31 + j * 17) % 23) as f64 / 2.0 - 5.5);
+            logits[[2, 3]] = f64::NEG_INFINITY;
+            let multi_hot = Array2::from_shape_fn((b, k), |(i, j)| f64::from(u8::from((i + j * 7) % 5 == 0)));
+            let weights = ndarray::Array1::from_shape_fn(b, |i| (i % 3) as f64);
+            let prior: Vec<f64> = (0..k).map(|j| 0.9 / (1.0 + j as f64)).collect();
+            let loss = ZlprLoss::new().with_label_prior(&prior, 1.0).unwrap();
+            let targets = MultiLabelTargets::new(&multi_hot).with_sample_weights(&weights);
+            let (fast, portable) = both(|| loss.loss_and_grad(&logits, targets.clone()).unwrap());
+            assert!((fast.0 - portable.0).abs() <= 1e-14 * fast.0, "{} vs {}", fast.0, portable.0);
+            assert!(close(&fast.1, &portable.1, 1e-14));
+        }
     }
 
     /// The same for the binary losses: BCE, focal with soft and hard targets, binary smooth F1,
