@@ -57,8 +57,8 @@ mod tests {
     use ndarray::Array2;
 
     use crate::{
-        BinarySmoothF1Loss, BinaryTargets, MultiLabelTargets, SigmoidLoss, SoftmaxLoss, Targets, ZlprLoss,
-        softmax,
+        BinarySmoothF1Loss, BinaryTargets, MultiLabelTargets, SigmoidLoss, SmoothF1Loss, SoftmaxLoss,
+        Targets, ZlprLoss, softmax,
     };
 
     thread_local! {
@@ -104,6 +104,23 @@ mod tests {
         assert!(close(&fast, &portable, 1e-14));
         let (fast, portable) = both(|| softmax::softmax(&logits).unwrap());
         assert!(close(&fast, &portable, 1e-14));
+    }
+
+    /// The same for smooth macro- and micro-F1, on labels and on probability targets.
+    #[test]
+    fn the_portable_smooth_f1_kernels_agree_with_the_dispatched_ones() {
+        let (b, k) = (9, 37);
+        let logits = Array2::from_shape_fn((b, k), |(i, j)| ((i * 31 + j * 17) % 23) as f64 / 3.0 - 3.5);
+        let labels: Vec<usize> = (0..b).map(|i| (i * 5) % k).collect();
+        let probs = Array2::from_shape_fn((b, k), |(i, j)| ((i + j) % 4) as f64 / (1.5 * k as f64));
+        let probs = &probs / &probs.sum_axis(ndarray::Axis(1)).insert_axis(ndarray::Axis(1));
+        for loss in [SmoothF1Loss::macro_f1(), SmoothF1Loss::micro_f1()] {
+            for targets in [Targets::labels(&labels), Targets::probs(&probs)] {
+                let (fast, portable) = both(|| loss.loss_and_grad(&logits, targets.clone()).unwrap());
+                assert!((fast.0 - portable.0).abs() <= 1e-14 * fast.0, "{} vs {}", fast.0, portable.0);
+                assert!(close(&fast.1, &portable.1, 1e-14));
+            }
+        }
     }
 
     /// The same for ZLPR, with an adjustment, a masked negative and an ignored row, on rows short

@@ -53,25 +53,6 @@ impl<F: Float> RowLse<F> {
     }
 }
 
-/// Overwrites `row` (logits) with `e^{z_k − m}` and returns its [`RowLse`], or `None` when every
-/// entry is `-inf` (or the row is empty). The input must hold no NaN and no `+inf`.
-///
-/// Runs the fastest instruction set of the CPU (see [`crate::simd`]); inside a [`Kernel`], call
-/// [`row_lse`] instead.
-#[allow(dead_code)] // for losses that shift rows of their own (sigmoid, ZLPR, LDAM, ...)
-#[inline]
-pub(crate) fn exp_shift_in_place<F: Float>(row: &mut [F]) -> Option<RowLse<F>> {
-    struct InPlace<'a, F>(&'a mut [F]);
-    impl<F: Float> Kernel for InPlace<'_, F> {
-        type Output = Option<RowLse<F>>;
-        #[inline(always)]
-        fn run<const FMA: bool>(self) -> Self::Output {
-            row_lse::<F, FMA>(self.0, ExpArgs::InPlace)
-        }
-    }
-    dispatch(InPlace(row))
-}
-
 /// Writes `e^{x_k − m}` into `out` (`x` = `args`, `m = max x`) and returns the row's
 /// [`RowLse`], or `None` when every `x_k` is `-inf` (or the row is empty). `x` must hold no NaN
 /// and no `+inf`.
