@@ -57,8 +57,8 @@ mod tests {
     use ndarray::Array2;
 
     use crate::{
-        BinarySmoothF1Loss, BinaryTargets, MultiLabelTargets, SigmoidLoss, SmoothF1Loss, SoftmaxLoss,
-        Targets, ZlprLoss, softmax,
+        BinarySmoothF1Loss, BinaryTargets, LdamLoss, MultiLabelTargets, PairwiseMarginLoss, SigmoidLoss,
+        SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss, softmax,
     };
 
     thread_local! {
@@ -121,6 +121,23 @@ mod tests {
                 assert!(close(&fast.1, &portable.1, 1e-14));
             }
         }
+    }
+
+    /// The same for the margin losses, LDAM and pairwise (logit-adjustment margins).
+    #[test]
+    fn the_portable_margin_losses_agree_with_the_dispatched_ones() {
+        let (b, k) = (7, 37);
+        let logits = Array2::from_shape_fn((b, k), |(i, j)| ((i * 31 + j * 17) % 23) as f64 / 3.0 - 3.5);
+        let labels: Vec<usize> = (0..b).map(|i| (i * 5) % k).collect();
+        let counts: Vec<f64> = (0..k).map(|j| 1000.0 / (1.0 + j as f64)).collect();
+        let ldam = LdamLoss::new(&counts).unwrap();
+        let (fast, portable) = both(|| ldam.loss_and_grad(&logits, &labels).unwrap());
+        assert!((fast.0 - portable.0).abs() <= 1e-14 * fast.0, "{} vs {}", fast.0, portable.0);
+        assert!(close(&fast.1, &portable.1, 1e-14));
+        let pairwise = PairwiseMarginLoss::from_prior(&counts, 1.0).unwrap();
+        let (fast, portable) = both(|| pairwise.loss_and_grad(&logits, &labels).unwrap());
+        assert!((fast.0 - portable.0).abs() <= 1e-14 * fast.0, "{} vs {}", fast.0, portable.0);
+        assert!(close(&fast.1, &portable.1, 1e-14));
     }
 
     /// The same for ZLPR, with an adjustment, a masked negative and an ignored row, on rows short
