@@ -385,7 +385,7 @@ impl<F: Float> ZlprLoss<F> {
         check_sample_weights(targets.sample_weights.as_ref(), batch)?;
         // A branch-free scan passes the common batch; only a failing one is searched.
         let binary = |t: &F| (*t == F::zero()) | (*t == F::one());
-        if !multi_hot.fold(true, |ok, t| ok & binary(t)) {
+        if !multi_hot.as_slice().map_or_else(|| multi_hot.fold(true, |ok, t| ok & binary(t)), all_binary) {
             let ((row, class), &t) =
                 multi_hot.indexed_iter().find(|(_, t)| !binary(t)).expect("a failing target");
             return Err(LossError::TargetOutOfRange { row, class, value: t.as_f64(), expected: "0 or 1" });
@@ -512,6 +512,28 @@ fn adjusted<F: Float>(s: &[F], adjust: Option<&[F]>, out: &mut [F]) {
         Some(a) => out.iter_mut().zip(s).zip(a).for_each(|((o, &s), &a)| *o = s + a),
         None => out.copy_from_slice(s),
     }
+}
+
+/// Whether every `t` is exactly 0 or 1: `t·(t − 1)` is 0 for those and nonzero (or NaN) for any
+/// other value, so a sum of its magnitudes in lanes, run for the CPU's instruction set, says so
+/// without a branch.
+fn all_binary<F: Float>(t: &[F]) -> bool {
+    struct Scan<'a, F>(&'a [F]);
+    impl<F: Float> Kernel for Scan<'_, F> {
+        type Output = bool;
+        #[inline(always)]
+        fn run<const FMA: bool>(self) -> bool {
+            let mut acc = [F::zero(); LANES];
+            let chunks = self.0.chunks_exact(LANES);
+            let tail = chunks.remainder();
+            for chunk in chunks {
+                acc.iter_mut().zip(chunk).for_each(|(a, &t)| *a += (t * (t - F::one())).abs());
+            }
+            acc.iter_mut().zip(tail).for_each(|(a, &t)| *a += (t * (t - F::one())).abs());
+            acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
+        }
+    }
+    dispatch(Scan(t))
 }
 
 /// Rows up to this long whose length is not a multiple of [`HALF_LANES`] are padded, so that every
