@@ -530,12 +530,21 @@ fn row<F: Float, const FMA: bool>(
         loss += lane_sum(&loss_terms[..n]).as_f64();
         common += lane_sum(&common_terms[..n]).as_f64();
     }
-    grad[k_star] = F::one();
     let b_star = s * negative[k_star] * (F::one() - y[k_star]);
     let common = F::from_f64(common) + b_star;
-    grad.iter_mut().zip(scratch.iter()).for_each(|(g, &h)| *g = scale * (*g * lse.inv_total * common + h));
     let mut loss = F::from_f64(loss);
-    if b_star > zero {
+    // The argmax's negative term. Unless `r` (the others' share) is below ε, the others'
+    // softmax is `q_j = e_j / r` and `−log(1 − p_{k*}) = ln(1 + 1/r)`: the exponentials at hand
+    // serve, no term that matters has flushed to 0. Else they are recomputed from the others'
+    // own maximum.
+    let quick = b_star > zero && lse.rest >= F::epsilon();
+    let step = if quick { b_star * scale / lse.rest } else { zero };
+    let pass = grad.iter_mut().zip(scratch.iter());
+    pass.for_each(|(g, &h)| *g = scale * (*g * lse.inv_total * common + h) - step * *g);
+    grad[k_star] = scale * (lse.inv_total * common + scratch[k_star]);
+    if quick {
+        loss += b_star * F::from_f64(lse.rest.as_f64().recip().ln_1p());
+    } else if b_star > zero {
         loss += b_star * argmax_complement::<F, FMA>(z, lse, b_star * scale, grad, scratch);
     }
     loss
