@@ -448,7 +448,7 @@ impl<F: Float> Kernel for LossRows<'_, '_, F> {
             negative,
             scale,
             y_buf: vec![F::zero(); k],
-            scratch: vec![F::zero(); k],
+            scratch: vec![F::zero(); k + 2 * k.min(TERMS_BLOCK)],
             total: 0.0,
         };
         visit_rows(logits, grad, &mut visitor);
@@ -481,7 +481,7 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for LossVisitor<'_, '_, F, FMA> {
 const TERMS_BLOCK: usize = 256;
 
 /// One validated row with targets `y`: returns `ℓ` and writes `scale·∂ℓ/∂z` into `grad`; `scratch`
-/// has the row's length. Branch-free over the classes, so that it vectorises.
+/// holds the row's length and twice `min(K, TERMS_BLOCK)` more. Branch-free over the classes, so that it vectorises.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the row, its targets and weight, the coefficients, two buffers
 fn row<F: Float, const FMA: bool>(
@@ -508,7 +508,8 @@ fn row<F: Float, const FMA: bool>(
     let k_star = lse.argmax;
     grad[k_star] = zero;
     // Per class: its loss term, and a_k + b_k − v_k; summed a block at a time.
-    let (mut loss_terms, mut common_terms) = ([zero; TERMS_BLOCK], [zero; TERMS_BLOCK]);
+    let (scratch, terms) = scratch.split_at_mut(z.len());
+    let (loss_terms, common_terms) = terms.split_at_mut(terms.len() / 2);
     let (mut loss, mut common) = (0.0, 0.0);
     for start in (0..z.len()).step_by(TERMS_BLOCK) {
         let block = start..z.len().min(start + TERMS_BLOCK);
