@@ -434,7 +434,7 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
     #[inline(always)]
     fn run<const FMA: bool>(self) -> f64 {
         let Rows { loss, logits, targets, grad, losses, scale } = self;
-        let padded = if logits.ncols() % HALF_LANES != 0 && logits.ncols() <= PADDED_ROW {
+        let padded = if pads::<F>(logits.ncols()) {
             logits.ncols().next_multiple_of(HALF_LANES)
         } else {
             0
@@ -539,6 +539,12 @@ fn all_binary<F: Float>(t: &[F]) -> bool {
 /// Rows up to this long whose length is not a multiple of [`HALF_LANES`] are padded, so that every
 /// loop of [`row`] runs in full vectors: for them a scalar tail would cost more than the copies.
 const PADDED_ROW: usize = 1024;
+
+/// Whether rows of `k` classes are padded ([`PADDED_ROW`]). Only in `f32`: [`HALF_LANES`] of `f64`
+/// fill four AVX2 registers a value, and there padded rows of 10 ran slower than the scalar tail.
+fn pads<F: Float>(k: usize) -> bool {
+    size_of::<F>() == size_of::<f32>() && k % HALF_LANES != 0 && k <= PADDED_ROW
+}
 
 /// Lanes of the two-sided reductions below: each keeps two or four accumulators, which must stay in
 /// registers.
