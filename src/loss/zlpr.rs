@@ -434,11 +434,7 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
     #[inline(always)]
     fn run<const FMA: bool>(self) -> f64 {
         let Rows { loss, logits, targets, grad, losses, scale } = self;
-        let padded = if pads::<F>(logits.ncols()) {
-            logits.ncols().next_multiple_of(HALF_LANES)
-        } else {
-            0
-        };
+        let padded = if pads::<F>(logits.ncols()) { logits.ncols().next_multiple_of(HALF_LANES) } else { 0 };
         let mut visitor = RowsVisitor::<F, FMA> {
             adjust: loss.adjustment.as_deref(),
             targets,
