@@ -41,9 +41,9 @@ pub(crate) fn exp_nonpos<F: Float, const FMA: bool>(x: F) -> F {
 
 /// `ln(1 + e)` for `e ∈ [−1/2, 1]`, branch-free so that loops over slices vectorise (musl's `log1p`).
 ///
-/// `u = 1 + e` is rounded, and its rounding error `c = e − (u − 1)` (exact, as `|e| ≤ 1`) is added back as
-/// `c/u`, so small `e` keep their relative accuracy (`e` below `ε/2` gives `e` itself). `u` is split
-/// with bit tricks into `2^k·m`, `m ∈ [√½, √2)`, and `ln m = ln(1 + f)` comes from
+/// `u = 1 + e` is rounded, and its rounding error `c = e − (u − 1)` (exact, as `|e| ≤ 1`) is added
+/// back as `c/u`, so small `e` keep their relative accuracy (`e` below `ε/2` gives `e` itself). `u`
+/// is split with bit tricks into `2^k·m`, `m ∈ [√½, √2)`, and `ln m = ln(1 + f)` comes from
 /// `s = f/(2 + f)`, `ln(1 + f) = 2 atanh s` by a minimax polynomial in `s²` (degree 4 for f32, 7
 /// for f64), plus `k·ln 2` in two parts. Within 1 ulp, with or without FMA (tested): of the
 /// correctly rounded value for f32 (every 499th float of `[−1/2, 1]` and 10^6 draws), of the

@@ -481,7 +481,8 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for LossVisitor<'_, '_, F, FMA> {
 const TERMS_BLOCK: usize = 256;
 
 /// One validated row with targets `y`: returns `ℓ` and writes `scale·∂ℓ/∂z` into `grad`; `scratch`
-/// holds the row's length and twice `min(K, TERMS_BLOCK)` more. Branch-free over the classes, so that it vectorises.
+/// holds the row's length and twice `min(K, TERMS_BLOCK)` more. Branch-free over the classes, so
+/// that it vectorises.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the row, its targets and weight, the coefficients, two buffers
 fn row<F: Float, const FMA: bool>(

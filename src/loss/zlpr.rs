@@ -39,10 +39,11 @@ use crate::{Float, LossError, Result};
 /// # Numerics
 ///
 /// Both halves are shifted by their own maximum (the implicit 0 included) and use `ln_1p` of the
-/// sum without its largest term, so a well-separated row keeps its tiny loss instead of rounding it
-/// to 0. The exponentials are the crate's vectorised `exp` (within 1 ulp in f32, 2 in f64; 0 below
-/// the smallest normal result). A `-inf` logit on a negative class is a certain negative (zero loss and gradient); on a
-/// positive class of a row that counts it is an error.
+/// sum without its terms that are exactly 1 (the maximum's, and any tie's), so a well-separated row
+/// keeps its tiny loss instead of rounding it to 0. The exponentials are the crate's vectorised
+/// `exp` (within 1 ulp in f32, 2 in f64; 0 below the smallest normal result). A `-inf` logit on a
+/// negative class is a certain negative (zero loss and gradient); on a positive class of a row
+/// that counts it is an error.
 ///
 /// # Errors
 ///
@@ -385,9 +386,10 @@ impl<F: Float> ZlprLoss<F> {
         check_sample_weights(targets.sample_weights.as_ref(), batch)?;
         // A branch-free scan passes the common batch; only a failing one is searched.
         let binary = |t: &F| (*t == F::zero()) | (*t == F::one());
-        if !multi_hot.as_slice().map_or_else(|| multi_hot.fold(true, |ok, t| ok & binary(t)), all_binary) {
-            let ((row, class), &t) =
-                multi_hot.indexed_iter().find(|(_, t)| !binary(t)).expect("a failing target");
+        let passes =
+            multi_hot.as_slice().map_or_else(|| multi_hot.fold(true, |ok, t| ok & binary(t)), all_binary);
+        let failing = || multi_hot.indexed_iter().find(|(_, t)| !binary(t));
+        if let Some(((row, class), &t)) = if passes { None } else { failing() } {
             return Err(LossError::TargetOutOfRange { row, class, value: t.as_f64(), expected: "0 or 1" });
         }
         check_logits(logits, self.adjustment.as_deref(), |row, class| {
