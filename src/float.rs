@@ -39,15 +39,15 @@ pub(crate) fn exp_nonpos<F: Float, const FMA: bool>(x: F) -> F {
     F::exp_nonpos::<FMA>(x)
 }
 
-/// `ln(1 + e)` for `e ∈ [0, 1]`, branch-free so that loops over slices vectorise (musl's `log1p`).
+/// `ln(1 + e)` for `e ∈ [−1/2, 1]`, branch-free so that loops over slices vectorise (musl's `log1p`).
 ///
-/// `u = 1 + e` is rounded, and its rounding error `c = e − (u − 1)` (exact) is added back as
-/// `c/u`, so small `e` keep their relative accuracy (`e` below `ε/2` gives `e` itself). `u` is split
-/// with bit tricks into `2^k·m`, `m ∈ [√½, √2)`, and `ln m = ln(1 + f)` comes from
+/// `u = 1 + e` is rounded, and its rounding error `c = e − (u − 1)` (exact, as `|e| ≤ 1`) is added
+/// back as `c/u`, so small `e` keep their relative accuracy (`e` below `ε/2` gives `e` itself). `u`
+/// is split with bit tricks into `2^k·m`, `m ∈ [√½, √2)`, and `ln m = ln(1 + f)` comes from
 /// `s = f/(2 + f)`, `ln(1 + f) = 2 atanh s` by a minimax polynomial in `s²` (degree 4 for f32, 7
 /// for f64), plus `k·ln 2` in two parts. Within 1 ulp, with or without FMA (tested): of the
-/// correctly rounded value for f32 (every 499th float of `[0, 1]` and 10^6 draws), of the platform's
-/// `ln_1p` for f64 (2·10^6 draws). `ln_1p(0) = 0` exactly.
+/// correctly rounded value for f32 (every 499th float of `[−1/2, 1]` and 10^6 draws), of the
+/// platform's `ln_1p` for f64 (3·10^6 draws). `ln_1p(0) = 0` exactly.
 #[inline(always)]
 pub(crate) fn ln_1p_unit<F: Float, const FMA: bool>(e: F) -> F {
     let u = F::one() + e;
@@ -236,7 +236,7 @@ pub(crate) const LANES: usize = 32;
 
 /// Sums of exponentials are kept in `F` lanes over blocks of this many elements (L1-sized), and the
 /// block sums are added in `f64`: long f32 rows then sum as accurately as f64 ones, at no cost.
-const BLOCK: usize = 4096;
+pub(crate) const BLOCK: usize = 4096;
 
 /// `max x` (`-inf` for an empty slice), for NaN-free input.
 #[inline(always)]
@@ -445,6 +445,29 @@ mod tests {
         }
         assert_eq!(worst, 1);
         assert_eq!(ln_1p_unit::<f32, true>(0.0).to_bits(), 0);
+    }
+
+    /// `ln_1p` of `[−1/2, 0]` (`ln(1 − p)` of a probability `p ≤ 1/2`): f32 against `f64::ln_1p`
+    /// rounded to f32 (every 499th float and 10^6 log-uniform draws down to −1e-30), f64 against
+    /// the platform's (10^6 draws).
+    #[test]
+    fn ln_1p_of_minus_a_half_to_zero_is_within_one_ulp() {
+        let mut uniform = uniforms(0x5851_f42d_4c95_7f2d_u64);
+        let sweep = (0x8000_0001_u32..=(-0.5_f32).to_bits()).step_by(499).map(f32::from_bits);
+        let draws: Vec<f32> = (0..1_000_000).map(|_| -(0.5 * 1e-30_f64.powf(uniform())) as f32).collect();
+        for e in sweep.chain(draws).chain([-0.5, -f32::EPSILON / 4.0, -1e-45]) {
+            let expected = f64::from(e).ln_1p() as f32;
+            for got in [ln_1p_unit::<f32, false>(e), ln_1p_unit::<f32, true>(e)] {
+                assert!(ulps32(got, expected) <= 1, "ln_1p({e:e}) = {got:e}, not {expected:e}");
+            }
+        }
+        for _ in 0..1_000_000 {
+            let e = -0.5 * uniform();
+            for got in [ln_1p_unit::<f64, false>(e), ln_1p_unit::<f64, true>(e)] {
+                let expected = e.ln_1p();
+                assert!(got.to_bits().abs_diff(expected.to_bits()) <= 1, "{e:e}: {got:e}, not {expected:e}");
+            }
+        }
     }
 
     /// The f64 `ln_1p` against the platform's (glibc's is within 1 ulp of the exact value) over

@@ -56,7 +56,10 @@ mod tests {
 
     use ndarray::Array2;
 
-    use crate::{BinarySmoothF1Loss, BinaryTargets, SigmoidLoss, SoftmaxLoss, Targets, softmax};
+    use crate::{
+        BinarySmoothF1Loss, BinaryTargets, LdamLoss, MultiLabelTargets, PairwiseMarginLoss, SigmoidLoss,
+        SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss, softmax,
+    };
 
     thread_local! {
         /// Makes [`dispatch`](super::dispatch) run the portable build on this thread.
@@ -101,6 +104,60 @@ mod tests {
         assert!(close(&fast, &portable, 1e-14));
         let (fast, portable) = both(|| softmax::softmax(&logits).unwrap());
         assert!(close(&fast, &portable, 1e-14));
+    }
+
+    /// The same for smooth macro- and micro-F1, on labels and on probability targets.
+    #[test]
+    fn the_portable_smooth_f1_kernels_agree_with_the_dispatched_ones() {
+        let (b, k) = (9, 37);
+        let logits = Array2::from_shape_fn((b, k), |(i, j)| ((i * 31 + j * 17) % 23) as f64 / 3.0 - 3.5);
+        let labels: Vec<usize> = (0..b).map(|i| (i * 5) % k).collect();
+        let probs = Array2::from_shape_fn((b, k), |(i, j)| ((i + j) % 4) as f64 / (1.5 * k as f64));
+        let probs = &probs / &probs.sum_axis(ndarray::Axis(1)).insert_axis(ndarray::Axis(1));
+        for loss in [SmoothF1Loss::macro_f1(), SmoothF1Loss::micro_f1()] {
+            for targets in [Targets::labels(&labels), Targets::probs(&probs)] {
+                let (fast, portable) = both(|| loss.loss_and_grad(&logits, targets.clone()).unwrap());
+                assert!((fast.0 - portable.0).abs() <= 1e-14 * fast.0, "{} vs {}", fast.0, portable.0);
+                assert!(close(&fast.1, &portable.1, 1e-14));
+            }
+        }
+    }
+
+    /// The same for the margin losses, LDAM and pairwise (logit-adjustment margins).
+    #[test]
+    fn the_portable_margin_losses_agree_with_the_dispatched_ones() {
+        let (b, k) = (7, 37);
+        let logits = Array2::from_shape_fn((b, k), |(i, j)| ((i * 31 + j * 17) % 23) as f64 / 3.0 - 3.5);
+        let labels: Vec<usize> = (0..b).map(|i| (i * 5) % k).collect();
+        let counts: Vec<f64> = (0..k).map(|j| 1000.0 / (1.0 + j as f64)).collect();
+        let ldam = LdamLoss::new(&counts).unwrap();
+        let (fast, portable) = both(|| ldam.loss_and_grad(&logits, &labels).unwrap());
+        assert!((fast.0 - portable.0).abs() <= 1e-14 * fast.0, "{} vs {}", fast.0, portable.0);
+        assert!(close(&fast.1, &portable.1, 1e-14));
+        let pairwise = PairwiseMarginLoss::from_prior(&counts, 1.0).unwrap();
+        let (fast, portable) = both(|| pairwise.loss_and_grad(&logits, &labels).unwrap());
+        assert!((fast.0 - portable.0).abs() <= 1e-14 * fast.0, "{} vs {}", fast.0, portable.0);
+        assert!(close(&fast.1, &portable.1, 1e-14));
+    }
+
+    /// The same for ZLPR, with an adjustment, a masked negative and an ignored row, on rows short
+    /// enough to be padded and on longer ones.
+    #[test]
+    fn the_portable_zlpr_kernel_agrees_with_the_dispatched_one() {
+        for k in [37, 1031] {
+            let b = 5;
+            let mut logits =
+                Array2::from_shape_fn((b, k), |(i, j)| ((i * 31 + j * 17) % 23) as f64 / 2.0 - 5.5);
+            logits[[2, 3]] = f64::NEG_INFINITY;
+            let multi_hot = Array2::from_shape_fn((b, k), |(i, j)| f64::from(u8::from((i + j * 7) % 5 == 0)));
+            let weights = ndarray::Array1::from_shape_fn(b, |i| (i % 3) as f64);
+            let prior: Vec<f64> = (0..k).map(|j| 0.9 / (1.0 + j as f64)).collect();
+            let loss = ZlprLoss::new().with_label_prior(&prior, 1.0).unwrap();
+            let targets = MultiLabelTargets::new(&multi_hot).with_sample_weights(&weights);
+            let (fast, portable) = both(|| loss.loss_and_grad(&logits, targets.clone()).unwrap());
+            assert!((fast.0 - portable.0).abs() <= 1e-14 * fast.0, "{} vs {}", fast.0, portable.0);
+            assert!(close(&fast.1, &portable.1, 1e-14));
+        }
     }
 
     /// The same for the binary losses: BCE, focal with soft and hard targets, binary smooth F1,

@@ -9,7 +9,7 @@
 use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 
 use crate::error::check_shape;
-use crate::float::{ExpArgs, LANES, exp_nonpos, exp_sum, lane_max, lane_max_sum};
+use crate::float::{ExpArgs, LANES, exp_nonpos, exp_sum, lane_max, lane_max_sum, ln_1p_unit, ln_normal};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::{Float, LossError, Result};
@@ -30,12 +30,10 @@ pub(crate) struct RowLse<F> {
 }
 
 impl<F: Float> RowLse<F> {
-    /// The parts of a row with maximum `max` at `argmax` and `r = rest`.
+    /// The parts of a row with maximum `max` at `argmax`, `r = rest` and `ln(1 + r) = ln_total`
+    /// (from [`ln_1p_rest`]).
     #[inline(always)]
-    fn new(max: F, argmax: usize, rest: f64) -> Self {
-        // ln_1p keeps a small r exact; for r ≥ 1/2 rounding 1 + r costs at most 2.5 ulp of f64, and
-        // ln is cheaper than ln_1p in common libms. Both in f64: once per row, and exact for f32.
-        let ln_total = if rest < 0.5 { rest.ln_1p() } else { (1.0 + rest).ln() };
+    fn new(max: F, argmax: usize, rest: f64, ln_total: f64) -> Self {
         RowLse {
             max,
             argmax,
@@ -53,23 +51,13 @@ impl<F: Float> RowLse<F> {
     }
 }
 
-/// Overwrites `row` (logits) with `e^{z_k − m}` and returns its [`RowLse`], or `None` when every
-/// entry is `-inf` (or the row is empty). The input must hold no NaN and no `+inf`.
-///
-/// Runs the fastest instruction set of the CPU (see [`crate::simd`]); inside a [`Kernel`], call
-/// [`row_lse`] instead.
-#[allow(dead_code)] // for losses that shift rows of their own (sigmoid, ZLPR, LDAM, ...)
-#[inline]
-pub(crate) fn exp_shift_in_place<F: Float>(row: &mut [F]) -> Option<RowLse<F>> {
-    struct InPlace<'a, F>(&'a mut [F]);
-    impl<F: Float> Kernel for InPlace<'_, F> {
-        type Output = Option<RowLse<F>>;
-        #[inline(always)]
-        fn run<const FMA: bool>(self) -> Self::Output {
-            row_lse::<F, FMA>(self.0, ExpArgs::InPlace)
-        }
-    }
-    dispatch(InPlace(row))
+/// `ln(1 + r)` of a row's `r ≥ 0`, in f64 (exact for f32), branch-free so that the rows of a group
+/// vectorise: `ln_1p` keeps a small `r` exact; above 1, rounding `1 + r` costs at most 1 ulp.
+#[inline(always)]
+fn ln_1p_rest(rest: f64) -> f64 {
+    let small = ln_1p_unit::<f64, false>(if rest < 1.0 { rest } else { 1.0 });
+    let large = ln_normal::<f64, false>(1.0 + rest);
+    if rest < 1.0 { small } else { large }
 }
 
 /// Writes `e^{x_k − m}` into `out` (`x` = `args`, `m = max x`) and returns the row's
@@ -91,7 +79,7 @@ pub(crate) fn row_lse<F: Float, const FMA: bool>(out: &mut [F], args: ExpArgs<'_
         ExpArgs::Adjusted(z, adjust) => first_index_of(z, Some(adjust), max),
     };
     let rest = exp_sum::<F, FMA>(out, args, max, argmax);
-    Some(RowLse::new(max, argmax, rest))
+    Some(RowLse::new(max, argmax, rest, ln_1p_rest(rest)))
 }
 
 /// Rows of at most this many classes can be processed [`GROUP`] at a time by [`group_lse`].
@@ -151,9 +139,12 @@ pub(crate) fn group_lse<F: Float, const FMA: bool>(
         row.iter_mut().zip(x.iter()).for_each(|(o, col)| *o = col[r]);
         row[a] = F::one();
     }
+    let (mut rest64, mut ln_total) = ([0.0; GROUP], [0.0; GROUP]);
+    rest64.iter_mut().zip(&rest).for_each(|(r64, &r)| *r64 = r.as_f64());
+    ln_total.iter_mut().zip(&rest64).for_each(|(l, &r)| *l = ln_1p_rest(r));
     core::array::from_fn(|r| {
         let found = max[r] != F::neg_infinity();
-        found.then(|| RowLse::new(max[r], argmax[r], rest[r].as_f64()))
+        found.then(|| RowLse::new(max[r], argmax[r], rest64[r], ln_total[r]))
     })
 }
 

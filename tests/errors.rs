@@ -709,6 +709,25 @@ fn probability_row_summing_to_1_plus_1e_3_is_rejected_in_f32_but_1_plus_1e_4_is_
     succeed_everywhere(&ce(), &logits, Targets::probs(&probs));
 }
 
+/// The fast scan sums a row in f32 lanes and leaves rows near the tolerance to the exact f64 sum:
+/// a long row just inside the tolerance passes, one just outside is rejected.
+#[test]
+fn long_f32_rows_near_the_tolerance_are_decided_by_the_exact_sum() {
+    let classes = 2 * 4096 + 7;
+    let tolerance = f64::from(f32::EPSILON.sqrt());
+    let logits = ndarray::Array2::<f32>::zeros((1, classes));
+    for (share, accepted) in [(0.98, true), (1.02, false)] {
+        let probs =
+            ndarray::Array2::from_elem((1, classes), ((1.0 + share * tolerance) / classes as f64) as f32);
+        if accepted {
+            succeed_everywhere(&ce(), &logits, Targets::probs(&probs));
+        } else {
+            let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs));
+            assert!(matches!(err, LossError::TargetSum { row: 0, .. }), "{err:?}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // InvalidSampleWeight
 // ---------------------------------------------------------------------------------------------

@@ -178,6 +178,25 @@ fn statistics_of_parts_merge_into_the_statistics_of_the_whole() {
 }
 
 /// `log Σ_j e^{v_j}` over `v`, shifted by the max.
+/// Strided logits, probability targets and gradient (transposed views) give the contiguous results
+/// bit for bit.
+#[test]
+fn strided_batches_match_contiguous_ones() {
+    let mut rng = Rng::new(317);
+    for average in [F1Average::Macro, F1Average::Micro] {
+        let (logits, probs) = (rng.logits(6, 11, 2.0), rng.probs(6, 11));
+        let (logits_t, probs_t) = (logits.t().to_owned(), probs.t().to_owned());
+        let loss = loss_for(average, Reduction::Mean);
+        let (value, grad) = loss.loss_and_grad(&logits, Targets::probs(&probs)).unwrap();
+        let mut strided_grad = Array2::zeros((11, 6));
+        let mut strided_grad = strided_grad.view_mut().reversed_axes();
+        let strided =
+            loss.loss_and_grad_into(&logits_t.t(), Targets::probs(probs_t.t()), &mut strided_grad).unwrap();
+        assert_eq!(strided.to_bits(), value.to_bits());
+        assert!(strided_grad.iter().zip(&grad).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
+
 fn lse(v: impl Iterator<Item = f64> + Clone) -> f64 {
     let m = v.clone().fold(f64::NEG_INFINITY, f64::max);
     m + v.map(|x| (x - m).exp()).sum::<f64>().ln()

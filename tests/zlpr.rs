@@ -175,6 +175,33 @@ fn into_overwrites_and_equals_the_allocating_call() {
     assert_eq!((value, grad), ZlprLoss::new().loss_and_grad(&logits, &t).unwrap());
 }
 
+/// Strided logits, targets and gradient (transposed views) give the contiguous results bit for
+/// bit, on short rows (padded to full vectors in f32), long ones and rows with a scalar tail.
+#[test]
+fn strided_batches_match_contiguous_ones() {
+    fn check<F: Float>(rng: &mut Rng, classes: usize) {
+        let batch = 5;
+        let logits = rng.logits(batch, classes, 3.0).mapv(F::from_f64);
+        let t = targets(rng, batch, classes).mapv(F::from_f64);
+        let (logits_t, t_t) = (logits.t().to_owned(), t.t().to_owned());
+        let loss = ZlprLoss::new();
+        let (value, grad) = loss.loss_and_grad(&logits, &t).unwrap();
+        let mut strided_grad = Array2::zeros((classes, batch));
+        let mut strided_grad = strided_grad.view_mut().reversed_axes();
+        let strided = loss.loss_and_grad_into(&logits_t.t(), t_t.t(), &mut strided_grad).unwrap();
+        let bits = |v: &F| v.as_f64().to_bits();
+        assert_eq!(bits(&strided), bits(&value));
+        assert!(strided_grad.iter().zip(&grad).all(|(a, b)| bits(a) == bits(b)));
+        let losses = loss.per_sample_loss(&logits_t.t(), t_t.t()).unwrap();
+        assert_eq!(losses, loss.per_sample_loss(&logits, &t).unwrap());
+    }
+    let mut rng = Rng::new(211);
+    for classes in [6, 37, 1031] {
+        check::<f32>(&mut rng, classes);
+        check::<f64>(&mut rng, classes);
+    }
+}
+
 const SENTINEL: f64 = 7.0;
 
 fn fail<'t, F: Float>(

@@ -1,7 +1,7 @@
 //! The batch statistics of the smooth-F1 losses: per-class sums that merge across workers.
 
 use crate::error::check_shape;
-use crate::{LossError, Result};
+use crate::{Float, LossError, Result};
 
 /// The soft confusion sums a smooth-F1 loss needs, per class `k`: `Σ_i s_i·y_ik·p_ik` (the soft
 /// true positives), `Σ_i s_i·(y_ik + p_ik)` (target plus predicted mass, `S_k`) and the total row
@@ -203,10 +203,15 @@ impl F1Stats {
     }
 
     /// Adds one row's contribution `s·y·p`, `s·(y + p)` to class `k` (the row weight separately).
-    #[inline]
-    pub(crate) fn add(&mut self, k: usize, s: f64, y: f64, p: f64) {
-        self.true_positive[k] += s * y * p;
-        self.mass[k] += s * (y + p);
+    /// Adds a row of weight `s`, targets `y` and probabilities `p_k = e_k·inv_total`.
+    #[inline(always)]
+    pub(crate) fn add_row<F: Float>(&mut self, s: f64, y: &[F], e: &[F], inv_total: F) {
+        let sums = self.true_positive.iter_mut().zip(self.mass.iter_mut());
+        let rows = y.iter().zip(e).map(|(&y, &e)| (y.as_f64(), (e * inv_total).as_f64()));
+        sums.zip(rows).for_each(|((tp, mass), (y, p))| {
+            *tp += s * y * p;
+            *mass += s * (y + p);
+        });
     }
 
     /// Adds sums `Σ s·y·p` and `Σ s·(y + p)` of rows to class `k`.

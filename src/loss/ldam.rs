@@ -427,7 +427,10 @@ impl<F: Float> LdamLoss<F> {
         let params = [("counts", &[self.margins.len()][..])];
         let batch =
             LabelledBatch::new("LdamLoss", logits, targets, self.class_weights.as_deref(), &params, outputs)?;
-        batch.check_logits(logits, |row, class, z| self.scaled(z, class, batch.labels[row]))?;
+        // |s·(z − m)| ≤ s·(|z| + max |m|), also after rounding (which is monotone).
+        let max_margin = self.margins.iter().fold(F::zero(), |m, &v| m.max(v.abs()));
+        let fits = |max_abs: F| (self.scale.abs() * (max_abs + max_margin)).is_finite();
+        batch.check_logits(logits, fits, |row, class, z| self.scaled(z, class, batch.labels[row]))?;
         Ok(batch)
     }
 
@@ -451,9 +454,8 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
         grad: &mut [F],
         scratch: &mut [F],
     ) -> F {
-        for (k, (out, &zk)) in scratch.iter_mut().zip(z).enumerate() {
-            *out = self.scaled(zk, k, y);
-        }
+        scratch.iter_mut().zip(z).for_each(|(out, &zk)| *out = self.scale * zk);
+        scratch[y] = self.scaled(z[y], y, y);
         let lse = shifted_exp::<F, FMA>(scratch, None, grad);
         one_hot_row(lse, scratch, None, y, c, F::zero(), scale * self.scale, grad)
     }

@@ -62,6 +62,8 @@ use crate::{Float, LossError, Result};
 pub struct PairwiseMarginLoss<F> {
     /// `Δ`, row-major, diagonal 0.
     margins: Vec<F>,
+    /// `max |Δ|`, which bounds the validation of the logits.
+    max_abs_margin: F,
     classes: usize,
     class_weights: Option<Vec<F>>,
     reduction: Reduction,
@@ -107,8 +109,10 @@ impl<F: Float> PairwiseMarginLoss<F> {
                 expected,
             });
         }
-        let margins = margins.indexed_iter().map(|((y, c), &v)| if y == c { F::zero() } else { v }).collect();
-        Ok(Self { margins, classes: k, class_weights: None, reduction: Reduction::Mean })
+        let margins: Vec<F> =
+            margins.indexed_iter().map(|((y, c), &v)| if y == c { F::zero() } else { v }).collect();
+        let max_abs_margin = margins.iter().fold(F::zero(), |m, &v| m.max(v.abs()));
+        Ok(Self { margins, max_abs_margin, classes: k, class_weights: None, reduction: Reduction::Mean })
     }
 
     /// Logit adjustment as pairwise margins: `Δ_{yk} = τ·log(π_k/π_y)`.
@@ -413,7 +417,9 @@ impl<F: Float> PairwiseMarginLoss<F> {
             &params,
             outputs,
         )?;
-        batch.check_logits(logits, |row, class, z| {
+        // |z + Δ| ≤ |z| + max |Δ|, also after rounding (which is monotone).
+        let fits = |max_abs: F| (max_abs + self.max_abs_margin).is_finite();
+        batch.check_logits(logits, fits, |row, class, z| {
             z + self.margins[batch.labels[row] * self.classes + class]
         })?;
         Ok(batch)

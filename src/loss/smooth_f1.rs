@@ -7,8 +7,10 @@ use super::f1_stats::F1Stats;
 use super::softmax_loss::SoftmaxLoss;
 use super::targets::{TargetKind, Targets};
 use crate::error::check_shape;
-use crate::rows::for_each_row;
-use crate::softmax::{RowLse, exp_shift_in_place};
+use crate::float::{ExpArgs, lane_sum, ln_1p_unit};
+use crate::rows::{RowVisitor, visit_rows};
+use crate::simd::{Kernel, dispatch};
+use crate::softmax::{RowLse, row_lse};
 use crate::{Float, Result};
 
 /// Which F1 a [`SmoothF1Loss`] weights by.
@@ -355,9 +357,9 @@ impl SmoothF1Loss {
         Ok(self.reduced(logits, &targets, &stats, None))
     }
 
-    /// Per class, the coefficients `c_k (1 − F1_k/2)` of the positive term and `c_k F1_k/2` of the
-    /// negative one.
-    fn coefficients<F: Float>(&self, stats: &F1Stats) -> Vec<(F, F)> {
+    /// Per class, the coefficients `c_k (1 − F1_k/2)` of the positive terms and `c_k F1_k/2` of
+    /// the negative ones.
+    fn coefficients<F: Float>(&self, stats: &F1Stats) -> (Vec<F>, Vec<F>) {
         let k = stats.classes() as f64;
         let micro = stats.micro_f1();
         let f1 = stats.f1();
@@ -374,7 +376,7 @@ impl SmoothF1Loss {
                 };
                 (F::from_f64(c * (1.0 - f1 / 2.0)), F::from_f64(c * f1 / 2.0))
             })
-            .collect()
+            .unzip()
     }
 
     /// The reduced loss of a validated batch, `scale·∂ℓ/∂z` into `grad_out` if given.
@@ -396,106 +398,179 @@ impl SmoothF1Loss {
             return F::zero();
         }
         let scale = F::from_f64(divisor.recip());
-        let coefficients = self.coefficients::<F>(stats);
-        let mut scratch = vec![F::zero(); logits.ncols()];
-        let mut total = 0.0_f64;
-        for_each_row(logits, grad_out, |i, z, grad| {
-            let s = targets.sample_weight(i);
-            let (a, b) = match &targets.kind {
-                TargetKind::Labels(labels) => {
-                    let y = labels[i];
-                    let one_hot = move |k: usize| if k == y { F::one() } else { F::zero() };
-                    row(z, &coefficients, s, one_hot, scale, grad, &mut scratch)
-                }
-                TargetKind::Probs(probs) => {
-                    let t = probs.row(i);
-                    row(z, &coefficients, s, |k| t[k], scale, grad, &mut scratch)
-                }
-            };
-            total += a.as_f64() + b.as_f64();
-        });
-        F::from_f64(total / divisor)
+        let (positive, negative) = self.coefficients::<F>(stats);
+        let rows =
+            LossRows { logits, targets, positive: &positive, negative: &negative, scale, grad: grad_out };
+        F::from_f64(dispatch(rows) / divisor)
     }
 }
 
-/// One validated row: returns the positive and negative parts of `ℓ` and writes `scale·∂ℓ/∂z`
-/// into `grad`; `scratch` has the row's length.
-fn row<F: Float>(
+/// Row `i`'s targets `y_i` as a slice: the one-hot row of its label, or its probability row
+/// (copied into `buf` if strided).
+#[inline(always)]
+fn target_row<'a, F: Float>(targets: &'a Targets<F>, i: usize, buf: &'a mut [F]) -> &'a [F] {
+    match &targets.kind {
+        TargetKind::Labels(labels) => {
+            buf.fill(F::zero());
+            buf[labels[i]] = F::one();
+            buf
+        }
+        TargetKind::Probs(probs) => match probs.row(i).to_slice() {
+            Some(row) => row,
+            None => {
+                buf.iter_mut().zip(probs.row(i)).for_each(|(dst, &src)| *dst = src);
+                buf
+            }
+        },
+    }
+}
+
+/// The loss rows of a validated batch, run by [`dispatch`] for the CPU's instruction set: returns
+/// `Σ_i ℓ_i` (in `f64`), `scale·∂ℓ_i/∂z` into `grad` if given.
+struct LossRows<'a, 't, F> {
+    logits: &'a ArrayRef2<F>,
+    targets: &'a Targets<'t, F>,
+    positive: &'a [F],
+    negative: &'a [F],
+    scale: F,
+    grad: Option<&'a mut ArrayRef2<F>>,
+}
+
+impl<F: Float> Kernel for LossRows<'_, '_, F> {
+    type Output = f64;
+    #[inline(always)]
+    fn run<const FMA: bool>(self) -> f64 {
+        let LossRows { logits, targets, positive, negative, scale, grad } = self;
+        let k = logits.ncols();
+        let mut visitor = LossVisitor::<F, FMA> {
+            targets,
+            positive,
+            negative,
+            scale,
+            y_buf: vec![F::zero(); k],
+            scratch: vec![F::zero(); k + 2 * k.min(TERMS_BLOCK)],
+            total: 0.0,
+        };
+        visit_rows(logits, grad, &mut visitor);
+        visitor.total
+    }
+}
+
+/// [`LossRows`]' state while visiting them.
+struct LossVisitor<'a, 't, F, const FMA: bool> {
+    targets: &'a Targets<'t, F>,
+    positive: &'a [F],
+    negative: &'a [F],
+    scale: F,
+    y_buf: Vec<F>,
+    scratch: Vec<F>,
+    total: f64,
+}
+
+impl<F: Float, const FMA: bool> RowVisitor<F> for LossVisitor<'_, '_, F, FMA> {
+    #[inline(always)]
+    fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
+        let s = self.targets.sample_weight(i);
+        let y = target_row(self.targets, i, &mut self.y_buf);
+        let coefficients = (self.positive, self.negative);
+        self.total += row::<F, FMA>(z, coefficients, s, y, self.scale, grad, &mut self.scratch).as_f64();
+    }
+}
+
+/// Classes per block of [`row`]'s terms, which are summed while in L1.
+const TERMS_BLOCK: usize = 256;
+
+/// One validated row with targets `y`: returns `ℓ` and writes `scale·∂ℓ/∂z` into `grad`; `scratch`
+/// holds the row's length and twice `min(K, TERMS_BLOCK)` more. Branch-free over the classes, so
+/// that it vectorises.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // the row, its targets and weight, the coefficients, two buffers
+fn row<F: Float, const FMA: bool>(
     z: &[F],
-    coefficients: &[(F, F)],
+    (positive, negative): (&[F], &[F]),
     s: F,
-    target: impl Fn(usize) -> F,
+    y: &[F],
     scale: F,
     grad: &mut [F],
     scratch: &mut [F],
-) -> (F, F) {
-    grad.copy_from_slice(z);
-    let lse = match exp_shift_in_place(grad) {
+) -> F {
+    let lse = match row_lse::<F, FMA>(grad, ExpArgs::Logits(z)) {
         Some(lse) if s > F::zero() => lse,
         // An ignored row; or a fully masked one, which validation allows only when ignored.
         _ => {
             grad.fill(F::zero());
-            return (F::zero(), F::zero());
+            return F::zero();
         }
     };
-    let (mut positive_loss, mut negative_loss) = (F::zero(), F::zero());
+    let zero = F::zero();
     // ∂ℓ/∂z_j = p_j·(A + B − V) + (p_j v_j − a_j) − b_{k*} q*_j: scratch holds p_j v_j − a_j.
-    let (mut a_total, mut b_total, mut v_total) = (F::zero(), F::zero(), F::zero());
+    // The argmax's negative term is the complement's below: here its p reads 0, which adds
+    // nothing but v_{k*} = b_{k*}, taken back after the pass.
     let k_star = lse.argmax;
-    for (k, h) in scratch.iter_mut().enumerate() {
-        let (pos, neg) = coefficients[k];
-        let y = target(k);
-        let (a, b) = (s * pos * y, s * neg * (F::one() - y));
-        let e = grad[k];
-        let p = e * lse.inv_total;
-        *h = F::zero();
-        if a > F::zero() {
-            positive_loss -= a * ((z[k] - lse.max) - lse.ln_total);
-            a_total += a;
-            *h = -a;
+    grad[k_star] = zero;
+    // Per class: its loss term, and a_k + b_k − v_k; summed a block at a time.
+    let (scratch, terms) = scratch.split_at_mut(z.len());
+    let (loss_terms, common_terms) = terms.split_at_mut(terms.len() / 2);
+    let (mut loss, mut common) = (0.0, 0.0);
+    for start in (0..z.len()).step_by(TERMS_BLOCK) {
+        let block = start..z.len().min(start + TERMS_BLOCK);
+        let n = block.len();
+        let outputs = loss_terms[..n].iter_mut().zip(&mut common_terms[..n]).zip(&mut scratch[block.clone()]);
+        let inputs = grad[block.clone()].iter().zip(&z[block.clone()]).zip(&y[block.clone()]);
+        let coefficients = positive[block.clone()].iter().zip(&negative[block]);
+        for (((l, c), h), (((&e, &z), &y), (&pos, &neg))) in outputs.zip(inputs.zip(coefficients)) {
+            let (a, b) = (s * pos * y, s * neg * (F::one() - y));
+            let p = e * lse.inv_total;
+            // A class without positive mass contributes nothing, even when masked (log p = -inf).
+            let positive_term = if a > zero { a * ((z - lse.max) - lse.ln_total) } else { zero };
+            // p ≤ 1/2 off the argmax: ln_1p(−p) and 1/(1 − p) are exact.
+            *l = -positive_term - b * ln_1p_unit::<F, FMA>(-p);
+            let v = b / (F::one() - p);
+            *c = a + b - v;
+            *h = p * v - a;
         }
-        if b > F::zero() {
-            b_total += b;
-            if k != k_star {
-                // p_k ≤ 1/2 off the argmax: ln_1p(−p) and 1/(1 − p) are exact.
-                negative_loss -= b * (-p).ln_1p();
-                let v = b / lse.one_minus_p(k, e);
-                v_total += v;
-                *h += p * v;
-            }
-        }
+        loss += lane_sum(&loss_terms[..n]).as_f64();
+        common += lane_sum(&common_terms[..n]).as_f64();
     }
-    let common = a_total + b_total - v_total;
-    for (g, &h) in grad.iter_mut().zip(scratch.iter()) {
-        *g = scale * (*g * lse.inv_total * common + h);
+    let b_star = s * negative[k_star] * (F::one() - y[k_star]);
+    let common = F::from_f64(common) + b_star;
+    let mut loss = F::from_f64(loss);
+    // The argmax's negative term. Unless `r` (the others' share) is below ε, the others'
+    // softmax is `q_j = e_j / r` and `−log(1 − p_{k*}) = ln(1 + 1/r)`: the exponentials at hand
+    // serve, no term that matters has flushed to 0. Else they are recomputed from the others'
+    // own maximum.
+    let quick = b_star > zero && lse.rest >= F::epsilon();
+    let step = if quick { b_star * scale / lse.rest } else { zero };
+    let pass = grad.iter_mut().zip(scratch.iter());
+    pass.for_each(|(g, &h)| *g = scale * (*g * lse.inv_total * common + h) - step * *g);
+    grad[k_star] = scale * (lse.inv_total * common + scratch[k_star]);
+    if quick {
+        loss += b_star * F::from_f64(lse.rest.as_f64().recip().ln_1p());
+    } else if b_star > zero {
+        loss += b_star * argmax_complement::<F, FMA>(z, lse, b_star * scale, grad, scratch);
     }
-    let b_star = s * coefficients[k_star].1 * (F::one() - target(k_star));
-    if b_star > F::zero() {
-        negative_loss += b_star * argmax_complement(z, lse, b_star * scale, grad, scratch);
-    }
-    (positive_loss, negative_loss)
+    loss
 }
 
 /// For the argmax class `k*`: returns `−log(1 − p_{k*}) = lse(z) − lse_{j≠k*}(z)` and subtracts
 /// `factor·q_j` from `grad_j`, `q` the softmax over the other classes. Computed from the other
 /// classes' own maximum, so `1 − p_{k*}` never rounds to 0. With no other unmasked class, 0.
-fn argmax_complement<F: Float>(z: &[F], lse: RowLse<F>, factor: F, grad: &mut [F], scratch: &mut [F]) -> F {
-    let k_star = lse.argmax;
-    let others = z.iter().enumerate().filter(|&(j, _)| j != k_star).map(|(_, &v)| v);
-    let max = others.fold(F::neg_infinity(), F::max);
-    if max == F::neg_infinity() {
+#[inline(always)]
+fn argmax_complement<F: Float, const FMA: bool>(
+    z: &[F],
+    lse: RowLse<F>,
+    factor: F,
+    grad: &mut [F],
+    scratch: &mut [F],
+) -> F {
+    scratch.copy_from_slice(z);
+    scratch[lse.argmax] = F::neg_infinity();
+    let Some(others) = row_lse::<F, FMA>(scratch, ExpArgs::InPlace) else {
         return F::zero();
-    }
-    let mut total = F::zero();
-    for (j, (e, &v)) in scratch.iter_mut().zip(z).enumerate() {
-        *e = if j == k_star { F::zero() } else { (v - max).exp() };
-        total += *e;
-    }
-    let step = factor / total;
-    for (g, &e) in grad.iter_mut().zip(scratch.iter()) {
-        *g -= step * e;
-    }
-    (lse.max - max) + lse.ln_total - total.ln()
+    };
+    let step = factor * others.inv_total;
+    grad.iter_mut().zip(scratch.iter()).for_each(|(g, &e)| *g -= step * e);
+    (lse.max - others.max) + lse.ln_total - others.ln_total
 }
 
 /// The cross-entropy checks of [`SoftmaxLoss`]: shapes, weights, labels or probabilities, logits.
@@ -509,21 +584,44 @@ fn check_batch<F: Float>(
 
 /// The statistics of a validated batch.
 fn local_stats<F: Float>(logits: &ArrayRef2<F>, targets: &Targets<F>) -> F1Stats {
-    let mut stats = F1Stats::new(logits.ncols());
-    for_each_row(logits, None, |i, z, e| {
-        let s = targets.sample_weight(i).as_f64();
-        stats.add_weight(s);
-        e.copy_from_slice(z);
+    dispatch(StatsRows { logits, targets })
+}
+
+/// The rows of [`local_stats`], run by [`dispatch`] for the CPU's instruction set.
+struct StatsRows<'a, 't, F> {
+    logits: &'a ArrayRef2<F>,
+    targets: &'a Targets<'t, F>,
+}
+
+impl<F: Float> Kernel for StatsRows<'_, '_, F> {
+    type Output = F1Stats;
+    #[inline(always)]
+    fn run<const FMA: bool>(self) -> F1Stats {
+        let StatsRows { logits, targets } = self;
+        let k = logits.ncols();
+        let mut visitor =
+            StatsVisitor::<F, FMA> { targets, stats: F1Stats::new(k), y_buf: vec![F::zero(); k] };
+        visit_rows(logits, None, &mut visitor);
+        visitor.stats
+    }
+}
+
+/// [`StatsRows`]' state while visiting them: the statistics so far.
+struct StatsVisitor<'a, 't, F, const FMA: bool> {
+    targets: &'a Targets<'t, F>,
+    stats: F1Stats,
+    y_buf: Vec<F>,
+}
+
+impl<F: Float, const FMA: bool> RowVisitor<F> for StatsVisitor<'_, '_, F, FMA> {
+    #[inline(always)]
+    fn visit(&mut self, i: usize, z: &[F], e: &mut [F]) {
+        let s = self.targets.sample_weight(i).as_f64();
+        self.stats.add_weight(s);
         // A fully masked row is an ignored one (validated): it adds nothing.
-        if let Some(lse) = exp_shift_in_place(e) {
-            for (k, &e_k) in e.iter().enumerate() {
-                let y = match &targets.kind {
-                    TargetKind::Labels(labels) => f64::from(u8::from(labels[i] == k)),
-                    TargetKind::Probs(probs) => probs[[i, k]].as_f64(),
-                };
-                stats.add(k, s, y, (e_k * lse.inv_total).as_f64());
-            }
+        if let Some(lse) = row_lse::<F, FMA>(e, ExpArgs::Logits(z)) {
+            let y = target_row(self.targets, i, &mut self.y_buf);
+            self.stats.add_row(s, y, e, lse.inv_total);
         }
-    });
-    stats
+    }
 }

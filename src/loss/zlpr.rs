@@ -6,7 +6,9 @@ use super::Reduction;
 use super::multi_label_targets::MultiLabelTargets;
 use super::validate::{batch_dims, check_sample_weights, class_vector};
 use crate::error::check_shape;
-use crate::rows::for_each_row;
+use crate::float::{BLOCK, LANES, exp_nonpos};
+use crate::rows::{RowVisitor, visit_rows};
+use crate::simd::{Kernel, dispatch};
 use crate::softmax::check_logits;
 use crate::{Float, LossError, Result};
 
@@ -37,9 +39,11 @@ use crate::{Float, LossError, Result};
 /// # Numerics
 ///
 /// Both halves are shifted by their own maximum (the implicit 0 included) and use `ln_1p` of the
-/// sum without its largest term, so a well-separated row keeps its tiny loss instead of rounding it
-/// to 0. A `-inf` logit on a negative class is a certain negative (zero loss and gradient); on a
-/// positive class of a row that counts it is an error.
+/// sum without its terms that are exactly 1 (the maximum's, and any tie's), so a well-separated row
+/// keeps its tiny loss instead of rounding it to 0. The exponentials are the crate's vectorised
+/// `exp` (within 1 ulp in f32, 2 in f64; 0 below the smallest normal result). A `-inf` logit on a
+/// negative class is a certain negative (zero loss and gradient); on a positive class of a row
+/// that counts it is an error.
 ///
 /// # Errors
 ///
@@ -352,10 +356,15 @@ impl<F: Float> ZlprLoss<F> {
         let targets = targets.into();
         self.check(logits, &targets, &[])?;
         let mut losses = Array1::zeros(logits.nrows());
-        for_each_row(logits, None, |i, s, grad| {
-            let w = targets.sample_weight(i);
-            losses[i] = w * self.row(s, targets.multi_hot.row(i), w, grad);
-        });
+        let rows = Rows {
+            loss: self,
+            logits,
+            targets: &targets,
+            grad: None,
+            losses: Some(&mut losses),
+            scale: F::one(),
+        };
+        dispatch(rows);
         Ok(losses)
     }
 
@@ -375,9 +384,12 @@ impl<F: Float> ZlprLoss<F> {
             check_shape(name, expected, found)?;
         }
         check_sample_weights(targets.sample_weights.as_ref(), batch)?;
-        if let Some(((row, class), &t)) =
-            multi_hot.indexed_iter().find(|(_, t)| !(**t == F::zero() || **t == F::one()))
-        {
+        // A branch-free scan passes the common batch; only a failing one is searched.
+        let binary = |t: &F| (*t == F::zero()) | (*t == F::one());
+        let passes =
+            multi_hot.as_slice().map_or_else(|| multi_hot.fold(true, |ok, t| ok & binary(t)), all_binary);
+        let failing = || multi_hot.indexed_iter().find(|(_, t)| !binary(t));
+        if let Some(((row, class), &t)) = if passes { None } else { failing() } {
             return Err(LossError::TargetOutOfRange { row, class, value: t.as_f64(), expected: "0 or 1" });
         }
         check_logits(logits, self.adjustment.as_deref(), |row, class| {
@@ -402,72 +414,250 @@ impl<F: Float> ZlprLoss<F> {
             return F::zero();
         }
         let scale = F::from_f64(divisor.recip());
-        let mut total = 0.0_f64;
-        for_each_row(logits, grad_out, |i, s, grad| {
-            let w = targets.sample_weight(i);
-            total += (w * self.row(s, targets.multi_hot.row(i), w * scale, grad)).as_f64();
-        });
+        let total = dispatch(Rows { loss: self, logits, targets, grad: grad_out, losses: None, scale });
         F::from_f64(total / divisor)
     }
+}
 
-    /// One validated row: returns `ℓ` and writes `factor·∂ℓ/∂s` into `grad`.
-    fn row(&self, s: &[F], t: ArrayView1<'_, F>, factor: F, grad: &mut [F]) -> F {
-        // A zero weight ignores the row, even one whose positive class is masked.
-        if factor == F::zero() {
+/// The rows of a validated batch, run by [`dispatch`] for the CPU's instruction set: `Σ_i ℓ_i`
+/// (sample weights applied, in `f64`), each `ℓ_i` into `losses` and `scale·∂ℓ_i/∂s` into `grad`
+/// if given.
+struct Rows<'a, 't, F> {
+    loss: &'a ZlprLoss<F>,
+    logits: &'a ArrayRef2<F>,
+    targets: &'a MultiLabelTargets<'t, F>,
+    grad: Option<&'a mut ArrayRef2<F>>,
+    losses: Option<&'a mut Array1<F>>,
+    scale: F,
+}
+
+impl<F: Float> Kernel for Rows<'_, '_, F> {
+    type Output = f64;
+    #[inline(always)]
+    fn run<const FMA: bool>(self) -> f64 {
+        let Rows { loss, logits, targets, grad, losses, scale } = self;
+        let padded = if pads::<F>(logits.ncols()) { logits.ncols().next_multiple_of(HALF_LANES) } else { 0 };
+        let mut visitor = RowsVisitor::<F, FMA> {
+            adjust: loss.adjustment.as_deref(),
+            targets,
+            losses,
+            scale,
+            t_buf: vec![F::zero(); padded],
+            v_buf: vec![F::zero(); padded],
+            total: 0.0,
+        };
+        visit_rows(logits, grad, &mut visitor);
+        visitor.total
+    }
+}
+
+/// [`Rows`]' state while visiting them: buffers for a padded (or strided) row, `Σ ℓ_i` so far.
+struct RowsVisitor<'a, 't, F, const FMA: bool> {
+    adjust: Option<&'a [F]>,
+    targets: &'a MultiLabelTargets<'t, F>,
+    losses: Option<&'a mut Array1<F>>,
+    scale: F,
+    t_buf: Vec<F>,
+    v_buf: Vec<F>,
+    total: f64,
+}
+
+impl<F: Float, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, F, FMA> {
+    #[inline(always)]
+    fn visit(&mut self, i: usize, s: &[F], grad: &mut [F]) {
+        let w = self.targets.sample_weight(i);
+        let factor = w * self.scale;
+        let t = self.targets.multi_hot.row(i);
+        let value = if factor == F::zero() {
+            // A zero weight ignores the row, even one whose positive class is masked.
             grad.fill(F::zero());
-            return F::zero();
-        }
-        // v_j = s'_j on negatives, −s'_j on positives: each half is lse(0, v) over its classes.
-        let mut halves = [Half::new(), Half::new()];
-        for (j, (g, &sj)) in grad.iter_mut().zip(s).enumerate() {
-            let sj = self.adjustment.as_ref().map_or(sj, |a| sj + a[j]);
-            let positive = t[j] == F::one();
-            *g = if positive { -sj } else { sj };
-            halves[usize::from(positive)].see(j, *g);
-        }
-        for (j, g) in grad.iter_mut().enumerate() {
-            *g = (*g - halves[usize::from(t[j] == F::one())].max).exp();
-        }
-        let mut loss = F::zero();
-        for (side, half) in halves.iter_mut().enumerate() {
-            // The sum without its largest term: the implicit zero's e^{−m}, unless it is the max.
-            let mut rest = if half.argmax.is_some() { (-half.max).exp() } else { F::zero() };
-            for (j, &e) in grad.iter().enumerate() {
-                if usize::from(t[j] == F::one()) == side && Some(j) != half.argmax {
-                    rest += e;
+            F::zero()
+        } else if self.v_buf.is_empty() {
+            adjusted(s, self.adjust, grad);
+            let t = match t.to_slice() {
+                Some(t) => t,
+                None => {
+                    self.t_buf.clear();
+                    self.t_buf.extend(t.iter().copied());
+                    &self.t_buf
                 }
+            };
+            w * row::<F, FMA>(grad, t, factor)
+        } else {
+            // Padding: negative classes at `-inf`, which cost nothing.
+            let k = s.len();
+            adjusted(s, self.adjust, &mut self.v_buf[..k]);
+            self.v_buf[k..].fill(F::neg_infinity());
+            match t.to_slice() {
+                Some(t) => self.t_buf[..k].copy_from_slice(t),
+                None => self.t_buf.iter_mut().zip(t).for_each(|(dst, &src)| *dst = src),
             }
-            loss += half.max + rest.ln_1p();
-            half.inv_total = (F::one() + rest).recip();
+            let value = w * row::<F, FMA>(&mut self.v_buf, &self.t_buf, factor);
+            grad.copy_from_slice(&self.v_buf[..k]);
+            value
+        };
+        if let Some(losses) = self.losses.as_mut() {
+            losses[i] = value;
         }
-        for (j, g) in grad.iter_mut().enumerate() {
-            let positive = t[j] == F::one();
-            let scaled = factor * halves[usize::from(positive)].inv_total;
-            *g = if positive { -scaled * *g } else { scaled * *g };
-        }
-        loss
+        self.total += value.as_f64();
     }
 }
 
-/// One half of a ZLPR row: the max of its values and the implicit 0, and where it is.
-struct Half<F> {
-    max: F,
-    /// The first class at the max, or `None` when the implicit 0 is the max.
-    argmax: Option<usize>,
-    inv_total: F,
+/// Writes `s' = s + adjust` (or `s`) into `out`.
+#[inline(always)]
+fn adjusted<F: Float>(s: &[F], adjust: Option<&[F]>, out: &mut [F]) {
+    match adjust {
+        Some(a) => out.iter_mut().zip(s).zip(a).for_each(|((o, &s), &a)| *o = s + a),
+        None => out.copy_from_slice(s),
+    }
 }
 
-impl<F: Float> Half<F> {
-    fn new() -> Self {
-        Self { max: F::zero(), argmax: None, inv_total: F::one() }
-    }
-
-    fn see(&mut self, j: usize, v: F) {
-        if v > self.max {
-            self.max = v;
-            self.argmax = Some(j);
+/// Whether every `t` is exactly 0 or 1: `t·(t − 1)` is 0 for those and nonzero (or NaN) for any
+/// other value, so a sum of its magnitudes in lanes, run for the CPU's instruction set, says so
+/// without a branch.
+fn all_binary<F: Float>(t: &[F]) -> bool {
+    struct Scan<'a, F>(&'a [F]);
+    impl<F: Float> Kernel for Scan<'_, F> {
+        type Output = bool;
+        #[inline(always)]
+        fn run<const FMA: bool>(self) -> bool {
+            let mut acc = [F::zero(); LANES];
+            let chunks = self.0.chunks_exact(LANES);
+            let tail = chunks.remainder();
+            for chunk in chunks {
+                acc.iter_mut().zip(chunk).for_each(|(a, &t)| *a += (t * (t - F::one())).abs());
+            }
+            acc.iter_mut().zip(tail).for_each(|(a, &t)| *a += (t * (t - F::one())).abs());
+            acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
         }
     }
+    dispatch(Scan(t))
+}
+
+/// Rows up to this long whose length is not a multiple of [`HALF_LANES`] are padded, so that every
+/// loop of [`row`] runs in full vectors: for them a scalar tail would cost more than the copies.
+const PADDED_ROW: usize = 1024;
+
+/// Whether rows of `k` classes are padded ([`PADDED_ROW`]). Only in `f32`: [`HALF_LANES`] of `f64`
+/// fill four AVX2 registers a value, and there padded rows of 10 ran slower than the scalar tail.
+fn pads<F: Float>(k: usize) -> bool {
+    size_of::<F>() == size_of::<f32>() && k % HALF_LANES != 0 && k <= PADDED_ROW
+}
+
+/// Lanes of the two-sided reductions below: each keeps two or four accumulators, which must stay in
+/// registers.
+const HALF_LANES: usize = LANES / 2;
+
+/// One validated row with multi-hot targets `t` and a weight that counts, its adjusted logits `s'`
+/// in `x`: returns `ℓ` and overwrites `x` with `factor·∂ℓ/∂s`, branch-free so that its loops
+/// vectorise.
+///
+/// With `v_j = −s'_j` on positives and `s'_j` on negatives, each half is `lse(0, v)` over its
+/// classes, shifted by its own max `m` (the implicit 0 included). Its sum is split as `n + r`, with
+/// `n` the number of terms that are exactly 1 (the max among them) and `r` the sum of the others,
+/// so that `ln(n + r) = ln_1p((n − 1) + r)` keeps a tiny `r`.
+#[inline(always)]
+fn row<F: Float, const FMA: bool>(x: &mut [F], t: &[F], factor: F) -> F {
+    let max = signed_max(x, t);
+    let mut ones = [0.0_f64; 2];
+    let mut rest = [0.0_f64; 2];
+    for (e, t) in x.chunks_mut(BLOCK).zip(t.chunks(BLOCK)) {
+        e.iter_mut().zip(t).for_each(|(v, &t)| {
+            let shift = if t == F::one() { max[1] } else { max[0] };
+            *v = exp_nonpos::<F, FMA>(*v - shift);
+        });
+        let (block_ones, block_rest) = split_sums(e, t);
+        for side in 0..2 {
+            ones[side] += block_ones[side].as_f64();
+            rest[side] += block_rest[side].as_f64();
+        }
+    }
+    let mut loss = F::zero();
+    let mut inv_total = [F::zero(); 2];
+    for side in 0..2 {
+        // The implicit zero's term, e^{−m}: 1 when it is the max.
+        let zero_term = (-max[side]).exp();
+        let (n, r) = if zero_term == F::one() {
+            (ones[side] + 1.0, rest[side])
+        } else {
+            (ones[side], rest[side] + zero_term.as_f64())
+        };
+        let r = F::from_f64((n - 1.0) + r);
+        loss += max[side] + r.ln_1p();
+        inv_total[side] = (F::one() + r).recip();
+    }
+    let (negative, positive) = (factor * inv_total[0], -(factor * inv_total[1]));
+    x.iter_mut().zip(t).for_each(|(g, &t)| *g *= if t == F::one() { positive } else { negative });
+    loss
+}
+
+/// Overwrites `x` (`s'`) with `v` (`−s'_j` on positives, `s'_j` on negatives) and returns the max
+/// of each half, negatives first, the implicit 0 included.
+#[inline(always)]
+fn signed_max<F: Float>(x: &mut [F], t: &[F]) -> [F; 2] {
+    let mut acc = [[F::zero(); HALF_LANES]; 2];
+    let step = |[neg, pos]: [&mut F; 2], v: &mut F, t: F| {
+        let positive = t == F::one();
+        *v = if positive { -*v } else { *v };
+        let (to_neg, to_pos) = if positive { (F::zero(), *v) } else { (*v, F::zero()) };
+        *neg = if to_neg > *neg { to_neg } else { *neg };
+        *pos = if to_pos > *pos { to_pos } else { *pos };
+    };
+    let mut chunks = x.chunks_exact_mut(HALF_LANES);
+    let tail = t.len() / HALF_LANES * HALF_LANES;
+    for (v, t) in (&mut chunks).zip(t.chunks_exact(HALF_LANES)) {
+        let [neg, pos] = &mut acc;
+        neg.iter_mut().zip(pos.iter_mut()).zip(v).zip(t).for_each(|(((n, p), v), &t)| step([n, p], v, t));
+    }
+    let [neg, pos] = &mut acc;
+    let rest = neg.iter_mut().zip(pos.iter_mut()).zip(chunks.into_remainder()).zip(&t[tail..]);
+    rest.for_each(|(((n, p), v), &t)| step([n, p], v, t));
+    [fold_lanes(neg, max), fold_lanes(pos, max)]
+}
+
+/// The sums of each half of `e` (negatives first): the number of terms exactly 1, and the sum of
+/// the others.
+#[inline(always)]
+fn split_sums<F: Float>(e: &[F], t: &[F]) -> ([F; 2], [F; 2]) {
+    let mut acc = [[[F::zero(); HALF_LANES]; 2]; 2];
+    let step = |[ones_neg, ones_pos, rest_neg, rest_pos]: [&mut F; 4], e: F, t: F| {
+        let (one, positive) = (e == F::one(), t == F::one());
+        let (count, rest) = if one { (F::one(), F::zero()) } else { (F::zero(), e) };
+        *ones_neg += if positive { F::zero() } else { count };
+        *ones_pos += if positive { count } else { F::zero() };
+        *rest_neg += if positive { F::zero() } else { rest };
+        *rest_pos += if positive { rest } else { F::zero() };
+    };
+    let tail = t.len() / HALF_LANES * HALF_LANES;
+    for (e, t) in e.chunks_exact(HALF_LANES).zip(t.chunks_exact(HALF_LANES)) {
+        let [[on, op], [rn, rp]] = &mut acc;
+        let lanes = on.iter_mut().zip(op.iter_mut()).zip(rn.iter_mut()).zip(rp.iter_mut());
+        lanes.zip(e).zip(t).for_each(|(((((on, op), rn), rp), &e), &t)| step([on, op, rn, rp], e, t));
+    }
+    let [[on, op], [rn, rp]] = &mut acc;
+    let lanes = on.iter_mut().zip(op.iter_mut()).zip(rn.iter_mut()).zip(rp.iter_mut());
+    let rest = lanes.zip(&e[tail..]).zip(&t[tail..]);
+    rest.for_each(|(((((on, op), rn), rp), &e), &t)| step([on, op, rn, rp], e, t));
+    let sum = |a: F, b: F| a + b;
+    ([fold_lanes(on, sum), fold_lanes(op, sum)], [fold_lanes(rn, sum), fold_lanes(rp, sum)])
+}
+
+/// `max(a, b)` for NaN-free input.
+#[inline(always)]
+fn max<F: Float>(a: F, b: F) -> F {
+    if b > a { b } else { a }
+}
+
+/// Folds the lanes pairwise, halving their number each step, so that the fold runs in vectors.
+#[inline(always)]
+fn fold_lanes<F: Float>(lanes: &mut [F; HALF_LANES], op: impl Fn(F, F) -> F) -> F {
+    let mut width = HALF_LANES;
+    while width > 1 {
+        width /= 2;
+        let (low, high) = lanes.split_at_mut(width);
+        low.iter_mut().zip(&*high).for_each(|(a, &b)| *a = op(*a, b));
+    }
+    lanes[0]
 }
 
 fn invalid<F: Float>(name: &'static str, value: F, expected: &'static str) -> LossError {
