@@ -41,7 +41,7 @@ pub fn train(
         for batch in order.chunks(schedule.batch_size) {
             let x = train.x.select(Axis(0), batch);
             let y: Vec<usize> = batch.iter().map(|&i| train.y[i]).collect();
-            let trace = model.forward(&x);
+            let trace = model.forward(x);
             if grad.nrows() != batch.len() {
                 grad = Array2::zeros((batch.len(), classes));
             }

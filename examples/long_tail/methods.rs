@@ -143,11 +143,13 @@ pub const PLOTTED_ROWS: usize = 9;
 /// Every method, for a training prior: first the nine plotted, then the crate's other losses; DRW switches its weights on at 80 % of the epochs, as
 /// LDAM-DRW does (epoch 160 of 200).
 pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, LossError> {
-    let counts = prior.probabilities::<f32>();
+    // Class frequencies: ZLPR's label prior needs rates in (0, 1); LDAM's margins and the softmax
+    // adjustments would be the same for counts.
+    let pi = prior.probabilities::<f32>();
     let drw_start = epochs * 4 / 5;
     // LDAM-DRW's deferred weights: effective number with β = 0.9999 (Cao et al.).
     let drw = || DeferredReweighting::new(drw_start, ClassWeights::effective_number(0.9999)?, prior);
-    let ldam = LdamLoss::new(&counts)?;
+    let ldam = LdamLoss::new(&pi)?;
     Ok(vec![
         Method {
             objective: Objective::Softmax(SoftmaxLoss::cross_entropy()),
@@ -171,7 +173,7 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, LossError> {
             )?),
         ),
         Method::one("focal loss, γ = 2", Objective::Softmax(SoftmaxLoss::focal(2.0)?)),
-        Method::one("logit-adjusted loss, τ = 1", Objective::Softmax(SoftmaxLoss::logit_adjusted(&counts)?)),
+        Method::one("logit-adjusted loss, τ = 1", Objective::Softmax(SoftmaxLoss::logit_adjusted(&pi)?)),
         Method::one("LDAM-DRW", Objective::Ldam(ldam.clone(), Some(drw()?))),
         Method::one("smooth-F1-weighted CE (macro)", Objective::SmoothF1(SmoothF1Loss::macro_f1())),
         // The crate's other losses.
@@ -179,7 +181,7 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, LossError> {
         Method::one("LDAM", Objective::Ldam(ldam, None)),
         Method::one(
             "pairwise margins τ·log(π_k/π_y)",
-            Objective::Pairwise(PairwiseMarginLoss::from_prior(&counts, 1.0)?),
+            Objective::Pairwise(PairwiseMarginLoss::from_prior(&pi, 1.0)?),
         ),
         Method::one("smooth-F1-weighted CE (micro)", Objective::SmoothF1(SmoothF1Loss::micro_f1())),
         Method::one("one-vs-rest BCE", Objective::Sigmoid(SigmoidLoss::bce().with_reduction(Reduction::Sum))),
@@ -194,7 +196,7 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, LossError> {
         Method::one("ZLPR", Objective::Zlpr(ZlprLoss::new().with_reduction(Reduction::Sum))),
         Method::one(
             "ZLPR + label prior, τ = 1",
-            Objective::Zlpr(ZlprLoss::new().with_label_prior(&counts, 1.0)?.with_reduction(Reduction::Sum)),
+            Objective::Zlpr(ZlprLoss::new().with_label_prior(&pi, 1.0)?.with_reduction(Reduction::Sum)),
         ),
     ])
 }

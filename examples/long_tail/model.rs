@@ -71,11 +71,16 @@ pub struct Model {
 pub struct Trace {
     pub logits: Array2<f32>,
     input: Array2<f32>,
-    /// Pre-activations of the hidden layer.
-    hidden_pre: Option<Array2<f32>>,
-    /// Features `h`: the input or the hidden activations.
-    features: Array2<f32>,
+    /// The hidden layer's pre-activations and activations, if any.
+    hidden: Option<(Array2<f32>, Array2<f32>)>,
     normalized: Option<Normalized>,
+}
+
+impl Trace {
+    /// Features `h`: the hidden activations, or the input itself.
+    fn features(&self) -> &Array2<f32> {
+        self.hidden.as_ref().map_or(&self.input, |(_, h)| h)
+    }
 }
 
 /// The cosine head's unit vectors and the norms they were divided by.
@@ -109,34 +114,37 @@ impl Model {
 
     /// The logits of a batch `x [B, d]`.
     pub fn logits(&self, x: &Array2<f32>) -> Array2<f32> {
-        self.forward(x).logits
+        self.forward(x.clone()).logits
     }
 
-    pub fn forward(&self, x: &Array2<f32>) -> Trace {
-        let (hidden_pre, features) = match &self.hidden {
-            None => (None, x.clone()),
-            Some((w1, b1)) => {
-                let pre = x.dot(&w1.value) + &b1.value;
-                let h = pre.mapv(|v| v.max(0.0));
-                (Some(pre), h)
-            }
-        };
-        let (logits, normalized) = match self.head {
-            Head::Linear => (features.dot(&self.weights.value) + &self.bias.value, None),
+    /// The logits of a batch, and what [`backward`](Self::backward) needs; takes the batch so that
+    /// the trace keeps it without a copy.
+    pub fn forward(&self, x: Array2<f32>) -> Trace {
+        let hidden = self.hidden.as_ref().map(|(w1, b1)| {
+            let pre = x.dot(&w1.value) + &b1.value;
+            let h = pre.mapv(|v| v.max(0.0));
+            (pre, h)
+        });
+        let mut trace = Trace { logits: Array2::zeros((0, 0)), input: x, hidden, normalized: None };
+        let features = trace.features();
+        trace.logits = match self.head {
+            Head::Linear => features.dot(&self.weights.value) + &self.bias.value,
             Head::Cosine => {
-                let (h_norm, h_unit) = normalize(&features, ROWS);
+                let (h_norm, h_unit) = normalize(features, ROWS);
                 let (w_norm, w_unit) = normalize(&self.weights.value, COLUMNS);
-                (h_unit.dot(&w_unit), Some(Normalized { h_norm, h_unit, w_norm, w_unit }))
+                let logits = h_unit.dot(&w_unit);
+                trace.normalized = Some(Normalized { h_norm, h_unit, w_norm, w_unit });
+                logits
             }
         };
-        Trace { logits, input: x.clone(), hidden_pre, features, normalized }
+        trace
     }
 
     /// Backpropagates `∂L/∂z` (`grad_logits`, `[B, K]`) into the parameters' gradients.
     pub fn backward(&mut self, trace: &Trace, grad_logits: &Array2<f32>) {
         let grad_features = match &trace.normalized {
             None => {
-                self.weights.grad = trace.features.t().dot(grad_logits);
+                self.weights.grad = trace.features().t().dot(grad_logits);
                 self.bias.grad = grad_logits.sum_axis(Axis(0)).insert_axis(Axis(0));
                 grad_logits.dot(&self.weights.value.t())
             }
@@ -147,7 +155,7 @@ impl Model {
                 through_normalize(&grad_logits.dot(&w_unit.t()), h_unit, h_norm, ROWS)
             }
         };
-        if let (Some((w1, b1)), Some(pre)) = (&mut self.hidden, &trace.hidden_pre) {
+        if let (Some((w1, b1)), Some((pre, _))) = (&mut self.hidden, &trace.hidden) {
             let grad_pre =
                 Zip::from(&grad_features).and(pre).map_collect(|&g, &p| if p > 0.0 { g } else { 0.0 });
             w1.grad = trace.input.t().dot(&grad_pre);
@@ -202,7 +210,7 @@ mod tests {
             b1.value.fill(0.3); // keep every unit away from the ReLU kink at this x
         }
         let loss = |m: &Model| f64::from((m.logits(&x) * &c).sum());
-        let trace = model.forward(&x);
+        let trace = model.forward(x.clone());
         model.backward(&trace, &c);
         let eps = 1e-2_f32;
         let mut params: Vec<fn(&mut Model) -> &mut Param> = vec![|m| &mut m.weights, |m| &mut m.bias];
