@@ -273,6 +273,45 @@ pub(crate) fn lane_max_sum<F: Float>(z: &[F], adjust: &[F]) -> F {
     acc.into_iter().chain(rest).fold(F::neg_infinity(), greater)
 }
 
+/// Whether every `x` is finite, without a branch per value: `v·0` is 0 for finite `v` and NaN for
+/// `±inf` and NaN, and a NaN stays in its lane's sum (one fused multiply-add per value with `FMA`).
+#[inline(always)]
+pub(crate) fn all_finite<F: Float, const FMA: bool>(x: &[F]) -> bool {
+    let add_zero_times = |s: &mut F, &v: &F| *s = mul_add::<F, FMA>(v, F::zero(), *s);
+    let mut acc = [F::zero(); LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        acc.iter_mut().zip(chunk).for_each(|(s, v)| add_zero_times(s, v));
+    }
+    acc.iter_mut().zip(tail).for_each(|(s, v)| add_zero_times(s, v));
+    acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
+}
+
+/// `(min x, max x)` if every `x` is finite, else `None` (`(+inf, -inf)` for an empty slice): one
+/// branch-free pass that finds both and tests finiteness as [`all_finite`] does.
+#[inline(always)]
+pub(crate) fn finite_range<F: Float, const FMA: bool>(x: &[F]) -> Option<(F, F)> {
+    let mut lo = [F::infinity(); LANES];
+    let mut hi = [F::neg_infinity(); LANES];
+    let mut acc = [F::zero(); LANES];
+    let step = |((lo, hi), s): ((&mut F, &mut F), &mut F), &v: &F| {
+        *lo = if v < *lo { v } else { *lo };
+        *hi = if v > *hi { v } else { *hi };
+        *s = mul_add::<F, FMA>(v, F::zero(), *s);
+    };
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        lo.iter_mut().zip(hi.iter_mut()).zip(acc.iter_mut()).zip(chunk).for_each(|(lane, v)| step(lane, v));
+    }
+    lo.iter_mut().zip(hi.iter_mut()).zip(acc.iter_mut()).zip(tail).for_each(|(lane, v)| step(lane, v));
+    let finite = acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero();
+    let min = lo.iter().fold(F::infinity(), |m, &v| if v < m { v } else { m });
+    let max = hi.iter().fold(F::neg_infinity(), |m, &v| if v > m { v } else { m });
+    finite.then_some((min, max))
+}
+
 /// Where [`exp_sum`] reads its arguments `x_k` from.
 #[derive(Clone, Copy)]
 pub(crate) enum ExpArgs<'a, F> {
@@ -320,12 +359,10 @@ pub(crate) fn exp_sum<F: Float, const FMA: bool>(
                 out.iter_mut().zip(z).zip(adjust).for_each(|((o, &z), &a)| *o = exp(z + a));
             }
         }
-        if let Some(one) = out.get_mut(skip) {
-            *one = F::zero();
-            total += lane_sum(out).as_f64();
+        let skipped = out.get_mut(skip).map(|one| *one = F::zero()).is_some();
+        total += lane_sum(out).as_f64();
+        if skipped {
             out[skip] = F::one();
-        } else {
-            total += lane_sum(out).as_f64();
         }
     }
     total
@@ -344,13 +381,7 @@ pub(crate) fn lane_sum<F: Float>(x: &[F]) -> F {
         acc.iter_mut().zip(chunk).for_each(|(a, &v)| *a += v);
     }
     acc.iter_mut().zip(tail).for_each(|(a, &v)| *a += v);
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        let (low, high) = acc.split_at_mut(width);
-        low.iter_mut().zip(&*high).for_each(|(a, &b)| *a += b);
-    }
-    acc[0]
+    acc.iter().fold(F::zero(), |s, &a| s + a)
 }
 
 #[cfg(test)]
@@ -501,6 +532,18 @@ mod tests {
             let a: Vec<f64> = (0..n).map(|i| ((i * 31) % 5) as f64).collect();
             let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             assert_eq!(lane_max(&x), max);
+            let min = x.iter().copied().fold(f64::INFINITY, f64::min);
+            assert_eq!(finite_range::<f64, true>(&x), Some((min, max)));
+            assert!(all_finite::<f64, false>(&x));
+            // A single non-finite value anywhere, of either sign, is found.
+            for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                for k in 0..n {
+                    let mut y = x.clone();
+                    y[k] = bad;
+                    assert!(!all_finite::<f64, true>(&y) && !all_finite::<f64, false>(&y));
+                    assert_eq!(finite_range::<f64, false>(&y), None);
+                }
+            }
             let shifted_max = x.iter().zip(&a).map(|(x, a)| x + a).fold(f64::NEG_INFINITY, f64::max);
             assert_eq!(lane_max_sum(&x, &a), shifted_max);
             let exact: Vec<f64> = x.iter().zip(&a).map(|(x, a)| (x + a - 20.0).exp()).collect();

@@ -9,7 +9,10 @@
 use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 
 use crate::error::check_shape;
-use crate::float::{ExpArgs, LANES, exp_nonpos, exp_sum, lane_max, lane_max_sum, ln_1p_unit, ln_normal};
+use crate::float::{
+    ExpArgs, LANES, all_finite, exp_nonpos, exp_sum, finite_range, lane_max, lane_max_sum, ln_1p_unit,
+    ln_normal,
+};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::{Float, LossError, Result};
@@ -165,15 +168,20 @@ pub(crate) fn check_logits<F: Float>(
             let Check(logits, adjust, masked_target) = self;
             // A contiguous batch of finite logits passes in one scan, short rows included; with an
             // adjustment, no `z_k + a_k` can exceed `max z + max a` (rounding is monotone).
-            let fits = |z: &[F]| adjust.is_none_or(|a| lane_max(z) + lane_max(a) < F::infinity());
-            if logits.as_slice().is_some_and(|z| all_finite(z, None) && fits(z)) {
+            let fits = |z: &[F]| match adjust {
+                None => all_finite::<F, FMA>(z),
+                Some(a) => {
+                    finite_range::<F, FMA>(z).is_some_and(|(_, max)| max + lane_max(a) < F::infinity())
+                }
+            };
+            if logits.as_slice().is_some_and(fits) {
                 return Ok(());
             }
             for (row, z) in logits.rows().into_iter().enumerate() {
                 // The common row is all finite: a branch-free scan says so; only other rows are
                 // searched.
                 let finite = match (z.as_slice(), adjust) {
-                    (Some(z), adjust) => all_finite(z, adjust),
+                    (Some(z), adjust) => row_is_finite::<F, FMA>(z, adjust),
                     (None, None) => z.fold(true, |ok, v| ok & v.is_finite()),
                     (None, Some(a)) => z.iter().zip(a).fold(true, |ok, (&v, &a)| ok & (v + a).is_finite()),
                 };
@@ -187,25 +195,13 @@ pub(crate) fn check_logits<F: Float>(
     dispatch(Check(logits, adjust, masked_target))
 }
 
-/// Whether every `z_k` (`z_k + a_k` with `adjust`) is finite, without a branch per value: `v·0` is
-/// 0 for finite `v` and NaN otherwise, and a NaN stays in its lane's sum. With `adjust` (finite),
-/// a finite `z_k + a_k` can only fail by overflowing to `±inf`; `-inf` is a legal mask, so only
-/// `max (z + a) = +inf` counts, and the caller's slow path sorts out the rest.
+/// Whether every `z_k` (`z_k + a_k` with `adjust`) is finite, without a branch per value. With
+/// `adjust` (finite), a finite `z_k + a_k` can only fail by overflowing to `±inf`; `-inf` is a
+/// legal mask, so only `max (z + a) = +inf` counts, and the caller's slow path sorts out the rest.
 #[inline(always)]
-fn all_finite<F: Float>(z: &[F], adjust: Option<&[F]>) -> bool {
-    let finite = if z.len() < LANES {
-        z.iter().fold(F::zero(), |s, &v| s + v * F::zero()) == F::zero()
-    } else {
-        let mut acc = [F::zero(); LANES];
-        let tail = z.len() / LANES * LANES;
-        for chunk in z.chunks_exact(LANES) {
-            acc.iter_mut().zip(chunk).for_each(|(s, &v)| *s += v * F::zero());
-        }
-        acc.iter_mut().zip(&z[tail..]).for_each(|(s, &v)| *s += v * F::zero());
-        acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
-    };
+fn row_is_finite<F: Float, const FMA: bool>(z: &[F], adjust: Option<&[F]>) -> bool {
     // One call site per closure: a closure the compiler does not inline runs without AVX2.
-    finite && adjust.is_none_or(|adjust| lane_max_sum(z, adjust) < F::infinity())
+    all_finite::<F, FMA>(z) && adjust.is_none_or(|adjust| lane_max_sum(z, adjust) < F::infinity())
 }
 
 /// The first `k` with `z_k (+ a_k) == max`, which exists: a branch-free test of each chunk of
