@@ -30,10 +30,11 @@ def remez(degree, half_width, iterations=30, grid_size=1500):
         solution = mp.lu_solve(m, v)
         c = [solution[j] for j in range(n)]
         errors = [error(c, r) for r in grid]
-        # The largest error of each run of one sign becomes the next set of points.
+        # The largest error of each run of one sign becomes the next set of points (the error is
+        # exactly 0 at r = 0, which belongs to the run it is in).
         runs, current = [], [0]
         for j in range(1, len(grid)):
-            if mp.sign(errors[j]) == mp.sign(errors[current[0]]):
+            if errors[j] == 0 or mp.sign(errors[j]) == mp.sign(errors[current[0]]):
                 current.append(j)
             else:
                 runs.append(current)
