@@ -381,7 +381,22 @@ pub(crate) fn lane_sum<F: Float>(x: &[F]) -> F {
         acc.iter_mut().zip(chunk).for_each(|(a, &v)| *a += v);
     }
     acc.iter_mut().zip(tail).for_each(|(a, &v)| *a += v);
-    acc.iter().fold(F::zero(), |s, &a| s + a)
+    sum_pairwise(&acc)
+}
+
+/// `Σ lanes`, added pairwise. Not inlined: inside a kernel LLVM would otherwise interleave this
+/// fold with the loop that fills the lanes and split its accumulators into pieces (spilling f64
+/// ones to the stack); a call per row costs less than that does per element.
+#[inline(never)]
+fn sum_pairwise<F: Float>(lanes: &[F; LANES]) -> F {
+    let mut acc = *lanes;
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        let (low, high) = acc.split_at_mut(width);
+        low.iter_mut().zip(&*high).for_each(|(a, &b)| *a += b);
+    }
+    acc[0]
 }
 
 #[cfg(test)]
