@@ -10,7 +10,7 @@ use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 
 use crate::error::check_shape;
 use crate::float::{
-    ExpArgs, LANES, all_finite, exp_nonpos, exp_sum, finite_range, lane_max, lane_max_sum, ln_1p_unit,
+    ExpArgs, LANES, all_finite, exp_nonpos, exp_sum, finite_max, lane_max, lane_max_sum, ln_1p_unit,
     ln_normal,
 };
 use crate::rows::{RowVisitor, visit_rows};
@@ -170,9 +170,7 @@ pub(crate) fn check_logits<F: Float>(
             // adjustment, no `z_k + a_k` can exceed `max z + max a` (rounding is monotone).
             let fits = |z: &[F]| match adjust {
                 None => all_finite::<F, FMA>(z),
-                Some(a) => {
-                    finite_range::<F, FMA>(z).is_some_and(|(_, max)| max + lane_max(a) < F::infinity())
-                }
+                Some(a) => finite_max::<F, FMA>(z).is_some_and(|max| max + lane_max(a) < F::infinity()),
             };
             if logits.as_slice().is_some_and(fits) {
                 return Ok(());

@@ -7,7 +7,7 @@ use super::Reduction;
 use super::targets::{TargetKind, Targets};
 use super::validate::{batch_dims, check_sample_weights};
 use crate::error::check_shape;
-use crate::float::finite_range;
+use crate::float::LANES;
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::is_nan_or_pos_inf;
@@ -184,15 +184,29 @@ impl<F: Float, L: MarginRow<F>, const FMA: bool> RowVisitor<F> for RowsVisitor<'
     }
 }
 
-/// `max |z|` if every `z` is finite, else `None`: one branch-free scan, run for the CPU's
-/// instruction set.
+/// `max |z|` if every `z` is finite, else `None`: a branch-free scan in lanes (`v·0` is 0 for finite
+/// `v` and NaN otherwise, and a NaN stays in its lane's sum), run for the CPU's instruction set.
 fn finite_max_abs<F: Float>(z: &[F]) -> Option<F> {
     struct Scan<'a, F>(&'a [F]);
     impl<F: Float> Kernel for Scan<'_, F> {
         type Output = Option<F>;
         #[inline(always)]
         fn run<const FMA: bool>(self) -> Option<F> {
-            finite_range::<F, FMA>(self.0).map(|(min, max)| if -min > max { -min } else { max })
+            let mut max = [F::zero(); LANES];
+            let mut non_finite = [F::zero(); LANES];
+            let step = |(m, n): (&mut F, &mut F), &v: &F| {
+                let a = v.abs();
+                *m = if a > *m { a } else { *m };
+                *n += v * F::zero();
+            };
+            let chunks = self.0.chunks_exact(LANES);
+            let tail = chunks.remainder();
+            for chunk in chunks {
+                max.iter_mut().zip(non_finite.iter_mut()).zip(chunk).for_each(|(lane, v)| step(lane, v));
+            }
+            max.iter_mut().zip(non_finite.iter_mut()).zip(tail).for_each(|(lane, v)| step(lane, v));
+            let finite = non_finite.iter().fold(F::zero(), |s, &n| s + n) == F::zero();
+            finite.then(|| max.iter().fold(F::zero(), |m, &a| if a > m { a } else { m }))
         }
     }
     dispatch(Scan(z))
