@@ -13,6 +13,10 @@
 //! cargo run --release --example bench_table -- --only f32/1024x1000/cross_entropy --calls 10
 //! ```
 //!
+//! The copy floor runs on as many threads as rayon's pool has (`RAYON_NUM_THREADS`), in one
+//! contiguous block per thread, so that the ratios of a many-thread run compare with a
+//! many-thread copy; a many-thread run also prints the one-thread copy.
+//!
 //! `--only` keeps the cells whose `type/shape/loss` name contains the given text (loss names as
 //! in the tables, e.g. `sigmoid_bce`, `zlpr`; `copy_floor`). `--calls N` makes each kept cell call
 //! its loss exactly `N` times, untimed: a deterministic driver for `valgrind --tool=callgrind`
@@ -23,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use longtail::{Float, SoftmaxLoss};
 use ndarray::Array2;
+use rayon::prelude::*;
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -117,6 +122,13 @@ fn median_ns(reps: usize, calls: Option<u32>, mut f: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
+/// `dst = src` on rayon's threads, one contiguous block each (a plain copy on one thread).
+fn copy<F: Float>(src: &Array2<F>, dst: &mut Array2<F>) {
+    let (src, dst) = (src.as_slice().unwrap(), dst.as_slice_mut().unwrap());
+    let block = src.len().div_ceil(rayon::current_num_threads());
+    dst.par_chunks_mut(block).zip(src.par_chunks(block)).for_each(|(d, s)| d.copy_from_slice(s));
+}
+
 /// One table: a row per loss of `rows`, a column per shape.
 fn table<F: Float>(type_name: &str, title: &str, rows_for: fn(usize) -> Vec<Row<F>>, opts: &Options) {
     let keep = |cell: &str| opts.only.as_deref().is_none_or(|only| cell.contains(only));
@@ -141,11 +153,16 @@ fn table<F: Float>(type_name: &str, title: &str, rows_for: fn(usize) -> Vec<Row<
         // With `--calls`, the floor runs only when asked for, so that a cell's count is its own.
         let floor_kept = keep(&format!("{shape}/copy_floor"));
         let floor = if opts.calls.is_none() || floor_kept {
-            median_ns(opts.reps, opts.calls, || grad.assign(black_box(&batch.logits))) / elems
+            median_ns(opts.reps, opts.calls, || copy(black_box(&batch.logits), &mut grad)) / elems
         } else {
             f64::NAN
         };
-        if floor_kept {
+        let threads = rayon::current_num_threads();
+        if floor_kept && threads > 1 {
+            let serial = median_ns(opts.reps, opts.calls, || grad.assign(black_box(&batch.logits)));
+            put("copy floor, 1 thread", col, format!("{:.2}", serial / elems));
+            put(&format!("copy floor, {threads} threads"), col, format!("{floor:.2}"));
+        } else if floor_kept {
             put("copy floor", col, format!("{floor:.2}"));
         }
         let cell = |ns: f64| format!("{:.2} ({:.1}×)", ns / elems, ns / elems / floor);
