@@ -36,7 +36,7 @@ fn mul_add<F: num_traits::Float, const FMA: bool>(a: F, b: F, c: F) -> F {
 /// the correctly rounded `e^x` for f32 (every float of `[−88.5, 0]`, with or without FMA: tested
 /// exhaustively once, sampled in the tests) and within 2 ulp for f64 (tested). `e^0 = 1` exactly.
 /// The underflow costs no compare: `x` is clamped at a point where `n = −bias`, whose `2^n` bits
-/// are those of `+0`, so results below about `e^{−87.68}` (f32) and `e^{−709.1}` (f64), `-inf`
+/// are those of `+0`, so results below about `e^{−87.68}` (f32) and `e^{−708.75}` (f64), `-inf`
 /// included, are exactly 0 (a masked class gets probability exactly 0), and the few results just
 /// above are subnormal. Positive `x` is outside the contract.
 #[inline(always)]

@@ -16,9 +16,9 @@ const BLOCK: usize = 256;
 /// without overflow or cancellation, and a quarter of the transcendental calls of computing the
 /// four separately.
 ///
-/// `e^{−|s|}` flushes to 0 below the smallest normal number (`|s| > 87.3` in f32, `708.4` in f64),
-/// so there `softplus(−|s|)` and `σ(−|s|)` are 0 rather than subnormal. A `-inf` logit gives
-/// `softplus(s) = σ(s) = 0`, `softplus(−s) = inf`, `σ(−s) = 1`.
+/// `e^{−|s|}` flushes to 0 a little below the smallest normal number (`|s| ≥ 87.69` in f32,
+/// `708.75` in f64; see [`exp_nonpos`]), so there `softplus(−|s|)` and `σ(−|s|)` are 0. A `-inf`
+/// logit gives `softplus(s) = σ(s) = 0`, `softplus(−s) = inf`, `σ(−s) = 1`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Logistic<F> {
     /// `softplus(s) = ln(1 + e^s) = −log σ(−s)`.

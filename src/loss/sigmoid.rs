@@ -39,8 +39,8 @@ use crate::{Float, LossError, Result};
 /// float's range (`1e4` in `f32` gives loss 0 or `1e4`, never inf or NaN). The modulating factor is
 /// `exp(γ·log q)` with `log q = −softplus(±s)` for hard targets, so `0 < γ < 1` keeps a finite
 /// gradient as `p_t → 1`. A `-inf` logit is a certain negative (loss and gradient 0); on a positive
-/// target it is an error. `e^{−|s|}` (and `q^γ`) flush to 0 below the smallest normal number, so
-/// `σ(−|s|)` is 0 rather than subnormal beyond `|s| ≈ 87.3` in `f32` (`708.4` in `f64`). Rows are
+/// target it is an error. `e^{−|s|}` (and `q^γ`) flush to 0 a little below the smallest normal
+/// number, so `σ(−|s|)` is 0 beyond `|s| ≈ 87.7` in `f32` (`708.75` in `f64`). Rows are
 /// computed by a branch-free loop that vectorises (AVX2+FMA when the CPU has them); row losses are
 /// summed in `F` over blocks of 256 and the block sums in `f64`.
 ///

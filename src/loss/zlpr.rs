@@ -41,7 +41,7 @@ use crate::{Float, LossError, Result};
 /// Both halves are shifted by their own maximum (the implicit 0 included) and use `ln_1p` of the
 /// sum without its terms that are exactly 1 (the maximum's, and any tie's), so a well-separated row
 /// keeps its tiny loss instead of rounding it to 0. The exponentials are the crate's vectorised
-/// `exp` (within 1 ulp in f32, 2 in f64; 0 below the smallest normal result). A `-inf` logit on a
+/// `exp` (within 1 ulp in f32, 2 in f64; 0 a little below the smallest normal result). A `-inf` logit on a
 /// negative class is a certain negative (zero loss and gradient); on a positive class of a row
 /// that counts it is an error.
 ///
