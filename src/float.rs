@@ -93,7 +93,7 @@ impl sealed::Sealed for f32 {
         const SHIFTER: f32 = 12_583_039.0; // 1.5·2^23 + 127
         const LN2_HI: f32 = 0.693_359_4; // 355/512, exactly
         const LN2_LO: f32 = -2.121_944_4e-4;
-        // q(r) = c6 r⁴ + … + c2 (`tools/exp_minimax.py`).
+        // q(r) = c6 r⁴ + … + c2 (`tests/golden/generate_exp_minimax.py`).
         const Q: [f32; 5] = [1.381_446_7e-3, 8.368_781e-3, 4.166_839_3e-2, 0.166_665_2, 0.499_999_94];
         let fma = mul_add::<f32, FMA>;
         let x = if x < FLUSH { FLUSH } else { x };
@@ -143,7 +143,7 @@ impl sealed::Sealed for f64 {
         const SHIFTER: f64 = 6_755_399_441_056_767.0; // 1.5·2^52 + 1023
         const LN2_HI: f64 = 0.693_147_180_369_123_8;
         const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-        // q(r) = c11 r⁹ + … + c2 (`tools/exp_minimax.py`).
+        // q(r) = c11 r⁹ + … + c2 (`tests/golden/generate_exp_minimax.py`).
         const Q: [f64; 10] = [
             2.511_015_434_046_205e-8,
             2.763_279_158_266_233_4e-7,
