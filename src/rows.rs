@@ -70,6 +70,24 @@ pub(crate) fn visit_rows<F: Float>(
     }
 }
 
+/// Values per chunk of parallel work (some 256 KiB of f32): chunk boundaries depend on the shape
+/// alone, never on the number of threads.
+pub(crate) const CHUNK: usize = 1 << 16;
+
+/// The fewest values for which the `rayon` feature runs a batch's chunks in parallel.
+pub(crate) const PARALLEL_MIN: usize = 1 << 18;
+
+/// Whether `test(chunk)` holds for every chunk of [`CHUNK`] values of `values` (for an empty slice
+/// too); with the `rayon` feature, from [`PARALLEL_MIN`] values on, on rayon's pool.
+pub(crate) fn all_chunks<F: Float>(values: &[F], test: impl Fn(&[F]) -> bool + Sync) -> bool {
+    #[cfg(feature = "rayon")]
+    if values.len() >= PARALLEL_MIN {
+        use rayon::prelude::*;
+        return values.par_chunks(CHUNK).all(&test);
+    }
+    values.chunks(CHUNK).all(test)
+}
+
 /// `Σ` of the kernels' results, added in order from 0. With the `rayon` feature and `parallel`,
 /// the kernels run on rayon's pool; the sum is the same, bit for bit.
 #[cfg(feature = "rayon")]

@@ -13,7 +13,7 @@ use crate::float::{
     ExpArgs, LANES, all_finite, exp_nonpos, exp_sum, finite_max, lane_max, lane_max_sum, ln_1p_unit,
     ln_normal,
 };
-use crate::rows::{RowVisitor, visit_rows};
+use crate::rows::{RowVisitor, all_chunks, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::{Float, LossError, Result};
 
@@ -160,21 +160,19 @@ pub(crate) fn check_logits<F: Float>(
     adjust: Option<&[F]>,
     masked_target: impl Fn(usize, usize) -> bool,
 ) -> Result<()> {
+    // A contiguous batch of finite logits passes in one scan (in parallel chunks when large),
+    // short rows included; with an adjustment, no `z_k + a_k` can exceed `max z + max a`
+    // (rounding is monotone).
+    let adjust_max = adjust.map(|a| a.iter().fold(F::neg_infinity(), |m, &v| if v > m { v } else { m }));
+    if logits.as_slice().is_some_and(|z| all_chunks(z, |chunk| dispatch(FitsAll(chunk, adjust_max)))) {
+        return Ok(());
+    }
     struct Check<'a, F, M>(&'a ArrayRef2<F>, Option<&'a [F]>, M);
     impl<F: Float, M: Fn(usize, usize) -> bool> Kernel for Check<'_, F, M> {
         type Output = Result<()>;
         #[inline(always)]
         fn run<const FMA: bool>(self) -> Self::Output {
             let Check(logits, adjust, masked_target) = self;
-            // A contiguous batch of finite logits passes in one scan, short rows included; with an
-            // adjustment, no `z_k + a_k` can exceed `max z + max a` (rounding is monotone).
-            let fits = |z: &[F]| match adjust {
-                None => all_finite::<F, FMA>(z),
-                Some(a) => finite_max::<F, FMA>(z).is_some_and(|max| max + lane_max(a) < F::infinity()),
-            };
-            if logits.as_slice().is_some_and(fits) {
-                return Ok(());
-            }
             for (row, z) in logits.rows().into_iter().enumerate() {
                 // The common row is all finite: a branch-free scan says so; only other rows are
                 // searched.
@@ -191,6 +189,21 @@ pub(crate) fn check_logits<F: Float>(
         }
     }
     dispatch(Check(logits, adjust, masked_target))
+}
+
+/// Whether every logit of a chunk is finite and, given the adjustment's maximum, no `z + a` can
+/// overflow.
+struct FitsAll<'a, F>(&'a [F], Option<F>);
+
+impl<F: Float> Kernel for FitsAll<'_, F> {
+    type Output = bool;
+    #[inline(always)]
+    fn run<const FMA: bool>(self) -> bool {
+        match self.1 {
+            None => all_finite::<F, FMA>(self.0),
+            Some(a) => finite_max::<F, FMA>(self.0).is_some_and(|max| max + a < F::infinity()),
+        }
+    }
 }
 
 /// Whether every `z_k` (`z_k + a_k` with `adjust`) is finite, without a branch per value. With

@@ -94,3 +94,32 @@ fn a_large_batch_equals_its_rows_computed_one_by_one() {
         }
     }
 }
+
+/// A large batch is validated in parallel chunks, yet the error still names the first offending
+/// logit in row-major order, whichever chunk finishes first, and nothing is written: two bad
+/// logits in different chunks, the later one a NaN, on 1 and 3 threads, with and without a
+/// logit adjustment.
+#[cfg(feature = "rayon")]
+#[test]
+fn a_large_batch_reports_its_first_bad_logit_on_any_number_of_threads() {
+    use longtail::LossError;
+    let mut rng = Rng::new(5);
+    let (batch, classes) = (600, 1000);
+    let mut logits = rng.logits(batch, classes, 4.0).mapv(|v| v as f32);
+    logits[[500, 3]] = f32::NAN;
+    logits[[70, 999]] = f32::INFINITY;
+    let labels = rng.labels(batch, classes);
+    let prior: Vec<f32> = (0..classes).map(|k| 1.0 / (1.0 + k as f32)).collect();
+    for loss in [SoftmaxLoss::cross_entropy(), SoftmaxLoss::logit_adjusted(&prior).unwrap()] {
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut grad = Array2::from_elem((batch, classes), 7.0_f32);
+            let error = pool.install(|| loss.loss_and_grad_into(&logits, &labels, &mut grad));
+            assert!(
+                matches!(error, Err(LossError::NonFiniteLogit { row: 70, class: 999, .. })),
+                "{threads} threads: {error:?}"
+            );
+            assert!(grad.iter().all(|&g| g == 7.0), "{threads} threads: output written");
+        }
+    }
+}

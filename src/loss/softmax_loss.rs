@@ -8,7 +8,7 @@ use super::Reduction;
 use super::kernel::{RowMass, Targets as RowTargets, dense_row, one_hot_row, plain_dense_row, shifted_exp};
 use super::targets::{TargetKind, Targets};
 use super::validate::class_vector;
-use crate::rows::{RowVisitor, sum_chunks, visit_rows};
+use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
 use crate::simd::Kernel;
 use crate::softmax::{GROUP, RowLse, SHORT_ROW, group_lse};
 use crate::{Float, LossError, Result};
@@ -817,6 +817,7 @@ impl<F: Float> SoftmaxLoss<F> {
         scale: F,
     ) -> f64 {
         let (batch, classes) = logits.dim();
+        // Rows per chunk: `CHUNK / K`, at least 1.
         let chunk = (CHUNK / classes).max(1);
         let mut grads = grad_out.map(|g| g.axis_chunks_iter_mut(Axis(0), chunk));
         let mut losses = losses_out.map(|l| l.axis_chunks_iter_mut(Axis(0), chunk));
@@ -832,12 +833,6 @@ impl<F: Float> SoftmaxLoss<F> {
         sum_chunks(chunks, batch * classes >= PARALLEL_MIN && batch > chunk)
     }
 }
-
-/// Rows per chunk: `CHUNK / K` (at least 1), some 256 KiB of f32 logits.
-const CHUNK: usize = 1 << 16;
-
-/// The fewest logits for which the `rayon` feature runs chunks in parallel.
-const PARALLEL_MIN: usize = 1 << 18;
 
 /// A chunk of consecutive rows of a validated batch, from row `first` on, and its outputs.
 struct Chunk<'a, 't, F> {
