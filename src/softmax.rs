@@ -88,8 +88,97 @@ pub(crate) const SHORT_ROW: usize = 16;
 /// The rows [`group_lse`] processes at once: one vector lane per row (8 f32 in AVX2).
 pub(crate) const GROUP: usize = 8;
 
-/// [`row_lse`] of [`GROUP`] consecutive rows of `K ≤ SHORT_ROW` logits, `z` row-major (`z + adjust`
-/// with `adjust` of length `K`), exponentials into `out` (same layout).
+/// One value per row of a [`Group`]: a vector of 8 f32 (two of 4 f64).
+pub(crate) type Lanes<F> = [F; GROUP];
+
+/// Up to [`GROUP`] short rows after [`group_lse`], transposed: lane `r` of every column is row `r`
+/// (lanes past the group's rows hold a padding row of zeros). Columns past `classes` are unused.
+pub(crate) struct Group<F> {
+    /// The number of classes `K`.
+    pub classes: usize,
+    /// `x_rc − m_r`, the argument of each exponential (`x = z + adjust`, `m` the row maximum; a row
+    /// of `-inf` is shifted by 0).
+    pub shifted: [Lanes<F>; SHORT_ROW],
+    /// `e^{x_rc − m_r}`, exactly 1 at the argmax.
+    pub exp: [Lanes<F>; SHORT_ROW],
+    /// The lanes of each row's [`RowLse`], the argmax as a float.
+    pub max: Lanes<F>,
+    pub argmax: Lanes<F>,
+    pub rest: Lanes<F>,
+    pub ln_total: Lanes<F>,
+    pub inv_total: Lanes<F>,
+}
+
+impl<F: Float> Group<F> {
+    /// An empty group, for [`group_lse`] to fill.
+    #[inline(always)]
+    pub fn new() -> Self {
+        let zeros = [F::zero(); GROUP];
+        Group {
+            classes: 0,
+            shifted: [zeros; SHORT_ROW],
+            exp: [zeros; SHORT_ROW],
+            max: zeros,
+            argmax: zeros,
+            rest: zeros,
+            ln_total: zeros,
+            inv_total: zeros,
+        }
+    }
+
+    /// Row `r`'s [`RowLse`], `None` for a row of `-inf` (as [`row_lse`]).
+    #[inline(always)]
+    pub fn lse(&self, r: usize) -> Option<RowLse<F>> {
+        (self.max[r] != F::neg_infinity()).then(|| RowLse {
+            max: self.max[r],
+            argmax: self.argmax[r].as_f64() as usize,
+            rest: self.rest[r],
+            ln_total: self.ln_total[r],
+            inv_total: self.inv_total[r],
+        })
+    }
+
+    /// Writes `columns` back row-major into `out`, whose length says how many rows to write.
+    #[inline(always)]
+    pub fn write_rows(&self, columns: &[Lanes<F>; SHORT_ROW], out: &mut [F]) {
+        let k = self.classes;
+        let mut padded = [F::zero(); GROUP * SHORT_ROW];
+        let full = out.len() == GROUP * k;
+        let rows = if full { &mut *out } else { &mut padded[..GROUP * k] };
+        // Rows of exactly `K` entries, so that the column loop needs no bounds checks.
+        let (r0, rows) = rows.split_at_mut(k);
+        let (r1, rows) = rows.split_at_mut(k);
+        let (r2, rows) = rows.split_at_mut(k);
+        let (r3, rows) = rows.split_at_mut(k);
+        let (r4, rows) = rows.split_at_mut(k);
+        let (r5, rows) = rows.split_at_mut(k);
+        let (r6, r7) = rows.split_at_mut(k);
+        let mut rows = [r0, r1, r2, r3, r4, r5, r6, &mut r7[..k]];
+        for (c, col) in columns[..k].iter().enumerate() {
+            rows.iter_mut().zip(col).for_each(|(row, &v)| row[c] = v);
+        }
+        if !full {
+            let n = out.len();
+            out.copy_from_slice(&padded[..n]);
+        }
+    }
+}
+
+/// The [`GROUP`] rows of `K = k` entries of a full group `z`.
+#[inline(always)]
+fn split_rows<F>(z: &[F], k: usize) -> [&[F]; GROUP] {
+    let (r0, z) = z.split_at(k);
+    let (r1, z) = z.split_at(k);
+    let (r2, z) = z.split_at(k);
+    let (r3, z) = z.split_at(k);
+    let (r4, z) = z.split_at(k);
+    let (r5, z) = z.split_at(k);
+    let (r6, z) = z.split_at(k);
+    [r0, r1, r2, r3, r4, r5, r6, &z[..k]]
+}
+
+/// [`row_lse`] of up to [`GROUP`] consecutive rows of `K ≤ SHORT_ROW` logits, `z` row-major
+/// (`z + adjust` with `adjust` of length `K`), transposed into `group`.
 ///
 /// The group is transposed so that one lane holds one row: the max, argmax, exponentials and sums
 /// of short rows then run in full vectors, without a fold per row. Results are bit for bit those of
@@ -97,18 +186,36 @@ pub(crate) const GROUP: usize = 8;
 #[inline(always)]
 pub(crate) fn group_lse<F: Float, const FMA: bool>(
     z: &[F],
+    classes: usize,
     adjust: Option<&[F]>,
-    out: &mut [F],
-) -> [Option<RowLse<F>>; GROUP] {
-    let k = z.len() / GROUP;
-    // `x[c][r]`: class `c` of row `r`. The steps are separate loops over whole columns, which
-    // the compiler vectorises (one fused loop over 8 lanes is unrolled and left scalar).
-    let mut x = [[F::zero(); GROUP]; SHORT_ROW];
-    let x = &mut x[..k];
-    for (row, r) in z.chunks_exact(k).zip(0..GROUP) {
-        match adjust {
-            Some(adjust) => x.iter_mut().zip(row).zip(adjust).for_each(|((col, &v), &a)| col[r] = v + a),
-            None => x.iter_mut().zip(row).for_each(|(col, &v)| col[r] = v),
+    group: &mut Group<F>,
+) {
+    let k = classes;
+    // A partial group is padded with rows of zeros.
+    let mut padded = [F::zero(); GROUP * SHORT_ROW];
+    let z = if z.len() < GROUP * k {
+        padded[..z.len()].copy_from_slice(z);
+        &padded[..GROUP * k]
+    } else {
+        z
+    };
+    group.classes = k;
+    // `x[c][r]`: class `c` of row `r`, gathered column by column (8 lanes unrolled). The steps are
+    // separate loops over whole columns of local lanes, which the compiler vectorises.
+    // Rows the compiler knows to hold exactly `K` entries: the column loop needs no bounds checks,
+    // and is vectorised as 8×8 transposes.
+    let rows = split_rows(z, k);
+    let x = &mut group.shifted[..k];
+    match adjust {
+        Some(adjust) => {
+            for (c, (col, &a)) in x.iter_mut().zip(&adjust[..k]).enumerate() {
+                col.iter_mut().zip(&rows).for_each(|(v, row)| *v = row[c] + a);
+            }
+        }
+        None => {
+            for (c, col) in x.iter_mut().enumerate() {
+                col.iter_mut().zip(&rows).for_each(|(v, row)| *v = row[c]);
+            }
         }
     }
     let mut max = [F::neg_infinity(); GROUP];
@@ -122,30 +229,33 @@ pub(crate) fn group_lse<F: Float, const FMA: bool>(
         let c = F::from_f64(c as f64);
         argmax.iter_mut().zip(&max).zip(col).for_each(|((a, &m), &v)| *a = if v == m { c } else { *a });
     }
-    let argmax = argmax.map(|a| a.as_f64() as usize);
     // A row of `-inf` (no lse) is shifted by 0, which gives zeros rather than NaN.
     let shift = max.map(|m| if m == F::neg_infinity() { F::zero() } else { m });
-    for col in x.iter_mut() {
-        col.iter_mut().zip(&shift).for_each(|(v, &s)| *v -= s);
-    }
-    x.as_flattened_mut().iter_mut().for_each(|v| *v = exp_nonpos::<F, FMA>(*v));
-    // `r` excludes the maximum's `e^0 = 1` exactly, by a 0 in its place.
-    argmax.iter().zip(0..GROUP).for_each(|(&a, r)| x[a][r] = F::zero());
+    // Flat loops over a copy of the lanes per column (see `exp` below).
+    let shifts = [shift; SHORT_ROW];
+    x.as_flattened_mut().iter_mut().zip(shifts.as_flattened()).for_each(|(v, &s)| *v -= s);
+    let e = &mut group.exp[..k];
+    // One flat loop: a loop over columns would be vectorised across columns, with shuffles.
+    let (e_flat, x_flat) = (e.as_flattened_mut(), x.as_flattened());
+    e_flat.iter_mut().zip(x_flat).for_each(|(e, &v)| *e = exp_nonpos::<F, FMA>(v));
+    // `r` excludes the maximum's `e^0 = 1` exactly, by a 0 in its place; `e` holds exactly 1 there.
     let mut rest = [F::zero(); GROUP];
-    for col in x.iter() {
-        rest.iter_mut().zip(col).for_each(|(s, &v)| *s += v);
+    for (c, col) in e.iter_mut().enumerate() {
+        let c = F::from_f64(c as f64);
+        rest.iter_mut()
+            .zip(&argmax)
+            .zip(&*col)
+            .for_each(|((s, &a), &v)| *s += if a == c { F::zero() } else { v });
+        col.iter_mut().zip(&argmax).for_each(|(v, &a)| *v = if a == c { F::one() } else { *v });
     }
-    for ((row, r), &a) in out.chunks_exact_mut(k).zip(0..GROUP).zip(&argmax) {
-        row.iter_mut().zip(x.iter()).for_each(|(o, col)| *o = col[r]);
-        row[a] = F::one();
-    }
-    let (mut rest64, mut ln_total) = ([0.0; GROUP], [0.0; GROUP]);
+    // The parts of `RowLse::new`, lane by lane.
+    let (mut rest64, mut total) = ([0.0; GROUP], [0.0; GROUP]);
     rest64.iter_mut().zip(&rest).for_each(|(r64, &r)| *r64 = r.as_f64());
-    ln_total.iter_mut().zip(&rest64).for_each(|(l, &r)| *l = ln_1p_rest(r));
-    core::array::from_fn(|r| {
-        let found = max[r] != F::neg_infinity();
-        found.then(|| RowLse::new(max[r], argmax[r], rest64[r], ln_total[r]))
-    })
+    total.iter_mut().zip(&rest64).for_each(|(l, &r)| *l = ln_1p_rest(r));
+    group.ln_total.iter_mut().zip(&total).for_each(|(l, &t)| *l = F::from_f64(t));
+    total.iter_mut().zip(&rest64).for_each(|(t, &r)| *t = (1.0 + r).recip());
+    group.inv_total.iter_mut().zip(&total).for_each(|(i, &t)| *i = F::from_f64(t));
+    (group.max, group.argmax, group.rest) = (max, argmax, rest);
 }
 
 /// One pass over the logits, failing at the first offending entry in row-major order: a NaN or
@@ -523,16 +633,20 @@ mod tests {
                 })
                 .collect();
             let adjust: Vec<F> = (0..k).map(|c| F::from_f64(c as f64 * 0.37 - 1.0)).collect();
-            for adjust in [None, Some(&adjust[..])] {
+            for (adjust, rows) in [None, Some(&adjust[..])].into_iter().zip([GROUP, 5]) {
+                // A partial group too: its lanes past the rows are padding.
+                let z = &z[..rows * k];
                 let mut out = vec![F::zero(); z.len()];
-                let lse = group_lse::<F, false>(&z, adjust, &mut out);
+                let mut group = Group::new();
+                group_lse::<F, false>(z, k, adjust, &mut group);
+                group.write_rows(&group.exp, &mut out);
                 for (r, (z, out)) in z.chunks_exact(k).zip(out.chunks_exact(k)).enumerate() {
                     let mut expected = vec![F::zero(); k];
                     let args = adjust.map_or(ExpArgs::Logits(z), |a| ExpArgs::Adjusted(z, a));
                     let parts =
                         |s: Option<RowLse<F>>| s.map(|s| (s.max, s.argmax, s.rest, s.ln_total, s.inv_total));
                     let want = row_lse::<F, false>(&mut expected, args);
-                    assert_eq!(parts(lse[r]), parts(want), "k = {k}, row {r}");
+                    assert_eq!(parts(group.lse(r)), parts(want), "k = {k}, row {r}");
                     if want.is_some() {
                         assert_eq!(out, &expected[..], "k = {k}, row {r}");
                     }
