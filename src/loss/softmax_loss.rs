@@ -945,7 +945,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                 if self.one_hot_path {
                     let mut c = s;
                     if loss.class_weights.is_some() || loss.alpha.is_some() {
-                        c.iter_mut().zip(&y).for_each(|(c, &y)| *c = *c * loss.class_factor(y));
+                        c.iter_mut().zip(&y).for_each(|(c, &y)| *c *= loss.class_factor(y));
                     }
                     Some(one_hot_group(group, &y, &c, loss.gamma, scale))
                 } else if self.plain_dense {
@@ -986,7 +986,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
         let (adjust, gamma) = (loss.adjustment.as_deref(), loss.gamma);
         let row = self.first + i;
         let s = targets.sample_weight(row);
-        let value = match &targets.kind {
+        match &targets.kind {
             TargetKind::Labels(labels) if self.one_hot_path => {
                 let y = labels[row];
                 one_hot_row(lse, z, adjust, y, s * loss.class_factor(y), gamma, scale, grad)
@@ -1017,8 +1017,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                     }
                 }
             }
-        };
-        value
+        }
     }
 }
 
