@@ -12,12 +12,6 @@ use super::kernel::focal_factors;
 use crate::Float;
 use crate::softmax::{GROUP, Group, Lanes, SHORT_ROW};
 
-/// Per lane: whether the row has a log-sum-exp (is not all `-inf`).
-#[inline(always)]
-fn found<F: Float>(group: &Group<F>) -> [bool; GROUP] {
-    group.max.map(|m| m != F::neg_infinity())
-}
-
 /// [`one_hot_row`](super::kernel::one_hot_row) of every lane: row `r` has target class
 /// `labels[r]` of coefficient `c[r] ≥ 0`. Turns `group.exp` into `scale · ∂ℓ/∂z` and returns each
 /// row's `ℓ`; a lane without a log-sum-exp, or with `c = 0`, gets zeros.
@@ -25,48 +19,48 @@ fn found<F: Float>(group: &Group<F>) -> [bool; GROUP] {
 pub(super) fn one_hot_group<F: Float>(
     group: &mut Group<F>,
     labels: &[usize; GROUP],
-    c: &[F; GROUP],
+    c: &Lanes<F>,
     gamma: F,
     scale: F,
-) -> [F; GROUP] {
-    let active = found(group);
-    let (mut lp, mut e_label, mut on_argmax) = ([F::zero(); GROUP], [F::zero(); GROUP], [false; GROUP]);
+) -> Lanes<F> {
+    let (mut lp, mut e_label, mut label) = ([F::zero(); GROUP], [F::zero(); GROUP], [F::zero(); GROUP]);
     for r in 0..GROUP {
-        let y = labels[r];
+        // `y < K ≤ SHORT_ROW`: the modulo only spares a bounds check.
+        let y = labels[r] % SHORT_ROW;
         lp[r] = group.shifted[y][r] - group.ln_total[r];
         e_label[r] = group.exp[y][r];
-        on_argmax[r] = F::from_f64(y as f64) == group.argmax[r];
+        label[r] = F::from_f64(y as f64);
     }
-    let (mut p_factor, mut label_grad, mut loss) =
-        ([F::zero(); GROUP], [F::zero(); GROUP], [F::zero(); GROUP]);
+    // `RowLse::one_minus_p`: exact for the argmax.
     let mut one_minus_p = [F::zero(); GROUP];
     for r in 0..GROUP {
-        // `RowLse::one_minus_p`: exact for the argmax.
-        let inv_total = group.inv_total[r];
-        one_minus_p[r] =
-            if on_argmax[r] { group.rest[r] * inv_total } else { F::one() - e_label[r] * inv_total };
+        let (rest, inv_total) = (group.rest[r], group.inv_total[r]);
+        let on_argmax = label[r] == group.argmax[r];
+        one_minus_p[r] = if on_argmax { rest * inv_total } else { F::one() - e_label[r] * inv_total };
     }
-    // Without focal modulation, `m = g = 1` (a separate loop: `powf` would be evaluated anyway).
-    let mut m = [F::one(); GROUP];
-    let mut g = [F::one(); GROUP];
+    // Without focal modulation `m = g = 1`; a separate loop, else `powf` would be evaluated anyway.
+    let (mut m, mut g) = ([F::one(); GROUP], [F::one(); GROUP]);
     if gamma != F::zero() {
         for r in 0..GROUP {
             let p = e_label[r] * group.inv_total[r];
             (m[r], g[r]) = focal_factors(p, one_minus_p[r], lp[r], gamma);
         }
     }
+    let (mut p_factor, mut label_grad, mut loss) =
+        ([F::zero(); GROUP], [F::zero(); GROUP], [F::zero(); GROUP]);
     for r in 0..GROUP {
-        let (inv_total, one_minus_p, m) = (group.inv_total[r], one_minus_p[r], m[r]);
+        let on = group.max[r] != F::neg_infinity() && c[r] > F::zero();
         let factor = scale * c[r] * g[r];
-        let on = active[r] && c[r] > F::zero();
-        p_factor[r] = if on { factor * inv_total } else { F::zero() };
+        p_factor[r] = if on { factor * group.inv_total[r] } else { F::zero() };
         // factor · (p_y − 1), exact near p_y = 1.
-        label_grad[r] = if on { -factor * one_minus_p } else { F::zero() };
-        loss[r] = if on { -(c[r] * m * lp[r]) } else { F::zero() };
+        label_grad[r] = if on { -factor * one_minus_p[r] } else { F::zero() };
+        loss[r] = if on { -(c[r] * m[r] * lp[r]) } else { F::zero() };
     }
-    scale_columns(&mut group.exp[..group.classes], &p_factor);
+    let columns = &mut group.exp[..group.classes];
+    let factors = [p_factor; SHORT_ROW];
+    columns.as_flattened_mut().iter_mut().zip(factors.as_flattened()).for_each(|(v, &f)| *v *= f);
     for r in 0..GROUP {
-        group.exp[labels[r]][r] = label_grad[r];
+        group.exp[labels[r] % SHORT_ROW][r] = label_grad[r];
     }
     loss
 }
@@ -76,7 +70,7 @@ pub(super) enum GroupTargets<'a, F> {
     /// One label per lane.
     Labels(&'a [usize; GROUP]),
     /// Probability rows, transposed: `t[c][r]`.
-    Probs(&'a [[F; GROUP]]),
+    Probs(&'a [Lanes<F>]),
 }
 
 /// [`plain_dense_row`](super::kernel::plain_dense_row) of every lane: the target mass of class
@@ -85,73 +79,72 @@ pub(super) enum GroupTargets<'a, F> {
 #[inline(always)]
 pub(super) fn plain_dense_group<F: Float>(
     group: &mut Group<F>,
-    s: &[F; GROUP],
+    s: &Lanes<F>,
     (keep, spread): (F, F),
     targets: GroupTargets<'_, F>,
     scale: F,
-) -> [F; GROUP] {
-    let active = found(group);
-    let n = F::from_f64(group.classes as f64);
+) -> Lanes<F> {
+    let k = group.classes;
+    let n = F::from_f64(k as f64);
+    // A lane without a log-sum-exp gets no target mass: its gradient is then `+0` throughout.
     let (mut base, mut on_target) = ([F::zero(); GROUP], [F::zero(); GROUP]);
-    base.iter_mut().zip(s).for_each(|(b, &s)| *b = s * spread);
-    on_target.iter_mut().zip(s).for_each(|(o, &s)| *o = s * keep);
-    let mut t_sum = [F::zero(); GROUP];
-    match targets {
-        GroupTargets::Labels(_) => t_sum = [F::one(); GROUP],
-        GroupTargets::Probs(t) => {
-            for col in t {
-                t_sum.iter_mut().zip(col).for_each(|(sum, &t)| *sum += t);
-            }
+    for r in 0..GROUP {
+        let s = if group.max[r] != F::neg_infinity() { s[r] } else { F::zero() };
+        (base[r], on_target[r]) = (s * spread, s * keep);
+    }
+    let mut t_sum = [F::one(); GROUP];
+    if let GroupTargets::Probs(t) = targets {
+        t_sum = [F::zero(); GROUP];
+        for col in t {
+            t_sum.iter_mut().zip(col).for_each(|(sum, &t)| *sum += t);
         }
     }
     let mut p_factor = [F::zero(); GROUP];
     for r in 0..GROUP {
         p_factor[r] = (base[r] * n + on_target[r] * t_sum[r]) * group.inv_total[r];
     }
+    // The mass `c[k][r]` of every term, as flat loops over copies of the lanes per column.
+    let (bases, on_targets) = ([base; SHORT_ROW], [on_target; SHORT_ROW]);
+    let mut mass = bases;
+    if let GroupTargets::Probs(t) = targets {
+        let mass = mass[..k].as_flattened_mut().iter_mut().zip(on_targets.as_flattened());
+        mass.zip(t.as_flattened()).for_each(|((c, &o), &t)| *c += o * t);
+    }
     let ln_total = group.ln_total;
     // A class without target mass contributes nothing, even when masked (log p = -inf).
     let term = |c: F, d: F, ln_total: F| if c > F::zero() { c * (d - ln_total) } else { F::zero() };
-    let mut e_label = [F::zero(); GROUP];
-    if let GroupTargets::Labels(labels) = targets {
-        e_label.iter_mut().zip(labels).zip(0..GROUP).for_each(|((e, &y), r)| *e = group.exp[y][r]);
-    }
     let mut loss = [F::zero(); GROUP];
-    let columns = group.exp[..group.classes].iter_mut().zip(&group.shifted);
-    for (k, (e, d)) in columns.enumerate() {
-        let mut c = base;
-        if let GroupTargets::Probs(t) = targets {
-            c.iter_mut().zip(&on_target).zip(&t[k]).for_each(|((c, &o), &t)| *c += o * t);
-        }
+    for (c, d) in mass[..k].iter().zip(&group.shifted) {
         for r in 0..GROUP {
             loss[r] += term(c[r], d[r], ln_total[r]);
-            e[r] = scale * (p_factor[r] * e[r] - c[r]);
         }
     }
+    let mut e_label = [F::zero(); GROUP];
+    if let GroupTargets::Labels(labels) = targets {
+        // `y < K ≤ SHORT_ROW`: the modulo only spares a bounds check.
+        e_label
+            .iter_mut()
+            .zip(labels)
+            .zip(0..GROUP)
+            .for_each(|((e, &y), r)| *e = group.exp[y % SHORT_ROW][r]);
+    }
+    let factors = [p_factor; SHORT_ROW];
+    let grad = group.exp[..k].as_flattened_mut().iter_mut().zip(factors.as_flattened());
+    grad.zip(mass.as_flattened()).for_each(|((e, &p), &c)| *e = scale * (p * *e - c));
     // The label's own mass: the pass above gave it `base` only.
     if let GroupTargets::Labels(labels) = targets {
         for r in 0..GROUP {
-            let (y, c) = (labels[r], base[r] + on_target[r]);
+            let (y, c) = (labels[r] % SHORT_ROW, base[r] + on_target[r]);
             let d = group.shifted[y][r];
             loss[r] += term(c, d, ln_total[r]) - term(base[r], d, ln_total[r]);
             group.exp[y][r] = scale * (p_factor[r] * e_label[r] - c);
         }
     }
-    // Rows without a log-sum-exp are zeros.
-    for col in &mut group.exp[..group.classes] {
-        col.iter_mut().zip(&active).for_each(|(v, &on)| *v = if on { *v } else { F::zero() });
-    }
     let mut value = [F::zero(); GROUP];
-    value.iter_mut().zip(&loss).zip(&active).for_each(|((v, &l), &on)| *v = if on { -l } else { F::zero() });
+    for r in 0..GROUP {
+        value[r] = if group.max[r] != F::neg_infinity() { -loss[r] } else { F::zero() };
+    }
     value
-}
-
-/// `columns[c][r] *= factor[r]`, as one flat loop over a copy of `factor` per column: a loop over
-/// columns would be vectorised across columns, with shuffles.
-#[inline(always)]
-fn scale_columns<F: Float>(columns: &mut [Lanes<F>], factor: &Lanes<F>) {
-    let factors = [*factor; SHORT_ROW];
-    let factors = factors[..columns.len()].as_flattened();
-    columns.as_flattened_mut().iter_mut().zip(factors).for_each(|(v, &f)| *v *= f);
 }
 
 #[cfg(test)]
