@@ -145,7 +145,6 @@ impl<F: Float> Group<F> {
         let mut padded = [F::zero(); GROUP * SHORT_ROW];
         let full = out.len() == GROUP * k;
         let rows = if full { &mut *out } else { &mut padded[..GROUP * k] };
-        // Rows of exactly `K` entries, so that the column loop needs no bounds checks.
         let (r0, rows) = rows.split_at_mut(k);
         let (r1, rows) = rows.split_at_mut(k);
         let (r2, rows) = rows.split_at_mut(k);
@@ -153,14 +152,35 @@ impl<F: Float> Group<F> {
         let (r4, rows) = rows.split_at_mut(k);
         let (r5, rows) = rows.split_at_mut(k);
         let (r6, r7) = rows.split_at_mut(k);
-        let mut rows = [r0, r1, r2, r3, r4, r5, r6, &mut r7[..k]];
-        for (c, col) in columns[..k].iter().enumerate() {
-            rows.iter_mut().zip(col).for_each(|(row, &v)| row[c] = v);
-        }
+        scatter_columns(&columns[..k], r0, r1, r2, r3, r4, r5, r6, r7);
         if !full {
             let n = out.len();
             out.copy_from_slice(&padded[..n]);
         }
+    }
+}
+
+/// `row_r[c] = columns[c][r]`. The rows are separate `&mut` arguments: the compiler then knows that
+/// they do not overlap, and vectorises the column loop as 8×8 transposes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // one per row of a group
+fn scatter_columns<F: Float>(
+    columns: &[Lanes<F>],
+    r0: &mut [F],
+    r1: &mut [F],
+    r2: &mut [F],
+    r3: &mut [F],
+    r4: &mut [F],
+    r5: &mut [F],
+    r6: &mut [F],
+    r7: &mut [F],
+) {
+    let k = columns.len();
+    let (r0, r1, r2, r3) = (&mut r0[..k], &mut r1[..k], &mut r2[..k], &mut r3[..k]);
+    let (r4, r5, r6, r7) = (&mut r4[..k], &mut r5[..k], &mut r6[..k], &mut r7[..k]);
+    for (c, col) in columns.iter().enumerate() {
+        (r0[c], r1[c], r2[c], r3[c]) = (col[0], col[1], col[2], col[3]);
+        (r4[c], r5[c], r6[c], r7[c]) = (col[4], col[5], col[6], col[7]);
     }
 }
 

@@ -49,7 +49,8 @@ pub(super) fn one_hot_group<F: Float>(
     let (mut p_factor, mut label_grad, mut loss) =
         ([F::zero(); GROUP], [F::zero(); GROUP], [F::zero(); GROUP]);
     for r in 0..GROUP {
-        let on = group.max[r] != F::neg_infinity() && c[r] > F::zero();
+        // `&`, not `&&`: no branch per lane.
+        let on = (group.max[r] != F::neg_infinity()) & (c[r] > F::zero());
         let factor = scale * c[r] * g[r];
         p_factor[r] = if on { factor * group.inv_total[r] } else { F::zero() };
         // factor · (p_y − 1), exact near p_y = 1.

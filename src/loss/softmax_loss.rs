@@ -940,8 +940,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
         match &targets.kind {
             TargetKind::Labels(labels) => {
                 let mut y = [0; GROUP];
-                let labels = labels.slice(ndarray::s![start..start + rows]);
-                y.iter_mut().zip(&labels).for_each(|(y, &label)| *y = label);
+                y[..rows].iter_mut().zip(start..).for_each(|(y, i)| *y = labels[i]);
                 if self.one_hot_path {
                     let mut c = s;
                     if loss.class_weights.is_some() || loss.alpha.is_some() {
