@@ -184,6 +184,39 @@ fn scatter_columns<F: Float>(
     }
 }
 
+/// `columns[c][r] = row_r[c] (+ adjust[c])`, the inverse of [`scatter_columns`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // one per row of a group
+fn gather_columns<F: Float>(
+    columns: &mut [Lanes<F>],
+    adjust: Option<&[F]>,
+    r0: &[F],
+    r1: &[F],
+    r2: &[F],
+    r3: &[F],
+    r4: &[F],
+    r5: &[F],
+    r6: &[F],
+    r7: &[F],
+) {
+    let k = columns.len();
+    let (r0, r1, r2, r3) = (&r0[..k], &r1[..k], &r2[..k], &r3[..k]);
+    let (r4, r5, r6, r7) = (&r4[..k], &r5[..k], &r6[..k], &r7[..k]);
+    match adjust {
+        Some(adjust) => {
+            for (c, (col, &a)) in columns.iter_mut().zip(&adjust[..k]).enumerate() {
+                *col = [r0[c], r1[c], r2[c], r3[c], r4[c], r5[c], r6[c], r7[c]];
+                col.iter_mut().for_each(|v| *v += a);
+            }
+        }
+        None => {
+            for (c, col) in columns.iter_mut().enumerate() {
+                *col = [r0[c], r1[c], r2[c], r3[c], r4[c], r5[c], r6[c], r7[c]];
+            }
+        }
+    }
+}
+
 /// The [`GROUP`] rows of `K = k` entries of a full group `z`.
 #[inline(always)]
 fn split_rows<F>(z: &[F], k: usize) -> [&[F]; GROUP] {
@@ -224,20 +257,9 @@ pub(crate) fn group_lse<F: Float, const FMA: bool>(
     // separate loops over whole columns of local lanes, which the compiler vectorises.
     // Rows the compiler knows to hold exactly `K` entries: the column loop needs no bounds checks,
     // and is vectorised as 8×8 transposes.
-    let rows = split_rows(z, k);
+    let [r0, r1, r2, r3, r4, r5, r6, r7] = split_rows(z, k);
     let x = &mut group.shifted[..k];
-    match adjust {
-        Some(adjust) => {
-            for (c, (col, &a)) in x.iter_mut().zip(&adjust[..k]).enumerate() {
-                col.iter_mut().zip(&rows).for_each(|(v, row)| *v = row[c] + a);
-            }
-        }
-        None => {
-            for (c, col) in x.iter_mut().enumerate() {
-                col.iter_mut().zip(&rows).for_each(|(v, row)| *v = row[c]);
-            }
-        }
-    }
+    gather_columns(x, adjust, r0, r1, r2, r3, r4, r5, r6, r7);
     let mut max = [F::neg_infinity(); GROUP];
     for col in x.iter() {
         max.iter_mut().zip(col).for_each(|(m, &v)| *m = if v > *m { v } else { *m });
