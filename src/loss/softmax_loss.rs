@@ -772,6 +772,12 @@ impl<F: Float> SoftmaxLoss<F> {
     /// The mean's denominator `D`: `Σ_i s_i·w_{y_i}` for hard labels, `Σ_i s_i` for probabilities.
     fn mean_denominator(&self, targets: &Targets<F>) -> f64 {
         let rows = 0..targets.len();
+        let unweighted = targets.sample_weights.is_none()
+            && (self.class_weights.is_none() || matches!(targets.kind, TargetKind::Probs(_)));
+        if unweighted {
+            // A sum of ones, exact.
+            return targets.len() as f64;
+        }
         match &targets.kind {
             TargetKind::Labels(labels) => rows
                 .zip(labels)
