@@ -142,22 +142,30 @@ impl<F: Float> Group<F> {
     #[inline(always)]
     pub fn write_rows(&self, columns: &[Lanes<F>; SHORT_ROW], out: &mut [F]) {
         let k = self.classes;
-        let mut padded = [F::zero(); GROUP * SHORT_ROW];
-        let full = out.len() == GROUP * k;
-        let rows = if full { &mut *out } else { &mut padded[..GROUP * k] };
-        let (r0, rows) = rows.split_at_mut(k);
-        let (r1, rows) = rows.split_at_mut(k);
-        let (r2, rows) = rows.split_at_mut(k);
-        let (r3, rows) = rows.split_at_mut(k);
-        let (r4, rows) = rows.split_at_mut(k);
-        let (r5, rows) = rows.split_at_mut(k);
-        let (r6, r7) = rows.split_at_mut(k);
-        scatter_columns(&columns[..k], r0, r1, r2, r3, r4, r5, r6, r7);
-        if !full {
+        let columns = &columns[..k];
+        if out.len() == GROUP * k {
+            scatter_group(columns, out);
+        } else {
+            let mut padded = [F::zero(); GROUP * SHORT_ROW];
+            scatter_group(columns, &mut padded[..GROUP * k]);
             let n = out.len();
             out.copy_from_slice(&padded[..n]);
         }
     }
+}
+
+/// Writes `columns` (`K` of them) row-major into the [`GROUP`] rows of `out`.
+#[inline(always)]
+fn scatter_group<F: Float>(columns: &[Lanes<F>], out: &mut [F]) {
+    let k = columns.len();
+    let (r0, rows) = out.split_at_mut(k);
+    let (r1, rows) = rows.split_at_mut(k);
+    let (r2, rows) = rows.split_at_mut(k);
+    let (r3, rows) = rows.split_at_mut(k);
+    let (r4, rows) = rows.split_at_mut(k);
+    let (r5, rows) = rows.split_at_mut(k);
+    let (r6, r7) = rows.split_at_mut(k);
+    scatter_columns(columns, r0, r1, r2, r3, r4, r5, r6, r7);
 }
 
 /// `row_r[c] = columns[c][r]`. The rows are separate `&mut` arguments: the compiler then knows that
@@ -182,6 +190,27 @@ fn scatter_columns<F: Float>(
         (r0[c], r1[c], r2[c], r3[c]) = (col[0], col[1], col[2], col[3]);
         (r4[c], r5[c], r6[c], r7[c]) = (col[4], col[5], col[6], col[7]);
     }
+}
+
+/// `columns[c][r] = z_rc (+ adjust_c)` for the up to [`GROUP`] rows of `z` (row-major, `K =
+/// columns.len()` classes), rows past them 0 (`+ adjust_c`).
+#[inline(always)]
+pub(crate) fn transpose_rows<F: Float>(z: &[F], adjust: Option<&[F]>, columns: &mut [Lanes<F>]) {
+    let k = columns.len();
+    // A partial group is padded with rows of zeros (initialised only then).
+    let padded;
+    let z = if z.len() < GROUP * k {
+        let mut rows = [F::zero(); GROUP * SHORT_ROW];
+        rows[..z.len()].copy_from_slice(z);
+        padded = rows;
+        &padded[..GROUP * k]
+    } else {
+        z
+    };
+    // Rows the compiler knows to hold exactly `K` entries: the column loop needs no bounds checks,
+    // and is vectorised as 8×8 transposes.
+    let [r0, r1, r2, r3, r4, r5, r6, r7] = split_rows(z, k);
+    gather_columns(columns, adjust, r0, r1, r2, r3, r4, r5, r6, r7);
 }
 
 /// `columns[c][r] = row_r[c] (+ adjust[c])`, the inverse of [`scatter_columns`].
@@ -244,22 +273,11 @@ pub(crate) fn group_lse<F: Float, const FMA: bool>(
     group: &mut Group<F>,
 ) {
     let k = classes;
-    // A partial group is padded with rows of zeros.
-    let mut padded = [F::zero(); GROUP * SHORT_ROW];
-    let z = if z.len() < GROUP * k {
-        padded[..z.len()].copy_from_slice(z);
-        &padded[..GROUP * k]
-    } else {
-        z
-    };
     group.classes = k;
-    // `x[c][r]`: class `c` of row `r`, gathered column by column (8 lanes unrolled). The steps are
-    // separate loops over whole columns of local lanes, which the compiler vectorises.
-    // Rows the compiler knows to hold exactly `K` entries: the column loop needs no bounds checks,
-    // and is vectorised as 8×8 transposes.
-    let [r0, r1, r2, r3, r4, r5, r6, r7] = split_rows(z, k);
+    // `x[c][r]`: class `c` of row `r`. The steps are separate loops over whole columns of local
+    // lanes, which the compiler vectorises.
     let x = &mut group.shifted[..k];
-    gather_columns(x, adjust, r0, r1, r2, r3, r4, r5, r6, r7);
+    transpose_rows(z, adjust, x);
     let mut max = [F::neg_infinity(); GROUP];
     for col in x.iter() {
         max.iter_mut().zip(col).for_each(|(m, &v)| *m = if v > *m { v } else { *m });

@@ -11,7 +11,7 @@ use super::targets::{TargetKind, Targets};
 use super::validate::class_vector;
 use crate::rows::{RowVisitor, sum_chunks, visit_rows};
 use crate::simd::Kernel;
-use crate::softmax::{GROUP, Group, RowLse, SHORT_ROW, group_lse};
+use crate::softmax::{GROUP, Group, RowLse, SHORT_ROW, group_lse, transpose_rows};
 use crate::{Float, LossError, Result};
 
 /// Softmax cross-entropy and its imbalance-aware variants, with the exact gradient with respect to
@@ -871,6 +871,10 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
             smoothing: loss.smoothing(logits.ncols()),
             one_hot_path: loss.label_smoothing == F::zero() && matches!(targets.kind, TargetKind::Labels(_)),
             plain_dense: loss.gamma == F::zero() && loss.class_weights.is_none() && loss.alpha.is_none(),
+            probs: match &targets.kind {
+                TargetKind::Probs(probs) => probs.as_slice(),
+                TargetKind::Labels(_) => None,
+            },
             total: 0.0,
         };
         let classes = logits.ncols();
@@ -895,6 +899,8 @@ struct ChunkRows<'a, 't, F, const FMA: bool> {
     one_hot_path: bool,
     /// Dense rows need neither focal factors nor class factors.
     plain_dense: bool,
+    /// The probability targets of the whole batch, if contiguous and row-major.
+    probs: Option<&'a [F]>,
     /// `Σ ℓ_i` of the rows so far.
     total: f64,
 }
@@ -960,14 +966,21 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                 }
             }
             TargetKind::Probs(probs) if self.plain_dense => {
-                // Transposed, as the group; a strided row is finished one at a time, as `row` does.
+                // Transposed, as the group. Rows that are not contiguous are finished one at a
+                // time, as `row` does.
+                let k = group.classes;
                 let mut t = [[F::zero(); GROUP]; SHORT_ROW];
-                for r in 0..rows {
-                    let t_row = probs.row(start + r);
-                    let t_row = t_row.to_slice()?;
-                    t.iter_mut().zip(t_row).for_each(|(col, &v)| col[r] = v);
+                match self.probs {
+                    Some(probs) => transpose_rows(&probs[start * k..(start + rows) * k], None, &mut t[..k]),
+                    None => {
+                        for r in 0..rows {
+                            let t_row = probs.row(start + r);
+                            let t_row = t_row.to_slice()?;
+                            t.iter_mut().zip(t_row).for_each(|(col, &v)| col[r] = v);
+                        }
+                    }
                 }
-                let t = GroupTargets::Probs(&t[..group.classes]);
+                let t = GroupTargets::Probs(&t[..k]);
                 Some(plain_dense_group(group, &s, (keep, spread), t, scale))
             }
             TargetKind::Probs(_) => None,
