@@ -138,25 +138,37 @@ impl<F: Float> Group<F> {
         })
     }
 
-    /// Writes `columns` back row-major into `out`, whose length says how many rows to write.
+    /// Writes the exponentials back row-major into `out`, as `map` says; the length of `out` says
+    /// how many rows to write.
     #[inline(always)]
-    pub fn write_rows(&self, columns: &[Lanes<F>; SHORT_ROW], out: &mut [F]) {
+    pub fn write_rows(&self, map: RowMap<F>, out: &mut [F]) {
         let k = self.classes;
-        let columns = &columns[..k];
+        let columns = &self.exp[..k];
         if out.len() == GROUP * k {
-            scatter_group(columns, out);
+            scatter_group(columns, map, out);
         } else {
             let mut padded = [F::zero(); GROUP * SHORT_ROW];
-            scatter_group(columns, &mut padded[..GROUP * k]);
+            scatter_group(columns, map, &mut padded[..GROUP * k]);
             let n = out.len();
             out.copy_from_slice(&padded[..n]);
         }
     }
 }
 
-/// Writes `columns` (`K` of them) row-major into the [`GROUP`] rows of `out`.
+/// What [`Group::write_rows`] writes for an exponential `v` of row `r`.
+#[derive(Clone, Copy)]
+pub(crate) enum RowMap<F> {
+    /// `v`.
+    Copy,
+    /// `v·p_r`.
+    Scale(Lanes<F>),
+    /// `scale·(p_r·v − c_r)`.
+    ScaleShift { scale: F, p: Lanes<F>, c: Lanes<F> },
+}
+
+/// Writes `columns` (`K` of them) row-major into the [`GROUP`] rows of `out`, as `map` says.
 #[inline(always)]
-fn scatter_group<F: Float>(columns: &[Lanes<F>], out: &mut [F]) {
+fn scatter_group<F: Float>(columns: &[Lanes<F>], map: RowMap<F>, out: &mut [F]) {
     let k = columns.len();
     let (r0, rows) = out.split_at_mut(k);
     let (r1, rows) = rows.split_at_mut(k);
@@ -165,15 +177,17 @@ fn scatter_group<F: Float>(columns: &[Lanes<F>], out: &mut [F]) {
     let (r4, rows) = rows.split_at_mut(k);
     let (r5, rows) = rows.split_at_mut(k);
     let (r6, r7) = rows.split_at_mut(k);
-    scatter_columns(columns, r0, r1, r2, r3, r4, r5, r6, r7);
+    scatter_columns(columns, map, r0, r1, r2, r3, r4, r5, r6, r7);
 }
 
-/// `row_r[c] = columns[c][r]`. The rows are separate `&mut` arguments: the compiler then knows that
-/// they do not overlap, and vectorises the column loop as 8×8 transposes.
+/// `row_r[c] = map(columns[c][r])`. The rows are separate `&mut` arguments: the compiler then
+/// knows that they do not overlap, and vectorises the column loop as 8×8 transposes, the map
+/// applied to whole rows.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // one per row of a group
 fn scatter_columns<F: Float>(
     columns: &[Lanes<F>],
+    map: RowMap<F>,
     r0: &mut [F],
     r1: &mut [F],
     r2: &mut [F],
@@ -186,9 +200,30 @@ fn scatter_columns<F: Float>(
     let k = columns.len();
     let (r0, r1, r2, r3) = (&mut r0[..k], &mut r1[..k], &mut r2[..k], &mut r3[..k]);
     let (r4, r5, r6, r7) = (&mut r4[..k], &mut r5[..k], &mut r6[..k], &mut r7[..k]);
-    for (c, col) in columns.iter().enumerate() {
-        (r0[c], r1[c], r2[c], r3[c]) = (col[0], col[1], col[2], col[3]);
-        (r4[c], r5[c], r6[c], r7[c]) = (col[4], col[5], col[6], col[7]);
+    match map {
+        RowMap::Copy => {
+            for (c, col) in columns.iter().enumerate() {
+                (r0[c], r1[c], r2[c], r3[c]) = (col[0], col[1], col[2], col[3]);
+                (r4[c], r5[c], r6[c], r7[c]) = (col[4], col[5], col[6], col[7]);
+            }
+        }
+        RowMap::Scale([p0, p1, p2, p3, p4, p5, p6, p7]) => {
+            for (c, col) in columns.iter().enumerate() {
+                (r0[c], r1[c], r2[c], r3[c]) = (col[0] * p0, col[1] * p1, col[2] * p2, col[3] * p3);
+                (r4[c], r5[c], r6[c], r7[c]) = (col[4] * p4, col[5] * p5, col[6] * p6, col[7] * p7);
+            }
+        }
+        RowMap::ScaleShift { scale, p, c: shift } => {
+            let [p0, p1, p2, p3, p4, p5, p6, p7] = p;
+            let [c0, c1, c2, c3, c4, c5, c6, c7] = shift;
+            let f = |v: F, p: F, c: F| scale * (p * v - c);
+            for (c, col) in columns.iter().enumerate() {
+                (r0[c], r1[c]) = (f(col[0], p0, c0), f(col[1], p1, c1));
+                (r2[c], r3[c]) = (f(col[2], p2, c2), f(col[3], p3, c3));
+                (r4[c], r5[c]) = (f(col[4], p4, c4), f(col[5], p5, c5));
+                (r6[c], r7[c]) = (f(col[6], p6, c6), f(col[7], p7, c7));
+            }
+        }
     }
 }
 
@@ -699,7 +734,7 @@ mod tests {
                 let mut out = vec![F::zero(); z.len()];
                 let mut group = Group::new();
                 group_lse::<F, false>(z, k, adjust, &mut group);
-                group.write_rows(&group.exp, &mut out);
+                group.write_rows(RowMap::Copy, &mut out);
                 for (r, (z, out)) in z.chunks_exact(k).zip(out.chunks_exact(k)).enumerate() {
                     let mut expected = vec![F::zero(); k];
                     let args = adjust.map_or(ExpArgs::Logits(z), |a| ExpArgs::Adjusted(z, a));

@@ -1,6 +1,6 @@
 //! The softmax kernel's row finishers ([`one_hot_row`], [`plain_dense_row`]) for a [`Group`] of
-//! short rows, in its transposed layout: the per-row factors are computed lane by lane, then every
-//! column is scaled at once, so a group is written out once, already finished.
+//! short rows, in its transposed layout: the per-row factors are computed lane by lane, and the
+//! gradient is written out once, already finished, as the group is transposed back.
 //!
 //! Each lane's arithmetic is that of the row finisher, operation for operation: results are bit
 //! for bit those of finishing the rows one at a time.
@@ -10,27 +10,53 @@
 
 use super::kernel::focal_factors;
 use crate::Float;
-use crate::softmax::{GROUP, Group, Lanes, SHORT_ROW};
+use crate::softmax::{GROUP, Group, Lanes, RowMap, SHORT_ROW};
+
+/// A finished group: each row's loss, and its gradient as `map` of the exponentials, with the
+/// label's entry of each row `(labels, values)` written after it, if given.
+pub(super) struct Finished<F> {
+    pub loss: Lanes<F>,
+    pub map: RowMap<F>,
+    pub label_grad: Option<([usize; GROUP], Lanes<F>)>,
+}
+
+impl<F: Float> Finished<F> {
+    /// Writes the gradient of the group's rows (as many as `out` holds).
+    #[inline(always)]
+    pub fn write(&self, group: &Group<F>, out: &mut [F]) {
+        group.write_rows(self.map, out);
+        if let Some((labels, values)) = &self.label_grad {
+            let rows = out.chunks_exact_mut(group.classes).zip(labels).zip(values);
+            rows.for_each(|((row, &y), &v)| row[y] = v);
+        }
+    }
+}
+
+/// Per lane, `columns[labels[r]][r]`.
+#[inline(always)]
+fn at_label<F: Float>(columns: &[Lanes<F>; SHORT_ROW], labels: &[usize; GROUP]) -> Lanes<F> {
+    let mut found = [F::zero(); GROUP];
+    // `y < K ≤ SHORT_ROW`: the modulo only spares a bounds check.
+    found.iter_mut().zip(labels).zip(0..GROUP).for_each(|((v, &y), r)| *v = columns[y % SHORT_ROW][r]);
+    found
+}
 
 /// [`one_hot_row`](super::kernel::one_hot_row) of every lane: row `r` has target class
-/// `labels[r]` of coefficient `c[r] ≥ 0`. Turns `group.exp` into `scale · ∂ℓ/∂z` and returns each
-/// row's `ℓ`; a lane without a log-sum-exp, or with `c = 0`, gets zeros.
+/// `labels[r]` of coefficient `c[r] ≥ 0`; a lane without a log-sum-exp, or with `c = 0`, gets
+/// zeros.
 #[inline(always)]
 pub(super) fn one_hot_group<F: Float>(
-    group: &mut Group<F>,
+    group: &Group<F>,
     labels: &[usize; GROUP],
     c: &Lanes<F>,
     gamma: F,
     scale: F,
-) -> Lanes<F> {
-    let (mut lp, mut e_label, mut label) = ([F::zero(); GROUP], [F::zero(); GROUP], [F::zero(); GROUP]);
-    for r in 0..GROUP {
-        // `y < K ≤ SHORT_ROW`: the modulo only spares a bounds check.
-        let y = labels[r] % SHORT_ROW;
-        lp[r] = group.shifted[y][r] - group.ln_total[r];
-        e_label[r] = group.exp[y][r];
-        label[r] = F::from_f64(y as f64);
-    }
+) -> Finished<F> {
+    let e_label = at_label(&group.exp, labels);
+    let mut lp = at_label(&group.shifted, labels);
+    lp.iter_mut().zip(&group.ln_total).for_each(|(lp, &ln_total)| *lp -= ln_total);
+    let mut label = [F::zero(); GROUP];
+    label.iter_mut().zip(labels).for_each(|(l, &y)| *l = F::from_f64(y as f64));
     // `RowLse::one_minus_p`: exact for the argmax.
     let mut one_minus_p = [F::zero(); GROUP];
     for r in 0..GROUP {
@@ -46,24 +72,23 @@ pub(super) fn one_hot_group<F: Float>(
             (m[r], g[r]) = focal_factors(p, one_minus_p[r], lp[r], gamma);
         }
     }
+    // A row without a log-sum-exp counts as `c = 0`.
+    let mut c_found = [F::zero(); GROUP];
+    for r in 0..GROUP {
+        c_found[r] = if group.max[r] != F::neg_infinity() { c[r] } else { F::zero() };
+    }
     let (mut p_factor, mut label_grad, mut loss) =
         ([F::zero(); GROUP], [F::zero(); GROUP], [F::zero(); GROUP]);
     for r in 0..GROUP {
-        // `&`, not `&&`: no branch per lane.
-        let on = (group.max[r] != F::neg_infinity()) & (c[r] > F::zero());
-        let factor = scale * c[r] * g[r];
-        p_factor[r] = if on { factor * group.inv_total[r] } else { F::zero() };
+        let c = c_found[r];
+        let factor = scale * c * g[r];
         // factor · (p_y − 1), exact near p_y = 1.
-        label_grad[r] = if on { -factor * one_minus_p[r] } else { F::zero() };
-        loss[r] = if on { -(c[r] * m[r] * lp[r]) } else { F::zero() };
+        let (p, y, l) = (factor * group.inv_total[r], -factor * one_minus_p[r], -(c * m[r] * lp[r]));
+        let on = c > F::zero();
+        (p_factor[r], label_grad[r], loss[r]) =
+            if on { (p, y, l) } else { (F::zero(), F::zero(), F::zero()) };
     }
-    let columns = &mut group.exp[..group.classes];
-    let factors = [p_factor; SHORT_ROW];
-    columns.as_flattened_mut().iter_mut().zip(factors.as_flattened()).for_each(|(v, &f)| *v *= f);
-    for r in 0..GROUP {
-        group.exp[labels[r] % SHORT_ROW][r] = label_grad[r];
-    }
-    loss
+    Finished { loss, map: RowMap::Scale(p_factor), label_grad: Some((*labels, label_grad)) }
 }
 
 /// Where the target mass of a group's rows comes from.
@@ -75,8 +100,8 @@ pub(super) enum GroupTargets<'a, F> {
 }
 
 /// [`plain_dense_row`](super::kernel::plain_dense_row) of every lane: the target mass of class
-/// `k` in row `r` is `s[r]·(keep·t_rk + spread)`. Turns `group.exp` into `scale · ∂ℓ/∂z` and
-/// returns each row's `ℓ`; a lane without a log-sum-exp gets zeros.
+/// `k` in row `r` is `s[r]·(keep·t_rk + spread)`; a lane without a log-sum-exp gets zeros. With
+/// probability targets, `group.exp` is turned into the gradient here.
 #[inline(always)]
 pub(super) fn plain_dense_group<F: Float>(
     group: &mut Group<F>,
@@ -84,7 +109,7 @@ pub(super) fn plain_dense_group<F: Float>(
     (keep, spread): (F, F),
     targets: GroupTargets<'_, F>,
     scale: F,
-) -> Lanes<F> {
+) -> Finished<F> {
     let k = group.classes;
     let n = F::from_f64(k as f64);
     // A lane without a log-sum-exp gets no target mass: its gradient is then `+0` throughout.
@@ -104,48 +129,51 @@ pub(super) fn plain_dense_group<F: Float>(
     for r in 0..GROUP {
         p_factor[r] = (base[r] * n + on_target[r] * t_sum[r]) * group.inv_total[r];
     }
-    // The mass `c[k][r]` of every term, as flat loops over copies of the lanes per column.
-    let (bases, on_targets) = ([base; SHORT_ROW], [on_target; SHORT_ROW]);
-    let mut mass = bases;
-    if let GroupTargets::Probs(t) = targets {
-        let mass = mass[..k].as_flattened_mut().iter_mut().zip(on_targets.as_flattened());
-        mass.zip(t.as_flattened()).for_each(|((c, &o), &t)| *c += o * t);
-    }
     let ln_total = group.ln_total;
     // A class without target mass contributes nothing, even when masked (log p = -inf).
     let term = |c: F, d: F, ln_total: F| if c > F::zero() { c * (d - ln_total) } else { F::zero() };
     let mut loss = [F::zero(); GROUP];
-    for (c, d) in mass[..k].iter().zip(&group.shifted) {
-        for r in 0..GROUP {
-            loss[r] += term(c[r], d[r], ln_total[r]);
+    let (map, label_grad) = match targets {
+        GroupTargets::Labels(labels) => {
+            // Every class has mass `base`, the label `base + on_target`: the label's own terms
+            // are added after the pass, as `plain_dense_row` does.
+            for d in &group.shifted[..k] {
+                for r in 0..GROUP {
+                    loss[r] += term(base[r], d[r], ln_total[r]);
+                }
+            }
+            let (e_label, d_label) = (at_label(&group.exp, labels), at_label(&group.shifted, labels));
+            let mut label_grad = [F::zero(); GROUP];
+            for r in 0..GROUP {
+                let (c, d) = (base[r] + on_target[r], d_label[r]);
+                loss[r] += term(c, d, ln_total[r]) - term(base[r], d, ln_total[r]);
+                label_grad[r] = scale * (p_factor[r] * e_label[r] - c);
+            }
+            (RowMap::ScaleShift { scale, p: p_factor, c: base }, Some((*labels, label_grad)))
         }
-    }
-    let mut e_label = [F::zero(); GROUP];
-    if let GroupTargets::Labels(labels) = targets {
-        // `y < K ≤ SHORT_ROW`: the modulo only spares a bounds check.
-        e_label
-            .iter_mut()
-            .zip(labels)
-            .zip(0..GROUP)
-            .for_each(|((e, &y), r)| *e = group.exp[y % SHORT_ROW][r]);
-    }
-    let factors = [p_factor; SHORT_ROW];
-    let grad = group.exp[..k].as_flattened_mut().iter_mut().zip(factors.as_flattened());
-    grad.zip(mass.as_flattened()).for_each(|((e, &p), &c)| *e = scale * (p * *e - c));
-    // The label's own mass: the pass above gave it `base` only.
-    if let GroupTargets::Labels(labels) = targets {
-        for r in 0..GROUP {
-            let (y, c) = (labels[r] % SHORT_ROW, base[r] + on_target[r]);
-            let d = group.shifted[y][r];
-            loss[r] += term(c, d, ln_total[r]) - term(base[r], d, ln_total[r]);
-            group.exp[y][r] = scale * (p_factor[r] * e_label[r] - c);
+        GroupTargets::Probs(t) => {
+            // The mass `c[k][r]` of every term and the gradient, as flat loops over copies of
+            // the lanes per column (a loop over columns would be vectorised across columns).
+            let (bases, on_targets) = ([base; SHORT_ROW], [on_target; SHORT_ROW]);
+            let mut mass = bases;
+            let masses = mass[..k].as_flattened_mut().iter_mut().zip(on_targets.as_flattened());
+            masses.zip(t.as_flattened()).for_each(|((c, &o), &t)| *c += o * t);
+            for (c, d) in mass[..k].iter().zip(&group.shifted) {
+                for r in 0..GROUP {
+                    loss[r] += term(c[r], d[r], ln_total[r]);
+                }
+            }
+            let factors = [p_factor; SHORT_ROW];
+            let grad = group.exp[..k].as_flattened_mut().iter_mut().zip(factors.as_flattened());
+            grad.zip(mass.as_flattened()).for_each(|((e, &p), &c)| *e = scale * (p * *e - c));
+            (RowMap::Copy, None)
         }
-    }
+    };
     let mut value = [F::zero(); GROUP];
     for r in 0..GROUP {
         value[r] = if group.max[r] != F::neg_infinity() { -loss[r] } else { F::zero() };
     }
-    value
+    Finished { loss: value, map, label_grad }
 }
 
 #[cfg(test)]

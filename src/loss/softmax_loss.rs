@@ -6,12 +6,12 @@ use ndarray::{
 
 use super::Reduction;
 use super::kernel::{RowMass, Targets as RowTargets, dense_row, one_hot_row, plain_dense_row, shifted_exp};
-use super::short_rows::{GroupTargets, one_hot_group, plain_dense_group};
+use super::short_rows::{Finished, GroupTargets, one_hot_group, plain_dense_group};
 use super::targets::{TargetKind, Targets};
 use super::validate::class_vector;
 use crate::rows::{RowVisitor, sum_chunks, visit_rows};
 use crate::simd::Kernel;
-use crate::softmax::{GROUP, Group, RowLse, SHORT_ROW, group_lse, transpose_rows};
+use crate::softmax::{GROUP, Group, RowLse, RowMap, SHORT_ROW, group_lse, transpose_rows};
 use crate::{Float, LossError, Result};
 
 /// Softmax cross-entropy and its imbalance-aware variants, with the exact gradient with respect to
@@ -917,17 +917,17 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
             let (first, rows) = (g * GROUP, z.len() / classes);
             let out = out.as_deref_mut().map(|out| &mut out[g * span..g * span + z.len()]);
             group_lse::<F, FMA>(z, classes, adjust, &mut group);
-            if let Some(values) = self.finish_group(first, rows, &mut group) {
+            if let Some(done) = self.finish_group(first, rows, &mut group) {
                 if let Some(out) = out {
-                    group.write_rows(&group.exp, out);
+                    done.write(&group, out);
                 }
-                values[..rows].iter().enumerate().for_each(|(r, &value)| self.record(first + r, value));
+                done.loss[..rows].iter().enumerate().for_each(|(r, &value)| self.record(first + r, value));
                 continue;
             }
             // Rows the grouped finishers do not cover are finished one at a time.
             let mut scratch = [F::zero(); GROUP * SHORT_ROW];
             let out = out.unwrap_or(&mut scratch[..z.len()]);
-            group.write_rows(&group.exp, out);
+            group.write_rows(RowMap::Copy, out);
             for (r, (z, out)) in z.chunks_exact(classes).zip(out.chunks_exact_mut(classes)).enumerate() {
                 let value = self.row(first + r, group.lse(r), z, out);
                 self.record(first + r, value);
@@ -939,7 +939,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
     /// and returns their losses (lanes past `rows` are padding), if a grouped finisher covers the
     /// loss: one-hot rows, and dense rows without class or focal factors.
     #[inline(always)]
-    fn finish_group(&self, first: usize, rows: usize, group: &mut Group<F>) -> Option<[F; GROUP]> {
+    fn finish_group(&self, first: usize, rows: usize, group: &mut Group<F>) -> Option<Finished<F>> {
         let (loss, targets, scale) = (self.loss, self.targets, self.scale);
         let start = self.first + first;
         // Padding lanes have weight 0 and label 0.
