@@ -952,7 +952,10 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
         match &targets.kind {
             TargetKind::Labels(labels) => {
                 let mut y = [0; GROUP];
-                y[..rows].iter_mut().zip(start..).for_each(|(y, i)| *y = labels[i]);
+                match labels.as_slice() {
+                    Some(labels) => y[..rows].copy_from_slice(&labels[start..start + rows]),
+                    None => y[..rows].iter_mut().zip(start..).for_each(|(y, i)| *y = labels[i]),
+                }
                 if self.one_hot_path {
                     let mut c = s;
                     if loss.class_weights.is_some() || loss.alpha.is_some() {
