@@ -209,6 +209,11 @@ mod tests {
                 F::from_f64(if j == (i * 3) % k { 0.5 } else { 0.5 / (k as f64 - 1.0).max(1.0) })
             });
             let probs = if k == 1 { Array2::from_elem((b, 1), F::one()) } else { probs };
+            // Strided targets too: their rows are read one at a time.
+            let wide_labels = Array1::from_shape_fn(2 * b, |i| labels[i / 2]);
+            let strided_labels = wide_labels.slice(s![..;2]);
+            let wide_probs = Array2::from_shape_fn((b, 2 * k), |(i, j)| probs[[i, j / 2]]);
+            let strided_probs = wide_probs.slice(s![.., ..;2]);
             let prior: Vec<F> = (0..k).map(|j| F::from_f64(1.0 + j as f64)).collect();
             let losses = [
                 SoftmaxLoss::cross_entropy(),
@@ -220,8 +225,16 @@ mod tests {
                 SoftmaxLoss::logit_adjusted(&prior).unwrap().with_label_smoothing(F::from_f64(0.2)).unwrap(),
             ];
             for loss in &losses {
-                let soft = [Targets::probs(&probs), Targets::probs(&probs).with_sample_weights(&weights)];
-                let hard = [Targets::labels(&labels), Targets::labels(&labels).with_sample_weights(&weights)];
+                let soft = [
+                    Targets::probs(&probs),
+                    Targets::probs(&probs).with_sample_weights(&weights),
+                    Targets::probs(strided_probs),
+                ];
+                let hard = [
+                    Targets::labels(&labels),
+                    Targets::labels(&labels).with_sample_weights(&weights),
+                    Targets::labels(strided_labels),
+                ];
                 for targets in hard.into_iter().chain(soft) {
                     // Masks where the loss allows them (no target mass on a masked class).
                     let masked_ok = loss.loss(&wide.slice(s![.., ..;2]), targets.clone()).is_ok();
