@@ -936,8 +936,8 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
     }
 
     /// Finishes a [`Group`] of `rows` rows from row `first` of the chunk in its transposed layout
-    /// and returns their losses (lanes past `rows` are padding), if a grouped finisher covers the
-    /// loss: one-hot rows, and dense rows without class or focal factors.
+    /// (lanes past `rows` are padding), if a grouped finisher covers the loss: one-hot rows, and
+    /// dense rows without class or focal factors.
     #[inline(always)]
     fn finish_group(&self, first: usize, rows: usize, group: &mut Group<F>) -> Option<Finished<F>> {
         let (loss, targets, scale) = (self.loss, self.targets, self.scale);
