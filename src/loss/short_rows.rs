@@ -61,8 +61,8 @@ pub(super) fn one_hot_group<F: Float>(
     let mut one_minus_p = [F::zero(); GROUP];
     for r in 0..GROUP {
         let (rest, inv_total) = (group.rest[r], group.inv_total[r]);
-        let on_argmax = label[r] == group.argmax[r];
-        one_minus_p[r] = if on_argmax { rest * inv_total } else { F::one() - e_label[r] * inv_total };
+        let (at_argmax, elsewhere) = (rest * inv_total, F::one() - e_label[r] * inv_total);
+        one_minus_p[r] = if label[r] == group.argmax[r] { at_argmax } else { elsewhere };
     }
     // Without focal modulation `m = g = 1`; a separate loop, else `powf` would be evaluated anyway.
     let (mut m, mut g) = ([F::one(); GROUP], [F::one(); GROUP]);
@@ -72,10 +72,12 @@ pub(super) fn one_hot_group<F: Float>(
             (m[r], g[r]) = focal_factors(p, one_minus_p[r], lp[r], gamma);
         }
     }
-    // A row without a log-sum-exp counts as `c = 0`.
+    // A row without a log-sum-exp counts as `c = 0`. (Each select below picks values computed
+    // before it: a computation inside the branch leaves the lanes scalar.)
     let mut c_found = [F::zero(); GROUP];
     for r in 0..GROUP {
-        c_found[r] = if group.max[r] != F::neg_infinity() { c[r] } else { F::zero() };
+        let c = c[r];
+        c_found[r] = if group.max[r] != F::neg_infinity() { c } else { F::zero() };
     }
     let (mut p_factor, mut label_grad, mut loss) =
         ([F::zero(); GROUP], [F::zero(); GROUP], [F::zero(); GROUP]);
@@ -131,7 +133,11 @@ pub(super) fn plain_dense_group<F: Float>(
     }
     let ln_total = group.ln_total;
     // A class without target mass contributes nothing, even when masked (log p = -inf).
-    let term = |c: F, d: F, ln_total: F| if c > F::zero() { c * (d - ln_total) } else { F::zero() };
+    // (Computed, then selected: a computation inside the branch leaves the lanes scalar.)
+    let term = |c: F, d: F, ln_total: F| {
+        let term = c * (d - ln_total);
+        if c > F::zero() { term } else { F::zero() }
+    };
     let mut loss = [F::zero(); GROUP];
     let (map, label_grad) = match targets {
         GroupTargets::Labels(labels) => {
