@@ -313,16 +313,15 @@ pub(crate) fn group_lse<F: Float, const FMA: bool>(
     // lanes, which the compiler vectorises.
     let x = &mut group.shifted[..k];
     transpose_rows(z, adjust, x);
-    let mut max = [F::neg_infinity(); GROUP];
-    for col in x.iter() {
-        max.iter_mut().zip(col).for_each(|(m, &v)| *m = if v > *m { v } else { *m });
-    }
-    // Scanning down from the last class leaves the first index of the maximum (as a float: lanes
-    // of the same width as the data).
-    let mut argmax = [F::zero(); GROUP];
-    for (c, col) in x.iter().enumerate().rev() {
+    // The maximum and the first index of it (a strictly greater value moves it; as a float: lanes
+    // of the same width as the data), in one pass; a row of `-inf` keeps index 0.
+    let (mut max, mut argmax) = ([F::neg_infinity(); GROUP], [F::zero(); GROUP]);
+    for (c, col) in x.iter().enumerate() {
         let c = F::from_f64(c as f64);
-        argmax.iter_mut().zip(&max).zip(col).for_each(|((a, &m), &v)| *a = if v == m { c } else { *a });
+        for r in 0..GROUP {
+            let greater = col[r] > max[r];
+            (max[r], argmax[r]) = if greater { (col[r], c) } else { (max[r], argmax[r]) };
+        }
     }
     // A row of `-inf` (no lse) is shifted by 0, which gives zeros rather than NaN.
     let shift = max.map(|m| if m == F::neg_infinity() { F::zero() } else { m });
