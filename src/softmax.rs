@@ -325,13 +325,15 @@ pub(crate) fn group_lse<F: Float, const FMA: bool>(
     }
     // A row of `-inf` (no lse) is shifted by 0, which gives zeros rather than NaN.
     let shift = max.map(|m| if m == F::neg_infinity() { F::zero() } else { m });
-    // Flat loops over a copy of the lanes per column (see `exp` below).
+    // One flat loop over a copy of the shifts per column: a loop over columns would be vectorised
+    // across columns, with shuffles.
     let shifts = [shift; SHORT_ROW];
-    x.as_flattened_mut().iter_mut().zip(shifts.as_flattened()).for_each(|(v, &s)| *v -= s);
     let e = &mut group.exp[..k];
-    // One flat loop: a loop over columns would be vectorised across columns, with shuffles.
-    let (e_flat, x_flat) = (e.as_flattened_mut(), x.as_flattened());
-    e_flat.iter_mut().zip(x_flat).for_each(|(e, &v)| *e = exp_nonpos::<F, FMA>(v));
+    let (e_flat, x_flat) = (e.as_flattened_mut(), x.as_flattened_mut());
+    for ((e, v), &s) in e_flat.iter_mut().zip(x_flat).zip(shifts.as_flattened()) {
+        *v -= s;
+        *e = exp_nonpos::<F, FMA>(*v);
+    }
     // `r` excludes the maximum's `e^0 = 1` exactly, by a 0 in its place; `e` holds exactly 1 there.
     let mut rest = [F::zero(); GROUP];
     for (c, col) in e.iter_mut().enumerate() {
