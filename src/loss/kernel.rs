@@ -30,7 +30,7 @@ pub(crate) fn shifted_exp<F: Float, const FMA: bool>(
 /// factor of the loss term, and `g = m (1 − γ p log p / (1 − p))`, the factor of its gradient.
 /// `log p / (1 − p) → −1` as `p → 1`, so `0 < γ < 1` keeps a finite gradient there.
 #[inline(always)]
-fn focal_factors<F: Float>(p: F, one_minus_p: F, lp: F, gamma: F) -> (F, F) {
+pub(super) fn focal_factors<F: Float>(p: F, one_minus_p: F, lp: F, gamma: F) -> (F, F) {
     if gamma == F::zero() {
         return (F::one(), F::one());
     }

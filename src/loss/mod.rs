@@ -14,6 +14,7 @@ mod kernel;
 mod ldam;
 mod multi_label_targets;
 mod pairwise;
+mod short_rows;
 mod sigmoid;
 mod smooth_f1;
 mod smooth_f1_binary;

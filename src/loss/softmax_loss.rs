@@ -6,11 +6,12 @@ use ndarray::{
 
 use super::Reduction;
 use super::kernel::{RowMass, Targets as RowTargets, dense_row, one_hot_row, plain_dense_row, shifted_exp};
+use super::short_rows::{Finished, GroupTargets, one_hot_group, plain_dense_group};
 use super::targets::{TargetKind, Targets};
 use super::validate::class_vector;
 use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
 use crate::simd::Kernel;
-use crate::softmax::{GROUP, RowLse, SHORT_ROW, group_lse};
+use crate::softmax::{GROUP, Group, RowLse, RowMap, SHORT_ROW, group_lse, transpose_rows};
 use crate::{Float, LossError, Result};
 
 /// Softmax cross-entropy and its imbalance-aware variants, with the exact gradient with respect to
@@ -771,6 +772,12 @@ impl<F: Float> SoftmaxLoss<F> {
     /// The mean's denominator `D`: `Σ_i s_i·w_{y_i}` for hard labels, `Σ_i s_i` for probabilities.
     fn mean_denominator(&self, targets: &Targets<F>) -> f64 {
         let rows = 0..targets.len();
+        let unweighted = targets.sample_weights.is_none()
+            && (self.class_weights.is_none() || matches!(targets.kind, TargetKind::Probs(_)));
+        if unweighted {
+            // A sum of ones, exact.
+            return targets.len() as f64;
+        }
         match &targets.kind {
             TargetKind::Labels(labels) => rows
                 .zip(labels)
@@ -859,6 +866,10 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
             smoothing: loss.smoothing(logits.ncols()),
             one_hot_path: loss.label_smoothing == F::zero() && matches!(targets.kind, TargetKind::Labels(_)),
             plain_dense: loss.gamma == F::zero() && loss.class_weights.is_none() && loss.alpha.is_none(),
+            probs: match &targets.kind {
+                TargetKind::Probs(probs) => probs.as_slice(),
+                TargetKind::Labels(_) => None,
+            },
             total: 0.0,
         };
         let classes = logits.ncols();
@@ -883,50 +894,115 @@ struct ChunkRows<'a, 't, F, const FMA: bool> {
     one_hot_path: bool,
     /// Dense rows need neither focal factors nor class factors.
     plain_dense: bool,
+    /// The probability targets of the whole batch, if contiguous and row-major.
+    probs: Option<&'a [F]>,
     /// `Σ ℓ_i` of the rows so far.
     total: f64,
 }
 
 impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
-    /// Every row of `z` (`K = classes ≤ SHORT_ROW`, row-major), [`GROUP`] rows at a time, into
-    /// `out` (same layout) or a scratch group.
+    /// Every row of `z` (`K = classes ≤ SHORT_ROW`, row-major), [`GROUP`] rows at a time (the last
+    /// group padded), into `out` (same layout) if given.
     #[inline(always)]
     fn short_rows(&mut self, z: &[F], classes: usize, mut out: Option<&mut [F]>) {
         let adjust = self.loss.adjustment.as_deref();
-        let mut scratch = [F::zero(); GROUP * SHORT_ROW];
         let span = GROUP * classes;
-        let groups = z.len() / span;
-        for g in 0..groups {
-            let rows = g * span..(g + 1) * span;
-            let out = match out.as_deref_mut() {
-                Some(out) => &mut out[rows.clone()],
-                None => &mut scratch[..span],
-            };
-            let z = &z[rows];
-            let lse = group_lse::<F, FMA>(z, adjust, out);
-            for (r, ((lse, z), out)) in
-                lse.into_iter().zip(z.chunks_exact(classes)).zip(out.chunks_exact_mut(classes)).enumerate()
-            {
-                self.row(g * GROUP + r, lse, z, out);
+        let mut group = Group::new();
+        for (g, z) in z.chunks(span).enumerate() {
+            let (first, rows) = (g * GROUP, z.len() / classes);
+            let out = out.as_deref_mut().map(|out| &mut out[g * span..g * span + z.len()]);
+            group_lse::<F, FMA>(z, classes, adjust, &mut group);
+            if let Some(done) = self.finish_group(first, rows, &mut group) {
+                if let Some(out) = out {
+                    done.write(&group, out);
+                }
+                done.loss[..rows].iter().enumerate().for_each(|(r, &value)| self.record(first + r, value));
+                continue;
             }
-        }
-        for (i, z) in z.chunks_exact(classes).enumerate().skip(groups * GROUP) {
-            let out = match out.as_deref_mut() {
-                Some(out) => &mut out[i * classes..(i + 1) * classes],
-                None => &mut scratch[..classes],
-            };
-            self.visit(i, z, out);
+            // Rows the grouped finishers do not cover are finished one at a time.
+            let mut scratch = [F::zero(); GROUP * SHORT_ROW];
+            let out = out.unwrap_or(&mut scratch[..z.len()]);
+            group.write_rows(RowMap::Copy, out);
+            for (r, (z, out)) in z.chunks_exact(classes).zip(out.chunks_exact_mut(classes)).enumerate() {
+                let value = self.row(first + r, group.lse(r), z, out);
+                self.record(first + r, value);
+            }
         }
     }
 
-    /// Row `i` of the chunk, whose `grad` holds the exponentials of the row and `lse` their parts.
+    /// Finishes a [`Group`] of `rows` rows from row `first` of the chunk in its transposed layout
+    /// (lanes past `rows` are padding), if a grouped finisher covers the loss: one-hot rows, and
+    /// dense rows without class or focal factors.
     #[inline(always)]
-    fn row(&mut self, i: usize, lse: Option<RowLse<F>>, z: &[F], grad: &mut [F]) {
+    fn finish_group(&self, first: usize, rows: usize, group: &mut Group<F>) -> Option<Finished<F>> {
+        let (loss, targets, scale) = (self.loss, self.targets, self.scale);
+        let start = self.first + first;
+        // Padding lanes have weight 0 and label 0.
+        let mut s = [F::zero(); GROUP];
+        match &targets.sample_weights {
+            Some(w) => s[..rows].iter_mut().zip(start..).for_each(|(s, i)| *s = w[i]),
+            None => s[..rows].fill(F::one()),
+        }
+        let Smoothing { keep, spread } = self.smoothing;
+        match &targets.kind {
+            TargetKind::Labels(labels) => {
+                let mut y = [0; GROUP];
+                match labels.as_slice() {
+                    Some(labels) => y[..rows].copy_from_slice(&labels[start..start + rows]),
+                    None => y[..rows].iter_mut().zip(start..).for_each(|(y, i)| *y = labels[i]),
+                }
+                if self.one_hot_path {
+                    let mut c = s;
+                    if loss.class_weights.is_some() || loss.alpha.is_some() {
+                        c.iter_mut().zip(&y).for_each(|(c, &y)| *c *= loss.class_factor(y));
+                    }
+                    Some(one_hot_group(group, &y, &c, loss.gamma, scale))
+                } else if self.plain_dense {
+                    Some(plain_dense_group(group, &s, (keep, spread), GroupTargets::Labels(&y), scale))
+                } else {
+                    None
+                }
+            }
+            TargetKind::Probs(probs) if self.plain_dense => {
+                // Transposed, as the group. Rows that are not contiguous are finished one at a
+                // time, as `row` does.
+                let k = group.classes;
+                let mut t = [[F::zero(); GROUP]; SHORT_ROW];
+                match self.probs {
+                    Some(probs) => transpose_rows(&probs[start * k..(start + rows) * k], None, &mut t[..k]),
+                    None => {
+                        for r in 0..rows {
+                            let t_row = probs.row(start + r);
+                            let t_row = t_row.to_slice()?;
+                            t.iter_mut().zip(t_row).for_each(|(col, &v)| col[r] = v);
+                        }
+                    }
+                }
+                let t = GroupTargets::Probs(&t[..k]);
+                Some(plain_dense_group(group, &s, (keep, spread), t, scale))
+            }
+            TargetKind::Probs(_) => None,
+        }
+    }
+
+    /// Records row `i`'s loss.
+    #[inline(always)]
+    fn record(&mut self, i: usize, value: F) {
+        if let Some(losses) = self.losses.as_mut() {
+            losses[i] = value;
+        }
+        self.total += value.as_f64();
+    }
+
+    /// Row `i` of the chunk, whose `grad` holds the exponentials of the row and `lse` their parts:
+    /// returns `ℓ_i`.
+    #[inline(always)]
+    fn row(&self, i: usize, lse: Option<RowLse<F>>, z: &[F], grad: &mut [F]) -> F {
         let (loss, targets, smoothing, scale) = (self.loss, self.targets, self.smoothing, self.scale);
         let (adjust, gamma) = (loss.adjustment.as_deref(), loss.gamma);
         let row = self.first + i;
         let s = targets.sample_weight(row);
-        let value = match &targets.kind {
+        match &targets.kind {
             TargetKind::Labels(labels) if self.one_hot_path => {
                 let y = labels[row];
                 one_hot_row(lse, z, adjust, y, s * loss.class_factor(y), gamma, scale, grad)
@@ -957,11 +1033,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                     }
                 }
             }
-        };
-        if let Some(losses) = self.losses.as_mut() {
-            losses[i] = value;
         }
-        self.total += value.as_f64();
     }
 }
 
@@ -969,7 +1041,8 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for ChunkRows<'_, '_, F, FMA> {
     #[inline(always)]
     fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
         let lse = shifted_exp::<F, FMA>(z, self.loss.adjustment.as_deref(), grad);
-        self.row(i, lse, z, grad);
+        let value = self.row(i, lse, z, grad);
+        self.record(i, value);
     }
 }
 

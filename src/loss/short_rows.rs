@@ -1,0 +1,291 @@
+//! The softmax kernel's row finishers ([`one_hot_row`], [`plain_dense_row`]) for a [`Group`] of
+//! short rows, in its transposed layout: the per-row factors are computed lane by lane, and the
+//! gradient is written out once, already finished, as the group is transposed back.
+//!
+//! Each lane's arithmetic is that of the row finisher, operation for operation: results are bit
+//! for bit those of finishing the rows one at a time.
+//!
+//! [`one_hot_row`]: super::kernel::one_hot_row
+//! [`plain_dense_row`]: super::kernel::plain_dense_row
+
+use super::kernel::focal_factors;
+use crate::Float;
+use crate::softmax::{GROUP, Group, Lanes, RowMap, SHORT_ROW};
+
+/// A finished group: each row's loss, and its gradient as `map` of the exponentials, with the
+/// label's entry of each row `(labels, values)` written after it, if given.
+pub(super) struct Finished<F> {
+    pub loss: Lanes<F>,
+    pub map: RowMap<F>,
+    pub label_grad: Option<([usize; GROUP], Lanes<F>)>,
+}
+
+impl<F: Float> Finished<F> {
+    /// Writes the gradient of the group's rows (as many as `out` holds).
+    #[inline(always)]
+    pub fn write(&self, group: &Group<F>, out: &mut [F]) {
+        group.write_rows(self.map, out);
+        if let Some((labels, values)) = &self.label_grad {
+            let rows = out.chunks_exact_mut(group.classes).zip(labels).zip(values);
+            rows.for_each(|((row, &y), &v)| row[y] = v);
+        }
+    }
+}
+
+/// Per lane, `columns[labels[r]][r]`.
+#[inline(always)]
+fn at_label<F: Float>(columns: &[Lanes<F>; SHORT_ROW], labels: &[usize; GROUP]) -> Lanes<F> {
+    let mut found = [F::zero(); GROUP];
+    // `y < K ≤ SHORT_ROW`: the modulo only spares a bounds check.
+    found.iter_mut().zip(labels).zip(0..GROUP).for_each(|((v, &y), r)| *v = columns[y % SHORT_ROW][r]);
+    found
+}
+
+/// [`one_hot_row`](super::kernel::one_hot_row) of every lane: row `r` has target class
+/// `labels[r]` of coefficient `c[r] ≥ 0`; a lane without a log-sum-exp, or with `c = 0`, gets
+/// zeros.
+#[inline(always)]
+pub(super) fn one_hot_group<F: Float>(
+    group: &Group<F>,
+    labels: &[usize; GROUP],
+    c: &Lanes<F>,
+    gamma: F,
+    scale: F,
+) -> Finished<F> {
+    let e_label = at_label(&group.exp, labels);
+    let mut lp = at_label(&group.shifted, labels);
+    lp.iter_mut().zip(&group.ln_total).for_each(|(lp, &ln_total)| *lp -= ln_total);
+    let mut label = [F::zero(); GROUP];
+    label.iter_mut().zip(labels).for_each(|(l, &y)| *l = F::from_f64(y as f64));
+    // `RowLse::one_minus_p`: exact for the argmax.
+    let mut one_minus_p = [F::zero(); GROUP];
+    for r in 0..GROUP {
+        let (rest, inv_total) = (group.rest[r], group.inv_total[r]);
+        let (at_argmax, elsewhere) = (rest * inv_total, F::one() - e_label[r] * inv_total);
+        one_minus_p[r] = if label[r] == group.argmax[r] { at_argmax } else { elsewhere };
+    }
+    // Without focal modulation `m = g = 1`; a separate loop, else `powf` would be evaluated anyway.
+    let (mut m, mut g) = ([F::one(); GROUP], [F::one(); GROUP]);
+    if gamma != F::zero() {
+        for r in 0..GROUP {
+            let p = e_label[r] * group.inv_total[r];
+            (m[r], g[r]) = focal_factors(p, one_minus_p[r], lp[r], gamma);
+        }
+    }
+    // A row without a log-sum-exp counts as `c = 0`. (Each select below picks values computed
+    // before it: a computation inside the branch leaves the lanes scalar.)
+    let mut c_found = [F::zero(); GROUP];
+    for r in 0..GROUP {
+        let c = c[r];
+        c_found[r] = if group.max[r] != F::neg_infinity() { c } else { F::zero() };
+    }
+    let (mut p_factor, mut label_grad, mut loss) =
+        ([F::zero(); GROUP], [F::zero(); GROUP], [F::zero(); GROUP]);
+    for r in 0..GROUP {
+        let c = c_found[r];
+        let factor = scale * c * g[r];
+        // factor · (p_y − 1), exact near p_y = 1.
+        let (p, y, l) = (factor * group.inv_total[r], -factor * one_minus_p[r], -(c * m[r] * lp[r]));
+        let on = c > F::zero();
+        (p_factor[r], label_grad[r], loss[r]) =
+            if on { (p, y, l) } else { (F::zero(), F::zero(), F::zero()) };
+    }
+    Finished { loss, map: RowMap::Scale(p_factor), label_grad: Some((*labels, label_grad)) }
+}
+
+/// Where the target mass of a group's rows comes from.
+pub(super) enum GroupTargets<'a, F> {
+    /// One label per lane.
+    Labels(&'a [usize; GROUP]),
+    /// Probability rows, transposed: `t[c][r]`.
+    Probs(&'a [Lanes<F>]),
+}
+
+/// [`plain_dense_row`](super::kernel::plain_dense_row) of every lane: the target mass of class
+/// `k` in row `r` is `s[r]·(keep·t_rk + spread)`; a lane without a log-sum-exp gets zeros. With
+/// probability targets, `group.exp` is turned into the gradient here.
+#[inline(always)]
+pub(super) fn plain_dense_group<F: Float>(
+    group: &mut Group<F>,
+    s: &Lanes<F>,
+    (keep, spread): (F, F),
+    targets: GroupTargets<'_, F>,
+    scale: F,
+) -> Finished<F> {
+    let k = group.classes;
+    let n = F::from_f64(k as f64);
+    // A lane without a log-sum-exp gets no target mass: its gradient is then `+0` throughout.
+    let (mut base, mut on_target) = ([F::zero(); GROUP], [F::zero(); GROUP]);
+    for r in 0..GROUP {
+        let s = if group.max[r] != F::neg_infinity() { s[r] } else { F::zero() };
+        (base[r], on_target[r]) = (s * spread, s * keep);
+    }
+    let mut t_sum = [F::one(); GROUP];
+    if let GroupTargets::Probs(t) = targets {
+        t_sum = [F::zero(); GROUP];
+        for col in t {
+            t_sum.iter_mut().zip(col).for_each(|(sum, &t)| *sum += t);
+        }
+    }
+    let mut p_factor = [F::zero(); GROUP];
+    for r in 0..GROUP {
+        p_factor[r] = (base[r] * n + on_target[r] * t_sum[r]) * group.inv_total[r];
+    }
+    let ln_total = group.ln_total;
+    // A class without target mass contributes nothing, even when masked (log p = -inf).
+    // (Computed, then selected: a computation inside the branch leaves the lanes scalar.)
+    let term = |c: F, d: F, ln_total: F| {
+        let term = c * (d - ln_total);
+        if c > F::zero() { term } else { F::zero() }
+    };
+    let mut loss = [F::zero(); GROUP];
+    let (map, label_grad) = match targets {
+        GroupTargets::Labels(labels) => {
+            // Every class has mass `base`, the label `base + on_target`: the label's own terms
+            // are added after the pass, as `plain_dense_row` does.
+            for d in &group.shifted[..k] {
+                for r in 0..GROUP {
+                    loss[r] += term(base[r], d[r], ln_total[r]);
+                }
+            }
+            let (e_label, d_label) = (at_label(&group.exp, labels), at_label(&group.shifted, labels));
+            let mut label_grad = [F::zero(); GROUP];
+            for r in 0..GROUP {
+                let (c, d) = (base[r] + on_target[r], d_label[r]);
+                loss[r] += term(c, d, ln_total[r]) - term(base[r], d, ln_total[r]);
+                label_grad[r] = scale * (p_factor[r] * e_label[r] - c);
+            }
+            (RowMap::ScaleShift { scale, p: p_factor, c: base }, Some((*labels, label_grad)))
+        }
+        GroupTargets::Probs(t) => {
+            // The mass `c[k][r]` of every term and the gradient, as flat loops over copies of
+            // the lanes per column (a loop over columns would be vectorised across columns).
+            let (bases, on_targets) = ([base; SHORT_ROW], [on_target; SHORT_ROW]);
+            let mut mass = bases;
+            let masses = mass[..k].as_flattened_mut().iter_mut().zip(on_targets.as_flattened());
+            masses.zip(t.as_flattened()).for_each(|((c, &o), &t)| *c += o * t);
+            for (c, d) in mass[..k].iter().zip(&group.shifted) {
+                for r in 0..GROUP {
+                    loss[r] += term(c[r], d[r], ln_total[r]);
+                }
+            }
+            let factors = [p_factor; SHORT_ROW];
+            let grad = group.exp[..k].as_flattened_mut().iter_mut().zip(factors.as_flattened());
+            grad.zip(mass.as_flattened()).for_each(|((e, &p), &c)| *e = scale * (p * *e - c));
+            (RowMap::Copy, None)
+        }
+    };
+    let mut value = [F::zero(); GROUP];
+    for r in 0..GROUP {
+        value[r] = if group.max[r] != F::neg_infinity() { -loss[r] } else { F::zero() };
+    }
+    Finished { loss: value, map, label_grad }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array1, Array2, s};
+
+    use crate::{Float, SoftmaxLoss, Targets};
+
+    /// Every loss of the family on short rows: the grouped path (a contiguous batch) against rows
+    /// one at a time (the same values with a column stride), bit for bit, for every `K ≤ 16` and
+    /// batches with a partial last group, masked classes, `-inf` rows, ties and sample weights.
+    fn grouped_rows_match_rows_one_at_a_time<F: Float>() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for k in 1..=16 {
+            let b = 21;
+            let wide = Array2::from_shape_fn((b, 2 * k), |(i, j)| match next() % 11 {
+                _ if i == 5 => F::neg_infinity(),
+                0 if j / 2 != (i * 3) % k => F::neg_infinity(),
+                1 => F::from_f64(1.5),
+                n => F::from_f64((n as f64 - 5.0) * 3.1 + (next() % 1000) as f64 / 999.0),
+            });
+            let finite = wide.mapv(|v| if v == F::neg_infinity() { F::from_f64(-7.0) } else { v });
+            let labels: Vec<usize> = (0..b).map(|i| (i * 3) % k).collect();
+            let weights: Vec<F> =
+                (0..b).map(|i| F::from_f64(if i == 5 { 0.0 } else { 0.5 + (i % 4) as f64 })).collect();
+            let probs = Array2::from_shape_fn((b, k), |(i, j)| {
+                F::from_f64(if j == (i * 3) % k { 0.5 } else { 0.5 / (k as f64 - 1.0).max(1.0) })
+            });
+            let probs = if k == 1 { Array2::from_elem((b, 1), F::one()) } else { probs };
+            // Strided targets too: their rows are read one at a time.
+            let wide_labels = Array1::from_shape_fn(2 * b, |i| labels[i / 2]);
+            let strided_labels = wide_labels.slice(s![..;2]);
+            let wide_probs = Array2::from_shape_fn((b, 2 * k), |(i, j)| probs[[i, j / 2]]);
+            let strided_probs = wide_probs.slice(s![.., ..;2]);
+            let prior: Vec<F> = (0..k).map(|j| F::from_f64(1.0 + j as f64)).collect();
+            let losses = [
+                SoftmaxLoss::cross_entropy(),
+                SoftmaxLoss::logit_adjusted(&prior).unwrap(),
+                SoftmaxLoss::class_weighted(&prior).unwrap(),
+                SoftmaxLoss::focal(F::from_f64(2.0)).unwrap(),
+                SoftmaxLoss::focal(F::from_f64(0.5)).unwrap().with_class_weights(&prior).unwrap(),
+                SoftmaxLoss::cross_entropy().with_label_smoothing(F::from_f64(0.1)).unwrap(),
+                SoftmaxLoss::logit_adjusted(&prior).unwrap().with_label_smoothing(F::from_f64(0.2)).unwrap(),
+            ];
+            for loss in &losses {
+                let soft = [
+                    Targets::probs(&probs),
+                    Targets::probs(&probs).with_sample_weights(&weights),
+                    Targets::probs(strided_probs),
+                ];
+                let hard = [
+                    Targets::labels(&labels),
+                    Targets::labels(&labels).with_sample_weights(&weights),
+                    Targets::labels(strided_labels),
+                ];
+                for targets in hard.into_iter().chain(soft) {
+                    // Masks where the loss allows them (no target mass on a masked class).
+                    let masked_ok = loss.loss(&wide.slice(s![.., ..;2]), targets.clone()).is_ok();
+                    let strided =
+                        if masked_ok { wide.slice(s![.., ..;2]) } else { finite.slice(s![.., ..;2]) };
+                    let contiguous = strided.to_owned();
+                    assert!(contiguous.is_standard_layout() && (k == 1 || strided.as_slice().is_none()));
+                    let grouped = loss.loss_and_grad(&contiguous, targets.clone()).unwrap();
+                    let one_at_a_time = loss.loss_and_grad(&strided, targets.clone()).unwrap();
+                    assert_eq!(grouped.0.to_bits_u64(), one_at_a_time.0.to_bits_u64(), "k = {k}, {loss:?}");
+                    assert!(bits_equal(&grouped.1, &one_at_a_time.1), "k = {k}, {loss:?}");
+                    let (mut values, mut grad) = (Array1::zeros(b), Array2::zeros((b, k)));
+                    loss.per_sample_loss_and_grad_into(&contiguous, targets.clone(), &mut values, &mut grad)
+                        .unwrap();
+                    let (row_values, row_grad) =
+                        loss.per_sample_loss_and_grad(&strided, targets.clone()).unwrap();
+                    assert!(bits_equal(&values, &row_values) && bits_equal(&grad, &row_grad), "k = {k}");
+                    let only_losses = loss.per_sample_loss(&contiguous, targets).unwrap();
+                    assert!(bits_equal(&only_losses, &row_values), "k = {k}");
+                }
+            }
+        }
+    }
+
+    trait Bits {
+        fn to_bits_u64(self) -> u64;
+    }
+
+    impl<F: Float> Bits for F {
+        fn to_bits_u64(self) -> u64 {
+            // f32 → f64 is exact, so equal f64 bits mean equal values (and signs of zero).
+            self.as_f64().to_bits()
+        }
+    }
+
+    fn bits_equal<F: Float, D: ndarray::Dimension>(
+        a: &ndarray::Array<F, D>,
+        b: &ndarray::Array<F, D>,
+    ) -> bool {
+        a.shape() == b.shape() && a.iter().zip(b).all(|(x, y)| x.to_bits_u64() == y.to_bits_u64())
+    }
+
+    #[test]
+    fn grouped_short_rows_finish_as_rows_one_at_a_time_bit_for_bit() {
+        grouped_rows_match_rows_one_at_a_time::<f32>();
+        grouped_rows_match_rows_one_at_a_time::<f64>();
+    }
+}
