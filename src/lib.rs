@@ -84,6 +84,7 @@
 pub mod adjust;
 mod error;
 mod float;
+mod group;
 pub mod loss;
 pub mod metrics;
 pub mod prior;

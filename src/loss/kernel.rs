@@ -6,7 +6,7 @@
 //! and `H = Σ_k h_k`; for one target class it is the per-row scalar `h_y` times `p − e_y`.
 //! The exponentials are computed once, into the gradient row, and reused for the loss: a row
 //! costs one read of the logits, a pass that writes `e^{z'_k − m}` ([`shifted_exp`], or
-//! [`group_lse`](crate::softmax::group_lse) for short rows) and a pass that scales it in cache.
+//! [`group_lse`](crate::group::group_lse) for short rows) and a pass that scales it in cache.
 //! Everything here is `#[inline(always)]`, to be compiled inside a [`crate::simd::Kernel`].
 
 use crate::Float;

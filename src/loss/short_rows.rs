@@ -10,7 +10,7 @@
 
 use super::kernel::focal_factors;
 use crate::Float;
-use crate::softmax::{GROUP, Group, Lanes, RowMap, SHORT_ROW};
+use crate::group::{GROUP, Group, Lanes, RowMap, SHORT_ROW};
 
 /// A finished group: each row's loss, and its gradient as `map` of the exponentials, with the
 /// label's entry of each row `(labels, values)` written after it, if given.

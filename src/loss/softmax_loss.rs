@@ -9,9 +9,10 @@ use super::kernel::{RowMass, Targets as RowTargets, dense_row, one_hot_row, plai
 use super::short_rows::{Finished, GroupTargets, one_hot_group, plain_dense_group};
 use super::targets::{TargetKind, Targets};
 use super::validate::class_vector;
+use crate::group::{GROUP, Group, RowMap, SHORT_ROW, group_lse, transpose_rows};
 use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
 use crate::simd::Kernel;
-use crate::softmax::{GROUP, Group, RowLse, RowMap, SHORT_ROW, group_lse, transpose_rows};
+use crate::softmax::RowLse;
 use crate::{Float, LossError, Result};
 
 /// Softmax cross-entropy and its imbalance-aware variants, with the exact gradient with respect to
