@@ -387,23 +387,30 @@ pub(crate) fn plain_dense_row<F: Float>(
         *acc += term(c, z);
         *g = scale * (p_factor * *g - c);
     };
+    // Every class of a hard-label row has the mass `base`, so the lanes sum `z'_k − m` alone and
+    // the loss term is `base·(Σ_k (z'_k − m) − K ln_total)`.
+    let (g_factor, scaled_base) = (scale * p_factor, scale * base);
+    let label_step = |acc: &mut F, g: &mut F, z: F| {
+        *acc += z - max;
+        *g = g_factor * *g - scaled_base;
+    };
     let zs = z.chunks_exact(LANES);
     let tail = n - zs.remainder().len();
     let mut gs = grad.chunks_exact_mut(LANES);
     match (targets, adjust) {
         (Targets::Label(_), None) => {
             for (g, z) in (&mut gs).zip(zs) {
-                acc.iter_mut().zip(g).zip(z).for_each(|((a, g), &z)| step(a, g, base, z));
+                acc.iter_mut().zip(g).zip(z).for_each(|((a, g), &z)| label_step(a, g, z));
             }
             let rest = acc.iter_mut().zip(gs.into_remainder()).zip(&z[tail..]);
-            rest.for_each(|((a, g), &z)| step(a, g, base, z));
+            rest.for_each(|((a, g), &z)| label_step(a, g, z));
         }
         (Targets::Label(_), Some(adjust)) => {
             for ((g, z), w) in (&mut gs).zip(zs).zip(adjust.chunks_exact(LANES)) {
-                acc.iter_mut().zip(g).zip(z).zip(w).for_each(|(((a, g), &z), &w)| step(a, g, base, z + w));
+                acc.iter_mut().zip(g).zip(z).zip(w).for_each(|(((a, g), &z), &w)| label_step(a, g, z + w));
             }
             let rest = acc.iter_mut().zip(gs.into_remainder()).zip(&z[tail..]).zip(&adjust[tail..]);
-            rest.for_each(|(((a, g), &z), &w)| step(a, g, base, z + w));
+            rest.for_each(|(((a, g), &z), &w)| label_step(a, g, z + w));
         }
         (Targets::Probs(t, _), None) => {
             let c = |t: F| base + on_target * t;
@@ -425,7 +432,13 @@ pub(crate) fn plain_dense_row<F: Float>(
             rest.zip(&adjust[tail..]).for_each(|((((a, g), &z), &t), &w)| step(a, g, c(t), z + w));
         }
     }
-    let mut loss = acc.iter().fold(F::zero(), |sum, &a| sum + a);
+    let lanes = acc.iter().fold(F::zero(), |sum, &a| sum + a);
+    let mut loss = match targets {
+        // A row of weight 0 contributes nothing, even when masked.
+        Targets::Label(_) if base > F::zero() => base * (lanes - F::from_f64(n as f64) * ln_total),
+        Targets::Label(_) => F::zero(),
+        Targets::Probs(..) => lanes,
+    };
     // The label's own mass: the pass above gave it `base` only.
     if let Some((y, e_y)) = label {
         let z_y = adjust.map_or(z[y], |a| z[y] + a[y]);

@@ -938,18 +938,23 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                 let y = labels[row];
                 one_hot_row(lse, z, adjust, y, s * loss.class_factor(y), gamma, scale, grad)
             }
-            TargetKind::Labels(labels) => self.dense(lse, z, s, RowTargets::Label(labels[row]), grad),
-            TargetKind::Probs(probs) => {
-                let t = probs.row(row);
-                let copy; // of a strided row
-                let t = match t.to_slice() {
-                    Some(t) => t,
-                    None => {
-                        copy = t.to_vec();
-                        &copy
+            kind => {
+                let copy; // of a strided probability row
+                let row_targets = match kind {
+                    TargetKind::Labels(labels) => RowTargets::Label(labels[row]),
+                    TargetKind::Probs(probs) => {
+                        let t = probs.row(row);
+                        let t = match t.to_slice() {
+                            Some(t) => t,
+                            None => {
+                                copy = t.to_vec();
+                                &copy
+                            }
+                        };
+                        RowTargets::Probs(t, targets.prob_sums[row])
                     }
                 };
-                self.dense(lse, z, s, RowTargets::Probs(t, targets.prob_sums[row]), grad)
+                self.dense(lse, z, s, row_targets, grad)
             }
         };
         if let Some(losses) = self.losses.as_mut() {
