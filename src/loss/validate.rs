@@ -134,8 +134,9 @@ fn probs_rows<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<Vec<F>> {
     Ok(sums)
 }
 
-/// `Σ t` if every entry of `t` is `≥ 0` and the sum is within `tolerance` of 1, by a branch-free scan
-/// in lanes: the lanes' minimum finds a negative entry, and a NaN or `inf` one makes the sum fail.
+/// `Σ t` if every entry of `t` is `≥ 0` and the sum is within `tolerance` of 1, by a branch-free
+/// scan in lanes: the lanes' minimum finds a negative entry, and a NaN or `inf` one makes the sum
+/// fail.
 /// The sum runs in `F` lanes over blocks of [`BLOCK`], the blocks added in `f64`; its rounding
 /// error stays below [`SUM_SLACK`]`·ε`, so a row that close to the tolerance fails here and gets the
 /// caller's exact check.
@@ -160,8 +161,8 @@ fn passing_sum<F: Float>(t: &[F], tolerance: f64) -> Option<f64> {
     passes.then_some(total)
 }
 
-/// A bound on the rounding error of the sum of [`passing_sum`], in units of `ε`: each lane adds at most
-/// `BLOCK / 16` entries, then the lanes are added (and the sum is near 1 where it matters).
+/// A bound on the rounding error of the sum of [`passing_sum`], in units of `ε`: each lane adds at
+/// most `BLOCK / 16` entries, then the lanes are added (and the sum is near 1 where it matters).
 const SUM_SLACK: f64 = 512.0;
 
 /// One entry of [`passing_sum`] into its lane: the sum and the minimum.
