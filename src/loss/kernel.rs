@@ -10,8 +10,10 @@
 //! Everything here is `#[inline(always)]`, to be compiled inside a [`crate::simd::Kernel`].
 
 use crate::Float;
-use crate::float::{ExpArgs, LANES, lane_sum};
+use crate::float::{ExpArgs, LANES, exp_nonpos, ln_1p_unit};
 use crate::softmax::{RowLse, row_lse};
+
+use super::softmax_loss::one_hot;
 
 /// Writes `e^{z'_k − m}` (`z' = z + adjust`) into `out` and returns the row's log-sum-exp parts.
 #[inline(always)]
@@ -76,15 +78,31 @@ pub(crate) fn one_hot_row<F: Float>(
     -(c * m * lp)
 }
 
-/// One row with a coefficient `coef(k) ≥ 0` on every class, `grad` and `lse` as for
-/// [`one_hot_row`]: returns `ℓ = −Σ_k c_k (1 − p_k)^γ log p_k` and writes `scale · ∂ℓ/∂z` into `grad`. The terms `h_k` are recomputed in the second pass
-/// rather than stored, so the row needs no scratch.
+/// The class factors `a_k = w_k·α_k` of [`dense_row`]: class weights and focal `α`, each 1 where
+/// unset.
+#[derive(Clone, Copy)]
+pub(crate) struct ClassFactors<'a, F> {
+    pub weights: Option<&'a [F]>,
+    pub alpha: Option<&'a [F]>,
+}
+
+/// One row with target mass on every class, `grad` and `lse` as for [`one_hot_row`]: returns
+/// `ℓ = −Σ_k c_k (1 − p_k)^γ log p_k` with `c_k = a_k·s·(keep·t_k + spread)` and writes
+/// `scale · ∂ℓ/∂z` into `grad`.
+///
+/// Two vectorised passes: one sums the loss terms and `H = Σ h_k`, the other writes
+/// `scale·(H p_k − h_k)`, recomputing `h_k` rather than storing it, so the row needs no scratch.
+/// The lanes take `1 − p_k` as it comes, and `(1 − p)^γ` as `e^{γ ln_1p(−p)}`, which is accurate
+/// for `p ≤ 1/2`: that holds for every class but the argmax, which the lanes see with `e = 0`. The
+/// argmax and a hard label (whose `t` the lanes see as 0) then get their exact terms instead.
 #[inline(always)]
-pub(crate) fn dense_row<F: Float>(
+#[allow(clippy::too_many_arguments)] // the row's data and the loss's parameters, all needed
+pub(crate) fn dense_row<F: Float, const FMA: bool>(
     lse: Option<RowLse<F>>,
     z: &[F],
     adjust: Option<&[F]>,
-    coef: impl Fn(usize) -> F,
+    mass: RowMass<'_, F>,
+    factors: ClassFactors<'_, F>,
     gamma: F,
     scale: F,
     grad: &mut [F],
@@ -93,33 +111,226 @@ pub(crate) fn dense_row<F: Float>(
         grad.fill(F::zero());
         return F::zero();
     };
-    // Class k's loss term and h_k; a class without target mass contributes nothing, even when
-    // masked (log p = -inf).
-    let term = |k: usize, e_k: F| {
-        let c = coef(k);
-        if c > F::zero() {
-            let zk = adjust.map_or(z[k], |a| z[k] + a[k]);
-            let lp = (zk - lse.max) - lse.ln_total;
-            let (m, g) = focal_factors(e_k * lse.inv_total, lse.one_minus_p(k, e_k), lp, gamma);
-            (c * m * lp, c * g)
-        } else {
-            (F::zero(), F::zero())
-        }
+    let RowMass { s, keep, spread, targets } = mass;
+    let (t, label) = match targets {
+        Targets::Probs(t, _) => (Some(t), None),
+        Targets::Label(y) => (None, Some(y)),
     };
-    let mut loss = F::zero();
-    let mut h_total = F::zero();
-    for (k, &e_k) in grad.iter().enumerate() {
-        let (l, h) = term(k, e_k);
-        loss -= l;
-        h_total += h;
+    let columns = Columns { z, adjust, t, weights: factors.weights, alpha: factors.alpha };
+    let terms = Terms { lse, base: s * spread, on_target: s * keep, gamma };
+    if gamma == F::zero() {
+        dense_passes::<F, Unmodulated>(&terms, &columns, label, scale, grad)
+    } else if gamma == F::from_f64(2.0) {
+        dense_passes::<F, Squared>(&terms, &columns, label, scale, grad)
+    } else {
+        dense_passes::<F, Powered<FMA>>(&terms, &columns, label, scale, grad)
     }
-    let p_factor = h_total * lse.inv_total;
-    for (k, v) in grad.iter_mut().enumerate() {
-        // Without focal modulation h_k = c_k.
-        let h = if gamma == F::zero() { coef(k) } else { term(k, *v).1 };
-        *v = scale * (p_factor * *v - h);
+}
+
+/// The passes of [`dense_row`], with the focal modulation `M`.
+#[inline(always)]
+fn dense_passes<F: Float, M: Modulation>(
+    terms: &Terms<F>,
+    columns: &Columns<'_, F>,
+    label: Option<usize>,
+    scale: F,
+    grad: &mut [F],
+) -> F {
+    let argmax = terms.lse.argmax;
+    let e_max = core::mem::replace(&mut grad[argmax], F::zero());
+    let (zeros, ones) = ([F::zero(); LANES], [F::one(); LANES]);
+    let mut acc: Acc<F> = ([F::zero(); LANES], [F::zero(); LANES]);
+    let (full, n) = (grad.len() / LANES, grad.len());
+    for run in 0..full {
+        terms.sum_run::<M>(&grad[run * LANES..][..LANES], columns.run(run, LANES, &zeros, &ones), &mut acc);
     }
-    loss
+    terms.sum_run::<M>(&grad[full * LANES..], columns.run(full, n % LANES, &zeros, &ones), &mut acc);
+    let mut loss = acc.0.iter().fold(F::zero(), |sum, &l| sum + l);
+    let mut h_total = acc.1.iter().fold(F::zero(), |sum, &h| sum + h);
+    // The argmax and the label: the exact term replaces what the lanes added.
+    let special = [Some(argmax), label.filter(|&y| y != argmax)];
+    // Their `e` and exact `h`, for the gradient (the second pass overwrites `e`).
+    let mut exact = [(F::zero(), F::zero()); 2];
+    for (fix, k) in exact.iter_mut().zip(special) {
+        if let Some(k) = k {
+            let e = if k == argmax { e_max } else { grad[k] };
+            let (z, t, a) = columns.at(k, label);
+            let (l, h) = terms.exact(k, e, z, t, a);
+            let (lane_l, lane_h) = terms.lanes::<M>(grad[k], z, columns.at(k, None).1, a);
+            loss += l - lane_l;
+            h_total += h - lane_h;
+            *fix = (e, h);
+        }
+    }
+    let p_factor = h_total * terms.lse.inv_total;
+    for run in 0..full {
+        let g = &mut grad[run * LANES..][..LANES];
+        terms.write_run::<M>(g, columns.run(run, LANES, &zeros, &ones), p_factor, scale);
+    }
+    let g = &mut grad[full * LANES..];
+    terms.write_run::<M>(g, columns.run(full, n % LANES, &zeros, &ones), p_factor, scale);
+    for ((e, h), k) in exact.into_iter().zip(special) {
+        if let Some(k) = k {
+            grad[k] = scale * (p_factor * e - h);
+        }
+    }
+    -loss
+}
+
+/// The lanes' `(1 − p)^γ` and its gradient factor, as [`focal_factors`] for `p ≤ 1/2`.
+trait Modulation {
+    /// `(m, g)` of a class with probability `p ≤ 1/2` and `log p = lp`.
+    fn factors<F: Float>(p: F, lp: F, gamma: F) -> (F, F);
+}
+
+/// `γ = 0`: no modulation.
+struct Unmodulated;
+
+impl Modulation for Unmodulated {
+    #[inline(always)]
+    fn factors<F: Float>(_: F, _: F, _: F) -> (F, F) {
+        (F::one(), F::one())
+    }
+}
+
+/// `γ = 2`, the usual choice: `m = (1 − p)²` (rounded once, as by `powf`) and
+/// `g = (1 − p)·((1 − p) − 2 p log p)`, without a division or a logarithm.
+struct Squared;
+
+impl Modulation for Squared {
+    #[inline(always)]
+    fn factors<F: Float>(p: F, lp: F, _: F) -> (F, F) {
+        let q = F::one() - p;
+        (q * q, q * (q - (p + p) * lp))
+    }
+}
+
+/// Any `γ`: `m = e^{γ ln_1p(−p)}`, `g = m (1 − γ p log p / (1 − p))`.
+struct Powered<const FMA: bool>;
+
+impl<const FMA: bool> Modulation for Powered<FMA> {
+    #[inline(always)]
+    fn factors<F: Float>(p: F, lp: F, gamma: F) -> (F, F) {
+        let m = exp_nonpos::<F, FMA>(gamma * ln_1p_unit::<F, FMA>(-p));
+        (m, m * (F::one() - gamma * (p * (lp / (F::one() - p)))))
+    }
+}
+
+/// The lanes of the loss terms and of `h_k`.
+type Acc<F> = ([F; LANES], [F; LANES]);
+
+/// What the terms of a row of [`dense_row`] share.
+struct Terms<F> {
+    lse: RowLse<F>,
+    /// `s·spread`, `s·keep`: the mass of class `k` is `a_k·(base + on_target·t_k)`.
+    base: F,
+    on_target: F,
+    gamma: F,
+}
+
+impl<F: Float> Terms<F> {
+    /// Class k's loss term `c m log p` and `h = c g` from `e^{z'_k − m}`, `z'_k`, `t_k` and `a_k`,
+    /// for `p_k ≤ 1/2`; a class without target mass contributes nothing, even when masked
+    /// (log p = -inf).
+    #[inline(always)]
+    fn lanes<M: Modulation>(&self, e: F, z: F, t: F, a: F) -> (F, F) {
+        let c = a * (self.base + self.on_target * t);
+        let lp = (z - self.lse.max) - self.lse.ln_total;
+        let (m, g) = M::factors(e * self.lse.inv_total, lp, self.gamma);
+        if c > F::zero() { (c * m * lp, c * g) } else { (F::zero(), F::zero()) }
+    }
+
+    /// Adds the loss terms and `h_k` of a run of classes to the lanes of `acc`.
+    #[inline(always)]
+    fn sum_run<M: Modulation>(&self, e: &[F], c: Lanes<'_, F>, acc: &mut Acc<F>) {
+        let len = e.len();
+        let (z, adjust, t) = (&c.z[..len], &c.adjust[..len], &c.t[..len]);
+        let (weights, alpha) = (&c.weights[..len], &c.alpha[..len]);
+        for j in 0..len {
+            let (l, h) = self.lanes::<M>(e[j], z[j] + adjust[j], t[j], weights[j] * alpha[j]);
+            acc.0[j] += l;
+            acc.1[j] += h;
+        }
+    }
+
+    /// Writes `scale·(p_factor·e_k − h_k)` over the `e_k` of a run of classes.
+    #[inline(always)]
+    fn write_run<M: Modulation>(&self, g: &mut [F], c: Lanes<'_, F>, p_factor: F, scale: F) {
+        let len = g.len();
+        let (z, adjust, t) = (&c.z[..len], &c.adjust[..len], &c.t[..len]);
+        let (weights, alpha) = (&c.weights[..len], &c.alpha[..len]);
+        for j in 0..len {
+            let h = self.lanes::<M>(g[j], z[j] + adjust[j], t[j], weights[j] * alpha[j]).1;
+            g[j] = scale * (p_factor * g[j] - h);
+        }
+    }
+
+    /// [`lanes`](Self::lanes) for any class `k`, by [`focal_factors`].
+    #[inline(always)]
+    fn exact(&self, k: usize, e: F, z: F, t: F, a: F) -> (F, F) {
+        let c = a * (self.base + self.on_target * t);
+        let lp = (z - self.lse.max) - self.lse.ln_total;
+        let (m, g) = focal_factors(e * self.lse.inv_total, self.lse.one_minus_p(k, e), lp, self.gamma);
+        if c > F::zero() { (c * m * lp, c * g) } else { (F::zero(), F::zero()) }
+    }
+}
+
+/// The per-class inputs of [`dense_row`]; those that are unset are 0 (`adjust`, `t`) or 1
+/// (`weights`, `alpha`) for every class.
+struct Columns<'a, F> {
+    z: &'a [F],
+    adjust: Option<&'a [F]>,
+    t: Option<&'a [F]>,
+    weights: Option<&'a [F]>,
+    alpha: Option<&'a [F]>,
+}
+
+/// [`Columns`] over a run of at most [`LANES`] classes, all of the run's length.
+struct Lanes<'a, F> {
+    z: &'a [F],
+    adjust: &'a [F],
+    t: &'a [F],
+    weights: &'a [F],
+    alpha: &'a [F],
+}
+
+impl<F: Float> Columns<'_, F> {
+    /// Run `run` of [`LANES`] classes, `len` long (the last run may be shorter), an unset column
+    /// read from `zeros` or `ones`: one loop serves every combination, and the full runs'
+    /// constant length lets the compiler vectorise it.
+    #[inline(always)]
+    fn run<'a>(
+        &'a self,
+        run: usize,
+        len: usize,
+        zeros: &'a [F; LANES],
+        ones: &'a [F; LANES],
+    ) -> Lanes<'a, F> {
+        let start = run * LANES;
+        let part = |col: Option<&'a [F]>, fill: &'a [F; LANES]| match col {
+            Some(col) => &col[start..][..len],
+            None => &fill[..len],
+        };
+        Lanes {
+            z: &self.z[start..][..len],
+            adjust: part(self.adjust, zeros),
+            t: part(self.t, zeros),
+            weights: part(self.weights, ones),
+            alpha: part(self.alpha, ones),
+        }
+    }
+
+    /// `(z'_k, t_k, a_k)` as the lanes compute them, `t` the one-hot row of `label` if given.
+    #[inline(always)]
+    fn at(&self, k: usize, label: Option<usize>) -> (F, F, F) {
+        let z = self.z[k] + self.adjust.map_or(F::zero(), |a| a[k]);
+        let t = match (self.t, label) {
+            (Some(t), _) => t[k],
+            (None, label) => one_hot(label == Some(k)),
+        };
+        let a = self.weights.map_or(F::one(), |w| w[k]) * self.alpha.map_or(F::one(), |a| a[k]);
+        (z, t, a)
+    }
 }
 
 /// The target mass of a row of [`plain_dense_row`], times the row's weight `s`:
@@ -132,11 +343,11 @@ pub(crate) struct RowMass<'a, F> {
     pub targets: Targets<'a, F>,
 }
 
-/// Where a row's target distribution `t` comes from.
+/// Where a row's target distribution `t` comes from: a label, or a probability row and its sum.
 #[derive(Clone, Copy)]
 pub(crate) enum Targets<'a, F> {
     Label(usize),
-    Probs(&'a [F]),
+    Probs(&'a [F], F),
 }
 
 /// [`dense_row`] without focal modulation or class factors (`γ = 0`, `w = α = 1`), vectorised
@@ -164,17 +375,24 @@ pub(crate) fn plain_dense_row<F: Float>(
     let n = grad.len();
     let t_sum = match targets {
         Targets::Label(_) => F::one(),
-        Targets::Probs(t) => lane_sum(t),
+        Targets::Probs(_, sum) => sum,
     };
     let p_factor = (base * F::from_f64(n as f64) + on_target * t_sum) * lse.inv_total;
     let label = match targets {
         Targets::Label(y) => Some((y, grad[y])),
-        Targets::Probs(_) => None,
+        Targets::Probs(..) => None,
     };
     let mut acc = [F::zero(); LANES];
     let step = |acc: &mut F, g: &mut F, c: F, z: F| {
         *acc += term(c, z);
         *g = scale * (p_factor * *g - c);
+    };
+    // Every class of a hard-label row has the mass `base`, so the lanes sum `z'_k − m` alone and
+    // the loss term is `base·(Σ_k (z'_k − m) − K ln_total)`.
+    let (g_factor, scaled_base) = (scale * p_factor, scale * base);
+    let label_step = |acc: &mut F, g: &mut F, z: F| {
+        *acc += z - max;
+        *g = g_factor * *g - scaled_base;
     };
     let zs = z.chunks_exact(LANES);
     let tail = n - zs.remainder().len();
@@ -182,19 +400,19 @@ pub(crate) fn plain_dense_row<F: Float>(
     match (targets, adjust) {
         (Targets::Label(_), None) => {
             for (g, z) in (&mut gs).zip(zs) {
-                acc.iter_mut().zip(g).zip(z).for_each(|((a, g), &z)| step(a, g, base, z));
+                acc.iter_mut().zip(g).zip(z).for_each(|((a, g), &z)| label_step(a, g, z));
             }
             let rest = acc.iter_mut().zip(gs.into_remainder()).zip(&z[tail..]);
-            rest.for_each(|((a, g), &z)| step(a, g, base, z));
+            rest.for_each(|((a, g), &z)| label_step(a, g, z));
         }
         (Targets::Label(_), Some(adjust)) => {
             for ((g, z), w) in (&mut gs).zip(zs).zip(adjust.chunks_exact(LANES)) {
-                acc.iter_mut().zip(g).zip(z).zip(w).for_each(|(((a, g), &z), &w)| step(a, g, base, z + w));
+                acc.iter_mut().zip(g).zip(z).zip(w).for_each(|(((a, g), &z), &w)| label_step(a, g, z + w));
             }
             let rest = acc.iter_mut().zip(gs.into_remainder()).zip(&z[tail..]).zip(&adjust[tail..]);
-            rest.for_each(|(((a, g), &z), &w)| step(a, g, base, z + w));
+            rest.for_each(|(((a, g), &z), &w)| label_step(a, g, z + w));
         }
-        (Targets::Probs(t), None) => {
+        (Targets::Probs(t, _), None) => {
             let c = |t: F| base + on_target * t;
             for ((g, z), t) in (&mut gs).zip(zs).zip(t.chunks_exact(LANES)) {
                 acc.iter_mut().zip(g).zip(z).zip(t).for_each(|(((a, g), &z), &t)| step(a, g, c(t), z));
@@ -202,7 +420,7 @@ pub(crate) fn plain_dense_row<F: Float>(
             let rest = acc.iter_mut().zip(gs.into_remainder()).zip(&z[tail..]).zip(&t[tail..]);
             rest.for_each(|(((a, g), &z), &t)| step(a, g, c(t), z));
         }
-        (Targets::Probs(t), Some(adjust)) => {
+        (Targets::Probs(t, _), Some(adjust)) => {
             let c = |t: F| base + on_target * t;
             for (((g, z), t), w) in
                 (&mut gs).zip(zs).zip(t.chunks_exact(LANES)).zip(adjust.chunks_exact(LANES))
@@ -214,7 +432,13 @@ pub(crate) fn plain_dense_row<F: Float>(
             rest.zip(&adjust[tail..]).for_each(|((((a, g), &z), &t), &w)| step(a, g, c(t), z + w));
         }
     }
-    let mut loss = acc.iter().fold(F::zero(), |sum, &a| sum + a);
+    let lanes = acc.iter().fold(F::zero(), |sum, &a| sum + a);
+    let mut loss = match targets {
+        // A row of weight 0 contributes nothing, even when masked.
+        Targets::Label(_) if base > F::zero() => base * (lanes - F::from_f64(n as f64) * ln_total),
+        Targets::Label(_) => F::zero(),
+        Targets::Probs(..) => lanes,
+    };
     // The label's own mass: the pass above gave it `base` only.
     if let Some((y, e_y)) = label {
         let z_y = adjust.map_or(z[y], |a| z[y] + a[y]);

@@ -5,7 +5,9 @@ use ndarray::{
 };
 
 use super::Reduction;
-use super::kernel::{RowMass, Targets as RowTargets, dense_row, one_hot_row, plain_dense_row, shifted_exp};
+use super::kernel::{
+    ClassFactors, RowMass, Targets as RowTargets, dense_row, one_hot_row, plain_dense_row, shifted_exp,
+};
 use super::short_rows::{Finished, GroupTargets, one_hot_group, plain_dense_group};
 use super::targets::{TargetKind, Targets};
 use super::validate::class_vector;
@@ -594,8 +596,8 @@ impl<F: Float> SoftmaxLoss<F> {
     where
         F: 't,
     {
-        let targets = targets.into();
-        self.check_batch(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
+        let mut targets = targets.into();
+        self.check_batch(logits, &mut targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
         self.reduced(logits, &targets, Some(grad_out))
     }
 
@@ -623,8 +625,8 @@ impl<F: Float> SoftmaxLoss<F> {
     where
         F: 't,
     {
-        let targets = targets.into();
-        self.check_batch(logits, &targets, &[])?;
+        let mut targets = targets.into();
+        self.check_batch(logits, &mut targets, &[])?;
         self.reduced(logits, &targets, None)
     }
 
@@ -702,10 +704,10 @@ impl<F: Float> SoftmaxLoss<F> {
     where
         F: 't,
     {
-        let targets = targets.into();
+        let mut targets = targets.into();
         self.check_batch(
             logits,
-            &targets,
+            &mut targets,
             &[
                 ("losses_out", &[logits.nrows()], losses_out.shape()),
                 ("grad_out", logits.shape(), grad_out.shape()),
@@ -745,8 +747,8 @@ impl<F: Float> SoftmaxLoss<F> {
     where
         F: 't,
     {
-        let targets = targets.into();
-        self.check_batch(logits, &targets, &[])?;
+        let mut targets = targets.into();
+        self.check_batch(logits, &mut targets, &[])?;
         let mut losses = Array1::zeros(logits.nrows());
         self.rows(logits, &targets, None, Some(&mut losses), F::one());
         Ok(losses)
@@ -999,7 +1001,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
     /// returns `ℓ_i`.
     #[inline(always)]
     fn row(&self, i: usize, lse: Option<RowLse<F>>, z: &[F], grad: &mut [F]) -> F {
-        let (loss, targets, smoothing, scale) = (self.loss, self.targets, self.smoothing, self.scale);
+        let (loss, targets, scale) = (self.loss, self.targets, self.scale);
         let (adjust, gamma) = (loss.adjustment.as_deref(), loss.gamma);
         let row = self.first + i;
         let s = targets.sample_weight(row);
@@ -1008,33 +1010,40 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                 let y = labels[row];
                 one_hot_row(lse, z, adjust, y, s * loss.class_factor(y), gamma, scale, grad)
             }
-            TargetKind::Labels(labels) if self.plain_dense => {
-                let mass = smoothing.row_mass(s, RowTargets::Label(labels[row]));
-                plain_dense_row(lse, z, adjust, mass, scale, grad)
-            }
-            TargetKind::Labels(labels) => {
-                let y = labels[row];
-                let coef = |k: usize| s * loss.class_factor(k) * smoothing.mass(one_hot(k == y));
-                dense_row(lse, z, adjust, coef, gamma, scale, grad)
-            }
-            TargetKind::Probs(probs) => {
-                let t = probs.row(row);
-                match t.to_slice() {
-                    Some(t) if self.plain_dense => plain_dense_row(
-                        lse,
-                        z,
-                        adjust,
-                        smoothing.row_mass(s, RowTargets::Probs(t)),
-                        scale,
-                        grad,
-                    ),
-                    _ => {
-                        let coef = |k: usize| s * loss.class_factor(k) * smoothing.mass(t[k]);
-                        dense_row(lse, z, adjust, coef, gamma, scale, grad)
+            kind => {
+                let copy; // of a strided probability row
+                let row_targets = match kind {
+                    TargetKind::Labels(labels) => RowTargets::Label(labels[row]),
+                    TargetKind::Probs(probs) => {
+                        let t = probs.row(row);
+                        let t = match t.to_slice() {
+                            Some(t) => t,
+                            None => {
+                                copy = t.to_vec();
+                                &copy
+                            }
+                        };
+                        RowTargets::Probs(t, targets.prob_sums[row])
                     }
-                }
+                };
+                self.dense(lse, z, s, row_targets, grad)
             }
         }
+    }
+}
+
+impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
+    /// A row with target mass on every class, of weight `s`, `grad` and `lse` as for
+    /// [`row`](Self::row).
+    #[inline(always)]
+    fn dense(&self, lse: Option<RowLse<F>>, z: &[F], s: F, targets: RowTargets<'_, F>, grad: &mut [F]) -> F {
+        let (loss, scale) = (self.loss, self.scale);
+        let (adjust, mass) = (loss.adjustment.as_deref(), self.smoothing.row_mass(s, targets));
+        if self.plain_dense {
+            return plain_dense_row(lse, z, adjust, mass, scale, grad);
+        }
+        let factors = ClassFactors { weights: loss.class_weights.as_deref(), alpha: loss.alpha.as_deref() };
+        dense_row::<F, FMA>(lse, z, adjust, mass, factors, loss.gamma, scale, grad)
     }
 }
 
@@ -1076,7 +1085,7 @@ impl<F: Float> Smoothing<F> {
         self.keep * t_k + self.spread
     }
 
-    /// The target mass of a row of weight `s`, for [`plain_dense_row`].
+    /// The target mass of a row of weight `s`, for [`plain_dense_row`] and [`dense_row`].
     #[inline(always)]
     fn row_mass<'a>(&self, s: F, targets: RowTargets<'a, F>) -> RowMass<'a, F> {
         RowMass { s, keep: self.keep, spread: self.spread, targets }

@@ -52,11 +52,12 @@ pub(super) fn check_sample_weights<F: Float>(
 impl<F: Float> SoftmaxLoss<F> {
     /// Validates a batch in the order documented on
     /// [`loss_and_grad_into`](SoftmaxLoss::loss_and_grad_into).
-    /// `outputs` holds the caller's output buffers as `(name, expected shape, shape)`.
+    /// `outputs` holds the caller's output buffers as `(name, expected shape, shape)`. Records the
+    /// sum of each probability row in `targets` for the kernel.
     pub(super) fn check_batch(
         &self,
         logits: &ArrayRef2<F>,
-        targets: &Targets<F>,
+        targets: &mut Targets<F>,
         outputs: &[(&'static str, &[usize], &[usize])],
     ) -> Result<()> {
         let (batch, classes) = batch_dims(logits)?;
@@ -81,7 +82,7 @@ impl<F: Float> SoftmaxLoss<F> {
                     return Err(LossError::LabelOutOfRange { row, label: labels[row], classes });
                 }
             }
-            TargetKind::Probs(probs) => check_probs(probs.view())?,
+            TargetKind::Probs(probs) => targets.prob_sums = check_probs(probs.view())?,
         }
         // A `-inf` logit is a legal mask unless its class carries target mass in a row that counts.
         let smoothing = self.smoothing(classes);
@@ -96,13 +97,14 @@ impl<F: Float> SoftmaxLoss<F> {
     }
 }
 
-/// Probability targets: entries finite and `≥ 0`, rows summing to 1 within `√ε`.
-fn check_probs<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<()> {
+/// Probability targets: entries finite and `≥ 0`, rows summing to 1 within `√ε`. Returns the sum
+/// of each row (computed in `f64`, rounded to `F`).
+fn check_probs<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<Vec<F>> {
     struct Check<'a, F>(ndarray::ArrayView2<'a, F>);
     impl<F: Float> Kernel for Check<'_, F> {
-        type Output = Result<()>;
+        type Output = Result<Vec<F>>;
         #[inline(always)]
-        fn run<const FMA: bool>(self) -> Result<()> {
+        fn run<const FMA: bool>(self) -> Result<Vec<F>> {
             probs_rows(self.0)
         }
     }
@@ -111,11 +113,13 @@ fn check_probs<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<()> {
 
 /// [`check_probs`], compiled for the instruction set [`dispatch`] picks.
 #[inline(always)]
-fn probs_rows<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<()> {
+fn probs_rows<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<Vec<F>> {
     let tolerance = F::epsilon().sqrt().as_f64();
+    let mut sums = Vec::with_capacity(probs.nrows());
     for (row, t) in probs.rows().into_iter().enumerate() {
         // The common row passes a branch-free scan; any other is checked one entry at a time.
-        if t.as_slice().is_some_and(|t| passes(t, tolerance)) {
+        if let Some(sum) = t.as_slice().and_then(|t| passing_sum(t, tolerance)) {
+            sums.push(F::from_f64(sum));
             continue;
         }
         if let Some(class) = t.iter().position(|&v| !(v.is_finite() && v >= F::zero())) {
@@ -125,17 +129,19 @@ fn probs_rows<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<()> {
         if (sum - 1.0).abs() > tolerance {
             return Err(LossError::TargetSum { row, sum, tolerance });
         }
+        sums.push(F::from_f64(sum));
     }
-    Ok(())
+    Ok(sums)
 }
 
-/// Whether every entry of `t` is `≥ 0` and `Σ t` is within `tolerance` of 1, by a branch-free scan
-/// in lanes: the lanes' minimum finds a negative entry, and a NaN or `inf` one makes the sum fail.
+/// `Σ t` if every entry of `t` is `≥ 0` and the sum is within `tolerance` of 1, by a branch-free
+/// scan in lanes: the lanes' minimum finds a negative entry, and a NaN or `inf` one makes the sum
+/// fail.
 /// The sum runs in `F` lanes over blocks of [`BLOCK`], the blocks added in `f64`; its rounding
 /// error stays below [`SUM_SLACK`]`·ε`, so a row that close to the tolerance fails here and gets the
 /// caller's exact check.
 #[inline(always)]
-fn passes<F: Float>(t: &[F], tolerance: f64) -> bool {
+fn passing_sum<F: Float>(t: &[F], tolerance: f64) -> Option<f64> {
     // Two accumulators of each lane stay in registers, in f64 too.
     const LANES: usize = 16;
     let mut min = [F::zero(); LANES];
@@ -151,14 +157,15 @@ fn passes<F: Float>(t: &[F], tolerance: f64) -> bool {
         total += sums.iter().fold(0.0, |sum, &s| sum + s.as_f64());
     }
     let slack = SUM_SLACK * F::epsilon().as_f64();
-    min.iter().all(|&m| m >= F::zero()) && (total - 1.0).abs() <= tolerance - slack
+    let passes = min.iter().all(|&m| m >= F::zero()) && (total - 1.0).abs() <= tolerance - slack;
+    passes.then_some(total)
 }
 
-/// A bound on the rounding error of [`passes`]' sum, in units of `ε`: each lane adds at most
-/// `BLOCK / 16` entries, then the lanes are added (and the sum is near 1 where it matters).
+/// A bound on the rounding error of the sum of [`passing_sum`], in units of `ε`: each lane adds at
+/// most `BLOCK / 16` entries, then the lanes are added (and the sum is near 1 where it matters).
 const SUM_SLACK: f64 = 512.0;
 
-/// One entry of [`passes`] into its lane: the sum and the minimum.
+/// One entry of [`passing_sum`] into its lane: the sum and the minimum.
 #[inline(always)]
 fn add<F: Float>(sum: &mut F, min: &mut F, v: F) {
     *sum += v;
