@@ -88,8 +88,8 @@ pub(crate) enum RowMap<F> {
     Copy,
     /// `v·p_r`.
     Scale(Lanes<F>),
-    /// `scale·(p_r·v − c_r)`.
-    ScaleShift { scale: F, p: Lanes<F>, c: Lanes<F> },
+    /// `a_r·v − b_r`.
+    MulSub { a: Lanes<F>, b: Lanes<F> },
 }
 
 /// Writes `columns` (`K` of them) row-major into the [`GROUP`] rows of `out`, as `map` says.
@@ -139,10 +139,10 @@ fn scatter_columns<F: Float>(
                 (r4[c], r5[c], r6[c], r7[c]) = (col[4] * p4, col[5] * p5, col[6] * p6, col[7] * p7);
             }
         }
-        RowMap::ScaleShift { scale, p, c: shift } => {
-            let [p0, p1, p2, p3, p4, p5, p6, p7] = p;
-            let [c0, c1, c2, c3, c4, c5, c6, c7] = shift;
-            let f = |v: F, p: F, c: F| scale * (p * v - c);
+        RowMap::MulSub { a, b } => {
+            let [p0, p1, p2, p3, p4, p5, p6, p7] = a;
+            let [c0, c1, c2, c3, c4, c5, c6, c7] = b;
+            let f = |v: F, a: F, b: F| a * v - b;
             for (c, col) in columns.iter().enumerate() {
                 (r0[c], r1[c]) = (f(col[0], p0, c0), f(col[1], p1, c1));
                 (r2[c], r3[c]) = (f(col[2], p2, c2), f(col[3], p3, c3));

@@ -97,8 +97,8 @@ pub(super) fn one_hot_group<F: Float>(
 pub(super) enum GroupTargets<'a, F> {
     /// One label per lane.
     Labels(&'a [usize; GROUP]),
-    /// Probability rows, transposed: `t[c][r]`.
-    Probs(&'a [Lanes<F>]),
+    /// Probability rows, transposed: `t[c][r]`, and each row's `Σ t` (from the validation).
+    Probs(&'a [Lanes<F>], Lanes<F>),
 }
 
 /// [`plain_dense_row`](super::kernel::plain_dense_row) of every lane: the target mass of class
@@ -120,13 +120,10 @@ pub(super) fn plain_dense_group<F: Float>(
         let s = if group.max[r] != F::neg_infinity() { s[r] } else { F::zero() };
         (base[r], on_target[r]) = (s * spread, s * keep);
     }
-    let mut t_sum = [F::one(); GROUP];
-    if let GroupTargets::Probs(t) = targets {
-        t_sum = [F::zero(); GROUP];
-        for col in t {
-            t_sum.iter_mut().zip(col).for_each(|(sum, &t)| *sum += t);
-        }
-    }
+    let t_sum = match targets {
+        GroupTargets::Labels(_) => [F::one(); GROUP],
+        GroupTargets::Probs(_, sums) => sums,
+    };
     let mut p_factor = [F::zero(); GROUP];
     for r in 0..GROUP {
         p_factor[r] = (base[r] * n + on_target[r] * t_sum[r]) * group.inv_total[r];
@@ -141,12 +138,16 @@ pub(super) fn plain_dense_group<F: Float>(
     let mut loss = [F::zero(); GROUP];
     let (map, label_grad) = match targets {
         GroupTargets::Labels(labels) => {
-            // Every class has mass `base`, the label `base + on_target`: the label's own terms
-            // are added after the pass, as `plain_dense_row` does.
+            // Every class has mass `base`, so the lanes sum `x − m` alone and the loss term is
+            // `base·(Σ (x − m) − K ln_total)`; the label's own terms are added after the pass,
+            // as `plain_dense_row` does (the `+ 0` is its fold over its unused lanes).
+            let mut sum = [F::zero(); GROUP];
             for d in &group.shifted[..k] {
-                for r in 0..GROUP {
-                    loss[r] += term(base[r], d[r], ln_total[r]);
-                }
+                sum.iter_mut().zip(d).for_each(|(sum, &d)| *sum += d);
+            }
+            for r in 0..GROUP {
+                let all = base[r] * ((sum[r] + F::zero()) - n * ln_total[r]);
+                loss[r] = if base[r] > F::zero() { all } else { F::zero() };
             }
             let (e_label, d_label) = (at_label(&group.exp, labels), at_label(&group.shifted, labels));
             let mut label_grad = [F::zero(); GROUP];
@@ -155,9 +156,12 @@ pub(super) fn plain_dense_group<F: Float>(
                 loss[r] += term(c, d, ln_total[r]) - term(base[r], d, ln_total[r]);
                 label_grad[r] = scale * (p_factor[r] * e_label[r] - c);
             }
-            (RowMap::ScaleShift { scale, p: p_factor, c: base }, Some((*labels, label_grad)))
+            let (mut a, mut b) = ([F::zero(); GROUP], [F::zero(); GROUP]);
+            a.iter_mut().zip(&p_factor).for_each(|(a, &p)| *a = scale * p);
+            b.iter_mut().zip(&base).for_each(|(b, &base)| *b = scale * base);
+            (RowMap::MulSub { a, b }, Some((*labels, label_grad)))
         }
-        GroupTargets::Probs(t) => {
+        GroupTargets::Probs(t, _) => {
             // The mass `c[k][r]` of every term and the gradient, as flat loops over copies of
             // the lanes per column (a loop over columns would be vectorised across columns).
             let (bases, on_targets) = ([base; SHORT_ROW], [on_target; SHORT_ROW]);

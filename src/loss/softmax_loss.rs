@@ -981,7 +981,9 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                         }
                     }
                 }
-                let t = GroupTargets::Probs(&t[..k]);
+                let mut sums = [F::one(); GROUP];
+                sums[..rows].copy_from_slice(&targets.prob_sums[start..start + rows]);
+                let t = GroupTargets::Probs(&t[..k], sums);
                 Some(plain_dense_group(group, &s, (keep, spread), t, scale))
             }
             TargetKind::Probs(_) => None,
