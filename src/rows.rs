@@ -77,26 +77,34 @@ pub(crate) const CHUNK: usize = 1 << 16;
 /// The fewest values for which the `rayon` feature runs a batch's chunks in parallel.
 pub(crate) const PARALLEL_MIN: usize = 1 << 18;
 
+/// Whether work runs on rayon's pool: with the `rayon` feature, a pool of more than one thread,
+/// and `large` work. A pool of one thread would only move the work off the calling thread (and
+/// its core's caches): it runs serially, as without the feature.
+#[cfg(feature = "rayon")]
+fn on_pool(large: bool) -> bool {
+    large && rayon::current_num_threads() > 1
+}
+
 /// Whether `test(chunk)` holds for every chunk of [`CHUNK`] values of `values` (for an empty slice
-/// too); with the `rayon` feature, from [`PARALLEL_MIN`] values on, on rayon's pool.
+/// too); on rayon's pool from [`PARALLEL_MIN`] values on (see [`on_pool`]).
 pub(crate) fn all_chunks<F: Float>(values: &[F], test: impl Fn(&[F]) -> bool + Sync) -> bool {
     #[cfg(feature = "rayon")]
-    if values.len() >= PARALLEL_MIN {
+    if on_pool(values.len() >= PARALLEL_MIN) {
         use rayon::prelude::*;
         return values.par_chunks(CHUNK).all(&test);
     }
     values.chunks(CHUNK).all(test)
 }
 
-/// `Σ` of the kernels' results, added in order from 0. With the `rayon` feature and `parallel`,
-/// the kernels run on rayon's pool; the sum is the same, bit for bit.
+/// `Σ` of the kernels' results, added in order from 0. With `parallel` (see [`on_pool`]) the
+/// kernels run on rayon's pool; the sum is the same, bit for bit.
 #[cfg(feature = "rayon")]
 pub(crate) fn sum_chunks<K: Kernel<Output = f64> + Send>(
     chunks: impl Iterator<Item = K>,
     parallel: bool,
 ) -> f64 {
     use rayon::prelude::*;
-    if !parallel {
+    if !on_pool(parallel) {
         return chunks.map(dispatch).fold(0.0, |total, sum| total + sum);
     }
     let chunks: Vec<K> = chunks.collect();
