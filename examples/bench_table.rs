@@ -14,8 +14,9 @@
 //! ```
 //!
 //! The copy floor runs on as many threads as rayon's pool has (`RAYON_NUM_THREADS`), in one
-//! contiguous block per thread, so that the ratios of a many-thread run compare with a
-//! many-thread copy; a many-thread run also prints the one-thread copy.
+//! contiguous block per thread, from 2^18 values on (where the losses go parallel too), so that
+//! the ratios of a many-thread run compare with a many-thread copy; a many-thread run also prints
+//! the one-thread copy.
 //!
 //! `--only` keeps the cells whose `type/shape/loss` name contains the given text (loss names as
 //! in the tables, e.g. `sigmoid_bce`, `zlpr`; `copy_floor`). `--calls N` makes each kept cell call
@@ -122,10 +123,12 @@ fn median_ns(reps: usize, calls: Option<u32>, mut f: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// `dst = src` on rayon's threads, one contiguous block each (a plain copy on one thread).
+/// `dst = src` on rayon's threads, one contiguous block each, from 2^18 values on (the crate's
+/// own threshold; below it, and on one thread, a plain copy).
 fn copy<F: Float>(src: &Array2<F>, dst: &mut Array2<F>) {
     let (src, dst) = (src.as_slice().unwrap(), dst.as_slice_mut().unwrap());
-    let block = src.len().div_ceil(rayon::current_num_threads());
+    let threads = if src.len() < 1 << 18 { 1 } else { rayon::current_num_threads() };
+    let block = src.len().div_ceil(threads);
     dst.par_chunks_mut(block).zip(src.par_chunks(block)).for_each(|(d, s)| d.copy_from_slice(s));
 }
 
