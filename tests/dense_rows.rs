@@ -19,12 +19,7 @@ fn wide_dense_rows_match_finite_differences_and_the_reference_formula() {
     let dense = |o: &Options| (o.probs || o.smoothing > 0.0) && o.reduction == Reduction::Mean;
     for options in Options::all().into_iter().filter(dense) {
         let problem = Problem::random(options, 3, WIDE, &mut rng);
-        let (loss, grad) = problem.loss_and_grad::<f64>(&problem.logits);
-        let numeric = numeric_grad(&problem.logits, |z| problem.loss_and_grad::<f64>(z).0);
-        let err = relative_error(&grad, &numeric);
-        assert!(err <= 1e-6, "{options:?}: gradient relative error {err:e}");
-        let reference = problem.reference_loss(problem.logits.view());
-        assert!(relative(loss, reference) <= 1e-12, "{options:?}: loss {loss} vs reference {reference}");
+        problem.assert_matches_finite_differences_and_reference();
     }
 }
 

@@ -16,12 +16,7 @@ fn every_option_combination_matches_finite_differences_and_the_reference_formula
     let mut rng = Rng::new(7);
     for options in Options::all() {
         let problem = Problem::random(options, BATCH, CLASSES, &mut rng);
-        let (loss, grad) = problem.loss_and_grad::<f64>(&problem.logits);
-        let numeric = numeric_grad(&problem.logits, |z| problem.loss_and_grad::<f64>(z).0);
-        let err = relative_error(&grad, &numeric);
-        assert!(err <= 1e-6, "{options:?}: gradient relative error {err:e}");
-        let reference = problem.reference_loss(problem.logits.view());
-        assert!(relative(loss, reference) <= 1e-12, "{options:?}: loss {loss} vs reference {reference}");
+        problem.assert_matches_finite_differences_and_reference();
     }
 }
 

@@ -157,6 +157,18 @@ impl Problem {
         (l.as_f64(), g.mapv(F::as_f64))
     }
 
+    /// The f64 gradient against central differences (1e-6 relative) and the loss against
+    /// [`reference_loss`](Self::reference_loss) (1e-12 relative).
+    pub fn assert_matches_finite_differences_and_reference(&self) {
+        let (loss, grad) = self.loss_and_grad::<f64>(&self.logits);
+        let numeric = numeric_grad(&self.logits, |z| self.loss_and_grad::<f64>(z).0);
+        let err = relative_error(&grad, &numeric);
+        let options = self.options;
+        assert!(err <= 1e-6, "{options:?}: gradient relative error {err:e}");
+        let reference = self.reference_loss(self.logits.view());
+        assert!(relative(loss, reference) <= 1e-12, "{options:?}: loss {loss} vs reference {reference}");
+    }
+
     /// The reference loss: the formula written out plainly, in f64.
     pub fn reference_loss(&self, logits: ArrayView2<f64>) -> f64 {
         let o = self.options;
