@@ -596,9 +596,9 @@ impl<F: Float> SoftmaxLoss<F> {
     where
         F: 't,
     {
-        let mut targets = targets.into();
-        self.check_batch(logits, &mut targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        self.reduced(logits, &targets, Some(grad_out))
+        let targets = targets.into();
+        let sums = self.check_batch(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
+        self.reduced(logits, &targets, &sums, Some(grad_out))
     }
 
     /// The reduced loss alone, for evaluation.
@@ -625,9 +625,9 @@ impl<F: Float> SoftmaxLoss<F> {
     where
         F: 't,
     {
-        let mut targets = targets.into();
-        self.check_batch(logits, &mut targets, &[])?;
-        self.reduced(logits, &targets, None)
+        let targets = targets.into();
+        let sums = self.check_batch(logits, &targets, &[])?;
+        self.reduced(logits, &targets, &sums, None)
     }
 
     /// Every row's loss `ℓ_i` and its gradient `∂ℓ_i/∂z_i`, unreduced, in new arrays.
@@ -704,16 +704,16 @@ impl<F: Float> SoftmaxLoss<F> {
     where
         F: 't,
     {
-        let mut targets = targets.into();
-        self.check_batch(
+        let targets = targets.into();
+        let sums = self.check_batch(
             logits,
-            &mut targets,
+            &targets,
             &[
                 ("losses_out", &[logits.nrows()], losses_out.shape()),
                 ("grad_out", logits.shape(), grad_out.shape()),
             ],
         )?;
-        self.rows(logits, &targets, Some(grad_out), Some(losses_out), F::one());
+        self.rows(logits, &targets, &sums, Some(grad_out), Some(losses_out), F::one());
         Ok(())
     }
 
@@ -747,10 +747,10 @@ impl<F: Float> SoftmaxLoss<F> {
     where
         F: 't,
     {
-        let mut targets = targets.into();
-        self.check_batch(logits, &mut targets, &[])?;
+        let targets = targets.into();
+        let sums = self.check_batch(logits, &targets, &[])?;
         let mut losses = Array1::zeros(logits.nrows());
-        self.rows(logits, &targets, None, Some(&mut losses), F::one());
+        self.rows(logits, &targets, &sums, None, Some(&mut losses), F::one());
         Ok(losses)
     }
 
@@ -790,11 +790,13 @@ impl<F: Float> SoftmaxLoss<F> {
         }
     }
 
-    /// The reduced loss of a validated batch, the gradient into `grad_out` if given.
+    /// The reduced loss of a validated batch (`prob_sums` from the check), the gradient into
+    /// `grad_out` if given.
     fn reduced(
         &self,
         logits: &ArrayRef2<F>,
         targets: &Targets<F>,
+        prob_sums: &[F],
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
         let divisor = match self.reduction {
@@ -807,11 +809,12 @@ impl<F: Float> SoftmaxLoss<F> {
             }
             return Ok(F::zero());
         }
-        let total = self.rows(logits, targets, grad_out, None, F::from_f64(divisor.recip()));
+        let total = self.rows(logits, targets, prob_sums, grad_out, None, F::from_f64(divisor.recip()));
         Ok(F::from_f64(total / divisor))
     }
 
-    /// Runs the kernel over a validated batch: `scale·∂ℓ_i/∂z_i` into row `i` of `grad_out` (or a
+    /// Runs the kernel over a validated batch (`prob_sums`: the sum of each probability row, from
+    /// the check): `scale·∂ℓ_i/∂z_i` into row `i` of `grad_out` (or a
     /// scratch row), `ℓ_i` into `losses_out[i]` if given; returns `Σ_i ℓ_i`, summed in `f64`.
     ///
     /// The rows are cut into chunks whose size depends on `K` alone; each chunk's sum starts at 0
@@ -822,6 +825,7 @@ impl<F: Float> SoftmaxLoss<F> {
         &self,
         logits: &ArrayRef2<F>,
         targets: &Targets<F>,
+        prob_sums: &[F],
         grad_out: Option<&mut ArrayRef2<F>>,
         losses_out: Option<&mut ArrayRef1<F>>,
         scale: F,
@@ -834,6 +838,7 @@ impl<F: Float> SoftmaxLoss<F> {
         let chunks = logits.axis_chunks_iter(Axis(0), chunk).enumerate().map(|(c, logits)| Chunk {
             loss: self,
             targets,
+            prob_sums,
             first: c * chunk,
             logits,
             grad: grads.as_mut().and_then(Iterator::next),
@@ -848,6 +853,7 @@ impl<F: Float> SoftmaxLoss<F> {
 struct Chunk<'a, 't, F> {
     loss: &'a SoftmaxLoss<F>,
     targets: &'a Targets<'t, F>,
+    prob_sums: &'a [F],
     first: usize,
     logits: ArrayView2<'a, F>,
     grad: Option<ArrayViewMut2<'a, F>>,
@@ -859,10 +865,11 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
     type Output = f64;
     #[inline(always)]
     fn run<const FMA: bool>(self) -> f64 {
-        let Chunk { loss, targets, first, logits, mut grad, losses, scale } = self;
+        let Chunk { loss, targets, prob_sums, first, logits, mut grad, losses, scale } = self;
         let mut rows = ChunkRows::<F, FMA> {
             loss,
             targets,
+            prob_sums,
             first,
             losses,
             scale,
@@ -890,6 +897,8 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
 struct ChunkRows<'a, 't, F, const FMA: bool> {
     loss: &'a SoftmaxLoss<F>,
     targets: &'a Targets<'t, F>,
+    /// The sum of each probability row of the whole batch (empty for labels).
+    prob_sums: &'a [F],
     first: usize,
     losses: Option<ArrayViewMut1<'a, F>>,
     scale: F,
@@ -982,7 +991,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                     }
                 }
                 let mut sums = [F::one(); GROUP];
-                sums[..rows].copy_from_slice(&targets.prob_sums[start..start + rows]);
+                sums[..rows].copy_from_slice(&self.prob_sums[start..start + rows]);
                 let t = GroupTargets::Probs(&t[..k], sums);
                 Some(plain_dense_group(group, &s, (keep, spread), t, scale))
             }
@@ -1025,7 +1034,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                                 &copy
                             }
                         };
-                        RowTargets::Probs(t, targets.prob_sums[row])
+                        RowTargets::Probs(t, self.prob_sums[row])
                     }
                 };
                 self.dense(lse, z, s, row_targets, grad)

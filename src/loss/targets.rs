@@ -39,9 +39,6 @@ use crate::Float;
 pub struct Targets<'a, F> {
     pub(crate) kind: TargetKind<'a, F>,
     pub(crate) sample_weights: Option<ArrayView1<'a, F>>,
-    /// `Σ_k t_ik` of each probability row, recorded when the batch is validated (empty before):
-    /// the kernel needs it before it reads the row, and validation has just summed it.
-    pub(crate) prob_sums: Vec<F>,
 }
 
 /// Hard labels or probability targets.
@@ -63,7 +60,7 @@ impl<'a, F: Float> Targets<'a, F> {
     /// assert_eq!(targets.len(), 3);
     /// ```
     pub fn labels(labels: impl Into<ArrayView1<'a, usize>>) -> Self {
-        Self { kind: TargetKind::Labels(labels.into()), sample_weights: None, prob_sums: Vec::new() }
+        Self { kind: TargetKind::Labels(labels.into()), sample_weights: None }
     }
 
     /// Probability targets, a `[B, K]` array whose rows are distributions.
@@ -77,7 +74,7 @@ impl<'a, F: Float> Targets<'a, F> {
     /// assert_eq!(Targets::probs(&probs).len(), 2);
     /// ```
     pub fn probs(probs: impl Into<ArrayView2<'a, F>>) -> Self {
-        Self { kind: TargetKind::Probs(probs.into()), sample_weights: None, prob_sums: Vec::new() }
+        Self { kind: TargetKind::Probs(probs.into()), sample_weights: None }
     }
 
     /// Weights each row's loss by `s_i ≥ 0` (length `B`); 0 ignores the row.

@@ -52,14 +52,15 @@ pub(super) fn check_sample_weights<F: Float>(
 impl<F: Float> SoftmaxLoss<F> {
     /// Validates a batch in the order documented on
     /// [`loss_and_grad_into`](SoftmaxLoss::loss_and_grad_into).
-    /// `outputs` holds the caller's output buffers as `(name, expected shape, shape)`. Records the
-    /// sum of each probability row in `targets` for the kernel.
+    /// `outputs` holds the caller's output buffers as `(name, expected shape, shape)`. Returns the
+    /// sum of each probability row, which the kernel needs and the check has just computed (empty
+    /// for labels).
     pub(super) fn check_batch(
         &self,
         logits: &ArrayRef2<F>,
-        targets: &mut Targets<F>,
+        targets: &Targets<F>,
         outputs: &[(&'static str, &[usize], &[usize])],
-    ) -> Result<()> {
+    ) -> Result<Vec<F>> {
         let (batch, classes) = batch_dims(logits)?;
         for (name, values) in
             [("prior", &self.adjustment), ("class_weights", &self.class_weights), ("alpha", &self.alpha)]
@@ -76,14 +77,15 @@ impl<F: Float> SoftmaxLoss<F> {
             check_shape(name, expected, found)?;
         }
         check_sample_weights(targets.sample_weights.as_ref(), batch)?;
-        match &targets.kind {
+        let prob_sums = match &targets.kind {
             TargetKind::Labels(labels) => {
                 if let Some(row) = labels.iter().position(|&y| y >= classes) {
                     return Err(LossError::LabelOutOfRange { row, label: labels[row], classes });
                 }
+                Vec::new()
             }
-            TargetKind::Probs(probs) => targets.prob_sums = check_probs(probs.view())?,
-        }
+            TargetKind::Probs(probs) => check_probs(probs.view())?,
+        };
         // A `-inf` logit is a legal mask unless its class carries target mass in a row that counts.
         let smoothing = self.smoothing(classes);
         let masked_target = |row: usize, class: usize| {
@@ -93,7 +95,8 @@ impl<F: Float> SoftmaxLoss<F> {
             };
             targets.sample_weight(row) * self.class_factor(class) * smoothing.mass(t) > F::zero()
         };
-        check_logits(logits, self.adjustment.as_deref(), masked_target)
+        check_logits(logits, self.adjustment.as_deref(), masked_target)?;
+        Ok(prob_sums)
     }
 }
 
