@@ -8,13 +8,13 @@
 
 use longtail::adjust::{predict, predict_adjusted};
 use longtail::metrics::balanced_accuracy;
-use longtail::{LossError, Prior, SoftmaxLoss};
+use longtail::{Error, Prior, SoftmaxLoss};
 use ndarray::{Array1, Array2, Axis};
 
 const CLASSES: usize = 4;
 const CENTRES: [[f64; 2]; CLASSES] = [[0.0, 0.0], [1.6, 0.0], [0.0, 1.6], [1.6, 1.6]];
 
-fn main() -> Result<(), LossError> {
+fn main() -> Result<(), Error> {
     let mut rng = Rng(42);
     let (x, y) = sample(&[1000, 200, 40, 8], &mut rng);
     let (x_test, y_test) = sample(&[2000; CLASSES], &mut rng);
@@ -53,7 +53,7 @@ impl Model {
 }
 
 /// 500 steps of full-batch gradient descent: the loss gives `∂L/∂z`, the chain rule the rest.
-fn train(loss: &SoftmaxLoss<f64>, x: &Array2<f64>, y: &[usize]) -> Result<Model, LossError> {
+fn train(loss: &SoftmaxLoss<f64>, x: &Array2<f64>, y: &[usize]) -> Result<Model, Error> {
     let mut model = Model { w: Array2::zeros((2, CLASSES)), b: Array1::zeros(CLASSES) };
     let mut grad = Array2::zeros((x.nrows(), CLASSES));
     for _ in 0..500 {

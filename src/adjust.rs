@@ -19,7 +19,7 @@ use crate::error::check_shape;
 use crate::metrics::ConfusionMatrix;
 use crate::rows::for_each_row;
 use crate::softmax::check_logits;
-use crate::{Float, LossError, Prior, Result};
+use crate::{Error, Float, Prior, Result};
 
 /// Adjusted logits `z_ik − τ·log π_k`, whose argmax is [`predict_adjusted`].
 ///
@@ -37,7 +37,7 @@ use crate::{Float, LossError, Prior, Result};
 /// let prior = Prior::from_counts(&[900.0, 100.0])?;
 /// let adjusted = adjusted_logits(&array![[1.0_f64, 0.0]], &prior, 1.0)?;
 /// assert!((adjusted[[0, 0]] - (1.0 - 0.9f64.ln())).abs() < 1e-15);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -53,10 +53,10 @@ pub fn adjusted_logits<F: Float>(logits: &ArrayRef2<F>, prior: &Prior, tau: F) -
 ///
 /// # Errors
 ///
-/// In this order: [`LossError::EmptyBatch`], [`LossError::NoClasses`];
-/// [`LossError::ShapeMismatch`] (`"prior"`, then `"out"`); [`LossError::InvalidParameter`]
+/// In this order: [`Error::EmptyBatch`], [`Error::NoClasses`];
+/// [`Error::ShapeMismatch`] (`"prior"`, then `"out"`); [`Error::InvalidParameter`]
 /// (`"tau"` not finite or overflowing, `"prior"` with a zero count while `τ ≠ 0`);
-/// [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows once adjusted.
+/// [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows once adjusted.
 /// On error `out` is untouched.
 ///
 /// # Example
@@ -70,7 +70,7 @@ pub fn adjusted_logits<F: Float>(logits: &ArrayRef2<F>, prior: &Prior, tau: F) -
 /// let mut out = Array2::zeros((1, 2));
 /// adjusted_logits_into(&array![[2.0_f32, f32::NEG_INFINITY]], &prior, 1.0, &mut out)?;
 /// assert_eq!(out[[0, 1]], f32::NEG_INFINITY); // a mask stays a mask
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -102,7 +102,7 @@ pub fn adjusted_logits_into<F: Float>(
 ///
 /// let logits = array![[0.1_f64, 2.0, 2.0], [f64::NEG_INFINITY, -1.0, -3.0]];
 /// assert_eq!(predict(&logits)?, vec![1, 1]); // a tie goes to the lowest index
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -118,8 +118,8 @@ pub fn predict<F: Float>(logits: &ArrayRef2<F>) -> Result<Vec<usize>> {
 ///
 /// # Errors
 ///
-/// [`LossError::EmptyBatch`], [`LossError::NoClasses`], [`LossError::ShapeMismatch`] (`"out"`),
-/// [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit, [`LossError::FullyMasked`] for a row
+/// [`Error::EmptyBatch`], [`Error::NoClasses`], [`Error::ShapeMismatch`] (`"out"`),
+/// [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, [`Error::FullyMasked`] for a row
 /// whose every logit is `-inf`. On error `out` is untouched.
 ///
 /// # Example
@@ -131,7 +131,7 @@ pub fn predict<F: Float>(logits: &ArrayRef2<F>) -> Result<Vec<usize>> {
 /// let mut out = [9; 2];
 /// predict_into(&array![[1.0_f32, 3.0], [0.0, -1.0]], &mut out)?;
 /// assert_eq!(out, [1, 0]);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -160,7 +160,7 @@ pub fn predict_into<F: Float>(logits: &ArrayRef2<F>, out: &mut [usize]) -> Resul
 /// let logits = array![[2.0_f64, 0.0]]; // class 0 wins by 2 nats; its prior by log 99 ≈ 4.6
 /// assert_eq!(predict(&logits)?, vec![0]);
 /// assert_eq!(predict_adjusted(&logits, &prior, 1.0)?, vec![1]);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -177,7 +177,7 @@ pub fn predict_adjusted<F: Float>(logits: &ArrayRef2<F>, prior: &Prior, tau: F) 
 /// # Errors
 ///
 /// The errors of [`adjusted_logits_into`] (with `out` of length `B`), and
-/// [`LossError::FullyMasked`] for a row whose every logit is `-inf`. On error `out` is untouched.
+/// [`Error::FullyMasked`] for a row whose every logit is `-inf`. On error `out` is untouched.
 ///
 /// # Example
 ///
@@ -190,7 +190,7 @@ pub fn predict_adjusted<F: Float>(logits: &ArrayRef2<F>, prior: &Prior, tau: F) 
 /// let prior = Prior::from_counts(&[3.0, 1.0])?;
 /// predict_adjusted_into(&array![[0.5_f32, 0.0]], &prior, 1.0, &mut out)?;
 /// assert_eq!(out, [1]); // 0.5 − log 0.75 < 0 − log 0.25
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -226,7 +226,7 @@ pub fn predict_adjusted_into<F: Float>(
 /// let target = Prior::from_counts(&[0.5, 0.5])?;
 /// let shifted = prior_shifted_logits(&array![[0.0_f64, 0.0]], &train, &target)?;
 /// assert!((shifted[[0, 1]] - shifted[[0, 0]] - 4f64.ln()).abs() < 1e-15);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -247,10 +247,10 @@ pub fn prior_shifted_logits<F: Float>(
 ///
 /// # Errors
 ///
-/// In this order: [`LossError::EmptyBatch`], [`LossError::NoClasses`];
-/// [`LossError::ShapeMismatch`] (`"train_prior"`, `"target_prior"`, then `"out"`);
-/// [`LossError::InvalidParameter`] (`"train_prior"` or `"target_prior"`, with the class) for a
-/// zero count; [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows once
+/// In this order: [`Error::EmptyBatch`], [`Error::NoClasses`];
+/// [`Error::ShapeMismatch`] (`"train_prior"`, `"target_prior"`, then `"out"`);
+/// [`Error::InvalidParameter`] (`"train_prior"` or `"target_prior"`, with the class) for a
+/// zero count; [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows once
 /// shifted. On error `out` is untouched.
 ///
 /// # Example
@@ -264,7 +264,7 @@ pub fn prior_shifted_logits<F: Float>(
 /// let mut out = Array2::zeros((1, 2));
 /// prior_shifted_logits_into(&array![[0.3_f64, 0.1]], &prior, &prior, &mut out)?;
 /// assert_eq!(out, array![[0.3, 0.1]]); // no shift
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -297,7 +297,7 @@ pub fn prior_shifted_logits_into<F: Float>(
 /// let train = Prior::from_counts(&[0.5, 0.5])?;
 /// let target = Prior::from_counts(&[0.95, 0.05])?;
 /// assert_eq!(predict_prior_shifted(&array![[0.0_f64, 1.0]], &train, &target)?, vec![0]);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -318,7 +318,7 @@ pub fn predict_prior_shifted<F: Float>(
 /// # Errors
 ///
 /// The errors of [`prior_shifted_logits_into`] (with `out` of length `B`), and
-/// [`LossError::FullyMasked`] for a row whose every logit is `-inf`. On error `out` is untouched.
+/// [`Error::FullyMasked`] for a row whose every logit is `-inf`. On error `out` is untouched.
 ///
 /// # Example
 ///
@@ -331,7 +331,7 @@ pub fn predict_prior_shifted<F: Float>(
 /// let mut out = [0; 1];
 /// predict_prior_shifted_into(&array![[1.0_f32, 0.0]], &train, &target, &mut out)?;
 /// assert_eq!(out, [1]);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -360,7 +360,7 @@ pub fn predict_prior_shifted_into<F: Float>(
 /// let prior = Prior::from_counts(&[1.0, 1.0])?;
 /// let search = tune_tau(&array![[1.0_f32, 0.0]], &[0], &prior, &[0.0, 1.0])?;
 /// assert_eq!((search.tau, search.score), (0.0, 1.0));
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -395,7 +395,7 @@ pub struct TauSearch<F> {
 /// let logits = array![[3.0_f64, 0.0], [2.5, 0.0], [1.5, 0.0], [0.5, 0.0]];
 /// let best = tune_tau(&logits, &[0, 0, 1, 1], &prior, &[0.0, 0.5, 1.0, 2.0])?;
 /// assert_eq!((best.tau, best.score), (1.0, 1.0));
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -416,11 +416,11 @@ pub fn tune_tau<'a, F: Float>(
 ///
 /// # Errors
 ///
-/// In this order: [`LossError::EmptyBatch`], [`LossError::NoClasses`];
-/// [`LossError::ShapeMismatch`] (`"prior"`, `"labels"`); [`LossError::InvalidParameter`]
+/// In this order: [`Error::EmptyBatch`], [`Error::NoClasses`];
+/// [`Error::ShapeMismatch`] (`"prior"`, `"labels"`); [`Error::InvalidParameter`]
 /// `"taus"` for an empty grid (value 0) or a non-finite entry (with its index), `"prior"` for a
-/// zero count while some `τ ≠ 0`; [`LossError::LabelOutOfRange`]; the logit errors of
-/// [`predict_adjusted_into`]; [`LossError::InvalidParameter`] (`"score"`, with the grid index)
+/// zero count while some `τ ≠ 0`; [`Error::LabelOutOfRange`]; the logit errors of
+/// [`predict_adjusted_into`]; [`Error::InvalidParameter`] (`"score"`, with the grid index)
 /// if the metric returns NaN.
 ///
 /// # Example
@@ -435,7 +435,7 @@ pub fn tune_tau<'a, F: Float>(
 /// let logits = array![[3.0_f32, 0.0], [2.5, 0.0], [1.5, 0.0], [0.5, 0.0]];
 /// let best = tune_tau_by(&logits, &[0, 0, 1, 1], &prior, &[0.0, 1.0], ConfusionMatrix::worst_class_recall)?;
 /// assert_eq!(best.tau, 1.0);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -455,7 +455,7 @@ pub fn tune_tau_by<'a, F: Float>(
         return Err(empty_grid());
     }
     if let Some(i) = taus.iter().position(|t| !t.is_finite()) {
-        return Err(LossError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "taus",
             index: Some(i),
             value: taus[i].as_f64(),
@@ -467,7 +467,7 @@ pub fn tune_tau_by<'a, F: Float>(
     }
     let classes = logits.ncols();
     if let Some(row) = labels.iter().position(|&y| y >= classes) {
-        return Err(LossError::LabelOutOfRange { row, label: labels[row], classes });
+        return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
     }
     let mut predictions = vec![0; logits.nrows()];
     let mut best: Option<TauSearch<F>> = None;
@@ -475,7 +475,7 @@ pub fn tune_tau_by<'a, F: Float>(
         predict_adjusted_into(logits, prior, tau, &mut predictions)?;
         let value = score(&ConfusionMatrix::new(labels, predictions.as_slice(), classes)?);
         if value.is_nan() {
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "score",
                 index: Some(i),
                 value,
@@ -490,8 +490,8 @@ pub fn tune_tau_by<'a, F: Float>(
     best.ok_or_else(empty_grid)
 }
 
-fn empty_grid() -> LossError {
-    LossError::InvalidParameter { name: "taus", index: None, value: 0.0, expected: "a non-empty grid" }
+fn empty_grid() -> Error {
+    Error::InvalidParameter { name: "taus", index: None, value: 0.0, expected: "a non-empty grid" }
 }
 
 /// The threshold moved by a prior for a binary score `s` (a logit): predict positive iff
@@ -501,7 +501,7 @@ fn empty_grid() -> LossError {
 ///
 /// # Errors
 ///
-/// [`LossError::InvalidParameter`]: `"positive_prior"` outside `(0, 1)`; `"tau"` not finite.
+/// [`Error::InvalidParameter`]: `"positive_prior"` outside `(0, 1)`; `"tau"` not finite.
 ///
 /// # Example
 ///
@@ -512,7 +512,7 @@ fn empty_grid() -> LossError {
 /// let t = binary_threshold(0.1, 1.0)?; // 10% positives: log(1/9)
 /// assert!((t + 9f64.ln()).abs() < 1e-15);
 /// assert_eq!(predict_binary(&array![-3.0_f64, -1.0], t)?, vec![false, true]);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -522,7 +522,7 @@ fn empty_grid() -> LossError {
 pub fn binary_threshold(positive_prior: f64, tau: f64) -> Result<f64> {
     let logit = prior_logit("positive_prior", positive_prior)?;
     if !tau.is_finite() {
-        return Err(LossError::InvalidParameter { name: "tau", index: None, value: tau, expected: "finite" });
+        return Err(Error::InvalidParameter { name: "tau", index: None, value: tau, expected: "finite" });
     }
     Ok(tau * logit)
 }
@@ -533,7 +533,7 @@ pub fn binary_threshold(positive_prior: f64, tau: f64) -> Result<f64> {
 ///
 /// # Errors
 ///
-/// [`LossError::InvalidParameter`] (`"train_positive"` or `"target_positive"`) outside `(0, 1)`.
+/// [`Error::InvalidParameter`] (`"train_positive"` or `"target_positive"`) outside `(0, 1)`.
 ///
 /// # Example
 ///
@@ -543,7 +543,7 @@ pub fn binary_threshold(positive_prior: f64, tau: f64) -> Result<f64> {
 /// // Trained balanced, deployed where 1% are positive: the score must beat log 99.
 /// let t = binary_shift_threshold(0.5, 0.01)?;
 /// assert!((t - 99f64.ln()).abs() < 1e-13);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -566,7 +566,7 @@ pub fn binary_shift_threshold(train_positive: f64, target_positive: f64) -> Resu
 /// use ndarray::array;
 ///
 /// assert_eq!(predict_binary(&array![0.5_f32, 0.0, f32::NEG_INFINITY], 0.0)?, vec![true, false, false]);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -582,9 +582,9 @@ pub fn predict_binary<F: Float>(scores: &ArrayRef1<F>, threshold: f64) -> Result
 ///
 /// # Errors
 ///
-/// [`LossError::EmptyBatch`] for no scores; [`LossError::ShapeMismatch`] (`"out"`);
-/// [`LossError::InvalidParameter`] (`"threshold"`) for a NaN threshold;
-/// [`LossError::NonFiniteLogit`] (class 0) for a NaN or `+inf` score (`-inf` is a sure negative).
+/// [`Error::EmptyBatch`] for no scores; [`Error::ShapeMismatch`] (`"out"`);
+/// [`Error::InvalidParameter`] (`"threshold"`) for a NaN threshold;
+/// [`Error::NonFiniteLogit`] (class 0) for a NaN or `+inf` score (`-inf` is a sure negative).
 /// On error `out` is untouched.
 ///
 /// # Example
@@ -596,7 +596,7 @@ pub fn predict_binary<F: Float>(scores: &ArrayRef1<F>, threshold: f64) -> Result
 /// let mut out = [false; 2];
 /// predict_binary_into(&array![1.0_f64, -1.0], -2.0, &mut out)?;
 /// assert_eq!(out, [true, true]);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -604,11 +604,11 @@ pub fn predict_binary<F: Float>(scores: &ArrayRef1<F>, threshold: f64) -> Result
 /// Elkan 2001.
 pub fn predict_binary_into<F: Float>(scores: &ArrayRef1<F>, threshold: f64, out: &mut [bool]) -> Result<()> {
     if scores.is_empty() {
-        return Err(LossError::EmptyBatch);
+        return Err(Error::EmptyBatch);
     }
     check_shape("out", scores.shape(), &[out.len()])?;
     if threshold.is_nan() {
-        return Err(LossError::InvalidParameter {
+        return Err(Error::InvalidParameter {
             name: "threshold",
             index: None,
             value: threshold,
@@ -616,7 +616,7 @@ pub fn predict_binary_into<F: Float>(scores: &ArrayRef1<F>, threshold: f64, out:
         });
     }
     if let Some(row) = scores.iter().position(|&s| s.is_nan() || s == F::infinity()) {
-        return Err(LossError::NonFiniteLogit { row, class: 0, value: scores[row].as_f64() });
+        return Err(Error::NonFiniteLogit { row, class: 0, value: scores[row].as_f64() });
     }
     out.iter_mut().zip(scores).for_each(|(o, s)| *o = s.as_f64() > threshold);
     Ok(())
@@ -625,7 +625,7 @@ pub fn predict_binary_into<F: Float>(scores: &ArrayRef1<F>, threshold: f64, out:
 /// `log(π / (1 − π))` for `π ∈ (0, 1)`, with `log(1 − π)` via `ln_1p` (no cancellation near 0).
 fn prior_logit(name: &'static str, p: f64) -> Result<f64> {
     if !(p > 0.0 && p < 1.0) {
-        return Err(LossError::InvalidParameter { name, index: None, value: p, expected: "in (0, 1)" });
+        return Err(Error::InvalidParameter { name, index: None, value: p, expected: "in (0, 1)" });
     }
     Ok(p.ln() - (-p).ln_1p())
 }
@@ -633,10 +633,10 @@ fn prior_logit(name: &'static str, p: f64) -> Result<f64> {
 /// The batch-level checks every multi-class call starts with: rows, classes, the priors' lengths.
 fn check_batch<F: Float>(logits: &ArrayRef2<F>, priors: &[(&'static str, &Prior)]) -> Result<()> {
     if logits.nrows() == 0 {
-        return Err(LossError::EmptyBatch);
+        return Err(Error::EmptyBatch);
     }
     if logits.ncols() == 0 {
-        return Err(LossError::NoClasses);
+        return Err(Error::NoClasses);
     }
     for &(name, prior) in priors {
         check_shape(name, &[logits.ncols()], &[prior.classes()])?;
@@ -676,7 +676,7 @@ fn argmax_into<F: Float>(logits: &ArrayRef2<F>, offset: &[F], out: &mut [usize])
     check_shape("out", &[logits.nrows()], &[out.len()])?;
     check_logits(logits, Some(offset), |_, _| false)?;
     if let Some(row) = logits.rows().into_iter().position(|z| z.iter().all(|&v| v == F::neg_infinity())) {
-        return Err(LossError::FullyMasked { row });
+        return Err(Error::FullyMasked { row });
     }
     for (o, z) in out.iter_mut().zip(logits.rows()) {
         let mut best = (0, F::neg_infinity());

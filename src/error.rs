@@ -11,17 +11,17 @@ use core::fmt;
 /// # Example
 ///
 /// ```
-/// use longtail::{LossError, SoftmaxLoss};
+/// use longtail::{Error, SoftmaxLoss};
 /// use ndarray::array;
 ///
 /// let logits = array![[1.0_f64, 2.0], [0.5, f64::NAN]];
 /// let err = SoftmaxLoss::cross_entropy().loss_and_grad(&logits, &[0, 1]).unwrap_err();
-/// assert!(matches!(err, LossError::NonFiniteLogit { row: 1, class: 1, .. }));
+/// assert!(matches!(err, Error::NonFiniteLogit { row: 1, class: 1, .. }));
 /// assert_eq!(err.to_string(), "logit at row 1, class 1 is NaN (NaN and +inf are not allowed; -inf masks a class)");
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub enum LossError {
+pub enum Error {
     /// The batch has no rows.
     EmptyBatch,
     /// There are zero classes (logits with no columns, or `K = 0`).
@@ -143,7 +143,7 @@ pub enum LossError {
     },
 }
 
-impl fmt::Display for LossError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::EmptyBatch => write!(f, "the batch is empty (zero rows)"),
@@ -198,16 +198,16 @@ impl fmt::Display for LossError {
     }
 }
 
-impl std::error::Error for LossError {}
+impl std::error::Error for Error {}
 
 /// The crate's result type.
-pub type Result<T, E = LossError> = core::result::Result<T, E>;
+pub type Result<T, E = Error> = core::result::Result<T, E>;
 
-/// Fails with [`LossError::ShapeMismatch`] unless `found == expected`.
+/// Fails with [`Error::ShapeMismatch`] unless `found == expected`.
 pub(crate) fn check_shape(name: &'static str, expected: &[usize], found: &[usize]) -> Result<()> {
     if expected == found {
         Ok(())
     } else {
-        Err(LossError::ShapeMismatch { name, expected: expected.to_vec(), found: found.to_vec() })
+        Err(Error::ShapeMismatch { name, expected: expected.to_vec(), found: found.to_vec() })
     }
 }

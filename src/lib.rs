@@ -29,7 +29,7 @@
 //! // Bad input is an error that names the culprit, never a panic or a NaN.
 //! let err = loss.loss(&logits, &[0, 0, 1, 3]).unwrap_err();
 //! assert_eq!(err.to_string(), "label 3 at row 3 is not a class index 0..3");
-//! # Ok::<(), longtail::LossError>(())
+//! # Ok::<(), longtail::Error>(())
 //! ```
 //!
 //! # The losses
@@ -92,13 +92,14 @@ mod rows;
 mod simd;
 pub mod softmax;
 
-pub use error::{LossError, Result};
+pub use error::{Error, Result};
 pub use float::Float;
 pub use loss::{
     BinarySmoothF1Loss, BinaryTargets, F1Average, F1Stats, LdamLoss, MultiLabelTargets, PairwiseMarginLoss,
     Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
 };
 pub use metrics::ConfusionMatrix;
+pub use ndarray;
 pub use prior::Prior;
 
 /// The README's examples, compiled and run as doctests.

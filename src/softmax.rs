@@ -14,7 +14,7 @@ use crate::float::{
 };
 use crate::rows::{RowVisitor, all_chunks, visit_rows};
 use crate::simd::{Kernel, dispatch};
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// The log-sum-exp of one row, kept in the parts that make it accurate.
 #[derive(Debug, Clone, Copy)]
@@ -86,8 +86,8 @@ pub(crate) fn row_lse<F: Float, const FMA: bool>(out: &mut [F], args: ExpArgs<'_
 
 /// One pass over the logits, failing at the first offending entry in row-major order: a NaN or
 /// `+inf` logit, or a finite one that overflows to `+inf` once `adjust` (length `K`) is added
-/// ([`LossError::NonFiniteLogit`]); or a `-inf` logit for which `masked_target(row, class)` holds
-/// ([`LossError::MaskedTarget`]). Any other `-inf` is a mask and passes.
+/// ([`Error::NonFiniteLogit`]); or a `-inf` logit for which `masked_target(row, class)` holds
+/// ([`Error::MaskedTarget`]). Any other `-inf` is a mask and passes.
 pub(crate) fn check_logits<F: Float>(
     logits: &ArrayRef2<F>,
     adjust: Option<&[F]>,
@@ -185,10 +185,10 @@ fn first_bad_logit<F: Float>(
 ) -> Result<()> {
     for (class, &v) in z.iter().enumerate() {
         if is_nan_or_pos_inf(v) || adjust.is_some_and(|a| is_nan_or_pos_inf(v + a[class])) {
-            return Err(LossError::NonFiniteLogit { row, class, value: v.as_f64() });
+            return Err(Error::NonFiniteLogit { row, class, value: v.as_f64() });
         }
         if v == F::neg_infinity() && masked_target(row, class) {
-            return Err(LossError::MaskedTarget { row, class });
+            return Err(Error::MaskedTarget { row, class });
         }
     }
     Ok(())
@@ -202,7 +202,7 @@ fn first_bad_logit<F: Float>(
 ///
 /// # Errors
 ///
-/// [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit (`-inf` masks a class).
+/// [`Error::NonFiniteLogit`] for a NaN or `+inf` logit (`-inf` masks a class).
 ///
 /// # Example
 ///
@@ -214,7 +214,7 @@ fn first_bad_logit<F: Float>(
 /// assert!((lse[0] - 2f64.ln()).abs() < 1e-15);
 /// assert_eq!(lse[1], 1e30);
 /// assert_eq!(lse[2], 2.0);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -231,8 +231,8 @@ pub fn log_sum_exp<F: Float>(logits: &ArrayRef2<F>) -> Result<Array1<F>> {
 ///
 /// # Errors
 ///
-/// [`LossError::ShapeMismatch`] (`"out"`) if `out` is not of length `B`;
-/// [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit. On error `out` is untouched.
+/// [`Error::ShapeMismatch`] (`"out"`) if `out` is not of length `B`;
+/// [`Error::NonFiniteLogit`] for a NaN or `+inf` logit. On error `out` is untouched.
 ///
 /// # Example
 ///
@@ -243,7 +243,7 @@ pub fn log_sum_exp<F: Float>(logits: &ArrayRef2<F>) -> Result<Array1<F>> {
 /// let mut out = Array1::zeros(1);
 /// log_sum_exp_into(&array![[1.0_f32, 1.0]], &mut out)?;
 /// assert!((out[0] - (1.0 + 2f32.ln())).abs() < 1e-6);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -279,7 +279,7 @@ pub fn log_sum_exp_into<F: Float>(logits: &ArrayRef2<F>, out: &mut ArrayRef1<F>)
 ///
 /// # Errors
 ///
-/// [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit; [`LossError::FullyMasked`] for a row
+/// [`Error::NonFiniteLogit`] for a NaN or `+inf` logit; [`Error::FullyMasked`] for a row
 /// whose every logit is `-inf`.
 ///
 /// # Example
@@ -291,7 +291,7 @@ pub fn log_sum_exp_into<F: Float>(logits: &ArrayRef2<F>, out: &mut ArrayRef1<F>)
 /// let lp = log_softmax(&array![[0.0_f64, -40.0]])?;
 /// // log(1 − 1/(1 + e^40)) ≈ −e^−40, not 0.
 /// assert!((lp[[0, 0]] / -(-40f64).exp() - 1.0).abs() < 1e-12);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -307,7 +307,7 @@ pub fn log_softmax<F: Float>(logits: &ArrayRef2<F>) -> Result<Array2<F>> {
 ///
 /// # Errors
 ///
-/// [`LossError::ShapeMismatch`] (`"out"`) if `out` is not `[B, K]`, and the errors of
+/// [`Error::ShapeMismatch`] (`"out"`) if `out` is not `[B, K]`, and the errors of
 /// [`log_softmax`]. On error `out` is untouched.
 ///
 /// # Example
@@ -319,7 +319,7 @@ pub fn log_softmax<F: Float>(logits: &ArrayRef2<F>) -> Result<Array2<F>> {
 /// let mut out = Array2::zeros((1, 2));
 /// log_softmax_into(&array![[0.0_f32, 0.0]], &mut out)?;
 /// assert!((out[[0, 1]] + 2f32.ln()).abs() < 1e-7);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -335,7 +335,7 @@ pub fn log_softmax_into<F: Float>(logits: &ArrayRef2<F>, out: &mut ArrayRef2<F>)
 ///
 /// # Errors
 ///
-/// [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit; [`LossError::FullyMasked`] for a row
+/// [`Error::NonFiniteLogit`] for a NaN or `+inf` logit; [`Error::FullyMasked`] for a row
 /// whose every logit is `-inf`.
 ///
 /// # Example
@@ -346,7 +346,7 @@ pub fn log_softmax_into<F: Float>(logits: &ArrayRef2<F>, out: &mut ArrayRef2<F>)
 ///
 /// let p = softmax(&array![[1e4_f32, 1e4, f32::NEG_INFINITY]])?;
 /// assert_eq!(p.row(0).to_vec(), vec![0.5, 0.5, 0.0]);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -362,7 +362,7 @@ pub fn softmax<F: Float>(logits: &ArrayRef2<F>) -> Result<Array2<F>> {
 ///
 /// # Errors
 ///
-/// [`LossError::ShapeMismatch`] (`"out"`) if `out` is not `[B, K]`, and the errors of
+/// [`Error::ShapeMismatch`] (`"out"`) if `out` is not `[B, K]`, and the errors of
 /// [`softmax`]. On error `out` is untouched.
 ///
 /// # Example
@@ -374,7 +374,7 @@ pub fn softmax<F: Float>(logits: &ArrayRef2<F>) -> Result<Array2<F>> {
 /// let mut out = Array2::zeros((1, 2));
 /// softmax_into(&array![[0.0_f64, 2f64.ln()]], &mut out)?;
 /// assert!((out[[0, 1]] - 2.0 / 3.0).abs() < 1e-15);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -403,7 +403,7 @@ fn softmax_family_into<F: Float>(
     check_logits(logits, None, |_, _| false)?;
     if logits.ncols() > 0 {
         if let Some(row) = logits.rows().into_iter().position(|z| z.iter().all(|&v| v == F::neg_infinity())) {
-            return Err(LossError::FullyMasked { row });
+            return Err(Error::FullyMasked { row });
         }
     }
     struct Rows<'a, F>(&'a ArrayRef2<F>, &'a mut ArrayRef2<F>, Finish);

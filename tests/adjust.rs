@@ -13,7 +13,7 @@ use longtail::adjust::{
 };
 use longtail::metrics::ConfusionMatrix;
 use longtail::softmax::softmax;
-use longtail::{Float, LossError, Prior};
+use longtail::{Error, Float, Prior};
 use ndarray::{Array1, Array2, s};
 
 const NEG_INF: f64 = f64::NEG_INFINITY;
@@ -221,7 +221,7 @@ const SENTINEL_CLASS: usize = 99;
 
 /// Runs every multi-class call on `logits` and asserts that each fails with `expected` and leaves
 /// its output buffer untouched.
-fn fail_everywhere(logits: &Array2<f64>, train: &Prior, target: &Prior, tau: f64, expected: &LossError) {
+fn fail_everywhere(logits: &Array2<f64>, train: &Prior, target: &Prior, tau: f64, expected: &Error) {
     let mut out = Array2::from_elem(logits.raw_dim(), SENTINEL);
     let mut classes = vec![SENTINEL_CLASS; logits.nrows()];
     let expected = format!("{expected:?}");
@@ -249,23 +249,23 @@ fn two() -> Prior {
 #[test]
 fn an_empty_batch_is_an_error() {
     let logits = Array2::<f64>::zeros((0, 2));
-    fail_everywhere(&logits, &two(), &two(), 1.0, &LossError::EmptyBatch);
-    assert_eq!(predict(&logits), Err(LossError::EmptyBatch));
-    assert_eq!(tune_tau(&logits, &[], &two(), &[1.0]), Err(LossError::EmptyBatch));
-    assert_eq!(predict_binary(&Array1::<f64>::zeros(0), 0.0), Err(LossError::EmptyBatch));
+    fail_everywhere(&logits, &two(), &two(), 1.0, &Error::EmptyBatch);
+    assert_eq!(predict(&logits), Err(Error::EmptyBatch));
+    assert_eq!(tune_tau(&logits, &[], &two(), &[1.0]), Err(Error::EmptyBatch));
+    assert_eq!(predict_binary(&Array1::<f64>::zeros(0), 0.0), Err(Error::EmptyBatch));
 }
 
 #[test]
 fn zero_classes_is_an_error() {
     let logits = Array2::<f64>::zeros((2, 0));
-    fail_everywhere(&logits, &two(), &two(), 1.0, &LossError::NoClasses);
-    assert_eq!(predict(&logits), Err(LossError::NoClasses));
+    fail_everywhere(&logits, &two(), &two(), 1.0, &Error::NoClasses);
+    assert_eq!(predict(&logits), Err(Error::NoClasses));
 }
 
 #[test]
 fn a_prior_of_the_wrong_length_is_an_error() {
     let logits = mat::<f64>(&[&[0.0, 1.0, 2.0]]);
-    let err = |name| LossError::ShapeMismatch { name, expected: vec![3], found: vec![2] };
+    let err = |name| Error::ShapeMismatch { name, expected: vec![3], found: vec![2] };
     let three = Prior::from_counts(&[1.0, 1.0, 1.0]).unwrap();
     assert_eq!(adjusted_logits(&logits, &two(), 1.0), Err(err("prior")));
     assert_eq!(predict_prior_shifted(&logits, &two(), &three), Err(err("train_prior")));
@@ -278,10 +278,10 @@ fn an_output_of_the_wrong_shape_is_an_error() {
     let mut out = Array2::from_elem((2, 2), SENTINEL);
     assert_eq!(
         adjusted_logits_into(&logits, &two(), 1.0, &mut out),
-        Err(LossError::ShapeMismatch { name: "out", expected: vec![1, 2], found: vec![2, 2] })
+        Err(Error::ShapeMismatch { name: "out", expected: vec![1, 2], found: vec![2, 2] })
     );
     let mut classes = [SENTINEL_CLASS; 2];
-    let expected = LossError::ShapeMismatch { name: "out", expected: vec![1], found: vec![2] };
+    let expected = Error::ShapeMismatch { name: "out", expected: vec![1], found: vec![2] };
     assert_eq!(predict_into(&logits, &mut classes), Err(expected.clone()));
     assert_eq!(predict_prior_shifted_into(&logits, &two(), &two(), &mut classes), Err(expected.clone()));
     assert_eq!(predict_binary_into(&Array1::from(vec![0.0]), 0.0, &mut [false; 2]), Err(expected));
@@ -292,7 +292,7 @@ fn an_output_of_the_wrong_shape_is_an_error() {
 fn a_prior_with_a_zero_count_is_an_error_naming_the_class() {
     let logits = mat::<f64>(&[&[0.0, 1.0]]);
     let zero = Prior::from_counts(&[2.0, 0.0]).unwrap();
-    let expected = |name| LossError::InvalidParameter {
+    let expected = |name| Error::InvalidParameter {
         name,
         index: Some(1),
         value: 0.0,
@@ -310,7 +310,7 @@ fn a_prior_with_a_zero_count_is_an_error_naming_the_class() {
 fn a_nan_or_infinite_logit_is_an_error() {
     for bad in [f64::NAN, f64::INFINITY] {
         let logits = mat::<f64>(&[&[0.0, 1.0], &[2.0, bad]]);
-        let expected = LossError::NonFiniteLogit { row: 1, class: 1, value: bad };
+        let expected = Error::NonFiniteLogit { row: 1, class: 1, value: bad };
         fail_everywhere(&logits, &two(), &two(), 1.0, &expected);
         assert_eq!(format!("{:?}", predict(&logits).unwrap_err()), format!("{expected:?}"));
     }
@@ -323,7 +323,7 @@ fn a_logit_that_overflows_once_adjusted_is_an_error() {
     let logits = mat::<f32>(&[&[0.0, 3e38]]);
     assert_eq!(
         predict_adjusted(&logits, &tiny, 1e35),
-        Err(LossError::NonFiniteLogit { row: 0, class: 1, value: 3e38_f32 as f64 })
+        Err(Error::NonFiniteLogit { row: 0, class: 1, value: 3e38_f32 as f64 })
     );
 }
 
@@ -331,9 +331,9 @@ fn a_logit_that_overflows_once_adjusted_is_an_error() {
 fn a_fully_masked_row_has_no_prediction() {
     let logits = mat::<f64>(&[&[0.0, 1.0], &[NEG_INF, NEG_INF]]);
     let mut classes = vec![SENTINEL_CLASS; 2];
-    assert_eq!(predict_into(&logits, &mut classes), Err(LossError::FullyMasked { row: 1 }));
-    assert_eq!(predict_adjusted(&logits, &two(), 1.0), Err(LossError::FullyMasked { row: 1 }));
-    assert_eq!(predict_prior_shifted(&logits, &two(), &two()), Err(LossError::FullyMasked { row: 1 }));
+    assert_eq!(predict_into(&logits, &mut classes), Err(Error::FullyMasked { row: 1 }));
+    assert_eq!(predict_adjusted(&logits, &two(), 1.0), Err(Error::FullyMasked { row: 1 }));
+    assert_eq!(predict_prior_shifted(&logits, &two(), &two()), Err(Error::FullyMasked { row: 1 }));
     assert_eq!(classes, vec![SENTINEL_CLASS; 2]);
     // The adjusted logits themselves are defined: the row stays masked.
     assert!(adjusted_logits(&logits, &two(), 1.0).is_ok());
@@ -343,14 +343,11 @@ fn a_fully_masked_row_has_no_prediction() {
 fn a_bad_tau_is_an_error() {
     let logits = mat::<f64>(&[&[0.0, 1.0]]);
     let err = predict_adjusted(&logits, &two(), f64::NAN).unwrap_err();
-    assert!(matches!(err, LossError::InvalidParameter { name: "tau", .. }), "{err:?}");
+    assert!(matches!(err, Error::InvalidParameter { name: "tau", .. }), "{err:?}");
     let overflow =
         adjusted_logits(&mat::<f32>(&[&[0.0, 1.0]]), &Prior::from_counts(&[1.0, 1e-30]).unwrap(), 1e37);
-    assert!(matches!(overflow, Err(LossError::InvalidParameter { name: "tau", .. })), "{overflow:?}");
-    assert!(matches!(
-        binary_threshold(0.5, f64::INFINITY),
-        Err(LossError::InvalidParameter { name: "tau", .. })
-    ));
+    assert!(matches!(overflow, Err(Error::InvalidParameter { name: "tau", .. })), "{overflow:?}");
+    assert!(matches!(binary_threshold(0.5, f64::INFINITY), Err(Error::InvalidParameter { name: "tau", .. })));
 }
 
 #[test]
@@ -358,16 +355,11 @@ fn a_bad_tau_grid_is_an_error() {
     let logits = mat::<f64>(&[&[0.0, 1.0]]);
     assert_eq!(
         tune_tau(&logits, &[1], &two(), &[]),
-        Err(LossError::InvalidParameter {
-            name: "taus",
-            index: None,
-            value: 0.0,
-            expected: "a non-empty grid"
-        })
+        Err(Error::InvalidParameter { name: "taus", index: None, value: 0.0, expected: "a non-empty grid" })
     );
     assert_eq!(
         tune_tau(&logits, &[1], &two(), &[0.0, f64::INFINITY]),
-        Err(LossError::InvalidParameter {
+        Err(Error::InvalidParameter {
             name: "taus",
             index: Some(1),
             value: f64::INFINITY,
@@ -381,14 +373,14 @@ fn tune_tau_rejects_bad_labels_and_a_nan_score() {
     let logits = mat::<f64>(&[&[0.0, 1.0], &[1.0, 0.0]]);
     assert_eq!(
         tune_tau(&logits, &[1], &two(), &[1.0]),
-        Err(LossError::ShapeMismatch { name: "labels", expected: vec![2], found: vec![1] })
+        Err(Error::ShapeMismatch { name: "labels", expected: vec![2], found: vec![1] })
     );
     assert_eq!(
         tune_tau(&logits, &[1, 2], &two(), &[1.0]),
-        Err(LossError::LabelOutOfRange { row: 1, label: 2, classes: 2 })
+        Err(Error::LabelOutOfRange { row: 1, label: 2, classes: 2 })
     );
     let err = tune_tau_by(&logits, &[1, 0], &two(), &[0.0, 1.0], |_| f64::NAN).unwrap_err();
-    assert!(matches!(err, LossError::InvalidParameter { name: "score", index: Some(0), .. }), "{err:?}");
+    assert!(matches!(err, Error::InvalidParameter { name: "score", index: Some(0), .. }), "{err:?}");
 }
 
 #[test]
@@ -396,15 +388,15 @@ fn a_binary_prior_outside_the_open_unit_interval_is_an_error() {
     for p in [0.0, 1.0, -0.1, f64::NAN] {
         assert!(matches!(
             binary_threshold(p, 1.0),
-            Err(LossError::InvalidParameter { name: "positive_prior", .. })
+            Err(Error::InvalidParameter { name: "positive_prior", .. })
         ));
         assert!(matches!(
             binary_shift_threshold(p, 0.5),
-            Err(LossError::InvalidParameter { name: "train_positive", .. })
+            Err(Error::InvalidParameter { name: "train_positive", .. })
         ));
         assert!(matches!(
             binary_shift_threshold(0.5, p),
-            Err(LossError::InvalidParameter { name: "target_positive", .. })
+            Err(Error::InvalidParameter { name: "target_positive", .. })
         ));
     }
 }
@@ -417,10 +409,10 @@ fn a_nan_or_infinite_binary_score_or_a_nan_threshold_is_an_error() {
         let err = predict_binary_into(&scores, 0.0, &mut out).unwrap_err();
         assert_eq!(
             format!("{err:?}"),
-            format!("{:?}", LossError::NonFiniteLogit { row: 1, class: 0, value: bad })
+            format!("{:?}", Error::NonFiniteLogit { row: 1, class: 0, value: bad })
         );
     }
     let err = predict_binary_into(&Array1::from(vec![0.0_f32; 3]), f64::NAN, &mut out).unwrap_err();
-    assert!(matches!(err, LossError::InvalidParameter { name: "threshold", .. }));
+    assert!(matches!(err, Error::InvalidParameter { name: "threshold", .. }));
     assert_eq!(out, [true; 3]);
 }

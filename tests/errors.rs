@@ -1,4 +1,4 @@
-//! Every `LossError` variant, each way to trigger it, the exact fields it reports, its `Display`
+//! Every `Error` variant, each way to trigger it, the exact fields it reports, its `Display`
 //! text, and the promise that nothing is written to an output buffer when a call fails.
 
 mod common;
@@ -7,7 +7,7 @@ use common::mat;
 use longtail::softmax::{
     log_softmax, log_softmax_into, log_sum_exp, log_sum_exp_into, softmax, softmax_into,
 };
-use longtail::{Float, LossError, Reduction, SoftmaxLoss, Targets};
+use longtail::{Error, Float, Reduction, SoftmaxLoss, Targets};
 use ndarray::{Array1, Array2};
 
 const SENTINEL: f64 = 7.0;
@@ -36,11 +36,7 @@ fn untouched<'a, F: Float>(values: impl IntoIterator<Item = &'a F>) -> bool {
 
 /// Runs every `SoftmaxLoss` call (both reductions) on one batch, asserts that each fails with the
 /// same error and that no caller buffer (prefilled with a sentinel) was written, and returns it.
-fn fail_everywhere<F: Float>(
-    loss: &SoftmaxLoss<F>,
-    logits: &Array2<F>,
-    targets: Targets<'_, F>,
-) -> LossError {
+fn fail_everywhere<F: Float>(loss: &SoftmaxLoss<F>, logits: &Array2<F>, targets: Targets<'_, F>) -> Error {
     let sentinel = F::from_f64(SENTINEL);
     let mut grad = Array2::from_elem(logits.raw_dim(), sentinel);
     let mut losses = Array1::from_elem(logits.nrows(), sentinel);
@@ -85,11 +81,11 @@ fn succeed_everywhere<F: Float>(
 fn empty_batch_case<F: Float>() {
     let logits = Array2::<F>::zeros((0, 3));
     let empty: [usize; 0] = [];
-    assert_eq!(fail_everywhere(&ce(), &logits, Targets::labels(&empty)), LossError::EmptyBatch);
+    assert_eq!(fail_everywhere(&ce(), &logits, Targets::labels(&empty)), Error::EmptyBatch);
     let probs = Array2::<F>::zeros((0, 3));
-    assert_eq!(fail_everywhere(&ce(), &logits, Targets::probs(&probs)), LossError::EmptyBatch);
+    assert_eq!(fail_everywhere(&ce(), &logits, Targets::probs(&probs)), Error::EmptyBatch);
     let adjusted = SoftmaxLoss::logit_adjusted(&vector::<F>(&[1.0, 2.0, 3.0])).unwrap();
-    assert_eq!(fail_everywhere(&adjusted, &logits, Targets::labels(&empty)), LossError::EmptyBatch);
+    assert_eq!(fail_everywhere(&adjusted, &logits, Targets::labels(&empty)), Error::EmptyBatch);
 }
 
 #[test]
@@ -106,21 +102,21 @@ fn zero_rows_is_empty_batch_f32() {
 fn zero_rows_and_zero_classes_is_empty_batch_not_no_classes() {
     let logits = Array2::<f64>::zeros((0, 0));
     let empty: [usize; 0] = [];
-    assert_eq!(fail_everywhere(&ce(), &logits, Targets::labels(&empty)), LossError::EmptyBatch);
+    assert_eq!(fail_everywhere(&ce(), &logits, Targets::labels(&empty)), Error::EmptyBatch);
 }
 
 #[test]
 fn empty_batch_is_reported_before_a_labels_length_mismatch() {
     let logits = Array2::<f64>::zeros((0, 2));
-    assert_eq!(fail_everywhere(&ce(), &logits, Targets::labels(&[0, 1])), LossError::EmptyBatch);
+    assert_eq!(fail_everywhere(&ce(), &logits, Targets::labels(&[0, 1])), Error::EmptyBatch);
 }
 
 fn no_classes_case<F: Float>() {
     let logits = Array2::<F>::zeros((2, 0));
     // Labels can't be valid class indices when K = 0; NoClasses is reported first.
-    assert_eq!(fail_everywhere(&ce(), &logits, Targets::labels(&[0, 0])), LossError::NoClasses);
+    assert_eq!(fail_everywhere(&ce(), &logits, Targets::labels(&[0, 0])), Error::NoClasses);
     let probs = Array2::<F>::zeros((2, 0));
-    assert_eq!(fail_everywhere(&ce(), &logits, Targets::probs(&probs)), LossError::NoClasses);
+    assert_eq!(fail_everywhere(&ce(), &logits, Targets::probs(&probs)), Error::NoClasses);
 }
 
 #[test]
@@ -137,8 +133,8 @@ fn zero_classes_is_no_classes_f32() {
 // ShapeMismatch
 // ---------------------------------------------------------------------------------------------
 
-fn shape(name: &'static str, expected: &[usize], found: &[usize]) -> LossError {
-    LossError::ShapeMismatch { name, expected: expected.to_vec(), found: found.to_vec() }
+fn shape(name: &'static str, expected: &[usize], found: &[usize]) -> Error {
+    Error::ShapeMismatch { name, expected: expected.to_vec(), found: found.to_vec() }
 }
 
 #[test]
@@ -267,7 +263,7 @@ fn per_class_parameter_lengths_are_checked_before_labels_and_data() {
 fn label_out_of_range_case<F: Float>() {
     let logits = mat::<F>(&[&[0.0, 1.0, 2.0], &[1.0, 0.0, 0.0], &[0.5, 0.5, 0.5]]);
     let err = fail_everywhere(&ce(), &logits, Targets::labels(&[0, 2, 3]));
-    assert_eq!(err, LossError::LabelOutOfRange { row: 2, label: 3, classes: 3 });
+    assert_eq!(err, Error::LabelOutOfRange { row: 2, label: 3, classes: 3 });
     assert_eq!(err.to_string(), "label 3 at row 2 is not a class index 0..3");
 }
 
@@ -285,7 +281,7 @@ fn label_equal_to_the_class_count_is_out_of_range_f32() {
 fn the_first_out_of_range_label_in_row_order_is_reported() {
     let logits = mat::<f64>(&[&[0.0, 1.0], &[1.0, 0.0], &[0.5, 0.5]]);
     let err = fail_everywhere(&ce(), &logits, Targets::labels(&[1, usize::MAX, 2]));
-    assert_eq!(err, LossError::LabelOutOfRange { row: 1, label: usize::MAX, classes: 2 });
+    assert_eq!(err, Error::LabelOutOfRange { row: 1, label: usize::MAX, classes: 2 });
 }
 
 #[test]
@@ -294,7 +290,7 @@ fn an_out_of_range_label_is_reported_even_in_a_row_of_zero_sample_weight() {
     let targets = Targets::labels(&[0, 5]).with_sample_weights(&[1.0, 0.0]);
     assert_eq!(
         fail_everywhere(&ce(), &logits, targets),
-        LossError::LabelOutOfRange { row: 1, label: 5, classes: 2 }
+        Error::LabelOutOfRange { row: 1, label: 5, classes: 2 }
     );
 }
 
@@ -305,10 +301,7 @@ fn an_out_of_range_label_is_reported_even_in_a_row_of_zero_sample_weight() {
 fn nan_logit_case<F: Float>() {
     let logits = mat::<F>(&[&[0.0, 1.0, 2.0], &[1.0, 0.0, NAN]]);
     let err = fail_everywhere(&ce(), &logits, Targets::labels(&[0, 1]));
-    assert!(
-        matches!(err, LossError::NonFiniteLogit { row: 1, class: 2, value } if value.is_nan()),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::NonFiniteLogit { row: 1, class: 2, value } if value.is_nan()), "{err:?}");
     assert_eq!(
         err.to_string(),
         "logit at row 1, class 2 is NaN (NaN and +inf are not allowed; -inf masks a class)"
@@ -328,7 +321,7 @@ fn nan_logit_is_non_finite_logit_f32() {
 fn pos_inf_logit_case<F: Float>() {
     let logits = mat::<F>(&[&[0.0, INF, 2.0], &[1.0, 0.0, 0.0]]);
     let err = fail_everywhere(&ce(), &logits, Targets::labels(&[1, 1]));
-    assert_eq!(err, LossError::NonFiniteLogit { row: 0, class: 1, value: INF });
+    assert_eq!(err, Error::NonFiniteLogit { row: 0, class: 1, value: INF });
     assert_eq!(
         err.to_string(),
         "logit at row 0, class 1 is inf (NaN and +inf are not allowed; -inf masks a class)"
@@ -349,13 +342,10 @@ fn pos_inf_logit_is_non_finite_logit_f32() {
 fn the_first_non_finite_logit_in_row_major_order_is_reported() {
     let logits = mat::<f64>(&[&[0.0, NEG_INF, 2.0], &[3.0, INF, NAN], &[NAN, 0.0, 0.0]]);
     let err = fail_everywhere(&ce(), &logits, Targets::labels(&[0, 0, 1]));
-    assert_eq!(err, LossError::NonFiniteLogit { row: 1, class: 1, value: INF });
+    assert_eq!(err, Error::NonFiniteLogit { row: 1, class: 1, value: INF });
     let logits = mat::<f64>(&[&[0.0, 1.0, 2.0], &[3.0, 4.0, NAN], &[INF, 0.0, 0.0]]);
     let err = fail_everywhere(&ce(), &logits, Targets::labels(&[0, 0, 1]));
-    assert!(
-        matches!(err, LossError::NonFiniteLogit { row: 1, class: 2, value } if value.is_nan()),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::NonFiniteLogit { row: 1, class: 2, value } if value.is_nan()), "{err:?}");
 }
 
 #[test]
@@ -364,7 +354,7 @@ fn a_non_finite_logit_is_reported_even_in_a_row_of_zero_sample_weight() {
     let targets = Targets::labels(&[0, 1]).with_sample_weights(&[1.0, 0.0]);
     assert_eq!(
         fail_everywhere(&ce(), &logits, targets),
-        LossError::NonFiniteLogit { row: 1, class: 0, value: INF }
+        Error::NonFiniteLogit { row: 1, class: 0, value: INF }
     );
 }
 
@@ -375,7 +365,7 @@ fn finite_logit_overflowing_to_pos_inf_once_adjusted_is_non_finite_logit_f64() {
     assert!(loss.logit_adjustment().unwrap().iter().all(|&a| a > 0.0 && a.is_finite()));
     let logits = mat::<f64>(&[&[0.0, 1.0], &[1.0, f64::MAX], &[f64::MAX, 0.0]]);
     let err = fail_everywhere(&loss, &logits, Targets::labels(&[0, 1, 0]));
-    assert_eq!(err, LossError::NonFiniteLogit { row: 1, class: 1, value: f64::MAX });
+    assert_eq!(err, Error::NonFiniteLogit { row: 1, class: 1, value: f64::MAX });
 }
 
 #[test]
@@ -384,7 +374,7 @@ fn finite_logit_overflowing_to_pos_inf_once_adjusted_is_non_finite_logit_f32() {
     let loss = ce::<f32>().with_logit_adjustment(&[1.0, 1.0], -1e32).unwrap();
     let logits = mat::<f32>(&[&[0.0, 1.0], &[f64::from(f32::MAX), 0.0]]);
     let err = fail_everywhere(&loss, &logits, Targets::labels(&[0, 1]));
-    assert_eq!(err, LossError::NonFiniteLogit { row: 1, class: 0, value: f64::from(f32::MAX) });
+    assert_eq!(err, Error::NonFiniteLogit { row: 1, class: 0, value: f64::from(f32::MAX) });
 }
 
 #[test]
@@ -414,7 +404,7 @@ fn an_adjusted_overflow_before_a_nan_in_row_major_order_is_reported_first() {
     let loss = ce::<f64>().with_logit_adjustment(&[1.0, 1.0], -1e300).unwrap();
     let logits = mat::<f64>(&[&[f64::MAX, 0.0], &[NAN, 0.0]]);
     let err = fail_everywhere(&loss, &logits, Targets::labels(&[0, 1]));
-    assert_eq!(err, LossError::NonFiniteLogit { row: 0, class: 0, value: f64::MAX });
+    assert_eq!(err, Error::NonFiniteLogit { row: 0, class: 0, value: f64::MAX });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,7 +414,7 @@ fn an_adjusted_overflow_before_a_nan_in_row_major_order_is_reported_first() {
 fn masked_label_case<F: Float>() {
     let logits = mat::<F>(&[&[0.0, 1.0, 2.0], &[NEG_INF, 0.0, NEG_INF], &[1.0, NEG_INF, 0.0]]);
     let err = fail_everywhere(&ce(), &logits, Targets::labels(&[0, 1, 1]));
-    assert_eq!(err, LossError::MaskedTarget { row: 2, class: 1 });
+    assert_eq!(err, Error::MaskedTarget { row: 2, class: 1 });
     assert_eq!(
         err.to_string(),
         "row 2 puts target mass on class 1, whose logit is -inf: the loss is infinite"
@@ -438,7 +428,7 @@ fn masked_label_case<F: Float>() {
         .unwrap();
     assert_eq!(
         fail_everywhere(&loss, &logits, Targets::labels(&[0, 1, 1])),
-        LossError::MaskedTarget { row: 2, class: 1 }
+        Error::MaskedTarget { row: 2, class: 1 }
     );
 }
 
@@ -458,12 +448,12 @@ fn label_smoothing_with_any_neg_inf_logit_in_a_counted_row_is_masked_target() {
     let logits = mat::<f64>(&[&[0.0, 1.0, 2.0], &[0.0, NEG_INF, 1.0], &[NEG_INF, NEG_INF, 0.0]]);
     // Row 1's masked class 1 is not its label, but smoothing gives it mass ε/K.
     let err = fail_everywhere(&loss, &logits, Targets::labels(&[2, 0, 2]));
-    assert_eq!(err, LossError::MaskedTarget { row: 1, class: 1 });
+    assert_eq!(err, Error::MaskedTarget { row: 1, class: 1 });
     // The same with probability targets that put no mass on the masked class.
     let probs = mat::<f64>(&[&[1.0, 0.0, 0.0], &[0.5, 0.0, 0.5], &[0.0, 0.0, 1.0]]);
     assert_eq!(
         fail_everywhere(&loss, &logits, Targets::probs(&probs)),
-        LossError::MaskedTarget { row: 1, class: 1 }
+        Error::MaskedTarget { row: 1, class: 1 }
     );
 }
 
@@ -473,7 +463,7 @@ fn the_first_masked_target_in_row_major_order_is_reported() {
     let logits =
         mat::<f64>(&[&[0.0, 1.0, 2.0, 3.0], &[0.0, 1.0, NEG_INF, NEG_INF], &[NEG_INF, 0.0, 0.0, 0.0]]);
     let err = fail_everywhere(&loss, &logits, Targets::labels(&[0, 0, 1]));
-    assert_eq!(err, LossError::MaskedTarget { row: 1, class: 2 });
+    assert_eq!(err, Error::MaskedTarget { row: 1, class: 2 });
 }
 
 #[test]
@@ -482,13 +472,13 @@ fn probability_target_with_mass_on_a_neg_inf_class_is_masked_target() {
     let probs = mat::<f64>(&[&[0.2, 0.3, 0.5], &[0.5, 0.25, 0.25]]);
     assert_eq!(
         fail_everywhere(&ce(), &logits, Targets::probs(&probs)),
-        LossError::MaskedTarget { row: 1, class: 1 }
+        Error::MaskedTarget { row: 1, class: 1 }
     );
     // A tiny mass counts too.
     let probs = mat::<f64>(&[&[0.2, 0.3, 0.5], &[0.5, 1e-300, 0.5]]);
     assert_eq!(
         fail_everywhere(&ce(), &logits, Targets::probs(&probs)),
-        LossError::MaskedTarget { row: 1, class: 1 }
+        Error::MaskedTarget { row: 1, class: 1 }
     );
 }
 
@@ -608,16 +598,16 @@ fn invalid_target_case<F: Float>() {
     let logits = mat::<F>(&[&[0.0, 1.0, 2.0], &[1.0, 0.0, 0.0]]);
     let negative = mat::<F>(&[&[0.5, 0.5, 0.0], &[1.2, -0.2, 0.0]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&negative));
-    assert_eq!(err, LossError::InvalidTarget { row: 1, class: 1, value: as_f::<F>(-0.2) });
+    assert_eq!(err, Error::InvalidTarget { row: 1, class: 1, value: as_f::<F>(-0.2) });
     assert!(err.to_string().starts_with("probability target at row 1, class 1 is -0.2"), "{err}");
 
     let nan = mat::<F>(&[&[0.5, 0.5, 0.0], &[1.0, 0.0, NAN]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&nan));
-    assert!(matches!(err, LossError::InvalidTarget { row: 1, class: 2, value } if value.is_nan()), "{err:?}");
+    assert!(matches!(err, Error::InvalidTarget { row: 1, class: 2, value } if value.is_nan()), "{err:?}");
 
     let inf = mat::<F>(&[&[INF, 0.5, 0.0], &[1.0, 0.0, 0.0]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&inf));
-    assert_eq!(err, LossError::InvalidTarget { row: 0, class: 0, value: INF });
+    assert_eq!(err, Error::InvalidTarget { row: 0, class: 0, value: INF });
 }
 
 #[test]
@@ -636,11 +626,11 @@ fn invalid_target_is_reported_before_the_row_sum_and_in_row_major_order() {
     // Row 1 sums to 1 but holds a negative entry; row 2 holds a NaN after it.
     let probs = mat::<f64>(&[&[0.2, 0.3, 0.5], &[1.5, 0.0, -0.5], &[NAN, 0.0, 1.0]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs));
-    assert_eq!(err, LossError::InvalidTarget { row: 1, class: 2, value: -0.5 });
+    assert_eq!(err, Error::InvalidTarget { row: 1, class: 2, value: -0.5 });
     // A row that sums wrong comes before a later invalid entry: rows are checked in order.
     let probs = mat::<f64>(&[&[0.2, 0.3, 0.6], &[1.0, 0.0, -0.5], &[1.0, 0.0, 0.0]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs));
-    assert!(matches!(err, LossError::TargetSum { row: 0, .. }), "{err:?}");
+    assert!(matches!(err, Error::TargetSum { row: 0, .. }), "{err:?}");
 }
 
 #[test]
@@ -648,7 +638,7 @@ fn invalid_target_is_reported_before_a_non_finite_logit_and_a_masked_target() {
     let logits = mat::<f64>(&[&[NAN, NEG_INF, 2.0]]);
     let probs = mat::<f64>(&[&[0.5, 0.6, -0.1]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs));
-    assert_eq!(err, LossError::InvalidTarget { row: 0, class: 2, value: -0.1 });
+    assert_eq!(err, Error::InvalidTarget { row: 0, class: 2, value: -0.1 });
 }
 
 #[test]
@@ -657,7 +647,7 @@ fn probability_row_summing_to_1_1_is_target_sum_with_sqrt_epsilon_tolerance() {
     let probs = mat::<f64>(&[&[0.5, 0.5], &[0.6, 0.5]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs));
     match err {
-        LossError::TargetSum { row: 1, sum, tolerance } => {
+        Error::TargetSum { row: 1, sum, tolerance } => {
             assert!((sum - 1.1).abs() <= 2.0 * f64::EPSILON, "sum {sum}");
             assert_eq!(tolerance, f64::EPSILON.sqrt());
         }
@@ -670,11 +660,11 @@ fn probability_row_summing_to_1_1_is_target_sum_with_sqrt_epsilon_tolerance() {
     // Under-summing rows too.
     let probs = mat::<f64>(&[&[0.5, 0.4], &[0.5, 0.5]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs));
-    assert!(matches!(err, LossError::TargetSum { row: 0, sum, .. } if (sum - 0.9).abs() < 1e-15), "{err:?}");
+    assert!(matches!(err, Error::TargetSum { row: 0, sum, .. } if (sum - 0.9).abs() < 1e-15), "{err:?}");
     // An all-zero row sums to 0.
     let probs = mat::<f64>(&[&[0.5, 0.5], &[0.0, 0.0]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs));
-    assert!(matches!(err, LossError::TargetSum { row: 1, sum, .. } if sum == 0.0), "{err:?}");
+    assert!(matches!(err, Error::TargetSum { row: 1, sum, .. } if sum == 0.0), "{err:?}");
 }
 
 #[test]
@@ -687,7 +677,7 @@ fn probability_row_summing_to_1_plus_1e_9_is_accepted_in_f64_but_1_plus_1e_7_is_
     let probs = mat::<f64>(&[&[0.5, 0.5 + 1e-7]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs));
     assert!(
-        matches!(err, LossError::TargetSum { row: 0, sum, tolerance }
+        matches!(err, Error::TargetSum { row: 0, sum, tolerance }
             if (sum - (1.0 + 1e-7)).abs() < 1e-15 && tolerance == f64::EPSILON.sqrt()),
         "{err:?}"
     );
@@ -700,7 +690,7 @@ fn probability_row_summing_to_1_plus_1e_3_is_rejected_in_f32_but_1_plus_1e_4_is_
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs));
     let expected_sum = 0.5 + f64::from(0.501_f32);
     assert!(
-        matches!(err, LossError::TargetSum { row: 1, sum, tolerance }
+        matches!(err, Error::TargetSum { row: 1, sum, tolerance }
             if sum == expected_sum && tolerance == f64::from(f32::EPSILON.sqrt())),
         "{err:?}"
     );
@@ -723,7 +713,7 @@ fn long_f32_rows_near_the_tolerance_are_decided_by_the_exact_sum() {
             succeed_everywhere(&ce(), &logits, Targets::probs(&probs));
         } else {
             let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs));
-            assert!(matches!(err, LossError::TargetSum { row: 0, .. }), "{err:?}");
+            assert!(matches!(err, Error::TargetSum { row: 0, .. }), "{err:?}");
         }
     }
 }
@@ -736,17 +726,17 @@ fn invalid_sample_weight_case<F: Float>() {
     let logits = mat::<F>(&[&[0.0, 1.0], &[1.0, 0.0], &[2.0, 2.0]]);
     let weights = vector::<F>(&[1.0, -0.5, NAN]);
     let err = fail_everywhere(&ce(), &logits, Targets::labels(&[0, 1, 1]).with_sample_weights(&weights));
-    assert_eq!(err, LossError::InvalidSampleWeight { row: 1, value: -0.5 });
+    assert_eq!(err, Error::InvalidSampleWeight { row: 1, value: -0.5 });
     assert_eq!(err.to_string(), "sample weight at row 1 is -0.5; it must be finite and >= 0");
 
     let weights = vector::<F>(&[1.0, 0.0, NAN]);
     let err = fail_everywhere(&ce(), &logits, Targets::labels(&[0, 1, 1]).with_sample_weights(&weights));
-    assert!(matches!(err, LossError::InvalidSampleWeight { row: 2, value } if value.is_nan()), "{err:?}");
+    assert!(matches!(err, Error::InvalidSampleWeight { row: 2, value } if value.is_nan()), "{err:?}");
 
     let weights = vector::<F>(&[INF, 1.0, 1.0]);
     let probs = mat::<F>(&[&[1.0, 0.0], &[0.0, 1.0], &[0.5, 0.5]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs).with_sample_weights(&weights));
-    assert_eq!(err, LossError::InvalidSampleWeight { row: 0, value: INF });
+    assert_eq!(err, Error::InvalidSampleWeight { row: 0, value: INF });
 }
 
 #[test]
@@ -763,10 +753,7 @@ fn negative_nan_or_infinite_sample_weight_is_invalid_sample_weight_f32() {
 fn invalid_sample_weight_is_reported_before_labels_and_logits() {
     let logits = mat::<f64>(&[&[NAN, 1.0], &[1.0, 0.0]]);
     let targets = Targets::labels(&[9, 1]).with_sample_weights(&[1.0, -1.0]);
-    assert_eq!(
-        fail_everywhere(&ce(), &logits, targets),
-        LossError::InvalidSampleWeight { row: 1, value: -1.0 }
-    );
+    assert_eq!(fail_everywhere(&ce(), &logits, targets), Error::InvalidSampleWeight { row: 1, value: -1.0 });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -775,14 +762,14 @@ fn invalid_sample_weight_is_reported_before_labels_and_logits() {
 
 /// Asserts `result` is `InvalidParameter` with this name, index and value (NaN matches NaN).
 fn assert_invalid<T: std::fmt::Debug>(
-    result: Result<T, LossError>,
+    result: Result<T, Error>,
     name: &str,
     index: Option<usize>,
     value: f64,
-) -> LossError {
+) -> Error {
     let err = result.unwrap_err();
     match &err {
-        LossError::InvalidParameter { name: n, index: i, value: v, expected } => {
+        Error::InvalidParameter { name: n, index: i, value: v, expected } => {
             assert_eq!((*n, *i), (name, index), "{err:?}");
             assert!(v.to_bits() == value.to_bits() || (v.is_nan() && value.is_nan()), "{err:?}");
             assert!(!expected.is_empty());
@@ -807,7 +794,7 @@ fn negative_nan_or_infinite_gamma_is_invalid_parameter_f64() {
     let err = SoftmaxLoss::<f64>::focal(-1.0).unwrap_err();
     assert_eq!(
         err,
-        LossError::InvalidParameter { name: "gamma", index: None, value: -1.0, expected: "finite and >= 0" }
+        Error::InvalidParameter { name: "gamma", index: None, value: -1.0, expected: "finite and >= 0" }
     );
     assert_eq!(err.to_string(), "gamma is -1; expected finite and >= 0");
 }
@@ -835,12 +822,7 @@ fn label_smoothing_outside_zero_to_one_is_invalid_parameter_f64() {
     invalid_smoothing_case::<f64>();
     assert_eq!(
         ce::<f64>().with_label_smoothing(1.0).unwrap_err(),
-        LossError::InvalidParameter {
-            name: "label_smoothing",
-            index: None,
-            value: 1.0,
-            expected: "in [0, 1)"
-        }
+        Error::InvalidParameter { name: "label_smoothing", index: None, value: 1.0, expected: "in [0, 1)" }
     );
 }
 
@@ -879,7 +861,7 @@ fn zero_prior_is_invalid_parameter_when_tau_is_nonzero() {
     let err = assert_invalid(SoftmaxLoss::<f64>::logit_adjusted(&[3.0, 0.0, 1.0]), "prior", Some(1), 0.0);
     assert_eq!(
         err,
-        LossError::InvalidParameter {
+        Error::InvalidParameter {
             name: "prior",
             index: Some(1),
             value: 0.0,
@@ -957,7 +939,7 @@ fn softmax_out_of_the_wrong_shape_is_shape_mismatch_out_f32() {
 
 /// Runs the six softmax functions on `logits`; returns their errors after checking that the
 /// `_into` forms left their sentinel-filled outputs untouched.
-fn softmax_errors<F: Float>(logits: &Array2<F>) -> [Result<(), LossError>; 6] {
+fn softmax_errors<F: Float>(logits: &Array2<F>) -> [Result<(), Error>; 6] {
     let sentinel = F::from_f64(SENTINEL);
     let mut lse_out = Array1::from_elem(logits.nrows(), sentinel);
     let mut sm_out = Array2::from_elem(logits.raw_dim(), sentinel);
@@ -987,13 +969,13 @@ fn softmax_non_finite_case<F: Float>() {
     for (f, result) in softmax_errors(&logits).into_iter().enumerate() {
         let err = result.unwrap_err();
         assert!(
-            matches!(err, LossError::NonFiniteLogit { row: 2, class: 1, value } if value.is_nan()),
+            matches!(err, Error::NonFiniteLogit { row: 2, class: 1, value } if value.is_nan()),
             "#{f}: {err:?}"
         );
     }
     let logits = mat::<F>(&[&[0.0, NEG_INF, 2.0], &[1.0, INF, 0.0], &[3.0, NAN, INF]]);
     for (f, result) in softmax_errors(&logits).into_iter().enumerate() {
-        assert_eq!(result.unwrap_err(), LossError::NonFiniteLogit { row: 1, class: 1, value: INF }, "#{f}");
+        assert_eq!(result.unwrap_err(), Error::NonFiniteLogit { row: 1, class: 1, value: INF }, "#{f}");
     }
 }
 
@@ -1011,10 +993,10 @@ fn fully_masked_case<F: Float>() {
     let logits = mat::<F>(&[&[0.0, NEG_INF, 2.0], &[NEG_INF, NEG_INF, NEG_INF], &[NEG_INF; 3]]);
     let results = softmax_errors(&logits);
     for f in [2, 3, 4, 5] {
-        assert_eq!(results[f].clone().unwrap_err(), LossError::FullyMasked { row: 1 }, "#{f}");
+        assert_eq!(results[f].clone().unwrap_err(), Error::FullyMasked { row: 1 }, "#{f}");
     }
     assert_eq!(
-        LossError::FullyMasked { row: 1 }.to_string(),
+        Error::FullyMasked { row: 1 }.to_string(),
         "every logit of row 1 is -inf: its softmax is undefined"
     );
     // log-sum-exp of an all-masked row is the empty sum's log: -inf, not an error.
@@ -1041,8 +1023,8 @@ fn fully_masked_row_is_an_error_for_softmax_but_neg_inf_for_log_sum_exp_f32() {
 #[test]
 fn a_single_class_fully_masked_row_is_fully_masked() {
     let logits = mat::<f64>(&[&[0.0], &[NEG_INF]]);
-    assert_eq!(softmax(&logits).unwrap_err(), LossError::FullyMasked { row: 1 });
-    assert_eq!(log_softmax(&logits).unwrap_err(), LossError::FullyMasked { row: 1 });
+    assert_eq!(softmax(&logits).unwrap_err(), Error::FullyMasked { row: 1 });
+    assert_eq!(log_softmax(&logits).unwrap_err(), Error::FullyMasked { row: 1 });
     assert_eq!(log_sum_exp(&logits).unwrap().to_vec(), vec![0.0, NEG_INF]);
 }
 
@@ -1059,40 +1041,40 @@ fn last_row_error_case<F: Float>() {
 
     // NaN logit in the last row.
     let err = fail_everywhere(&ce(), &with_last(&[1.0, 2.0, NAN]), Targets::labels(&labels));
-    assert!(matches!(err, LossError::NonFiniteLogit { row: 3, class: 2, .. }), "{err:?}");
+    assert!(matches!(err, Error::NonFiniteLogit { row: 3, class: 2, .. }), "{err:?}");
     // Masked target in the last row.
     let err = fail_everywhere(&ce(), &with_last(&[NEG_INF, 2.0, 1.0]), Targets::labels(&labels));
-    assert_eq!(err, LossError::MaskedTarget { row: 3, class: 0 });
+    assert_eq!(err, Error::MaskedTarget { row: 3, class: 0 });
     // Masked class under smoothing in the last row.
     let smoothed = ce::<F>().with_label_smoothing(F::from_f64(0.1)).unwrap();
     let err = fail_everywhere(&smoothed, &with_last(&[1.0, NEG_INF, 1.0]), Targets::labels(&labels));
-    assert_eq!(err, LossError::MaskedTarget { row: 3, class: 1 });
+    assert_eq!(err, Error::MaskedTarget { row: 3, class: 1 });
     // Adjusted overflow in the last row.
     let big = F::max_value().as_f64();
     let tau = -1e-7 * big; // 1e-7·MAX·ln 3 ≫ half an ulp of MAX
     let adjusted = ce::<F>().with_logit_adjustment(&vector::<F>(&[1.0, 1.0, 1.0]), F::from_f64(tau)).unwrap();
     let logits = mat::<F>(&[good[0], good[1], good[2], &[0.0, big, 0.0]]);
     let err = fail_everywhere(&adjusted, &logits, Targets::labels(&labels));
-    assert_eq!(err, LossError::NonFiniteLogit { row: 3, class: 1, value: big });
+    assert_eq!(err, Error::NonFiniteLogit { row: 3, class: 1, value: big });
     // Label out of range in the last row.
     let logits = with_last(&[1.0, 2.0, 3.0]);
     let err = fail_everywhere(&ce(), &logits, Targets::labels(&[0, 1, 2, 3]));
-    assert_eq!(err, LossError::LabelOutOfRange { row: 3, label: 3, classes: 3 });
+    assert_eq!(err, Error::LabelOutOfRange { row: 3, label: 3, classes: 3 });
     // Invalid sample weight in the last row.
     let weights = vector::<F>(&[1.0, 1.0, 1.0, -1.0]);
     let err = fail_everywhere(&ce(), &logits, Targets::labels(&labels).with_sample_weights(&weights));
-    assert_eq!(err, LossError::InvalidSampleWeight { row: 3, value: -1.0 });
+    assert_eq!(err, Error::InvalidSampleWeight { row: 3, value: -1.0 });
     // Target sum and invalid target in the last row.
     let probs = mat::<F>(&[&[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0], &[0.25, 0.25, 0.5], &[0.5, 0.5, 0.5]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs));
-    assert!(matches!(err, LossError::TargetSum { row: 3, .. }), "{err:?}");
+    assert!(matches!(err, Error::TargetSum { row: 3, .. }), "{err:?}");
     let probs = mat::<F>(&[&[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0], &[0.25, 0.25, 0.5], &[0.5, 0.5, NAN]]);
     let err = fail_everywhere(&ce(), &logits, Targets::probs(&probs));
-    assert!(matches!(err, LossError::InvalidTarget { row: 3, class: 2, .. }), "{err:?}");
+    assert!(matches!(err, Error::InvalidTarget { row: 3, class: 2, .. }), "{err:?}");
     // Probability mass on a masked class in the last row.
     let probs = mat::<F>(&[&[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0], &[0.25, 0.25, 0.5], &[0.0, 0.5, 0.5]]);
     let err = fail_everywhere(&ce(), &with_last(&[1.0, 2.0, NEG_INF]), Targets::probs(&probs));
-    assert_eq!(err, LossError::MaskedTarget { row: 3, class: 2 });
+    assert_eq!(err, Error::MaskedTarget { row: 3, class: 2 });
 }
 
 #[test]
@@ -1109,16 +1091,13 @@ fn an_error_in_the_last_row_leaves_grad_out_and_losses_out_untouched_f32() {
 fn an_error_in_the_last_row_leaves_softmax_outputs_untouched() {
     let nan_last = mat::<f64>(&[&[0.0, 1.0], &[2.0, -1.0], &[0.5, NAN]]);
     for (f, result) in softmax_errors(&nan_last).into_iter().enumerate() {
-        assert!(
-            matches!(result, Err(LossError::NonFiniteLogit { row: 2, class: 1, .. })),
-            "#{f}: {result:?}"
-        );
+        assert!(matches!(result, Err(Error::NonFiniteLogit { row: 2, class: 1, .. })), "#{f}: {result:?}");
     }
     let masked_last = mat::<f32>(&[&[0.0, 1.0], &[2.0, -1.0], &[NEG_INF, NEG_INF]]);
     let results = softmax_errors(&masked_last);
     assert!(results[0].is_ok() && results[1].is_ok());
     for (f, result) in results.iter().enumerate().skip(2) {
-        assert_eq!(*result, Err(LossError::FullyMasked { row: 2 }), "#{f}");
+        assert_eq!(*result, Err(Error::FullyMasked { row: 2 }), "#{f}");
     }
 }
 
@@ -1138,36 +1117,31 @@ fn an_invalid_grad_out_with_valid_data_leaves_losses_out_untouched() {
 
 #[test]
 fn every_variants_display_is_nonempty_and_names_what_it_carries() {
-    let cases: Vec<(LossError, Vec<&str>)> = vec![
-        (LossError::EmptyBatch, vec!["empty", "zero rows"]),
-        (LossError::NoClasses, vec!["zero classes"]),
+    let cases: Vec<(Error, Vec<&str>)> = vec![
+        (Error::EmptyBatch, vec!["empty", "zero rows"]),
+        (Error::NoClasses, vec!["zero classes"]),
         (
-            LossError::ShapeMismatch { name: "sample_weights", expected: vec![4], found: vec![5] },
+            Error::ShapeMismatch { name: "sample_weights", expected: vec![4], found: vec![5] },
             vec!["sample_weights", "[5]", "[4]"],
         ),
         (
-            LossError::ShapeMismatch { name: "grad_out", expected: vec![2, 3], found: vec![3, 2] },
+            Error::ShapeMismatch { name: "grad_out", expected: vec![2, 3], found: vec![3, 2] },
             vec!["grad_out", "[3, 2]", "[2, 3]"],
         ),
-        (LossError::LabelOutOfRange { row: 17, label: 42, classes: 9 }, vec!["row 17", "42", "0..9"]),
-        (LossError::NonFiniteLogit { row: 11, class: 23, value: NAN }, vec!["row 11", "class 23", "NaN"]),
-        (LossError::NonFiniteLogit { row: 12, class: 24, value: INF }, vec!["row 12", "class 24", "inf"]),
-        (LossError::MaskedTarget { row: 13, class: 25 }, vec!["row 13", "class 25", "-inf"]),
-        (LossError::FullyMasked { row: 14 }, vec!["row 14", "-inf"]),
-        (LossError::InvalidTarget { row: 15, class: 26, value: -0.25 }, vec!["row 15", "class 26", "-0.25"]),
-        (LossError::TargetSum { row: 16, sum: 1.5, tolerance: 1e-8 }, vec!["row 16", "1.5", "1e-8"]),
-        (LossError::InvalidSampleWeight { row: 18, value: -3.5 }, vec!["row 18", "-3.5"]),
+        (Error::LabelOutOfRange { row: 17, label: 42, classes: 9 }, vec!["row 17", "42", "0..9"]),
+        (Error::NonFiniteLogit { row: 11, class: 23, value: NAN }, vec!["row 11", "class 23", "NaN"]),
+        (Error::NonFiniteLogit { row: 12, class: 24, value: INF }, vec!["row 12", "class 24", "inf"]),
+        (Error::MaskedTarget { row: 13, class: 25 }, vec!["row 13", "class 25", "-inf"]),
+        (Error::FullyMasked { row: 14 }, vec!["row 14", "-inf"]),
+        (Error::InvalidTarget { row: 15, class: 26, value: -0.25 }, vec!["row 15", "class 26", "-0.25"]),
+        (Error::TargetSum { row: 16, sum: 1.5, tolerance: 1e-8 }, vec!["row 16", "1.5", "1e-8"]),
+        (Error::InvalidSampleWeight { row: 18, value: -3.5 }, vec!["row 18", "-3.5"]),
         (
-            LossError::InvalidParameter {
-                name: "gamma",
-                index: None,
-                value: -2.5,
-                expected: "finite and >= 0",
-            },
+            Error::InvalidParameter { name: "gamma", index: None, value: -2.5, expected: "finite and >= 0" },
             vec!["gamma", "-2.5", "finite and >= 0"],
         ),
         (
-            LossError::InvalidParameter {
+            Error::InvalidParameter {
                 name: "alpha",
                 index: Some(7),
                 value: NAN,
@@ -1176,22 +1150,16 @@ fn every_variants_display_is_nonempty_and_names_what_it_carries() {
             vec!["alpha[7]", "NaN", "finite and >= 0"],
         ),
         (
-            LossError::InvalidParameter { name: "prior", index: Some(0), value: 0.0, expected: "x" },
+            Error::InvalidParameter { name: "prior", index: Some(0), value: 0.0, expected: "x" },
             vec!["prior[0]", "is 0"],
         ),
+        (Error::PredictionOutOfRange { row: 19, prediction: 43, classes: 8 }, vec!["row 19", "43", "0..8"]),
+        (Error::SingularMatrix { name: "confusion_matrix", column: 3 }, vec!["confusion_matrix", "column 3"]),
         (
-            LossError::PredictionOutOfRange { row: 19, prediction: 43, classes: 8 },
-            vec!["row 19", "43", "0..8"],
-        ),
-        (
-            LossError::SingularMatrix { name: "confusion_matrix", column: 3 },
-            vec!["confusion_matrix", "column 3"],
-        ),
-        (
-            LossError::TargetOutOfRange { row: 20, class: 27, value: 1.5, expected: "0 or 1" },
+            Error::TargetOutOfRange { row: 20, class: 27, value: 1.5, expected: "0 or 1" },
             vec!["row 20", "class 27", "1.5", "0 or 1"],
         ),
-        (LossError::LabelsRequired { loss: "LdamLoss" }, vec!["LdamLoss", "hard labels"]),
+        (Error::LabelsRequired { loss: "LdamLoss" }, vec!["LdamLoss", "hard labels"]),
     ];
     for (err, needles) in cases {
         let text = err.to_string();
@@ -1207,8 +1175,8 @@ fn every_variants_display_is_nonempty_and_names_what_it_carries() {
 
 #[test]
 fn empty_batch_and_no_classes_display_their_exact_text() {
-    assert_eq!(LossError::EmptyBatch.to_string(), "the batch is empty (zero rows)");
-    assert_eq!(LossError::NoClasses.to_string(), "there are zero classes (zero columns, or K = 0)");
+    assert_eq!(Error::EmptyBatch.to_string(), "the batch is empty (zero rows)");
+    assert_eq!(Error::NoClasses.to_string(), "there are zero classes (zero columns, or K = 0)");
 }
 
 /// A finite τ can still make the adjustment `τ·log(π/Σπ)` overflow to `-inf` (here in the
@@ -1217,7 +1185,7 @@ fn empty_batch_and_no_classes_display_their_exact_text() {
 #[test]
 fn a_finite_tau_whose_adjustment_overflows_is_refused_by_the_builder() {
     let err = ce::<f32>().with_logit_adjustment(&[1.0, 1e30], 1e37).unwrap_err();
-    assert!(matches!(err, LossError::InvalidParameter { name: "tau", index: None, .. }), "{err:?}");
+    assert!(matches!(err, Error::InvalidParameter { name: "tau", index: None, .. }), "{err:?}");
 }
 
 /// The documented order: output shapes are checked with the other shapes, before any data.
@@ -1226,12 +1194,12 @@ fn a_wrong_output_shape_is_reported_before_bad_data() {
     let logits = mat::<f64>(&[&[NAN, 0.0], &[1.0, 0.0]]);
     let mut grad = Array2::from_elem((3, 3), SENTINEL);
     let err = ce::<f64>().loss_and_grad_into(&logits, &[0, 1], &mut grad).unwrap_err();
-    assert_eq!(err, LossError::ShapeMismatch { name: "grad_out", expected: vec![2, 2], found: vec![3, 3] });
+    assert_eq!(err, Error::ShapeMismatch { name: "grad_out", expected: vec![2, 2], found: vec![3, 3] });
     let mut losses = ndarray::Array1::from_elem(5, SENTINEL);
     let mut grad = Array2::from_elem((2, 2), SENTINEL);
     let err =
         ce::<f64>().per_sample_loss_and_grad_into(&logits, &[0, 1], &mut losses, &mut grad).unwrap_err();
-    assert_eq!(err, LossError::ShapeMismatch { name: "losses_out", expected: vec![2], found: vec![5] });
+    assert_eq!(err, Error::ShapeMismatch { name: "losses_out", expected: vec![2], found: vec![5] });
     assert!(grad.iter().chain(&losses).all(|&v| v == SENTINEL));
 }
 
@@ -1241,8 +1209,8 @@ fn a_wrong_output_shape_is_reported_before_bad_data() {
 fn the_first_offending_logit_in_row_major_order_is_reported_whatever_its_kind() {
     let masked_first = mat::<f64>(&[&[NEG_INF, 0.0], &[NAN, 0.0]]);
     let err = ce::<f64>().loss(&masked_first, &[0, 1]).unwrap_err();
-    assert_eq!(err, LossError::MaskedTarget { row: 0, class: 0 });
+    assert_eq!(err, Error::MaskedTarget { row: 0, class: 0 });
     let nan_first = mat::<f64>(&[&[0.0, NAN], &[NEG_INF, 0.0]]);
     let err = ce::<f64>().loss(&nan_first, &[0, 0]).unwrap_err();
-    assert!(matches!(err, LossError::NonFiniteLogit { row: 0, class: 1, value } if value.is_nan()));
+    assert!(matches!(err, Error::NonFiniteLogit { row: 0, class: 1, value } if value.is_nan()));
 }

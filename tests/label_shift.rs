@@ -6,7 +6,7 @@ mod common;
 use common::{Rng, mat};
 use longtail::adjust::predict;
 use longtail::prior::{LabelShiftEm, Prior, bbse_target_prior};
-use longtail::{Float, LossError};
+use longtail::{Error, Float};
 use ndarray::Array2;
 
 /// EM of Saerens et al. 2002 written plainly: reweight each row by q/π, renormalise, average,
@@ -165,16 +165,10 @@ fn two() -> Prior {
 
 #[test]
 fn empty_posteriors_or_predictions_are_an_error() {
-    assert_eq!(
-        LabelShiftEm::new().estimate(&Array2::<f64>::zeros((0, 2)), &two()),
-        Err(LossError::EmptyBatch)
-    );
-    assert_eq!(
-        LabelShiftEm::new().estimate(&Array2::<f64>::zeros((2, 0)), &two()),
-        Err(LossError::NoClasses)
-    );
-    assert_eq!(bbse_target_prior(&[], &[], &[0], 2), Err(LossError::EmptyBatch));
-    assert_eq!(bbse_target_prior(&[0, 1], &[0, 1], &[], 2), Err(LossError::EmptyBatch));
+    assert_eq!(LabelShiftEm::new().estimate(&Array2::<f64>::zeros((0, 2)), &two()), Err(Error::EmptyBatch));
+    assert_eq!(LabelShiftEm::new().estimate(&Array2::<f64>::zeros((2, 0)), &two()), Err(Error::NoClasses));
+    assert_eq!(bbse_target_prior(&[], &[], &[0], 2), Err(Error::EmptyBatch));
+    assert_eq!(bbse_target_prior(&[0, 1], &[0, 1], &[], 2), Err(Error::EmptyBatch));
 }
 
 #[test]
@@ -182,13 +176,13 @@ fn non_finite_or_negative_posteriors_are_an_error() {
     for bad in [f64::NAN, f64::INFINITY, -0.5] {
         let posteriors = mat::<f64>(&[&[0.5, 0.5], &[bad, 1.0]]);
         let err = LabelShiftEm::new().estimate(&posteriors, &two()).unwrap_err();
-        let expected = LossError::InvalidTarget { row: 1, class: 0, value: bad };
+        let expected = Error::InvalidTarget { row: 1, class: 0, value: bad };
         assert_eq!(format!("{err:?}"), format!("{expected:?}"));
     }
     let unnormalised = mat::<f32>(&[&[0.5, 0.6]]);
     assert!(matches!(
         LabelShiftEm::new().estimate(&unnormalised, &two()),
-        Err(LossError::TargetSum { row: 0, .. })
+        Err(Error::TargetSum { row: 0, .. })
     ));
 }
 
@@ -198,7 +192,7 @@ fn a_training_prior_with_a_zero_or_the_wrong_length_is_an_error() {
     let zero = Prior::from_counts(&[1.0, 0.0]).unwrap();
     assert_eq!(
         LabelShiftEm::new().estimate(&posteriors, &zero),
-        Err(LossError::InvalidParameter {
+        Err(Error::InvalidParameter {
             name: "train_prior",
             index: Some(1),
             value: 0.0,
@@ -208,7 +202,7 @@ fn a_training_prior_with_a_zero_or_the_wrong_length_is_an_error() {
     let three = Prior::from_counts(&[1.0, 1.0, 1.0]).unwrap();
     assert_eq!(
         LabelShiftEm::new().estimate(&posteriors, &three),
-        Err(LossError::ShapeMismatch { name: "train_prior", expected: vec![2], found: vec![3] })
+        Err(Error::ShapeMismatch { name: "train_prior", expected: vec![2], found: vec![3] })
     );
 }
 
@@ -216,11 +210,11 @@ fn a_training_prior_with_a_zero_or_the_wrong_length_is_an_error() {
 fn a_bad_tolerance_or_iteration_limit_is_an_error() {
     for tolerance in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         let err = LabelShiftEm::new().with_tolerance(tolerance).unwrap_err();
-        assert!(matches!(err, LossError::InvalidParameter { name: "tolerance", .. }), "{err:?}");
+        assert!(matches!(err, Error::InvalidParameter { name: "tolerance", .. }), "{err:?}");
     }
     assert!(matches!(
         LabelShiftEm::new().with_max_iterations(0),
-        Err(LossError::InvalidParameter { name: "max_iterations", .. })
+        Err(Error::InvalidParameter { name: "max_iterations", .. })
     ));
 }
 
@@ -228,31 +222,31 @@ fn a_bad_tolerance_or_iteration_limit_is_an_error() {
 fn a_singular_confusion_matrix_is_an_error_not_a_nan() {
     // Class 2 is never predicted on the validation set: row 2 of Ĉ is zero.
     let err = bbse_target_prior(&[0, 1, 2, 2], &[0, 1, 1, 0], &[0, 1, 2], 3).unwrap_err();
-    assert_eq!(err, LossError::SingularMatrix { name: "confusion_matrix", column: 2 });
+    assert_eq!(err, Error::SingularMatrix { name: "confusion_matrix", column: 2 });
     assert_eq!(
         err.to_string(),
         "confusion_matrix is singular: no usable pivot in column 2 (a class never predicted or never seen?)"
     );
     // A classifier that always predicts one class carries no information.
-    assert!(matches!(bbse_target_prior(&[0, 1], &[0, 0], &[0], 2), Err(LossError::SingularMatrix { .. })));
+    assert!(matches!(bbse_target_prior(&[0, 1], &[0, 0], &[0], 2), Err(Error::SingularMatrix { .. })));
 }
 
 #[test]
 fn bad_bbse_labels_or_predictions_are_an_error() {
     assert_eq!(
         bbse_target_prior(&[0, 2], &[0, 1], &[0], 2),
-        Err(LossError::LabelOutOfRange { row: 1, label: 2, classes: 2 })
+        Err(Error::LabelOutOfRange { row: 1, label: 2, classes: 2 })
     );
     assert_eq!(
         bbse_target_prior(&[0, 1], &[0, 3], &[0], 2),
-        Err(LossError::PredictionOutOfRange { row: 1, prediction: 3, classes: 2 })
+        Err(Error::PredictionOutOfRange { row: 1, prediction: 3, classes: 2 })
     );
     assert_eq!(
         bbse_target_prior(&[0, 1], &[0, 1], &[1, 0, 5], 2),
-        Err(LossError::PredictionOutOfRange { row: 2, prediction: 5, classes: 2 })
+        Err(Error::PredictionOutOfRange { row: 2, prediction: 5, classes: 2 })
     );
     assert_eq!(
         bbse_target_prior(&[0, 1], &[0], &[0], 2),
-        Err(LossError::ShapeMismatch { name: "predictions", expected: vec![2], found: vec![1] })
+        Err(Error::ShapeMismatch { name: "predictions", expected: vec![2], found: vec![1] })
     );
 }

@@ -102,7 +102,7 @@ fn a_large_batch_equals_its_rows_computed_one_by_one() {
 #[cfg(feature = "rayon")]
 #[test]
 fn a_large_batch_reports_its_first_bad_logit_on_any_number_of_threads() {
-    use longtail::LossError;
+    use longtail::Error;
     let mut rng = Rng::new(5);
     let (batch, classes) = (600, 1000);
     let mut logits = rng.logits(batch, classes, 4.0).mapv(|v| v as f32);
@@ -116,7 +116,7 @@ fn a_large_batch_reports_its_first_bad_logit_on_any_number_of_threads() {
             let mut grad = Array2::from_elem((batch, classes), 7.0_f32);
             let error = pool.install(|| loss.loss_and_grad_into(&logits, &labels, &mut grad));
             assert!(
-                matches!(error, Err(LossError::NonFiniteLogit { row: 70, class: 999, .. })),
+                matches!(error, Err(Error::NonFiniteLogit { row: 70, class: 999, .. })),
                 "{threads} threads: {error:?}"
             );
             assert!(grad.iter().all(|&g| g == 7.0), "{threads} threads: output written");

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Rng, mat, numeric_grad, relative, relative_error};
-use longtail::{Float, LdamLoss, LossError, PairwiseMarginLoss, Reduction, SoftmaxLoss, Targets};
+use longtail::{Error, Float, LdamLoss, PairwiseMarginLoss, Reduction, SoftmaxLoss, Targets};
 use ndarray::{Array1, Array2, array};
 use proptest::prelude::*;
 
@@ -238,7 +238,7 @@ fn fail<F: Float>(
     ldam: &LdamLoss<F>,
     logits: &Array2<F>,
     targets: Targets<'_, F>,
-) -> (LossError, LossError) {
+) -> (Error, Error) {
     let mut grad = Array2::from_elem(logits.raw_dim(), F::from_f64(SENTINEL));
     let p = [
         pairwise.loss(logits, targets.clone()).unwrap_err(),
@@ -263,62 +263,53 @@ fn errors_for<F: Float>() {
     let pairwise = PairwiseMarginLoss::<F>::from_prior(&cast::<F>(&[4.0, 2.0, 1.0]), F::one()).unwrap();
     let ldam = LdamLoss::<F>::new(&cast::<F>(&[4.0, 2.0, 1.0])).unwrap();
     let z = mat::<F>(&[&[0.0, 1.0, 2.0], &[1.0, 0.0, -1.0]]);
-    let same = |e: LossError| (e.clone(), e);
+    let same = |e: Error| (e.clone(), e);
 
-    assert_eq!(
-        fail(&pairwise, &ldam, &Array2::zeros((0, 3)), Targets::labels(&[])),
-        same(LossError::EmptyBatch)
-    );
+    assert_eq!(fail(&pairwise, &ldam, &Array2::zeros((0, 3)), Targets::labels(&[])), same(Error::EmptyBatch));
     assert_eq!(
         fail(&pairwise, &ldam, &Array2::zeros((2, 0)), Targets::labels(&[0, 0])),
-        same(LossError::NoClasses)
+        same(Error::NoClasses)
     );
     let (p, l) = fail(&pairwise, &ldam, &mat::<F>(&[&[0.0, 1.0]]), Targets::labels(&[0]));
-    assert_eq!(p, LossError::ShapeMismatch { name: "margins", expected: vec![2, 2], found: vec![3, 3] });
-    assert_eq!(l, LossError::ShapeMismatch { name: "counts", expected: vec![2], found: vec![3] });
+    assert_eq!(p, Error::ShapeMismatch { name: "margins", expected: vec![2, 2], found: vec![3, 3] });
+    assert_eq!(l, Error::ShapeMismatch { name: "counts", expected: vec![2], found: vec![3] });
     let weighted = (
         pairwise.clone().with_class_weights(&cast::<F>(&[1.0, 2.0])).unwrap(),
         ldam.clone().with_class_weights(&cast::<F>(&[1.0, 2.0])).unwrap(),
     );
     let err = fail(&weighted.0, &weighted.1, &z, Targets::labels(&[0, 1]));
-    assert_eq!(
-        err,
-        same(LossError::ShapeMismatch { name: "class_weights", expected: vec![3], found: vec![2] })
-    );
+    assert_eq!(err, same(Error::ShapeMismatch { name: "class_weights", expected: vec![3], found: vec![2] }));
     let probs = mat::<F>(&[&[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0]]);
     let (p, l) = fail(&pairwise, &ldam, &z, Targets::probs(&probs));
-    assert_eq!(p, LossError::LabelsRequired { loss: "PairwiseMarginLoss" });
-    assert_eq!(l, LossError::LabelsRequired { loss: "LdamLoss" });
+    assert_eq!(p, Error::LabelsRequired { loss: "PairwiseMarginLoss" });
+    assert_eq!(l, Error::LabelsRequired { loss: "LdamLoss" });
     assert_eq!(l.to_string(), "LdamLoss takes hard labels, not probability targets");
     let err = fail(&pairwise, &ldam, &z, Targets::labels(&[0]));
-    assert_eq!(err, same(LossError::ShapeMismatch { name: "labels", expected: vec![2], found: vec![1] }));
+    assert_eq!(err, same(Error::ShapeMismatch { name: "labels", expected: vec![2], found: vec![1] }));
     let short = cast::<F>(&[1.0]);
     let err = fail(&pairwise, &ldam, &z, Targets::labels(&[0, 1]).with_sample_weights(&short));
-    assert_eq!(
-        err,
-        same(LossError::ShapeMismatch { name: "sample_weights", expected: vec![2], found: vec![1] })
-    );
+    assert_eq!(err, same(Error::ShapeMismatch { name: "sample_weights", expected: vec![2], found: vec![1] }));
     let negative = cast::<F>(&[1.0, -1.0]);
     let err = fail(&pairwise, &ldam, &z, Targets::labels(&[0, 1]).with_sample_weights(&negative));
-    assert_eq!(err, same(LossError::InvalidSampleWeight { row: 1, value: -1.0 }));
+    assert_eq!(err, same(Error::InvalidSampleWeight { row: 1, value: -1.0 }));
     let err = fail(&pairwise, &ldam, &z, Targets::labels(&[0, 3]));
-    assert_eq!(err, same(LossError::LabelOutOfRange { row: 1, label: 3, classes: 3 }));
+    assert_eq!(err, same(Error::LabelOutOfRange { row: 1, label: 3, classes: 3 }));
     for bad in [f64::NAN, f64::INFINITY] {
         let z = mat::<F>(&[&[0.0, 1.0, 2.0], &[1.0, bad, -1.0]]);
         let (p, l) = fail(&pairwise, &ldam, &z, Targets::labels(&[0, 1]));
-        assert!(matches!(p, LossError::NonFiniteLogit { row: 1, class: 1, .. }), "{p:?}");
-        assert!(matches!(l, LossError::NonFiniteLogit { row: 1, class: 1, .. }), "{l:?}");
+        assert!(matches!(p, Error::NonFiniteLogit { row: 1, class: 1, .. }), "{p:?}");
+        assert!(matches!(l, Error::NonFiniteLogit { row: 1, class: 1, .. }), "{l:?}");
     }
     // A finite logit that overflows once the margin is added, or once scaled.
     let max = F::max_value().as_f64();
     let z = mat::<F>(&[&[0.0, max, 0.0]]);
     let huge = PairwiseMarginLoss::new(&mat::<F>(&[&[0.0; 3], &[0.0; 3], &[0.0, max, 0.0]])).unwrap();
     let (p, l) = fail(&huge, &ldam, &z, Targets::labels(&[2]));
-    assert_eq!(p, LossError::NonFiniteLogit { row: 0, class: 1, value: max });
-    assert_eq!(l, LossError::NonFiniteLogit { row: 0, class: 1, value: max });
+    assert_eq!(p, Error::NonFiniteLogit { row: 0, class: 1, value: max });
+    assert_eq!(l, Error::NonFiniteLogit { row: 0, class: 1, value: max });
     let z = mat::<F>(&[&[0.0, 1.0, f64::NEG_INFINITY]]);
     let err = fail(&pairwise, &ldam, &z, Targets::labels(&[2]));
-    assert_eq!(err, same(LossError::MaskedTarget { row: 0, class: 2 }));
+    assert_eq!(err, same(Error::MaskedTarget { row: 0, class: 2 }));
     // A masked label in an ignored row is fine.
     let ignored = cast::<F>(&[0.0]);
     assert!(pairwise.loss(&z, Targets::labels(&[2]).with_sample_weights(&ignored)).is_ok());
@@ -334,46 +325,37 @@ fn every_error_variant_and_trigger_writes_nothing() {
 #[test]
 fn builders_reject_parameters_out_of_their_domain() {
     let err = PairwiseMarginLoss::<f64>::new(&Array2::zeros((2, 3))).unwrap_err();
-    assert_eq!(err, LossError::ShapeMismatch { name: "margins", expected: vec![2, 2], found: vec![2, 3] });
+    assert_eq!(err, Error::ShapeMismatch { name: "margins", expected: vec![2, 2], found: vec![2, 3] });
     let err = PairwiseMarginLoss::new(&array![[0.0, 1.0], [f64::INFINITY, f64::NAN]]).unwrap_err();
-    assert!(matches!(err, LossError::InvalidParameter { name: "margins", index: Some(2), .. }), "{err:?}");
+    assert!(matches!(err, Error::InvalidParameter { name: "margins", index: Some(2), .. }), "{err:?}");
     assert_eq!(err.to_string(), "margins[2] is inf; expected finite off the diagonal");
     let err = PairwiseMarginLoss::from_prior(&[1.0, 0.0], 1.0).unwrap_err();
-    assert!(matches!(err, LossError::InvalidParameter { name: "prior", index: Some(1), .. }), "{err:?}");
+    assert!(matches!(err, Error::InvalidParameter { name: "prior", index: Some(1), .. }), "{err:?}");
     let err = PairwiseMarginLoss::from_prior(&[1.0, 2.0], f64::NAN).unwrap_err();
-    assert!(matches!(err, LossError::InvalidParameter { name: "tau", index: None, .. }), "{err:?}");
+    assert!(matches!(err, Error::InvalidParameter { name: "tau", index: None, .. }), "{err:?}");
     let err = PairwiseMarginLoss::<f32>::from_prior(&[1e-30, 1e30], 1e37).unwrap_err();
-    assert!(matches!(err, LossError::InvalidParameter { name: "tau", index: None, .. }), "{err:?}");
+    assert!(matches!(err, Error::InvalidParameter { name: "tau", index: None, .. }), "{err:?}");
     let err = PairwiseMarginLoss::from_prior(&[1.0, 2.0], 1.0)
         .unwrap()
         .with_class_weights(&[1.0, -1.0])
         .unwrap_err();
-    assert!(
-        matches!(err, LossError::InvalidParameter { name: "class_weights", index: Some(1), .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::InvalidParameter { name: "class_weights", index: Some(1), .. }), "{err:?}");
 
     for counts in [[1.0, 0.0], [1.0, -3.0], [1.0, f64::NAN]] {
         let err = LdamLoss::new(&counts).unwrap_err();
-        assert!(matches!(err, LossError::InvalidParameter { name: "counts", index: Some(1), .. }), "{err:?}");
+        assert!(matches!(err, Error::InvalidParameter { name: "counts", index: Some(1), .. }), "{err:?}");
     }
     let ldam = LdamLoss::<f64>::new(&[3.0, 1.0]).unwrap();
     for bad in [-0.1, f64::INFINITY] {
         let err = ldam.clone().with_max_margin(bad).unwrap_err();
-        assert!(
-            matches!(err, LossError::InvalidParameter { name: "max_margin", index: None, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, Error::InvalidParameter { name: "max_margin", index: None, .. }), "{err:?}");
     }
     for bad in [0.0, -1.0, f64::NAN] {
         let err = ldam.clone().with_scale(bad).unwrap_err();
-        assert!(matches!(err, LossError::InvalidParameter { name: "scale", index: None, .. }), "{err:?}");
+        assert!(matches!(err, Error::InvalidParameter { name: "scale", index: None, .. }), "{err:?}");
     }
     let err = ldam.with_class_weights(&[f64::NAN, 1.0]).unwrap_err();
-    assert!(
-        matches!(err, LossError::InvalidParameter { name: "class_weights", index: Some(0), .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::InvalidParameter { name: "class_weights", index: Some(0), .. }), "{err:?}");
 }
 
 fn labelled_batch() -> impl Strategy<Value = (Array2<f64>, Vec<usize>, Vec<f64>)> {

@@ -11,7 +11,7 @@ mod sklearn_values;
 
 use longtail::metrics::{ConfusionMatrix, Shot, ShotSplit, accuracy, balanced_accuracy, macro_f1};
 use longtail::prior::ClassWeights;
-use longtail::{LossError, Prior};
+use longtail::{Error, Prior};
 use ndarray::{Array1, ArrayView2, s};
 use sklearn_values::{METRIC_CASES, WEIGHT_CASES};
 
@@ -137,34 +137,34 @@ fn shot_report_averages_recall_within_each_group_over_present_classes() {
 #[test]
 fn empty_inputs_are_an_error() {
     let err = ConfusionMatrix::new(&[], &[], 3).unwrap_err();
-    assert_eq!(err, LossError::EmptyBatch);
-    assert_eq!(balanced_accuracy(&[], &[], 3), Err(LossError::EmptyBatch));
+    assert_eq!(err, Error::EmptyBatch);
+    assert_eq!(balanced_accuracy(&[], &[], 3), Err(Error::EmptyBatch));
 }
 
 #[test]
 fn zero_classes_is_an_error() {
-    assert_eq!(ConfusionMatrix::new(&[0], &[0], 0), Err(LossError::NoClasses));
+    assert_eq!(ConfusionMatrix::new(&[0], &[0], 0), Err(Error::NoClasses));
 }
 
 #[test]
 fn mismatched_lengths_are_an_error() {
     assert_eq!(
         macro_f1(&[0, 1, 1], &[0, 1], 2),
-        Err(LossError::ShapeMismatch { name: "predictions", expected: vec![3], found: vec![2] })
+        Err(Error::ShapeMismatch { name: "predictions", expected: vec![3], found: vec![2] })
     );
 }
 
 #[test]
 fn a_label_out_of_range_is_an_error() {
     let err = accuracy(&[0, 1, 2], &[0, 1, 1], 2).unwrap_err();
-    assert_eq!(err, LossError::LabelOutOfRange { row: 2, label: 2, classes: 2 });
+    assert_eq!(err, Error::LabelOutOfRange { row: 2, label: 2, classes: 2 });
     assert_eq!(err.to_string(), "label 2 at row 2 is not a class index 0..2");
 }
 
 #[test]
 fn a_prediction_out_of_range_is_an_error() {
     let err = ConfusionMatrix::new(&[0, 1, 1], &[0, 7, 1], 2).unwrap_err();
-    assert_eq!(err, LossError::PredictionOutOfRange { row: 1, prediction: 7, classes: 2 });
+    assert_eq!(err, Error::PredictionOutOfRange { row: 1, prediction: 7, classes: 2 });
     assert_eq!(err.to_string(), "prediction 7 at row 1 is not a class index 0..2");
 }
 
@@ -174,7 +174,7 @@ fn merging_matrices_of_different_sizes_is_an_error() {
     let before = cm.clone();
     assert_eq!(
         cm.merge(&ConfusionMatrix::new(&[0], &[0], 3).unwrap()),
-        Err(LossError::ShapeMismatch { name: "confusion_matrix", expected: vec![2, 2], found: vec![3, 3] })
+        Err(Error::ShapeMismatch { name: "confusion_matrix", expected: vec![2, 2], found: vec![3, 3] })
     );
     assert_eq!(cm, before);
 }
@@ -190,7 +190,7 @@ fn bad_shot_thresholds_are_an_error() {
         (100.0, f64::NAN, "few_below"),
     ] {
         let err = ShotSplit::new(many, few).unwrap_err();
-        assert!(matches!(err, LossError::InvalidParameter { name: n, .. } if n == name), "{err:?}");
+        assert!(matches!(err, Error::InvalidParameter { name: n, .. } if n == name), "{err:?}");
     }
 }
 
@@ -200,6 +200,6 @@ fn a_train_prior_of_another_size_is_an_error() {
     let prior = Prior::from_counts(&[1.0, 2.0, 3.0]).unwrap();
     assert_eq!(
         ShotSplit::default().report(&cm, &prior),
-        Err(LossError::ShapeMismatch { name: "train_prior", expected: vec![2], found: vec![3] })
+        Err(Error::ShapeMismatch { name: "train_prior", expected: vec![2], found: vec![3] })
     );
 }

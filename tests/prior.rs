@@ -5,12 +5,12 @@ mod common;
 
 use common::{Rng, mat};
 use longtail::prior::{ClassWeights, DeferredReweighting, Prior, PriorEstimator};
-use longtail::{Float, LossError, SoftmaxLoss};
+use longtail::{Error, Float, SoftmaxLoss};
 use ndarray::{Array1, Array2, s};
 use proptest::prelude::*;
 
-fn invalid(name: &'static str, index: Option<usize>, value: f64, expected: &'static str) -> LossError {
-    LossError::InvalidParameter { name, index, value, expected }
+fn invalid(name: &'static str, index: Option<usize>, value: f64, expected: &'static str) -> Error {
+    Error::InvalidParameter { name, index, value, expected }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,23 +256,23 @@ fn deferred_reweighting_switches_at_the_start_epoch() {
 fn a_label_out_of_range_is_an_error_and_leaves_the_estimator_unchanged() {
     assert_eq!(
         Prior::from_labels(&[0, 3, 1], 3),
-        Err(LossError::LabelOutOfRange { row: 1, label: 3, classes: 3 })
+        Err(Error::LabelOutOfRange { row: 1, label: 3, classes: 3 })
     );
     let mut estimator = PriorEstimator::new(3).unwrap();
     estimator.update(&[0, 1]).unwrap();
     let before = estimator.clone();
-    assert_eq!(estimator.update(&[2, 5]), Err(LossError::LabelOutOfRange { row: 1, label: 5, classes: 3 }));
+    assert_eq!(estimator.update(&[2, 5]), Err(Error::LabelOutOfRange { row: 1, label: 5, classes: 3 }));
     assert_eq!(estimator, before);
 }
 
 #[test]
 fn empty_labels_and_zero_classes_are_errors() {
-    assert_eq!(Prior::from_labels(&[], 3), Err(LossError::EmptyBatch));
-    assert_eq!(Prior::from_labels(&[0], 0), Err(LossError::NoClasses));
-    assert_eq!(Prior::from_counts(&[]), Err(LossError::NoClasses));
-    assert_eq!(Prior::from_probs(&Array2::<f64>::zeros((0, 3))), Err(LossError::EmptyBatch));
-    assert_eq!(Prior::from_probs(&Array2::<f64>::zeros((2, 0))), Err(LossError::NoClasses));
-    assert_eq!(PriorEstimator::new(0), Err(LossError::NoClasses));
+    assert_eq!(Prior::from_labels(&[], 3), Err(Error::EmptyBatch));
+    assert_eq!(Prior::from_labels(&[0], 0), Err(Error::NoClasses));
+    assert_eq!(Prior::from_counts(&[]), Err(Error::NoClasses));
+    assert_eq!(Prior::from_probs(&Array2::<f64>::zeros((0, 3))), Err(Error::EmptyBatch));
+    assert_eq!(Prior::from_probs(&Array2::<f64>::zeros((2, 0))), Err(Error::NoClasses));
+    assert_eq!(PriorEstimator::new(0), Err(Error::NoClasses));
 }
 
 #[test]
@@ -303,15 +303,15 @@ fn all_zero_or_overflowing_counts_are_errors() {
 #[test]
 fn invalid_probability_targets_are_errors() {
     let negative = mat::<f64>(&[&[0.5, 0.5], &[-0.1, 1.1]]);
-    assert_eq!(Prior::from_probs(&negative), Err(LossError::InvalidTarget { row: 1, class: 0, value: -0.1 }));
+    assert_eq!(Prior::from_probs(&negative), Err(Error::InvalidTarget { row: 1, class: 0, value: -0.1 }));
     let nan = mat::<f32>(&[&[f64::NAN, 1.0]]);
-    assert!(matches!(Prior::from_probs(&nan), Err(LossError::InvalidTarget { row: 0, class: 0, .. })));
+    assert!(matches!(Prior::from_probs(&nan), Err(Error::InvalidTarget { row: 0, class: 0, .. })));
     let unnormalised = mat::<f64>(&[&[0.5, 0.6]]);
-    assert!(matches!(Prior::from_probs(&unnormalised), Err(LossError::TargetSum { row: 0, .. })));
+    assert!(matches!(Prior::from_probs(&unnormalised), Err(Error::TargetSum { row: 0, .. })));
     let mut estimator = PriorEstimator::new(3).unwrap();
     assert_eq!(
         estimator.update_probs(&mat::<f64>(&[&[0.5, 0.5]])),
-        Err(LossError::ShapeMismatch { name: "targets", expected: vec![1, 3], found: vec![1, 2] })
+        Err(Error::ShapeMismatch { name: "targets", expected: vec![1, 3], found: vec![1, 2] })
     );
     assert_eq!(estimator.steps(), 0);
 }
@@ -330,7 +330,7 @@ fn a_non_finite_or_overflowing_tau_is_an_error() {
     let prior = Prior::from_counts(&[1.0, 1e-300]).unwrap();
     let expected = "finite, and small enough that tau * log(prior) is finite";
     assert_eq!(prior.log_prior::<f64>(f64::INFINITY), Err(invalid("tau", None, f64::INFINITY, expected)));
-    assert!(matches!(prior.log_prior::<f64>(f64::NAN), Err(LossError::InvalidParameter { name: "tau", .. })));
+    assert!(matches!(prior.log_prior::<f64>(f64::NAN), Err(Error::InvalidParameter { name: "tau", .. })));
     assert_eq!(prior.log_prior::<f64>(1e307), Err(invalid("tau", None, 1e307, expected)));
     // Finite in f64 but not in f32.
     assert!(prior.log_prior::<f64>(1e37).is_ok());
@@ -342,7 +342,7 @@ fn a_bad_smoothing_alpha_is_an_error() {
     let prior = Prior::from_counts(&[1.0]).unwrap();
     for alpha in [-1.0, f64::NAN, f64::INFINITY] {
         let err = prior.clone().with_smoothing(alpha).unwrap_err();
-        assert!(matches!(err, LossError::InvalidParameter { name: "smoothing", index: None, .. }), "{err:?}");
+        assert!(matches!(err, Error::InvalidParameter { name: "smoothing", index: None, .. }), "{err:?}");
     }
 }
 
@@ -351,7 +351,7 @@ fn a_bad_decay_is_an_error() {
     for decay in [0.0, -0.5, 1.5, f64::NAN] {
         let err = PriorEstimator::new(2).unwrap().with_decay(decay).unwrap_err();
         assert!(
-            matches!(err, LossError::InvalidParameter { name: "decay", expected: "in (0, 1]", .. }),
+            matches!(err, Error::InvalidParameter { name: "decay", expected: "in (0, 1]", .. }),
             "{err:?}"
         );
     }
@@ -364,15 +364,15 @@ fn merging_incompatible_estimators_is_an_error_and_changes_nothing() {
     let before = a.clone();
     assert_eq!(
         a.merge(&PriorEstimator::new(3).unwrap().with_decay(0.5).unwrap()),
-        Err(LossError::ShapeMismatch { name: "estimator", expected: vec![2], found: vec![3] })
+        Err(Error::ShapeMismatch { name: "estimator", expected: vec![2], found: vec![3] })
     );
     assert!(matches!(
         a.merge(&PriorEstimator::new(2).unwrap()),
-        Err(LossError::InvalidParameter { name: "decay", value: 1.0, .. })
+        Err(Error::InvalidParameter { name: "decay", value: 1.0, .. })
     ));
     assert!(matches!(
         a.merge(&PriorEstimator::new(2).unwrap().with_decay(0.5).unwrap()),
-        Err(LossError::InvalidParameter { name: "steps", value: 0.0, .. })
+        Err(Error::InvalidParameter { name: "steps", value: 0.0, .. })
     ));
     assert_eq!(a, before);
     // Plain counting merges any step counts.
@@ -386,14 +386,14 @@ fn a_bad_power_or_beta_is_an_error() {
     for p in [-0.5, f64::NAN, f64::INFINITY] {
         let err = ClassWeights::power(p).unwrap_err();
         assert!(
-            matches!(err, LossError::InvalidParameter { name: "p", expected: "finite and >= 0", .. }),
+            matches!(err, Error::InvalidParameter { name: "p", expected: "finite and >= 0", .. }),
             "{err:?}"
         );
     }
     for beta in [-0.1, 1.0, 1.5, f64::NAN] {
         let err = ClassWeights::effective_number(beta).unwrap_err();
         assert!(
-            matches!(err, LossError::InvalidParameter { name: "beta", expected: "in [0, 1)", .. }),
+            matches!(err, Error::InvalidParameter { name: "beta", expected: "in [0, 1)", .. }),
             "{err:?}"
         );
     }
@@ -427,7 +427,7 @@ fn a_weight_that_overflows_f32_is_an_error_in_f32_only() {
     assert!(power.weights::<f64>(&prior).is_ok());
     assert!(matches!(
         power.weights::<f32>(&prior),
-        Err(LossError::InvalidParameter { name: "counts", index: Some(1), .. })
+        Err(Error::InvalidParameter { name: "counts", index: Some(1), .. })
     ));
     assert!(DeferredReweighting::new(0, power, &prior).is_err());
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Rng, numeric_grad, relative, relative_error};
-use longtail::{BinaryTargets, Float, LossError, Reduction, SigmoidLoss};
+use longtail::{BinaryTargets, Error, Float, Reduction, SigmoidLoss};
 use ndarray::{Array1, Array2, Axis, array};
 use proptest::prelude::*;
 
@@ -209,7 +209,7 @@ fn strided_views_give_the_same_result_as_contiguous_arrays() {
 const SENTINEL: f64 = 7.0;
 
 /// Runs every call on one batch, asserts they all fail alike without writing, and returns the error.
-fn fail<F: Float>(loss: SigmoidLoss<F>, logits: &[f64], targets: BinaryTargets<'_, F>) -> LossError {
+fn fail<F: Float>(loss: SigmoidLoss<F>, logits: &[f64], targets: BinaryTargets<'_, F>) -> Error {
     let z: Array1<F> = logits.iter().map(|&v| F::from_f64(v)).collect();
     let mut grad = Array1::from_elem(z.len(), F::from_f64(SENTINEL));
     let errors = [
@@ -229,21 +229,21 @@ fn errors_for<F: Float>() {
     let v = |x: &[f64]| x.iter().map(|&v| F::from_f64(v)).collect::<Vec<F>>();
     let (y, w) = (v(&[1.0, 0.0]), v(&[1.0, 1.0]));
     let bce = SigmoidLoss::<F>::bce;
-    assert_eq!(fail(bce(), &[], BinaryTargets::new(&[])), LossError::EmptyBatch);
+    assert_eq!(fail(bce(), &[], BinaryTargets::new(&[])), Error::EmptyBatch);
     let err = fail(bce(), &[0.0, 1.0, 2.0], BinaryTargets::new(&y));
-    assert_eq!(err, LossError::ShapeMismatch { name: "targets", expected: vec![3], found: vec![2] });
+    assert_eq!(err, Error::ShapeMismatch { name: "targets", expected: vec![3], found: vec![2] });
     assert_eq!(err.to_string(), "targets has shape [2], expected [3]");
     let short = v(&[1.0]);
     let err = fail(bce(), &[0.0, 1.0], BinaryTargets::new(&y).with_sample_weights(&short));
-    assert_eq!(err, LossError::ShapeMismatch { name: "sample_weights", expected: vec![2], found: vec![1] });
+    assert_eq!(err, Error::ShapeMismatch { name: "sample_weights", expected: vec![2], found: vec![1] });
     let negative = v(&[1.0, -0.5]);
     let err = fail(bce(), &[0.0, 1.0], BinaryTargets::new(&y).with_sample_weights(&negative));
-    assert_eq!(err, LossError::InvalidSampleWeight { row: 1, value: -0.5 });
+    assert_eq!(err, Error::InvalidSampleWeight { row: 1, value: -0.5 });
     for bad in [1.5, -0.25, f64::NAN] {
         let targets = v(&[0.0, bad]);
         let err = fail(SigmoidLoss::focal(), &[0.0, 1.0], BinaryTargets::new(&targets));
         assert!(
-            matches!(err, LossError::TargetOutOfRange { row: 1, class: 0, expected: "in [0, 1]", .. }),
+            matches!(err, Error::TargetOutOfRange { row: 1, class: 0, expected: "in [0, 1]", .. }),
             "{err:?}"
         );
     }
@@ -254,10 +254,10 @@ fn errors_for<F: Float>() {
     );
     for bad in [f64::NAN, f64::INFINITY] {
         let err = fail(bce(), &[0.0, bad], BinaryTargets::new(&y).with_sample_weights(&w));
-        assert!(matches!(err, LossError::NonFiniteLogit { row: 1, class: 0, .. }), "{err:?}");
+        assert!(matches!(err, Error::NonFiniteLogit { row: 1, class: 0, .. }), "{err:?}");
     }
     let err = fail(SigmoidLoss::focal(), &[f64::NEG_INFINITY, 0.0], BinaryTargets::new(&y));
-    assert_eq!(err, LossError::MaskedTarget { row: 0, class: 0 });
+    assert_eq!(err, Error::MaskedTarget { row: 0, class: 0 });
 }
 
 #[test]
@@ -270,11 +270,11 @@ fn every_error_variant_and_trigger_writes_nothing() {
 fn builders_reject_parameters_out_of_their_domain() {
     for gamma in [-1.0, f64::NAN, f64::INFINITY] {
         let err = SigmoidLoss::<f64>::bce().with_focal(gamma).unwrap_err();
-        assert!(matches!(err, LossError::InvalidParameter { name: "gamma", index: None, .. }), "{err:?}");
+        assert!(matches!(err, Error::InvalidParameter { name: "gamma", index: None, .. }), "{err:?}");
     }
     for alpha in [-0.1, 1.1, f64::NAN] {
         let err = SigmoidLoss::<f64>::bce().with_alpha(Some(alpha)).unwrap_err();
-        assert!(matches!(err, LossError::InvalidParameter { name: "alpha", index: None, .. }), "{err:?}");
+        assert!(matches!(err, Error::InvalidParameter { name: "alpha", index: None, .. }), "{err:?}");
     }
     let err = SigmoidLoss::<f32>::bce().with_alpha(Some(2.0)).unwrap_err();
     assert_eq!(err.to_string(), "alpha is 2; expected in [0, 1]");

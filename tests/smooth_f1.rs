@@ -7,7 +7,7 @@ mod common;
 
 use common::{Rng, mat, numeric_grad, relative, relative_error};
 use longtail::{
-    BinarySmoothF1Loss, BinaryTargets, F1Average, F1Stats, Float, LossError, Reduction, SigmoidLoss,
+    BinarySmoothF1Loss, BinaryTargets, Error, F1Average, F1Stats, Float, Reduction, SigmoidLoss,
     SmoothF1Loss, SoftmaxLoss, Targets,
 };
 use ndarray::{Array1, Array2, Axis, array, s};
@@ -393,20 +393,16 @@ fn every_error_variant_and_trigger_writes_nothing() {
     let mut grad = Array2::from_elem((2, 2), SENTINEL);
     let loss = SmoothF1Loss::macro_f1();
     let err = loss.loss_and_grad_with_stats_into(&z, &[0, 1], &F1Stats::new(3), &mut grad).unwrap_err();
-    assert_eq!(err, LossError::ShapeMismatch { name: "stats", expected: vec![2], found: vec![3] });
-    let cases: [(Array2<f64>, Targets<'_, f64>, LossError); 4] = [
-        (Array2::zeros((0, 2)), Targets::labels(&[]), LossError::EmptyBatch),
-        (z.clone(), Targets::labels(&[0, 2]), LossError::LabelOutOfRange { row: 1, label: 2, classes: 2 }),
+    assert_eq!(err, Error::ShapeMismatch { name: "stats", expected: vec![2], found: vec![3] });
+    let cases: [(Array2<f64>, Targets<'_, f64>, Error); 4] = [
+        (Array2::zeros((0, 2)), Targets::labels(&[]), Error::EmptyBatch),
+        (z.clone(), Targets::labels(&[0, 2]), Error::LabelOutOfRange { row: 1, label: 2, classes: 2 }),
         (
             mat(&[&[0.0, f64::NAN]]),
             Targets::labels(&[0]),
-            LossError::NonFiniteLogit { row: 0, class: 1, value: f64::NAN },
+            Error::NonFiniteLogit { row: 0, class: 1, value: f64::NAN },
         ),
-        (
-            mat(&[&[0.0, f64::NEG_INFINITY]]),
-            Targets::labels(&[1]),
-            LossError::MaskedTarget { row: 0, class: 1 },
-        ),
+        (mat(&[&[0.0, f64::NEG_INFINITY]]), Targets::labels(&[1]), Error::MaskedTarget { row: 0, class: 1 }),
     ];
     for (logits, targets, expected) in cases {
         let mut grad = Array2::from_elem(logits.raw_dim(), SENTINEL);
@@ -428,19 +424,19 @@ fn every_error_variant_and_trigger_writes_nothing() {
     let err = binary
         .loss_and_grad_with_stats_into(&array![0.0, 1.0], &[1.0, 0.0], &F1Stats::new(2), &mut grad)
         .unwrap_err();
-    assert_eq!(err, LossError::ShapeMismatch { name: "stats", expected: vec![1], found: vec![2] });
+    assert_eq!(err, Error::ShapeMismatch { name: "stats", expected: vec![1], found: vec![2] });
     let bad_targets = [1.0, 2.0];
-    let cases: [(Array1<f64>, BinaryTargets<'_, f64>, LossError); 3] = [
-        (array![], BinaryTargets::new(&[]), LossError::EmptyBatch),
+    let cases: [(Array1<f64>, BinaryTargets<'_, f64>, Error); 3] = [
+        (array![], BinaryTargets::new(&[]), Error::EmptyBatch),
         (
             array![0.0, 1.0],
             BinaryTargets::new(&bad_targets),
-            LossError::TargetOutOfRange { row: 1, class: 0, value: 2.0, expected: "in [0, 1]" },
+            Error::TargetOutOfRange { row: 1, class: 0, value: 2.0, expected: "in [0, 1]" },
         ),
         (
             array![f64::NEG_INFINITY, 1.0],
             BinaryTargets::new(&[1.0, 0.0]),
-            LossError::MaskedTarget { row: 0, class: 0 },
+            Error::MaskedTarget { row: 0, class: 0 },
         ),
     ];
     for (logits, targets, expected) in cases {
@@ -460,13 +456,13 @@ fn every_error_variant_and_trigger_writes_nothing() {
 #[test]
 fn statistics_reject_inconsistent_parts_and_merges() {
     let err = F1Stats::from_parts(vec![1.0, 1.0], vec![4.0], 1.0).unwrap_err();
-    assert_eq!(err, LossError::ShapeMismatch { name: "mass", expected: vec![2], found: vec![1] });
+    assert_eq!(err, Error::ShapeMismatch { name: "mass", expected: vec![2], found: vec![1] });
     let err = F1Stats::from_parts(vec![1.0], vec![f64::NAN], 1.0).unwrap_err();
-    assert!(matches!(err, LossError::InvalidParameter { name: "mass", index: Some(0), .. }), "{err:?}");
+    assert!(matches!(err, Error::InvalidParameter { name: "mass", index: Some(0), .. }), "{err:?}");
     for tp in [-1.0, 2.5, f64::INFINITY] {
         let err = F1Stats::from_parts(vec![0.0, tp], vec![4.0, 4.0], 1.0).unwrap_err();
         assert!(
-            matches!(err, LossError::InvalidParameter { name: "true_positive", index: Some(1), .. }),
+            matches!(err, Error::InvalidParameter { name: "true_positive", index: Some(1), .. }),
             "{err:?}"
         );
     }
@@ -475,7 +471,7 @@ fn statistics_reject_inconsistent_parts_and_merges() {
     let mut stats = F1Stats::from_parts(vec![1.0], vec![4.0], 2.0).unwrap();
     let before = stats.clone();
     let err = stats.merge(&F1Stats::new(2)).unwrap_err();
-    assert_eq!(err, LossError::ShapeMismatch { name: "stats", expected: vec![1], found: vec![2] });
+    assert_eq!(err, Error::ShapeMismatch { name: "stats", expected: vec![1], found: vec![2] });
     assert_eq!(stats, before);
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Rng, mat, numeric_grad, relative, relative_error};
-use longtail::{Float, LossError, MultiLabelTargets, Reduction, ZlprLoss};
+use longtail::{Error, Float, MultiLabelTargets, Reduction, ZlprLoss};
 use ndarray::{Array1, Array2, array};
 use proptest::prelude::*;
 
@@ -163,7 +163,7 @@ fn decode_thresholds_raw_logits_at_zero() {
     let logits = array![[0.3_f64, -0.3, 0.0], [f64::NEG_INFINITY, 5.0, -5.0]];
     assert_eq!(ZlprLoss::decode(&logits).unwrap(), array![[true, false, false], [false, true, false]]);
     let err = ZlprLoss::decode(&array![[0.0_f32, f32::NAN]]).unwrap_err();
-    assert!(matches!(err, LossError::NonFiniteLogit { row: 0, class: 1, .. }), "{err:?}");
+    assert!(matches!(err, Error::NonFiniteLogit { row: 0, class: 1, .. }), "{err:?}");
 }
 
 #[test]
@@ -208,7 +208,7 @@ fn fail<'t, F: Float>(
     loss: &ZlprLoss<F>,
     logits: &Array2<F>,
     targets: impl Into<MultiLabelTargets<'t, F>>,
-) -> LossError {
+) -> Error {
     let targets = targets.into();
     let mut grad = Array2::from_elem(logits.raw_dim(), F::from_f64(SENTINEL));
     let sum = loss.clone().with_reduction(Reduction::Sum);
@@ -227,28 +227,28 @@ fn errors_for<F: Float>() {
     let plain = ZlprLoss::<F>::new();
     let t = mat::<F>(&[&[1.0, 0.0], &[0.0, 1.0]]);
     let z = mat::<F>(&[&[0.5, -0.5], &[1.0, 2.0]]);
-    assert_eq!(fail(&plain, &Array2::zeros((0, 2)), &Array2::zeros((0, 2))), LossError::EmptyBatch);
-    assert_eq!(fail(&plain, &Array2::zeros((2, 0)), &Array2::zeros((2, 0))), LossError::NoClasses);
+    assert_eq!(fail(&plain, &Array2::zeros((0, 2)), &Array2::zeros((0, 2))), Error::EmptyBatch);
+    assert_eq!(fail(&plain, &Array2::zeros((2, 0)), &Array2::zeros((2, 0))), Error::NoClasses);
     let adjusted = ZlprLoss::new().with_label_prior(&[F::from_f64(0.1); 3], F::one()).unwrap();
     assert_eq!(
         fail(&adjusted, &z, &t),
-        LossError::ShapeMismatch { name: "prior", expected: vec![2], found: vec![3] }
+        Error::ShapeMismatch { name: "prior", expected: vec![2], found: vec![3] }
     );
     let short = mat::<F>(&[&[1.0, 0.0]]);
     assert_eq!(
         fail(&plain, &z, &short),
-        LossError::ShapeMismatch { name: "targets", expected: vec![2, 2], found: vec![1, 2] }
+        Error::ShapeMismatch { name: "targets", expected: vec![2, 2], found: vec![1, 2] }
     );
     let short_weights = [F::one()];
     let err = fail(&plain, &z, MultiLabelTargets::new(&t).with_sample_weights(&short_weights));
-    assert_eq!(err, LossError::ShapeMismatch { name: "sample_weights", expected: vec![2], found: vec![1] });
+    assert_eq!(err, Error::ShapeMismatch { name: "sample_weights", expected: vec![2], found: vec![1] });
     let negative = [F::one(), -F::one()];
     let err = fail(&plain, &z, MultiLabelTargets::new(&t).with_sample_weights(&negative));
-    assert_eq!(err, LossError::InvalidSampleWeight { row: 1, value: -1.0 });
+    assert_eq!(err, Error::InvalidSampleWeight { row: 1, value: -1.0 });
     for bad in [0.5, -1.0, 2.0, f64::NAN] {
         let err = fail(&plain, &z, &mat::<F>(&[&[1.0, 0.0], &[bad, 1.0]]));
         assert!(
-            matches!(err, LossError::TargetOutOfRange { row: 1, class: 0, expected: "0 or 1", .. }),
+            matches!(err, Error::TargetOutOfRange { row: 1, class: 0, expected: "0 or 1", .. }),
             "{err:?}"
         );
     }
@@ -256,16 +256,16 @@ fn errors_for<F: Float>() {
     assert_eq!(err.to_string(), "target at row 0, class 1 is 0.5; expected 0 or 1");
     for bad in [f64::NAN, f64::INFINITY] {
         let err = fail(&plain, &mat::<F>(&[&[0.5, -0.5], &[bad, 2.0]]), &t);
-        assert!(matches!(err, LossError::NonFiniteLogit { row: 1, class: 0, .. }), "{err:?}");
+        assert!(matches!(err, Error::NonFiniteLogit { row: 1, class: 0, .. }), "{err:?}");
     }
     let max = F::max_value().as_f64();
     let prior = [F::from_f64(0.9), F::from_f64(0.5)];
     // τ·log 9 ≈ max/4.5: finite, but a logit near max overflows once adjusted.
     let overflowing = ZlprLoss::new().with_label_prior(&prior, F::from_f64(max / 10.0)).unwrap();
     let err = fail(&overflowing, &mat::<F>(&[&[max, 0.0], &[0.0, 0.0]]), &t);
-    assert_eq!(err, LossError::NonFiniteLogit { row: 0, class: 0, value: max });
+    assert_eq!(err, Error::NonFiniteLogit { row: 0, class: 0, value: max });
     let err = fail(&plain, &mat::<F>(&[&[0.5, -0.5], &[1.0, f64::NEG_INFINITY]]), &t);
-    assert_eq!(err, LossError::MaskedTarget { row: 1, class: 1 });
+    assert_eq!(err, Error::MaskedTarget { row: 1, class: 1 });
     // A masked positive in an ignored row is fine.
     let masked = mat::<F>(&[&[0.5, -0.5], &[1.0, f64::NEG_INFINITY]]);
     let ignore_row_1 = [F::one(), F::zero()];
@@ -282,12 +282,12 @@ fn every_error_variant_and_trigger_writes_nothing() {
 fn builders_reject_parameters_out_of_their_domain() {
     for bad in [0.0, 1.0, -0.5, f64::NAN] {
         let err = ZlprLoss::new().with_label_prior(&[0.5, bad], 1.0).unwrap_err();
-        assert!(matches!(err, LossError::InvalidParameter { name: "prior", index: Some(1), .. }), "{err:?}");
+        assert!(matches!(err, Error::InvalidParameter { name: "prior", index: Some(1), .. }), "{err:?}");
     }
     let err = ZlprLoss::new().with_label_prior(&[0.5, 0.2], f64::INFINITY).unwrap_err();
-    assert!(matches!(err, LossError::InvalidParameter { name: "tau", index: None, .. }), "{err:?}");
+    assert!(matches!(err, Error::InvalidParameter { name: "tau", index: None, .. }), "{err:?}");
     let err = ZlprLoss::<f32>::new().with_label_prior(&[1e-30, 0.5], 1e37).unwrap_err();
-    assert!(matches!(err, LossError::InvalidParameter { name: "tau", index: None, .. }), "{err:?}");
+    assert!(matches!(err, Error::InvalidParameter { name: "tau", index: None, .. }), "{err:?}");
     assert!(ZlprLoss::new().with_label_prior(&[0.5, 0.2], 0.0).unwrap().logit_adjustment().is_none());
 }
 

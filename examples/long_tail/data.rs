@@ -1,6 +1,6 @@
 //! Long-tailed training sets with balanced validation and test sets, as CIFAR-10-LT is built.
 
-use longtail::{LossError, Prior};
+use longtail::{Error, Prior};
 use ndarray::Array2;
 
 use crate::rng::Rng;
@@ -50,7 +50,7 @@ pub fn split_long_tail(
     counts: &[usize],
     (test, val): (usize, usize),
     seed: u64,
-) -> Result<Dataset, LossError> {
+) -> Result<Dataset, Error> {
     let mut order: Vec<usize> = (0..classes).collect();
     Rng::stream(seed, 1).shuffle(&mut order);
     let mut ranks = vec![0; classes];

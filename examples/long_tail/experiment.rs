@@ -1,7 +1,7 @@
 //! Training one model with one loss, and scoring its decisions on the balanced test split.
 
 use longtail::metrics::{ConfusionMatrix, ShotReport, ShotSplit};
-use longtail::{LossError, Prior};
+use longtail::{Error, Prior};
 use ndarray::{Array2, Axis};
 
 use crate::data::Dataset;
@@ -22,12 +22,7 @@ pub struct Schedule {
 
 /// Mini-batch SGD on the loss's gradient; batches are reshuffled every epoch (seeded, so every
 /// loss sees the same batches).
-pub fn train(
-    data: &Dataset,
-    objective: &Objective,
-    schedule: &Schedule,
-    seed: u64,
-) -> Result<Model, LossError> {
+pub fn train(data: &Dataset, objective: &Objective, schedule: &Schedule, seed: u64) -> Result<Model, Error> {
     let train = &data.train;
     let classes = data.prior.classes();
     let mut model = Model::new(train.x.ncols(), classes, schedule.architecture, objective.head(), seed);
@@ -74,7 +69,7 @@ impl Scores {
         prior: &Prior,
         ranks: &[usize],
         shots: &ShotSplit,
-    ) -> Result<Self, LossError> {
+    ) -> Result<Self, Error> {
         // The test split is balanced, so every class has a recall.
         let recalls: Vec<f64> = confusion.recalls().into_iter().map(|r| r.unwrap_or(0.0)).collect();
         let mut recalls_by_rank = vec![0.0; recalls.len()];
@@ -100,7 +95,7 @@ pub fn run(
     schedule: &Schedule,
     shots: &ShotSplit,
     seed: u64,
-) -> Result<Vec<Scores>, LossError> {
+) -> Result<Vec<Scores>, Error> {
     let model = train(data, &method.objective, schedule, seed)?;
     let test_logits = model.logits(&data.test.x);
     let val_logits = model.logits(&data.val.x);

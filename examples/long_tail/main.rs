@@ -111,7 +111,7 @@ struct Benchmark {
 }
 
 impl Benchmark {
-    fn draw(&self, counts: &[usize], seed: u64) -> Result<Dataset, longtail::LossError> {
+    fn draw(&self, counts: &[usize], seed: u64) -> Result<Dataset, longtail::Error> {
         match &self.pool {
             Some((x, y)) => split_long_tail(x, y, self.classes, counts, self.test_val, seed),
             None => {

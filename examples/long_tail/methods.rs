@@ -4,7 +4,7 @@
 use longtail::adjust::{predict, predict_adjusted, tune_tau};
 use longtail::prior::{ClassWeights, DeferredReweighting};
 use longtail::{
-    BinarySmoothF1Loss, LdamLoss, LossError, PairwiseMarginLoss, Prior, Reduction, SigmoidLoss, SmoothF1Loss,
+    BinarySmoothF1Loss, Error, LdamLoss, PairwiseMarginLoss, Prior, Reduction, SigmoidLoss, SmoothF1Loss,
     SoftmaxLoss, ZlprLoss,
 };
 use ndarray::{Array2, ArrayView1, ArrayViewMut1};
@@ -43,7 +43,7 @@ impl Objective {
         labels: &[usize],
         epoch: usize,
         grad: &mut Array2<f32>,
-    ) -> Result<f32, LossError> {
+    ) -> Result<f32, Error> {
         let value = match self {
             Objective::Softmax(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
             Objective::DeferredCe(drw) => SoftmaxLoss::class_weighted(&drw.weights_at(epoch))?
@@ -113,7 +113,7 @@ impl Decision {
         test_logits: &Array2<f32>,
         val: (&Array2<f32>, &[usize]),
         prior: &Prior,
-    ) -> Result<(Vec<usize>, Option<f32>), LossError> {
+    ) -> Result<(Vec<usize>, Option<f32>), Error> {
         match self {
             Decision::Argmax => Ok((predict(test_logits)?, None)),
             Decision::PostHoc(tau) => Ok((predict_adjusted(test_logits, prior, tau)?, Some(tau))),
@@ -142,7 +142,7 @@ pub const PLOTTED_ROWS: usize = 9;
 
 /// Every method, for a training prior: first the nine plotted, then the crate's other losses; DRW switches its weights on at 80 % of the epochs, as
 /// LDAM-DRW does (epoch 160 of 200).
-pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, LossError> {
+pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
     // Class frequencies: ZLPR's label prior needs rates in (0, 1); LDAM's margins and the softmax
     // adjustments would be the same for counts.
     let pi = prior.probabilities::<f32>();

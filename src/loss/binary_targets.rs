@@ -5,7 +5,7 @@ use ndarray::{Array1, ArrayView1, Zip};
 use crate::error::check_shape;
 use crate::float::{LANES, lane_sum};
 use crate::softmax::is_nan_or_pos_inf;
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// The targets of a batch of binary logits `[B]`: `y_i ∈ [0, 1]` (hard 0/1 or soft), with optional
 /// per-sample weights `s_i ≥ 0` (0 ignores a row; without them every `s_i = 1`).
@@ -26,7 +26,7 @@ use crate::{Float, LossError, Result};
 /// let two_rows = SigmoidLoss::bce().loss(&array![2.0, -1.0], &[1.0, 0.0])?;
 /// assert!((loss - two_rows).abs() < 1e-15);
 /// assert_eq!(grad[2], 0.0);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -109,10 +109,10 @@ impl<'a, F: Float> BinaryTargets<'a, F> {
     }
 
     /// Validates a batch of binary logits against these targets, before anything is written:
-    /// [`LossError::EmptyBatch`]; [`LossError::ShapeMismatch`] for `targets`, the `outputs`
-    /// (`(name, expected, found)`) and `sample_weights`; [`LossError::InvalidSampleWeight`];
-    /// [`LossError::TargetOutOfRange`] for a target outside `[0, 1]`; then the logits in order:
-    /// [`LossError::NonFiniteLogit`] for NaN or `+inf`, [`LossError::MaskedTarget`] for `-inf`
+    /// [`Error::EmptyBatch`]; [`Error::ShapeMismatch`] for `targets`, the `outputs`
+    /// (`(name, expected, found)`) and `sample_weights`; [`Error::InvalidSampleWeight`];
+    /// [`Error::TargetOutOfRange`] for a target outside `[0, 1]`; then the logits in order:
+    /// [`Error::NonFiniteLogit`] for NaN or `+inf`, [`Error::MaskedTarget`] for `-inf`
     /// on a row with `y_i > 0` and `s_i > 0` (`-inf` is a certain negative).
     pub(crate) fn check(
         &self,
@@ -121,7 +121,7 @@ impl<'a, F: Float> BinaryTargets<'a, F> {
     ) -> Result<()> {
         let batch = logits.len();
         if batch == 0 {
-            return Err(LossError::EmptyBatch);
+            return Err(Error::EmptyBatch);
         }
         check_shape("targets", &[batch], self.targets.shape())?;
         for &(name, expected, found) in outputs {
@@ -134,14 +134,14 @@ impl<'a, F: Float> BinaryTargets<'a, F> {
             check_shape("sample_weights", &[batch], weights.shape())?;
             if !weights.fold(true, |ok, &w| ok & (w >= zero) & (w <= F::max_value())) {
                 if let Some(row) = weights.iter().position(|&w| !(w.is_finite() && w >= zero)) {
-                    return Err(LossError::InvalidSampleWeight { row, value: weights[row].as_f64() });
+                    return Err(Error::InvalidSampleWeight { row, value: weights[row].as_f64() });
                 }
             }
         }
         if !self.targets.fold(true, |ok, &y| ok & (y >= zero) & (y <= one)) {
             if let Some(row) = self.targets.iter().position(|&y| !(y >= zero && y <= one)) {
                 let value = self.targets[row].as_f64();
-                return Err(LossError::TargetOutOfRange { row, class: 0, value, expected: "in [0, 1]" });
+                return Err(Error::TargetOutOfRange { row, class: 0, value, expected: "in [0, 1]" });
             }
         }
         // NaN and +inf fail `s < inf`; -inf passes on a target of 0 (and on a weight of 0, searched).
@@ -152,10 +152,10 @@ impl<'a, F: Float> BinaryTargets<'a, F> {
         }
         for (row, &s) in logits.iter().enumerate() {
             if is_nan_or_pos_inf(s) {
-                return Err(LossError::NonFiniteLogit { row, class: 0, value: s.as_f64() });
+                return Err(Error::NonFiniteLogit { row, class: 0, value: s.as_f64() });
             }
             if s == F::neg_infinity() && self.targets[row] > zero && self.sample_weight(row) > zero {
-                return Err(LossError::MaskedTarget { row, class: 0 });
+                return Err(Error::MaskedTarget { row, class: 0 });
             }
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! The batch statistics of the smooth-F1 losses: per-class sums that merge across workers.
 
 use crate::error::check_shape;
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// The soft confusion sums a smooth-F1 loss needs, per class `k`: `Σ_i s_i·y_ik·p_ik` (the soft
 /// true positives), `Σ_i s_i·(y_ik + p_ik)` (target plus predicted mass, `S_k`) and the total row
@@ -31,7 +31,7 @@ use crate::{Float, LossError, Result};
 /// let whole = loss.stats(&logits, &labels)?;
 /// assert_eq!(merged.weight(), whole.weight());
 /// assert!((merged.f1()[1] - whole.f1()[1]).abs() < 1e-15);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -62,8 +62,8 @@ impl F1Stats {
     ///
     /// # Errors
     ///
-    /// [`LossError::ShapeMismatch`] (`"mass"`) if the two vectors differ in length;
-    /// [`LossError::InvalidParameter`] (`"true_positive"`, `"mass"`, `"weight"`) for a negative or
+    /// [`Error::ShapeMismatch`] (`"mass"`) if the two vectors differ in length;
+    /// [`Error::InvalidParameter`] (`"true_positive"`, `"mass"`, `"weight"`) for a negative or
     /// non-finite sum, or a soft true-positive sum above half the class's mass (`y·p ≤ (y + p)/2`
     /// for `y, p ∈ [0, 1]`).
     ///
@@ -75,7 +75,7 @@ impl F1Stats {
     /// let stats = F1Stats::from_parts(vec![3.0, 1.0], vec![8.0, 4.0], 4.0)?;
     /// assert_eq!(stats.f1(), vec![0.75, 0.5]);
     /// assert!(F1Stats::from_parts(vec![3.0], vec![5.0], 4.0).is_err()); // 3 > 5/2
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -84,7 +84,7 @@ impl F1Stats {
     pub fn from_parts(true_positive: Vec<f64>, mass: Vec<f64>, weight: f64) -> Result<Self> {
         check_shape("mass", &[true_positive.len()], &[mass.len()])?;
         let valid = |v: f64| v.is_finite() && v >= 0.0;
-        let bad = |name, index, value, expected| LossError::InvalidParameter { name, index, value, expected };
+        let bad = |name, index, value, expected| Error::InvalidParameter { name, index, value, expected };
         if let Some(k) = mass.iter().position(|&v| !valid(v)) {
             return Err(bad("mass", Some(k), mass[k], "finite and >= 0"));
         }
@@ -102,7 +102,7 @@ impl F1Stats {
     ///
     /// # Errors
     ///
-    /// [`LossError::ShapeMismatch`] (`"stats"`) if the class counts differ; `self` is then
+    /// [`Error::ShapeMismatch`] (`"stats"`) if the class counts differ; `self` is then
     /// unchanged.
     ///
     /// # Example
@@ -114,7 +114,7 @@ impl F1Stats {
     /// a.merge(&F1Stats::from_parts(vec![2.0], vec![5.0], 3.0)?)?;
     /// assert_eq!((a.true_positive(), a.mass(), a.weight()), (&[3.0][..], &[8.0][..], 5.0));
     /// assert!(a.merge(&F1Stats::new(2)).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -183,7 +183,7 @@ impl F1Stats {
     /// ```
     /// let stats = longtail::F1Stats::from_parts(vec![1.0, 0.0], vec![4.0, 0.0], 2.0)?;
     /// assert_eq!(stats.f1(), vec![0.5, 0.0]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn f1(&self) -> Vec<f64> {
         self.true_positive.iter().zip(&self.mass).map(|(&tp, &mass)| ratio(2.0 * tp, mass)).collect()
@@ -196,7 +196,7 @@ impl F1Stats {
     /// ```
     /// let stats = longtail::F1Stats::from_parts(vec![1.0, 0.0], vec![4.0, 0.0], 2.0)?;
     /// assert_eq!(stats.micro_f1(), 0.5);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn micro_f1(&self) -> f64 {
         ratio(2.0 * self.true_positive.iter().sum::<f64>(), self.mass.iter().sum())

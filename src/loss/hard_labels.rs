@@ -11,7 +11,7 @@ use crate::float::LANES;
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::is_nan_or_pos_inf;
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// A validated batch of hard labels: the labels, the targets they came from, and the class weights.
 pub(super) struct LabelledBatch<'t, 'w, F> {
@@ -21,11 +21,11 @@ pub(super) struct LabelledBatch<'t, 'w, F> {
 }
 
 impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
-    /// Validates everything but the logits' values, in the documented order: [`LossError::EmptyBatch`],
-    /// [`LossError::NoClasses`]; [`LossError::ShapeMismatch`] for `class_weights` and the other
-    /// per-class parameters in `params` (`(name, shape)`, each axis of length `K`); [`LossError::LabelsRequired`] for
-    /// probability targets; [`LossError::ShapeMismatch`] for `labels`, the `outputs` and
-    /// `sample_weights`; [`LossError::InvalidSampleWeight`]; [`LossError::LabelOutOfRange`].
+    /// Validates everything but the logits' values, in the documented order: [`Error::EmptyBatch`],
+    /// [`Error::NoClasses`]; [`Error::ShapeMismatch`] for `class_weights` and the other
+    /// per-class parameters in `params` (`(name, shape)`, each axis of length `K`); [`Error::LabelsRequired`] for
+    /// probability targets; [`Error::ShapeMismatch`] for `labels`, the `outputs` and
+    /// `sample_weights`; [`Error::InvalidSampleWeight`]; [`Error::LabelOutOfRange`].
     pub fn new(
         loss: &'static str,
         logits: &ArrayRef2<F>,
@@ -42,7 +42,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
             check_shape(name, &vec![classes; shape.len()], shape)?;
         }
         let TargetKind::Labels(labels) = &targets.kind else {
-            return Err(LossError::LabelsRequired { loss });
+            return Err(Error::LabelsRequired { loss });
         };
         check_shape("labels", &[batch], labels.shape())?;
         for &(name, expected, found) in outputs {
@@ -50,7 +50,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         }
         check_sample_weights(targets.sample_weights.as_ref(), batch)?;
         if let Some(row) = labels.iter().position(|&y| y >= classes) {
-            return Err(LossError::LabelOutOfRange { row, label: labels[row], classes });
+            return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
         }
         Ok(Self { labels: *labels, targets, class_weights })
     }
@@ -62,9 +62,9 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         self.targets.sample_weight(i) * w
     }
 
-    /// Checks the logits in row-major order: [`LossError::NonFiniteLogit`] for a NaN or `+inf`
+    /// Checks the logits in row-major order: [`Error::NonFiniteLogit`] for a NaN or `+inf`
     /// logit, or a finite one whose `transformed(row, class, z)` is not finite;
-    /// [`LossError::MaskedTarget`] for a `-inf` label logit in a row that counts.
+    /// [`Error::MaskedTarget`] for a `-inf` label logit in a row that counts.
     ///
     /// A contiguous batch of finite logits passes in one branch-free scan when `fits(max |z|)`
     /// says that no logit of that magnitude can overflow once transformed.
@@ -80,10 +80,10 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         for (row, z) in logits.rows().into_iter().enumerate() {
             for (class, &v) in z.iter().enumerate() {
                 if is_nan_or_pos_inf(v) || (v.is_finite() && !transformed(row, class, v).is_finite()) {
-                    return Err(LossError::NonFiniteLogit { row, class, value: v.as_f64() });
+                    return Err(Error::NonFiniteLogit { row, class, value: v.as_f64() });
                 }
                 if v == F::neg_infinity() && class == self.labels[row] && self.coefficient(row) > F::zero() {
-                    return Err(LossError::MaskedTarget { row, class });
+                    return Err(Error::MaskedTarget { row, class });
                 }
             }
         }

@@ -7,7 +7,7 @@ use super::hard_labels::{LabelledBatch, MarginRow};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
 use super::validate::class_vector;
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// The LDAM loss (Cao et al. 2019): cross-entropy on `s·(z − m_y e_y)` with per-class margins
 /// `m_k = C·n_k^{−1/4}`, with the exact gradient with respect to the raw logits `z`.
@@ -36,7 +36,7 @@ use crate::{Float, LossError, Result};
 ///
 /// # Errors
 ///
-/// Builders return [`LossError::InvalidParameter`]; each call validates the batch before writing
+/// Builders return [`Error::InvalidParameter`]; each call validates the batch before writing
 /// anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
 ///
 /// # Example
@@ -50,7 +50,7 @@ use crate::{Float, LossError, Result};
 /// assert!((loss.margins()[2] - 0.5).abs() < 1e-15); // the rarest class gets the largest margin
 /// let (value, grad) = loss.loss_and_grad(&array![[2.0, 0.5, 0.1], [0.1, 0.2, 1.0]], &[0, 2])?;
 /// assert!(value > 0.0 && grad.iter().all(|g| g.is_finite()));
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -74,7 +74,7 @@ impl<F: Float> LdamLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"counts"`) for a count that is not finite and `> 0`.
+    /// [`Error::InvalidParameter`] (`"counts"`) for a count that is not finite and `> 0`.
     ///
     /// # Example
     ///
@@ -85,7 +85,7 @@ impl<F: Float> LdamLoss<F> {
     /// assert_eq!(loss.margins(), &[0.25, 0.5]); // (1/16)^(1/4) = 1/2
     /// assert_eq!(loss.scale(), 30.0);
     /// assert!(LdamLoss::new(&[16.0_f64, 0.0]).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -115,7 +115,7 @@ impl<F: Float> LdamLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"max_margin"`) for a negative or non-finite value.
+    /// [`Error::InvalidParameter`] (`"max_margin"`) for a negative or non-finite value.
     ///
     /// # Example
     ///
@@ -124,7 +124,7 @@ impl<F: Float> LdamLoss<F> {
     ///
     /// let loss = LdamLoss::new(&[16.0_f64, 1.0])?.with_max_margin(1.0)?;
     /// assert_eq!(loss.margins(), &[0.5, 1.0]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -143,7 +143,7 @@ impl<F: Float> LdamLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"scale"`) unless `s` is finite and `> 0`.
+    /// [`Error::InvalidParameter`] (`"scale"`) unless `s` is finite and `> 0`.
     ///
     /// # Example
     ///
@@ -152,7 +152,7 @@ impl<F: Float> LdamLoss<F> {
     ///
     /// assert_eq!(LdamLoss::new(&[2.0_f32, 1.0])?.with_scale(1.0)?.scale(), 1.0);
     /// assert!(LdamLoss::new(&[2.0_f32, 1.0])?.with_scale(0.0).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -171,7 +171,7 @@ impl<F: Float> LdamLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"class_weights"`) for a negative or non-finite weight.
+    /// [`Error::InvalidParameter`] (`"class_weights"`) for a negative or non-finite weight.
     ///
     /// # Example
     ///
@@ -180,7 +180,7 @@ impl<F: Float> LdamLoss<F> {
     ///
     /// let loss = LdamLoss::new(&[100.0_f64, 1.0])?.with_class_weights(&[0.1, 1.9])?;
     /// assert_eq!(loss.class_weights(), Some(&[0.1, 1.9][..]));
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -203,7 +203,7 @@ impl<F: Float> LdamLoss<F> {
     /// use longtail::{LdamLoss, Reduction};
     /// let loss = LdamLoss::new(&[2.0_f64, 1.0])?.with_reduction(Reduction::Sum);
     /// assert_eq!(loss.reduction(), Reduction::Sum);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
@@ -217,7 +217,7 @@ impl<F: Float> LdamLoss<F> {
     /// ```
     /// use longtail::LdamLoss;
     /// assert_eq!(LdamLoss::new(&[5.0_f64, 5.0])?.margins(), &[0.5, 0.5]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn margins(&self) -> &[F] {
         &self.margins
@@ -230,7 +230,7 @@ impl<F: Float> LdamLoss<F> {
     /// ```
     /// use longtail::LdamLoss;
     /// assert_eq!(LdamLoss::new(&[5.0_f64, 1.0])?.max_margin(), 0.5);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn max_margin(&self) -> F {
         self.max_margin
@@ -243,7 +243,7 @@ impl<F: Float> LdamLoss<F> {
     /// ```
     /// use longtail::LdamLoss;
     /// assert_eq!(LdamLoss::new(&[5.0_f32, 1.0])?.scale(), 30.0);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn scale(&self) -> F {
         self.scale
@@ -256,7 +256,7 @@ impl<F: Float> LdamLoss<F> {
     /// ```
     /// use longtail::LdamLoss;
     /// assert!(LdamLoss::new(&[5.0_f32, 1.0])?.class_weights().is_none());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn class_weights(&self) -> Option<&[F]> {
         self.class_weights.as_deref()
@@ -269,7 +269,7 @@ impl<F: Float> LdamLoss<F> {
     /// ```
     /// use longtail::{LdamLoss, Reduction};
     /// assert_eq!(LdamLoss::new(&[5.0_f32, 1.0])?.reduction(), Reduction::Mean);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn reduction(&self) -> Reduction {
         self.reduction
@@ -290,7 +290,7 @@ impl<F: Float> LdamLoss<F> {
     /// let loss = LdamLoss::new(&[100.0_f32, 1.0])?;
     /// let (value, grad) = loss.loss_and_grad(&array![[0.1, 0.1]], &[1])?;
     /// assert!(value > 2f32.ln() && grad[[0, 1]] < 0.0);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -315,14 +315,14 @@ impl<F: Float> LdamLoss<F> {
     /// # Errors
     ///
     /// Checked in this order, all before anything is written:
-    /// - [`LossError::EmptyBatch`], [`LossError::NoClasses`]: `B = 0` or `K = 0`;
-    /// - [`LossError::ShapeMismatch`]: `class_weights` or `counts` not of length `K`;
-    /// - [`LossError::LabelsRequired`]: probability targets;
-    /// - [`LossError::ShapeMismatch`]: `labels` not of length `B`, `grad_out` not `[B, K]`,
+    /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
+    /// - [`Error::ShapeMismatch`]: `class_weights` or `counts` not of length `K`;
+    /// - [`Error::LabelsRequired`]: probability targets;
+    /// - [`Error::ShapeMismatch`]: `labels` not of length `B`, `grad_out` not `[B, K]`,
     ///   `sample_weights` not of length `B`;
-    /// - [`LossError::InvalidSampleWeight`], then [`LossError::LabelOutOfRange`];
-    /// - the first offending logit in row-major order: [`LossError::NonFiniteLogit`] for NaN or
-    ///   `+inf`, or a finite logit whose scaled value overflows; [`LossError::MaskedTarget`] for a
+    /// - [`Error::InvalidSampleWeight`], then [`Error::LabelOutOfRange`];
+    /// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
+    ///   `+inf`, or a finite logit whose scaled value overflows; [`Error::MaskedTarget`] for a
     ///   `-inf` label logit in a row that counts.
     ///
     /// # Example
@@ -335,7 +335,7 @@ impl<F: Float> LdamLoss<F> {
     /// let mut grad = Array2::from_elem((1, 2), f64::NAN); // overwritten
     /// loss.loss_and_grad_into(&array![[0.3, 0.0]], &[0], &mut grad)?;
     /// assert!(grad[[0, 0]] < 0.0 && grad.sum().abs() < 1e-12); // rows of softmax − one-hot sum to 0
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -370,7 +370,7 @@ impl<F: Float> LdamLoss<F> {
     /// // Zero margins and scale 1: plain cross-entropy.
     /// let plain = LdamLoss::new(&[9.0_f64, 1.0])?.with_max_margin(0.0)?.with_scale(1.0)?;
     /// assert!((plain.loss(&array![[0.0, 0.0]], &[1])? - 2f64.ln()).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -399,7 +399,7 @@ impl<F: Float> LdamLoss<F> {
     ///
     /// let losses = LdamLoss::new(&[9.0_f64, 1.0])?.per_sample_loss(&array![[1.0, 0.0], [0.0, 1.0]], &[0, 1])?;
     /// assert!(losses[1] > losses[0]); // the rare class carries the larger margin
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -461,6 +461,6 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
     }
 }
 
-fn invalid<F: Float>(name: &'static str, value: F, expected: &'static str) -> LossError {
-    LossError::InvalidParameter { name, index: None, value: value.as_f64(), expected }
+fn invalid<F: Float>(name: &'static str, value: F, expected: &'static str) -> Error {
+    Error::InvalidParameter { name, index: None, value: value.as_f64(), expected }
 }

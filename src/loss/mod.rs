@@ -47,7 +47,7 @@ pub use zlpr::ZlprLoss;
 /// let mean = SoftmaxLoss::cross_entropy().loss(&logits, &[0, 0])?;
 /// let sum = SoftmaxLoss::cross_entropy().with_reduction(Reduction::Sum).loss(&logits, &[0, 0])?;
 /// assert!((sum - 2.0 * mean).abs() < 1e-15);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References

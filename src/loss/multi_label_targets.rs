@@ -26,7 +26,7 @@ use crate::Float;
 /// let first = ZlprLoss::new().loss(&array![[2.0, -1.0]], &array![[1.0, 0.0]])?;
 /// assert!((loss - first).abs() < 1e-15);
 /// assert_eq!(grad.row(1).to_vec(), vec![0.0, 0.0]);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References

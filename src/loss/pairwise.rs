@@ -8,7 +8,7 @@ use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
 use super::validate::class_vector;
 use crate::error::check_shape;
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// Pairwise logit adjustment: cross-entropy with a margin `Δ_{yk}` between the label `y` and every
 /// other class `k`, with the exact gradient with respect to the logits.
@@ -37,7 +37,7 @@ use crate::{Float, LossError, Result};
 ///
 /// # Errors
 ///
-/// Builders return [`LossError::InvalidParameter`] or [`LossError::ShapeMismatch`]; each call
+/// Builders return [`Error::InvalidParameter`] or [`Error::ShapeMismatch`]; each call
 /// validates the batch before writing anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
 ///
 /// # Example
@@ -51,7 +51,7 @@ use crate::{Float, LossError, Result};
 /// let logits = array![[0.0, 1.0]];
 /// let value = loss.loss(&logits, &[1])?;
 /// assert!((value - (1.0 + (2.0_f64 - 1.0).exp()).ln()).abs() < 1e-15);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -75,8 +75,8 @@ impl<F: Float> PairwiseMarginLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::ShapeMismatch`] (`"margins"`) if `Δ` is not square;
-    /// [`LossError::InvalidParameter`] (`"margins"`, index `y·K + k` row-major) for a non-finite
+    /// [`Error::ShapeMismatch`] (`"margins"`) if `Δ` is not square;
+    /// [`Error::InvalidParameter`] (`"margins"`, index `y·K + k` row-major) for a non-finite
     /// off-diagonal entry.
     ///
     /// # Example
@@ -87,7 +87,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     ///
     /// let loss = PairwiseMarginLoss::new(&array![[f32::NAN, 1.0], [-1.0, 5.0]])?;
     /// assert_eq!(loss.margins(), array![[0.0, 1.0], [-1.0, 0.0]]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -102,7 +102,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
         check_shape("margins", &[k, k], margins.shape())?;
         if let Some(((y, c), &v)) = margins.indexed_iter().find(|&((y, c), v)| y != c && !v.is_finite()) {
             let expected = "finite off the diagonal";
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "margins",
                 index: Some(y * k + c),
                 value: v.as_f64(),
@@ -122,7 +122,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`]: `"prior"` for an entry that is not finite and `> 0`; `"tau"`
+    /// [`Error::InvalidParameter`]: `"prior"` for an entry that is not finite and `> 0`; `"tau"`
     /// if `τ` is not finite or some `τ·log(π_k/π_y)` overflows.
     ///
     /// # Example
@@ -136,7 +136,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// let pairwise = PairwiseMarginLoss::from_prior(&counts, 1.0)?.loss(&logits, &[2, 0])?;
     /// let adjusted = SoftmaxLoss::logit_adjusted(&counts)?.loss(&logits, &[2, 0])?;
     /// assert!((pairwise - adjusted).abs() < 1e-14);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -147,7 +147,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
         F: 'p,
     {
         if !tau.is_finite() {
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "tau",
                 index: None,
                 value: tau.as_f64(),
@@ -161,12 +161,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
             Array2::from_shape_fn((k, k), |(y, c)| F::from_f64(tau.as_f64() * (log_prior[c] - log_prior[y])));
         if margins.iter().any(|v| !v.is_finite()) {
             let expected = "small enough that tau * log(prior ratio) is finite";
-            return Err(LossError::InvalidParameter {
-                name: "tau",
-                index: None,
-                value: tau.as_f64(),
-                expected,
-            });
+            return Err(Error::InvalidParameter { name: "tau", index: None, value: tau.as_f64(), expected });
         }
         Self::new(&margins)
     }
@@ -176,7 +171,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"class_weights"`) for a negative or non-finite weight.
+    /// [`Error::InvalidParameter`] (`"class_weights"`) for a negative or non-finite weight.
     ///
     /// # Example
     ///
@@ -186,7 +181,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     ///
     /// let loss = PairwiseMarginLoss::from_prior(&[3.0_f32, 1.0], 1.0)?.with_class_weights(&[1.0, 3.0])?;
     /// assert_eq!(loss.class_weights(), Some(&[1.0, 3.0][..]));
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -211,7 +206,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     ///
     /// let loss = PairwiseMarginLoss::new(&array![[0.0_f64, 1.0], [1.0, 0.0]])?.with_reduction(Reduction::Sum);
     /// assert_eq!(loss.reduction(), Reduction::Sum);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
@@ -227,7 +222,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     ///
     /// let loss = PairwiseMarginLoss::from_prior(&[1.0_f64, 2.0], 1.0)?;
     /// assert!((loss.margins()[[0, 1]] - 2f64.ln()).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn margins(&self) -> Array2<F> {
         let k = self.classes;
@@ -241,7 +236,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// ```
     /// use longtail::PairwiseMarginLoss;
     /// assert!(PairwiseMarginLoss::from_prior(&[1.0_f64, 2.0], 1.0)?.class_weights().is_none());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn class_weights(&self) -> Option<&[F]> {
         self.class_weights.as_deref()
@@ -254,7 +249,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// ```
     /// use longtail::{PairwiseMarginLoss, Reduction};
     /// assert_eq!(PairwiseMarginLoss::from_prior(&[1.0_f64, 2.0], 1.0)?.reduction(), Reduction::Mean);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn reduction(&self) -> Reduction {
         self.reduction
@@ -275,7 +270,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// let loss = PairwiseMarginLoss::from_prior(&[9.0_f32, 1.0], 1.0)?;
     /// let (value, grad) = loss.loss_and_grad(&array![[1.0, 1.0]], &[1])?;
     /// assert!(value > 2f32.ln() && grad[[0, 1]] < 0.0); // the rare label needs a margin
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -299,14 +294,14 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// # Errors
     ///
     /// Checked in this order, all before anything is written:
-    /// - [`LossError::EmptyBatch`], [`LossError::NoClasses`]: `B = 0` or `K = 0`;
-    /// - [`LossError::ShapeMismatch`]: `class_weights` not of length `K`, `margins` not `K×K`;
-    /// - [`LossError::LabelsRequired`]: probability targets;
-    /// - [`LossError::ShapeMismatch`]: `labels` not of length `B`, `grad_out` not `[B, K]`,
+    /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
+    /// - [`Error::ShapeMismatch`]: `class_weights` not of length `K`, `margins` not `K×K`;
+    /// - [`Error::LabelsRequired`]: probability targets;
+    /// - [`Error::ShapeMismatch`]: `labels` not of length `B`, `grad_out` not `[B, K]`,
     ///   `sample_weights` not of length `B`;
-    /// - [`LossError::InvalidSampleWeight`], then [`LossError::LabelOutOfRange`];
-    /// - the first offending logit in row-major order: [`LossError::NonFiniteLogit`] for NaN or
-    ///   `+inf`, or a logit that overflows once the margin is added; [`LossError::MaskedTarget`]
+    /// - [`Error::InvalidSampleWeight`], then [`Error::LabelOutOfRange`];
+    /// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
+    ///   `+inf`, or a logit that overflows once the margin is added; [`Error::MaskedTarget`]
     ///   for a `-inf` label logit in a row that counts.
     ///
     /// # Example
@@ -319,7 +314,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// let mut grad = Array2::from_elem((1, 2), f64::NAN); // overwritten
     /// let value = loss.loss_and_grad_into(&array![[2.0, 0.0]], &[0], &mut grad)?;
     /// assert!(value > 0.0 && (grad.sum()).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -353,7 +348,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     ///
     /// let zero = PairwiseMarginLoss::new(&array![[0.0_f64, 0.0], [0.0, 0.0]])?;
     /// assert!((zero.loss(&array![[0.0, 0.0]], &[0])? - 2f64.ln()).abs() < 1e-15); // plain CE
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -383,7 +378,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// let loss = PairwiseMarginLoss::from_prior(&[1.0_f64, 1.0], 1.0)?;
     /// let losses = loss.per_sample_loss(&array![[0.0, 0.0], [5.0, 0.0]], &[0, 0])?;
     /// assert!(losses[0] > losses[1]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References

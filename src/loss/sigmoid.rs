@@ -7,7 +7,7 @@ use super::binary_rows::{Logistic, contiguous, for_rows, with_slice_mut};
 use super::binary_targets::BinaryTargets;
 use crate::float::{exp_nonpos, ln_normal};
 use crate::simd::{Kernel, dispatch};
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// Binary cross-entropy with logits and sigmoid focal loss, with the exact gradient with respect to
 /// the logits.
@@ -46,7 +46,7 @@ use crate::{Float, LossError, Result};
 ///
 /// # Errors
 ///
-/// Builders return [`LossError::InvalidParameter`]. Each call validates the whole batch before
+/// Builders return [`Error::InvalidParameter`]. Each call validates the whole batch before
 /// writing anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
 ///
 /// # Example
@@ -60,7 +60,7 @@ use crate::{Float, LossError, Result};
 /// let (focal, grad) = SigmoidLoss::focal().loss_and_grad(&logits, &targets)?;
 /// let bce = SigmoidLoss::bce().loss(&logits, &targets)?;
 /// assert!(focal < bce && grad.iter().all(|g| g.is_finite()));
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -93,7 +93,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// let (loss, grad) = SigmoidLoss::bce().loss_and_grad(&array![0.0_f64], &[1.0])?;
     /// assert!((loss - 2f64.ln()).abs() < 1e-15);
     /// assert_eq!(grad[0], -0.5); // σ(s) − y
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -127,7 +127,7 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
+    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
     ///
     /// # Example
     ///
@@ -136,7 +136,7 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// assert_eq!(SigmoidLoss::<f64>::bce().with_focal(0.5)?.gamma(), 0.5);
     /// assert!(SigmoidLoss::<f64>::bce().with_focal(f64::NAN).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -155,7 +155,7 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"alpha"`) for `α` outside `[0, 1]`.
+    /// [`Error::InvalidParameter`] (`"alpha"`) for `α` outside `[0, 1]`.
     ///
     /// # Example
     ///
@@ -164,7 +164,7 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// assert_eq!(SigmoidLoss::<f32>::focal().with_alpha(None)?.alpha(), None);
     /// assert!(SigmoidLoss::<f32>::focal().with_alpha(Some(1.5)).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -191,7 +191,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// let logits = array![0.0_f64, 0.0];
     /// let sum = SigmoidLoss::bce().with_reduction(Reduction::Sum).loss(&logits, &[1.0, 0.0])?;
     /// assert!((sum - 2.0 * 2f64.ln()).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
@@ -248,7 +248,7 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// let (loss, grad) = SigmoidLoss::focal().loss_and_grad(&array![1.0_f64, -1.0], &[0.0, 0.0])?;
     /// assert!(loss > 0.0 && grad[0] > 0.0 && grad[1] > 0.0); // both push towards negative
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -272,12 +272,12 @@ impl<F: Float> SigmoidLoss<F> {
     /// # Errors
     ///
     /// Checked in this order, all before anything is written:
-    /// - [`LossError::EmptyBatch`]: `B = 0`;
-    /// - [`LossError::ShapeMismatch`]: `targets` or `grad_out` (`losses_out`) not of length `B`,
+    /// - [`Error::EmptyBatch`]: `B = 0`;
+    /// - [`Error::ShapeMismatch`]: `targets` or `grad_out` (`losses_out`) not of length `B`,
     ///   then `sample_weights`;
-    /// - [`LossError::InvalidSampleWeight`]: a negative or non-finite sample weight;
-    /// - [`LossError::TargetOutOfRange`]: a target outside `[0, 1]` (or NaN);
-    /// - [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit, [`LossError::MaskedTarget`] for a
+    /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
+    /// - [`Error::TargetOutOfRange`]: a target outside `[0, 1]` (or NaN);
+    /// - [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, [`Error::MaskedTarget`] for a
     ///   `-inf` logit on a row with `y > 0` and `s > 0`, the first in order.
     ///
     /// # Example
@@ -289,7 +289,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// let mut grad = Array1::from_elem(2, f32::NAN); // overwritten, not accumulated into
     /// let loss = SigmoidLoss::bce().loss_and_grad_into(&array![2.0_f32, -2.0], &[1.0, 0.0], &mut grad)?;
     /// assert!(loss < 0.2 && grad[0] < 0.0 && grad[1] > 0.0);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -323,7 +323,7 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// let loss = SigmoidLoss::bce().loss(&array![1e4_f32, -1e4], &[0.0, 1.0])?;
     /// assert_eq!(loss, 1e4); // exact, far beyond where σ rounds to 0 or 1
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -355,7 +355,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// let losses = SigmoidLoss::focal().per_sample_loss(&logits, &targets)?;
     /// let sum = SigmoidLoss::focal().with_reduction(Reduction::Sum).loss(&logits, &targets)?;
     /// assert!((losses.sum() - sum).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -498,6 +498,6 @@ impl<F: Float> SigmoidLoss<F> {
     }
 }
 
-fn invalid<F: Float>(name: &'static str, value: F, expected: &'static str) -> LossError {
-    LossError::InvalidParameter { name, index: None, value: value.as_f64(), expected }
+fn invalid<F: Float>(name: &'static str, value: F, expected: &'static str) -> Error {
+    Error::InvalidParameter { name, index: None, value: value.as_f64(), expected }
 }

@@ -85,7 +85,7 @@ pub enum F1Average {
 /// let labels = [0, 2, 1];
 /// let (value, grad) = SmoothF1Loss::macro_f1().loss_and_grad(&logits, &labels)?;
 /// assert!(value > 0.0 && grad.iter().all(|g| g.is_finite()));
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -182,7 +182,7 @@ impl SmoothF1Loss {
     ///
     /// let stats = SmoothF1Loss::macro_f1().stats(&array![[0.0_f64, 0.0]], &[1])?;
     /// assert_eq!((stats.true_positive(), stats.mass(), stats.weight()), (&[0.0, 0.5][..], &[0.5, 1.5][..], 1.0));
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -211,7 +211,7 @@ impl SmoothF1Loss {
     ///
     /// let (loss, grad) = SmoothF1Loss::micro_f1().loss_and_grad(&array![[1.0_f64, 0.0], [0.0, 1.0]], &[0, 0])?;
     /// assert!(loss > 0.0 && grad[[1, 0]] < 0.0);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -236,16 +236,16 @@ impl SmoothF1Loss {
     /// # Errors
     ///
     /// Those of [`SoftmaxLoss::loss_and_grad_into`] for cross-entropy, in the same order
-    /// ([`LossError::EmptyBatch`](crate::LossError::EmptyBatch),
-    /// [`LossError::NoClasses`](crate::LossError::NoClasses),
-    /// [`LossError::ShapeMismatch`](crate::LossError::ShapeMismatch),
-    /// [`LossError::InvalidSampleWeight`](crate::LossError::InvalidSampleWeight),
-    /// [`LossError::LabelOutOfRange`](crate::LossError::LabelOutOfRange),
-    /// [`LossError::InvalidTarget`](crate::LossError::InvalidTarget),
-    /// [`LossError::TargetSum`](crate::LossError::TargetSum),
-    /// [`LossError::NonFiniteLogit`](crate::LossError::NonFiniteLogit),
-    /// [`LossError::MaskedTarget`](crate::LossError::MaskedTarget)); then, with statistics,
-    /// [`LossError::ShapeMismatch`](crate::LossError::ShapeMismatch) (`"stats"`) unless they
+    /// ([`Error::EmptyBatch`](crate::Error::EmptyBatch),
+    /// [`Error::NoClasses`](crate::Error::NoClasses),
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch),
+    /// [`Error::InvalidSampleWeight`](crate::Error::InvalidSampleWeight),
+    /// [`Error::LabelOutOfRange`](crate::Error::LabelOutOfRange),
+    /// [`Error::InvalidTarget`](crate::Error::InvalidTarget),
+    /// [`Error::TargetSum`](crate::Error::TargetSum),
+    /// [`Error::NonFiniteLogit`](crate::Error::NonFiniteLogit),
+    /// [`Error::MaskedTarget`](crate::Error::MaskedTarget)); then, with statistics,
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) (`"stats"`) unless they
     /// have `K` classes.
     ///
     /// # Example
@@ -257,7 +257,7 @@ impl SmoothF1Loss {
     /// let mut grad = Array2::from_elem((2, 2), f32::NAN); // overwritten
     /// SmoothF1Loss::macro_f1().loss_and_grad_into(&array![[0.0_f32, 1.0], [2.0, 0.0]], &[1, 0], &mut grad)?;
     /// assert!(grad[[0, 1]] < 0.0 && grad[[1, 0]] < 0.0);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -287,7 +287,7 @@ impl SmoothF1Loss {
     /// # Errors
     ///
     /// As [`loss_and_grad_into`](Self::loss_and_grad_into), and
-    /// [`LossError::ShapeMismatch`](crate::LossError::ShapeMismatch) (`"stats"`) unless `stats`
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) (`"stats"`) unless `stats`
     /// has `K` classes.
     ///
     /// # Example
@@ -304,7 +304,7 @@ impl SmoothF1Loss {
     /// let mut grad = Array2::zeros((1, 3));
     /// let value = loss.loss_and_grad_with_stats_into(&logits, &[0], &stats, &mut grad)?;
     /// assert!(value > 0.0 && grad[[0, 0]] < 0.0);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -341,7 +341,7 @@ impl SmoothF1Loss {
     /// let confident = SmoothF1Loss::macro_f1().loss(&array![[9.0_f64, 0.0], [0.0, 9.0]], &[0, 1])?;
     /// let unsure = SmoothF1Loss::macro_f1().loss(&array![[1.0_f64, 0.0], [0.0, 1.0]], &[0, 1])?;
     /// assert!(confident < unsure);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References

@@ -57,7 +57,7 @@ use crate::{Float, Result};
 /// let f1 = loss.stats(&logits, &targets)?.f1()[0];
 /// let (value, grad) = loss.loss_and_grad(&logits, &targets)?;
 /// assert!(f1 > 0.5 && value > 0.0 && grad[0] < 0.0 && grad[1] > 0.0);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -125,7 +125,7 @@ impl BinarySmoothF1Loss {
     ///
     /// let stats = BinarySmoothF1Loss::new().stats(&array![0.0_f32, 0.0], &[1.0, 0.0])?;
     /// assert_eq!((stats.true_positive(), stats.mass(), stats.weight()), (&[0.5][..], &[2.0][..], 2.0));
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -158,7 +158,7 @@ impl BinarySmoothF1Loss {
     ///
     /// let (loss, grad) = BinarySmoothF1Loss::new().loss_and_grad(&array![1.0_f32, -1.0], &[1.0, 0.0])?;
     /// assert!(loss > 0.0 && grad[0] < 0.0 && grad[1] > 0.0);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -182,15 +182,15 @@ impl BinarySmoothF1Loss {
     /// # Errors
     ///
     /// Checked in this order, all before anything is written:
-    /// - [`LossError::EmptyBatch`](crate::LossError::EmptyBatch): `B = 0`;
-    /// - [`LossError::ShapeMismatch`](crate::LossError::ShapeMismatch): `targets` or `grad_out`
+    /// - [`Error::EmptyBatch`](crate::Error::EmptyBatch): `B = 0`;
+    /// - [`Error::ShapeMismatch`](crate::Error::ShapeMismatch): `targets` or `grad_out`
     ///   not of length `B`, then `sample_weights`;
-    /// - [`LossError::InvalidSampleWeight`](crate::LossError::InvalidSampleWeight);
-    /// - [`LossError::TargetOutOfRange`](crate::LossError::TargetOutOfRange): a target outside `[0, 1]`;
-    /// - [`LossError::NonFiniteLogit`](crate::LossError::NonFiniteLogit) for NaN or `+inf`,
-    ///   [`LossError::MaskedTarget`](crate::LossError::MaskedTarget) for `-inf` on a row with
+    /// - [`Error::InvalidSampleWeight`](crate::Error::InvalidSampleWeight);
+    /// - [`Error::TargetOutOfRange`](crate::Error::TargetOutOfRange): a target outside `[0, 1]`;
+    /// - [`Error::NonFiniteLogit`](crate::Error::NonFiniteLogit) for NaN or `+inf`,
+    ///   [`Error::MaskedTarget`](crate::Error::MaskedTarget) for `-inf` on a row with
     ///   `y > 0` and `s > 0`;
-    /// - with statistics: [`LossError::ShapeMismatch`](crate::LossError::ShapeMismatch)
+    /// - with statistics: [`Error::ShapeMismatch`](crate::Error::ShapeMismatch)
     ///   (`"stats"`) unless they have one class.
     ///
     /// # Example
@@ -203,7 +203,7 @@ impl BinarySmoothF1Loss {
     /// BinarySmoothF1Loss::new().loss_and_grad_into(&array![0.0, 0.0], &[1.0, 0.0], &mut grad)?;
     /// // F1 = 2·0.5 / 2 = 0.5: positives weigh 0.75, negatives 0.25; mean over 2 rows.
     /// assert_eq!(grad.to_vec(), vec![-0.75 * 0.5 / 2.0, 0.25 * 0.5 / 2.0]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -232,7 +232,7 @@ impl BinarySmoothF1Loss {
     /// # Errors
     ///
     /// As [`loss_and_grad_into`](Self::loss_and_grad_into), and
-    /// [`LossError::ShapeMismatch`](crate::LossError::ShapeMismatch) (`"stats"`) unless `stats`
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) (`"stats"`) unless `stats`
     /// has one class.
     ///
     /// # Example
@@ -247,7 +247,7 @@ impl BinarySmoothF1Loss {
     /// let mut grad = Array1::zeros(2);
     /// BinarySmoothF1Loss::new().loss_and_grad_with_stats_into(&logits, &targets, &stats, &mut grad)?;
     /// assert_eq!(grad[1], 0.0);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -283,7 +283,7 @@ impl BinarySmoothF1Loss {
     ///
     /// let loss = BinarySmoothF1Loss::new().loss(&array![1e4_f32, -1e4], &[1.0, 0.0])?;
     /// assert_eq!(loss, 0.0);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References

@@ -15,7 +15,7 @@ use crate::group::{GROUP, Group, RowMap, SHORT_ROW, group_lse, transpose_rows};
 use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
 use crate::simd::Kernel;
 use crate::softmax::RowLse;
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// Softmax cross-entropy and its imbalance-aware variants, with the exact gradient with respect to
 /// the logits, in one pass over the batch.
@@ -68,7 +68,7 @@ use crate::{Float, LossError, Result};
 ///
 /// # Errors
 ///
-/// Builders return [`LossError::InvalidParameter`] for a parameter out of its domain. Each call
+/// Builders return [`Error::InvalidParameter`] for a parameter out of its domain. Each call
 /// validates the whole batch before writing anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
 ///
 /// # Example
@@ -86,7 +86,7 @@ use crate::{Float, LossError, Result};
 ///     .with_class_weights(&[0.5, 1.0, 2.0])?;
 /// let (value, grad) = loss.loss_and_grad(&logits, &labels)?;
 /// assert!(value > 0.0 && grad.iter().all(|g| g.is_finite()));
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -123,7 +123,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// let (loss, grad) = SoftmaxLoss::cross_entropy().loss_and_grad(&array![[0.0_f64, 0.0]], &[1])?;
     /// assert!((loss - 2f64.ln()).abs() < 1e-15);
     /// assert_eq!(grad.row(0).to_vec(), vec![0.5, -0.5]); // softmax(z) − e_y
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -147,7 +147,7 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"prior"`) for an entry that is zero, negative or not
+    /// [`Error::InvalidParameter`] (`"prior"`) for an entry that is zero, negative or not
     /// finite.
     ///
     /// # Example
@@ -162,7 +162,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// let ce = SoftmaxLoss::cross_entropy();
     /// let shifted = array![[1.0 + 0.9f64.ln(), 1.0 + 0.1f64.ln()]];
     /// assert!((la.loss(&logits, &[1])? - ce.loss(&shifted, &[1])?).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -179,7 +179,7 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"class_weights"`) for a negative or non-finite weight.
+    /// [`Error::InvalidParameter`] (`"class_weights"`) for a negative or non-finite weight.
     ///
     /// # Example
     ///
@@ -191,7 +191,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// let loss = SoftmaxLoss::class_weighted(&[1.0, 3.0])?.loss(&logits, &[0, 1])?;
     /// // Both rows cost ln 2; the weighted mean of equal values is that value.
     /// assert!((loss - 2f64.ln()).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -209,7 +209,7 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
+    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
     ///
     /// # Example
     ///
@@ -222,7 +222,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// let ce = SoftmaxLoss::cross_entropy().loss(&logits, &[0])?;
     /// let p = 1.0 / (1.0 + (-3f64).exp());
     /// assert!((focal - (1.0 - p).powi(2) * ce).abs() < 1e-15); // easy examples are down-weighted
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -240,7 +240,7 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`]: `"tau"` if `τ` is not finite, or so large that some
+    /// [`Error::InvalidParameter`]: `"tau"` if `τ` is not finite, or so large that some
     /// `τ·log(π_k/Σπ)` overflows the float type; `"prior"` for an entry that is negative or not
     /// finite, or zero while `τ ≠ 0` (smooth zero counts first, e.g. add 1).
     ///
@@ -253,7 +253,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// let adjust = loss.logit_adjustment().unwrap();
     /// assert!((adjust[0] - 2.0 * 0.75f64.ln()).abs() < 1e-15);
     /// assert!(SoftmaxLoss::<f64>::cross_entropy().with_logit_adjustment(&[3.0, 0.0], 1.0).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -293,7 +293,7 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"class_weights"`) for a negative or non-finite weight.
+    /// [`Error::InvalidParameter`] (`"class_weights"`) for a negative or non-finite weight.
     ///
     /// # Example
     ///
@@ -308,7 +308,7 @@ impl<F: Float> SoftmaxLoss<F> {
     ///     .loss_and_grad(&logits, &[0, 1])?;
     /// let ce0 = SoftmaxLoss::cross_entropy().loss(&logits.slice(ndarray::s![..1, ..]), &[0])?;
     /// assert!((sum - 2.0 * ce0).abs() < 1e-6); // class 1 has weight 0
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -327,7 +327,7 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
+    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
     ///
     /// # Example
     ///
@@ -336,7 +336,7 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// assert_eq!(SoftmaxLoss::<f32>::cross_entropy().with_focal(0.5)?.gamma(), 0.5);
     /// assert!(SoftmaxLoss::<f32>::cross_entropy().with_focal(-1.0).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -355,7 +355,7 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"alpha"`) for a negative or non-finite entry.
+    /// [`Error::InvalidParameter`] (`"alpha"`) for a negative or non-finite entry.
     ///
     /// # Example
     ///
@@ -367,7 +367,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// let loss = SoftmaxLoss::focal(2.0)?.with_alpha(&[0.25, 0.75])?.loss(&logits, &[0, 1])?;
     /// // Mean over the two rows of α_y · (1/2)² · ln 2.
     /// assert!((loss - 0.5 * 0.25 * 2f64.ln()).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -385,11 +385,11 @@ impl<F: Float> SoftmaxLoss<F> {
     /// targets alike.
     ///
     /// Every class then carries target mass, so a masked (`-inf`) logit in a row that counts is an
-    /// error ([`LossError::MaskedTarget`]).
+    /// error ([`Error::MaskedTarget`]).
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"label_smoothing"`) unless `0 ≤ ε < 1`.
+    /// [`Error::InvalidParameter`] (`"label_smoothing"`) unless `0 ≤ ε < 1`.
     ///
     /// # Example
     ///
@@ -401,7 +401,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// let smoothed = SoftmaxLoss::cross_entropy().with_label_smoothing(0.2)?;
     /// let soft = array![[0.9, 0.1]]; // (1 − 0.2)·e_0 + 0.2/2
     /// assert!((smoothed.loss(&logits, &[0])? - SoftmaxLoss::cross_entropy().loss(&logits, &soft)?).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -427,7 +427,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// let logits = array![[0.0_f64, 0.0], [0.0, 0.0]];
     /// let sum = SoftmaxLoss::cross_entropy().with_reduction(Reduction::Sum).loss(&logits, &[0, 1])?;
     /// assert!((sum - 2.0 * 2f64.ln()).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
@@ -454,7 +454,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// use longtail::SoftmaxLoss;
     /// let loss = SoftmaxLoss::class_weighted(&[1.0_f32, 4.0])?;
     /// assert_eq!(loss.class_weights(), Some(&[1.0, 4.0][..]));
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn class_weights(&self) -> Option<&[F]> {
         self.class_weights.as_deref()
@@ -467,7 +467,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// ```
     /// use longtail::SoftmaxLoss;
     /// assert!(SoftmaxLoss::<f64>::focal(2.0)?.alpha().is_none());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn alpha(&self) -> Option<&[F]> {
         self.alpha.as_deref()
@@ -529,7 +529,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// for row in grad.rows() {
     ///     assert!(row.sum().abs() < 1e-6); // each row of softmax − one-hot sums to 0
     /// }
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -556,17 +556,17 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Errors
     ///
     /// Checked in this order, all before anything is written:
-    /// - [`LossError::EmptyBatch`], [`LossError::NoClasses`]: `B = 0` or `K = 0`;
-    /// - [`LossError::ShapeMismatch`]: `prior`, `class_weights` or `alpha` not of length `K`;
+    /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
+    /// - [`Error::ShapeMismatch`]: `prior`, `class_weights` or `alpha` not of length `K`;
     ///   `labels` not of length `B`, `targets` not `[B, K]`; an output buffer of the wrong shape
     ///   (`grad_out` `[B, K]`, `losses_out` `[B]`); `sample_weights` not of length `B`;
-    /// - [`LossError::InvalidSampleWeight`]: a negative or non-finite sample weight;
-    /// - [`LossError::LabelOutOfRange`]: a label `≥ K`;
-    /// - [`LossError::InvalidTarget`], [`LossError::TargetSum`]: a probability target that is
+    /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
+    /// - [`Error::LabelOutOfRange`]: a label `≥ K`;
+    /// - [`Error::InvalidTarget`], [`Error::TargetSum`]: a probability target that is
     ///   negative or non-finite, or a row that does not sum to 1 within `√ε`;
     /// - then, in one pass over the logits, the first offending one in row-major order:
-    ///   [`LossError::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows to `+inf`
-    ///   once logit-adjusted; [`LossError::MaskedTarget`] for a `-inf` logit whose class has target
+    ///   [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows to `+inf`
+    ///   once logit-adjusted; [`Error::MaskedTarget`] for a `-inf` logit whose class has target
     ///   mass in a row that counts (positive sample weight and class factor `w_k·α_k`). Any other
     ///   `-inf` masks its class.
     ///
@@ -581,7 +581,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// let mut grad = Array2::from_elem((2, 2), f64::NAN); // overwritten, not accumulated into
     /// let value = loss.loss_and_grad_into(&logits, &[1, 0], &mut grad)?;
     /// assert_eq!((value, grad), loss.loss_and_grad(&logits, &[1, 0])?);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -615,7 +615,7 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// let loss = SoftmaxLoss::cross_entropy().loss(&array![[0.0_f64, 0.0, 0.0]], &[1])?;
     /// assert!((loss - 3f64.ln()).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -650,7 +650,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// let (sum, sum_grad) = loss.with_reduction(Reduction::Sum).loss_and_grad(&logits, &[0, 0])?;
     /// assert!((losses.sum() - sum).abs() < 1e-14);
     /// assert_eq!(grads, sum_grad);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -676,7 +676,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Errors
     ///
     /// As [`loss_and_grad_into`](Self::loss_and_grad_into), and
-    /// [`LossError::ShapeMismatch`] (`"losses_out"`) if `losses_out` is not of length `B`.
+    /// [`Error::ShapeMismatch`] (`"losses_out"`) if `losses_out` is not of length `B`.
     ///
     /// # Example
     ///
@@ -688,7 +688,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// let (mut losses, mut grad) = (Array1::zeros(2), Array2::zeros((2, 2)));
     /// SoftmaxLoss::cross_entropy().per_sample_loss_and_grad_into(&logits, &[0, 0], &mut losses, &mut grad)?;
     /// assert!(losses[1] > losses[0]); // the second row is wrong
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -733,7 +733,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// let targets = Targets::labels(&[0, 0]).with_sample_weights(&[1.0, 0.0]);
     /// let losses = SoftmaxLoss::cross_entropy().per_sample_loss(&logits, targets)?;
     /// assert_eq!(losses[1], 0.0);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -1067,13 +1067,8 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for ChunkRows<'_, '_, F, FMA> {
     }
 }
 
-fn invalid<F: Float>(
-    name: &'static str,
-    index: Option<usize>,
-    value: F,
-    expected: &'static str,
-) -> LossError {
-    LossError::InvalidParameter { name, index, value: value.as_f64(), expected }
+fn invalid<F: Float>(name: &'static str, index: Option<usize>, value: F, expected: &'static str) -> Error {
+    Error::InvalidParameter { name, index, value: value.as_f64(), expected }
 }
 
 /// The hard-label target mass: 1 on the label, 0 elsewhere.

@@ -29,7 +29,7 @@ use crate::Float;
 /// let two_rows = SoftmaxLoss::cross_entropy().loss(&logits.slice(ndarray::s![..2, ..]), &[0, 1])?;
 /// assert!((loss - two_rows).abs() < 1e-15);
 /// assert_eq!(grad.row(2).to_vec(), vec![0.0, 0.0]);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References

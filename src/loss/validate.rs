@@ -8,7 +8,7 @@ use crate::error::check_shape;
 use crate::float::BLOCK;
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::check_logits;
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// Copies a per-class parameter after checking every entry (finite, and `valid`).
 pub(super) fn class_vector<F: Float>(
@@ -18,25 +18,23 @@ pub(super) fn class_vector<F: Float>(
     valid: impl Fn(F) -> bool,
 ) -> Result<Vec<F>> {
     match values.iter().position(|&v| !(v.is_finite() && valid(v))) {
-        Some(i) => {
-            Err(LossError::InvalidParameter { name, index: Some(i), value: values[i].as_f64(), expected })
-        }
+        Some(i) => Err(Error::InvalidParameter { name, index: Some(i), value: values[i].as_f64(), expected }),
         None => Ok(values.to_vec()),
     }
 }
 
-/// `(B, K)` of a `[B, K]` batch: [`LossError::EmptyBatch`] for `B = 0`, then
-/// [`LossError::NoClasses`] for `K = 0`.
+/// `(B, K)` of a `[B, K]` batch: [`Error::EmptyBatch`] for `B = 0`, then
+/// [`Error::NoClasses`] for `K = 0`.
 pub(super) fn batch_dims<F>(logits: &ArrayRef2<F>) -> Result<(usize, usize)> {
     match logits.dim() {
-        (0, _) => Err(LossError::EmptyBatch),
-        (_, 0) => Err(LossError::NoClasses),
+        (0, _) => Err(Error::EmptyBatch),
+        (_, 0) => Err(Error::NoClasses),
         dims => Ok(dims),
     }
 }
 
-/// Per-sample weights, if any: `[B]` ([`LossError::ShapeMismatch`]), each finite and `≥ 0`
-/// ([`LossError::InvalidSampleWeight`] names the first row that is not).
+/// Per-sample weights, if any: `[B]` ([`Error::ShapeMismatch`]), each finite and `≥ 0`
+/// ([`Error::InvalidSampleWeight`] names the first row that is not).
 pub(super) fn check_sample_weights<F: Float>(
     weights: Option<&ArrayView1<'_, F>>,
     batch: usize,
@@ -44,7 +42,7 @@ pub(super) fn check_sample_weights<F: Float>(
     let Some(weights) = weights else { return Ok(()) };
     check_shape("sample_weights", &[batch], weights.shape())?;
     match weights.iter().position(|&w| !(w.is_finite() && w >= F::zero())) {
-        Some(row) => Err(LossError::InvalidSampleWeight { row, value: weights[row].as_f64() }),
+        Some(row) => Err(Error::InvalidSampleWeight { row, value: weights[row].as_f64() }),
         None => Ok(()),
     }
 }
@@ -80,7 +78,7 @@ impl<F: Float> SoftmaxLoss<F> {
         let prob_sums = match &targets.kind {
             TargetKind::Labels(labels) => {
                 if let Some(row) = labels.iter().position(|&y| y >= classes) {
-                    return Err(LossError::LabelOutOfRange { row, label: labels[row], classes });
+                    return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
                 }
                 Vec::new()
             }
@@ -126,11 +124,11 @@ fn probs_rows<F: Float>(probs: ndarray::ArrayView2<'_, F>) -> Result<Vec<F>> {
             continue;
         }
         if let Some(class) = t.iter().position(|&v| !(v.is_finite() && v >= F::zero())) {
-            return Err(LossError::InvalidTarget { row, class, value: t[class].as_f64() });
+            return Err(Error::InvalidTarget { row, class, value: t[class].as_f64() });
         }
         let sum = t.iter().fold(0.0_f64, |acc, v| acc + v.as_f64());
         if (sum - 1.0).abs() > tolerance {
-            return Err(LossError::TargetSum { row, sum, tolerance });
+            return Err(Error::TargetSum { row, sum, tolerance });
         }
         sums.push(F::from_f64(sum));
     }

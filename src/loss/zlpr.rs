@@ -10,7 +10,7 @@ use crate::float::{BLOCK, LANES, exp_nonpos};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::check_logits;
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// The ZLPR multi-label loss ("zero-bounded log-sum-exp & pairwise rank-based"), with the exact
 /// gradient with respect to the logits.
@@ -47,7 +47,7 @@ use crate::{Float, LossError, Result};
 ///
 /// # Errors
 ///
-/// Builders return [`LossError::InvalidParameter`]; each call validates the batch before writing
+/// Builders return [`Error::InvalidParameter`]; each call validates the batch before writing
 /// anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
 ///
 /// # Example
@@ -61,7 +61,7 @@ use crate::{Float, LossError, Result};
 /// let (loss, grad) = ZlprLoss::new().loss_and_grad(&logits, &targets)?;
 /// assert!(loss > 0.0 && grad[[0, 2]] < 0.0 && grad[[1, 0]] > 0.0);
 /// assert_eq!(ZlprLoss::decode(&logits)?, array![[true, false, true], [false, false, false]]);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -89,7 +89,7 @@ impl<F: Float> ZlprLoss<F> {
     /// // One positive at logit 0 and one negative at logit 0: ln 2 + ln 2.
     /// let loss = ZlprLoss::new().loss(&array![[0.0_f64, 0.0]], &array![[1.0, 0.0]])?;
     /// assert!((loss - 2.0 * 2f64.ln()).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -110,7 +110,7 @@ impl<F: Float> ZlprLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`]: `"prior"` for a rate not in the open interval `(0, 1)`;
+    /// [`Error::InvalidParameter`]: `"prior"` for a rate not in the open interval `(0, 1)`;
     /// `"tau"` if `τ` is not finite, or some `τ·log(π_j/(1 − π_j))` overflows.
     ///
     /// # Example
@@ -123,7 +123,7 @@ impl<F: Float> ZlprLoss<F> {
     /// let adjust = loss.logit_adjustment().unwrap();
     /// assert_eq!(adjust[0], 0.0);
     /// assert!((adjust[1] - 0.25f64.ln()).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -195,7 +195,7 @@ impl<F: Float> ZlprLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`LossError::NonFiniteLogit`] for a NaN logit (`±inf` decode as expected).
+    /// [`Error::NonFiniteLogit`] for a NaN logit (`±inf` decode as expected).
     ///
     /// # Example
     ///
@@ -205,7 +205,7 @@ impl<F: Float> ZlprLoss<F> {
     ///
     /// let labels = ZlprLoss::decode(&array![[0.1_f32, 0.0, -3.0, f32::INFINITY]])?;
     /// assert_eq!(labels, array![[true, false, false, true]]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -213,7 +213,7 @@ impl<F: Float> ZlprLoss<F> {
     /// J. Su et al., "ZLPR: A Novel Loss for Multi-label Classification", arXiv:2208.02955.
     pub fn decode(logits: &ArrayRef2<F>) -> Result<Array2<bool>> {
         if let Some(((row, class), v)) = logits.indexed_iter().find(|(_, v)| v.is_nan()) {
-            return Err(LossError::NonFiniteLogit { row, class, value: v.as_f64() });
+            return Err(Error::NonFiniteLogit { row, class, value: v.as_f64() });
         }
         Ok(logits.mapv(|v| v > F::zero()))
     }
@@ -233,7 +233,7 @@ impl<F: Float> ZlprLoss<F> {
     /// let (loss, grad) = ZlprLoss::new().loss_and_grad(&array![[0.0_f32, 0.0]], &array![[1.0, 1.0]])?;
     /// assert!((loss - 3f32.ln()).abs() < 1e-6);
     /// assert!((grad[[0, 0]] + 1.0 / 3.0).abs() < 1e-6);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -257,13 +257,13 @@ impl<F: Float> ZlprLoss<F> {
     /// # Errors
     ///
     /// Checked in this order, all before anything is written:
-    /// - [`LossError::EmptyBatch`], [`LossError::NoClasses`]: `B = 0` or `K = 0`;
-    /// - [`LossError::ShapeMismatch`]: the label prior not of length `K` (`"prior"`), `targets` or
+    /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
+    /// - [`Error::ShapeMismatch`]: the label prior not of length `K` (`"prior"`), `targets` or
     ///   `grad_out` not `[B, K]`, `sample_weights` not of length `B`;
-    /// - [`LossError::InvalidSampleWeight`]: a negative or non-finite sample weight;
-    /// - [`LossError::TargetOutOfRange`]: a target that is not exactly 0 or 1;
-    /// - the first offending logit in row-major order: [`LossError::NonFiniteLogit`] for NaN or
-    ///   `+inf`, or a logit that overflows once adjusted; [`LossError::MaskedTarget`] for a `-inf`
+    /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
+    /// - [`Error::TargetOutOfRange`]: a target that is not exactly 0 or 1;
+    /// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
+    ///   `+inf`, or a logit that overflows once adjusted; [`Error::MaskedTarget`] for a `-inf`
     ///   logit on a positive class of a row that counts.
     ///
     /// # Example
@@ -275,7 +275,7 @@ impl<F: Float> ZlprLoss<F> {
     /// let mut grad = Array2::from_elem((1, 3), f64::NAN); // overwritten
     /// let loss = ZlprLoss::new().loss_and_grad_into(&array![[5.0, -5.0, -5.0]], &array![[1.0, 0.0, 0.0]], &mut grad)?;
     /// assert!(loss < 0.03 && grad[[0, 0]] < 0.0); // ln(1 + 2e^-5) + ln(1 + e^-5)
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -310,7 +310,7 @@ impl<F: Float> ZlprLoss<F> {
     /// // Far on the right side of zero: the loss keeps its tiny value, e^-40 + e^-40.
     /// let loss = ZlprLoss::new().loss(&array![[40.0_f64, -40.0]], &array![[1.0, 0.0]])?;
     /// assert!((loss / (2.0 * (-40f64).exp()) - 1.0).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -339,7 +339,7 @@ impl<F: Float> ZlprLoss<F> {
     ///
     /// let losses = ZlprLoss::new().per_sample_loss(&array![[2.0_f64, -1.0], [-2.0, 1.0]], &array![[1.0, 0.0], [1.0, 0.0]])?;
     /// assert!(losses[1] > losses[0]); // the second row is wrong on both labels
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -390,7 +390,7 @@ impl<F: Float> ZlprLoss<F> {
             multi_hot.as_slice().map_or_else(|| multi_hot.fold(true, |ok, t| ok & binary(t)), all_binary);
         let failing = || multi_hot.indexed_iter().find(|(_, t)| !binary(t));
         if let Some(((row, class), &t)) = if passes { None } else { failing() } {
-            return Err(LossError::TargetOutOfRange { row, class, value: t.as_f64(), expected: "0 or 1" });
+            return Err(Error::TargetOutOfRange { row, class, value: t.as_f64(), expected: "0 or 1" });
         }
         check_logits(logits, self.adjustment.as_deref(), |row, class| {
             multi_hot[[row, class]] == F::one() && targets.sample_weight(row) > F::zero()
@@ -660,6 +660,6 @@ fn fold_lanes<F: Float>(lanes: &mut [F; HALF_LANES], op: impl Fn(F, F) -> F) -> 
     lanes[0]
 }
 
-fn invalid<F: Float>(name: &'static str, value: F, expected: &'static str) -> LossError {
-    LossError::InvalidParameter { name, index: None, value: value.as_f64(), expected }
+fn invalid<F: Float>(name: &'static str, value: F, expected: &'static str) -> Error {
+    Error::InvalidParameter { name, index: None, value: value.as_f64(), expected }
 }

@@ -2,7 +2,7 @@
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
-use crate::{LossError, Result};
+use crate::{Error, Result};
 
 /// Counts of (true class, predicted class) pairs: entry `[i, j]` is the number of samples of true
 /// class `i` predicted as `j` (scikit-learn's `confusion_matrix` orientation), over `K` classes
@@ -35,7 +35,7 @@ use crate::{LossError, Result};
 /// assert_eq!(cm.accuracy(), 0.6);
 /// assert_eq!(cm.balanced_accuracy(), (0.5 + 2.0 / 3.0) / 2.0);
 /// assert_eq!(cm.recalls()[2], None);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -53,22 +53,22 @@ impl ConfusionMatrix {
     ///
     /// # Errors
     ///
-    /// In this order: [`LossError::NoClasses`] if `classes` is 0; [`LossError::EmptyBatch`] for no
-    /// labels; [`LossError::ShapeMismatch`] (`"predictions"`) for lengths that differ;
-    /// [`LossError::LabelOutOfRange`] for a label `≥ K`; [`LossError::PredictionOutOfRange`] for a
+    /// In this order: [`Error::NoClasses`] if `classes` is 0; [`Error::EmptyBatch`] for no
+    /// labels; [`Error::ShapeMismatch`] (`"predictions"`) for lengths that differ;
+    /// [`Error::LabelOutOfRange`] for a label `≥ K`; [`Error::PredictionOutOfRange`] for a
     /// prediction `≥ K`.
     ///
     /// # Example
     ///
     /// ```
-    /// use longtail::LossError;
+    /// use longtail::Error;
     /// use longtail::metrics::ConfusionMatrix;
     ///
     /// let cm = ConfusionMatrix::new(&[1, 0], &[1, 1], 2)?;
     /// assert_eq!(cm.counts().to_owned(), ndarray::array![[0, 1], [0, 1]]);
     /// let err = ConfusionMatrix::new(&[1, 0], &[1, 2], 2).unwrap_err();
-    /// assert_eq!(err, LossError::PredictionOutOfRange { row: 1, prediction: 2, classes: 2 });
-    /// # Ok::<(), longtail::LossError>(())
+    /// assert_eq!(err, Error::PredictionOutOfRange { row: 1, prediction: 2, classes: 2 });
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -81,14 +81,14 @@ impl ConfusionMatrix {
     ) -> Result<Self> {
         let (labels, predictions) = (labels.into(), predictions.into());
         if classes == 0 {
-            return Err(LossError::NoClasses);
+            return Err(Error::NoClasses);
         }
         if labels.is_empty() {
-            return Err(LossError::EmptyBatch);
+            return Err(Error::EmptyBatch);
         }
         crate::error::check_shape("predictions", labels.shape(), predictions.shape())?;
         if let Some(row) = labels.iter().position(|&y| y >= classes) {
-            return Err(LossError::LabelOutOfRange { row, label: labels[row], classes });
+            return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
         }
         check_predictions(predictions, classes)?;
         let mut counts = Array2::zeros((classes, classes));
@@ -103,7 +103,7 @@ impl ConfusionMatrix {
     /// ```
     /// use longtail::metrics::ConfusionMatrix;
     /// assert_eq!(ConfusionMatrix::new(&[0], &[0], 4)?.classes(), 4);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn classes(&self) -> usize {
         self.counts.nrows()
@@ -117,7 +117,7 @@ impl ConfusionMatrix {
     /// use longtail::metrics::ConfusionMatrix;
     /// let cm = ConfusionMatrix::new(&[0, 1], &[1, 1], 2)?;
     /// assert_eq!(cm.counts()[[0, 1]], 1);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn counts(&self) -> ArrayView2<'_, u64> {
         self.counts.view()
@@ -130,7 +130,7 @@ impl ConfusionMatrix {
     /// ```
     /// use longtail::metrics::ConfusionMatrix;
     /// assert_eq!(ConfusionMatrix::new(&[0, 1, 1], &[1, 1, 0], 2)?.total(), 3);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn total(&self) -> u64 {
         self.counts.sum()
@@ -140,7 +140,7 @@ impl ConfusionMatrix {
     ///
     /// # Errors
     ///
-    /// [`LossError::ShapeMismatch`] (`"confusion_matrix"`) for a different `K`; `self` is then
+    /// [`Error::ShapeMismatch`] (`"confusion_matrix"`) for a different `K`; `self` is then
     /// unchanged.
     ///
     /// # Example
@@ -150,7 +150,7 @@ impl ConfusionMatrix {
     /// let mut cm = ConfusionMatrix::new(&[0, 1], &[0, 0], 2)?;
     /// cm.merge(&ConfusionMatrix::new(&[1], &[1], 2)?)?;
     /// assert_eq!(cm, ConfusionMatrix::new(&[0, 1, 1], &[0, 0, 1], 2)?);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn merge(&mut self, other: &ConfusionMatrix) -> Result<()> {
         crate::error::check_shape("confusion_matrix", self.counts.shape(), other.counts.shape())?;
@@ -165,7 +165,7 @@ impl ConfusionMatrix {
     /// ```
     /// use longtail::metrics::ConfusionMatrix;
     /// assert_eq!(ConfusionMatrix::new(&[0, 1, 1, 1], &[0, 0, 1, 1], 2)?.accuracy(), 0.75);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -183,7 +183,7 @@ impl ConfusionMatrix {
     /// use longtail::metrics::ConfusionMatrix;
     /// let cm = ConfusionMatrix::new(&[0, 0, 1], &[0, 1, 1], 3)?;
     /// assert_eq!(cm.recalls(), vec![Some(0.5), Some(1.0), None]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -201,7 +201,7 @@ impl ConfusionMatrix {
     /// use longtail::metrics::ConfusionMatrix;
     /// let cm = ConfusionMatrix::new(&[0, 0, 1], &[0, 1, 1], 3)?;
     /// assert_eq!(cm.precisions(), vec![Some(1.0), Some(0.5), None]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -220,7 +220,7 @@ impl ConfusionMatrix {
     /// use longtail::metrics::ConfusionMatrix;
     /// let cm = ConfusionMatrix::new(&[0, 0, 1], &[0, 2, 1], 4)?;
     /// assert_eq!(cm.f1_scores(), vec![Some(2.0 / 3.0), Some(1.0), Some(0.0), None]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -242,7 +242,7 @@ impl ConfusionMatrix {
     /// // Class 2 is predicted but never a label: it does not count.
     /// let cm = ConfusionMatrix::new(&[0, 0, 1, 1], &[0, 2, 1, 1], 3)?;
     /// assert_eq!(cm.balanced_accuracy(), 0.75);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -262,7 +262,7 @@ impl ConfusionMatrix {
     /// use longtail::metrics::ConfusionMatrix;
     /// let cm = ConfusionMatrix::new(&[0, 0, 1], &[0, 2, 1], 4)?;
     /// assert_eq!(cm.macro_f1(), (2.0 / 3.0 + 1.0 + 0.0) / 3.0); // class 3 is left out
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -280,7 +280,7 @@ impl ConfusionMatrix {
     /// use longtail::metrics::ConfusionMatrix;
     /// let cm = ConfusionMatrix::new(&[0, 0, 1, 1], &[0, 0, 1, 0], 3)?;
     /// assert_eq!(cm.worst_class_recall(), 0.5);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -302,7 +302,7 @@ impl ConfusionMatrix {
     /// assert_eq!(cm.geometric_mean_recall(), 1.0);
     /// let cm = ConfusionMatrix::new(&[0, 0, 1, 1], &[0, 1, 1, 1], 2)?;
     /// assert!((cm.geometric_mean_recall() - 0.5f64.sqrt()).abs() < 1e-15);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -324,10 +324,10 @@ impl ConfusionMatrix {
     }
 }
 
-/// Fails with [`LossError::PredictionOutOfRange`] for the first prediction `≥ classes`.
+/// Fails with [`Error::PredictionOutOfRange`] for the first prediction `≥ classes`.
 pub(crate) fn check_predictions(predictions: ArrayView1<'_, usize>, classes: usize) -> Result<()> {
     match predictions.iter().position(|&p| p >= classes) {
-        Some(row) => Err(LossError::PredictionOutOfRange { row, prediction: predictions[row], classes }),
+        Some(row) => Err(Error::PredictionOutOfRange { row, prediction: predictions[row], classes }),
         None => Ok(()),
     }
 }

@@ -27,7 +27,7 @@ use crate::Result;
 ///
 /// ```
 /// assert_eq!(longtail::metrics::accuracy(&[0, 1, 1, 2], &[0, 1, 0, 2], 3)?, 0.75);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -52,7 +52,7 @@ pub fn accuracy<'a>(
 /// ```
 /// // Class 0: 1 of 3 right; class 1: 1 of 1 right.
 /// assert_eq!(longtail::metrics::balanced_accuracy(&[0, 0, 0, 1], &[0, 1, 1, 1], 2)?, 2.0 / 3.0);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -78,7 +78,7 @@ pub fn balanced_accuracy<'a>(
 /// ```
 /// let f1 = longtail::metrics::macro_f1(&[0, 0, 1, 1], &[0, 0, 1, 0], 2)?;
 /// assert!((f1 - (0.8 + 2.0 / 3.0) / 2.0).abs() < 1e-15);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References

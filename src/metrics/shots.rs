@@ -1,7 +1,7 @@
 //! The many/medium/few-shot split of classes by training counts, and the accuracy of each group.
 
 use super::ConfusionMatrix;
-use crate::{LossError, Prior, Result};
+use crate::{Error, Prior, Result};
 
 /// How many training samples make a class many-, medium- or few-shot.
 ///
@@ -66,7 +66,7 @@ impl ShotSplit {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`]: `"many_above"` if it is negative or not finite;
+    /// [`Error::InvalidParameter`]: `"many_above"` if it is negative or not finite;
     /// `"few_below"` if it is negative, not finite or above `many_above`.
     ///
     /// # Example
@@ -76,7 +76,7 @@ impl ShotSplit {
     /// let split = ShotSplit::new(1000.0, 100.0)?;
     /// assert_eq!(split.shot(500.0), Shot::Medium);
     /// assert!(ShotSplit::new(10.0, 20.0).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -84,7 +84,7 @@ impl ShotSplit {
     /// Liu et al. 2019, arXiv:1904.05160.
     pub fn new(many_above: f64, few_below: f64) -> Result<Self> {
         if !(many_above.is_finite() && many_above >= 0.0) {
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "many_above",
                 index: None,
                 value: many_above,
@@ -92,7 +92,7 @@ impl ShotSplit {
             });
         }
         if !(few_below.is_finite() && few_below >= 0.0 && few_below <= many_above) {
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "few_below",
                 index: None,
                 value: few_below,
@@ -148,7 +148,7 @@ impl ShotSplit {
     ///
     /// # Errors
     ///
-    /// [`LossError::ShapeMismatch`] (`"train_prior"`) if the prior's class count is not the
+    /// [`Error::ShapeMismatch`] (`"train_prior"`) if the prior's class count is not the
     /// matrix's `K`.
     ///
     /// # Example
@@ -161,7 +161,7 @@ impl ShotSplit {
     /// let cm = ConfusionMatrix::new(&[0, 0, 1, 1, 2, 2], &[0, 0, 1, 0, 0, 0], 3)?;
     /// let report = ShotSplit::default().report(&cm, &train)?;
     /// assert_eq!((report.many, report.medium, report.few), (Some(1.0), Some(0.5), Some(0.0)));
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -199,7 +199,7 @@ impl ShotSplit {
 /// let cm = ConfusionMatrix::new(&[0, 1], &[0, 0], 2)?;
 /// let report = ShotSplit::default().report(&cm, &Prior::from_counts(&[1000.0, 3.0])?)?;
 /// assert_eq!((report.many, report.medium, report.few), (Some(1.0), None, Some(0.0)));
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References

@@ -3,7 +3,7 @@
 use ndarray::{ArrayRef2, ArrayView1};
 
 use super::{Prior, add_labels, add_probs, check_distributions};
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// Accumulates class counts over a stream of batches, optionally as an exponential moving
 /// average, and merges exactly with another estimator.
@@ -32,7 +32,7 @@ use crate::{Float, LossError, Result};
 /// assert_eq!(worker_a.counts(), &[3.0, 1.0, 1.0]);
 /// let prior = worker_a.prior()?;
 /// assert_eq!(prior.total(), 5.0);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -51,18 +51,18 @@ impl PriorEstimator {
     ///
     /// # Errors
     ///
-    /// [`LossError::NoClasses`] if `classes` is 0.
+    /// [`Error::NoClasses`] if `classes` is 0.
     ///
     /// # Example
     ///
     /// ```
     /// use longtail::prior::PriorEstimator;
     /// assert_eq!(PriorEstimator::new(2)?.counts(), &[0.0, 0.0]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn new(classes: usize) -> Result<Self> {
         if classes == 0 {
-            return Err(LossError::NoClasses);
+            return Err(Error::NoClasses);
         }
         Ok(Self { counts: vec![0.0; classes], decay: 1.0, steps: 0 })
     }
@@ -71,7 +71,7 @@ impl PriorEstimator {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"decay"`) for `m` outside `(0, 1]`.
+    /// [`Error::InvalidParameter`] (`"decay"`) for `m` outside `(0, 1]`.
     ///
     /// # Example
     ///
@@ -83,7 +83,7 @@ impl PriorEstimator {
     /// ema.update(&[1, 1])?;
     /// assert_eq!(ema.counts(), &[1.0, 2.0]);
     /// assert!(PriorEstimator::new(2)?.with_decay(0.0).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -91,7 +91,7 @@ impl PriorEstimator {
     /// Kingma & Ba 2015, arXiv:1412.6980.
     pub fn with_decay(mut self, decay: f64) -> Result<Self> {
         if !(decay > 0.0 && decay <= 1.0) {
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "decay",
                 index: None,
                 value: decay,
@@ -109,7 +109,7 @@ impl PriorEstimator {
     /// ```
     /// use longtail::prior::PriorEstimator;
     /// assert_eq!(PriorEstimator::new(2)?.decay(), 1.0);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn decay(&self) -> f64 {
         self.decay
@@ -124,7 +124,7 @@ impl PriorEstimator {
     /// let mut estimator = PriorEstimator::new(2)?;
     /// estimator.update(&[1])?;
     /// assert_eq!(estimator.steps(), 1);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn steps(&self) -> u64 {
         self.steps
@@ -139,7 +139,7 @@ impl PriorEstimator {
     /// let mut estimator = PriorEstimator::new(2)?;
     /// estimator.update(&[1, 1, 0])?;
     /// assert_eq!(estimator.counts(), &[1.0, 2.0]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn counts(&self) -> &[f64] {
         &self.counts
@@ -149,7 +149,7 @@ impl PriorEstimator {
     ///
     /// # Errors
     ///
-    /// [`LossError::LabelOutOfRange`] for a label `≥ K`; the estimator is then unchanged.
+    /// [`Error::LabelOutOfRange`] for a label `≥ K`; the estimator is then unchanged.
     ///
     /// # Example
     ///
@@ -159,7 +159,7 @@ impl PriorEstimator {
     /// estimator.update(&[0, 1, 1])?;
     /// assert!(estimator.update(&[2]).is_err());
     /// assert_eq!(estimator.counts(), &[1.0, 2.0]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -177,8 +177,8 @@ impl PriorEstimator {
     ///
     /// # Errors
     ///
-    /// [`LossError::ShapeMismatch`] (`"targets"`) for a column count other than `K`;
-    /// [`LossError::InvalidTarget`] / [`LossError::TargetSum`] for a row that is not a
+    /// [`Error::ShapeMismatch`] (`"targets"`) for a column count other than `K`;
+    /// [`Error::InvalidTarget`] / [`Error::TargetSum`] for a row that is not a
     /// distribution. The estimator is then unchanged.
     ///
     /// # Example
@@ -190,7 +190,7 @@ impl PriorEstimator {
     /// let mut estimator = PriorEstimator::new(2)?;
     /// estimator.update_probs(&array![[0.25_f64, 0.75]])?;
     /// assert_eq!(estimator.counts(), &[0.25, 0.75]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -211,8 +211,8 @@ impl PriorEstimator {
     ///
     /// # Errors
     ///
-    /// [`LossError::ShapeMismatch`] (`"estimator"`) for a different number of classes;
-    /// [`LossError::InvalidParameter`] `"decay"` for a different decay, `"steps"` for a different
+    /// [`Error::ShapeMismatch`] (`"estimator"`) for a different number of classes;
+    /// [`Error::InvalidParameter`] `"decay"` for a different decay, `"steps"` for a different
     /// number of steps when the decay is below 1 (decayed counts only add up step by step). `self`
     /// is then unchanged.
     ///
@@ -227,7 +227,7 @@ impl PriorEstimator {
     /// b.update(&[1, 1])?;
     /// a.merge(&b)?;
     /// assert_eq!(a.counts(), &[1.0, 2.0]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -236,7 +236,7 @@ impl PriorEstimator {
     pub fn merge(&mut self, other: &PriorEstimator) -> Result<()> {
         crate::error::check_shape("estimator", &[self.counts.len()], &[other.counts.len()])?;
         if other.decay != self.decay {
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "decay",
                 index: None,
                 value: other.decay,
@@ -244,7 +244,7 @@ impl PriorEstimator {
             });
         }
         if self.decay < 1.0 && other.steps != self.steps {
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "steps",
                 index: None,
                 value: other.steps as f64,
@@ -260,7 +260,7 @@ impl PriorEstimator {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"counts"`) while nothing has been counted.
+    /// [`Error::InvalidParameter`] (`"counts"`) while nothing has been counted.
     ///
     /// # Example
     ///
@@ -270,7 +270,7 @@ impl PriorEstimator {
     /// assert!(estimator.prior().is_err());
     /// estimator.update(&[1])?;
     /// assert_eq!(estimator.prior()?.probabilities::<f64>().to_vec(), vec![0.0, 1.0]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References

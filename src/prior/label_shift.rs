@@ -5,7 +5,7 @@ use ndarray::{ArrayRef2, ArrayView1};
 
 use super::{Prior, check_distributions, lu};
 use crate::metrics::{ConfusionMatrix, check_predictions};
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// The EM estimator of a target prior from posteriors (Saerens, Latinne & Decaestecker 2002).
 ///
@@ -31,7 +31,7 @@ use crate::{Float, LossError, Result};
 /// let estimate = LabelShiftEm::new().estimate(&posteriors, &train)?;
 /// assert!(estimate.converged);
 /// assert!(estimate.prior.probabilities::<f64>()[0] > 0.65); // the target leans to class 0
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -56,7 +56,7 @@ pub struct LabelShiftEm {
 /// let estimate = LabelShiftEm::new().with_max_iterations(1)?.estimate(&array![[0.9_f64, 0.1]], &train)?;
 /// assert_eq!((estimate.iterations, estimate.converged), (1, false));
 /// assert!((estimate.prior.probabilities::<f64>()[0] - 0.9).abs() < 1e-15);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -100,7 +100,7 @@ impl LabelShiftEm {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"tolerance"`) unless it is finite and `> 0`.
+    /// [`Error::InvalidParameter`] (`"tolerance"`) unless it is finite and `> 0`.
     ///
     /// # Example
     ///
@@ -108,11 +108,11 @@ impl LabelShiftEm {
     /// use longtail::prior::LabelShiftEm;
     /// assert_eq!(LabelShiftEm::new().with_tolerance(1e-6)?.tolerance(), 1e-6);
     /// assert!(LabelShiftEm::new().with_tolerance(0.0).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn with_tolerance(mut self, tolerance: f64) -> Result<Self> {
         if !(tolerance.is_finite() && tolerance > 0.0) {
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "tolerance",
                 index: None,
                 value: tolerance,
@@ -127,7 +127,7 @@ impl LabelShiftEm {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"max_iterations"`) for 0.
+    /// [`Error::InvalidParameter`] (`"max_iterations"`) for 0.
     ///
     /// # Example
     ///
@@ -135,11 +135,11 @@ impl LabelShiftEm {
     /// use longtail::prior::LabelShiftEm;
     /// assert_eq!(LabelShiftEm::new().with_max_iterations(50)?.max_iterations(), 50);
     /// assert!(LabelShiftEm::new().with_max_iterations(0).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn with_max_iterations(mut self, max_iterations: usize) -> Result<Self> {
         if max_iterations == 0 {
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "max_iterations",
                 index: None,
                 value: 0.0,
@@ -179,12 +179,12 @@ impl LabelShiftEm {
     ///
     /// # Errors
     ///
-    /// [`LossError::EmptyBatch`], [`LossError::NoClasses`]; [`LossError::ShapeMismatch`]
-    /// (`"train_prior"`) for a prior of another length; [`LossError::InvalidParameter`]
-    /// (`"train_prior"`, with the class) for a zero training count; [`LossError::InvalidTarget`]
-    /// for a posterior that is negative, NaN or infinite, [`LossError::TargetSum`] for a row that
+    /// [`Error::EmptyBatch`], [`Error::NoClasses`]; [`Error::ShapeMismatch`]
+    /// (`"train_prior"`) for a prior of another length; [`Error::InvalidParameter`]
+    /// (`"train_prior"`, with the class) for a zero training count; [`Error::InvalidTarget`]
+    /// for a posterior that is negative, NaN or infinite, [`Error::TargetSum`] for a row that
     /// does not sum to 1 within `√ε` (posteriors are checked as probability targets are);
-    /// [`LossError::InvalidParameter`] (`"counts"`) if the iteration produced an invalid prior.
+    /// [`Error::InvalidParameter`] (`"counts"`) if the iteration produced an invalid prior.
     ///
     /// # Example
     ///
@@ -198,7 +198,7 @@ impl LabelShiftEm {
     /// let estimate = LabelShiftEm::new().estimate(&posteriors, &train)?;
     /// assert_eq!(estimate.iterations, 1);
     /// assert!((estimate.prior.probabilities::<f64>()[0] - 0.75).abs() < 1e-7);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -207,10 +207,10 @@ impl LabelShiftEm {
     pub fn estimate<F: Float>(&self, posteriors: &ArrayRef2<F>, train_prior: &Prior) -> Result<EmEstimate> {
         let (batch, classes) = posteriors.dim();
         if batch == 0 {
-            return Err(LossError::EmptyBatch);
+            return Err(Error::EmptyBatch);
         }
         if classes == 0 {
-            return Err(LossError::NoClasses);
+            return Err(Error::NoClasses);
         }
         crate::error::check_shape("train_prior", &[classes], &[train_prior.classes()])?;
         train_prior.require_positive("train_prior")?;
@@ -258,11 +258,11 @@ impl LabelShiftEm {
 ///
 /// # Errors
 ///
-/// [`LossError::NoClasses`]; [`LossError::EmptyBatch`] for empty validation or target
+/// [`Error::NoClasses`]; [`Error::EmptyBatch`] for empty validation or target
 /// predictions; the errors of [`ConfusionMatrix::new`] for the validation pair;
-/// [`LossError::PredictionOutOfRange`] for a target prediction `≥ K`;
-/// [`LossError::SingularMatrix`] (`"confusion_matrix"`) when `Ĉ` is (numerically) singular, e.g. a
-/// class never predicted or never present in the validation set; [`LossError::InvalidParameter`]
+/// [`Error::PredictionOutOfRange`] for a target prediction `≥ K`;
+/// [`Error::SingularMatrix`] (`"confusion_matrix"`) when `Ĉ` is (numerically) singular, e.g. a
+/// class never predicted or never present in the validation set; [`Error::InvalidParameter`]
 /// (`"counts"`) if the clipped weights leave no mass.
 ///
 /// # Example
@@ -273,7 +273,7 @@ impl LabelShiftEm {
 /// // A perfect classifier: the target prior is the target's predicted-class frequencies.
 /// let prior = bbse_target_prior(&[0, 1, 1, 0], &[0, 1, 1, 0], &[1, 1, 1, 0], 2)?;
 /// assert_eq!(prior.probabilities::<f64>().to_vec(), vec![0.25, 0.75]);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -289,7 +289,7 @@ pub fn bbse_target_prior<'a>(
     let target_predictions = target_predictions.into();
     let confusion = ConfusionMatrix::new(validation_labels, validation_predictions, classes)?;
     if target_predictions.is_empty() {
-        return Err(LossError::EmptyBatch);
+        return Err(Error::EmptyBatch);
     }
     check_predictions(target_predictions, classes)?;
     let n = confusion.total() as f64;

@@ -4,14 +4,14 @@
 //! elimination in `O(K³)` is enough, and a linear-algebra crate would cost more compile time (and a
 //! BLAS) than it saves.
 
-use crate::{LossError, Result};
+use crate::{Error, Result};
 
 /// Solves `A x = b` for a row-major `n × n` matrix `a` by Gaussian elimination with partial
 /// pivoting.
 ///
 /// # Errors
 ///
-/// [`LossError::SingularMatrix`] (`name`, the column) when a column has no pivot larger than
+/// [`Error::SingularMatrix`] (`name`, the column) when a column has no pivot larger than
 /// `n·ε·max|a_ij|` (a zero matrix is singular in column 0).
 pub(crate) fn solve(name: &'static str, mut a: Vec<f64>, mut b: Vec<f64>) -> Result<Vec<f64>> {
     let n = b.len();
@@ -22,7 +22,7 @@ pub(crate) fn solve(name: &'static str, mut a: Vec<f64>, mut b: Vec<f64>) -> Res
         let pivot = (col..n)
             .max_by(|&i, &j| a[i * n + col].abs().total_cmp(&a[j * n + col].abs()))
             .filter(|&i| a[i * n + col].abs() > tolerance)
-            .ok_or(LossError::SingularMatrix { name, column: col })?;
+            .ok_or(Error::SingularMatrix { name, column: col })?;
         if pivot != col {
             for j in 0..n {
                 a.swap(pivot * n + j, col * n + j);
@@ -67,10 +67,10 @@ mod tests {
     #[test]
     fn a_rank_deficient_matrix_is_singular_in_its_dependent_column() {
         let a = vec![1.0, 2.0, 2.0, 4.0];
-        assert_eq!(solve("m", a, vec![1.0, 2.0]), Err(LossError::SingularMatrix { name: "m", column: 1 }));
+        assert_eq!(solve("m", a, vec![1.0, 2.0]), Err(Error::SingularMatrix { name: "m", column: 1 }));
         assert_eq!(
             solve("m", vec![0.0; 4], vec![0.0; 2]),
-            Err(LossError::SingularMatrix { name: "m", column: 0 })
+            Err(Error::SingularMatrix { name: "m", column: 0 })
         );
     }
 }

@@ -17,7 +17,7 @@ pub use weights::{ClassWeights, DeferredReweighting};
 
 use ndarray::{Array1, ArrayRef2, ArrayView1};
 
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// A class prior `π`, kept as non-negative class counts `n_k` (`π_k = n_k / Σ_j n_j`).
 ///
@@ -41,7 +41,7 @@ use crate::{Float, LossError, Result};
 /// let loss = SoftmaxLoss::<f32>::cross_entropy()
 ///     .with_logit_adjustment(&prior.probabilities::<f32>(), 1.0)?;
 /// assert_eq!(loss.logit_adjustment().unwrap().len(), 4);
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -58,7 +58,7 @@ impl Prior {
     ///
     /// # Errors
     ///
-    /// [`LossError::NoClasses`] for an empty slice; [`LossError::InvalidParameter`] (`"counts"`)
+    /// [`Error::NoClasses`] for an empty slice; [`Error::InvalidParameter`] (`"counts"`)
     /// for a negative or non-finite count, or (without index) when every count is 0 or the total
     /// overflows.
     ///
@@ -70,7 +70,7 @@ impl Prior {
     /// let prior = Prior::from_counts(&[30.0, 10.0])?;
     /// assert_eq!(prior.probabilities::<f64>().to_vec(), vec![0.75, 0.25]);
     /// assert!(Prior::from_counts(&[1.0, f64::NAN]).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -78,7 +78,7 @@ impl Prior {
     /// Menon et al. 2020, arXiv:2007.07314 (the prior of logit adjustment).
     pub fn from_counts(counts: &[f64]) -> Result<Self> {
         if counts.is_empty() {
-            return Err(LossError::NoClasses);
+            return Err(Error::NoClasses);
         }
         if let Some(k) = counts.iter().position(|&n| !(n.is_finite() && n >= 0.0)) {
             return Err(invalid_count(Some(k), counts[k], "finite and >= 0"));
@@ -94,8 +94,8 @@ impl Prior {
     ///
     /// # Errors
     ///
-    /// [`LossError::NoClasses`] if `classes` is 0; [`LossError::EmptyBatch`] for no labels;
-    /// [`LossError::LabelOutOfRange`] for a label `≥ K`.
+    /// [`Error::NoClasses`] if `classes` is 0; [`Error::EmptyBatch`] for no labels;
+    /// [`Error::LabelOutOfRange`] for a label `≥ K`.
     ///
     /// # Example
     ///
@@ -104,7 +104,7 @@ impl Prior {
     ///
     /// let prior = Prior::from_labels(&[2, 0, 2], 3)?;
     /// assert_eq!(prior.counts(), &[1.0, 0.0, 2.0]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -113,10 +113,10 @@ impl Prior {
     pub fn from_labels<'a>(labels: impl Into<ArrayView1<'a, usize>>, classes: usize) -> Result<Self> {
         let labels = labels.into();
         if classes == 0 {
-            return Err(LossError::NoClasses);
+            return Err(Error::NoClasses);
         }
         if labels.is_empty() {
-            return Err(LossError::EmptyBatch);
+            return Err(Error::EmptyBatch);
         }
         let mut counts = vec![0.0; classes];
         add_labels(&mut counts, labels)?;
@@ -128,8 +128,8 @@ impl Prior {
     ///
     /// # Errors
     ///
-    /// [`LossError::EmptyBatch`] for zero rows; [`LossError::NoClasses`] for zero columns;
-    /// [`LossError::InvalidTarget`] for a negative or non-finite entry; [`LossError::TargetSum`]
+    /// [`Error::EmptyBatch`] for zero rows; [`Error::NoClasses`] for zero columns;
+    /// [`Error::InvalidTarget`] for a negative or non-finite entry; [`Error::TargetSum`]
     /// for a row that does not sum to 1.
     ///
     /// # Example
@@ -140,7 +140,7 @@ impl Prior {
     ///
     /// let prior = Prior::from_probs(&array![[0.5_f32, 0.5], [0.0, 1.0]])?;
     /// assert_eq!(prior.counts(), &[0.5, 1.5]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -156,7 +156,7 @@ impl Prior {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"smoothing"`) if `α` is negative or not finite.
+    /// [`Error::InvalidParameter`] (`"smoothing"`) if `α` is negative or not finite.
     ///
     /// # Example
     ///
@@ -165,7 +165,7 @@ impl Prior {
     ///
     /// let prior = Prior::from_counts(&[3.0, 0.0])?.with_smoothing(0.5)?;
     /// assert_eq!(prior.counts(), &[3.5, 0.5]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -174,7 +174,7 @@ impl Prior {
     /// §13.2 (add-one smoothing).
     pub fn with_smoothing(self, alpha: f64) -> Result<Self> {
         if !(alpha.is_finite() && alpha >= 0.0) {
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "smoothing",
                 index: None,
                 value: alpha,
@@ -192,7 +192,7 @@ impl Prior {
     /// ```
     /// use longtail::prior::Prior;
     /// assert_eq!(Prior::from_counts(&[1.0, 2.0, 3.0])?.classes(), 3);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn classes(&self) -> usize {
         self.counts.len()
@@ -205,7 +205,7 @@ impl Prior {
     /// ```
     /// use longtail::prior::Prior;
     /// assert_eq!(Prior::from_counts(&[1.0, 2.0])?.counts(), &[1.0, 2.0]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn counts(&self) -> &[f64] {
         &self.counts
@@ -218,7 +218,7 @@ impl Prior {
     /// ```
     /// use longtail::prior::Prior;
     /// assert_eq!(Prior::from_counts(&[1.0, 2.0])?.total(), 3.0);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn total(&self) -> f64 {
         self.total
@@ -232,7 +232,7 @@ impl Prior {
     /// use longtail::prior::Prior;
     /// let pi = Prior::from_counts(&[1.0, 3.0])?.probabilities::<f32>();
     /// assert_eq!(pi.to_vec(), vec![0.25_f32, 0.75]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -248,7 +248,7 @@ impl Prior {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`]: `"tau"` if `τ` is not finite or `τ·log π_k` overflows
+    /// [`Error::InvalidParameter`]: `"tau"` if `τ` is not finite or `τ·log π_k` overflows
     /// `F`; `"prior"` (with the class) if `τ ≠ 0` and a count is 0.
     ///
     /// # Example
@@ -259,7 +259,7 @@ impl Prior {
     /// let offset = Prior::from_counts(&[1.0, 3.0])?.log_prior::<f64>(2.0)?;
     /// assert!((offset[0] - 2.0 * 0.25f64.ln()).abs() < 1e-15);
     /// assert!(Prior::from_counts(&[1.0, 0.0])?.log_prior::<f64>(1.0).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -292,10 +292,10 @@ impl Prior {
         Ok(offset)
     }
 
-    /// Fails with [`LossError::InvalidParameter`] (`name`, the class) for a count of 0.
+    /// Fails with [`Error::InvalidParameter`] (`name`, the class) for a count of 0.
     pub(crate) fn require_positive(&self, name: &'static str) -> Result<()> {
         match self.counts.iter().position(|&n| n == 0.0) {
-            Some(k) => Err(LossError::InvalidParameter {
+            Some(k) => Err(Error::InvalidParameter {
                 name,
                 index: Some(k),
                 value: 0.0,
@@ -306,12 +306,12 @@ impl Prior {
     }
 }
 
-fn invalid_count(index: Option<usize>, value: f64, expected: &'static str) -> LossError {
-    LossError::InvalidParameter { name: "counts", index, value, expected }
+fn invalid_count(index: Option<usize>, value: f64, expected: &'static str) -> Error {
+    Error::InvalidParameter { name: "counts", index, value, expected }
 }
 
-fn invalid_tau(tau: f64) -> LossError {
-    LossError::InvalidParameter {
+fn invalid_tau(tau: f64) -> Error {
+    Error::InvalidParameter {
         name: "tau",
         index: None,
         value: tau,
@@ -323,7 +323,7 @@ fn invalid_tau(tau: f64) -> LossError {
 fn add_labels(counts: &mut [f64], labels: ArrayView1<'_, usize>) -> Result<()> {
     let classes = counts.len();
     if let Some(row) = labels.iter().position(|&y| y >= classes) {
-        return Err(LossError::LabelOutOfRange { row, label: labels[row], classes });
+        return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
     }
     labels.iter().for_each(|&y| counts[y] += 1.0);
     Ok(())
@@ -341,19 +341,19 @@ fn add_probs<F: Float>(counts: &mut [f64], probs: &ArrayRef2<F>) {
 pub(crate) fn check_distributions<F: Float>(probs: &ArrayRef2<F>) -> Result<usize> {
     let (batch, classes) = probs.dim();
     if batch == 0 {
-        return Err(LossError::EmptyBatch);
+        return Err(Error::EmptyBatch);
     }
     if classes == 0 {
-        return Err(LossError::NoClasses);
+        return Err(Error::NoClasses);
     }
     let tolerance = F::epsilon().sqrt().as_f64();
     for (row, t) in probs.rows().into_iter().enumerate() {
         if let Some(class) = t.iter().position(|&v| !(v.is_finite() && v >= F::zero())) {
-            return Err(LossError::InvalidTarget { row, class, value: t[class].as_f64() });
+            return Err(Error::InvalidTarget { row, class, value: t[class].as_f64() });
         }
         let sum = t.iter().fold(0.0_f64, |acc, v| acc + v.as_f64());
         if (sum - 1.0).abs() > tolerance {
-            return Err(LossError::TargetSum { row, sum, tolerance });
+            return Err(Error::TargetSum { row, sum, tolerance });
         }
     }
     Ok(classes)

@@ -3,7 +3,7 @@
 use ndarray::Array1;
 
 use super::Prior;
-use crate::{Float, LossError, Result};
+use crate::{Error, Float, Result};
 
 /// How class weights `w_k` are derived from class counts `n_k` (`n = Σ n_k`, `K` classes).
 ///
@@ -26,7 +26,7 @@ use crate::{Float, LossError, Result};
 /// let w = ClassWeights::inverse_frequency().weights::<f32>(&prior)?;
 /// assert_eq!(w[2], 1000.0 / (3.0 * 10.0));
 /// let loss = SoftmaxLoss::class_weighted(&w)?;
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -57,7 +57,7 @@ impl ClassWeights {
     /// use longtail::prior::{ClassWeights, Prior};
     /// let w = ClassWeights::inverse_frequency().weights::<f64>(&Prior::from_counts(&[3.0, 1.0])?)?;
     /// assert_eq!(w.to_vec(), vec![4.0 / 6.0, 2.0]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -72,7 +72,7 @@ impl ClassWeights {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"p"`) for a negative or non-finite `p`.
+    /// [`Error::InvalidParameter`] (`"p"`) for a negative or non-finite `p`.
     ///
     /// # Example
     ///
@@ -81,7 +81,7 @@ impl ClassWeights {
     /// let w = ClassWeights::power(0.5)?.weights::<f64>(&Prior::from_counts(&[100.0, 4.0])?)?;
     /// assert_eq!(w.to_vec(), vec![0.1, 0.5]);
     /// assert!(ClassWeights::power(-1.0).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -90,7 +90,7 @@ impl ClassWeights {
     /// arXiv:1805.00932 (square-root re-weighting).
     pub fn power(p: f64) -> Result<Self> {
         if !(p.is_finite() && p >= 0.0) {
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "p",
                 index: None,
                 value: p,
@@ -108,7 +108,7 @@ impl ClassWeights {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"beta"`) for `β` outside `[0, 1)`.
+    /// [`Error::InvalidParameter`] (`"beta"`) for `β` outside `[0, 1)`.
     ///
     /// # Example
     ///
@@ -118,7 +118,7 @@ impl ClassWeights {
     /// let w = weights.weights::<f64>(&Prior::from_counts(&[10000.0, 10.0])?)?;
     /// assert!(w[1] > 50.0 * w[0]);
     /// assert!(ClassWeights::effective_number(1.0).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -127,7 +127,7 @@ impl ClassWeights {
     /// arXiv:1901.05555.
     pub fn effective_number(beta: f64) -> Result<Self> {
         if !(0.0..1.0).contains(&beta) {
-            return Err(LossError::InvalidParameter {
+            return Err(Error::InvalidParameter {
                 name: "beta",
                 index: None,
                 value: beta,
@@ -155,7 +155,7 @@ impl ClassWeights {
     /// use longtail::prior::{ClassWeights, Prior};
     /// let w = ClassWeights::power(1.0)?.rescaled().weights::<f64>(&Prior::from_counts(&[3.0, 1.0])?)?;
     /// assert_eq!(w.to_vec(), vec![0.5, 1.5]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -170,7 +170,7 @@ impl ClassWeights {
     ///
     /// # Errors
     ///
-    /// [`LossError::InvalidParameter`] (`"counts"`, with the class) for a class of count 0 (unless
+    /// [`Error::InvalidParameter`] (`"counts"`, with the class) for a class of count 0 (unless
     /// the scheme is uniform: `p = 0` or `β = 0`), or one whose weight overflows `F`.
     ///
     /// # Example
@@ -179,7 +179,7 @@ impl ClassWeights {
     /// use longtail::prior::{ClassWeights, Prior};
     /// let prior = Prior::from_counts(&[5.0, 0.0])?;
     /// assert!(ClassWeights::inverse_frequency().weights::<f64>(&prior).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -214,8 +214,8 @@ impl ClassWeights {
     }
 }
 
-fn zero_count(class: usize, count: f64) -> LossError {
-    LossError::InvalidParameter {
+fn zero_count(class: usize, count: f64) -> Error {
+    Error::InvalidParameter {
         name: "counts",
         index: Some(class),
         value: count,
@@ -242,7 +242,7 @@ fn zero_count(class: usize, count: f64) -> LossError {
 /// let late = drw.weights_at::<f32>(160);
 /// assert!(late[2] > late[1] && late[1] > late[0]);
 /// let loss = SoftmaxLoss::class_weighted(&late)?;
-/// # Ok::<(), longtail::LossError>(())
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -268,7 +268,7 @@ impl DeferredReweighting {
     /// use longtail::prior::{ClassWeights, DeferredReweighting, Prior};
     /// let prior = Prior::from_counts(&[1.0, 0.0])?;
     /// assert!(DeferredReweighting::new(5, ClassWeights::inverse_frequency(), &prior).is_err());
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
@@ -288,7 +288,7 @@ impl DeferredReweighting {
     /// use longtail::prior::{ClassWeights, DeferredReweighting, Prior};
     /// let prior = Prior::from_counts(&[1.0, 2.0])?;
     /// assert_eq!(DeferredReweighting::new(3, ClassWeights::inverse_frequency(), &prior)?.start_epoch(), 3);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn start_epoch(&self) -> usize {
         self.start_epoch
@@ -304,7 +304,7 @@ impl DeferredReweighting {
     /// let drw = DeferredReweighting::new(2, ClassWeights::inverse_frequency(), &prior)?;
     /// assert_eq!(drw.weights_at::<f64>(1).to_vec(), vec![1.0, 1.0]);
     /// assert_eq!(drw.weights_at::<f64>(2).to_vec(), vec![4.0 / 6.0, 2.0]);
-    /// # Ok::<(), longtail::LossError>(())
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
