@@ -95,8 +95,8 @@ pub mod softmax;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use loss::{
-    BinarySmoothF1Loss, BinaryTargets, F1Average, F1Stats, LdamLoss, MultiLabelTargets, PairwiseMarginLoss,
-    Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
+    BinarySmoothF1Loss, BinaryTargets, ClassValues, F1Average, F1Stats, Labels, LdamLoss, Loss,
+    PairwiseMarginLoss, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
 };
 pub use metrics::ConfusionMatrix;
 pub use ndarray;

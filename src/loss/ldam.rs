@@ -1,9 +1,10 @@
 //! LDAM: label-distribution-aware margins, larger for rarer classes, on scaled logits.
 
-use ndarray::{Array1, Array2, ArrayRef2, ArrayView1};
+use ndarray::{ArrayRef2, ArrayView1};
 
 use super::Reduction;
 use super::hard_labels::{LabelledBatch, MarginRow};
+use super::validate::OutputShape;
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
 use super::validate::class_vector;
@@ -66,7 +67,7 @@ pub struct LdamLoss<F> {
     margins: Vec<F>,
     scale: F,
     class_weights: Option<Vec<F>>,
-    reduction: Reduction,
+    pub(super) reduction: Reduction,
 }
 
 impl<F: Float> LdamLoss<F> {
@@ -262,167 +263,21 @@ impl<F: Float> LdamLoss<F> {
         self.class_weights.as_deref()
     }
 
-    /// The reduction of the batch.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::{LdamLoss, Reduction};
-    /// assert_eq!(LdamLoss::new(&[5.0_f32, 1.0])?.reduction(), Reduction::Mean);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
-    }
 
-    /// The reduced loss and its gradient with respect to the raw logits, in a new `[B, K]` array.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::LdamLoss;
-    /// use ndarray::array;
-    ///
-    /// let loss = LdamLoss::new(&[100.0_f32, 1.0])?;
-    /// let (value, grad) = loss.loss_and_grad(&array![[0.1, 0.1]], &[1])?;
-    /// assert!(value > 2f32.ln() && grad[[0, 1]] < 0.0);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`LdamLoss`].
-    pub fn loss_and_grad<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-    ) -> Result<(F, Array2<F>)>
-    where
-        F: 't,
-    {
-        let mut grad = Array2::zeros(logits.raw_dim());
-        let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
-        Ok((loss, grad))
-    }
 
-    /// The reduced loss; its gradient with respect to the raw logits overwrites `grad_out`
-    /// (`[B, K]`).
-    ///
-    /// # Errors
-    ///
-    /// Checked in this order, all before anything is written:
-    /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
-    /// - [`Error::ShapeMismatch`]: `class_weights` or `counts` not of length `K`;
-    /// - [`Error::LabelsRequired`]: probability targets;
-    /// - [`Error::ShapeMismatch`]: `labels` not of length `B`, `grad_out` not `[B, K]`,
-    ///   `sample_weights` not of length `B`;
-    /// - [`Error::InvalidSampleWeight`], then [`Error::LabelOutOfRange`];
-    /// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
-    ///   `+inf`, or a finite logit whose scaled value overflows; [`Error::MaskedTarget`] for a
-    ///   `-inf` label logit in a row that counts.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::LdamLoss;
-    /// use ndarray::{array, Array2};
-    ///
-    /// let loss = LdamLoss::new(&[10.0_f64, 10.0])?;
-    /// let mut grad = Array2::from_elem((1, 2), f64::NAN); // overwritten
-    /// loss.loss_and_grad_into(&array![[0.3, 0.0]], &[0], &mut grad)?;
-    /// assert!(grad[[0, 0]] < 0.0 && grad.sum().abs() < 1e-12); // rows of softmax − one-hot sum to 0
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`LdamLoss`].
-    pub fn loss_and_grad_into<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-        grad_out: &mut ArrayRef2<F>,
-    ) -> Result<F>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let batch = self.check(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        Ok(batch.reduced(self, logits, self.reduction, Some(grad_out)))
+    /// `s·(z_k − m_y [k = y])`: the margin is subtracted before scaling, as in LDAM-DRW.
+    #[inline(always)]
+    fn scaled(&self, z: F, k: usize, y: usize) -> F {
+        if k == y { self.scale * (z - self.margins[y]) } else { self.scale * z }
     }
+}
 
-    /// The reduced loss alone.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::LdamLoss;
-    /// use ndarray::array;
-    ///
-    /// // Zero margins and scale 1: plain cross-entropy.
-    /// let plain = LdamLoss::new(&[9.0_f64, 1.0])?.with_max_margin(0.0)?.with_scale(1.0)?;
-    /// assert!((plain.loss(&array![[0.0, 0.0]], &[1])? - 2f64.ln()).abs() < 1e-15);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`LdamLoss`].
-    pub fn loss<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<F>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let batch = self.check(logits, &targets, &[])?;
-        Ok(batch.reduced(self, logits, self.reduction, None))
-    }
-
-    /// Every row's loss `ℓ_i`, unreduced (sample and class weights applied).
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::LdamLoss;
-    /// use ndarray::array;
-    ///
-    /// let losses = LdamLoss::new(&[9.0_f64, 1.0])?.per_sample_loss(&array![[1.0, 0.0], [0.0, 1.0]], &[0, 1])?;
-    /// assert!(losses[1] > losses[0]); // the rare class carries the larger margin
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`LdamLoss`].
-    pub fn per_sample_loss<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-    ) -> Result<Array1<F>>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let batch = self.check(logits, &targets, &[])?;
-        Ok(batch.per_sample(self, logits))
-    }
-
+impl<F: Float> MarginRow<F> for LdamLoss<F> {
     fn check<'t, 'w>(
         &'w self,
         logits: &ArrayRef2<F>,
         targets: &'w Targets<'t, F>,
-        outputs: &[(&'static str, &[usize], &[usize])],
+        outputs: &[OutputShape<'_>],
     ) -> Result<LabelledBatch<'t, 'w, F>> {
         let params = [("counts", &[self.margins.len()][..])];
         let batch =
@@ -434,14 +289,7 @@ impl<F: Float> LdamLoss<F> {
         Ok(batch)
     }
 
-    /// `s·(z_k − m_y [k = y])`: the margin is subtracted before scaling, as in LDAM-DRW.
-    #[inline(always)]
-    fn scaled(&self, z: F, k: usize, y: usize) -> F {
-        if k == y { self.scale * (z - self.margins[y]) } else { self.scale * z }
-    }
-}
 
-impl<F: Float> MarginRow<F> for LdamLoss<F> {
     /// CE on the scaled, margin-shifted logits (in `scratch`) with coefficient `c`; the kernel's
     /// gradient is with respect to `z'`, times `s` for `z`.
     #[inline(always)]

@@ -7,12 +7,13 @@
 //! and the margin losses [`LdamLoss`] and [`PairwiseMarginLoss`].
 
 mod binary_rows;
+mod class_values;
+mod contract;
 mod binary_targets;
 mod f1_stats;
 mod hard_labels;
 mod kernel;
 mod ldam;
-mod multi_label_targets;
 mod pairwise;
 mod short_rows;
 mod sigmoid;
@@ -24,15 +25,16 @@ mod validate;
 mod zlpr;
 
 pub use binary_targets::BinaryTargets;
+pub use class_values::ClassValues;
+pub use contract::Loss;
 pub use f1_stats::F1Stats;
 pub use ldam::LdamLoss;
-pub use multi_label_targets::MultiLabelTargets;
 pub use pairwise::PairwiseMarginLoss;
 pub use sigmoid::SigmoidLoss;
 pub use smooth_f1::{F1Average, SmoothF1Loss};
 pub use smooth_f1_binary::BinarySmoothF1Loss;
 pub use softmax_loss::SoftmaxLoss;
-pub use targets::Targets;
+pub use targets::{Labels, Targets};
 pub use zlpr::ZlprLoss;
 
 /// How a loss reduces the per-row losses `ℓ_i` of a batch to one number.

@@ -415,7 +415,7 @@ fn target_row<'a, F: Float>(targets: &'a Targets<F>, i: usize, buf: &'a mut [F])
             buf[labels[i]] = F::one();
             buf
         }
-        TargetKind::Probs(probs) => match probs.row(i).to_slice() {
+        TargetKind::Rows(probs, _) => match probs.row(i).to_slice() {
             Some(row) => row,
             None => {
                 buf.iter_mut().zip(probs.row(i)).for_each(|(dst, &src)| *dst = src);
