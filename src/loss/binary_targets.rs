@@ -3,7 +3,6 @@
 use ndarray::{Array1, ArrayView1, Zip};
 
 use crate::error::check_shape;
-use crate::float::{LANES, lane_sum};
 use crate::softmax::is_nan_or_pos_inf;
 use crate::{Error, Float, Result};
 
@@ -93,19 +92,6 @@ impl<'a, F: Float> BinaryTargets<'a, F> {
     #[inline]
     pub(crate) fn sample_weight(&self, i: usize) -> F {
         self.sample_weights.as_ref().map_or(F::one(), |w| w[i])
-    }
-
-    /// `Σ_i s_i`, in `f64` (`B` without weights); summed in [`LANES`] partial sums, so that the
-    /// additions do not wait on each other.
-    pub(crate) fn total_weight(&self) -> f64 {
-        let Some(weights) = &self.sample_weights else {
-            return self.len() as f64;
-        };
-        let mut sums = [0.0; LANES];
-        for (i, &w) in weights.iter().enumerate() {
-            sums[i % LANES] += w.as_f64();
-        }
-        lane_sum(&sums)
     }
 
     /// Validates a batch of binary logits against these targets, before anything is written:

@@ -1,8 +1,9 @@
 //! LDAM: label-distribution-aware margins, larger for rarer classes, on scaled logits.
 
-use ndarray::{ArrayRef2, ArrayView1};
+use ndarray::ArrayRef2;
 
 use super::Reduction;
+use super::class_values::ClassValues;
 use super::hard_labels::{LabelledBatch, MarginRow};
 use super::validate::OutputShape;
 use super::kernel::{one_hot_row, shifted_exp};
@@ -93,11 +94,11 @@ impl<F: Float> LdamLoss<F> {
     ///
     /// K. Cao et al., "Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss",
     /// NeurIPS 2019, arXiv:1906.07413.
-    pub fn new<'c>(counts: impl Into<ArrayView1<'c, F>>) -> Result<Self>
+    pub fn new<'c>(counts: impl Into<ClassValues<'c, F>>) -> Result<Self>
     where
         F: 'c,
     {
-        let counts = class_vector("counts", counts.into(), "finite and > 0", |v| v > F::zero())?;
+        let counts = class_vector("counts", counts.into().view(), "finite and > 0", |v| v > F::zero())?;
         let min = counts.iter().fold(f64::INFINITY, |m, v| m.min(v.as_f64()));
         let unit_margins = counts.iter().map(|n| (min / n.as_f64()).sqrt().sqrt()).collect();
         let loss = Self {
@@ -187,7 +188,7 @@ impl<F: Float> LdamLoss<F> {
     /// # References
     ///
     /// K. Cao et al., NeurIPS 2019, arXiv:1906.07413 (deferred re-weighting, §3.3).
-    pub fn with_class_weights<'w>(mut self, weights: impl Into<ArrayView1<'w, F>>) -> Result<Self>
+    pub fn with_class_weights<'w>(mut self, weights: impl Into<ClassValues<'w, F>>) -> Result<Self>
     where
         F: 'w,
     {

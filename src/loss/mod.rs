@@ -14,6 +14,7 @@ mod f1_stats;
 mod hard_labels;
 mod kernel;
 mod ldam;
+mod one_vs_rest;
 mod pairwise;
 mod short_rows;
 mod sigmoid;

@@ -1,8 +1,9 @@
 //! Pairwise logit adjustment: softmax cross-entropy with a margin for every (label, class) pair.
 
-use ndarray::{Array2, ArrayRef2, ArrayView1, ArrayView2};
+use ndarray::{Array2, ArrayRef2, ArrayView2};
 
 use super::Reduction;
+use super::class_values::ClassValues;
 use super::hard_labels::{LabelledBatch, MarginRow};
 use super::validate::OutputShape;
 use super::kernel::{one_hot_row, shifted_exp};
@@ -143,7 +144,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// # References
     ///
     /// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
-    pub fn from_prior<'p>(prior: impl Into<ArrayView1<'p, F>>, tau: F) -> Result<Self>
+    pub fn from_prior<'p>(prior: impl Into<ClassValues<'p, F>>, tau: F) -> Result<Self>
     where
         F: 'p,
     {
@@ -188,7 +189,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// # References
     ///
     /// PyTorch `torch.nn.functional.cross_entropy` (`weight=`).
-    pub fn with_class_weights<'w>(mut self, weights: impl Into<ArrayView1<'w, F>>) -> Result<Self>
+    pub fn with_class_weights<'w>(mut self, weights: impl Into<ClassValues<'w, F>>) -> Result<Self>
     where
         F: 'w,
     {

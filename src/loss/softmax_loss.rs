@@ -322,7 +322,7 @@ impl<F: Float> SoftmaxLoss<F> {
         F: 'w,
     {
         self.class_weights =
-            Some(class_vector("class_weights", weights.into().view(), "finite and >= 0", |v| v >= F::zero())?);
+            Some(class_vector("class_weights", weights, "finite and >= 0", |v| v >= F::zero())?);
         Ok(self)
     }
 
@@ -380,7 +380,7 @@ impl<F: Float> SoftmaxLoss<F> {
     where
         F: 'a,
     {
-        self.alpha = Some(class_vector("alpha", alpha.into().view(), "finite and >= 0", |v| v >= F::zero())?);
+        self.alpha = Some(class_vector("alpha", alpha, "finite and >= 0", |v| v >= F::zero())?);
         Ok(self)
     }
 
@@ -623,7 +623,7 @@ impl<F: Float> Loss<F> for SoftmaxLoss<F> {
         targets: &Targets<'_, F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
-        let sums = self.check_batch(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
+        let sums = self.check_batch("SoftmaxLoss", logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
         self.reduced(logits, targets, &sums, grad_out)
     }
 
@@ -640,7 +640,7 @@ impl<F: Float> Loss<F> for SoftmaxLoss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
         let outputs = output_shapes(logits, Some(losses_out), grad_out.as_deref());
-        let sums = self.check_batch(logits, targets, &outputs)?;
+        let sums = self.check_batch("SoftmaxLoss", logits, targets, &outputs)?;
         self.rows(logits, targets, &sums, grad_out, Some(losses_out), F::one());
         Ok(())
     }

@@ -201,6 +201,14 @@ impl<'a> Labels<'a> {
     }
 }
 
+impl core::ops::Deref for Labels<'_> {
+    type Target = ndarray::ArrayRef1<usize>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 impl<'a> From<ArrayView1<'a, usize>> for Labels<'a> {
     fn from(labels: ArrayView1<'a, usize>) -> Self {
         Self(CowArray::from(labels))

@@ -2,6 +2,7 @@
 
 use ndarray::{ArrayRef1, ArrayRef2, ArrayView1};
 
+use super::class_values::ClassValues;
 use super::softmax_loss::{SoftmaxLoss, one_hot};
 use super::targets::{RowKind, TargetKind, Targets};
 use crate::error::check_shape;
@@ -11,12 +12,13 @@ use crate::softmax::check_logits;
 use crate::{Error, Float, Result};
 
 /// Copies a per-class parameter after checking every entry (finite, and `valid`).
-pub(super) fn class_vector<F: Float>(
+pub(super) fn class_vector<'a, F: Float>(
     name: &'static str,
-    values: ArrayView1<'_, F>,
+    values: impl Into<ClassValues<'a, F>>,
     expected: &'static str,
     valid: impl Fn(F) -> bool,
 ) -> Result<Vec<F>> {
+    let values = values.into().0;
     match values.iter().position(|&v| !(v.is_finite() && valid(v))) {
         Some(i) => Err(Error::InvalidParameter { name, index: Some(i), value: values[i].as_f64(), expected }),
         None => Ok(values.to_vec()),
@@ -72,11 +74,12 @@ pub(super) fn check_sample_weights<F: Float>(
 impl<F: Float> SoftmaxLoss<F> {
     /// Validates a batch in the order documented on
     /// [`Loss::loss_into`](super::Loss::loss_into) for [`SoftmaxLoss`].
-    /// `outputs` holds the caller's output buffers as `(name, expected shape, shape)`. Returns the
+    /// `loss` names the loss for errors; `outputs` holds the caller's output buffers as `(name, expected shape, shape)`. Returns the
     /// sum of each probability row, which the kernel needs and the check has just computed (empty
     /// for labels).
     pub(super) fn check_batch(
         &self,
+        loss: &'static str,
         logits: &ArrayRef2<F>,
         targets: &Targets<F>,
         outputs: &[(&'static str, &[usize], &[usize])],
@@ -93,7 +96,7 @@ impl<F: Float> SoftmaxLoss<F> {
             TargetKind::Labels(labels) => check_shape("labels", &[batch], labels.shape())?,
             TargetKind::Rows(probs, RowKind::Probs) => check_shape("targets", &[batch, classes], probs.shape())?,
             kind @ TargetKind::Rows(_, RowKind::MultiHot) => {
-                return Err(unsupported("SoftmaxLoss", "hard labels or probability targets", kind));
+                return Err(unsupported(loss, "hard labels or probability targets", kind));
             }
         }
         for &(name, expected, found) in outputs {
