@@ -11,7 +11,7 @@ use core::fmt;
 /// # Example
 ///
 /// ```
-/// use longtail::{Error, SoftmaxLoss};
+/// use longtail::{Error, Loss, SoftmaxLoss};
 /// use ndarray::array;
 ///
 /// let logits = array![[1.0_f64, 2.0], [0.5, f64::NAN]];

@@ -9,7 +9,7 @@
 //! # Example: one training step
 //!
 //! ```
-//! use longtail::SoftmaxLoss;
+//! use longtail::{Loss, SoftmaxLoss};
 //! use ndarray::{array, Array2};
 //!
 //! // A batch of 4 samples over 3 classes; class 0 is 100× more frequent than class 2.

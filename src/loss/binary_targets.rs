@@ -21,8 +21,8 @@ use crate::{Error, Float, Result};
 /// let logits = array![2.0_f64, -1.0, 8.0];
 /// // Row 2 is padding: weight 0 ignores it, and the mean divides by the weights that count.
 /// let targets = BinaryTargets::new(&[1.0, 0.0, 0.0]).with_sample_weights(&[1.0, 1.0, 0.0]);
-/// let (loss, grad) = SigmoidLoss::bce().loss_and_grad(&logits, targets)?;
-/// let two_rows = SigmoidLoss::bce().loss(&array![2.0, -1.0], &[1.0, 0.0])?;
+/// let (loss, grad) = SigmoidLoss::bce().binary_loss_and_grad(&logits, targets)?;
+/// let two_rows = SigmoidLoss::bce().binary_loss(&array![2.0, -1.0], &[1.0, 0.0])?;
 /// assert!((loss - two_rows).abs() < 1e-15);
 /// assert_eq!(grad[2], 0.0);
 /// # Ok::<(), longtail::Error>(())

@@ -105,8 +105,12 @@ pub trait Loss<F: Float>: core::fmt::Debug + Send + Sync {
     /// assert!(value > 0.0 && grad.iter().all(|g| g.is_finite()));
     /// # Ok::<(), longtail::Error>(())
     /// ```
-    fn loss_into(&self, logits: &ArrayRef2<F>, targets: &Targets<'_, F>, grad_out: Option<&mut ArrayRef2<F>>)
-    -> Result<F>;
+    fn loss_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<F>;
 
     /// Every row's loss `ℓ_i` into `losses_out` (`[B]`); if `grad_out` is given, `∂ℓ_i/∂z_i`
     /// overwrites its row `i` (`[B, K]`). Unreduced: sample and class weights are applied, the
@@ -224,7 +228,11 @@ pub trait Loss<F: Float>: core::fmt::Debug + Send + Sync {
     /// }
     /// # Ok::<(), longtail::Error>(())
     /// ```
-    fn loss_and_grad<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<(F, Array2<F>)>
+    fn loss_and_grad<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+    ) -> Result<(F, Array2<F>)>
     where
         Self: Sized,
         F: 't,
@@ -252,7 +260,11 @@ pub trait Loss<F: Float>: core::fmt::Debug + Send + Sync {
     /// assert_eq!(losses[1], 0.0);
     /// # Ok::<(), longtail::Error>(())
     /// ```
-    fn per_sample_loss<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<Array1<F>>
+    fn per_sample_loss<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+    ) -> Result<Array1<F>>
     where
         Self: Sized,
         F: 't,
@@ -260,6 +272,39 @@ pub trait Loss<F: Float>: core::fmt::Debug + Send + Sync {
         let mut losses = Array1::zeros(logits.nrows());
         self.per_sample_into(logits, &targets.into(), &mut losses, None)?;
         Ok(losses)
+    }
+
+    /// Every row's loss `ℓ_i` into `losses_out` (`[B]`) and `∂ℓ_i/∂z_i` into `grad_out`
+    /// (`[B, K]`), both overwritten.
+    ///
+    /// # Errors
+    ///
+    /// As [`per_sample_into`](Self::per_sample_into).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{Loss, SoftmaxLoss};
+    /// use ndarray::{array, Array1, Array2};
+    ///
+    /// let logits = array![[1.0_f32, 0.0], [0.0, 1.0]];
+    /// let (mut losses, mut grad) = (Array1::zeros(2), Array2::zeros((2, 2)));
+    /// SoftmaxLoss::cross_entropy().per_sample_loss_and_grad_into(&logits, &[0, 0], &mut losses, &mut grad)?;
+    /// assert!(losses[1] > losses[0] && grad[[1, 0]] < 0.0);
+    /// # Ok::<(), longtail::Error>(())
+    /// ```
+    fn per_sample_loss_and_grad_into<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+        losses_out: &mut ArrayRef1<F>,
+        grad_out: &mut ArrayRef2<F>,
+    ) -> Result<()>
+    where
+        Self: Sized,
+        F: 't,
+    {
+        self.per_sample_into(logits, &targets.into(), losses_out, Some(grad_out))
     }
 
     /// Every row's loss `ℓ_i` and its gradient `∂ℓ_i/∂z_i`, unreduced, in new arrays.

@@ -140,7 +140,6 @@ pub(super) trait MarginRow<F: Float> {
         outputs: &[OutputShape<'_>],
     ) -> Result<LabelledBatch<'t, 'w, F>>;
 
-
     /// Row `z` with label `y` and coefficient `c = s_i·w_y`: returns `ℓ_i` and writes
     /// `scale·∂ℓ_i/∂z` into `grad`; `scratch` is a spare row of length `K`. Must be
     /// `#[inline(always)]`: it runs inside a [`Kernel`].

@@ -5,9 +5,9 @@ use ndarray::ArrayRef2;
 use super::Reduction;
 use super::class_values::ClassValues;
 use super::hard_labels::{LabelledBatch, MarginRow};
-use super::validate::OutputShape;
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
+use super::validate::OutputShape;
 use super::validate::class_vector;
 use crate::{Error, Float, Result};
 
@@ -38,13 +38,22 @@ use crate::{Error, Float, Result};
 ///
 /// # Errors
 ///
-/// Builders return [`Error::InvalidParameter`]; each call validates the batch before writing
-/// anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// Builders return [`Error::InvalidParameter`]. Each [`Loss`](crate::Loss) call checks, in this
+/// order:
+/// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
+/// - [`Error::ShapeMismatch`]: `class_weights` or `counts` not of length `K`;
+/// - [`Error::UnsupportedTargets`]: probability or multi-hot targets;
+/// - [`Error::ShapeMismatch`]: `labels` not of length `B`, an output buffer of the wrong shape,
+///   `sample_weights` not of length `B`;
+/// - [`Error::InvalidSampleWeight`], then [`Error::LabelOutOfRange`];
+/// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or `+inf`,
+///   or a finite logit whose scaled value overflows; [`Error::MaskedTarget`] for a `-inf` label
+///   logit in a row that counts.
 ///
 /// # Example
 ///
 /// ```
-/// use longtail::LdamLoss;
+/// use longtail::{Loss, LdamLoss};
 /// use ndarray::array;
 ///
 /// let counts = [1000.0_f64, 100.0, 10.0];
@@ -202,7 +211,7 @@ impl<F: Float> LdamLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::{LdamLoss, Reduction};
+    /// use longtail::{LdamLoss, Loss, Reduction};
     /// let loss = LdamLoss::new(&[2.0_f64, 1.0])?.with_reduction(Reduction::Sum);
     /// assert_eq!(loss.reduction(), Reduction::Sum);
     /// # Ok::<(), longtail::Error>(())
@@ -264,8 +273,6 @@ impl<F: Float> LdamLoss<F> {
         self.class_weights.as_deref()
     }
 
-
-
     /// `s·(z_k − m_y [k = y])`: the margin is subtracted before scaling, as in LDAM-DRW.
     #[inline(always)]
     fn scaled(&self, z: F, k: usize, y: usize) -> F {
@@ -289,7 +296,6 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
         batch.check_logits(logits, fits, |row, class, z| self.scaled(z, class, batch.labels[row]))?;
         Ok(batch)
     }
-
 
     /// CE on the scaled, margin-shifted logits (in `scratch`) with coefficient `c`; the kernel's
     /// gradient is with respect to `z'`, times `s` for `z`.

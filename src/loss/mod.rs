@@ -7,9 +7,9 @@
 //! and the margin losses [`LdamLoss`] and [`PairwiseMarginLoss`].
 
 mod binary_rows;
+mod binary_targets;
 mod class_values;
 mod contract;
-mod binary_targets;
 mod f1_stats;
 mod hard_labels;
 mod kernel;
@@ -43,7 +43,7 @@ pub use zlpr::ZlprLoss;
 /// # Example
 ///
 /// ```
-/// use longtail::{Reduction, SoftmaxLoss};
+/// use longtail::{Loss, Reduction, SoftmaxLoss};
 /// use ndarray::array;
 ///
 /// let logits = array![[0.0_f64, 1.0], [1.0, 0.0]];

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 
 use ndarray::{ArrayRef1, ArrayRef2, ArrayView2};
 
-use super::binary_targets::BinaryTargets;
 use super::binary_rows::{contiguous, weight_sum};
+use super::binary_targets::BinaryTargets;
 use super::targets::{RowKind, TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, check_sample_weights};
 use crate::error::check_shape;
@@ -37,10 +37,12 @@ impl<'a, F: Float> Decisions<'a, F> {
             }
             TargetKind::Rows(rows, _) => flat(rows),
         };
-        let weights = targets.sample_weights.as_ref().map(|w| {
-            Cow::Owned(w.iter().flat_map(|&w| std::iter::repeat_n(w, classes)).collect::<Vec<F>>())
-        });
-        let logits = logits.as_slice().map_or_else(|| Cow::Owned(logits.iter().copied().collect()), Cow::Borrowed);
+        let weights = targets
+            .sample_weights
+            .as_ref()
+            .map(|w| Cow::Owned(w.iter().flat_map(|&w| std::iter::repeat_n(w, classes)).collect::<Vec<F>>()));
+        let logits =
+            logits.as_slice().map_or_else(|| Cow::Owned(logits.iter().copied().collect()), Cow::Borrowed);
         Self { logits, targets: targets_flat, weights, classes }
     }
 
@@ -106,7 +108,9 @@ pub(super) fn check_batch<F: Float>(
             };
             // A branch-free scan passes the common batch; only a failing one is searched.
             let failing = || rows.indexed_iter().find(|&(_, &y)| !valid(y));
-            if let Some(((row, class), &y)) = if rows.fold(true, |ok, &y| ok & valid(y)) { None } else { failing() } {
+            if let Some(((row, class), &y)) =
+                if rows.fold(true, |ok, &y| ok & valid(y)) { None } else { failing() }
+            {
                 return Err(Error::TargetOutOfRange { row, class, value: y.as_f64(), expected });
             }
             &|row, class| rows[[row, class]] > F::zero()
@@ -129,5 +133,8 @@ pub(super) fn with_flat_mut<F: Float, R>(grad_out: &mut ArrayRef2<F>, f: impl Fn
 /// Sums each row's `K` decision losses into `losses_out[i]`.
 pub(super) fn row_sums<F: Float>(decision_losses: &[F], classes: usize, losses_out: &mut ArrayRef1<F>) {
     let rows = decision_losses.chunks_exact(classes);
-    losses_out.iter_mut().zip(rows).for_each(|(l, row)| *l = F::from_f64(row.iter().map(|v| v.as_f64()).sum()));
+    losses_out
+        .iter_mut()
+        .zip(rows)
+        .for_each(|(l, row)| *l = F::from_f64(row.iter().map(|v| v.as_f64()).sum()));
 }

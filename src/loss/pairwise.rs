@@ -5,9 +5,9 @@ use ndarray::{Array2, ArrayRef2, ArrayView2};
 use super::Reduction;
 use super::class_values::ClassValues;
 use super::hard_labels::{LabelledBatch, MarginRow};
-use super::validate::OutputShape;
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
+use super::validate::OutputShape;
 use super::validate::class_vector;
 use crate::error::check_shape;
 use crate::{Error, Float, Result};
@@ -39,13 +39,22 @@ use crate::{Error, Float, Result};
 ///
 /// # Errors
 ///
-/// Builders return [`Error::InvalidParameter`] or [`Error::ShapeMismatch`]; each call
-/// validates the batch before writing anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// Builders return [`Error::InvalidParameter`] or [`Error::ShapeMismatch`]. Each
+/// [`Loss`](crate::Loss) call checks, in this order:
+/// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
+/// - [`Error::ShapeMismatch`]: `class_weights` not of length `K`, `margins` not `K×K`;
+/// - [`Error::UnsupportedTargets`]: probability or multi-hot targets;
+/// - [`Error::ShapeMismatch`]: `labels` not of length `B`, an output buffer of the wrong shape,
+///   `sample_weights` not of length `B`;
+/// - [`Error::InvalidSampleWeight`], then [`Error::LabelOutOfRange`];
+/// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or `+inf`,
+///   or a logit that overflows once the margin is added; [`Error::MaskedTarget`] for a `-inf`
+///   label logit in a row that counts.
 ///
 /// # Example
 ///
 /// ```
-/// use longtail::PairwiseMarginLoss;
+/// use longtail::{Loss, PairwiseMarginLoss};
 /// use ndarray::array;
 ///
 /// // Class 1 must beat class 0 by 2; no other pair has a margin.
@@ -130,7 +139,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::{PairwiseMarginLoss, SoftmaxLoss};
+    /// use longtail::{Loss, PairwiseMarginLoss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let counts = [900.0, 90.0, 10.0];
@@ -203,7 +212,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::{PairwiseMarginLoss, Reduction};
+    /// use longtail::{Loss, PairwiseMarginLoss, Reduction};
     /// use ndarray::array;
     ///
     /// let loss = PairwiseMarginLoss::new(&array![[0.0_f64, 1.0], [1.0, 0.0]])?.with_reduction(Reduction::Sum);
@@ -243,8 +252,6 @@ impl<F: Float> PairwiseMarginLoss<F> {
     pub fn class_weights(&self) -> Option<&[F]> {
         self.class_weights.as_deref()
     }
-
-
 }
 
 impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
@@ -270,7 +277,6 @@ impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
         })?;
         Ok(batch)
     }
-
 
     /// CE on `z + Δ_{y,·}` with coefficient `c`, `scale·∂ℓ/∂z` into `grad`.
     #[inline(always)]

@@ -51,19 +51,24 @@ use crate::{Error, Float, Result};
 /// # Errors
 ///
 /// Builders return [`Error::InvalidParameter`]. Each call validates the whole batch before
-/// writing anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// writing anything (see [`loss_into`](Loss::loss_into)).
 ///
 /// # Example
 ///
 /// ```
-/// use longtail::SigmoidLoss;
+/// use longtail::{Loss, SigmoidLoss};
 /// use ndarray::array;
 ///
-/// let logits = array![3.0_f32, -2.0, 0.5, -1e4];
-/// let targets = [1.0, 0.0, 1.0, 0.0];
-/// let (focal, grad) = SigmoidLoss::focal().loss_and_grad(&logits, &targets)?;
-/// let bce = SigmoidLoss::bce().loss(&logits, &targets)?;
+/// // Three classes, one-vs-rest: each logit is a binary decision against its one-hot target.
+/// let logits = array![[3.0_f32, -2.0, 0.5], [-1e4, 0.2, 1.0]];
+/// let (focal, grad) = SigmoidLoss::focal(2.0)?.loss_and_grad(&logits, &[0, 2])?;
+/// let bce = SigmoidLoss::bce().loss(&logits, &[0, 2])?;
 /// assert!(focal < bce && grad.iter().all(|g| g.is_finite()));
+///
+/// // A binary model's `[B]` logits take the `binary_*` calls, with soft targets in [0, 1].
+/// let scores = array![3.0_f32, -2.0, 0.5, -1e4];
+/// let bce = SigmoidLoss::bce().binary_loss(&scores, &[1.0, 0.0, 0.8, 0.0])?;
+/// assert!(bce > 0.0);
 /// # Ok::<(), longtail::Error>(())
 /// ```
 ///
@@ -94,7 +99,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// use longtail::SigmoidLoss;
     /// use ndarray::array;
     ///
-    /// let (loss, grad) = SigmoidLoss::bce().loss_and_grad(&array![0.0_f64], &[1.0])?;
+    /// let (loss, grad) = SigmoidLoss::bce().binary_loss_and_grad(&array![0.0_f64], &[1.0])?;
     /// assert!((loss - 2f64.ln()).abs() < 1e-15);
     /// assert_eq!(grad[0], -0.5); // σ(s) − y
     /// # Ok::<(), longtail::Error>(())
@@ -198,7 +203,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// use ndarray::array;
     ///
     /// let logits = array![0.0_f64, 0.0];
-    /// let sum = SigmoidLoss::bce().with_reduction(Reduction::Sum).loss(&logits, &[1.0, 0.0])?;
+    /// let sum = SigmoidLoss::bce().with_reduction(Reduction::Sum).binary_loss(&logits, &[1.0, 0.0])?;
     /// assert!((sum - 2.0 * 2f64.ln()).abs() < 1e-15);
     /// # Ok::<(), longtail::Error>(())
     /// ```
@@ -230,7 +235,6 @@ impl<F: Float> SigmoidLoss<F> {
     pub fn alpha(&self) -> Option<F> {
         self.alpha
     }
-
 
     /// The reduced loss of a binary model's `[B]` logits and its gradient, in a new `[B]` array.
     ///
@@ -330,7 +334,11 @@ impl<F: Float> SigmoidLoss<F> {
     /// # References
     ///
     /// See [`SigmoidLoss`].
-    pub fn binary_loss<'t>(&self, logits: &ArrayRef1<F>, targets: impl Into<BinaryTargets<'t, F>>) -> Result<F>
+    pub fn binary_loss<'t>(
+        &self,
+        logits: &ArrayRef1<F>,
+        targets: impl Into<BinaryTargets<'t, F>>,
+    ) -> Result<F>
     where
         F: 't,
     {
@@ -399,7 +407,13 @@ impl<F: Float> SigmoidLoss<F> {
 
     /// `Σ ℓ` of validated decisions, in `f64`; each `ℓ` into `losses` and `scale·∂ℓ/∂s` into
     /// `grads` if given.
-    fn sum(&self, decisions: &Decisions<F>, losses: Option<&mut [F]>, grads: Option<&mut [F]>, scale: F) -> f64 {
+    fn sum(
+        &self,
+        decisions: &Decisions<F>,
+        losses: Option<&mut [F]>,
+        grads: Option<&mut [F]>,
+        scale: F,
+    ) -> f64 {
         struct Rows<'a, F> {
             loss: &'a SigmoidLoss<F>,
             logits: &'a [F],
@@ -440,7 +454,6 @@ impl<F: Float> SigmoidLoss<F> {
             scale,
         })
     }
-
 
     fn row<const FMA: bool, const FOCAL: bool, const SOFT: bool>(
         alpha: (F, F),
@@ -529,11 +542,17 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
         losses_out: &mut ArrayRef1<F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
-        one_vs_rest::check_batch(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
+        one_vs_rest::check_batch(
+            logits,
+            targets,
+            &output_shapes(logits, Some(losses_out), grad_out.as_deref()),
+        )?;
         let decisions = Decisions::of_batch(logits, targets);
         let mut losses = vec![F::zero(); decisions.logits.len()];
         match grad_out {
-            Some(grad) => with_flat_mut(grad, |grad| self.sum(&decisions, Some(&mut losses), Some(grad), F::one())),
+            Some(grad) => {
+                with_flat_mut(grad, |grad| self.sum(&decisions, Some(&mut losses), Some(grad), F::one()))
+            }
             None => self.sum(&decisions, Some(&mut losses), None, F::one()),
         };
         row_sums(&losses, decisions.classes, losses_out);

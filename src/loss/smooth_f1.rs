@@ -6,10 +6,10 @@ use ndarray::{ArrayRef1, ArrayRef2};
 
 use super::Reduction;
 use super::contract::Loss;
-use super::validate::{OutputShape, output_shapes};
 use super::f1_stats::F1Stats;
 use super::softmax_loss::SoftmaxLoss;
 use super::targets::{TargetKind, Targets};
+use super::validate::{OutputShape, output_shapes};
 use crate::error::check_shape;
 use crate::float::{ExpArgs, lane_sum, ln_1p_unit};
 use crate::rows::{RowVisitor, visit_rows};
@@ -23,7 +23,7 @@ use crate::{Float, Result};
 ///
 /// ```
 /// use longtail::{F1Average, SmoothF1Loss};
-/// assert_eq!(SmoothF1Loss::micro_f1().average(), F1Average::Micro);
+/// assert_eq!(SmoothF1Loss::<f32>::micro_f1().average(), F1Average::Micro);
 /// ```
 ///
 /// # References
@@ -77,12 +77,12 @@ pub enum F1Average {
 /// # Errors
 ///
 /// Each call validates the batch (and the statistics) before writing anything (see
-/// [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// [`loss_into`](Loss::loss_into)).
 ///
 /// # Example
 ///
 /// ```
-/// use longtail::SmoothF1Loss;
+/// use longtail::{Loss, SmoothF1Loss};
 /// use ndarray::array;
 ///
 /// let logits = array![[2.0_f32, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 1.5, 0.0]];
@@ -110,7 +110,7 @@ impl<F: Float> SmoothF1Loss<F> {
     ///
     /// ```
     /// use longtail::{F1Average, SmoothF1Loss};
-    /// assert_eq!(SmoothF1Loss::macro_f1().average(), F1Average::Macro);
+    /// assert_eq!(SmoothF1Loss::<f32>::macro_f1().average(), F1Average::Macro);
     /// ```
     ///
     /// # References
@@ -125,8 +125,8 @@ impl<F: Float> SmoothF1Loss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::{Reduction, SmoothF1Loss};
-    /// assert_eq!(SmoothF1Loss::micro_f1().reduction(), Reduction::Mean);
+    /// use longtail::{Loss, Reduction, SmoothF1Loss};
+    /// assert_eq!(SmoothF1Loss::<f64>::micro_f1().reduction(), Reduction::Mean);
     /// ```
     ///
     /// # References
@@ -141,8 +141,8 @@ impl<F: Float> SmoothF1Loss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::{Reduction, SmoothF1Loss};
-    /// assert_eq!(SmoothF1Loss::macro_f1().with_reduction(Reduction::Sum).reduction(), Reduction::Sum);
+    /// use longtail::{Loss, Reduction, SmoothF1Loss};
+    /// assert_eq!(SmoothF1Loss::<f64>::macro_f1().with_reduction(Reduction::Sum).reduction(), Reduction::Sum);
     /// ```
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
@@ -155,12 +155,11 @@ impl<F: Float> SmoothF1Loss<F> {
     ///
     /// ```
     /// use longtail::{F1Average, SmoothF1Loss};
-    /// assert_eq!(SmoothF1Loss::macro_f1().average(), F1Average::Macro);
+    /// assert_eq!(SmoothF1Loss::<f32>::macro_f1().average(), F1Average::Macro);
     /// ```
     pub fn average(&self) -> F1Average {
         self.average
     }
-
 
     /// The batch statistics: per class `Σ s y p` and `Σ s (y + p)`, and `Σ s`.
     ///
@@ -531,7 +530,11 @@ fn argmax_complement<F: Float, const FMA: bool>(
 }
 
 /// The cross-entropy checks of [`SoftmaxLoss`]: shapes, weights, labels or probabilities, logits.
-fn check_batch<F: Float>(logits: &ArrayRef2<F>, targets: &Targets<F>, outputs: &[OutputShape<'_>]) -> Result<()> {
+fn check_batch<F: Float>(
+    logits: &ArrayRef2<F>,
+    targets: &Targets<F>,
+    outputs: &[OutputShape<'_>],
+) -> Result<()> {
     SoftmaxLoss::<F>::cross_entropy().check_batch("SmoothF1Loss", logits, targets, outputs).map(drop)
 }
 

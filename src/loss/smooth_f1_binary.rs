@@ -8,10 +8,10 @@ use super::Reduction;
 use super::binary_rows::{Logistic, for_rows, for_sigmoids, with_slice_mut};
 use super::binary_targets::BinaryTargets;
 use super::contract::Loss;
+use super::f1_stats::F1Stats;
 use super::one_vs_rest::{self, Decisions, row_sums, with_flat_mut};
 use super::targets::Targets;
 use super::validate::output_shapes;
-use super::f1_stats::F1Stats;
 use crate::error::check_shape;
 use crate::float::{LANES, lane_sum};
 use crate::simd::{Kernel, dispatch};
@@ -205,7 +205,11 @@ impl<F: Float> BinarySmoothF1Loss<F> {
     /// # References
     ///
     /// See [`BinarySmoothF1Loss`].
-    pub fn binary_stats<'t>(&self, logits: &ArrayRef1<F>, targets: impl Into<BinaryTargets<'t, F>>) -> Result<F1Stats>
+    pub fn binary_stats<'t>(
+        &self,
+        logits: &ArrayRef1<F>,
+        targets: impl Into<BinaryTargets<'t, F>>,
+    ) -> Result<F1Stats>
     where
         F: 't,
     {
@@ -354,7 +358,11 @@ impl<F: Float> BinarySmoothF1Loss<F> {
     /// # References
     ///
     /// See [`BinarySmoothF1Loss`].
-    pub fn binary_loss<'t>(&self, logits: &ArrayRef1<F>, targets: impl Into<BinaryTargets<'t, F>>) -> Result<F>
+    pub fn binary_loss<'t>(
+        &self,
+        logits: &ArrayRef1<F>,
+        targets: impl Into<BinaryTargets<'t, F>>,
+    ) -> Result<F>
     where
         F: 't,
     {
@@ -417,12 +425,18 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
         losses_out: &mut ArrayRef1<F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
-        one_vs_rest::check_batch(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
+        one_vs_rest::check_batch(
+            logits,
+            targets,
+            &output_shapes(logits, Some(losses_out), grad_out.as_deref()),
+        )?;
         let decisions = Decisions::of_batch(logits, targets);
         let f1 = local_stats(&decisions).f1()[0];
         let mut losses = vec![F::zero(); decisions.logits.len()];
         match grad_out {
-            Some(grad) => with_flat_mut(grad, |grad| sum(&decisions, f1, Some(&mut losses), Some(grad), F::one())),
+            Some(grad) => {
+                with_flat_mut(grad, |grad| sum(&decisions, f1, Some(&mut losses), Some(grad), F::one()))
+            }
             None => sum(&decisions, f1, Some(&mut losses), None, F::one()),
         };
         row_sums(&losses, decisions.classes, losses_out);
@@ -436,7 +450,13 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
 
 /// `Σ ℓ` of validated decisions with F1 `f1`, in `f64`: each `ℓ` into `losses` and `scale·∂ℓ/∂s`
 /// into `grads` if given.
-fn sum<F: Float>(decisions: &Decisions<F>, f1: f64, losses: Option<&mut [F]>, grads: Option<&mut [F]>, scale: F) -> f64 {
+fn sum<F: Float>(
+    decisions: &Decisions<F>,
+    f1: f64,
+    losses: Option<&mut [F]>,
+    grads: Option<&mut [F]>,
+    scale: F,
+) -> f64 {
     struct Rows<'a, F: Float> {
         weights: (F, F),
         decisions: &'a Decisions<'a, F>,

@@ -1,17 +1,15 @@
 //! The softmax loss family: one fused loss with orthogonal options.
 
-use ndarray::{
-    ArrayRef1, ArrayRef2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis,
-};
+use ndarray::{ArrayRef1, ArrayRef2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 
 use super::Reduction;
+use super::class_values::ClassValues;
+use super::contract::Loss;
 use super::kernel::{
     ClassFactors, RowMass, Targets as RowTargets, dense_row, one_hot_row, plain_dense_row, shifted_exp,
 };
 use super::short_rows::{Finished, GroupTargets, one_hot_group, plain_dense_group};
 use super::targets::{TargetKind, Targets};
-use super::class_values::ClassValues;
-use super::contract::Loss;
 use super::validate::{class_vector, output_shapes};
 use crate::group::{GROUP, Group, RowMap, SHORT_ROW, group_lse, transpose_rows};
 use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
@@ -71,12 +69,12 @@ use crate::{Error, Float, Result};
 /// # Errors
 ///
 /// Builders return [`Error::InvalidParameter`] for a parameter out of its domain. Each call
-/// validates the whole batch before writing anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// validates the batch first (see [`loss_into`](Loss::loss_into)).
 ///
 /// # Example
 ///
 /// ```
-/// use longtail::SoftmaxLoss;
+/// use longtail::{Loss, SoftmaxLoss};
 /// use ndarray::array;
 ///
 /// let logits = array![[2.0_f32, 0.5, -1.0], [0.1, 0.2, 3.0]];
@@ -119,7 +117,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let (loss, grad) = SoftmaxLoss::cross_entropy().loss_and_grad(&array![[0.0_f64, 0.0]], &[1])?;
@@ -155,7 +153,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[1.0_f64, 1.0]];
@@ -186,7 +184,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[0.0_f64, 0.0], [0.0, 0.0]];
@@ -216,7 +214,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[3.0_f64, 0.0]];
@@ -301,7 +299,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[0.0_f32, 1.0], [2.0, 0.0]];
@@ -363,7 +361,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[0.0_f64, 0.0], [0.0, 0.0]];
@@ -397,7 +395,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[2.0_f64, 0.0]];
@@ -424,7 +422,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::{Reduction, SoftmaxLoss};
+    /// use longtail::{Loss, Reduction, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[0.0_f64, 0.0], [0.0, 0.0]];
@@ -499,7 +497,6 @@ impl<F: Float> SoftmaxLoss<F> {
     pub fn label_smoothing(&self) -> F {
         self.label_smoothing
     }
-
 
     /// The class weight `w_k` (1 without class weights).
     #[inline]
@@ -623,7 +620,12 @@ impl<F: Float> Loss<F> for SoftmaxLoss<F> {
         targets: &Targets<'_, F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
-        let sums = self.check_batch("SoftmaxLoss", logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
+        let sums = self.check_batch(
+            "SoftmaxLoss",
+            logits,
+            targets,
+            &output_shapes(logits, None, grad_out.as_deref()),
+        )?;
         self.reduced(logits, targets, &sums, grad_out)
     }
 

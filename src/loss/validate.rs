@@ -43,7 +43,11 @@ pub(super) fn output_shapes<'s, F>(
 }
 
 /// [`Error::UnsupportedTargets`] for `loss` given targets of a kind it does not take.
-pub(super) fn unsupported<F>(loss: &'static str, expected: &'static str, targets: &TargetKind<'_, F>) -> Error {
+pub(super) fn unsupported<F>(
+    loss: &'static str,
+    expected: &'static str,
+    targets: &TargetKind<'_, F>,
+) -> Error {
     Error::UnsupportedTargets { loss, expected, found: targets.name() }
 }
 
@@ -94,7 +98,9 @@ impl<F: Float> SoftmaxLoss<F> {
         }
         match &targets.kind {
             TargetKind::Labels(labels) => check_shape("labels", &[batch], labels.shape())?,
-            TargetKind::Rows(probs, RowKind::Probs) => check_shape("targets", &[batch, classes], probs.shape())?,
+            TargetKind::Rows(probs, RowKind::Probs) => {
+                check_shape("targets", &[batch, classes], probs.shape())?
+            }
             kind @ TargetKind::Rows(_, RowKind::MultiHot) => {
                 return Err(unsupported(loss, "hard labels or probability targets", kind));
             }

@@ -4,8 +4,8 @@ use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1, ArrayView2};
 
 use super::Reduction;
 use super::contract::Loss;
-use super::targets::{RowKind, TargetKind, Targets};
-use super::validate::{OutputShape, batch_dims, check_sample_weights, class_vector, output_shapes, unsupported};
+use super::targets::{TargetKind, Targets};
+use super::validate::{OutputShape, batch_dims, check_sample_weights, class_vector, output_shapes};
 use crate::error::check_shape;
 use crate::float::{BLOCK, LANES, exp_nonpos};
 use crate::rows::{RowVisitor, visit_rows};
@@ -16,9 +16,9 @@ use crate::{Error, Float, Result};
 /// The ZLPR multi-label loss ("zero-bounded log-sum-exp & pairwise rank-based"), with the exact
 /// gradient with respect to the logits.
 ///
-/// Logits `s` are `[B, K]`; targets are multi-hot `[B, K]` with entries exactly 0 or 1 (any number
-/// of positives per row, none or all included) and optional sample weights `s_i`
-/// ([`MultiLabelTargets`]). With `P_i` the positive classes of row `i` and `s' = s + a` (`a` the
+/// Logits `s` are `[B, K]`; targets are multi-hot `[B, K]` rows with entries exactly 0 or 1 (any
+/// number of positives per row, none or all included) or hard labels (one positive per row), with
+/// optional sample weights `s_i` ([`Targets`]). With `P_i` the positive classes of row `i` and `s' = s + a` (`a` the
 /// optional label-prior adjustment, else 0), row `i` costs
 ///
 /// ```text
@@ -48,18 +48,18 @@ use crate::{Error, Float, Result};
 ///
 /// # Errors
 ///
-/// Builders return [`Error::InvalidParameter`]; each call validates the batch before writing
-/// anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// Builders return [`Error::InvalidParameter`]; each call validates the batch first (see
+/// [`loss_into`](Loss::loss_into)).
 ///
 /// # Example
 ///
 /// ```
-/// use longtail::ZlprLoss;
+/// use longtail::{Loss, Targets, ZlprLoss};
 /// use ndarray::array;
 ///
 /// let logits = array![[3.0_f64, -2.0, 0.5], [-1.0, -4.0, -3.0]];
 /// let targets = array![[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]; // the second row has no label
-/// let (loss, grad) = ZlprLoss::new().loss_and_grad(&logits, &targets)?;
+/// let (loss, grad) = ZlprLoss::new().loss_and_grad(&logits, Targets::multi_hot(&targets))?;
 /// assert!(loss > 0.0 && grad[[0, 2]] < 0.0 && grad[[1, 0]] > 0.0);
 /// assert_eq!(ZlprLoss::decode(&logits)?, array![[true, false, true], [false, false, false]]);
 /// # Ok::<(), longtail::Error>(())
@@ -84,7 +84,7 @@ impl<F: Float> ZlprLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::ZlprLoss;
+    /// use longtail::{Loss, ZlprLoss};
     /// use ndarray::array;
     ///
     /// // One positive at logit 0 and one negative at logit 0: ln 2 + ln 2.
@@ -160,7 +160,7 @@ impl<F: Float> ZlprLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::{Reduction, ZlprLoss};
+    /// use longtail::{Loss, Reduction, ZlprLoss};
     /// assert_eq!(ZlprLoss::<f32>::new().with_reduction(Reduction::Sum).reduction(), Reduction::Sum);
     /// ```
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
@@ -179,7 +179,6 @@ impl<F: Float> ZlprLoss<F> {
     pub fn logit_adjustment(&self) -> Option<&[F]> {
         self.adjustment.as_deref()
     }
-
 
     /// The predicted label set of every row: `s_ij > 0`, on the raw (unadjusted) logits.
     ///
@@ -216,10 +215,8 @@ impl<F: Float> ZlprLoss<F> {
         }
         match &targets.kind {
             TargetKind::Labels(labels) => check_shape("labels", &[batch], labels.shape())?,
-            TargetKind::Rows(multi_hot, RowKind::MultiHot) => {
-                check_shape("targets", logits.shape(), multi_hot.shape())?
-            }
-            kind => return Err(unsupported("ZlprLoss", "hard labels or multi-hot targets", kind)),
+            // Rows of either kind are label sets: their entries must be 0 or 1.
+            TargetKind::Rows(multi_hot, _) => check_shape("targets", logits.shape(), multi_hot.shape())?,
         }
         for &(name, expected, found) in outputs {
             check_shape(name, expected, found)?;
@@ -242,12 +239,7 @@ impl<F: Float> ZlprLoss<F> {
         })
     }
 
-    fn reduced(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: &Targets<F>,
-        grad_out: Option<&mut ArrayRef2<F>>,
-    ) -> F {
+    fn reduced(&self, logits: &ArrayRef2<F>, targets: &Targets<F>, grad_out: Option<&mut ArrayRef2<F>>) -> F {
         let divisor = match self.reduction {
             Reduction::Mean => (0..targets.len()).map(|i| targets.sample_weight(i).as_f64()).sum(),
             Reduction::Sum => 1.0,
@@ -272,12 +264,12 @@ impl<F: Float> Loss<F> for ZlprLoss<F> {
     /// Checked in this order:
     /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
     /// - [`Error::ShapeMismatch`]: the label prior not of length `K`;
-    /// - [`Error::UnsupportedTargets`]: probability targets;
     /// - [`Error::ShapeMismatch`]: `labels` not of length `B` or `targets` not `[B, K]`, an output
     ///   buffer of the wrong shape, `sample_weights` not of length `B`;
     /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
     /// - [`Error::LabelOutOfRange`] for a label `≥ K`, [`Error::TargetOutOfRange`] for a
-    ///   multi-hot entry other than 0 or 1;
+    ///   target entry other than 0 or 1 (multi-hot rows; one-hot probability rows are label sets
+    ///   too);
     /// - then the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
     ///   `+inf` (or a logit that overflows once adjusted), [`Error::MaskedTarget`] for `-inf` on a
     ///   positive class of a row that counts.
@@ -304,7 +296,14 @@ impl<F: Float> Loss<F> for ZlprLoss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
         self.check(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
-        dispatch(Rows { loss: self, logits, targets, grad: grad_out, losses: Some(losses_out), scale: F::one() });
+        dispatch(Rows {
+            loss: self,
+            logits,
+            targets,
+            grad: grad_out,
+            losses: Some(losses_out),
+            scale: F::one(),
+        });
         Ok(())
     }
 
@@ -317,10 +316,13 @@ impl<F: Float> Loss<F> for ZlprLoss<F> {
 /// that is not). A branch-free scan passes the common batch; only a failing one is searched.
 fn check_multi_hot<F: Float>(multi_hot: &ArrayView2<'_, F>) -> Result<()> {
     let binary = |t: &F| (*t == F::zero()) | (*t == F::one());
-    let passes = multi_hot.as_slice().map_or_else(|| multi_hot.fold(true, |ok, t| ok & binary(t)), all_binary);
+    let passes =
+        multi_hot.as_slice().map_or_else(|| multi_hot.fold(true, |ok, t| ok & binary(t)), all_binary);
     let failing = || multi_hot.indexed_iter().find(|(_, t)| !binary(t));
     match if passes { None } else { failing() } {
-        Some(((row, class), &t)) => Err(Error::TargetOutOfRange { row, class, value: t.as_f64(), expected: "0 or 1" }),
+        Some(((row, class), &t)) => {
+            Err(Error::TargetOutOfRange { row, class, value: t.as_f64(), expected: "0 or 1" })
+        }
         None => Ok(()),
     }
 }

@@ -13,7 +13,6 @@ pub use confusion::ConfusionMatrix;
 pub(crate) use confusion::check_predictions;
 pub use shots::{Shot, ShotReport, ShotSplit};
 
-
 use crate::Labels;
 use crate::Result;
 
