@@ -61,6 +61,8 @@
 //! - [`ZlprLoss`]: the ZLPR multi-label loss, with `decode` (`s > 0`) and a label-prior adjustment.
 //! - [`LdamLoss`]: label-distribution-aware margins `∝ n_k^{−1/4}` on scaled logits (LDAM-DRW).
 //! - [`PairwiseMarginLoss`]: cross-entropy with a `K×K` margin matrix; logit adjustment as a special case.
+//! - [`VsLoss`]: vector scaling, cross-entropy on `Δ_k·z_k + τ·log π_k` with `Δ_k = (n_k/n_max)^γ`.
+//! - [`Poly1Loss`]: cross-entropy plus `ε·(1 − p_y)`, with logit adjustment and class weights.
 //!
 //! # Conventions
 //!
@@ -122,7 +124,8 @@ pub use error::{Error, Result};
 pub use float::Float;
 pub use loss::{
     BinarySmoothF1Loss, BinaryTargets, ClassValues, F1Average, F1Stats, Labels, LdamLoss, Loss,
-    PairwiseMarginLoss, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
+    PairwiseMarginLoss, Poly1Loss, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss,
+    ZlprLoss,
 };
 pub use metrics::ConfusionMatrix;
 pub use ndarray;

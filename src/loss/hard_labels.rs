@@ -262,5 +262,5 @@ macro_rules! margin_loss {
     )*};
 }
 
-use super::{ldam::LdamLoss, pairwise::PairwiseMarginLoss};
-margin_loss!(LdamLoss, PairwiseMarginLoss);
+use super::{ldam::LdamLoss, pairwise::PairwiseMarginLoss, poly::Poly1Loss, vs::VsLoss};
+margin_loss!(LdamLoss, PairwiseMarginLoss, Poly1Loss, VsLoss);

@@ -4,7 +4,8 @@
 //! label smoothing, probability targets, per-sample weights) in one fused kernel. Beside it:
 //! the binary losses over `[B]` logits ([`SigmoidLoss`], [`BinarySmoothF1Loss`]), the smooth-F1
 //! softmax loss with its mergeable [`F1Stats`] ([`SmoothF1Loss`]), the multi-label [`ZlprLoss`],
-//! and the margin losses [`LdamLoss`] and [`PairwiseMarginLoss`].
+//! the margin losses [`LdamLoss`] and [`PairwiseMarginLoss`], and the cross-entropy variants on
+//! transformed logits [`VsLoss`] (vector scaling) and [`Poly1Loss`].
 
 mod binary_rows;
 mod binary_targets;
@@ -16,6 +17,7 @@ mod kernel;
 mod ldam;
 mod one_vs_rest;
 mod pairwise;
+mod poly;
 mod short_rows;
 mod sigmoid;
 mod smooth_f1;
@@ -23,6 +25,7 @@ mod smooth_f1_binary;
 mod softmax_loss;
 mod targets;
 mod validate;
+mod vs;
 mod zlpr;
 
 pub use binary_targets::BinaryTargets;
@@ -31,11 +34,13 @@ pub use contract::Loss;
 pub use f1_stats::F1Stats;
 pub use ldam::LdamLoss;
 pub use pairwise::PairwiseMarginLoss;
+pub use poly::Poly1Loss;
 pub use sigmoid::SigmoidLoss;
 pub use smooth_f1::{F1Average, SmoothF1Loss};
 pub use smooth_f1_binary::BinarySmoothF1Loss;
 pub use softmax_loss::SoftmaxLoss;
 pub use targets::{Labels, Targets};
+pub use vs::VsLoss;
 pub use zlpr::ZlprLoss;
 
 /// How a loss reduces the per-row losses `ℓ_i` of a batch to one number.
