@@ -86,8 +86,9 @@ pub(super) fn with_slice_mut<F: Float, R>(a: &mut ArrayRef1<F>, f: impl FnOnce(&
     result
 }
 
-/// Runs `row(s, y, w) = (ℓ, ∂ℓ/∂s)` over every row of a validated batch and returns `Σ ℓ` (in
-/// `f64`); writes each `ℓ` into `losses` and `scale · ∂ℓ/∂s` into `grads`, if given. A row with
+/// Runs `row(s, y, w, v) = (ℓ, ∂ℓ/∂s)` over every row of a validated batch and returns `Σ ℓ` (in
+/// `f64`); writes each `ℓ` into `losses` and `scale · ∂ℓ/∂s` into `grads`, if given. `w` is the
+/// row's weight and `v` its entry of `values` (a per-decision parameter, 1 without them). A row with
 /// `w = 0` or `s = -inf` gets exactly `(0, 0)`, whatever `row` returns for it (inf or NaN
 /// included): a zero weight ignores the row, a `-inf` logit is a certain negative.
 #[inline(always)]
@@ -96,10 +97,11 @@ pub(super) fn for_rows<F: Float>(
     logits: &[F],
     targets: &[F],
     weights: Option<&[F]>,
+    values: Option<&[F]>,
     mut losses: Option<&mut [F]>,
     mut grads: Option<&mut [F]>,
     scale: F,
-    row: impl Fn(F, F, F) -> (F, F),
+    row: impl Fn(F, F, F, F) -> (F, F),
 ) -> f64 {
     let (zero, ones) = (F::zero(), [F::one(); BLOCK]);
     let (mut loss_block, mut grad_block) = ([zero; BLOCK], [zero; BLOCK]);
@@ -108,6 +110,7 @@ pub(super) fn for_rows<F: Float>(
         let block = start..logits.len().min(start + BLOCK);
         let n = block.len();
         let w = weights.map_or(&ones[..n], |w| &w[block.clone()]);
+        let v = values.map_or(&ones[..n], |v| &v[block.clone()]);
         let loss = match losses.as_deref_mut() {
             Some(losses) => &mut losses[block.clone()],
             None => &mut loss_block[..n],
@@ -116,9 +119,9 @@ pub(super) fn for_rows<F: Float>(
             Some(grads) => &mut grads[block.clone()],
             None => &mut grad_block[..n],
         };
-        let rows = logits[block.clone()].iter().zip(&targets[block]).zip(w);
-        for ((l, g), ((&s, &y), &w)) in loss.iter_mut().zip(grad.iter_mut()).zip(rows) {
-            let (value, slope) = row(s, y, w);
+        let rows = logits[block.clone()].iter().zip(&targets[block]).zip(w.iter().zip(v));
+        for ((l, g), ((&s, &y), (&w, &v))) in loss.iter_mut().zip(grad.iter_mut()).zip(rows) {
+            let (value, slope) = row(s, y, w, v);
             let ignored = (w == zero) | (s == F::neg_infinity());
             *l = if ignored { zero } else { value };
             *g = if ignored { zero } else { slope * scale };

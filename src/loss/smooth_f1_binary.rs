@@ -469,13 +469,13 @@ fn sum<F: Float>(
         #[inline(always)]
         fn run<const FMA: bool>(self) -> f64 {
             let Rows { weights: (positive, negative), decisions, losses, grads, scale } = self;
-            let row = |s, y, w| {
+            let row = |s, y, w, _| {
                 let (pos, neg) = (w * positive * y, w * negative * (F::one() - y));
                 let l = Logistic::of::<FMA>(s);
                 (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
             };
             let weights = decisions.weights.as_deref();
-            for_rows(&decisions.logits, &decisions.targets, weights, losses, grads, scale, row)
+            for_rows(&decisions.logits, &decisions.targets, weights, None, losses, grads, scale, row)
         }
     }
     let weights = (F::from_f64(1.0 - f1 / 2.0), F::from_f64(f1 / 2.0));
