@@ -59,6 +59,8 @@
 //! - [`SmoothF1Loss`]: softmax one-vs-rest cross-entropy weighted by the soft macro or micro F1,
 //!   from the local batch or merged [`F1Stats`].
 //! - [`ZlprLoss`]: the ZLPR multi-label loss, with `decode` (`s > 0`) and a label-prior adjustment.
+//! - [`AsymmetricLoss`]: ASL, multi-label one-vs-rest with separate focusing of positives and
+//!   negatives and a probability margin that drops easy negatives.
 //! - [`LdamLoss`]: label-distribution-aware margins `∝ n_k^{−1/4}` on scaled logits (LDAM-DRW).
 //! - [`PairwiseMarginLoss`]: cross-entropy with a `K×K` margin matrix; logit adjustment as a special case.
 //! - [`VsLoss`]: vector scaling, cross-entropy on `Δ_k·z_k + τ·log π_k` with `Δ_k = (n_k/n_max)^γ`.
@@ -123,8 +125,8 @@ pub use cosine::CosineHead;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use loss::{
-    BinarySmoothF1Loss, BinaryTargets, ClassValues, F1Average, F1Stats, Labels, LdamLoss, Loss,
-    PairwiseMarginLoss, Poly1Loss, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss,
+    AsymmetricLoss, BinarySmoothF1Loss, BinaryTargets, ClassValues, F1Average, F1Stats, Labels, LdamLoss,
+    Loss, PairwiseMarginLoss, Poly1Loss, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss,
     ZlprLoss,
 };
 pub use metrics::ConfusionMatrix;

@@ -38,7 +38,11 @@ fn logit_adjustment_with_tau_one_is_balanced_softmax() {
         let numeric = numeric_grad(&logits, |z| balanced_softmax(z, &labels, &counts));
         let (l64, g64) = run::<f64>(&logits, &labels, &prior);
         assert!(relative(l64, reference) <= 1e-12, "{batch}x{classes}: {l64} vs {reference}");
-        assert!(relative_error(&g64, &numeric) <= 1e-6, "{batch}x{classes}: {:e}", relative_error(&g64, &numeric));
+        assert!(
+            relative_error(&g64, &numeric) <= 1e-6,
+            "{batch}x{classes}: {:e}",
+            relative_error(&g64, &numeric)
+        );
         let (l32, g32) = run::<f32>(&logits.mapv(|v| f64::from(v as f32)), &labels, &prior);
         assert!(relative(l32, reference) <= 1e-5 && relative_error(&g32, &g64) <= 1e-5, "{batch}x{classes}");
     }

@@ -1,6 +1,7 @@
 //! Golden values from the references, float64 on CPU: a port of the authors' `VSLoss`, the Poly-1
-//! paper's `poly1_cross_entropy` ported to torch, and PyTorch's
-//! `binary_cross_entropy_with_logits(pos_weight=)` over `[B, K]` and `[B]` logits.
+//! paper's `poly1_cross_entropy` ported to torch, PyTorch's
+//! `binary_cross_entropy_with_logits(pos_weight=)` over `[B, K]` and `[B]` logits, and a port of
+//! the authors' `AsymmetricLoss` (its exact gradient).
 //!
 //! Produced by `tests/golden/generate_longtail.py` (its docstring has the command, versions and
 //! conventions); the output `tests/golden/longtail_values.rs` is committed, so these tests need no
@@ -10,7 +11,9 @@
 #[path = "golden/longtail_values.rs"]
 mod longtail_values;
 
-use longtail::{BinaryTargets, Float, Loss, Poly1Loss, Reduction, SigmoidLoss, Targets, VsLoss};
+use longtail::{
+    AsymmetricLoss, BinaryTargets, Float, Loss, Poly1Loss, Reduction, SigmoidLoss, Targets, VsLoss,
+};
 use longtail_values::{CASES, Case};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
@@ -82,7 +85,10 @@ fn run<F: Float>(case: &Case) -> (Vec<f64>, Vec<f64>) {
                 } else {
                     vec![value]
                 };
-                return (values.iter().map(|v| v.as_f64()).collect(), grad.iter().map(|g| g.as_f64()).collect());
+                return (
+                    values.iter().map(|v| v.as_f64()).collect(),
+                    grad.iter().map(|g| g.as_f64()).collect(),
+                );
             }
             let rows = ArrayView2::from_shape((case.batch, case.classes), &y[..]).unwrap();
             let hard = y.iter().all(|&v| v == F::zero() || v == F::one());
@@ -92,6 +98,18 @@ fn run<F: Float>(case: &Case) -> (Vec<f64>, Vec<f64>) {
                 None => targets,
             };
             through_trait(&loss, case, targets)
+        }
+        "asl" => {
+            let (gamma_pos, gamma_neg, clip) = case.asl.unwrap();
+            let loss = AsymmetricLoss::new()
+                .with_gammas(F::from_f64(gamma_pos), F::from_f64(gamma_neg))
+                .unwrap()
+                .with_clip(F::from_f64(clip))
+                .unwrap()
+                .with_reduction(reduction);
+            let y = cast::<F>(case.targets);
+            let rows = ArrayView2::from_shape((case.batch, case.classes), &y[..]).unwrap();
+            through_trait(&loss, case, Targets::multi_hot(rows))
         }
         other => unreachable!("unknown kind {other}"),
     }
@@ -127,7 +145,7 @@ fn f32_matches_the_references_to_1e_5() {
 #[test]
 fn golden_table_covers_every_loss_option_and_reduction() {
     let has = |f: fn(&Case) -> bool| CASES.iter().any(f);
-    for kind in ["vs", "poly1", "bce_pos_weight"] {
+    for kind in ["vs", "poly1", "bce_pos_weight", "asl"] {
         for reduction in ["mean", "sum", "none"] {
             assert!(CASES.iter().any(|c| c.kind == kind && c.reduction == reduction), "{kind} {reduction}");
         }
@@ -139,4 +157,6 @@ fn golden_table_covers_every_loss_option_and_reduction() {
     assert!(has(|c| c.kind == "poly1" && c.epsilon == -1.0));
     assert!(has(|c| c.kind == "bce_pos_weight" && c.classes == 1));
     assert!(has(|c| c.kind == "bce_pos_weight" && c.classes > 1 && c.sample_weights.is_some()));
+    assert!(has(|c| c.asl.is_some_and(|(gp, gn, clip)| (gp, gn, clip) == (0.0, 4.0, 0.05))));
+    assert!(has(|c| c.asl.is_some_and(|(_, _, clip)| clip == 0.0)));
 }

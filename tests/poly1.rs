@@ -86,7 +86,8 @@ impl Problem {
         for (i, &y) in self.labels.iter().enumerate() {
             let t: Vec<f64> = (0..CLASSES)
                 .map(|k| {
-                    let shift = self.prior.as_ref().map_or(0.0, |p| TAU * (p[k] / p.iter().sum::<f64>()).ln());
+                    let shift =
+                        self.prior.as_ref().map_or(0.0, |p| TAU * (p[k] / p.iter().sum::<f64>()).ln());
                     z[[i, k]] + shift
                 })
                 .collect();
@@ -168,7 +169,8 @@ fn per_sample_losses_sum_to_the_sum_reduction_and_into_overwrites() {
     let mut rng = Rng::new(1427);
     let p = &Problem::all(&mut rng)[15]; // everything on, Sum
     let (sum, sum_grad) = p.run::<f64>(&p.logits, 2.0);
-    let (per, per_grad) = p.with_targets(|t| p.loss::<f64>(2.0).per_sample_loss_and_grad(&p.logits, t)).unwrap();
+    let (per, per_grad) =
+        p.with_targets(|t| p.loss::<f64>(2.0).per_sample_loss_and_grad(&p.logits, t)).unwrap();
     assert!(relative(per.sum(), sum) <= 1e-14 && per[0] == 0.0);
     assert_eq!(per_grad, sum_grad);
     let mut grad = Array2::from_elem(p.logits.raw_dim(), f64::NAN);
@@ -220,7 +222,11 @@ fn errors_for<F: Float>() {
     let err = fail(&poly, &z, Targets::probs(&probs));
     assert_eq!(
         err,
-        Error::UnsupportedTargets { loss: "Poly1Loss", expected: "hard labels", found: "probability targets" }
+        Error::UnsupportedTargets {
+            loss: "Poly1Loss",
+            expected: "hard labels",
+            found: "probability targets"
+        }
     );
     let err = fail(&poly, &z, Targets::labels(&[0]));
     assert_eq!(err, Error::ShapeMismatch { name: "labels", expected: vec![2], found: vec![1] });
@@ -230,7 +236,10 @@ fn errors_for<F: Float>() {
     let negative = cast::<F>(&[1.0, -1.0]);
     let err = fail(&poly, &z, Targets::labels(&[0, 1]).with_sample_weights(&negative));
     assert_eq!(err, Error::InvalidSampleWeight { row: 1, value: -1.0 });
-    assert_eq!(fail(&poly, &z, Targets::labels(&[0, 3])), Error::LabelOutOfRange { row: 1, label: 3, classes: 3 });
+    assert_eq!(
+        fail(&poly, &z, Targets::labels(&[0, 3])),
+        Error::LabelOutOfRange { row: 1, label: 3, classes: 3 }
+    );
     for bad in [f64::NAN, f64::INFINITY] {
         let z = mat::<F>(&[&[0.0, 1.0, 2.0], &[1.0, bad, -1.0]]);
         let err = fail(&adjusted, &z, Targets::labels(&[0, 1]));
@@ -257,7 +266,10 @@ fn builders_reject_parameters_out_of_their_domain() {
         let err = Poly1Loss::new(bad).unwrap_err();
         assert!(matches!(err, Error::InvalidParameter { name: "epsilon", index: None, .. }), "{err:?}");
     }
-    assert_eq!(Poly1Loss::<f64>::new(-1.5).unwrap_err().to_string(), "epsilon is -1.5; expected finite and >= -1");
+    assert_eq!(
+        Poly1Loss::<f64>::new(-1.5).unwrap_err().to_string(),
+        "epsilon is -1.5; expected finite and >= -1"
+    );
     let poly = Poly1Loss::<f64>::new(1.0).unwrap();
     let err = poly.clone().with_logit_adjustment(&[1.0, 0.0], 1.0).unwrap_err();
     assert!(matches!(err, Error::InvalidParameter { name: "prior", index: Some(1), .. }), "{err:?}");

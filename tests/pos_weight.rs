@@ -58,7 +58,9 @@ impl Problem {
         sample_weights[0] = 0.0;
         let labels = rng.labels(BATCH, CLASSES);
         let rows = match kind {
-            Kind::Labels => Array2::from_shape_fn((BATCH, CLASSES), |(i, k)| f64::from(u8::from(labels[i] == k))),
+            Kind::Labels => {
+                Array2::from_shape_fn((BATCH, CLASSES), |(i, k)| f64::from(u8::from(labels[i] == k)))
+            }
             Kind::MultiHot => Array2::from_shape_simple_fn((BATCH, CLASSES), || rng.below(2) as f64),
             Kind::Soft => Array2::from_shape_simple_fn((BATCH, CLASSES), || rng.uniform()),
         };
@@ -145,7 +147,13 @@ fn one_vs_rest_f32_agrees_with_f64() {
 }
 
 /// The binary calls on `[B]` logits with one positive weight, widened to f64.
-fn binary_run<F: Float>(o: Options, z: &Array1<f64>, y: &[f64], weights: &[f64], v: f64) -> (f64, Array1<f64>) {
+fn binary_run<F: Float>(
+    o: Options,
+    z: &Array1<f64>,
+    y: &[f64],
+    weights: &[f64],
+    v: f64,
+) -> (f64, Array1<f64>) {
     let z = z.mapv(F::from_f64);
     let (y, weights) = (cast::<F>(y), cast::<F>(weights));
     let targets = BinaryTargets::new(&y);
@@ -217,7 +225,11 @@ fn a_positive_weight_scales_only_the_positive_decisions_of_its_class() {
         assert!(relative(b[i] - a[i], 4.0 * softplus_neg(s)) <= 1e-14);
     }
     // pos_weight 0 drops the positives: only negatives count.
-    let (loss, grad) = SigmoidLoss::bce().with_pos_weight(&[0.0]).unwrap().binary_loss_and_grad(&array![2.0_f64, -1.0], &[1.0, 0.0]).unwrap();
+    let (loss, grad) = SigmoidLoss::bce()
+        .with_pos_weight(&[0.0])
+        .unwrap()
+        .binary_loss_and_grad(&array![2.0_f64, -1.0], &[1.0, 0.0])
+        .unwrap();
     assert!(relative(loss, (1.0_f64.exp().recip()).ln_1p() / 2.0) <= 1e-15 && grad[0] == 0.0);
 }
 
@@ -271,7 +283,10 @@ fn errors_for<F: Float>() {
     // A one-class [B, 1] batch takes one value too; the batch checks follow.
     let column = Array2::<F>::zeros((2, 1));
     assert!(one.loss(&column, Targets::labels(&[0, 0])).is_ok());
-    assert_eq!(fail(&one, &column, Targets::labels(&[0, 1])), Error::LabelOutOfRange { row: 1, label: 1, classes: 1 });
+    assert_eq!(
+        fail(&one, &column, Targets::labels(&[0, 1])),
+        Error::LabelOutOfRange { row: 1, label: 1, classes: 1 }
+    );
 }
 
 #[test]
@@ -284,7 +299,10 @@ fn every_error_variant_names_its_culprit_and_writes_nothing() {
 fn the_builder_rejects_negative_or_non_finite_positive_weights() {
     for (bad, index) in [([1.0, -1.0], 1), ([f64::NAN, 1.0], 0), ([1.0, f64::INFINITY], 1)] {
         let err = SigmoidLoss::bce().with_pos_weight(&bad).unwrap_err();
-        assert!(matches!(err, Error::InvalidParameter { name: "pos_weight", index: Some(i), .. } if i == index), "{err:?}");
+        assert!(
+            matches!(err, Error::InvalidParameter { name: "pos_weight", index: Some(i), .. } if i == index),
+            "{err:?}"
+        );
     }
     assert_eq!(SigmoidLoss::<f64>::bce().pos_weight(), None);
 }

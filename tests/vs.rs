@@ -111,7 +111,11 @@ fn f32_agrees_with_f64() {
             let (l64, g64) = p.run::<f64>(&logits, gamma, tau);
             let (l32, g32) = p.run::<f32>(&logits, gamma, tau);
             assert!(relative(l32, l64) <= 1e-5, "γ {gamma}, τ {tau}: {l32} vs {l64}");
-            assert!(relative_error(&g32, &g64) <= 1e-5, "γ {gamma}, τ {tau}: {:e}", relative_error(&g32, &g64));
+            assert!(
+                relative_error(&g32, &g64) <= 1e-5,
+                "γ {gamma}, τ {tau}: {:e}",
+                relative_error(&g32, &g64)
+            );
         }
     }
 }
@@ -123,7 +127,8 @@ fn gamma_zero_is_logit_adjustment_and_tau_zero_too_is_cross_entropy() {
     for tau in [1.0, 0.5, -1.0] {
         let vs = VsLoss::new(&counts).unwrap().with_gamma(0.0).unwrap().with_tau(tau).unwrap();
         let la = SoftmaxLoss::cross_entropy().with_logit_adjustment(&counts, tau).unwrap();
-        let (a, b) = (vs.loss_and_grad(&logits, &labels).unwrap(), la.loss_and_grad(&logits, &labels).unwrap());
+        let (a, b) =
+            (vs.loss_and_grad(&logits, &labels).unwrap(), la.loss_and_grad(&logits, &labels).unwrap());
         assert!(relative(a.0, b.0) <= 1e-12 && relative_error(&a.1, &b.1) <= 1e-12, "τ {tau}");
     }
     let vs = VsLoss::new(&counts).unwrap().with_gamma(0.0).unwrap().with_tau(0.0).unwrap();
@@ -210,7 +215,10 @@ fn errors_for<F: Float>() {
     assert_eq!(err, Error::ShapeMismatch { name: "class_weights", expected: vec![3], found: vec![2] });
     let probs = mat::<F>(&[&[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0]]);
     let err = fail(&vs, &z, Targets::probs(&probs));
-    assert_eq!(err, Error::UnsupportedTargets { loss: "VsLoss", expected: "hard labels", found: "probability targets" });
+    assert_eq!(
+        err,
+        Error::UnsupportedTargets { loss: "VsLoss", expected: "hard labels", found: "probability targets" }
+    );
     let err = fail(&vs, &z, Targets::multi_hot(&probs));
     assert_eq!(err.to_string(), "VsLoss takes hard labels, not multi-hot targets");
     let err = fail(&vs, &z, Targets::labels(&[0]));
@@ -221,7 +229,10 @@ fn errors_for<F: Float>() {
     let negative = cast::<F>(&[1.0, -1.0]);
     let err = fail(&vs, &z, Targets::labels(&[0, 1]).with_sample_weights(&negative));
     assert_eq!(err, Error::InvalidSampleWeight { row: 1, value: -1.0 });
-    assert_eq!(fail(&vs, &z, Targets::labels(&[0, 3])), Error::LabelOutOfRange { row: 1, label: 3, classes: 3 });
+    assert_eq!(
+        fail(&vs, &z, Targets::labels(&[0, 3])),
+        Error::LabelOutOfRange { row: 1, label: 3, classes: 3 }
+    );
     for bad in [f64::NAN, f64::INFINITY] {
         let z = mat::<F>(&[&[0.0, 1.0, 2.0], &[1.0, bad, -1.0]]);
         let err = fail(&vs, &z, Targets::labels(&[0, 1]));
@@ -230,7 +241,8 @@ fn errors_for<F: Float>() {
     // A finite logit whose z' overflows: Δ = 1 for equal counts, and −max + τ·log(1/3) with
     // τ = max/4 is below −max.
     let max = F::max_value().as_f64();
-    let huge = VsLoss::<F>::new(&cast::<F>(&[1.0, 1.0, 1.0])).unwrap().with_tau(F::from_f64(max / 4.0)).unwrap();
+    let huge =
+        VsLoss::<F>::new(&cast::<F>(&[1.0, 1.0, 1.0])).unwrap().with_tau(F::from_f64(max / 4.0)).unwrap();
     let err = fail(&huge, &mat::<F>(&[&[-max, 0.0, 0.0]]), Targets::labels(&[1]));
     assert_eq!(err, Error::NonFiniteLogit { row: 0, class: 0, value: -max });
     let z = mat::<F>(&[&[0.0, 1.0, f64::NEG_INFINITY]]);

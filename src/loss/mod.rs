@@ -3,10 +3,12 @@
 //! [`SoftmaxLoss`] is the softmax family (cross-entropy, logit-adjusted, class-weighted, focal,
 //! label smoothing, probability targets, per-sample weights) in one fused kernel. Beside it:
 //! the binary losses over `[B]` logits ([`SigmoidLoss`], [`BinarySmoothF1Loss`]), the smooth-F1
-//! softmax loss with its mergeable [`F1Stats`] ([`SmoothF1Loss`]), the multi-label [`ZlprLoss`],
+//! softmax loss with its mergeable [`F1Stats`] ([`SmoothF1Loss`]), the multi-label [`ZlprLoss`] and
+//! [`AsymmetricLoss`],
 //! the margin losses [`LdamLoss`] and [`PairwiseMarginLoss`], and the cross-entropy variants on
 //! transformed logits [`VsLoss`] (vector scaling) and [`Poly1Loss`].
 
+mod asymmetric;
 mod binary_rows;
 mod binary_targets;
 mod class_values;
@@ -28,6 +30,7 @@ mod validate;
 mod vs;
 mod zlpr;
 
+pub use asymmetric::AsymmetricLoss;
 pub use binary_targets::BinaryTargets;
 pub use class_values::ClassValues;
 pub use contract::Loss;

@@ -3,9 +3,9 @@
 use ndarray::{Array1, ArrayRef1, ArrayRef2};
 
 use super::Reduction;
-use super::class_values::ClassValues;
 use super::binary_rows::{Logistic, for_rows, with_slice_mut};
 use super::binary_targets::BinaryTargets;
+use super::class_values::ClassValues;
 use super::contract::Loss;
 use super::one_vs_rest::{self, Decisions, row_sums, with_flat_mut};
 use super::targets::Targets;
@@ -533,10 +533,12 @@ impl<F: Float> SigmoidLoss<F> {
                 let (alpha, gamma) = (loss.alpha.map_or((one, one), |a| (a, one - a)), loss.gamma);
                 let (zero, hard) = (F::zero(), |ok: bool, &y: &F| ok & ((y == F::zero()) | (y == one)));
                 if gamma == zero {
-                    let row = move |s, y, w, v| SigmoidLoss::row::<FMA, false, false>(alpha, gamma, s, y, w, v);
+                    let row =
+                        move |s, y, w, v| SigmoidLoss::row::<FMA, false, false>(alpha, gamma, s, y, w, v);
                     for_rows(logits, targets, weights, pw, losses, grads, scale, row)
                 } else if targets.iter().fold(true, hard) {
-                    let row = move |s, y, w, v| SigmoidLoss::row::<FMA, true, false>(alpha, gamma, s, y, w, v);
+                    let row =
+                        move |s, y, w, v| SigmoidLoss::row::<FMA, true, false>(alpha, gamma, s, y, w, v);
                     for_rows(logits, targets, weights, pw, losses, grads, scale, row)
                 } else {
                     let row = move |s, y, w, v| SigmoidLoss::row::<FMA, true, true>(alpha, gamma, s, y, w, v);
@@ -652,11 +654,7 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
         losses_out: &mut ArrayRef1<F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
-        self.check_batch(
-            logits,
-            targets,
-            &output_shapes(logits, Some(losses_out), grad_out.as_deref()),
-        )?;
+        self.check_batch(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
         let decisions = Decisions::of_batch(logits, targets);
         let mut losses = vec![F::zero(); decisions.logits.len()];
         match grad_out {

@@ -342,10 +342,11 @@ impl<F: Float> VsLoss<F> {
         let log_total = self.counts.iter().map(|&n| n / max).sum::<f64>().ln();
         let (gamma, tau) = (self.gamma.as_f64(), self.tau.as_f64());
         self.scales = self.counts.iter().map(|&n| F::from_f64((n / max).powf(gamma))).collect();
-        if self.scales.iter().any(|&d| !(d > F::zero())) {
+        if self.scales.iter().any(|&d| d <= F::zero() || d.is_nan()) {
             return Err(invalid("gamma", self.gamma, "small enough that every (n_k/n_max)^gamma is > 0"));
         }
-        self.adjustments = self.counts.iter().map(|&n| F::from_f64(tau * ((n / max).ln() - log_total))).collect();
+        self.adjustments =
+            self.counts.iter().map(|&n| F::from_f64(tau * ((n / max).ln() - log_total))).collect();
         if self.adjustments.iter().any(|a| !a.is_finite()) {
             return Err(invalid("tau", self.tau, "small enough that every tau·log(pi_k) is finite"));
         }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden reference values for the VS, Poly-1 and positive-weighted BCE losses.
+"""Golden reference values for the VS, Poly-1, positive-weighted BCE and asymmetric losses.
 
 What it computes
 ----------------
@@ -23,6 +23,13 @@ Every case runs in float64 on CPU and records the loss and the gradient of
   length ``K``) and over ``[B]`` (``v`` of length 1).  Weighted cases use
   ``"sum"`` or ``"none"``: torch's weighted ``"mean"`` divides by the element
   count where longtail divides by the weights' sum.
+* ``asl``: a line-by-line port of ``AsymmetricLoss`` from Alibaba-MIIL/ASL
+  (``src/loss_functions/losses.py``; Ridnik et al., ICCV 2021) with
+  ``disable_torch_grad_focal_loss=False``, so that autograd differentiates the
+  focusing weights too (the exact gradient of the loss; the default ``True``
+  detaches them).  The original returns ``-loss.sum()``; ``reduction`` selects
+  that sum, its mean over the ``B*K`` decisions, or per-row sums (``"none"``).
+  Logits stay where the ``eps=1e-8`` clamp inside its logs is inactive.
 
 The script prints a Rust source file (``tests/golden/longtail_values.rs``) to
 stdout.  Inputs come from ``numpy.random.default_rng(20261207)``, so the output
@@ -72,6 +79,59 @@ class VSLoss(nn.Module):
         output = x / self.Delta_list + self.iota_list
 
         return F.cross_entropy(output, target, weight=self.weight, reduction=self.reduction)
+
+
+class AsymmetricLoss(nn.Module):
+    """Alibaba-MIIL/ASL AsymmetricLoss (losses.py), with a reduction added after its -loss."""
+
+    def __init__(self, gamma_neg=4, gamma_pos=1, clip=0.05, eps=1e-8, disable_torch_grad_focal_loss=True,
+                 reduction="sum"):
+        super(AsymmetricLoss, self).__init__()
+
+        self.gamma_neg = gamma_neg
+        self.gamma_pos = gamma_pos
+        self.clip = clip
+        self.disable_torch_grad_focal_loss = disable_torch_grad_focal_loss
+        self.eps = eps
+        self.reduction = reduction
+
+    def forward(self, x, y):
+        """"
+        Parameters
+        ----------
+        x: input logits
+        y: targets (multi-label binarized vector)
+        """
+
+        # Calculating Probabilities
+        x_sigmoid = torch.sigmoid(x)
+        xs_pos = x_sigmoid
+        xs_neg = 1 - x_sigmoid
+
+        # Asymmetric Clipping
+        if self.clip is not None and self.clip > 0:
+            xs_neg = (xs_neg + self.clip).clamp(max=1)
+
+        # Basic CE calculation
+        los_pos = y * torch.log(xs_pos.clamp(min=self.eps))
+        los_neg = (1 - y) * torch.log(xs_neg.clamp(min=self.eps))
+        loss = los_pos + los_neg
+
+        # Asymmetric Focusing
+        if self.gamma_neg > 0 or self.gamma_pos > 0:
+            if self.disable_torch_grad_focal_loss:
+                torch.set_grad_enabled(False)
+            pt0 = xs_pos * y
+            pt1 = xs_neg * (1 - y)  # pt = p if t > 0 else 1-p
+            pt = pt0 + pt1
+            one_sided_gamma = self.gamma_pos * y + self.gamma_neg * (1 - y)
+            one_sided_w = torch.pow(1 - pt, one_sided_gamma)
+            if self.disable_torch_grad_focal_loss:
+                torch.set_grad_enabled(True)
+            loss *= one_sided_w
+
+        loss = -loss
+        return {"sum": loss.sum(), "mean": loss.mean(), "none": loss.sum(dim=1)}[self.reduction]
 
 
 def poly1_cross_entropy(logits, labels, epsilon):
@@ -137,6 +197,13 @@ def bce_pos_weight(name, z, y, pos_weight, weights=None, reduction="mean"):
            sample_weights=weights, pos_weight=list(pos_weight))
 
 
+def asl(name, z, y, gamma_pos, gamma_neg, clip, reduction="sum"):
+    zt = torch.tensor(z, requires_grad=True)
+    loss = AsymmetricLoss(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip, disable_torch_grad_focal_loss=False,
+                          reduction=reduction)(zt, torch.tensor(y))
+    record(name, "asl", z, zt, loss, reduction, targets=np.asarray(y).reshape(-1), asl=(gamma_pos, gamma_neg, clip))
+
+
 def short(rng, lo, hi, n):
     """Decimals short enough to be exact as written in Rust."""
     return [float(v) for v in np.round(rng.uniform(lo, hi, size=n), 6)]
@@ -194,6 +261,22 @@ def main():
     bce_pos_weight("bce_pos_weight_binary_hard_mean", zb, yb, [4.0])
     bce_pos_weight("bce_pos_weight_binary_soft_sum", zb, sb, [0.25], reduction="sum")
 
+    # ASL over [B, K] multi-hot targets: easy negatives (p <= clip) planted; |z| < 15 keeps the
+    # reference's eps clamp inactive.
+    B, K = 6, 5
+    z = np.clip(rng.normal(0.0, 3.0, size=(B, K)), -14.0, 14.0)
+    y = rng.integers(0, 2, size=(B, K)).astype(np.float64)
+    z[0, 0], y[0, 0] = -4.0, 0.0
+    z[0, 1], y[0, 1] = -6.0, 0.0
+    z[1, 0], y[1, 0] = 9.0, 0.0
+    z[1, 1], y[1, 1] = -9.0, 1.0
+    asl("asl_paper_sum", z, y, 0.0, 4.0, 0.05)
+    asl("asl_class_defaults_mean", z, y, 1.0, 4.0, 0.05, reduction="mean")
+    asl("asl_gamma_pos_2_gamma_neg_3_clip_0_none", z, y, 2.0, 3.0, 0.0, reduction="none")
+    # (gamma_neg < 1 would make autograd of pow(0, gamma) at an easy negative NaN in the reference.)
+    asl("asl_gamma_pos_0.5_gamma_neg_1.5_clip_0.2_sum", z, y, 0.5, 1.5, 0.2)
+    asl("asl_gamma_0_clip_0.1_mean", z, y, 0.0, 0.0, 0.1, reduction="mean")
+
     emit()
 
 
@@ -220,7 +303,7 @@ HEADER = """\
 pub struct Case {
     /// What the case exercises.
     pub name: &'static str,
-    /// "vs", "poly1" or "bce_pos_weight".
+    /// "vs", "poly1", "bce_pos_weight" or "asl".
     pub kind: &'static str,
     /// Batch size B.
     pub batch: usize,
@@ -230,7 +313,7 @@ pub struct Case {
     pub logits: &'static [f64],
     /// Hard labels (vs, poly1); empty for bce_pos_weight.
     pub labels: &'static [usize],
-    /// Targets, row-major (bce_pos_weight); empty otherwise.
+    /// Targets, row-major (bce_pos_weight, asl); empty otherwise.
     pub targets: &'static [f64],
     /// Per-row weights (bce_pos_weight), if any.
     pub sample_weights: Option<&'static [f64]>,
@@ -244,6 +327,8 @@ pub struct Case {
     pub prior_tau: Option<(&'static [f64], f64)>,
     /// `pos_weight=` (bce_pos_weight): K values, or 1 for `[B]` logits.
     pub pos_weight: Option<&'static [f64]>,
+    /// ASL `gamma_pos`, `gamma_neg` and `clip`.
+    pub asl: Option<(f64, f64, f64)>,
     /// "mean", "sum" or "none".
     pub reduction: &'static str,
     /// The loss: one value for mean/sum, B values for none.
@@ -278,6 +363,8 @@ def emit():
         out.append(f"        prior_tau: {opt(None if pt is None else '(' + farr(pt[0]) + ', ' + f(pt[1]) + ')')},\n")
         pw = c.get("pos_weight")
         out.append(f"        pos_weight: {opt(None if pw is None else farr(pw))},\n")
+        a = c.get("asl")
+        out.append(f"        asl: {opt(None if a is None else '(' + ', '.join(f(v) for v in a) + ')')},\n")
         out.append(f"        reduction: \"{c['reduction']}\",\n")
         out.append(f"        loss: {farr(c['loss'])},\n")
         out.append(f"        grad: {farr(c['grad'])},\n")
