@@ -37,8 +37,8 @@ use crate::{Float, Result};
 ///
 /// ```
 /// use longtail::{
-///     BinarySmoothF1Loss, LdamLoss, Loss, PairwiseMarginLoss, Prior, SigmoidLoss, SmoothF1Loss,
-///     SoftmaxLoss, ZlprLoss,
+///     AsymmetricLoss, BinarySmoothF1Loss, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, Prior,
+///     SigmoidLoss, SmoothF1Loss, SoftmaxLoss, VsLoss, ZlprLoss,
 /// };
 /// use ndarray::array;
 ///
@@ -54,6 +54,10 @@ use crate::{Float, Result};
 ///     Box::new(ZlprLoss::new()),
 ///     Box::new(LdamLoss::new(&prior)?),
 ///     Box::new(PairwiseMarginLoss::from_prior(&prior, 1.0)?),
+///     Box::new(VsLoss::new(&prior)?),
+///     Box::new(Poly1Loss::new(2.0)?.with_logit_adjustment(&prior, 1.0)?),
+///     Box::new(SigmoidLoss::bce().with_pos_weight(&[1.0, 10.0, 100.0])?),
+///     Box::new(AsymmetricLoss::new()),
 /// ];
 /// let logits = array![[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]];
 /// for loss in &losses {
