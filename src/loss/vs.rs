@@ -68,7 +68,7 @@ use crate::{Error, Float, Result};
 /// let loss = VsLoss::new(&prior)?; // γ = 0.3, τ = 1
 /// assert_eq!(loss.scales()[0], 1.0); // the largest class keeps its logits' scale
 /// assert!(loss.scales()[2] < loss.scales()[1]); // rarer classes are scaled down more
-/// let (value, grad) = loss.loss_and_grad(&array![[2.0, 0.5, 0.1], [0.1, 0.2, 1.0]], &[0, 2])?;
+/// let (value, grad) = loss.loss_and_grad(&array![[2.0_f64, 0.5, 0.1], [0.1, 0.2, 1.0]], &[0, 2])?;
 /// assert!(value > 0.0 && grad.iter().all(|g| g.is_finite()));
 /// # Ok::<(), longtail::Error>(())
 /// ```
