@@ -1,0 +1,271 @@
+//! Every loss of the core as a candle op: the fused kernel reads candle's CPU storage in place,
+//! and the backward pass is the analytic gradient kept from the forward pass.
+
+use std::cell::RefCell;
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use longtail::ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2};
+
+use crate::bridge::CoreLoss;
+use crate::read::{self, CandleFloat, LabelBuffer};
+use crate::targets::{TargetKind, TensorTargets};
+
+/// Every loss of the crate as a candle op.
+///
+/// Implemented for every core loss over `[B, K]` logits (and for references and boxes of them,
+/// so a `Box<dyn Loss<F>>` works too). `forward` returns a tensor whose `backward()` gives the
+/// core's exact gradient `dL/dz`, scaled by the incoming gradient.
+///
+/// - The logits are a `[B, K]` tensor of the loss's float type (`f32` or `f64`) on the CPU
+///   device. Contiguous logits and targets are read in place, with no copy; others are made
+///   contiguous first (one copy, by [`Tensor::contiguous`]).
+/// - Loss and gradient are computed together, once, in the forward pass; the gradient is kept
+///   for the backward pass, which only scales it (and not even that when the incoming gradient
+///   is 1, as it is for `loss.backward()`). When the logits track no gradient (evaluation), no
+///   gradient is kept and the result is a plain tensor.
+///
+/// # Errors
+///
+/// - A tensor on another device than the CPU: the core's kernels read host memory. Move the
+///   logits with `.to_device(&Device::Cpu)` (candle's own ops remain available on the GPU).
+/// - Logits that are not `[B, K]` or not of the loss's float type; labels that are not a `[B]`
+///   tensor of `u32` or `i64` (a negative `i64` label names its row); probability, multi-hot or
+///   weight tensors of another shape rank or float type.
+/// - Every error of the core loss (shape mismatch, a label out of range, a NaN logit, a bad
+///   probability row, a target kind the loss does not take, ...), as
+///   [`candle_core::Error::Wrapped`] carrying the core's [`longtail::Error`] with its message.
+///
+/// # Example
+///
+/// ```
+/// use candle_core::{Device, Tensor, Var};
+/// use longtail::SoftmaxLoss;
+/// use longtail_candle::CandleLoss;
+///
+/// let dev = Device::Cpu;
+/// let logits = Var::new(&[[2.0_f32, 0.1, -1.0], [0.2, 1.1, 0.4]], &dev)?;
+/// let labels = Tensor::new(&[0_u32, 2], &dev)?;
+/// let loss = SoftmaxLoss::logit_adjusted(&[1000.0, 100.0, 10.0]).map_err(candle_core::Error::wrap)?;
+/// let value = loss.forward(logits.as_tensor(), &labels)?;
+/// let grads = value.backward()?;
+/// let grad = grads.get(logits.as_tensor()).expect("the logits' gradient");
+/// assert_eq!(grad.dims(), &[2, 3]);
+///
+/// // Bad input is the core's error, as candle's error.
+/// let err = loss.forward(logits.as_tensor(), &Tensor::new(&[0_u32, 3], &dev)?).unwrap_err();
+/// assert_eq!(err.to_string(), "label 3 at row 1 is not a class index 0..3");
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+///
+/// # References
+///
+/// candle's `candle_nn::ops::SoftmaxLastDim` (a custom op reading contiguous CPU storage in place).
+pub trait CandleLoss<F: CandleFloat> {
+    /// The reduced loss `L` (a scalar tensor); `backward()` through it gives `dL/dz`.
+    ///
+    /// # Errors
+    ///
+    /// See [`CandleLoss`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use longtail::SoftmaxLoss;
+    /// use longtail_candle::CandleLoss;
+    ///
+    /// let dev = Device::Cpu;
+    /// let logits = Tensor::new(&[[0.0_f64, 0.0]], &dev)?;
+    /// let value = SoftmaxLoss::cross_entropy().forward(&logits, &Tensor::new(&[1_i64], &dev)?)?;
+    /// assert!((value.to_scalar::<f64>()? - std::f64::consts::LN_2).abs() < 1e-15);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    fn forward<'t>(&self, logits: &Tensor, targets: impl Into<TensorTargets<'t>>) -> Result<Tensor>;
+
+    /// Every row's loss `ℓ_i` (a `[B]` tensor, unreduced and unweighted by the mean's
+    /// denominator); `backward()` through any function of it gives `Σ_i (∂f/∂ℓ_i)·dℓ_i/dz_i`.
+    ///
+    /// # Errors
+    ///
+    /// See [`CandleLoss`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use longtail::SoftmaxLoss;
+    /// use longtail_candle::CandleLoss;
+    ///
+    /// let dev = Device::Cpu;
+    /// let logits = Tensor::new(&[[0.0_f32, 0.0], [9.0, -9.0]], &dev)?;
+    /// let losses = SoftmaxLoss::cross_entropy().forward_per_sample(&logits, &Tensor::new(&[1_u32, 0], &dev)?)?;
+    /// assert_eq!(losses.dims(), &[2]);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    fn forward_per_sample<'t>(&self, logits: &Tensor, targets: impl Into<TensorTargets<'t>>) -> Result<Tensor>;
+}
+
+impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> CandleLoss<F> for L {
+    fn forward<'t>(&self, logits: &Tensor, targets: impl Into<TensorTargets<'t>>) -> Result<Tensor> {
+        apply(self, logits, targets.into(), false)
+    }
+
+    fn forward_per_sample<'t>(&self, logits: &Tensor, targets: impl Into<TensorTargets<'t>>) -> Result<Tensor> {
+        apply(self, logits, targets.into(), true)
+    }
+}
+
+/// The op's name in candle's errors and graph.
+const NAME: &str = "longtail-loss";
+
+/// Checks the tensors, runs the kernel on candle's storage, and attaches the backward pass.
+fn apply<F: CandleFloat, L: CoreLoss<F> + ?Sized>(
+    loss: &L,
+    logits: &Tensor,
+    targets: TensorTargets<'_>,
+    per_sample: bool,
+) -> Result<Tensor> {
+    read::check_cpu("logits", logits)?;
+    read::check_dtype::<F>("logits", logits)?;
+    if logits.rank() != 2 {
+        bail!("{NAME}: the logits must be a [B, K] tensor, got shape {:?}", logits.dims());
+    }
+    let target_tensor = targets.targets;
+    let what = targets.kind.describe();
+    read::check_cpu(what, target_tensor)?;
+    match targets.kind {
+        TargetKind::Labels => read::check_labels(what, target_tensor)?,
+        TargetKind::Probs | TargetKind::MultiHot => {
+            read::check_dtype::<F>(what, target_tensor)?;
+            read::check_rank(what, target_tensor, 2, "[B, K]")?;
+        }
+    }
+    if let Some(weights) = targets.sample_weights {
+        read::check_cpu("sample weights", weights)?;
+        read::check_dtype::<F>("sample weights", weights)?;
+        read::check_rank("sample weights", weights, 1, "[B]")?;
+    }
+    let logits = logits.contiguous()?;
+    let target_tensor = target_tensor.contiguous()?;
+    let weights = targets.sample_weights.map(Tensor::contiguous).transpose()?;
+    let track = logits.track_op();
+    let kernel = Kernel { loss, kind: targets.kind, per_sample, track, grad: RefCell::new(None) };
+    let out = match &weights {
+        None => logits.apply_op2_no_bwd(&target_tensor, &kernel)?,
+        Some(weights) => logits.apply_op3_no_bwd(&target_tensor, weights, &kernel)?,
+    };
+    let Some(grad) = kernel.grad.into_inner() else { return Ok(out) };
+    let (rows, classes) = logits.dims2()?;
+    let grad = Tensor::from_vec(grad, (rows, classes), logits.device())?;
+    logits.apply_op1(Backward { value: out, grad })
+}
+
+/// The forward pass over candle's storage: the core's loss and gradient in one call.
+struct Kernel<'l, F, L: ?Sized> {
+    loss: &'l L,
+    kind: TargetKind,
+    per_sample: bool,
+    /// Whether to compute and keep the gradient (the logits track one).
+    track: bool,
+    grad: RefCell<Option<Vec<F>>>,
+}
+
+impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> Kernel<'_, F, L> {
+    fn run(
+        &self,
+        (logits, logits_layout): (&CpuStorage, &Layout),
+        (targets, targets_layout): (&CpuStorage, &Layout),
+        weights: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let logits: ArrayView2<'_, F> = read::view2(logits, logits_layout)?;
+        let (rows, classes) = logits.dim();
+        let mut labels = LabelBuffer::default();
+        let core_targets = match self.kind {
+            TargetKind::Labels => longtail::Targets::labels(labels.read(targets, targets_layout)?),
+            TargetKind::Probs => longtail::Targets::probs(read::view2::<F>(targets, targets_layout)?),
+            TargetKind::MultiHot => {
+                bail!("{NAME}: multi-hot targets are taken by the losses of the core's loss trait only")
+            }
+        };
+        let core_targets = match weights {
+            Some((weights, layout)) => core_targets.with_sample_weights(read::view1::<F>(weights, layout)?),
+            None => core_targets,
+        };
+        // The core overwrites every entry; zeroed pages cost no pass of their own.
+        let mut grad = vec![F::zero(); rows * classes];
+        let mut grad_view =
+            ArrayViewMut2::from_shape((rows, classes), &mut grad[..]).map_err(candle_core::Error::wrap)?;
+        let (values, shape) = if self.per_sample {
+            let mut losses = vec![F::zero(); rows];
+            self.loss
+                .per_sample_into(&logits, &core_targets, &mut ArrayViewMut1::from(&mut losses[..]), &mut grad_view)
+                .map_err(candle_core::Error::wrap)?;
+            (losses, Shape::from(rows))
+        } else {
+            let value = self.loss.loss_into(&logits, &core_targets, &mut grad_view).map_err(candle_core::Error::wrap)?;
+            (vec![value], Shape::from(()))
+        };
+        if self.track {
+            *self.grad.borrow_mut() = Some(grad);
+        }
+        Ok((F::to_cpu_storage_owned(values), shape))
+    }
+}
+
+impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> CustomOp2 for Kernel<'_, F, L> {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), None)
+    }
+}
+
+impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> CustomOp3 for Kernel<'_, F, L> {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        self.run((s1, l1), (s2, l2), Some((s3, l3)))
+    }
+}
+
+/// The graph node: the loss value computed by [`Kernel`], and the gradient it kept.
+struct Backward {
+    value: Tensor,
+    grad: Tensor,
+}
+
+impl CustomOp1 for Backward {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn cpu_fwd(&self, _logits: &CpuStorage, _layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (storage, _) = self.value.storage_and_layout();
+        match &*storage {
+            candle_core::Storage::Cpu(values) => Ok((values.clone(), self.value.shape().clone())),
+            _ => bail!("{NAME}: the loss value is not in host memory"),
+        }
+    }
+
+    fn bwd(&self, _logits: &Tensor, _loss: &Tensor, grad_loss: &Tensor) -> Result<Option<Tensor>> {
+        let grad = match grad_loss.rank() {
+            // `loss.backward()` starts from 1: the kept gradient is the answer, shared, not copied.
+            0 if grad_loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()? == 1.0 => self.grad.clone(),
+            0 => self.grad.broadcast_mul(grad_loss)?,
+            _ => self.grad.broadcast_mul(&grad_loss.unsqueeze(1)?)?,
+        };
+        Ok(Some(grad))
+    }
+}
