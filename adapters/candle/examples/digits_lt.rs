@@ -103,11 +103,14 @@ fn train(loss: &SoftmaxLoss<f32>, (x, y): (&Tensor, &Tensor), epochs: usize, see
     let varmap = VarMap::new();
     let model = mlp(&varmap, x.dim(1)?, digits::CLASSES, seed, dev)?;
     let peak = 3e-3;
-    let mut optimizer = AdamW::new(varmap.all_vars(), ParamsAdamW { lr: peak, weight_decay: 1e-4, ..Default::default() })?;
+    let mut optimizer =
+        AdamW::new(varmap.all_vars(), ParamsAdamW { lr: peak, weight_decay: 1e-4, ..Default::default() })?;
     let mut order: Vec<u32> = (0..x.dim(0)? as u32).collect();
     let mut rng = Rng::stream(seed, 5);
     for epoch in 0..epochs {
-        optimizer.set_learning_rate(peak * 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs as f64).cos()));
+        optimizer.set_learning_rate(
+            peak * 0.5 * (1.0 + (std::f64::consts::PI * epoch as f64 / epochs as f64).cos()),
+        );
         rng.shuffle(&mut order);
         for batch in order.chunks(BATCH) {
             let rows = Tensor::new(batch, dev)?;
@@ -149,8 +152,10 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let cross_entropy = SoftmaxLoss::cross_entropy();
         let logit_adjusted = SoftmaxLoss::logit_adjusted(&prior.probabilities::<f32>())?;
 
-        let ce_logits = train(&cross_entropy, (&train_set.0, &train_set.1), options.epochs, seed)?.forward(&test_x)?;
-        let la_logits = train(&logit_adjusted, (&train_set.0, &train_set.1), options.epochs, seed)?.forward(&test_x)?;
+        let ce_logits =
+            train(&cross_entropy, (&train_set.0, &train_set.1), options.epochs, seed)?.forward(&test_x)?;
+        let la_logits =
+            train(&logit_adjusted, (&train_set.0, &train_set.1), options.epochs, seed)?.forward(&test_x)?;
         ce.push(100.0 * balanced_accuracy(&ce_logits, &test_y)?);
         post_hoc.push(100.0 * confusion_matrix(&ce_logits, &test_y, Some((prior, 1.0)))?.balanced_accuracy());
         la.push(100.0 * balanced_accuracy(&la_logits, &test_y)?);

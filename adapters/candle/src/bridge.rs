@@ -6,7 +6,12 @@ use longtail::{Float, LdamLoss, PairwiseMarginLoss, Result, SmoothF1Loss, Softma
 /// A loss over `[B, K]` logits with its gradient, as the adapter calls it.
 pub trait CoreLoss<F: Float>: core::fmt::Debug + Send + Sync {
     /// The reduced loss; `dL/dz` overwrites `grad_out`.
-    fn loss_into(&self, logits: &ArrayRef2<F>, targets: &Targets<'_, F>, grad_out: &mut ArrayRef2<F>) -> Result<F>;
+    fn loss_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        grad_out: &mut ArrayRef2<F>,
+    ) -> Result<F>;
     /// Every row's loss into `losses_out`; `dℓ_i/dz_i` overwrites `grad_out`.
     fn per_sample_into(
         &self,
@@ -18,7 +23,12 @@ pub trait CoreLoss<F: Float>: core::fmt::Debug + Send + Sync {
 }
 
 impl<F: Float> CoreLoss<F> for SoftmaxLoss<F> {
-    fn loss_into(&self, logits: &ArrayRef2<F>, targets: &Targets<'_, F>, grad_out: &mut ArrayRef2<F>) -> Result<F> {
+    fn loss_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        grad_out: &mut ArrayRef2<F>,
+    ) -> Result<F> {
         self.loss_and_grad_into(logits, targets.clone(), grad_out)
     }
     fn per_sample_into(
@@ -53,7 +63,12 @@ macro_rules! reduced_only {
 reduced_only!(LdamLoss<F>, PairwiseMarginLoss<F>);
 
 impl<F: Float> CoreLoss<F> for SmoothF1Loss {
-    fn loss_into(&self, logits: &ArrayRef2<F>, targets: &Targets<'_, F>, grad_out: &mut ArrayRef2<F>) -> Result<F> {
+    fn loss_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        grad_out: &mut ArrayRef2<F>,
+    ) -> Result<F> {
         self.loss_and_grad_into(logits, targets.clone(), grad_out)
     }
     fn per_sample_into(
@@ -68,7 +83,12 @@ impl<F: Float> CoreLoss<F> for SmoothF1Loss {
 }
 
 impl<F: Float, L: CoreLoss<F> + ?Sized> CoreLoss<F> for &L {
-    fn loss_into(&self, logits: &ArrayRef2<F>, targets: &Targets<'_, F>, grad_out: &mut ArrayRef2<F>) -> Result<F> {
+    fn loss_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        grad_out: &mut ArrayRef2<F>,
+    ) -> Result<F> {
         (**self).loss_into(logits, targets, grad_out)
     }
     fn per_sample_into(

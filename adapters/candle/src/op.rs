@@ -102,7 +102,11 @@ pub trait CandleLoss<F: CandleFloat> {
     /// assert_eq!(losses.dims(), &[2]);
     /// # Ok::<(), candle_core::Error>(())
     /// ```
-    fn forward_per_sample<'t>(&self, logits: &Tensor, targets: impl Into<TensorTargets<'t>>) -> Result<Tensor>;
+    fn forward_per_sample<'t>(
+        &self,
+        logits: &Tensor,
+        targets: impl Into<TensorTargets<'t>>,
+    ) -> Result<Tensor>;
 }
 
 impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> CandleLoss<F> for L {
@@ -110,7 +114,11 @@ impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> CandleLoss<F> for L {
         apply(self, logits, targets.into(), false)
     }
 
-    fn forward_per_sample<'t>(&self, logits: &Tensor, targets: impl Into<TensorTargets<'t>>) -> Result<Tensor> {
+    fn forward_per_sample<'t>(
+        &self,
+        logits: &Tensor,
+        targets: impl Into<TensorTargets<'t>>,
+    ) -> Result<Tensor> {
         apply(self, logits, targets.into(), true)
     }
 }
@@ -198,11 +206,19 @@ impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> Kernel<'_, F, L> {
         let (values, shape) = if self.per_sample {
             let mut losses = vec![F::zero(); rows];
             self.loss
-                .per_sample_into(&logits, &core_targets, &mut ArrayViewMut1::from(&mut losses[..]), &mut grad_view)
+                .per_sample_into(
+                    &logits,
+                    &core_targets,
+                    &mut ArrayViewMut1::from(&mut losses[..]),
+                    &mut grad_view,
+                )
                 .map_err(candle_core::Error::wrap)?;
             (losses, Shape::from(rows))
         } else {
-            let value = self.loss.loss_into(&logits, &core_targets, &mut grad_view).map_err(candle_core::Error::wrap)?;
+            let value = self
+                .loss
+                .loss_into(&logits, &core_targets, &mut grad_view)
+                .map_err(candle_core::Error::wrap)?;
             (vec![value], Shape::from(()))
         };
         if self.track {
@@ -217,7 +233,13 @@ impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> CustomOp2 for Kernel<'_, F, L> {
         NAME
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         self.run((s1, l1), (s2, l2), None)
     }
 }

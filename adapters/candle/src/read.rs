@@ -52,13 +52,19 @@ fn slice<'s, T: WithDType>(storage: &'s CpuStorage, layout: &Layout) -> Result<&
 }
 
 /// A `[B, K]` view of contiguous storage, in place.
-pub(crate) fn view2<'s, F: CandleFloat>(storage: &'s CpuStorage, layout: &Layout) -> Result<ArrayView2<'s, F>> {
+pub(crate) fn view2<'s, F: CandleFloat>(
+    storage: &'s CpuStorage,
+    layout: &Layout,
+) -> Result<ArrayView2<'s, F>> {
     let (rows, cols) = layout.shape().dims2()?;
     ArrayView2::from_shape((rows, cols), slice::<F>(storage, layout)?).map_err(candle_core::Error::wrap)
 }
 
 /// A `[B]` view of contiguous storage, in place.
-pub(crate) fn view1<'s, F: CandleFloat>(storage: &'s CpuStorage, layout: &Layout) -> Result<ArrayView1<'s, F>> {
+pub(crate) fn view1<'s, F: CandleFloat>(
+    storage: &'s CpuStorage,
+    layout: &Layout,
+) -> Result<ArrayView1<'s, F>> {
     let rows = layout.shape().dims1()?;
     ArrayView1::from_shape(rows, slice::<F>(storage, layout)?).map_err(candle_core::Error::wrap)
 }
@@ -71,7 +77,11 @@ pub(crate) struct LabelBuffer {
 
 impl LabelBuffer {
     /// `u32` or `i64` labels as class indices; a negative label is an error naming its row.
-    pub(crate) fn read<'s>(&'s mut self, storage: &CpuStorage, layout: &Layout) -> Result<ArrayView1<'s, usize>> {
+    pub(crate) fn read<'s>(
+        &'s mut self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> Result<ArrayView1<'s, usize>> {
         match storage {
             CpuStorage::U32(_) => {
                 self.converted = slice::<u32>(storage, layout)?.iter().map(|&l| l as usize).collect();
@@ -94,7 +104,11 @@ impl LabelBuffer {
 
 /// A CPU tensor's contiguous data, read in place by `f` (a non-contiguous tensor is copied
 /// first).
-pub(crate) fn with_slice<T: WithDType, R>(what: &str, tensor: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+pub(crate) fn with_slice<T: WithDType, R>(
+    what: &str,
+    tensor: &Tensor,
+    f: impl FnOnce(&[T]) -> Result<R>,
+) -> Result<R> {
     check_cpu(what, tensor)?;
     check_dtype::<T>(what, tensor)?;
     let tensor = tensor.contiguous()?;

@@ -210,7 +210,11 @@ fn index_tensor(predictions: Vec<usize>, like: &Tensor) -> Result<Tensor> {
 /// # References
 ///
 /// See [`ConfusionMatrix`].
-pub fn confusion_matrix(logits: &Tensor, labels: &Tensor, adjust: Option<(&Prior, f64)>) -> Result<ConfusionMatrix> {
+pub fn confusion_matrix(
+    logits: &Tensor,
+    labels: &Tensor,
+    adjust: Option<(&Prior, f64)>,
+) -> Result<ConfusionMatrix> {
     read::check_rank("logits", logits, 2, "[B, K]")?;
     let (_, classes) = logits.dims2()?;
     let predictions = with_rows(
@@ -276,7 +280,11 @@ pub fn balanced_accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
 /// # References
 ///
 /// See [`SmoothF1Loss`].
-pub fn f1_stats<'t>(loss: &SmoothF1Loss, logits: &Tensor, targets: impl Into<TensorTargets<'t>>) -> Result<F1Stats> {
+pub fn f1_stats<'t>(
+    loss: &SmoothF1Loss,
+    logits: &Tensor,
+    targets: impl Into<TensorTargets<'t>>,
+) -> Result<F1Stats> {
     let targets = targets.into();
     let weights = targets.sample_weights;
     match targets.kind {

@@ -78,7 +78,9 @@ impl<F: CandleFloat> Case<F> {
         let dev = Device::Cpu;
         let targets = match &self.kind {
             Kind::Labels(labels) => Tensor::new(labels.iter().map(|&l| l as u32).collect::<Vec<_>>(), &dev)?,
-            Kind::LabelsI64(labels) => Tensor::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), &dev)?,
+            Kind::LabelsI64(labels) => {
+                Tensor::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), &dev)?
+            }
             Kind::Probs(probs) => tensor(probs)?,
         };
         let weights = self.weights.as_ref().map(|w| Tensor::new(w.as_slice(), &dev)).transpose()?;
@@ -131,7 +133,11 @@ fn through_candle<F: CandleFloat>(
     Ok((value.to_scalar::<F>()?, array(grad)?))
 }
 
-fn assert_close<F: CandleFloat>(what: &str, (value, grad): (F, Array2<F>), (want, want_grad): (F, Array2<F>)) {
+fn assert_close<F: CandleFloat>(
+    what: &str,
+    (value, grad): (F, Array2<F>),
+    (want, want_grad): (F, Array2<F>),
+) {
     let tol = tolerance::<F>();
     let (value, want) = (d(value), d(want));
     assert!((value - want).abs() <= tol * want.abs().max(1.0), "{what}: loss {value} vs the core's {want}");
@@ -166,7 +172,11 @@ fn softmax_losses<F: CandleFloat>() -> Vec<(&'static str, SoftmaxLoss<F>, bool)>
         ("cross-entropy", SoftmaxLoss::cross_entropy(), true),
         ("cross-entropy, sum", SoftmaxLoss::cross_entropy().with_reduction(Reduction::Sum), true),
         ("logit-adjusted", SoftmaxLoss::logit_adjusted(&counts[..]).unwrap(), true),
-        ("logit-adjusted τ = 0.5", SoftmaxLoss::cross_entropy().with_logit_adjustment(&counts[..], f(0.5)).unwrap(), true),
+        (
+            "logit-adjusted τ = 0.5",
+            SoftmaxLoss::cross_entropy().with_logit_adjustment(&counts[..], f(0.5)).unwrap(),
+            true,
+        ),
         ("class-weighted", SoftmaxLoss::class_weighted(&weights[..]).unwrap(), false),
         ("focal γ = 2", SoftmaxLoss::focal(f(2.0)).unwrap(), true),
         ("focal γ = 2 with α", SoftmaxLoss::focal(f(2.0)).unwrap().with_alpha(&alpha[..]).unwrap(), false),
@@ -214,13 +224,19 @@ fn margin_and_f1_losses<F: CandleFloat>(seed: u64) {
     for case in cases::<F>(&mut rng, false) {
         let logits = rng.logits::<F>().mapv(|z| z / f::<F>(3.0)); // cosine logits in [-1, 1]
         let what = format!("LDAM, {}", case.name());
-        assert_close(&what, through_candle(&ldam, &logits, &case).unwrap(), ldam.loss_and_grad(&logits, case.core()).unwrap());
+        assert_close(
+            &what,
+            through_candle(&ldam, &logits, &case).unwrap(),
+            ldam.loss_and_grad(&logits, case.core()).unwrap(),
+        );
         let logits = rng.logits::<F>();
         let what = format!("pairwise margins, {}", case.name());
         let want = pairwise.loss_and_grad(&logits, case.core()).unwrap();
         assert_close(&what, through_candle(&pairwise, &logits, &case).unwrap(), want);
     }
-    for (name, loss) in [("smooth macro F1", SmoothF1Loss::macro_f1()), ("smooth micro F1", SmoothF1Loss::micro_f1())] {
+    for (name, loss) in
+        [("smooth macro F1", SmoothF1Loss::macro_f1()), ("smooth micro F1", SmoothF1Loss::micro_f1())]
+    {
         for case in cases::<F>(&mut rng, true) {
             let logits = rng.logits::<F>();
             let what = format!("{name}, {}", case.name());
@@ -246,7 +262,8 @@ fn per_sample<F: CandleFloat>(seed: u64) {
     let (logits, labels) = (rng.logits::<F>(), rng.labels());
     let (want_losses, want_grad) = loss.per_sample_loss_and_grad(&logits, &labels).unwrap();
     let z = Var::from_tensor(&tensor(&logits).unwrap()).unwrap();
-    let label_tensor = Tensor::new(labels.iter().map(|&l| l as u32).collect::<Vec<_>>(), &Device::Cpu).unwrap();
+    let label_tensor =
+        Tensor::new(labels.iter().map(|&l| l as u32).collect::<Vec<_>>(), &Device::Cpu).unwrap();
     let losses = loss.forward_per_sample(z.as_tensor(), &label_tensor).unwrap();
     assert_eq!(losses.dims(), &[B]);
     // d/dz of Σ_i c_i ℓ_i is row i of the per-sample gradient scaled by c_i.
@@ -360,9 +377,13 @@ fn core_errors_surface_as_candle_errors_with_the_core_message() {
 
     let negative = Tensor::new(&[-1.0_f32, 1.0], &dev).unwrap();
     let err = loss
-        .forward(&logits, TensorTargets::labels(&Tensor::new(&[0_u32, 1], &dev).unwrap()).with_sample_weights(&negative))
+        .forward(
+            &logits,
+            TensorTargets::labels(&Tensor::new(&[0_u32, 1], &dev).unwrap()).with_sample_weights(&negative),
+        )
         .unwrap_err();
-    let core_err = loss.loss(&core_logits, Targets::labels(&[0, 1]).with_sample_weights(&[-1.0, 1.0])).unwrap_err();
+    let core_err =
+        loss.loss(&core_logits, Targets::labels(&[0, 1]).with_sample_weights(&[-1.0, 1.0])).unwrap_err();
     assert_eq!(core_message(&err), core_err.to_string());
 }
 
@@ -374,7 +395,10 @@ fn tensors_the_adapter_cannot_read_are_candle_errors_naming_them() {
     let labels = Tensor::new(&[0_u32, 1], &dev).unwrap();
     let message = |r: candle_core::Result<Tensor>| plain_message(&r.unwrap_err());
 
-    assert_eq!(message(loss.forward(&logits.to_dtype(DType::F64).unwrap(), &labels)), "the loss runs in F32, the logits are F64");
+    assert_eq!(
+        message(loss.forward(&logits.to_dtype(DType::F64).unwrap(), &labels)),
+        "the loss runs in F32, the logits are F64"
+    );
     assert_eq!(
         message(loss.forward(&logits.reshape((1, 2, 2)).unwrap(), &labels)),
         "longtail-loss: the logits must be a [B, K] tensor, got shape [1, 2, 2]"
