@@ -68,3 +68,8 @@ pub use tools::{
     adjusted_logits, balanced_accuracy, confusion_matrix, f1_stats, predict_adjusted, prior_from_labels,
     prior_from_probs, update_prior,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
