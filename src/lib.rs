@@ -9,7 +9,7 @@
 //! # Example: one training step
 //!
 //! ```
-//! use longtail::SoftmaxLoss;
+//! use longtail::{Loss, SoftmaxLoss};
 //! use ndarray::{array, Array2};
 //!
 //! // A batch of 4 samples over 3 classes; class 0 is 100× more frequent than class 2.
@@ -95,8 +95,8 @@ pub mod softmax;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use loss::{
-    BinarySmoothF1Loss, BinaryTargets, F1Average, F1Stats, LdamLoss, MultiLabelTargets, PairwiseMarginLoss,
-    Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
+    BinarySmoothF1Loss, BinaryTargets, ClassValues, F1Average, F1Stats, Labels, LdamLoss, Loss,
+    PairwiseMarginLoss, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
 };
 pub use metrics::ConfusionMatrix;
 pub use ndarray;
