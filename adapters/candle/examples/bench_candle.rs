@@ -19,8 +19,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor, Var};
-use longtail::SoftmaxLoss;
 use longtail::ndarray::{Array2, ArrayView2};
+use longtail::{Loss, SoftmaxLoss};
 use longtail_candle::CandleLoss;
 
 const SHAPES: [(usize, usize); 4] = [(64, 10), (1024, 1000), (256, 32000), (32, 262144)];

@@ -118,8 +118,8 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     println!("merged class counts {:?} (= the whole training set's)", prior.counts());
 
     // 2. Training: the logit-adjusted loss from the merged prior, gradients averaged.
-    let loss = SoftmaxLoss::logit_adjusted(&prior.probabilities::<f64>())?;
-    let f1 = SmoothF1Loss::macro_f1();
+    let loss = SoftmaxLoss::<f64>::logit_adjusted(&prior)?;
+    let f1 = SmoothF1Loss::<f64>::macro_f1();
     let mut replicas: Vec<Replica> =
         (0..REPLICAS).map(|_| Replica::new(64, digits::CLASSES, &dev)).collect::<Result<_>>()?;
     let mut order: Vec<u32> = (0..n as u32).collect();

@@ -150,7 +150,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let (test_x, test_y) = tensors(&data.test, &dev)?;
         let prior: &Prior = &data.prior;
         let cross_entropy = SoftmaxLoss::cross_entropy();
-        let logit_adjusted = SoftmaxLoss::logit_adjusted(&prior.probabilities::<f32>())?;
+        let logit_adjusted = SoftmaxLoss::<f32>::logit_adjusted(prior)?;
 
         let ce_logits =
             train(&cross_entropy, (&train_set.0, &train_set.1), options.epochs, seed)?.forward(&test_x)?;

@@ -20,7 +20,7 @@
 //!
 //! // Logit-adjusted cross-entropy from the training labels' prior.
 //! let prior = prior_from_labels(&labels, 3)?;
-//! let loss = SoftmaxLoss::logit_adjusted(&prior.probabilities::<f32>()).map_err(candle_core::Error::wrap)?;
+//! let loss = SoftmaxLoss::<f32>::logit_adjusted(&prior).map_err(candle_core::Error::wrap)?;
 //! for _ in 0..10 {
 //!     let value = loss.forward(&model.forward(&x)?, &labels)?;
 //!     sgd.backward_step(&value)?; // candle's autodiff, through the crate's analytic gradient
@@ -55,7 +55,6 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-mod bridge;
 mod op;
 mod read;
 mod targets;

@@ -2,12 +2,14 @@
 //! and the backward pass is the analytic gradient kept from the forward pass.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
-use longtail::ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use longtail::ndarray::{ArrayRef2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
-use crate::bridge::CoreLoss;
-use crate::read::{self, CandleFloat, LabelBuffer};
+use longtail::Loss;
+
+use crate::read::{self, CandleFloat};
 use crate::targets::{TargetKind, TensorTargets};
 
 /// Every loss of the crate as a candle op.
@@ -19,6 +21,8 @@ use crate::targets::{TargetKind, TensorTargets};
 /// - The logits are a `[B, K]` tensor of the loss's float type (`f32` or `f64`) on the CPU
 ///   device. Contiguous logits and targets are read in place, with no copy; others are made
 ///   contiguous first (one copy, by [`Tensor::contiguous`]).
+/// - Candle tensors carry their float type at run time, so the loss names it at compile time
+///   (`SoftmaxLoss::<f32>::cross_entropy()`); logits of another type are an error.
 /// - Loss and gradient are computed together, once, in the forward pass; the gradient is kept
 ///   for the backward pass, which only scales it (and not even that when the incoming gradient
 ///   is 1, as it is for `loss.backward()`). When the logits track no gradient (evaluation), no
@@ -45,7 +49,7 @@ use crate::targets::{TargetKind, TensorTargets};
 /// let dev = Device::Cpu;
 /// let logits = Var::new(&[[2.0_f32, 0.1, -1.0], [0.2, 1.1, 0.4]], &dev)?;
 /// let labels = Tensor::new(&[0_u32, 2], &dev)?;
-/// let loss = SoftmaxLoss::logit_adjusted(&[1000.0, 100.0, 10.0]).map_err(candle_core::Error::wrap)?;
+/// let loss = SoftmaxLoss::<f32>::logit_adjusted(&[1000.0, 100.0, 10.0]).map_err(candle_core::Error::wrap)?;
 /// let value = loss.forward(logits.as_tensor(), &labels)?;
 /// let grads = value.backward()?;
 /// let grad = grads.get(logits.as_tensor()).expect("the logits' gradient");
@@ -76,7 +80,7 @@ pub trait CandleLoss<F: CandleFloat> {
     ///
     /// let dev = Device::Cpu;
     /// let logits = Tensor::new(&[[0.0_f64, 0.0]], &dev)?;
-    /// let value = SoftmaxLoss::cross_entropy().forward(&logits, &Tensor::new(&[1_i64], &dev)?)?;
+    /// let value = SoftmaxLoss::<f64>::cross_entropy().forward(&logits, &Tensor::new(&[1_i64], &dev)?)?;
     /// assert!((value.to_scalar::<f64>()? - std::f64::consts::LN_2).abs() < 1e-15);
     /// # Ok::<(), candle_core::Error>(())
     /// ```
@@ -98,7 +102,7 @@ pub trait CandleLoss<F: CandleFloat> {
     ///
     /// let dev = Device::Cpu;
     /// let logits = Tensor::new(&[[0.0_f32, 0.0], [9.0, -9.0]], &dev)?;
-    /// let losses = SoftmaxLoss::cross_entropy().forward_per_sample(&logits, &Tensor::new(&[1_u32, 0], &dev)?)?;
+    /// let losses = SoftmaxLoss::<f32>::cross_entropy().forward_per_sample(&logits, &Tensor::new(&[1_u32, 0], &dev)?)?;
     /// assert_eq!(losses.dims(), &[2]);
     /// # Ok::<(), candle_core::Error>(())
     /// ```
@@ -109,7 +113,7 @@ pub trait CandleLoss<F: CandleFloat> {
     ) -> Result<Tensor>;
 }
 
-impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> CandleLoss<F> for L {
+impl<F: CandleFloat, L: Loss<F> + ?Sized> CandleLoss<F> for L {
     fn forward<'t>(&self, logits: &Tensor, targets: impl Into<TensorTargets<'t>>) -> Result<Tensor> {
         apply(self, logits, targets.into(), false)
     }
@@ -126,26 +130,77 @@ impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> CandleLoss<F> for L {
 /// The op's name in candle's errors and graph.
 const NAME: &str = "longtail-loss";
 
-/// Checks the tensors, runs the kernel on candle's storage, and attaches the backward pass.
-fn apply<F: CandleFloat, L: CoreLoss<F> + ?Sized>(
+/// Runs the core's loss on candle's storage and attaches the backward pass.
+fn apply<F: CandleFloat, L: Loss<F> + ?Sized>(
     loss: &L,
     logits: &Tensor,
     targets: TensorTargets<'_>,
     per_sample: bool,
 ) -> Result<Tensor> {
+    let logits = contiguous_logits::<F>(logits)?;
+    let (rows, classes) = logits.dims2()?;
+    let track = logits.track_op();
+    let (values, grad) = with_batch(&logits, targets, |z: &ArrayRef2<F>, t: &longtail::Targets<'_, F>| {
+        // The core overwrites every entry of the gradient; zeroed pages cost no pass of their own.
+        let mut grad = vec![F::zero(); if track { rows * classes } else { 0 }];
+        let mut view = if track {
+            Some(
+                ArrayViewMut2::from_shape((rows, classes), &mut grad[..])
+                    .map_err(candle_core::Error::wrap)?,
+            )
+        } else {
+            None
+        };
+        let values = if per_sample {
+            let mut losses = vec![F::zero(); rows];
+            loss.per_sample_into(z, t, &mut ArrayViewMut1::from(&mut losses[..]), view.as_deref_mut())
+                .map_err(candle_core::Error::wrap)?;
+            losses
+        } else {
+            vec![loss.loss_into(z, t, view.as_deref_mut()).map_err(candle_core::Error::wrap)?]
+        };
+        Ok((values, track.then_some(grad)))
+    })?;
+    let value = if per_sample {
+        Tensor::from_vec(values, rows, logits.device())?
+    } else {
+        Tensor::from_vec(values, (), logits.device())?
+    };
+    match grad {
+        None => Ok(value),
+        Some(grad) => {
+            let grad = Tensor::from_vec(grad, (rows, classes), logits.device())?;
+            logits.apply_op1(Backward { value, grad })
+        }
+    }
+}
+
+/// `[B, K]` logits of the loss's float type on the CPU, contiguous (a copy only if they are not).
+pub(crate) fn contiguous_logits<F: CandleFloat>(logits: &Tensor) -> Result<Tensor> {
     read::check_cpu("logits", logits)?;
     read::check_dtype::<F>("logits", logits)?;
     if logits.rank() != 2 {
         bail!("{NAME}: the logits must be a [B, K] tensor, got shape {:?}", logits.dims());
     }
-    let target_tensor = targets.targets;
+    logits.contiguous()
+}
+
+/// Checks the targets, then calls `call` once with the core's view of the batch: the logits and
+/// targets read from candle's contiguous CPU storage in place (inside a candle custom op's
+/// `cpu_fwd`, so under candle's own storage locks).
+pub(crate) fn with_batch<F, R, C>(logits: &Tensor, targets: TensorTargets<'_>, call: C) -> Result<R>
+where
+    F: CandleFloat,
+    C: FnOnce(&ArrayRef2<F>, &longtail::Targets<'_, F>) -> Result<R>,
+{
+    let logits = contiguous_logits::<F>(logits)?;
     let what = targets.kind.describe();
-    read::check_cpu(what, target_tensor)?;
+    read::check_cpu(what, targets.targets)?;
     match targets.kind {
-        TargetKind::Labels => read::check_labels(what, target_tensor)?,
+        TargetKind::Labels => read::check_labels(what, targets.targets)?,
         TargetKind::Probs | TargetKind::MultiHot => {
-            read::check_dtype::<F>(what, target_tensor)?;
-            read::check_rank(what, target_tensor, 2, "[B, K]")?;
+            read::check_dtype::<F>(what, targets.targets)?;
+            read::check_rank(what, targets.targets, 2, "[B, K]")?;
         }
     }
     if let Some(weights) = targets.sample_weights {
@@ -153,82 +208,58 @@ fn apply<F: CandleFloat, L: CoreLoss<F> + ?Sized>(
         read::check_dtype::<F>("sample weights", weights)?;
         read::check_rank("sample weights", weights, 1, "[B]")?;
     }
-    let logits = logits.contiguous()?;
-    let target_tensor = target_tensor.contiguous()?;
+    let target_tensor = targets.targets.contiguous()?;
     let weights = targets.sample_weights.map(Tensor::contiguous).transpose()?;
-    let track = logits.track_op();
-    let kernel = Kernel { loss, kind: targets.kind, per_sample, track, grad: RefCell::new(None) };
-    let out = match &weights {
-        None => logits.apply_op2_no_bwd(&target_tensor, &kernel)?,
-        Some(weights) => logits.apply_op3_no_bwd(&target_tensor, weights, &kernel)?,
+    let reader = Reader {
+        kind: targets.kind,
+        call: RefCell::new(Some(call)),
+        out: RefCell::new(None),
+        float: PhantomData,
     };
-    let Some(grad) = kernel.grad.into_inner() else { return Ok(out) };
-    let (rows, classes) = logits.dims2()?;
-    let grad = Tensor::from_vec(grad, (rows, classes), logits.device())?;
-    logits.apply_op1(Backward { value: out, grad })
-}
-
-/// The forward pass over candle's storage: the core's loss and gradient in one call.
-struct Kernel<'l, F, L: ?Sized> {
-    loss: &'l L,
-    kind: TargetKind,
-    per_sample: bool,
-    /// Whether to compute and keep the gradient (the logits track one).
-    track: bool,
-    grad: RefCell<Option<Vec<F>>>,
-}
-
-impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> Kernel<'_, F, L> {
-    fn run(
-        &self,
-        (logits, logits_layout): (&CpuStorage, &Layout),
-        (targets, targets_layout): (&CpuStorage, &Layout),
-        weights: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
-        let logits: ArrayView2<'_, F> = read::view2(logits, logits_layout)?;
-        let (rows, classes) = logits.dim();
-        let mut labels = LabelBuffer::default();
-        let core_targets = match self.kind {
-            TargetKind::Labels => longtail::Targets::labels(labels.read(targets, targets_layout)?),
-            TargetKind::Probs => longtail::Targets::probs(read::view2::<F>(targets, targets_layout)?),
-            TargetKind::MultiHot => {
-                bail!("{NAME}: multi-hot targets are taken by the losses of the core's loss trait only")
-            }
-        };
-        let core_targets = match weights {
-            Some((weights, layout)) => core_targets.with_sample_weights(read::view1::<F>(weights, layout)?),
-            None => core_targets,
-        };
-        // The core overwrites every entry; zeroed pages cost no pass of their own.
-        let mut grad = vec![F::zero(); rows * classes];
-        let mut grad_view =
-            ArrayViewMut2::from_shape((rows, classes), &mut grad[..]).map_err(candle_core::Error::wrap)?;
-        let (values, shape) = if self.per_sample {
-            let mut losses = vec![F::zero(); rows];
-            self.loss
-                .per_sample_into(
-                    &logits,
-                    &core_targets,
-                    &mut ArrayViewMut1::from(&mut losses[..]),
-                    &mut grad_view,
-                )
-                .map_err(candle_core::Error::wrap)?;
-            (losses, Shape::from(rows))
-        } else {
-            let value = self
-                .loss
-                .loss_into(&logits, &core_targets, &mut grad_view)
-                .map_err(candle_core::Error::wrap)?;
-            (vec![value], Shape::from(()))
-        };
-        if self.track {
-            *self.grad.borrow_mut() = Some(grad);
-        }
-        Ok((F::to_cpu_storage_owned(values), shape))
+    match &weights {
+        None => logits.apply_op2_no_bwd(&target_tensor, &reader)?,
+        Some(weights) => logits.apply_op3_no_bwd(&target_tensor, weights, &reader)?,
+    };
+    match reader.out.into_inner() {
+        Some(out) => out,
+        None => bail!("{NAME}: the CPU kernel did not run"),
     }
 }
 
-impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> CustomOp2 for Kernel<'_, F, L> {
+/// A candle custom op whose CPU forward pass hands candle's storage to the core, once.
+struct Reader<F, R, C> {
+    kind: TargetKind,
+    call: RefCell<Option<C>>,
+    out: RefCell<Option<Result<R>>>,
+    float: PhantomData<F>,
+}
+
+impl<F, R, C> Reader<F, R, C>
+where
+    F: CandleFloat,
+    C: FnOnce(&ArrayRef2<F>, &longtail::Targets<'_, F>) -> Result<R>,
+{
+    fn run(
+        &self,
+        (logits, logits_layout): (&CpuStorage, &Layout),
+        targets: (&CpuStorage, &Layout),
+        weights: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let logits: ArrayView2<'_, F> = read::view2(logits, logits_layout)?;
+        let mut converted = Vec::new();
+        let core_targets = read::core_targets(self.kind, targets, weights, &mut converted)?;
+        let Some(call) = self.call.borrow_mut().take() else { bail!("{NAME}: the CPU kernel ran twice") };
+        *self.out.borrow_mut() = Some(call(&logits, &core_targets));
+        // The result travels in `out`; candle gets an empty tensor.
+        Ok((F::to_cpu_storage_owned(Vec::new()), Shape::from(0)))
+    }
+}
+
+impl<F, R, C> CustomOp2 for Reader<F, R, C>
+where
+    F: CandleFloat,
+    C: FnOnce(&ArrayRef2<F>, &longtail::Targets<'_, F>) -> Result<R>,
+{
     fn name(&self) -> &'static str {
         NAME
     }
@@ -244,7 +275,11 @@ impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> CustomOp2 for Kernel<'_, F, L> {
     }
 }
 
-impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> CustomOp3 for Kernel<'_, F, L> {
+impl<F, R, C> CustomOp3 for Reader<F, R, C>
+where
+    F: CandleFloat,
+    C: FnOnce(&ArrayRef2<F>, &longtail::Targets<'_, F>) -> Result<R>,
+{
     fn name(&self) -> &'static str {
         NAME
     }
@@ -262,7 +297,7 @@ impl<F: CandleFloat, L: CoreLoss<F> + ?Sized> CustomOp3 for Kernel<'_, F, L> {
     }
 }
 
-/// The graph node: the loss value computed by [`Kernel`], and the gradient it kept.
+/// The graph node: the loss value computed on candle's storage, and the gradient kept with it.
 struct Backward {
     value: Tensor,
     grad: Tensor,

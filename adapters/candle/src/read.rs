@@ -1,7 +1,10 @@
 //! Candle tensors as the core's arrays: checks, and views of contiguous CPU storage in place.
 
 use candle_core::{CpuStorage, DType, Layout, Result, Storage, Tensor, WithDType, bail};
+use longtail::Targets;
 use longtail::ndarray::{ArrayView1, ArrayView2};
+
+use crate::targets::TargetKind;
 
 /// The float types a loss runs in, in the core and in candle: `f32` and `f64`.
 pub trait CandleFloat: longtail::Float + WithDType {}
@@ -69,37 +72,50 @@ pub(crate) fn view1<'s, F: CandleFloat>(
     ArrayView1::from_shape(rows, slice::<F>(storage, layout)?).map_err(candle_core::Error::wrap)
 }
 
-/// Labels as the core takes them.
-#[derive(Default)]
-pub(crate) struct LabelBuffer {
-    converted: Vec<usize>,
+/// `i64` labels as class indices; a negative label is an error naming its row.
+fn convert_i64(labels: &[i64], out: &mut Vec<usize>) -> Result<()> {
+    out.clear();
+    out.reserve(labels.len());
+    for (row, &label) in labels.iter().enumerate() {
+        match usize::try_from(label) {
+            Ok(label) => out.push(label),
+            Err(_) => bail!("label {label} at row {row} is not a class index"),
+        }
+    }
+    Ok(())
 }
 
-impl LabelBuffer {
-    /// `u32` or `i64` labels as class indices; a negative label is an error naming its row.
-    pub(crate) fn read<'s>(
-        &'s mut self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> Result<ArrayView1<'s, usize>> {
-        match storage {
-            CpuStorage::U32(_) => {
-                self.converted = slice::<u32>(storage, layout)?.iter().map(|&l| l as usize).collect();
-            }
-            CpuStorage::I64(_) => {
-                let labels = slice::<i64>(storage, layout)?;
-                self.converted = Vec::with_capacity(labels.len());
-                for (row, &label) in labels.iter().enumerate() {
-                    match usize::try_from(label) {
-                        Ok(label) => self.converted.push(label),
-                        Err(_) => bail!("label {label} at row {row} is not a class index"),
-                    }
-                }
-            }
-            _ => bail!("the labels must be u32 or i64"),
+/// Labels as the core takes them: `u32` in place, `i64` converted into `converted`.
+fn core_labels<'s>(
+    (storage, layout): (&'s CpuStorage, &Layout),
+    converted: &'s mut Vec<usize>,
+) -> Result<longtail::Labels<'s>> {
+    match storage {
+        CpuStorage::U32(_) => Ok(ArrayView1::from(slice::<u32>(storage, layout)?).into()),
+        CpuStorage::I64(_) => {
+            convert_i64(slice::<i64>(storage, layout)?, converted)?;
+            Ok(ArrayView1::from(&converted[..]).into())
         }
-        Ok(ArrayView1::from(&self.converted[..]))
+        _ => bail!("the labels must be u32 or i64"),
     }
+}
+
+/// The core's targets over candle's storage: rows of `F` and `u32` labels in place.
+pub(crate) fn core_targets<'s, F: CandleFloat>(
+    kind: TargetKind,
+    targets: (&'s CpuStorage, &'s Layout),
+    weights: Option<(&'s CpuStorage, &'s Layout)>,
+    converted: &'s mut Vec<usize>,
+) -> Result<Targets<'s, F>> {
+    let core = match kind {
+        TargetKind::Labels => Targets::labels(core_labels(targets, converted)?),
+        TargetKind::Probs => Targets::probs(view2::<F>(targets.0, targets.1)?),
+        TargetKind::MultiHot => Targets::multi_hot(view2::<F>(targets.0, targets.1)?),
+    };
+    Ok(match weights {
+        Some((weights, layout)) => core.with_sample_weights(view1::<F>(weights, layout)?),
+        None => core,
+    })
 }
 
 /// A CPU tensor's contiguous data, read in place by `f` (a non-contiguous tensor is copied
@@ -126,7 +142,14 @@ pub(crate) fn labels(what: &str, tensor: &Tensor) -> Result<Vec<usize>> {
     let tensor = tensor.contiguous()?;
     let (storage, layout) = tensor.storage_and_layout();
     match &*storage {
-        Storage::Cpu(cpu) => Ok(LabelBuffer::default().read(cpu, layout)?.to_vec()),
+        Storage::Cpu(cpu) => match cpu {
+            CpuStorage::U32(_) => Ok(slice::<u32>(cpu, layout)?.iter().map(|&l| l as usize).collect()),
+            _ => {
+                let mut converted = Vec::new();
+                convert_i64(slice::<i64>(cpu, layout)?, &mut converted)?;
+                Ok(converted)
+            }
+        },
         _ => bail!("the {what} are not in host memory"),
     }
 }

@@ -31,7 +31,7 @@ use candle_core::Tensor;
 /// let labels = Tensor::new(&[0_u32, 1, 1], &dev)?;
 /// let weights = Tensor::new(&[1.0_f32, 1.0, 0.0], &dev)?; // row 2 is padding
 /// let targets = TensorTargets::labels(&labels).with_sample_weights(&weights);
-/// let loss = SoftmaxLoss::cross_entropy().forward(&logits, targets)?;
+/// let loss = SoftmaxLoss::<f32>::cross_entropy().forward(&logits, targets)?;
 /// assert!(loss.to_scalar::<f32>()? > 0.0);
 /// # Ok::<(), candle_core::Error>(())
 /// ```

@@ -2,12 +2,12 @@
 //! tensors in place.
 
 use candle_core::{DType, Result, Tensor, bail};
-use longtail::ndarray::ArrayView2;
+use longtail::ndarray::{ArrayRef2, ArrayView2};
 use longtail::prior::PriorEstimator;
 use longtail::{ConfusionMatrix, F1Stats, Prior, SmoothF1Loss};
 
 use crate::read::{self, CandleFloat};
-use crate::targets::{TargetKind, TensorTargets};
+use crate::targets::TensorTargets;
 
 fn core<T>(result: longtail::Result<T>) -> Result<T> {
     result.map_err(candle_core::Error::wrap)
@@ -263,7 +263,8 @@ pub fn balanced_accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
 ///
 /// # Errors
 ///
-/// As [`CandleLoss::forward`](crate::CandleLoss::forward), for the core's `stats`.
+/// As [`CandleLoss::forward`](crate::CandleLoss::forward), for the core's `stats`; the logits
+/// must be of the loss's float type.
 ///
 /// # Example
 ///
@@ -272,7 +273,7 @@ pub fn balanced_accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
 /// use longtail::SmoothF1Loss;
 /// let dev = Device::Cpu;
 /// let logits = Tensor::new(&[[0.0_f64, 0.0]], &dev)?;
-/// let stats = longtail_candle::f1_stats(&SmoothF1Loss::macro_f1(), &logits, &Tensor::new(&[1_u32], &dev)?)?;
+/// let stats = longtail_candle::f1_stats(&SmoothF1Loss::<f64>::macro_f1(), &logits, &Tensor::new(&[1_u32], &dev)?)?;
 /// assert_eq!(stats.true_positive(), &[0.0, 0.5]);
 /// # Ok::<(), candle_core::Error>(())
 /// ```
@@ -280,37 +281,12 @@ pub fn balanced_accuracy(logits: &Tensor, labels: &Tensor) -> Result<f64> {
 /// # References
 ///
 /// See [`SmoothF1Loss`].
-pub fn f1_stats<'t>(
-    loss: &SmoothF1Loss,
+pub fn f1_stats<'t, F: CandleFloat>(
+    loss: &SmoothF1Loss<F>,
     logits: &Tensor,
     targets: impl Into<TensorTargets<'t>>,
 ) -> Result<F1Stats> {
-    let targets = targets.into();
-    let weights = targets.sample_weights;
-    match targets.kind {
-        TargetKind::Labels => {
-            let labels = read::labels("labels", targets.targets)?;
-            with_rows(
-                "logits",
-                logits,
-                |z| stats_of(loss, z, &labels, weights),
-                |z| stats_of(loss, z, &labels, weights),
-            )
-        }
-        kind => bail!("f1_stats takes labels, not {}", kind.describe()),
-    }
-}
-
-fn stats_of<F: CandleFloat>(
-    loss: &SmoothF1Loss,
-    logits: ArrayView2<'_, F>,
-    labels: &[usize],
-    weights: Option<&Tensor>,
-) -> Result<F1Stats> {
-    match weights {
-        None => core(loss.stats(&logits, labels)),
-        Some(weights) => read::with_slice::<F, _>("sample weights", weights, |w| {
-            core(loss.stats(&logits, longtail::Targets::labels(labels).with_sample_weights(w)))
-        }),
-    }
+    crate::op::with_batch(logits, targets.into(), |z: &ArrayRef2<F>, t: &longtail::Targets<'_, F>| {
+        core(loss.stats(z, t.clone()))
+    })
 }

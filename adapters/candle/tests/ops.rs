@@ -4,7 +4,10 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use longtail::ndarray::{Array1, Array2, Axis};
-use longtail::{LdamLoss, PairwiseMarginLoss, Reduction, SmoothF1Loss, SoftmaxLoss, Targets};
+use longtail::{
+    BinarySmoothF1Loss, LdamLoss, Loss, PairwiseMarginLoss, Reduction, SigmoidLoss, SmoothF1Loss,
+    SoftmaxLoss, Targets, ZlprLoss,
+};
 use longtail_candle::{CandleFloat, CandleLoss, TensorTargets};
 
 const B: usize = 7;
@@ -41,6 +44,16 @@ impl Rng {
         Array2::from_shape_fn((B, K), |(i, k)| f::<F>(raw[[i, k]] / sums[i]))
     }
     /// Positive weights, one of them 0 (an ignored row).
+    /// Rows of 0/1 with one to three positives.
+    fn multi_hot<F: CandleFloat>(&mut self) -> Array2<F> {
+        let mut rows = Array2::from_elem((B, K), f::<F>(0.0));
+        for i in 0..B {
+            for _ in 0..1 + (self.next() * 3.0) as usize {
+                rows[[i, (self.next() * K as f64) as usize]] = f(1.0);
+            }
+        }
+        rows
+    }
     fn weights<F: CandleFloat>(&mut self) -> Vec<F> {
         (0..B).map(|i| f::<F>(if i == 2 { 0.0 } else { 0.25 + 2.0 * self.next() })).collect()
     }
@@ -54,6 +67,7 @@ enum Kind<F> {
     /// Labels as an `i64` tensor.
     LabelsI64(Vec<usize>),
     Probs(Array2<F>),
+    MultiHot(Array2<F>),
 }
 
 #[derive(Clone)]
@@ -67,6 +81,7 @@ impl<F: CandleFloat> Case<F> {
         let targets = match &self.kind {
             Kind::Labels(labels) | Kind::LabelsI64(labels) => Targets::labels(labels.as_slice()),
             Kind::Probs(probs) => Targets::probs(probs),
+            Kind::MultiHot(rows) => Targets::multi_hot(rows),
         };
         match &self.weights {
             Some(w) => targets.with_sample_weights(w.as_slice()),
@@ -81,7 +96,7 @@ impl<F: CandleFloat> Case<F> {
             Kind::LabelsI64(labels) => {
                 Tensor::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), &dev)?
             }
-            Kind::Probs(probs) => tensor(probs)?,
+            Kind::Probs(rows) | Kind::MultiHot(rows) => tensor(rows)?,
         };
         let weights = self.weights.as_ref().map(|w| Tensor::new(w.as_slice(), &dev)).transpose()?;
         Ok((targets, weights))
@@ -92,6 +107,7 @@ impl<F: CandleFloat> Case<F> {
             Kind::Labels(_) => "u32 labels",
             Kind::LabelsI64(_) => "i64 labels",
             Kind::Probs(_) => "probs",
+            Kind::MultiHot(_) => "multi-hot",
         };
         format!("{kind}{}", if self.weights.is_some() { " + sample weights" } else { "" })
     }
@@ -120,6 +136,7 @@ fn through_candle<F: CandleFloat>(
     let (targets, weights) = case.tensors()?;
     let targets = match case.kind {
         Kind::Probs(_) => TensorTargets::probs(&targets),
+        Kind::MultiHot(_) => TensorTargets::multi_hot(&targets),
         _ => TensorTargets::labels(&targets),
     };
     let targets = match &weights {
@@ -254,6 +271,139 @@ fn margin_and_f1_losses_gradient_is_the_cores_f64() {
 #[test]
 fn margin_and_f1_losses_gradient_is_the_cores_f32() {
     margin_and_f1_losses::<f32>(4);
+}
+
+/// The one-vs-rest and multi-label losses, on labels, multi-hot rows and probability rows.
+fn one_vs_rest_losses<F: CandleFloat>(seed: u64) {
+    let mut rng = Rng(seed);
+    let prior: Vec<F> = [0.5, 0.3, 0.1, 0.05, 0.05].map(f::<F>).to_vec();
+    let losses: Vec<(&str, Box<dyn Loss<F>>)> = vec![
+        ("sigmoid BCE", Box::new(SigmoidLoss::bce())),
+        (
+            "sigmoid focal γ = 2, α = 0.25",
+            Box::new(SigmoidLoss::focal(f(2.0)).unwrap().with_alpha(f(0.25)).unwrap()),
+        ),
+        ("sigmoid BCE, sum", Box::new(SigmoidLoss::bce().with_reduction(Reduction::Sum))),
+        ("ZLPR", Box::new(ZlprLoss::new())),
+        ("ZLPR with a label prior", Box::new(ZlprLoss::new().with_label_prior(&prior[..], f(1.0)).unwrap())),
+        ("binary smooth F1", Box::new(BinarySmoothF1Loss::new())),
+    ];
+    let mut compared = 0;
+    for (name, loss) in &losses {
+        let labels = rng.labels();
+        let weights = rng.weights::<F>();
+        for kind in [Kind::Labels(labels), Kind::MultiHot(rng.multi_hot()), Kind::Probs(rng.probs())] {
+            for weights in [None, Some(weights.clone())] {
+                let case = Case { kind: kind.clone(), weights };
+                let logits = rng.logits::<F>();
+                let what = format!("{name}, {}", case.name());
+                match loss.loss_and_grad(&logits, case.core()) {
+                    Ok(want) => {
+                        assert_close(&what, through_candle(loss, &logits, &case).unwrap(), want);
+                        compared += 1;
+                    }
+                    // A target kind the loss does not take: the same error through candle.
+                    Err(err) => {
+                        let got = through_candle(loss, &logits, &case).unwrap_err();
+                        assert_eq!(core_message(&got), err.to_string(), "{what}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(compared >= 2 * losses.len(), "most combinations compute a loss ({compared})");
+}
+
+#[test]
+fn one_vs_rest_and_multi_label_losses_gradient_is_the_cores_f64() {
+    one_vs_rest_losses::<f64>(10);
+}
+
+#[test]
+fn one_vs_rest_and_multi_label_losses_gradient_is_the_cores_f32() {
+    one_vs_rest_losses::<f32>(11);
+}
+
+/// A loss that records where the core's view of the logits points, around the crate's loss.
+#[derive(Debug)]
+struct Recording<L> {
+    inner: L,
+    seen: std::sync::Mutex<Vec<usize>>,
+}
+
+impl<F: CandleFloat, L: Loss<F>> Loss<F> for Recording<L> {
+    fn loss_into(
+        &self,
+        logits: &longtail::ndarray::ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        grad_out: Option<&mut longtail::ndarray::ArrayRef2<F>>,
+    ) -> longtail::Result<F> {
+        self.seen.lock().unwrap().push(logits.as_ptr() as usize);
+        self.inner.loss_into(logits, targets, grad_out)
+    }
+    fn per_sample_into(
+        &self,
+        logits: &longtail::ndarray::ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        losses_out: &mut longtail::ndarray::ArrayRef1<F>,
+        grad_out: Option<&mut longtail::ndarray::ArrayRef2<F>>,
+    ) -> longtail::Result<()> {
+        self.seen.lock().unwrap().push(logits.as_ptr() as usize);
+        self.inner.per_sample_into(logits, targets, losses_out, grad_out)
+    }
+    fn reduction(&self) -> Reduction {
+        self.inner.reduction()
+    }
+}
+
+/// Where a CPU tensor's storage starts (at its layout's offset).
+fn storage_address(t: &Tensor) -> usize {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(candle_core::CpuStorage::F32(data)) => {
+            data[layout.start_offset()..].as_ptr() as usize
+        }
+        _ => panic!("f32 CPU storage"),
+    }
+}
+
+#[test]
+fn the_kernel_reads_candles_storage_in_place() {
+    let mut rng = Rng(12);
+    let loss = Recording { inner: SoftmaxLoss::<f32>::cross_entropy(), seen: Default::default() };
+    let labels =
+        Tensor::new(rng.labels().iter().map(|&l| l as u32).collect::<Vec<_>>(), &Device::Cpu).unwrap();
+    let z = Var::from_tensor(&tensor(&rng.logits::<f32>()).unwrap()).unwrap();
+    loss.forward(z.as_tensor(), &labels).unwrap().backward().unwrap();
+    loss.forward_per_sample(z.as_tensor(), &labels).unwrap();
+    // A row slice of a larger batch is contiguous too: read in place at its offset.
+    let rows = z.as_tensor().narrow(0, 2, 3).unwrap();
+    loss.forward(&rows, &labels.narrow(0, 2, 3).unwrap()).unwrap();
+    // A transposed view is not: the kernel sees candle's contiguous copy, elsewhere.
+    let square = Var::from_tensor(&Tensor::zeros((K, K), DType::F32, &Device::Cpu).unwrap()).unwrap();
+    let transposed = square.as_tensor().t().unwrap();
+    loss.forward(&transposed, &labels.narrow(0, 0, K).unwrap()).unwrap();
+    let seen = loss.seen.lock().unwrap().clone();
+    let here = storage_address(z.as_tensor());
+    assert_eq!(seen[..3], [here, here, here + 2 * K * 4]);
+    assert!(rows.is_contiguous());
+    assert_ne!(seen[3], storage_address(square.as_tensor()));
+}
+
+#[test]
+fn boxed_losses_run_as_candle_ops() {
+    let mut rng = Rng(13);
+    let losses: Vec<Box<dyn Loss<f64>>> = vec![
+        Box::new(SoftmaxLoss::cross_entropy()),
+        Box::new(SoftmaxLoss::focal(2.0).unwrap()),
+        Box::new(LdamLoss::new(&[9.0, 5.0, 3.0, 2.0, 1.0][..]).unwrap()),
+    ];
+    let case = Case { kind: Kind::Labels(rng.labels()), weights: None };
+    for loss in &losses {
+        let logits = rng.logits::<f64>().mapv(|z| z / 3.0);
+        let want = loss.loss_and_grad(&logits, case.core()).unwrap();
+        assert_close(&format!("{loss:?}"), through_candle(loss, &logits, &case).unwrap(), want);
+    }
 }
 
 fn per_sample<F: CandleFloat>(seed: u64) {
