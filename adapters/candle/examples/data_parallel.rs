@@ -1,7 +1,8 @@
 //! Data-parallel training with two model replicas: the statistics that span the global batch
 //! (class counts, smooth-F1 sums, the test confusion matrix) are computed per replica and
-//! all-reduced with the core's `merge`, and the replicas' gradients are averaged, so that the two
-//! train exactly as one model on the whole batch would.
+//! all-reduced with the core's `merge`, the smooth-F1 loss of each replica uses the merged sums
+//! ([`smooth_f1_with_stats`]), and the replicas' gradients are all-reduced, so that the two train
+//! exactly as one model on the whole batch would.
 //!
 //! ```text
 //! cargo run --release -p longtail-candle --example data_parallel
@@ -13,7 +14,8 @@
 //! what each device sends.
 //!
 //! Each replica holds every other training image of digits-LT (ρ = 100) and half of each global
-//! batch. The run checks what data parallelism must preserve: the merged prior is the whole
+//! batch, and minimises the logit-adjusted loss plus the smooth macro-F1 loss. The run checks
+//! what data parallelism must preserve: the merged prior is the whole
 //! training set's; the merged smooth-F1 statistics are the global batch's; the averaged
 //! gradient is the whole batch's (the replicas stay identical); the merged confusion matrix is
 //! the one of the whole test split.
@@ -23,7 +25,9 @@ use candle_core::{DType, Device, Module, Result, Tensor, Var};
 use candle_nn::{Linear, Optimizer, SGD, VarBuilder, VarMap};
 use longtail::prior::PriorEstimator;
 use longtail::{ConfusionMatrix, F1Stats, SmoothF1Loss, SoftmaxLoss};
-use longtail_candle::{CandleLoss, confusion_matrix, f1_stats, prior_from_labels, update_prior};
+use longtail_candle::{
+    CandleLoss, confusion_matrix, f1_stats, prior_from_labels, smooth_f1_with_stats, update_prior,
+};
 
 #[allow(dead_code)]
 #[path = "../../../examples/long_tail/data.rs"]
@@ -117,7 +121,8 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     assert_eq!(prior.counts(), prior_from_labels(&train_y, digits::CLASSES)?.counts());
     println!("merged class counts {:?} (= the whole training set's)", prior.counts());
 
-    // 2. Training: the logit-adjusted loss from the merged prior, gradients averaged.
+    // 2. Training: the logit-adjusted loss from the merged prior plus the smooth-F1 loss with
+    //    the merged F1 statistics; gradients all-reduced.
     let loss = SoftmaxLoss::<f64>::logit_adjusted(&prior)?;
     let f1 = SmoothF1Loss::<f64>::macro_f1();
     let mut replicas: Vec<Replica> =
@@ -130,18 +135,29 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let mut epoch_stats = F1Stats::new(digits::CLASSES);
         for batch in order.chunks(GLOBAL_BATCH) {
             let half = batch.len().div_ceil(REPLICAS);
-            let mut grads = Vec::new();
+            // Each replica's forward pass and its share of the smooth-F1 sums.
+            let mut local = Vec::new();
             let mut stats = Vec::new();
             for (replica, part) in replicas.iter().zip(batch.chunks(half)) {
                 let (x, y) = rows(&train_x, &train_y, part)?;
                 let logits = replica.model.forward(&x)?;
-                // Each replica's mean is over its share; weighting by the share makes the sum
-                // of the replicas' gradients the global batch's mean gradient.
-                let share = part.len() as f64 / batch.len() as f64;
-                grads.push((loss.forward(&logits, &y)? * share)?.backward()?);
-                stats.push(f1_stats(&f1, &logits.detach(), &y)?);
+                stats.push(f1_stats(&f1, &logits, &y)?);
+                local.push((logits, y, part.len() as f64 / batch.len() as f64));
             }
-            // The all-reduce: the sum of the replicas' gradients, given to every replica.
+            // The all-reduce of the smooth-F1 sums: every replica gets the global batch's.
+            let mut merged = stats[0].clone();
+            for other in &stats[1..] {
+                merged.merge(other)?;
+            }
+            // Each replica's objective: the logit-adjusted loss plus the smooth-F1 loss with the
+            // global F1, both means over its share, weighted by the share, so that the sum of
+            // the replicas' gradients is the global batch's mean gradient.
+            let mut grads = Vec::new();
+            for (logits, y, share) in &local {
+                let objective = (loss.forward(logits, y)? + smooth_f1_with_stats(&f1, &merged, logits, y)?)?;
+                grads.push((objective * *share)?.backward()?);
+            }
+            // The all-reduce of the gradients: their sum, given to every replica.
             let vars: Vec<Vec<(String, Var)>> = replicas.iter().map(Replica::vars).collect();
             let mut reduced = Vec::new();
             for v in 0..vars[0].len() {
@@ -151,19 +167,15 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
                 }
                 reduced.push(sum);
             }
-            // A check against one model on the whole global batch.
+            // A check against one model on the whole global batch (its local F1 is the global one).
             let (x, y) = rows(&train_x, &train_y, batch)?;
-            let whole = loss.forward(&replicas[0].model.forward(&x)?, &y)?.backward()?;
+            let logits = replicas[0].model.forward(&x)?;
+            let whole = (loss.forward(&logits, &y)? + f1.forward(&logits, &y)?)?.backward()?;
             for ((_, var), sum) in vars[0].iter().zip(&reduced) {
                 let single = whole.get(var.as_tensor()).expect("a gradient");
                 largest_gap = largest_gap.max(max_abs_diff(sum, single)?);
             }
-            // The smooth-F1 sums of the global batch, all-reduced the same way.
-            let mut merged = stats[0].clone();
-            for other in &stats[1..] {
-                merged.merge(other)?;
-            }
-            let single = f1_stats(&f1, &replicas[0].model.forward(&x)?, &y)?;
+            let single = f1_stats(&f1, &logits, &y)?;
             for (a, b) in merged
                 .true_positive()
                 .iter()
@@ -172,7 +184,6 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             {
                 largest_stats_gap = largest_stats_gap.max((a - b).abs());
             }
-            epoch_stats.merge(&merged)?;
             for (replica, replica_vars) in replicas.iter_mut().zip(&vars) {
                 let mut store = GradStore::default();
                 for ((_, var), sum) in replica_vars.iter().zip(&reduced) {
@@ -180,6 +191,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
                 }
                 replica.optimizer.step(&store)?;
             }
+            epoch_stats.merge(&merged)?;
         }
         if epoch % 25 == 24 {
             let soft_f1: f64 = epoch_stats.f1().iter().sum::<f64>() / digits::CLASSES as f64;

@@ -65,7 +65,7 @@ pub use read::CandleFloat;
 pub use targets::TensorTargets;
 pub use tools::{
     adjusted_logits, balanced_accuracy, confusion_matrix, f1_stats, predict_adjusted, prior_from_labels,
-    prior_from_probs, update_prior,
+    prior_from_probs, smooth_f1_with_stats, update_prior,
 };
 
 /// The README's examples, compiled and run as doctests.

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::marker::PhantomData;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
-use longtail::ndarray::{ArrayRef2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use longtail::ndarray::{ArrayRef1, ArrayRef2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 use longtail::Loss;
 
@@ -137,6 +137,38 @@ fn apply<F: CandleFloat, L: Loss<F> + ?Sized>(
     targets: TensorTargets<'_>,
     per_sample: bool,
 ) -> Result<Tensor> {
+    let output = if per_sample { Output::PerSample } else { Output::Reduced };
+    attach(logits, targets, output, |z, t, losses, grad| match losses {
+        Some(losses) => loss.per_sample_into(z, t, losses, grad).map(|()| F::zero()),
+        None => loss.loss_into(z, t, grad),
+    })
+}
+
+/// What a loss op returns: the reduced loss (a scalar) or every row's loss (`[B]`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    Reduced,
+    PerSample,
+}
+
+/// The core's kernel on candle's storage, its gradient kept for the backward pass: `kernel`
+/// gets the logits, the targets, the `[B]` losses buffer (per-sample output only) and the
+/// `[B, K]` gradient buffer (only if the logits track a gradient), and returns the reduced loss.
+pub(crate) fn attach<F, K>(
+    logits: &Tensor,
+    targets: TensorTargets<'_>,
+    output: Output,
+    kernel: K,
+) -> Result<Tensor>
+where
+    F: CandleFloat,
+    K: FnOnce(
+        &ArrayRef2<F>,
+        &longtail::Targets<'_, F>,
+        Option<&mut ArrayRef1<F>>,
+        Option<&mut ArrayRef2<F>>,
+    ) -> longtail::Result<F>,
+{
     let logits = contiguous_logits::<F>(logits)?;
     let (rows, classes) = logits.dims2()?;
     let track = logits.track_op();
@@ -151,20 +183,22 @@ fn apply<F: CandleFloat, L: Loss<F> + ?Sized>(
         } else {
             None
         };
-        let values = if per_sample {
-            let mut losses = vec![F::zero(); rows];
-            loss.per_sample_into(z, t, &mut ArrayViewMut1::from(&mut losses[..]), view.as_deref_mut())
-                .map_err(candle_core::Error::wrap)?;
-            losses
-        } else {
-            vec![loss.loss_into(z, t, view.as_deref_mut()).map_err(candle_core::Error::wrap)?]
+        let values = match output {
+            Output::PerSample => {
+                let mut losses = vec![F::zero(); rows];
+                kernel(z, t, Some(&mut ArrayViewMut1::from(&mut losses[..])), view.as_deref_mut())
+                    .map_err(candle_core::Error::wrap)?;
+                losses
+            }
+            Output::Reduced => {
+                vec![kernel(z, t, None, view.as_deref_mut()).map_err(candle_core::Error::wrap)?]
+            }
         };
         Ok((values, track.then_some(grad)))
     })?;
-    let value = if per_sample {
-        Tensor::from_vec(values, rows, logits.device())?
-    } else {
-        Tensor::from_vec(values, (), logits.device())?
+    let value = match output {
+        Output::PerSample => Tensor::from_vec(values, rows, logits.device())?,
+        Output::Reduced => Tensor::from_vec(values, (), logits.device())?,
     };
     match grad {
         None => Ok(value),

@@ -2,7 +2,7 @@
 //! tensors in place.
 
 use candle_core::{DType, Result, Tensor, bail};
-use longtail::ndarray::{ArrayRef2, ArrayView2};
+use longtail::ndarray::{Array2, ArrayRef2, ArrayView2};
 use longtail::prior::PriorEstimator;
 use longtail::{ConfusionMatrix, F1Stats, Prior, SmoothF1Loss};
 
@@ -288,5 +288,50 @@ pub fn f1_stats<'t, F: CandleFloat>(
 ) -> Result<F1Stats> {
     crate::op::with_batch(logits, targets.into(), |z: &ArrayRef2<F>, t: &longtail::Targets<'_, F>| {
         core(loss.stats(z, t.clone()))
+    })
+}
+
+/// The smooth-F1 loss with F1 from given statistics (typically merged across data-parallel
+/// replicas with [`F1Stats::merge`]) instead of the local batch, as a candle op: the core's
+/// [`SmoothF1Loss::loss_and_grad_with_stats_into`], with the gradient (F1 held constant) kept for
+/// `backward()`.
+///
+/// # Errors
+///
+/// As [`CandleLoss::forward`](crate::CandleLoss::forward), and statistics over another class
+/// count than the logits' (the core's error).
+///
+/// # Example
+///
+/// ```
+/// use candle_core::{Device, Tensor, Var};
+/// use longtail::SmoothF1Loss;
+/// use longtail_candle::{f1_stats, smooth_f1_with_stats};
+///
+/// let dev = Device::Cpu;
+/// let loss = SmoothF1Loss::<f64>::macro_f1();
+/// let (ours, theirs) = (Var::new(&[[1.0_f64, 0.0, -1.0]], &dev)?, Tensor::new(&[[0.0_f64, 2.0, 0.0]], &dev)?);
+/// let (our_labels, their_labels) = (Tensor::new(&[0_u32], &dev)?, Tensor::new(&[1_u32], &dev)?);
+/// // The statistics of the global batch: another replica's merged with ours.
+/// let mut stats = f1_stats(&loss, &theirs, &their_labels)?;
+/// stats.merge(&f1_stats(&loss, ours.as_tensor(), &our_labels)?).map_err(candle_core::Error::wrap)?;
+/// let value = smooth_f1_with_stats(&loss, &stats, ours.as_tensor(), &our_labels)?;
+/// let grad = value.backward()?.remove(ours.as_tensor()).expect("a gradient");
+/// assert!(grad.to_vec2::<f64>()?[0][0] < 0.0);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+///
+/// # References
+///
+/// See [`SmoothF1Loss`].
+pub fn smooth_f1_with_stats<'t, F: CandleFloat>(
+    loss: &SmoothF1Loss<F>,
+    stats: &F1Stats,
+    logits: &Tensor,
+    targets: impl Into<TensorTargets<'t>>,
+) -> Result<Tensor> {
+    crate::op::attach(logits, targets.into(), crate::op::Output::Reduced, |z, t, _, grad| match grad {
+        Some(grad) => loss.loss_and_grad_with_stats_into(z, t.clone(), stats, grad),
+        None => loss.loss_and_grad_with_stats_into(z, t.clone(), stats, &mut Array2::zeros(z.raw_dim())),
     })
 }

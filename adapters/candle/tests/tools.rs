@@ -1,13 +1,13 @@
 //! Priors, post-hoc adjustment, metrics and smooth-F1 statistics from candle tensors equal the
 //! core's on the same data; bad tensors are candle errors with the core's message.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use longtail::ndarray::{Array2, array};
 use longtail::prior::PriorEstimator;
-use longtail::{ConfusionMatrix, Prior, SmoothF1Loss, Targets, adjust};
+use longtail::{ConfusionMatrix, Loss, Prior, SmoothF1Loss, Targets, adjust};
 use longtail_candle::{
     TensorTargets, adjusted_logits, balanced_accuracy, confusion_matrix, f1_stats, predict_adjusted,
-    prior_from_labels, prior_from_probs, update_prior,
+    prior_from_labels, prior_from_probs, smooth_f1_with_stats, update_prior,
 };
 
 fn logits() -> Array2<f64> {
@@ -140,4 +140,35 @@ fn smooth_f1_statistics_are_the_cores() {
     assert_eq!(f1_stats(&loss, &tensor(&z), &tensor(&probs)).unwrap(), loss.stats(&z, &probs).unwrap());
     let err = f1_stats(&loss, &tensor(&z), &Tensor::new(&[0_u32, 1, 2], &Device::Cpu).unwrap()).unwrap_err();
     assert_eq!(message(&err), loss.stats(&z, &[0, 1, 2]).unwrap_err().to_string());
+}
+
+#[test]
+fn smooth_f1_with_merged_statistics_is_the_cores() {
+    let z = logits();
+    let loss = SmoothF1Loss::<f64>::micro_f1();
+    // The statistics of a larger batch: another replica's rows merged with these.
+    let other = array![[0.0, 1.0, 0.0], [2.0, 0.0, 1.0]];
+    let mut stats = loss.stats(&other, &[1, 0]).unwrap();
+    stats.merge(&loss.stats(&z, &LABELS).unwrap()).unwrap();
+    let mut want_grad = Array2::zeros(z.raw_dim());
+    let want = loss.loss_and_grad_with_stats_into(&z, &LABELS, &stats, &mut want_grad).unwrap();
+    let var = Var::from_tensor(&tensor(&z)).unwrap();
+    let value = smooth_f1_with_stats(&loss, &stats, var.as_tensor(), &labels_u32()).unwrap();
+    assert_eq!(value.to_scalar::<f64>().unwrap(), want);
+    let grad = value.backward().unwrap().remove(var.as_tensor()).unwrap();
+    assert_eq!(
+        grad.to_vec2::<f64>().unwrap(),
+        want_grad.outer_iter().map(|r| r.to_vec()).collect::<Vec<_>>()
+    );
+    // Not the local batch's F1.
+    assert_ne!(want, loss.loss(&z, &LABELS).unwrap());
+    // Evaluation, without a gradient, gives the same value.
+    let plain = smooth_f1_with_stats(&loss, &stats, &tensor(&z), &labels_u32()).unwrap();
+    assert_eq!(plain.to_scalar::<f64>().unwrap(), want);
+    let err =
+        smooth_f1_with_stats(&loss, &longtail::F1Stats::new(2), &tensor(&z), &labels_u32()).unwrap_err();
+    let core = loss
+        .loss_and_grad_with_stats_into(&z, &LABELS, &longtail::F1Stats::new(2), &mut want_grad)
+        .unwrap_err();
+    assert_eq!(message(&err), core.to_string());
 }
