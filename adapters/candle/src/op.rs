@@ -15,7 +15,8 @@ use crate::targets::{TargetKind, TensorTargets};
 /// Every loss of the crate as a candle op.
 ///
 /// Implemented for every core loss over `[B, K]` logits (and for references and boxes of them,
-/// so a `Box<dyn Loss<F>>` works too). `forward` returns a tensor whose `backward()` gives the
+/// so a `Box<dyn Loss<F>>` works too). A binary model's sigmoid losses take `[B, 1]` logits with
+/// `[B, 1]` multi-hot targets. `forward` returns a tensor whose `backward()` gives the
 /// core's exact gradient `dL/dz`, scaled by the incoming gradient.
 ///
 /// - The logits are a `[B, K]` tensor of the loss's float type (`f32` or `f64`) on the CPU
@@ -37,7 +38,8 @@ use crate::targets::{TargetKind, TensorTargets};
 ///   weight tensors of another shape rank or float type.
 /// - Every error of the core loss (shape mismatch, a label out of range, a NaN logit, a bad
 ///   probability row, a target kind the loss does not take, ...), as
-///   [`candle_core::Error::Wrapped`] carrying the core's [`longtail::Error`] with its message.
+///   [`candle_core::Error::Wrapped`] holding the core's [`longtail::Error`]: its message is the
+///   core's (candle boxes it as `dyn Display`, so it cannot be downcast).
 ///
 /// # Example
 ///

@@ -579,3 +579,18 @@ fn tensors_the_adapter_cannot_read_are_candle_errors_naming_them() {
         "the sample weights must be a [B] tensor, got shape [1, 2]"
     );
 }
+
+#[test]
+fn a_binary_model_is_one_column_of_sigmoid_decisions() {
+    let mut rng = Rng(14);
+    let loss = SigmoidLoss::<f64>::focal(2.0).unwrap();
+    let z: Vec<f64> = (0..B).map(|_| 4.0 * rng.next() - 2.0).collect();
+    let y: Vec<f64> = (0..B).map(|i| (i % 3 == 0) as u8 as f64).collect();
+    let (want, want_grad) = loss.binary_loss_and_grad(&Array1::from(z.clone()), &y[..]).unwrap();
+    let var = Var::from_tensor(&Tensor::from_slice(&z, (B, 1), &Device::Cpu).unwrap()).unwrap();
+    let targets = Tensor::from_slice(&y, (B, 1), &Device::Cpu).unwrap();
+    let value = loss.forward(var.as_tensor(), TensorTargets::multi_hot(&targets)).unwrap();
+    let grad = array::<f64>(value.backward().unwrap().get(var.as_tensor()).unwrap()).unwrap();
+    let want_grad = want_grad.insert_axis(Axis(1));
+    assert_close("binary focal as [B, 1]", (value.to_scalar::<f64>().unwrap(), grad), (want, want_grad));
+}
