@@ -63,10 +63,10 @@
 //!
 //! # See it work
 //!
-//! `cargo run --release --example long_tail` trains one model with every loss here on long-tailed
-//! UCI digits and a Gaussian mixture with known Bayes errors, and prints accuracy, balanced
-//! accuracy, worst-class recall and many/medium/few-shot recall for each (`examples/long_tail`).
-//! `examples/quickstart.rs` is the shortest useful program.
+//! `cargo run --release -p longtail-demo` (in the repository) trains one model with every loss
+//! here on long-tailed UCI digits and a Gaussian mixture with known Bayes errors, and prints
+//! accuracy, balanced accuracy, worst-class recall and many/medium/few-shot recall for each
+//! (`demo/`). `demo/examples/quickstart.rs` is the shortest useful program.
 //!
 //! # References
 //!

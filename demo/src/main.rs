@@ -2,8 +2,8 @@
 //! scored on balanced test sets of real (UCI digits) and synthetic (Gaussian mixture) data.
 //!
 //! ```sh
-//! cargo run --release --example long_tail                    # ρ = 100, softmax regression, 5 seeds
-//! cargo run --release --example long_tail -- --imbalance 10 --model mlp --seeds 3 --epochs 50
+//! cargo run --release -p longtail-demo                    # ρ = 100, softmax regression, 5 seeds
+//! cargo run --release -p longtail-demo -- --imbalance 10 --model mlp --seeds 3 --epochs 50
 //! ```
 //!
 //! Each seed draws a new long-tailed training set (class `k`-th in the tail keeps
@@ -22,7 +22,7 @@ mod report;
 mod rng;
 
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -36,14 +36,15 @@ use crate::plot::{Line, Panel};
 use crate::report::Row;
 
 const USAGE: &str = "\
-usage: long_tail [--seed N] [--seeds N] [--imbalance RHO] [--epochs N] [--model linear|mlp] [--out DIR]
+usage: longtail-demo [--seed N] [--seeds N] [--imbalance RHO] [--epochs N] [--model linear|mlp] [--out DIR]
 
   --seed N          first seed (default 0); seeds N, N+1, ... are run
   --seeds N         number of seeds (default 5)
   --imbalance RHO   ratio of the largest to the smallest training class (default 100)
   --epochs N        training epochs per model (default 200)
   --model M         linear: softmax regression (default); mlp: one hidden layer of 128 ReLU units
-  --out DIR         where the SVG and the tables go (default target/long_tail)";
+  --out DIR         where the SVG and the tables go (default: long_tail in $CARGO_TARGET_DIR,
+                    or in the workspace's target directory)";
 
 struct Options {
     seed: u64,
@@ -61,7 +62,7 @@ fn parse_options() -> Result<Options, String> {
         imbalance: 100.0,
         epochs: 200,
         architecture: Architecture::Linear,
-        out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("long_tail"),
+        out: default_out(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -97,6 +98,17 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
+/// `long_tail` under the target directory: `$CARGO_TARGET_DIR` when set (relative to the working
+/// directory, as Cargo reads it), else the workspace's `target`.
+fn default_out() -> PathBuf {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        // The demo's manifest sits one directory below the workspace root.
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).join("target"),
+    };
+    target.join("long_tail")
+}
+
 /// A source of labelled data and how it is split and reported.
 struct Benchmark {
     name: &'static str,
@@ -128,7 +140,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         Ok(options) => options,
         Err(message) => {
             if !message.is_empty() {
-                eprintln!("long_tail: {message}");
+                eprintln!("longtail-demo: {message}");
             }
             eprintln!("{USAGE}");
             std::process::exit(if message.is_empty() { 0 } else { 2 });
@@ -171,7 +183,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         Architecture::Mlp(units) => format!("MLP, {units} hidden ReLU units"),
     };
     println!(
-        "long_tail: imbalance ρ = {}, {model_name}, {} epochs of SGD (batch {}, lr {} cosine, momentum {}, \
+        "longtail-demo: imbalance ρ = {}, {model_name}, {} epochs of SGD (batch {}, lr {} cosine, momentum {}, \
          weight decay {}), seeds {:?}\n",
         options.imbalance,
         schedule.epochs,
