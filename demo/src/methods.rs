@@ -1,7 +1,7 @@
 //! The methods compared: a loss to train with (any of the crate's), and how to turn the trained
 //! model's logits into a prediction (argmax, or post-hoc logit adjustment).
 
-use longtail::adjust::{predict, predict_adjusted, tune_tau};
+use longtail::adjust::{TauCriterion, default_tau_grid, predict, predict_adjusted, tune_tau_for};
 use longtail::prior::{ClassWeights, DeferredReweighting};
 use longtail::{
     BinarySmoothF1Loss, Error, LdamLoss, PairwiseMarginLoss, Prior, Reduction, SigmoidLoss, SmoothF1Loss,
@@ -99,12 +99,10 @@ pub enum Decision {
     Argmax,
     /// `argmax_k (z_k − τ·log π_k)`.
     PostHoc(f32),
-    /// [`Decision::PostHoc`] with the `τ` of highest balanced accuracy on the validation split.
-    TunedPostHoc,
+    /// [`Decision::PostHoc`] with the `τ` of the crate's default grid (0 to 3 in tenths) that
+    /// scores best on the validation split by a criterion.
+    TunedPostHoc(TauCriterion),
 }
-
-/// The `τ` grid searched on the validation split: 0 to 3 in steps of 0.25.
-const TAU_GRID: [f32; 13] = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0];
 
 impl Decision {
     /// The predictions on `test`, and the `τ` used (if any).
@@ -117,8 +115,8 @@ impl Decision {
         match self {
             Decision::Argmax => Ok((predict(test_logits)?, None)),
             Decision::PostHoc(tau) => Ok((predict_adjusted(test_logits, prior, tau)?, Some(tau))),
-            Decision::TunedPostHoc => {
-                let tau = tune_tau(val.0, val.1, prior, &TAU_GRID)?.tau;
+            Decision::TunedPostHoc(criterion) => {
+                let tau = tune_tau_for(val.0, val.1, prior, &default_tau_grid(), criterion)?.tau;
                 Ok((predict_adjusted(test_logits, prior, tau)?, Some(tau)))
             }
         }
@@ -156,7 +154,14 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
             rows: vec![
                 ("cross-entropy", Decision::Argmax),
                 ("CE + post-hoc adjustment, τ = 1", Decision::PostHoc(1.0)),
-                ("CE + post-hoc adjustment, τ tuned", Decision::TunedPostHoc),
+                (
+                    "CE + post-hoc adjustment, τ tuned on validation log-loss",
+                    Decision::TunedPostHoc(TauCriterion::BalancedLogLoss),
+                ),
+                (
+                    "CE + post-hoc adjustment, τ tuned on validation balanced accuracy",
+                    Decision::TunedPostHoc(TauCriterion::BalancedAccuracy),
+                ),
             ],
         },
         Method::one(
