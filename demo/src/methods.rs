@@ -135,11 +135,8 @@ impl Method {
     }
 }
 
-/// The rows of the methods the picture shows: the first ones, in [`methods`]' order.
-pub const PLOTTED_ROWS: usize = 9;
-
-/// Every method, for a training prior: first the nine plotted, then the crate's other losses; DRW switches its weights on at 80 % of the epochs, as
-/// LDAM-DRW does (epoch 160 of 200).
+/// Every method, for a training prior: the common long-tail baselines, then the crate's other
+/// losses; DRW switches its weights on at 80 % of the epochs, as LDAM-DRW does (epoch 160 of 200).
 pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
     // Class frequencies: ZLPR's label prior needs rates in (0, 1); LDAM's margins and the softmax
     // adjustments would be the same for counts.
