@@ -1,5 +1,6 @@
 //! Imbalance-aware classification losses over `ndarray` batches, each returning its value **and
-//! its exact analytic gradient with respect to the logits**, for `f32` and `f64`.
+//! its analytic gradient with respect to the logits**, for `f32` and `f64`: the exact gradient
+//! for every loss but the smooth-F1 ones, whose gradient holds the batch's F1 constant.
 //!
 //! Long-tailed data has a few frequent classes and many rare ones. The losses here account for the
 //! class prior `π`: logit adjustment (`z + τ·log π`), class weights, focal modulation, label
@@ -36,9 +37,10 @@
 //!
 //! - [`SoftmaxLoss`]: softmax cross-entropy, logit-adjusted, class-weighted, focal, label smoothing.
 //! - [`SigmoidLoss`]: binary cross-entropy with logits (`bce`) and sigmoid focal loss (`focal`).
-//! - [`BinarySmoothF1Loss`]: binary cross-entropy weighted by the batch's soft F1.
+//! - [`BinarySmoothF1Loss`]: binary cross-entropy weighted by the batch's soft F1 (a surrogate
+//!   gradient: F1 held constant).
 //! - [`SmoothF1Loss`]: softmax one-vs-rest cross-entropy weighted by the soft macro or micro F1,
-//!   from the local batch or merged [`F1Stats`].
+//!   from the local batch or merged [`F1Stats`] (a surrogate gradient: F1 held constant).
 //! - [`ZlprLoss`]: the ZLPR multi-label loss, with `decode` (`s > 0`) and a label-prior adjustment.
 //! - [`LdamLoss`]: label-distribution-aware margins `∝ n_k^{−1/4}` on scaled logits (LDAM-DRW).
 //! - [`PairwiseMarginLoss`]: cross-entropy with a `K×K` margin matrix; logit adjustment as a special case.
