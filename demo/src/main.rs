@@ -102,7 +102,11 @@ fn parse_options() -> Result<Options, String> {
 /// `long_tail` under the target directory: `$CARGO_TARGET_DIR` when set (relative to the working
 /// directory, as Cargo reads it), else the workspace's `target`.
 fn default_out() -> PathBuf {
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+    out_under(std::env::var_os("CARGO_TARGET_DIR"))
+}
+
+fn out_under(target_dir: Option<std::ffi::OsString>) -> PathBuf {
+    let target = match target_dir {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         // The demo's manifest sits one directory below the workspace root.
         _ => Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).join("target"),
@@ -320,4 +324,19 @@ fn bayes_text(counts: &[usize]) -> String {
         100.0 * lt_accuracy(&train),
         100.0 * train.iter().copied().fold(f64::INFINITY, f64::min),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_goes_under_cargo_target_dir_when_it_is_set() {
+        assert_eq!(out_under(Some("/tmp/elsewhere".into())), Path::new("/tmp/elsewhere/long_tail"));
+        assert_eq!(out_under(Some("rel".into())), Path::new("rel/long_tail"));
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        assert_eq!(out_under(None), workspace.join("target").join("long_tail"));
+        assert_eq!(out_under(Some("".into())), workspace.join("target").join("long_tail"));
+        assert!(workspace.join("Cargo.toml").is_file() && workspace.join("demo").is_dir());
+    }
 }
