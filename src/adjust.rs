@@ -15,6 +15,7 @@
 
 use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1};
 
+use crate::Labels;
 use crate::error::check_shape;
 use crate::metrics::ConfusionMatrix;
 use crate::rows::for_each_row;
@@ -499,11 +500,12 @@ const TIE: f64 = 1e-9;
 /// Gneiting & Raftery 2007 (proper scoring rules).
 pub fn balanced_log_loss<'a, F: Float>(
     logits: &ArrayRef2<F>,
-    labels: impl Into<ArrayView1<'a, usize>>,
+    labels: impl Into<Labels<'a>>,
     prior: &Prior,
     tau: F,
 ) -> Result<f64> {
     let labels = labels.into();
+    let labels = labels.view();
     let offsets = check_validation(logits, labels, prior, std::slice::from_ref(&tau))?;
     Ok(log_losses(logits, labels, &offsets)?[0])
 }
@@ -548,7 +550,7 @@ pub fn balanced_log_loss<'a, F: Float>(
 /// (`τ` tuned on a holdout set).
 pub fn tune_tau<'a, F: Float>(
     logits: &ArrayRef2<F>,
-    labels: impl Into<ArrayView1<'a, usize>>,
+    labels: impl Into<Labels<'a>>,
     prior: &Prior,
     taus: &[F],
 ) -> Result<TauSearch<F>> {
@@ -588,7 +590,7 @@ pub fn tune_tau<'a, F: Float>(
 /// Menon et al. 2020, arXiv:2007.07314.
 pub fn tune_tau_for<'a, F: Float>(
     logits: &ArrayRef2<F>,
-    labels: impl Into<ArrayView1<'a, usize>>,
+    labels: impl Into<Labels<'a>>,
     prior: &Prior,
     taus: &[F],
     criterion: TauCriterion,
@@ -599,6 +601,7 @@ pub fn tune_tau_for<'a, F: Float>(
         }
         TauCriterion::BalancedLogLoss => {
             let labels = labels.into();
+            let labels = labels.view();
             let offsets = check_validation(logits, labels, prior, taus)?;
             let losses = log_losses(logits, labels, &offsets)?;
             TauSearch::best_of(taus.iter().copied().zip(losses).collect(), true)
@@ -635,12 +638,13 @@ pub fn tune_tau_for<'a, F: Float>(
 /// Menon et al. 2020, arXiv:2007.07314.
 pub fn tune_tau_by<'a, F: Float>(
     logits: &ArrayRef2<F>,
-    labels: impl Into<ArrayView1<'a, usize>>,
+    labels: impl Into<Labels<'a>>,
     prior: &Prior,
     taus: &[F],
     score: impl Fn(&ConfusionMatrix) -> f64,
 ) -> Result<TauSearch<F>> {
     let labels = labels.into();
+    let labels = labels.view();
     let offsets = check_validation(logits, labels, prior, taus)?;
     let classes = logits.ncols();
     let mut predictions = vec![0; logits.nrows()];
