@@ -23,6 +23,13 @@ use crate::{Error, Float, Result};
 /// ```
 ///
 /// exactly as LDAM-DRW's `LDAMLoss` (`F.cross_entropy(s * where(onehot, x − m_y, x), weight=w)`).
+///
+/// **The head.** The defaults (`s = 30`, largest margin 0.5) assume normalised (cosine) logits in
+/// `[−1, 1]`, the paper's `NormedLinear` head: [`CosineHead`](crate::CosineHead) computes them and
+/// their backward pass. On a plain linear head's unbounded logits the scale multiplies logits that
+/// are already large and the margins are small beside them; there the defaults train worse than
+/// cross-entropy. With a linear head, set [`with_scale`](Self::with_scale) to 1 and a margin on
+/// the scale of the logits, or use logit adjustment.
 /// Class weights `w` (DRW: deferred re-weighting, e.g. effective-number weights from a later
 /// epoch) and sample weights `s_i` follow PyTorch's weighted mean: `Mean` divides by
 /// `Σ_i s_i·w_{y_i}` (0 if that is 0), `Sum` does not divide.
@@ -175,6 +182,40 @@ impl<F: Float> LdamLoss<F> {
         }
         self.scale = scale;
         Ok(self)
+    }
+
+    /// Replaces the class weights in place (length `K`), e.g. with the epoch's weights of a
+    /// [`DeferredReweighting`](crate::prior::DeferredReweighting) schedule, without rebuilding the
+    /// loss. On an error the loss is unchanged.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_class_weights`](Self::with_class_weights).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::prior::{ClassWeights, DeferredReweighting};
+    /// use longtail::{LdamLoss, Prior};
+    ///
+    /// // LDAM-DRW: margins throughout, effective-number weights from epoch 160 on.
+    /// let prior = Prior::from_counts(&[500.0, 50.0, 5.0])?;
+    /// let drw = DeferredReweighting::new(160, ClassWeights::effective_number(0.9999)?, &prior)?;
+    /// let mut loss = LdamLoss::new(&prior)?;
+    /// loss.set_class_weights(&drw.weights_at::<f64>(200))?;
+    /// assert!(loss.class_weights().unwrap()[2] > loss.class_weights().unwrap()[0]);
+    /// # Ok::<(), longtail::Error>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// K. Cao et al., NeurIPS 2019, arXiv:1906.07413 (deferred re-weighting, §3.3).
+    pub fn set_class_weights<'w>(&mut self, weights: impl Into<ClassValues<'w, F>>) -> Result<()>
+    where
+        F: 'w,
+    {
+        *self = self.clone().with_class_weights(weights)?;
+        Ok(())
     }
 
     /// Adds class weights `w` (length `K`), as DRW does after its first stage: row `i` is scaled by

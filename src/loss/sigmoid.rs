@@ -6,6 +6,7 @@ use super::Reduction;
 use super::binary_rows::{Logistic, for_rows, with_slice_mut};
 use super::binary_targets::BinaryTargets;
 use super::contract::Loss;
+use super::one_vs_rest::LabelSets::MultiHotOnly;
 use super::one_vs_rest::{self, Decisions, row_sums, with_flat_mut};
 use super::targets::Targets;
 use super::validate::output_shapes;
@@ -521,7 +522,13 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
         targets: &Targets<'_, F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
-        one_vs_rest::check_batch(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
+        one_vs_rest::check_batch(
+            logits,
+            targets,
+            &output_shapes(logits, None, grad_out.as_deref()),
+            MultiHotOnly,
+            None,
+        )?;
         let decisions = Decisions::of_batch(logits, targets);
         Ok(match grad_out {
             Some(grad) => with_flat_mut(grad, |grad| self.reduced(&decisions, Some(grad))),
@@ -542,11 +549,8 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
         losses_out: &mut ArrayRef1<F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
-        one_vs_rest::check_batch(
-            logits,
-            targets,
-            &output_shapes(logits, Some(losses_out), grad_out.as_deref()),
-        )?;
+        let outputs = output_shapes(logits, Some(losses_out), grad_out.as_deref());
+        one_vs_rest::check_batch(logits, targets, &outputs, MultiHotOnly, None)?;
         let decisions = Decisions::of_batch(logits, targets);
         let mut losses = vec![F::zero(); decisions.logits.len()];
         match grad_out {

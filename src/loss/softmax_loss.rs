@@ -289,6 +289,46 @@ impl<F: Float> SoftmaxLoss<F> {
         Ok(self)
     }
 
+    /// Replaces the class weights in place (length `K`), e.g. with the epoch's weights of a
+    /// [`DeferredReweighting`](crate::prior::DeferredReweighting) schedule, without rebuilding the
+    /// loss. On an error the loss is unchanged.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_class_weights`](Self::with_class_weights).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::prior::{ClassWeights, DeferredReweighting};
+    /// use longtail::{Loss, Prior, SoftmaxLoss};
+    /// use ndarray::array;
+    ///
+    /// // Deferred re-weighting: plain cross-entropy until epoch 2, then inverse-frequency weights.
+    /// let prior = Prior::from_counts(&[90.0, 10.0])?;
+    /// let drw = DeferredReweighting::new(2, ClassWeights::inverse_frequency(), &prior)?;
+    /// let mut loss = SoftmaxLoss::cross_entropy();
+    /// let logits = array![[2.0_f32, 0.0], [0.0, 1.0]];
+    /// for epoch in 0..4 {
+    ///     loss.set_class_weights(&drw.weights_at(epoch))?;
+    ///     let (value, _) = loss.loss_and_grad(&logits, &[0, 1])?;
+    ///     assert!(value > 0.0);
+    /// }
+    /// assert_eq!(loss.class_weights(), Some(&drw.weights_at::<f32>(3).to_vec()[..]));
+    /// # Ok::<(), longtail::Error>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// K. Cao et al., NeurIPS 2019, arXiv:1906.07413 (deferred re-weighting, §3.3).
+    pub fn set_class_weights<'w>(&mut self, weights: impl Into<ClassValues<'w, F>>) -> Result<()>
+    where
+        F: 'w,
+    {
+        *self = self.clone().with_class_weights(weights)?;
+        Ok(())
+    }
+
     /// Adds class weights `w` (length `K`): row `i`'s loss is scaled by `w_{y_i}` (by `w_k` per
     /// term for smoothed or probability targets), and the mean divides by `Σ_i s_i·w_{y_i}`.
     ///

@@ -30,11 +30,11 @@ use longtail_candle::{
 };
 
 #[allow(dead_code)]
-#[path = "../../../examples/long_tail/data.rs"]
+#[path = "../../../demo/src/data.rs"]
 mod data;
-#[path = "../../../examples/long_tail/digits.rs"]
+#[path = "../../../demo/src/digits.rs"]
 mod digits;
-#[path = "../../../examples/long_tail/rng.rs"]
+#[path = "../../../demo/src/rng.rs"]
 mod rng;
 
 use data::{long_tail_counts, split_long_tail};

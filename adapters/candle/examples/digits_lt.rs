@@ -8,7 +8,7 @@
 //! candle-nn's `VarMap`, `Linear` layers and `AdamW` optimizer; the losses are
 //! `longtail::SoftmaxLoss` through [`longtail_candle::CandleLoss`], whose backward pass is the
 //! crate's analytic gradient. The data set and its long-tailed split are the crate's demo's
-//! (`examples/long_tail`): per seed 50 test and 20 validation images a class are held out, and
+//! (`demo/`): per seed 50 test and 20 validation images a class are held out, and
 //! the class at place `k` of the tail keeps `100·ρ^(−k/9)` training images (100, 60, …, 1).
 //! "CE + post-hoc" is the cross-entropy model's logits adjusted by `−log π` at test time.
 
@@ -20,11 +20,11 @@ use longtail::{Prior, SoftmaxLoss};
 use longtail_candle::{CandleLoss, balanced_accuracy, confusion_matrix};
 
 #[allow(dead_code)]
-#[path = "../../../examples/long_tail/data.rs"]
+#[path = "../../../demo/src/data.rs"]
 mod data;
-#[path = "../../../examples/long_tail/digits.rs"]
+#[path = "../../../demo/src/digits.rs"]
 mod digits;
-#[path = "../../../examples/long_tail/rng.rs"]
+#[path = "../../../demo/src/rng.rs"]
 mod rng;
 
 use data::{Split, long_tail_counts, split_long_tail};
