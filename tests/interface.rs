@@ -297,3 +297,27 @@ fn the_one_vs_rest_losses_are_the_binary_losses_over_every_decision() {
     let flat_value = f1.binary_loss(&flat_logits, binary_targets).unwrap();
     assert!(relative(value, flat_value) <= 1e-14, "{value} vs {flat_value}");
 }
+
+#[test]
+#[allow(clippy::needless_borrows_for_generic_args)] // the references are what is tested
+fn targets_are_taken_by_value_or_by_reference_as_logits_are() {
+    let batch = Batch::new(8);
+    let loss = SoftmaxLoss::cross_entropy();
+    let expected = loss.loss(&batch.logits, &batch.probs).unwrap();
+    let view = batch.probs.view();
+    assert_eq!(loss.loss(&batch.logits, view).unwrap(), expected);
+    assert_eq!(loss.loss(&batch.logits, &view).unwrap(), expected);
+    let targets = Targets::probs(&batch.probs);
+    assert_eq!(loss.loss(&batch.logits, &targets).unwrap(), expected);
+    let labels = Array1::from(batch.labels.clone());
+    let narrow = labels.mapv(|y| y as u32);
+    let expected = loss.loss(&batch.logits, &batch.labels).unwrap();
+    for result in [
+        loss.loss(&batch.logits, &labels),
+        loss.loss(&batch.logits, &labels.view()),
+        loss.loss(&batch.logits, &narrow),
+        loss.loss(&batch.logits, &narrow.view()),
+    ] {
+        assert_eq!(result.unwrap(), expected);
+    }
+}

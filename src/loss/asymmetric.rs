@@ -6,6 +6,7 @@ use ndarray::{ArrayRef1, ArrayRef2};
 use super::Reduction;
 use super::binary_rows::{Logistic, for_rows};
 use super::contract::Loss;
+use super::one_vs_rest::LabelSets::MultiHotOnly;
 use super::one_vs_rest::{self, Decisions, row_sums, with_flat_mut};
 use super::targets::{RowKind, TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, output_shapes, unsupported};
@@ -249,7 +250,7 @@ impl<F: Float> AsymmetricLoss<F> {
         if let TargetKind::Rows(_, RowKind::Probs) = &targets.kind {
             return Err(unsupported("AsymmetricLoss", "hard labels or multi-hot targets", &targets.kind));
         }
-        one_vs_rest::check_batch(logits, targets, outputs)
+        one_vs_rest::check_batch(logits, targets, outputs, MultiHotOnly, None)
     }
 
     /// The reduced loss of validated decisions, `scale·∂ℓ/∂s` into `grads` if given.

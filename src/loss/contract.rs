@@ -21,8 +21,10 @@ use crate::{Float, Result};
 ///   counts, stated by each loss) or `Σ_i ℓ_i` ([`Reduction::Sum`]); a batch whose weights are all
 ///   zero has loss 0 and gradient 0. The per-sample calls return every `ℓ_i` and `∂ℓ_i/∂z_i`,
 ///   unreduced, whatever the reduction.
-/// - **Buffers.** The `_into` calls overwrite the caller's buffers, never accumulate into them, and
-///   allocate nothing for contiguous inputs. The allocating calls wrap them.
+/// - **Buffers.** The `_into` calls overwrite the caller's buffers, never accumulate into them;
+///   they allocate no output, only scratch of a row or a block of rows (the one-vs-rest losses lay
+///   hard labels, strided arrays and sample weights out as `B·K` values first). The allocating
+///   calls wrap them.
 /// - **Errors.** Parameters are checked when a loss is built; data on every call. Bad data is an
 ///   [`Err`](crate::Error) naming the row, class, shape or parameter at fault, never a panic, a
 ///   NaN or an `inf`. On an error no value is returned, and an `_into` buffer may hold partial

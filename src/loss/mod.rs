@@ -1,4 +1,5 @@
-//! The losses over `[B, K]` logit batches, each with its exact gradient with respect to the logits.
+//! The losses over `[B, K]` logit batches, each with its analytic gradient with respect to the logits
+//! (exact, except that the smooth-F1 losses hold the batch's F1 constant).
 //!
 //! [`SoftmaxLoss`] is the softmax family (cross-entropy, logit-adjusted, class-weighted, focal,
 //! label smoothing, probability targets, per-sample weights) in one fused kernel. Beside it:

@@ -10,6 +10,8 @@ use super::binary_targets::BinaryTargets;
 use super::targets::{RowKind, TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, check_sample_weights};
 use crate::error::check_shape;
+use crate::float::LANES;
+use crate::simd::{Kernel, dispatch};
 use crate::softmax::check_logits;
 use crate::{Error, Float, Result};
 
@@ -73,17 +75,21 @@ fn flat<'a, F: Float>(rows: &ArrayView2<'a, F>) -> Cow<'a, [F]> {
     }
 }
 
-/// Validates a `[B, K]` batch of one-vs-rest decisions for `loss`, in this order:
+/// Validates a `[B, K]` batch of one-vs-rest decisions (`adjust` added to the logits), in this
+/// order:
 /// [`Error::EmptyBatch`], [`Error::NoClasses`]; [`Error::ShapeMismatch`] for `labels` (`[B]`)
 /// or `targets` (`[B, K]`), the `outputs` and `sample_weights`; [`Error::InvalidSampleWeight`];
 /// [`Error::LabelOutOfRange`] for a label `≥ K`, [`Error::TargetOutOfRange`] for a probability
-/// target outside `[0, 1]` or a multi-hot one other than 0 or 1; then the logits in row-major
-/// order: [`Error::NonFiniteLogit`] for NaN or `+inf`, [`Error::MaskedTarget`] for `-inf` on a
-/// positive target (`y > 0`) of a row that counts.
+/// target outside `[0, 1]` or a label-set one other than 0 or 1 (see [`LabelSets`]); then the
+/// logits in row-major order: [`Error::NonFiniteLogit`] for NaN or `+inf` (or a logit that
+/// overflows once adjusted), [`Error::MaskedTarget`] for `-inf` on a positive target (`y > 0`) of
+/// a row that counts.
 pub(super) fn check_batch<F: Float>(
     logits: &ArrayRef2<F>,
     targets: &Targets<'_, F>,
     outputs: &[OutputShape<'_>],
+    label_sets: LabelSets,
+    adjust: Option<&[F]>,
 ) -> Result<()> {
     let (batch, classes) = batch_dims(logits)?;
     match &targets.kind {
@@ -102,21 +108,75 @@ pub(super) fn check_batch<F: Float>(
             &|row, class| labels[row] == class
         }
         TargetKind::Rows(rows, kind) => {
-            let (valid, expected): (fn(F) -> bool, _) = match kind {
-                RowKind::Probs => (|y| y >= F::zero() && y <= F::one(), "in [0, 1]"),
-                RowKind::MultiHot => (|y| y == F::zero() || y == F::one(), "0 or 1"),
-            };
-            // A branch-free scan passes the common batch; only a failing one is searched.
-            let failing = || rows.indexed_iter().find(|&(_, &y)| !valid(y));
-            if let Some(((row, class), &y)) =
-                if rows.fold(true, |ok, &y| ok & valid(y)) { None } else { failing() }
-            {
-                return Err(Error::TargetOutOfRange { row, class, value: y.as_f64(), expected });
+            if *kind == RowKind::MultiHot || label_sets == LabelSets::Always {
+                check_multi_hot(rows)?;
+            } else {
+                check_soft(rows)?;
             }
             &|row, class| rows[[row, class]] > F::zero()
         }
     };
-    check_logits(logits, None, |row, class| positive(row, class) && targets.sample_weight(row) > F::zero())
+    check_logits(logits, adjust, |row, class| positive(row, class) && targets.sample_weight(row) > F::zero())
+}
+
+/// Whether a loss reads every `[B, K]` target row as a label set (entries 0 or 1), or
+/// probability rows as soft targets in `[0, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LabelSets {
+    /// Every row is a label set (ZLPR).
+    Always,
+    /// Multi-hot rows are label sets, probability rows soft targets (the binary losses).
+    MultiHotOnly,
+}
+
+/// Soft targets: every entry in `[0, 1]` ([`Error::TargetOutOfRange`] names the first that is
+/// not). A branch-free scan passes the common batch; only a failing one is searched.
+fn check_soft<F: Float>(rows: &ArrayView2<'_, F>) -> Result<()> {
+    let valid = |y: F| y >= F::zero() && y <= F::one();
+    let failing = || rows.indexed_iter().find(|&(_, &y)| !valid(y));
+    match if rows.fold(true, |ok, &y| ok & valid(y)) { None } else { failing() } {
+        Some(((row, class), &y)) => {
+            Err(Error::TargetOutOfRange { row, class, value: y.as_f64(), expected: "in [0, 1]" })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Multi-hot targets: every entry exactly 0 or 1 ([`Error::TargetOutOfRange`] names the first
+/// that is not). A branch-free scan passes the common batch; only a failing one is searched.
+fn check_multi_hot<F: Float>(multi_hot: &ArrayView2<'_, F>) -> Result<()> {
+    let binary = |t: &F| (*t == F::zero()) | (*t == F::one());
+    let passes =
+        multi_hot.as_slice().map_or_else(|| multi_hot.fold(true, |ok, t| ok & binary(t)), all_binary);
+    let failing = || multi_hot.indexed_iter().find(|(_, t)| !binary(t));
+    match if passes { None } else { failing() } {
+        Some(((row, class), &t)) => {
+            Err(Error::TargetOutOfRange { row, class, value: t.as_f64(), expected: "0 or 1" })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Whether every `t` is exactly 0 or 1: `t·(t − 1)` is 0 for those and nonzero (or NaN) for any
+/// other value, so a sum of its magnitudes in lanes, run for the CPU's instruction set, says so
+/// without a branch.
+fn all_binary<F: Float>(t: &[F]) -> bool {
+    struct Scan<'a, F>(&'a [F]);
+    impl<F: Float> Kernel for Scan<'_, F> {
+        type Output = bool;
+        #[inline(always)]
+        fn run<const FMA: bool>(self) -> bool {
+            let mut acc = [F::zero(); LANES];
+            let chunks = self.0.chunks_exact(LANES);
+            let tail = chunks.remainder();
+            for chunk in chunks {
+                acc.iter_mut().zip(chunk).for_each(|(a, &t)| *a += (t * (t - F::one())).abs());
+            }
+            acc.iter_mut().zip(tail).for_each(|(a, &t)| *a += (t * (t - F::one())).abs());
+            acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
+        }
+    }
+    dispatch(Scan(t))
 }
 
 /// Runs `f` on `grad_out` as a row-major slice: in place if it is one, else on a copy written back.

@@ -7,6 +7,7 @@ use super::binary_rows::{Logistic, for_rows, with_slice_mut};
 use super::binary_targets::BinaryTargets;
 use super::class_values::ClassValues;
 use super::contract::Loss;
+use super::one_vs_rest::LabelSets::MultiHotOnly;
 use super::one_vs_rest::{self, Decisions, row_sums, with_flat_mut};
 use super::targets::Targets;
 use super::validate::{batch_dims, class_vector, output_shapes};
@@ -290,7 +291,7 @@ impl<F: Float> SigmoidLoss<F> {
     ) -> Result<()> {
         let (_, classes) = batch_dims(logits)?;
         self.check_pos_weight(classes)?;
-        one_vs_rest::check_batch(logits, targets, outputs)
+        one_vs_rest::check_batch(logits, targets, outputs, MultiHotOnly, None)
     }
 
     /// Sets how the batch is reduced (mean by default).

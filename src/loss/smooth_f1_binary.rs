@@ -9,6 +9,7 @@ use super::binary_rows::{Logistic, for_rows, for_sigmoids, with_slice_mut};
 use super::binary_targets::BinaryTargets;
 use super::contract::Loss;
 use super::f1_stats::F1Stats;
+use super::one_vs_rest::LabelSets::MultiHotOnly;
 use super::one_vs_rest::{self, Decisions, row_sums, with_flat_mut};
 use super::targets::Targets;
 use super::validate::output_shapes;
@@ -136,7 +137,7 @@ impl<F: Float> BinarySmoothF1Loss<F> {
         F: 't,
     {
         let targets = targets.into();
-        one_vs_rest::check_batch(logits, &targets, &[])?;
+        one_vs_rest::check_batch(logits, &targets, &[], MultiHotOnly, None)?;
         Ok(local_stats(&Decisions::of_batch(logits, &targets)))
     }
 
@@ -178,7 +179,13 @@ impl<F: Float> BinarySmoothF1Loss<F> {
         F: 't,
     {
         let targets = targets.into();
-        one_vs_rest::check_batch(logits, &targets, &output_shapes(logits, None, Some(grad_out)))?;
+        one_vs_rest::check_batch(
+            logits,
+            &targets,
+            &output_shapes(logits, None, Some(grad_out)),
+            MultiHotOnly,
+            None,
+        )?;
         check_shape("stats", &[1], &[stats.classes()])?;
         let decisions = Decisions::of_batch(logits, &targets);
         Ok(with_flat_mut(grad_out, |grad| self.reduced(&decisions, stats.f1()[0], Some(grad))))
@@ -403,7 +410,13 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
         targets: &Targets<'_, F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
-        one_vs_rest::check_batch(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
+        one_vs_rest::check_batch(
+            logits,
+            targets,
+            &output_shapes(logits, None, grad_out.as_deref()),
+            MultiHotOnly,
+            None,
+        )?;
         let decisions = Decisions::of_batch(logits, targets);
         let f1 = local_stats(&decisions).f1()[0];
         Ok(match grad_out {
@@ -425,11 +438,8 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
         losses_out: &mut ArrayRef1<F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
-        one_vs_rest::check_batch(
-            logits,
-            targets,
-            &output_shapes(logits, Some(losses_out), grad_out.as_deref()),
-        )?;
+        let outputs = output_shapes(logits, Some(losses_out), grad_out.as_deref());
+        one_vs_rest::check_batch(logits, targets, &outputs, MultiHotOnly, None)?;
         let decisions = Decisions::of_batch(logits, targets);
         let f1 = local_stats(&decisions).f1()[0];
         let mut losses = vec![F::zero(); decisions.logits.len()];

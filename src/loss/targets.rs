@@ -20,8 +20,9 @@ use crate::Float;
 /// ([`SigmoidLoss`](crate::SigmoidLoss), [`ZlprLoss`](crate::ZlprLoss),
 /// [`AsymmetricLoss`](crate::AsymmetricLoss)) read hard labels as one-hot rows.
 ///
-/// A slice, `Vec` or array of `usize` or `u32` converts into hard labels, and a `[B, K]` array or
-/// view into probability targets, so a loss call can take `&labels` or `&probs` directly.
+/// A slice, `Vec`, array or view of `usize` or `u32` converts into hard labels, and a `[B, K]`
+/// array or view (or a reference to one) into probability targets, so a loss call can take
+/// `&labels` or `&probs` directly, as it takes `&logits`.
 ///
 /// # Example
 ///
@@ -287,6 +288,24 @@ impl<'a, F: Float> From<&'a Array2<F>> for Targets<'a, F> {
 impl<'a, F: Float> From<ArrayView2<'a, F>> for Targets<'a, F> {
     fn from(probs: ArrayView2<'a, F>) -> Self {
         Self::probs(probs)
+    }
+}
+
+impl<'a, F: Float> From<&'a ArrayView2<'_, F>> for Targets<'a, F> {
+    fn from(probs: &'a ArrayView2<'_, F>) -> Self {
+        Self::probs(probs.view())
+    }
+}
+
+impl<'a, F: Float> From<&'a ArrayView1<'_, usize>> for Targets<'a, F> {
+    fn from(labels: &'a ArrayView1<'_, usize>) -> Self {
+        Self::labels(labels.view())
+    }
+}
+
+impl<'a, F: Float> From<&'a ArrayView1<'_, u32>> for Targets<'a, F> {
+    fn from(labels: &'a ArrayView1<'_, u32>) -> Self {
+        Self::labels(labels.view())
     }
 }
 

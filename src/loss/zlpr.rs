@@ -1,16 +1,16 @@
 //! ZLPR: the multi-label loss that ranks positives above an implicit zero logit and negatives below.
 
-use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1, ArrayView2};
+use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1};
 
 use super::Reduction;
 use super::contract::Loss;
+use super::one_vs_rest::{self, LabelSets};
 use super::targets::{TargetKind, Targets};
-use super::validate::{OutputShape, batch_dims, check_sample_weights, class_vector, output_shapes};
+use super::validate::{OutputShape, batch_dims, class_vector, output_shapes};
 use crate::error::check_shape;
 use crate::float::{BLOCK, LANES, exp_nonpos};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
-use crate::softmax::check_logits;
 use crate::{Error, Float, Result};
 
 /// The ZLPR multi-label loss ("zero-bounded log-sum-exp & pairwise rank-based"), with the exact
@@ -207,36 +207,14 @@ impl<F: Float> ZlprLoss<F> {
         Ok(logits.mapv(|v| v > F::zero()))
     }
 
-    /// Validates a batch in the order documented on [`Loss::loss_into`] for [`ZlprLoss`].
+    /// Validates a batch in the order documented on [`Loss::loss_into`] for [`ZlprLoss`]: the
+    /// prior's length, then the one-vs-rest checks with every target row read as a label set.
     fn check(&self, logits: &ArrayRef2<F>, targets: &Targets<F>, outputs: &[OutputShape<'_>]) -> Result<()> {
-        let (batch, classes) = batch_dims(logits)?;
+        let (_, classes) = batch_dims(logits)?;
         if let Some(a) = &self.adjustment {
             check_shape("prior", &[classes], &[a.len()])?;
         }
-        match &targets.kind {
-            TargetKind::Labels(labels) => check_shape("labels", &[batch], labels.shape())?,
-            // Rows of either kind are label sets: their entries must be 0 or 1.
-            TargetKind::Rows(multi_hot, _) => check_shape("targets", logits.shape(), multi_hot.shape())?,
-        }
-        for &(name, expected, found) in outputs {
-            check_shape(name, expected, found)?;
-        }
-        check_sample_weights(targets.sample_weights.as_ref(), batch)?;
-        let positive: &dyn Fn(usize, usize) -> bool = match &targets.kind {
-            TargetKind::Labels(labels) => {
-                if let Some(row) = labels.iter().position(|&y| y >= classes) {
-                    return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
-                }
-                &|row, class| labels[row] == class
-            }
-            TargetKind::Rows(multi_hot, _) => {
-                check_multi_hot(multi_hot)?;
-                &|row, class| multi_hot[[row, class]] == F::one()
-            }
-        };
-        check_logits(logits, self.adjustment.as_deref(), |row, class| {
-            positive(row, class) && targets.sample_weight(row) > F::zero()
-        })
+        one_vs_rest::check_batch(logits, targets, outputs, LabelSets::Always, self.adjustment.as_deref())
     }
 
     fn reduced(&self, logits: &ArrayRef2<F>, targets: &Targets<F>, grad_out: Option<&mut ArrayRef2<F>>) -> F {
@@ -309,21 +287,6 @@ impl<F: Float> Loss<F> for ZlprLoss<F> {
 
     fn reduction(&self) -> Reduction {
         self.reduction
-    }
-}
-
-/// Multi-hot targets: every entry exactly 0 or 1 ([`Error::TargetOutOfRange`] names the first
-/// that is not). A branch-free scan passes the common batch; only a failing one is searched.
-fn check_multi_hot<F: Float>(multi_hot: &ArrayView2<'_, F>) -> Result<()> {
-    let binary = |t: &F| (*t == F::zero()) | (*t == F::one());
-    let passes =
-        multi_hot.as_slice().map_or_else(|| multi_hot.fold(true, |ok, t| ok & binary(t)), all_binary);
-    let failing = || multi_hot.indexed_iter().find(|(_, t)| !binary(t));
-    match if passes { None } else { failing() } {
-        Some(((row, class), &t)) => {
-            Err(Error::TargetOutOfRange { row, class, value: t.as_f64(), expected: "0 or 1" })
-        }
-        None => Ok(()),
     }
 }
 
@@ -425,28 +388,6 @@ fn adjusted<F: Float>(s: &[F], adjust: Option<&[F]>, out: &mut [F]) {
         Some(a) => out.iter_mut().zip(s).zip(a).for_each(|((o, &s), &a)| *o = s + a),
         None => out.copy_from_slice(s),
     }
-}
-
-/// Whether every `t` is exactly 0 or 1: `t·(t − 1)` is 0 for those and nonzero (or NaN) for any
-/// other value, so a sum of its magnitudes in lanes, run for the CPU's instruction set, says so
-/// without a branch.
-fn all_binary<F: Float>(t: &[F]) -> bool {
-    struct Scan<'a, F>(&'a [F]);
-    impl<F: Float> Kernel for Scan<'_, F> {
-        type Output = bool;
-        #[inline(always)]
-        fn run<const FMA: bool>(self) -> bool {
-            let mut acc = [F::zero(); LANES];
-            let chunks = self.0.chunks_exact(LANES);
-            let tail = chunks.remainder();
-            for chunk in chunks {
-                acc.iter_mut().zip(chunk).for_each(|(a, &t)| *a += (t * (t - F::one())).abs());
-            }
-            acc.iter_mut().zip(tail).for_each(|(a, &t)| *a += (t * (t - F::one())).abs());
-            acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
-        }
-    }
-    dispatch(Scan(t))
 }
 
 /// Rows up to this long whose length is not a multiple of [`HALF_LANES`] are padded, so that every

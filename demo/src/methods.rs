@@ -1,7 +1,7 @@
 //! The methods compared: a loss to train with (any of the crate's), and how to turn the trained
 //! model's logits into a prediction (argmax, or post-hoc logit adjustment).
 
-use longtail::adjust::{predict, predict_adjusted, tune_tau};
+use longtail::adjust::{TauCriterion, default_tau_grid, predict, predict_adjusted, tune_tau_for};
 use longtail::prior::{ClassWeights, DeferredReweighting};
 use longtail::{
     BinarySmoothF1Loss, Error, LdamLoss, Loss, PairwiseMarginLoss, Prior, Reduction, SigmoidLoss,
@@ -78,12 +78,10 @@ pub enum Decision {
     Argmax,
     /// `argmax_k (z_k − τ·log π_k)`.
     PostHoc(f32),
-    /// [`Decision::PostHoc`] with the `τ` of highest balanced accuracy on the validation split.
-    TunedPostHoc,
+    /// [`Decision::PostHoc`] with the `τ` of the crate's default grid (0 to 3 in tenths) that
+    /// scores best on the validation split by a criterion.
+    TunedPostHoc(TauCriterion),
 }
-
-/// The `τ` grid searched on the validation split: 0 to 3 in steps of 0.25.
-const TAU_GRID: [f32; 13] = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0];
 
 impl Decision {
     /// The predictions on `test`, and the `τ` used (if any).
@@ -96,8 +94,8 @@ impl Decision {
         match self {
             Decision::Argmax => Ok((predict(test_logits)?, None)),
             Decision::PostHoc(tau) => Ok((predict_adjusted(test_logits, prior, tau)?, Some(tau))),
-            Decision::TunedPostHoc => {
-                let tau = tune_tau(val.0, val.1, prior, &TAU_GRID)?.tau;
+            Decision::TunedPostHoc(criterion) => {
+                let tau = tune_tau_for(val.0, val.1, prior, &default_tau_grid(), criterion)?.tau;
                 Ok((predict_adjusted(test_logits, prior, tau)?, Some(tau)))
             }
         }
@@ -116,11 +114,8 @@ impl Method {
     }
 }
 
-/// The rows of the methods the picture shows: the first ones, in [`methods`]' order.
-pub const PLOTTED_ROWS: usize = 9;
-
-/// Every method, for a training prior: first the nine plotted, then the crate's other losses; DRW switches its weights on at 80 % of the epochs, as
-/// LDAM-DRW does (epoch 160 of 200).
+/// Every method, for a training prior: the common long-tail baselines, then the crate's other
+/// losses; DRW switches its weights on at 80 % of the epochs, as LDAM-DRW does (epoch 160 of 200).
 pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
     // Class frequencies: ZLPR's label prior needs rates in (0, 1); LDAM's margins and the softmax
     // adjustments would be the same for counts.
@@ -135,7 +130,14 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
             rows: vec![
                 ("cross-entropy", Decision::Argmax),
                 ("CE + post-hoc adjustment, τ = 1", Decision::PostHoc(1.0)),
-                ("CE + post-hoc adjustment, τ tuned", Decision::TunedPostHoc),
+                (
+                    "CE + post-hoc adjustment, τ tuned on validation log-loss",
+                    Decision::TunedPostHoc(TauCriterion::BalancedLogLoss),
+                ),
+                (
+                    "CE + post-hoc adjustment, τ tuned on validation balanced accuracy",
+                    Decision::TunedPostHoc(TauCriterion::BalancedAccuracy),
+                ),
             ],
         },
         Method::one(
