@@ -13,21 +13,27 @@ use crate::model::Head;
 
 /// A loss and what it needs besides the logits and labels.
 pub enum Objective {
-    Softmax(SoftmaxLoss<f32>),
+    /// Any of the crate's losses, as it reduces the batch.
+    Loss(Box<dyn Loss<f32>>),
+    /// A one-vs-rest or multi-label loss with `Sum` reduction: summed over a sample's `K`
+    /// decisions and averaged over the samples here, so its step sizes compare with the softmax
+    /// losses'.
+    PerSample(Box<dyn Loss<f32>>),
     /// Cross-entropy with class weights that switch on at an epoch (DRW).
-    DeferredCe(DeferredReweighting),
+    DeferredCe(SoftmaxLoss<f32>, DeferredReweighting),
     /// LDAM on the cosine head, optionally with DRW weights.
     Ldam(LdamLoss<f32>, Option<DeferredReweighting>),
-    SmoothF1(SmoothF1Loss<f32>),
-    Pairwise(PairwiseMarginLoss<f32>),
-    /// One-vs-rest binary losses over the `B·K` logits with one-hot targets.
-    Sigmoid(SigmoidLoss<f32>),
-    BinarySmoothF1(BinarySmoothF1Loss<f32>),
-    /// Multi-label ZLPR with one-hot targets.
-    Zlpr(ZlprLoss<f32>),
 }
 
 impl Objective {
+    fn loss(loss: impl Loss<f32> + 'static) -> Self {
+        Self::Loss(Box::new(loss))
+    }
+
+    fn per_sample(loss: impl Loss<f32> + 'static) -> Self {
+        Self::PerSample(Box::new(loss))
+    }
+
     /// LDAM is defined on normalised features and weights (the paper's `NormedLinear`).
     pub fn head(&self) -> Head {
         match self {
@@ -36,7 +42,8 @@ impl Objective {
         }
     }
 
-    /// The loss of a batch, mean over samples, and its gradient with respect to the logits in `grad`.
+    /// The loss of a batch, mean over samples, and its gradient with respect to the logits in
+    /// `grad`; a DRW objective takes the epoch's class weights.
     pub fn loss_and_grad_into(
         &self,
         logits: &Array2<f32>,
@@ -44,31 +51,27 @@ impl Objective {
         epoch: usize,
         grad: &mut Array2<f32>,
     ) -> Result<f32, Error> {
-        let value = match self {
-            Objective::Softmax(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
-            Objective::DeferredCe(drw) => SoftmaxLoss::class_weighted(drw.weights_at(epoch))?
-                .loss_and_grad_into(logits, labels, grad)?,
-            Objective::Ldam(loss, drw) => match drw {
-                Some(drw) => loss
-                    .clone()
-                    .with_class_weights(drw.weights_at(epoch))?
-                    .loss_and_grad_into(logits, labels, grad)?,
-                None => loss.loss_and_grad_into(logits, labels, grad)?,
-            },
-            Objective::SmoothF1(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
-            Objective::Pairwise(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
-            // The binary and multi-label losses sum over the K decisions of a sample and average
-            // over samples (`Sum`, then `/B`), so their step sizes compare with the softmax losses'.
-            Objective::Sigmoid(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
-            Objective::BinarySmoothF1(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
-            Objective::Zlpr(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
-        };
-        if matches!(self, Objective::Sigmoid(_) | Objective::BinarySmoothF1(_) | Objective::Zlpr(_)) {
-            let samples = labels.len() as f32;
-            *grad /= samples;
-            return Ok(value / samples);
+        match self {
+            Objective::Loss(loss) => loss.loss_and_grad_into(logits, labels, grad),
+            Objective::PerSample(loss) => {
+                let samples = labels.len() as f32;
+                let value = loss.loss_and_grad_into(logits, labels, grad)?;
+                *grad /= samples;
+                Ok(value / samples)
+            }
+            // The methods are shared by the runs of every seed: the epoch's weights go into a copy.
+            Objective::DeferredCe(loss, drw) => {
+                let mut loss = loss.clone();
+                loss.set_class_weights(drw.weights_at(epoch))?;
+                loss.loss_and_grad_into(logits, labels, grad)
+            }
+            Objective::Ldam(loss, None) => loss.loss_and_grad_into(logits, labels, grad),
+            Objective::Ldam(loss, Some(drw)) => {
+                let mut loss = loss.clone();
+                loss.set_class_weights(drw.weights_at(epoch))?;
+                loss.loss_and_grad_into(logits, labels, grad)
+            }
         }
-        Ok(value)
     }
 }
 
@@ -126,7 +129,7 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
     let ldam = LdamLoss::new(&pi)?;
     Ok(vec![
         Method {
-            objective: Objective::Softmax(SoftmaxLoss::cross_entropy()),
+            objective: Objective::loss(SoftmaxLoss::cross_entropy()),
             rows: vec![
                 ("cross-entropy", Decision::Argmax),
                 ("CE + post-hoc adjustment, τ = 1", Decision::PostHoc(1.0)),
@@ -142,44 +145,43 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
         },
         Method::one(
             "class-weighted CE, 1/n",
-            Objective::Softmax(SoftmaxLoss::class_weighted(
-                &ClassWeights::inverse_frequency().weights(prior)?,
-            )?),
+            Objective::loss(SoftmaxLoss::class_weighted(&ClassWeights::inverse_frequency().weights(prior)?)?),
         ),
         // β = 0.99: with at most a few hundred samples a class, 0.9999 gives the same weights as 1/n.
         Method::one(
             "class-weighted CE, effective number",
-            Objective::Softmax(SoftmaxLoss::class_weighted(
+            Objective::loss(SoftmaxLoss::class_weighted(
                 &ClassWeights::effective_number(0.99)?.weights(prior)?,
             )?),
         ),
-        Method::one("focal loss, γ = 2", Objective::Softmax(SoftmaxLoss::focal(2.0)?)),
-        Method::one("logit-adjusted loss, τ = 1", Objective::Softmax(SoftmaxLoss::logit_adjusted(&pi)?)),
+        Method::one("focal loss, γ = 2", Objective::loss(SoftmaxLoss::focal(2.0)?)),
+        Method::one("logit-adjusted loss, τ = 1", Objective::loss(SoftmaxLoss::logit_adjusted(&pi)?)),
         Method::one("LDAM-DRW", Objective::Ldam(ldam.clone(), Some(drw()?))),
-        Method::one("smooth-F1-weighted CE (macro)", Objective::SmoothF1(SmoothF1Loss::macro_f1())),
+        Method::one("smooth-F1-weighted CE (macro)", Objective::loss(SmoothF1Loss::macro_f1())),
         // The crate's other losses.
-        Method::one("CE-DRW", Objective::DeferredCe(drw()?)),
+        Method::one("CE-DRW", Objective::DeferredCe(SoftmaxLoss::cross_entropy(), drw()?)),
         Method::one("LDAM", Objective::Ldam(ldam, None)),
         Method::one(
             "pairwise margins τ·log(π_k/π_y)",
-            Objective::Pairwise(PairwiseMarginLoss::from_prior(&pi, 1.0)?),
+            Objective::loss(PairwiseMarginLoss::from_prior(&pi, 1.0)?),
         ),
-        Method::one("smooth-F1-weighted CE (micro)", Objective::SmoothF1(SmoothF1Loss::micro_f1())),
-        Method::one("one-vs-rest BCE", Objective::Sigmoid(SigmoidLoss::bce().with_reduction(Reduction::Sum))),
+        Method::one("smooth-F1-weighted CE (micro)", Objective::loss(SmoothF1Loss::micro_f1())),
+        Method::one(
+            "one-vs-rest BCE",
+            Objective::per_sample(SigmoidLoss::bce().with_reduction(Reduction::Sum)),
+        ),
         Method::one(
             "one-vs-rest sigmoid focal, γ = 2",
-            Objective::Sigmoid(
-                SigmoidLoss::focal(2.0).unwrap().with_alpha(0.25).unwrap().with_reduction(Reduction::Sum),
-            ),
+            Objective::per_sample(SigmoidLoss::focal(2.0)?.with_alpha(0.25)?.with_reduction(Reduction::Sum)),
         ),
         Method::one(
             "one-vs-rest binary smooth-F1",
-            Objective::BinarySmoothF1(BinarySmoothF1Loss::new().with_reduction(Reduction::Sum)),
+            Objective::per_sample(BinarySmoothF1Loss::new().with_reduction(Reduction::Sum)),
         ),
-        Method::one("ZLPR", Objective::Zlpr(ZlprLoss::new().with_reduction(Reduction::Sum))),
+        Method::one("ZLPR", Objective::per_sample(ZlprLoss::new().with_reduction(Reduction::Sum))),
         Method::one(
             "ZLPR + label prior, τ = 1",
-            Objective::Zlpr(ZlprLoss::new().with_label_prior(&pi, 1.0)?.with_reduction(Reduction::Sum)),
+            Objective::per_sample(ZlprLoss::new().with_label_prior(&pi, 1.0)?.with_reduction(Reduction::Sum)),
         ),
     ])
 }
