@@ -4,8 +4,8 @@
 use longtail::adjust::{TauCriterion, default_tau_grid, predict, predict_adjusted, tune_tau_for};
 use longtail::prior::{ClassWeights, DeferredReweighting};
 use longtail::{
-    BinarySmoothF1Loss, Error, LdamLoss, Loss, PairwiseMarginLoss, Prior, Reduction, SigmoidLoss,
-    SmoothF1Loss, SoftmaxLoss, ZlprLoss,
+    AsymmetricLoss, BinarySmoothF1Loss, Error, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, Prior,
+    Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, VsLoss, ZlprLoss,
 };
 use ndarray::Array2;
 
@@ -127,6 +127,9 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
     // LDAM-DRW's deferred weights: effective number with β = 0.9999 (Cao et al.).
     let drw = || DeferredReweighting::new(drw_start, ClassWeights::effective_number(0.9999)?, prior);
     let ldam = LdamLoss::new(&pi)?;
+    // PyTorch's usual pos_weight for one-vs-rest: each class's negatives per positive.
+    let negatives_per_positive =
+        prior.counts().iter().map(|&n| ((prior.total() - n) / n) as f32).collect::<Vec<_>>();
     Ok(vec![
         Method {
             objective: Objective::loss(SoftmaxLoss::cross_entropy()),
@@ -177,6 +180,22 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
         Method::one(
             "one-vs-rest binary smooth-F1",
             Objective::per_sample(BinarySmoothF1Loss::new().with_reduction(Reduction::Sum)),
+        ),
+        Method::one("VS loss, γ = 0.3, τ = 1", Objective::loss(VsLoss::new(&pi)?)),
+        Method::one("Poly-1, ε = 1", Objective::loss(Poly1Loss::new(1.0)?)),
+        Method::one(
+            "Poly-1 + logit adjustment, ε = 1, τ = 1",
+            Objective::loss(Poly1Loss::new(1.0)?.with_logit_adjustment(&pi, 1.0)?),
+        ),
+        Method::one(
+            "one-vs-rest BCE, pos_weight = n_neg/n_pos",
+            Objective::per_sample(
+                SigmoidLoss::bce().with_pos_weight(&negatives_per_positive)?.with_reduction(Reduction::Sum),
+            ),
+        ),
+        Method::one(
+            "one-vs-rest asymmetric loss (γ+ = 0, γ− = 4, m = 0.05)",
+            Objective::per_sample(AsymmetricLoss::new().with_reduction(Reduction::Sum)),
         ),
         Method::one("ZLPR", Objective::per_sample(ZlprLoss::new().with_reduction(Reduction::Sum))),
         Method::one(
