@@ -8,7 +8,7 @@ use super::binary_targets::BinaryTargets;
 use super::class_values::ClassValues;
 use super::contract::Loss;
 use super::one_vs_rest::LabelSets::MultiHotOnly;
-use super::one_vs_rest::{self, Decisions, row_sums, with_flat_mut};
+use super::one_vs_rest::{self, Decisions, per_sample_over, reduced_over};
 use super::targets::Targets;
 use super::validate::{batch_dims, class_vector, output_shapes};
 use crate::error::check_shape;
@@ -635,11 +635,7 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
         self.check_batch(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
-        let decisions = Decisions::of_batch(logits, targets);
-        Ok(match grad_out {
-            Some(grad) => with_flat_mut(grad, |grad| self.reduced(&decisions, Some(grad))),
-            None => self.reduced(&decisions, None),
-        })
+        Ok(reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, grads)))
     }
 
     /// Every row's loss `ℓ_i = Σ_k ℓ_ik` over its `K` decisions and, if `grad_out` is given, its
@@ -656,15 +652,9 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
         self.check_batch(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
-        let decisions = Decisions::of_batch(logits, targets);
-        let mut losses = vec![F::zero(); decisions.logits.len()];
-        match grad_out {
-            Some(grad) => {
-                with_flat_mut(grad, |grad| self.sum(&decisions, Some(&mut losses), Some(grad), F::one()))
-            }
-            None => self.sum(&decisions, Some(&mut losses), None, F::one()),
-        };
-        row_sums(&losses, decisions.classes, losses_out);
+        per_sample_over(logits, targets, losses_out, grad_out, |d, losses, grads| {
+            self.sum(d, Some(losses), grads, F::one());
+        });
         Ok(())
     }
 
