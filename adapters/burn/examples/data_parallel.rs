@@ -18,7 +18,7 @@ use std::error::Error;
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Distribution, Int, Tensor, TensorData};
 use longtail::prior::PriorEstimator;
 use longtail::{F1Stats, SmoothF1Loss};
 
@@ -44,15 +44,15 @@ fn local(
 
 /// Sums the replicas' statistics as burn tensors (the all-reduce) into the global statistics.
 fn all_reduce(parts: &[F1Stats], device: &Device) -> Result<F1Stats, Box<dyn Error>> {
-    let tensor = |v: &[f64]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
+    let tensor = |v: &[f64]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), (device, DType::F64));
     let sum = |f: &dyn Fn(&F1Stats) -> Tensor<1>| parts.iter().map(f).reduce(|a, b| a + b).expect("two replicas");
     let true_positive = sum(&|s| tensor(s.true_positive()));
     let mass = sum(&|s| tensor(s.mass()));
     let weight = sum(&|s| tensor(&[s.weight()]));
     Ok(F1Stats::from_parts(
-        true_positive.to_data().to_vec::<f64>().map_err(|e| format!("{e:?}"))?,
-        mass.to_data().to_vec::<f64>().map_err(|e| format!("{e:?}"))?,
-        weight.to_data().to_vec::<f64>().map_err(|e| format!("{e:?}"))?[0],
+        true_positive.to_data().try_to_vec::<f64>().map_err(|e| format!("{e:?}"))?,
+        mass.to_data().try_to_vec::<f64>().map_err(|e| format!("{e:?}"))?,
+        weight.to_data().try_to_vec::<f64>().map_err(|e| format!("{e:?}"))?[0],
     )?)
 }
 

@@ -29,7 +29,7 @@
 //! let (core_value, core_grad) =
 //!     core.loss_and_grad(&longtail::ndarray::array![[1.0, 0.0], [0.0, 3.0]], &[0, 1])?;
 //! assert_eq!(value.into_scalar::<f64>(), core_value);
-//! assert_eq!(grad.to_data().to_vec::<f64>().unwrap(), core_grad.into_raw_vec_and_offset().0);
+//! assert_eq!(grad.to_data().try_to_vec::<f64>().unwrap(), core_grad.into_raw_vec_and_offset().0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

@@ -248,11 +248,11 @@ fn on_host_copy<F: Element, L: Loss<F>>(loss: &L, logits: Tensor<2>, targets: &T
     let track = logits.is_tracked();
     let mut grad = if track { Array2::zeros(z.raw_dim()) } else { Array2::zeros((0, 0)) };
     let value = loss.loss_into(&z, &core, track.then_some(&mut grad))?;
-    let value_t = Tensor::<1>::from_data(TensorData::new(vec![value], [1]), &device);
+    let value_t = Tensor::<1>::from_data(TensorData::new(vec![value], [1]), (&device, F::DTYPE));
     if !track {
         return Ok(value_t);
     }
-    let grad_t = Tensor::<2>::from_data(array_to_data(grad), &device);
+    let grad_t = Tensor::<2>::from_data(array_to_data(grad), (&device, F::DTYPE));
     Ok(attach(value_t, logits, grad_t))
 }
 

@@ -33,7 +33,7 @@ fn f64_of<F: Element>(x: F) -> f64 {
 
 /// A class vector `[K]` as a `[1, K]` tensor on the device, in the loss's float type.
 fn class_row<F: Element>(values: &[F], device: &burn::tensor::Device) -> Tensor<2> {
-    Tensor::<2>::from_data(TensorData::new(values.to_vec(), [1, values.len()]), device)
+    Tensor::<2>::from_data(TensorData::new(values.to_vec(), [1, values.len()]), (device, F::DTYPE))
 }
 
 /// The loss as a `[1]` tensor on the logits' device, its analytic gradient attached.
@@ -142,10 +142,10 @@ fn finish<F: Element>(
 ) -> Result<Tensor<1>> {
     let device = logits.device();
     let [batch, _] = logits.dims();
-    let ones = || Tensor::<2>::from_data(TensorData::new(vec![F::one(); batch], [batch, 1]), &device);
+    let ones = || Tensor::<2>::from_data(TensorData::new(vec![F::one(); batch], [batch, 1]), (&device, F::DTYPE));
     let s_col = s.clone().unwrap_or_else(ones);
     let denominator = match loss.reduction() {
-        Reduction::Sum => Tensor::<1>::from_data(TensorData::new(vec![F::one()], [1]), &device),
+        Reduction::Sum => Tensor::<1>::from_data(TensorData::new(vec![F::one()], [1]), (&device, F::DTYPE)),
         Reduction::Mean if hard => match loss.class_weights() {
             Some(w) => ((t.clone() * class_row(w, &device)).sum_dim(1) * s_col).sum(),
             None => s_col.sum(),
@@ -154,7 +154,7 @@ fn finish<F: Element>(
     };
     // Violations: negative or non-finite sample weights (a NaN or inf makes the count NaN or
     // inf too); negative probability targets or rows off 1 by more than √ε (the core's tolerance).
-    let zero = || Tensor::<1>::from_data(TensorData::new(vec![F::zero()], [1]), &device);
+    let zero = || Tensor::<1>::from_data(TensorData::new(vec![F::zero()], [1]), (&device, F::DTYPE));
     let bad_weights = match &s {
         Some(s) => s.clone().neg().clamp_min(0.0).sum() + s.clone().sum().mul_scalar(0.0),
         None => zero(),

@@ -79,7 +79,7 @@ fn non_finite_logit_is_an_error() {
 #[test]
 fn logits_of_another_float_type_are_a_dtype_error() {
     each(|loss, device, path| {
-        let z = Tensor::<2>::from_data(TensorData::new(vec![0.0_f64; 4], [2, 2]), device);
+        let z = Tensor::<2>::from_data(TensorData::new(vec![0.0_f64; 4], [2, 2]), (device, DType::F64));
         let err = loss.try_forward(z, &labels(&[0, 1], device)).unwrap_err();
         assert_eq!(err, Error::DType { tensor: "logits", expected: DType::F32, found: DType::F64 }, "{path:?}");
     });

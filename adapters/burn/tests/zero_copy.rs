@@ -68,7 +68,7 @@ fn transposed_flex_logits_are_read_in_place() {
     let (seen_logits, _) = probe.inner().seen.lock().unwrap().expect("called");
     assert_eq!(seen_logits, flex_ptr(&leaf), "the transposed view starts at the leaf's storage");
     // And the gradient reaches the leaf, transposed back, equal to the core's.
-    let grad = leaf.grad(&value.backward()).unwrap().to_data().to_vec::<f32>().unwrap();
+    let grad = leaf.grad(&value.backward()).unwrap().to_data().try_to_vec::<f32>().unwrap();
     let z = longtail::ndarray::Array2::from_shape_fn((4, 3), |(i, k)| (k * 4 + i) as f32 * 0.1);
     let (_, core) = SoftmaxLoss::<f32>::cross_entropy().loss_and_grad(&z, &[0, 1, 2, 1]).unwrap();
     let expected: Vec<f32> = core.t().iter().copied().collect();
