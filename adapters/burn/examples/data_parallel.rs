@@ -44,8 +44,10 @@ fn local(
 
 /// Sums the replicas' statistics as burn tensors (the all-reduce) into the global statistics.
 fn all_reduce(parts: &[F1Stats], device: &Device) -> Result<F1Stats, Box<dyn Error>> {
-    let tensor = |v: &[f64]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), (device, DType::F64));
-    let sum = |f: &dyn Fn(&F1Stats) -> Tensor<1>| parts.iter().map(f).reduce(|a, b| a + b).expect("two replicas");
+    let tensor =
+        |v: &[f64]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), (device, DType::F64));
+    let sum =
+        |f: &dyn Fn(&F1Stats) -> Tensor<1>| parts.iter().map(f).reduce(|a, b| a + b).expect("two replicas");
     let true_positive = sum(&|s| tensor(s.true_positive()));
     let mass = sum(&|s| tensor(s.mass()));
     let weight = sum(&|s| tensor(&[s.weight()]));
@@ -63,7 +65,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let model = Model { linear: LinearConfig::new(features, classes).init(&device) };
     let x = Tensor::<2>::random([batch, features], Distribution::Normal(0.0, 1.0), &device);
     // A long-tailed label column: class k with probability ∝ 2^-k.
-    let labels: Vec<i64> = (0..batch).map(|i| (i as u32).trailing_zeros().min(classes as u32 - 1) as i64).collect();
+    let labels: Vec<i64> =
+        (0..batch).map(|i| (i as u32).trailing_zeros().min(classes as u32 - 1) as i64).collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
     let loss = SmoothF1Loss::macro_f1();
 
@@ -100,7 +103,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("  merged by F1Stats::merge: {:?}", rounded(&merged.f1()));
     println!("  one replica, whole batch: {:?}", rounded(&whole.f1()));
     println!("prior counts: merged {:?}, whole batch {:?}", prior.counts(), whole_prior.counts());
-    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs().max(1.0));
+    let close =
+        |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12 * y.abs().max(1.0));
     assert!(close(reduced.true_positive(), whole.true_positive()) && close(reduced.mass(), whole.mass()));
     assert_eq!(reduced.weight(), whole.weight());
     assert_eq!(merged.weight(), whole.weight());

@@ -56,7 +56,9 @@ pub use error::{Error, Result};
 pub use host::HostBackend;
 pub use loss::LongtailLoss;
 pub use op::ComputePath;
-pub use stats::{balanced_accuracy, confusion_matrix, f1_stats, predict, predict_adjusted, prior_from_labels};
+pub use stats::{
+    balanced_accuracy, confusion_matrix, f1_stats, predict, predict_adjusted, prior_from_labels,
+};
 pub use targets::Targets;
 
 /// The README's examples, compiled and run as doctests.

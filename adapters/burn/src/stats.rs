@@ -159,7 +159,11 @@ pub fn balanced_accuracy<F: Element>(
 /// # References
 ///
 /// J. Su, kexue.fm/archives/7708 (2020).
-pub fn f1_stats<F: Element>(loss: &SmoothF1Loss, logits: &Tensor<2>, labels: &Tensor<1, Int>) -> Result<F1Stats> {
+pub fn f1_stats<F: Element>(
+    loss: &SmoothF1Loss,
+    logits: &Tensor<2>,
+    labels: &Tensor<1, Int>,
+) -> Result<F1Stats> {
     let labels = read_labels(labels)?;
     Ok(with_host_logits::<F, _>(logits, |z| loss.stats(z, &labels[..]))??)
 }

@@ -142,7 +142,8 @@ fn finish<F: Element>(
 ) -> Result<Tensor<1>> {
     let device = logits.device();
     let [batch, _] = logits.dims();
-    let ones = || Tensor::<2>::from_data(TensorData::new(vec![F::one(); batch], [batch, 1]), (&device, F::DTYPE));
+    let ones =
+        || Tensor::<2>::from_data(TensorData::new(vec![F::one(); batch], [batch, 1]), (&device, F::DTYPE));
     let s_col = s.clone().unwrap_or_else(ones);
     let denominator = match loss.reduction() {
         Reduction::Sum => Tensor::<1>::from_data(TensorData::new(vec![F::one()], [1]), (&device, F::DTYPE)),

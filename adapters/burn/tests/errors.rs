@@ -65,7 +65,9 @@ fn wrong_label_count_is_a_shape_error() {
 #[test]
 fn non_finite_logit_is_an_error() {
     each(|loss, device, path| {
-        let err = loss.try_forward(logits(vec![0.0, f32::NAN, 1.0, 0.0], 2, device), &labels(&[0, 1], device)).unwrap_err();
+        let err = loss
+            .try_forward(logits(vec![0.0, f32::NAN, 1.0, 0.0], 2, device), &labels(&[0, 1], device))
+            .unwrap_err();
         match path {
             ComputePath::TensorOps => assert_eq!(err, Error::NonFinite { tensor: "logits" }),
             _ => assert!(
@@ -81,7 +83,11 @@ fn logits_of_another_float_type_are_a_dtype_error() {
     each(|loss, device, path| {
         let z = Tensor::<2>::from_data(TensorData::new(vec![0.0_f64; 4], [2, 2]), (device, DType::F64));
         let err = loss.try_forward(z, &labels(&[0, 1], device)).unwrap_err();
-        assert_eq!(err, Error::DType { tensor: "logits", expected: DType::F32, found: DType::F64 }, "{path:?}");
+        assert_eq!(
+            err,
+            Error::DType { tensor: "logits", expected: DType::F32, found: DType::F64 },
+            "{path:?}"
+        );
     });
 }
 

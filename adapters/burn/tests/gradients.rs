@@ -5,7 +5,7 @@
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use longtail::ndarray::{Array1, Array2};
 use longtail::{LdamLoss, PairwiseMarginLoss, Reduction, SoftmaxLoss};
-use longtail_burn::{ComputePath, Element, Loss, LongtailLoss, SoftmaxLossConfig, Targets};
+use longtail_burn::{ComputePath, Element, LongtailLoss, Loss, SoftmaxLossConfig, Targets};
 
 /// A deterministic batch: logits spread over a few units, labels covering every class.
 struct Batch<F> {
@@ -17,7 +17,8 @@ struct Batch<F> {
 
 fn batch<F: Element>(rows: usize, classes: usize) -> Batch<F> {
     let f = |v: f64| F::from(v).unwrap();
-    let logits = Array2::from_shape_fn((rows, classes), |(i, k)| f(((i * 7 + k * 3) % 11) as f64 * 0.37 - 1.9));
+    let logits =
+        Array2::from_shape_fn((rows, classes), |(i, k)| f(((i * 7 + k * 3) % 11) as f64 * 0.37 - 1.9));
     let labels = (0..rows).map(|i| (i * 5 + 1) % classes).collect();
     let raw = Array2::from_shape_fn((rows, classes), |(i, k)| ((i + 2 * k) % 5) as f64 + 0.5);
     let probs = Array2::from_shape_fn((rows, classes), |(i, k)| f(raw[(i, k)] / raw.row(i).sum()));
@@ -47,7 +48,10 @@ fn device(backend: Backend) -> Device {
 }
 
 fn tensor2<F: Element>(a: &Array2<F>, device: &Device) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(a.iter().copied().collect::<Vec<F>>(), [a.nrows(), a.ncols()]), (device, F::DTYPE))
+    Tensor::from_data(
+        TensorData::new(a.iter().copied().collect::<Vec<F>>(), [a.nrows(), a.ncols()]),
+        (device, F::DTYPE),
+    )
 }
 
 fn tensor1<F: Element>(a: &Array1<F>, device: &Device) -> Tensor<1> {
@@ -55,7 +59,10 @@ fn tensor1<F: Element>(a: &Array1<F>, device: &Device) -> Tensor<1> {
 }
 
 fn labels_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {
-    Tensor::from_data(TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [labels.len()]), device)
+    Tensor::from_data(
+        TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [labels.len()]),
+        device,
+    )
 }
 
 fn targets<F: Element>(b: &Batch<F>, kind: Kind, device: &Device) -> Targets {
@@ -124,7 +131,10 @@ fn check<F: Element, L: Loss<F> + Clone + 'static>(
     // Without autodiff: the same loss value, nothing to differentiate.
     let plain = device.clone().without_autodiff();
     let value = adapter.try_forward(tensor2(&b.logits, &plain), &targets(&b, kind, &plain)).unwrap();
-    assert!(rel_diff(&[value.into_scalar::<F>()], &[core_value]) <= tolerance::<F>(), "{what} without autodiff");
+    assert!(
+        rel_diff(&[value.into_scalar::<F>()], &[core_value]) <= tolerance::<F>(),
+        "{what} without autodiff"
+    );
 }
 
 fn softmax_losses<F: Element>() -> Vec<(&'static str, SoftmaxLoss<F>)> {
@@ -135,7 +145,10 @@ fn softmax_losses<F: Element>() -> Vec<(&'static str, SoftmaxLoss<F>)> {
     vec![
         ("cross-entropy", SoftmaxLoss::cross_entropy()),
         ("logit-adjusted", SoftmaxLoss::logit_adjusted(&counts).unwrap()),
-        ("logit-adjusted tau 0.5", SoftmaxLoss::cross_entropy().with_logit_adjustment(&counts, f(0.5)).unwrap()),
+        (
+            "logit-adjusted tau 0.5",
+            SoftmaxLoss::cross_entropy().with_logit_adjustment(&counts, f(0.5)).unwrap(),
+        ),
         ("class-weighted", SoftmaxLoss::class_weighted(&weights).unwrap()),
         ("focal 2", SoftmaxLoss::focal(f(2.0)).unwrap()),
         ("focal 0.5 alpha", SoftmaxLoss::focal(f(0.5)).unwrap().with_alpha(&alpha).unwrap()),
@@ -180,7 +193,8 @@ fn softmax_family_gradient_equals_the_core_f32() {
 }
 
 fn margin_losses<F: Element>() {
-    let counts: Vec<F> = [500.0, 200.0, 90.0, 40.0, 15.0, 5.0, 2.0].iter().map(|&c| F::from(c).unwrap()).collect();
+    let counts: Vec<F> =
+        [500.0, 200.0, 90.0, 40.0, 15.0, 5.0, 2.0].iter().map(|&c| F::from(c).unwrap()).collect();
     let ldam = LdamLoss::<F>::new(&counts).unwrap();
     let pairwise = PairwiseMarginLoss::<F>::from_prior(&counts, F::one()).unwrap();
     for kind in [Kind::Labels, Kind::WeightedLabels] {

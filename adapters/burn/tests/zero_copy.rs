@@ -9,7 +9,7 @@ use burn::backend::flex::Flex;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use longtail::ndarray::ArrayRef2;
 use longtail::{SoftmaxLoss, Targets as CoreTargets};
-use longtail_burn::{Loss, LongtailLoss, Targets};
+use longtail_burn::{LongtailLoss, Loss, Targets};
 
 /// Cross-entropy that records the addresses of the logits and of the gradient buffer it got.
 #[derive(Debug, Default)]
@@ -37,7 +37,8 @@ fn flex_ptr(t: &Tensor<2>) -> usize {
 }
 
 fn setup(device: &Device) -> (Tensor<2>, Targets) {
-    let logits = Tensor::<2>::from_data(TensorData::new((0..12).map(|v| v as f32 * 0.1).collect(), [4, 3]), device);
+    let logits =
+        Tensor::<2>::from_data(TensorData::new((0..12).map(|v| v as f32 * 0.1).collect(), [4, 3]), device);
     let labels = Tensor::<1, Int>::from_data([0, 1, 2, 1], device);
     (logits.require_grad(), Targets::labels(labels))
 }
@@ -51,7 +52,8 @@ fn flex_logits_are_read_in_place_and_the_gradient_is_not_copied() {
     let (seen_logits, seen_grad) = probe.inner().seen.lock().unwrap().expect("called");
     assert_eq!(seen_logits, flex_ptr(&logits), "the kernel read the Flex storage itself");
     let grad = logits.grad(&value.backward()).unwrap();
-    let grad_ptr = grad.clone().try_into_primitive::<Flex>().map(|p| p.storage::<f32>().as_ptr() as usize).unwrap();
+    let grad_ptr =
+        grad.clone().try_into_primitive::<Flex>().map(|p| p.storage::<f32>().as_ptr() as usize).unwrap();
     assert_eq!(Some(grad_ptr), seen_grad, "backward returned the kernel's own gradient buffer");
 }
 
@@ -59,8 +61,9 @@ fn flex_logits_are_read_in_place_and_the_gradient_is_not_copied() {
 fn transposed_flex_logits_are_read_in_place() {
     let device = Device::flex().autodiff();
     // A [3, 4] leaf transposed to [4, 3]: a strided layout over the same storage.
-    let leaf = Tensor::<2>::from_data(TensorData::new((0..12).map(|v| v as f32 * 0.1).collect(), [3, 4]), &device)
-        .require_grad();
+    let leaf =
+        Tensor::<2>::from_data(TensorData::new((0..12).map(|v| v as f32 * 0.1).collect(), [3, 4]), &device)
+            .require_grad();
     let logits = leaf.clone().transpose();
     let probe = LongtailLoss::new(Probe::default());
     let labels = Targets::labels(Tensor::<1, Int>::from_data([0, 1, 2, 1], &device));
