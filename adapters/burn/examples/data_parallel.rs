@@ -78,7 +78,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             .iter()
             .map(|&(a, b)| {
                 let (replica, loss) = (model.clone(), &loss);
-                let (x, y) = (x.clone().slice([a..b]), y.clone().slice([a..b]));
+                let (x, y) = (x.clone().slice(a..b), y.clone().slice(a..b));
                 scope.spawn(move || local(&replica, x, y, loss))
             })
             .collect();

@@ -11,7 +11,9 @@ mod sealed {
 /// `f32` or `f64`: a float type of the core crate that burn stores natively.
 ///
 /// The loss is built for one of them (`LogitAdjustedLossConfig::new(..).init::<f32>()`), and a
-/// logits tensor of another element type is an [`Error::DType`](crate::Error::DType).
+/// logits tensor of another element type is an [`Error::DType`](crate::Error::DType). burn
+/// creates float tensors in its default type, `f32`, unless given one: f64 tensors for an `f64`
+/// loss come from `Tensor::from_data(data, (&device, DType::F64))`.
 pub trait Element: longtail::Float + burn::tensor::Element + sealed::Sealed {
     /// burn's tag for this type.
     const DTYPE: DType;

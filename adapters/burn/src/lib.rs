@@ -15,11 +15,12 @@
 //! # Example
 //!
 //! ```
-//! use burn::tensor::{Device, Int, Tensor};
+//! use burn::tensor::{DType, Device, Int, Tensor};
 //! use longtail_burn::{FocalLossConfig, Targets};
 //!
 //! let device = Device::flex().autodiff();
-//! let logits = Tensor::<2>::from_data([[1.0_f64, 0.0], [0.0, 3.0]], &device).require_grad();
+//! // burn stores floats as f32 unless told otherwise: an f64 loss takes f64 tensors.
+//! let logits = Tensor::<2>::from_data([[1.0_f64, 0.0], [0.0, 3.0]], (&device, DType::F64)).require_grad();
 //! let targets = Targets::labels(Tensor::<1, Int>::from_data([0, 1], &device));
 //! let loss = FocalLossConfig::new(2.0).init::<f64>()?;
 //! let value = loss.try_forward(logits.clone(), &targets)?;

@@ -61,7 +61,7 @@ impl<B: HostBackend> Backward<B, 1> for CoreLossBackward {
         let Some(parent) = parent else { return };
         let grad = match B::read_scalar(&upstream) {
             // `loss.backward()` seeds 1: the state is the gradient as it is.
-            Some(u) if u == 1.0 => ops.state,
+            Some(1.0) => ops.state,
             Some(u) => B::float_mul_scalar(ops.state, Scalar::Float(u)),
             None => B::float_mul(ops.state, B::float_reshape(upstream, Shape::new([1, 1]))),
         };
@@ -297,10 +297,10 @@ pub(crate) fn forward<F: Element, L: Loss<F> + 'static>(
             return Ok(out);
         }
     }
-    if path != ComputePath::Host {
-        if let Some(softmax) = (loss as &dyn Any).downcast_ref::<SoftmaxLoss<F>>() {
-            return crate::tensor_ops::softmax_forward(softmax, logits, targets);
-        }
+    if path != ComputePath::Host
+        && let Some(softmax) = (loss as &dyn Any).downcast_ref::<SoftmaxLoss<F>>()
+    {
+        return crate::tensor_ops::softmax_forward(softmax, logits, targets);
     }
     on_host_copy(loss, logits, targets)
 }
@@ -316,17 +316,17 @@ pub(crate) fn with_host_logits<F: Element, R>(
 ) -> Result<R> {
     check_dtype::<F>(logits.dtype(), "logits")?;
     #[cfg(feature = "flex")]
-    if let Some(p) = host_primitive::<burn::backend::Flex>(logits) {
-        if let Some(view) = <burn::backend::Flex as HostBackend>::view::<F>(&p) {
-            return Ok(f(&view));
-        }
+    if let Some(p) = host_primitive::<burn::backend::Flex>(logits)
+        && let Some(view) = <burn::backend::Flex as HostBackend>::view::<F>(&p)
+    {
+        return Ok(f(&view));
     }
     #[cfg(feature = "ndarray")]
     #[allow(deprecated)]
-    if let Some(p) = host_primitive::<burn::backend::NdArray>(logits) {
-        if let Some(view) = <burn::backend::NdArray as HostBackend>::view::<F>(&p) {
-            return Ok(f(&view));
-        }
+    if let Some(p) = host_primitive::<burn::backend::NdArray>(logits)
+        && let Some(view) = <burn::backend::NdArray as HostBackend>::view::<F>(&p)
+    {
+        return Ok(f(&view));
     }
     let copy = data_to_array::<F>(logits.to_data(), "logits")?;
     Ok(f(&copy.view()))
