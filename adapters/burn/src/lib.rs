@@ -9,8 +9,12 @@
 //! helpers take tensors directly: [`prior_from_labels`], [`predict_adjusted`],
 //! [`balanced_accuracy`].
 //!
-//! Where it runs, what it copies and how errors reach the user: see the README below and
-//! [`ComputePath`].
+//! On burn's CPU backends (Flex, NdArray) the core kernel reads the logits in the backend's own
+//! storage and its gradient becomes burn's tensor without a copy (only the labels, the sample
+//! weights and the loss value are copied); on any other backend the softmax family runs as burn
+//! tensor ops on the device and the other losses take a host round trip (see [`ComputePath`]).
+//! Every error reaches the caller as a [`Result`] from `try_forward` ([`Error`] wraps the
+//! core's error); `forward` is the panicking shorthand.
 //!
 //! # Example
 //!
