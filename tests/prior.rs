@@ -5,7 +5,7 @@ mod common;
 
 use common::{Rng, mat};
 use longtail::prior::{ClassWeights, DeferredReweighting, Prior, PriorEstimator};
-use longtail::{Error, Float, SoftmaxLoss};
+use longtail::{Error, Float, Loss, SoftmaxLoss};
 use ndarray::{Array1, Array2, s};
 use proptest::prelude::*;
 
@@ -84,7 +84,7 @@ fn plugs_into_the_loss_case<F: Float>() {
     let counts: Vec<F> = prior.counts().iter().map(|&n| F::from_f64(n)).collect();
     let by_counts = SoftmaxLoss::logit_adjusted(&counts).unwrap().loss(&logits, &[2, 1]).unwrap();
     let by_probs =
-        SoftmaxLoss::logit_adjusted(&prior.probabilities::<F>()).unwrap().loss(&logits, &[2, 1]).unwrap();
+        SoftmaxLoss::logit_adjusted(prior.probabilities::<F>()).unwrap().loss(&logits, &[2, 1]).unwrap();
     assert!((by_counts - by_probs).abs().as_f64() <= 8.0 * F::epsilon().as_f64() * by_counts.as_f64());
     let weights = ClassWeights::inverse_frequency().weights::<F>(&prior).unwrap();
     assert!(SoftmaxLoss::class_weighted(&weights).unwrap().loss(&logits, &[2, 1]).is_ok());

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
-use longtail::SoftmaxLoss;
 use longtail::ndarray::Array2;
+use longtail::{Loss, SoftmaxLoss};
 use longtail_burn::{LongtailLoss, Targets};
 
 const SHAPES: [(usize, usize); 4] = [(64, 10), (1024, 1000), (256, 32000), (32, 262_144)];

@@ -32,10 +32,10 @@ fn local(
     model: &Model,
     x: Tensor<2>,
     y: Tensor<1, Int>,
-    loss: &SmoothF1Loss,
+    loss: &SmoothF1Loss<f32>,
 ) -> Result<(F1Stats, PriorEstimator), longtail_burn::Error> {
     let logits = model.linear.forward(x);
-    let stats = longtail_burn::f1_stats::<f32>(loss, &logits, &y)?;
+    let stats = longtail_burn::f1_stats(loss, &logits, &y)?;
     let mut prior = PriorEstimator::new(logits.dims()[1])?;
     let labels: Vec<usize> = y.to_data().convert::<i64>().iter::<i64>().map(|v| v as usize).collect();
     prior.update(&labels)?;
@@ -68,7 +68,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let labels: Vec<i64> =
         (0..batch).map(|i| (i as u32).trailing_zeros().min(classes as u32 - 1) as i64).collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
-    let loss = SmoothF1Loss::macro_f1();
+    let loss = SmoothF1Loss::<f32>::macro_f1();
 
     // Two replicas with the same weights, each on its half of the batch, on its own thread.
     let half = batch / 2;

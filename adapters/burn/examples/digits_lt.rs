@@ -24,12 +24,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use longtail::SoftmaxLoss;
 use longtail_burn::{LogitAdjustedLossConfig, LongtailLoss, SoftmaxLossConfig, Targets};
 
-#[path = "../../../examples/long_tail/data.rs"]
+#[path = "../../../demo/src/data.rs"]
 #[allow(dead_code)]
 mod data;
-#[path = "../../../examples/long_tail/digits.rs"]
+#[path = "../../../demo/src/digits.rs"]
 mod digits;
-#[path = "../../../examples/long_tail/rng.rs"]
+#[path = "../../../demo/src/rng.rs"]
 #[allow(dead_code)]
 mod rng;
 

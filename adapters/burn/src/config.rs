@@ -175,7 +175,7 @@ impl SoftmaxLossConfig {
     /// # Example
     ///
     /// ```
-    /// use longtail::Reduction;
+    /// use longtail::{Loss, Reduction};
     /// let loss = longtail_burn::SoftmaxLossConfig::new().with_reduction(Reduction::Sum).init::<f32>()?;
     /// assert_eq!(loss.inner().reduction(), Reduction::Sum);
     /// # Ok::<(), longtail_burn::Error>(())

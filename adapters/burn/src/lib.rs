@@ -30,6 +30,7 @@
 //! let value = loss.try_forward(logits.clone(), &targets)?;
 //! let grad = logits.grad(&value.backward()).expect("tracked");
 //! // The same numbers as the core call on the same batch.
+//! use longtail::Loss;
 //! let core = longtail::SoftmaxLoss::<f64>::focal(2.0)?;
 //! let (core_value, core_grad) =
 //!     core.loss_and_grad(&longtail::ndarray::array![[1.0, 0.0], [0.0, 3.0]], &[0, 1])?;
@@ -44,7 +45,6 @@
 //! A. K. Menon et al., "Long-tail learning via logit adjustment", arXiv:2007.07314.
 
 mod config;
-mod contract;
 mod element;
 mod error;
 mod host;
@@ -55,7 +55,6 @@ mod targets;
 mod tensor_ops;
 
 pub use config::{FocalLossConfig, LogitAdjustedLossConfig, SoftmaxLossConfig};
-pub use contract::Loss;
 pub use element::Element;
 pub use error::{Error, Result};
 pub use host::HostBackend;
@@ -65,6 +64,9 @@ pub use stats::{
     balanced_accuracy, confusion_matrix, f1_stats, predict, predict_adjusted, prior_from_labels,
 };
 pub use targets::Targets;
+
+/// The core crate's loss interface: every core loss implements it, and so can a user's.
+pub use longtail::Loss;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -33,6 +33,13 @@ use crate::host::{HostBackend, array_to_data, data_to_array};
 use crate::targets::{TargetKind, read_labels};
 use crate::{Element, Error, Loss, Result, Targets};
 
+/// Which kind of `[B, K]` float targets a held tensor is.
+#[derive(Clone, Copy)]
+enum Dense {
+    Probs,
+    MultiHot,
+}
+
 /// How a loss call computes: the default picks the fastest path for the logits' backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ComputePath {
@@ -79,7 +86,7 @@ enum Held<B: Backend, F> {
 /// targets read in place when they sit on the logits' CPU backend.
 struct HostTargets<B: Backend, F> {
     labels: Option<Vec<usize>>,
-    probs: Option<Held<B, F>>,
+    probs: Option<(Dense, Held<B, F>)>,
     weights: Option<Array1<F>>,
 }
 
@@ -90,13 +97,14 @@ impl<B: HostBackend, F: Element> HostTargets<B, F> {
     {
         let (labels, probs) = match &targets.kind {
             TargetKind::Labels(l) => (Some(read_labels(l)?), None),
-            TargetKind::Probs(p) => {
-                check_dtype::<F>(p.dtype(), "probs")?;
+            TargetKind::Probs(p) | TargetKind::MultiHot(p) => {
+                let (dense, name) = dense_kind(&targets.kind);
+                check_dtype::<F>(p.dtype(), name)?;
                 let held = match host_primitive::<B>(p) {
                     Some(prim) if B::view::<F>(&prim).is_some() => Held::Primitive(prim),
-                    _ => Held::Owned(data_to_array(p.to_data(), "probs")?),
+                    _ => Held::Owned(data_to_array(p.to_data(), name)?),
                 };
-                (None, Some(held))
+                (None, Some((dense, held)))
             }
         };
         let weights = match &targets.sample_weights {
@@ -114,11 +122,14 @@ impl<B: HostBackend, F: Element> HostTargets<B, F> {
     fn core(&self) -> longtail::Targets<'_, F> {
         let targets = match (&self.labels, &self.probs) {
             (Some(labels), _) => longtail::Targets::labels(&labels[..]),
-            (None, Some(Held::Primitive(p))) => {
-                longtail::Targets::probs(B::view::<F>(p).expect("checked when the targets were read"))
+            (None, Some((dense, held))) => {
+                let view = match held {
+                    Held::Primitive(p) => B::view::<F>(p).expect("checked when the targets were read"),
+                    Held::Owned(a) => a.view(),
+                };
+                dense_targets(*dense, view)
             }
-            (None, Some(Held::Owned(a))) => longtail::Targets::probs(a),
-            (None, None) => unreachable!("targets are labels or probabilities"),
+            (None, None) => unreachable!("targets are labels or dense rows"),
         };
         match &self.weights {
             Some(w) => targets.with_sample_weights(w),
@@ -129,6 +140,22 @@ impl<B: HostBackend, F: Element> HostTargets<B, F> {
 
 /// A float tensor of `Autodiff<B, C>`: the inner primitive and its graph node.
 type AutodiffPrimitive<B, C> = <Autodiff<B, C> as BackendTypes>::FloatTensorPrimitive;
+
+/// The kind and the argument name of dense `[B, K]` targets.
+fn dense_kind(kind: &TargetKind) -> (Dense, &'static str) {
+    match kind {
+        TargetKind::MultiHot(_) => (Dense::MultiHot, "multi_hot"),
+        _ => (Dense::Probs, "probs"),
+    }
+}
+
+/// Dense rows as the core's targets of their kind.
+fn dense_targets<F: Element>(dense: Dense, view: ArrayView2<'_, F>) -> longtail::Targets<'_, F> {
+    match dense {
+        Dense::Probs => longtail::Targets::probs(view),
+        Dense::MultiHot => longtail::Targets::multi_hot(view),
+    }
+}
 
 /// The dispatch conversions a CPU backend needs: plain, and under both autodiff checkpointing
 /// strategies.
@@ -240,8 +267,8 @@ fn on_host_copy<F: Element, L: Loss<F>>(loss: &L, logits: Tensor<2>, targets: &T
     let (labels, probs, weights) = host_copy_targets::<F>(targets)?;
     let core = match (&labels, &probs) {
         (Some(l), _) => longtail::Targets::labels(&l[..]),
-        (None, Some(p)) => longtail::Targets::probs(p),
-        (None, None) => unreachable!("targets are labels or probabilities"),
+        (None, Some((dense, p))) => dense_targets(*dense, p.view()),
+        (None, None) => unreachable!("targets are labels or dense rows"),
     };
     let core = match &weights {
         Some(w) => core.with_sample_weights(w),
@@ -258,14 +285,15 @@ fn on_host_copy<F: Element, L: Loss<F>>(loss: &L, logits: Tensor<2>, targets: &T
     Ok(attach(value_t, logits, grad_t))
 }
 
-type HostCopy<F> = (Option<Vec<usize>>, Option<Array2<F>>, Option<Array1<F>>);
+type HostCopy<F> = (Option<Vec<usize>>, Option<(Dense, Array2<F>)>, Option<Array1<F>>);
 
 fn host_copy_targets<F: Element>(targets: &Targets) -> Result<HostCopy<F>> {
     let (labels, probs) = match &targets.kind {
         TargetKind::Labels(l) => (Some(read_labels(l)?), None),
-        TargetKind::Probs(p) => {
-            check_dtype::<F>(p.dtype(), "probs")?;
-            (None, Some(data_to_array::<F>(p.to_data(), "probs")?))
+        TargetKind::Probs(p) | TargetKind::MultiHot(p) => {
+            let (dense, name) = dense_kind(&targets.kind);
+            check_dtype::<F>(p.dtype(), name)?;
+            (None, Some((dense, data_to_array::<F>(p.to_data(), name)?)))
         }
     };
     let weights = match &targets.sample_weights {
@@ -297,7 +325,9 @@ pub(crate) fn forward<F: Element, L: Loss<F> + 'static>(
             return Ok(out);
         }
     }
+    // Multi-hot targets are not the softmax family's: the core names the error on the host path.
     if path != ComputePath::Host
+        && !matches!(targets.kind, TargetKind::MultiHot(_))
         && let Some(softmax) = (loss as &dyn Any).downcast_ref::<SoftmaxLoss<F>>()
     {
         return crate::tensor_ops::softmax_forward(softmax, logits, targets);

@@ -151,7 +151,7 @@ pub fn balanced_accuracy<F: Element>(
 /// let device = Device::flex();
 /// let logits = Tensor::<2>::from_data([[2.0_f32, 0.0], [0.0, 1.0]], &device);
 /// let labels = Tensor::<1, Int>::from_data([0, 1], &device);
-/// let stats = longtail_burn::f1_stats::<f32>(&longtail::SmoothF1Loss::macro_f1(), &logits, &labels)?;
+/// let stats = longtail_burn::f1_stats(&longtail::SmoothF1Loss::<f32>::macro_f1(), &logits, &labels)?;
 /// assert_eq!(stats.weight(), 2.0);
 /// # Ok::<(), longtail_burn::Error>(())
 /// ```
@@ -160,7 +160,7 @@ pub fn balanced_accuracy<F: Element>(
 ///
 /// J. Su, kexue.fm/archives/7708 (2020).
 pub fn f1_stats<F: Element>(
-    loss: &SmoothF1Loss,
+    loss: &SmoothF1Loss<F>,
     logits: &Tensor<2>,
     labels: &Tensor<1, Int>,
 ) -> Result<F1Stats> {

@@ -9,6 +9,7 @@ use crate::{Error, Result};
 ///
 /// - `labels`: a `[B]` integer tensor of class indices `0..K`.
 /// - `probs`: a `[B, K]` float tensor whose rows are distributions, in the loss's float type.
+/// - `multi_hot`: a `[B, K]` float tensor of entries in `{0, 1}` (ZLPR, the sigmoid losses).
 /// - `with_sample_weights`: a `[B]` float tensor of weights `s_i ≥ 0` (0 ignores the row).
 ///
 /// Targets are constants of the graph: no gradient flows into them.
@@ -34,6 +35,7 @@ pub struct Targets {
 pub(crate) enum TargetKind {
     Labels(Tensor<1, Int>),
     Probs(Tensor<2>),
+    MultiHot(Tensor<2>),
 }
 
 impl Targets {
@@ -61,6 +63,19 @@ impl Targets {
     /// ```
     pub fn probs(probs: Tensor<2>) -> Self {
         Self { kind: TargetKind::Probs(probs), sample_weights: None }
+    }
+
+    /// Multi-hot targets, a `[B, K]` tensor of entries in `{0, 1}` (several positives per row).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use burn::tensor::{Device, Tensor};
+    /// let m = Tensor::<2>::from_data([[1.0_f32, 0.0, 1.0]], &Device::flex());
+    /// assert_eq!(longtail_burn::Targets::multi_hot(m).len(), 1);
+    /// ```
+    pub fn multi_hot(multi_hot: Tensor<2>) -> Self {
+        Self { kind: TargetKind::MultiHot(multi_hot), sample_weights: None }
     }
 
     /// Weights each row's loss by `s_i ≥ 0` (a `[B]` float tensor); 0 ignores the row.
@@ -92,7 +107,7 @@ impl Targets {
     pub fn len(&self) -> usize {
         match &self.kind {
             TargetKind::Labels(l) => l.dims()[0],
-            TargetKind::Probs(p) => p.dims()[0],
+            TargetKind::Probs(p) | TargetKind::MultiHot(p) => p.dims()[0],
         }
     }
 

@@ -21,7 +21,7 @@
 //! accepts as class masks, are rejected here.
 
 use burn::tensor::{Tensor, TensorData};
-use longtail::{Reduction, SoftmaxLoss};
+use longtail::{Loss, Reduction, SoftmaxLoss};
 
 use crate::op::{attach, check_dtype};
 use crate::targets::{TargetKind, read_labels};
@@ -64,6 +64,7 @@ pub(crate) fn softmax_forward<F: Element>(
             let one_hot = l.clone().one_hot::<2>(classes).float().cast(F::DTYPE);
             (one_hot, true)
         }
+        TargetKind::MultiHot(_) => unreachable!("multi-hot targets take the host path"),
         TargetKind::Probs(p) => {
             check_dtype::<F>(p.dtype(), "probs")?;
             if p.dims() != [batch, classes] {

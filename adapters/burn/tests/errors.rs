@@ -144,3 +144,18 @@ fn error_messages_name_the_culprit() {
     assert_eq!(core.to_string(), longtail::Error::EmptyBatch.to_string());
     assert!(std::error::Error::source(&core).is_some());
 }
+
+#[test]
+fn target_kind_a_loss_does_not_take_is_the_core_error() {
+    each(|loss, device, path| {
+        let m = Tensor::<2>::from_data(TensorData::new(vec![1.0_f32, 0.0, 1.0, 1.0], [2, 2]), device);
+        let err = loss.try_forward(logits(vec![0.0; 4], 2, device), &Targets::multi_hot(m)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Core(longtail::Error::UnsupportedTargets { found: "multi-hot targets", .. })
+            ),
+            "{path:?}: {err:?}"
+        );
+    });
+}

@@ -4,7 +4,10 @@
 
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use longtail::ndarray::{Array1, Array2};
-use longtail::{LdamLoss, PairwiseMarginLoss, Reduction, SoftmaxLoss};
+use longtail::{
+    BinarySmoothF1Loss, LdamLoss, PairwiseMarginLoss, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss,
+    ZlprLoss,
+};
 use longtail_burn::{ComputePath, Element, LongtailLoss, Loss, SoftmaxLossConfig, Targets};
 
 /// A deterministic batch: logits spread over a few units, labels covering every class.
@@ -12,6 +15,7 @@ struct Batch<F> {
     logits: Array2<F>,
     labels: Vec<usize>,
     probs: Array2<F>,
+    multi_hot: Array2<F>,
     weights: Array1<F>,
 }
 
@@ -23,13 +27,16 @@ fn batch<F: Element>(rows: usize, classes: usize) -> Batch<F> {
     let raw = Array2::from_shape_fn((rows, classes), |(i, k)| ((i + 2 * k) % 5) as f64 + 0.5);
     let probs = Array2::from_shape_fn((rows, classes), |(i, k)| f(raw[(i, k)] / raw.row(i).sum()));
     let weights = Array1::from_shape_fn(rows, |i| f([1.0, 0.5, 2.0, 0.0][i % 4]));
-    Batch { logits, labels, probs, weights }
+    let multi_hot =
+        Array2::from_shape_fn((rows, classes), |(i, k)| f(f64::from(u8::from((i + 2 * k) % 3 == 0))));
+    Batch { logits, labels, probs, multi_hot, weights }
 }
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Labels,
     Probs,
+    MultiHot,
     WeightedLabels,
 }
 
@@ -69,6 +76,7 @@ fn targets<F: Element>(b: &Batch<F>, kind: Kind, device: &Device) -> Targets {
     match kind {
         Kind::Labels => Targets::labels(labels_tensor(&b.labels, device)),
         Kind::Probs => Targets::probs(tensor2(&b.probs, device)),
+        Kind::MultiHot => Targets::multi_hot(tensor2(&b.multi_hot, device)),
         Kind::WeightedLabels => {
             Targets::labels(labels_tensor(&b.labels, device)).with_sample_weights(tensor1(&b.weights, device))
         }
@@ -79,6 +87,7 @@ fn core_targets<F: Element>(b: &Batch<F>, kind: Kind) -> longtail::Targets<'_, F
     match kind {
         Kind::Labels => longtail::Targets::labels(&b.labels[..]),
         Kind::Probs => longtail::Targets::probs(&b.probs),
+        Kind::MultiHot => longtail::Targets::multi_hot(&b.multi_hot),
         Kind::WeightedLabels => longtail::Targets::labels(&b.labels[..]).with_sample_weights(&b.weights),
     }
 }
@@ -216,6 +225,60 @@ fn margin_losses_gradient_equals_the_core_f64() {
 #[test]
 fn margin_losses_gradient_equals_the_core_f32() {
     margin_losses::<f32>();
+}
+
+/// Builds a fresh boxed loss.
+type Maker<F> = Box<dyn Fn() -> Box<dyn Loss<F>>>;
+
+/// The losses outside the softmax family, each with the target kinds it takes, through the
+/// generic adapter (the CPU path in place, the host round trip forced).
+fn other_losses<F: Element>() {
+    let f = |v: f64| F::from(v).unwrap();
+    let cases: Vec<(&str, Maker<F>, Vec<Kind>)> = vec![
+        ("sigmoid BCE", Box::new(|| Box::new(SigmoidLoss::<F>::bce())), vec![Kind::MultiHot, Kind::Labels]),
+        (
+            "sigmoid focal",
+            Box::new(move || Box::new(SigmoidLoss::<F>::focal(f(2.0)).unwrap())),
+            vec![Kind::MultiHot],
+        ),
+        ("ZLPR", Box::new(|| Box::new(ZlprLoss::<F>::new())), vec![Kind::MultiHot]),
+        (
+            "smooth F1 macro",
+            Box::new(|| Box::new(SmoothF1Loss::<F>::macro_f1())),
+            vec![Kind::Labels, Kind::Probs],
+        ),
+        ("smooth F1 micro", Box::new(|| Box::new(SmoothF1Loss::<F>::micro_f1())), vec![Kind::WeightedLabels]),
+        ("binary smooth F1", Box::new(|| Box::new(BinarySmoothF1Loss::<F>::new())), vec![Kind::MultiHot]),
+    ];
+    for (name, make, kinds) in cases {
+        for kind in kinds {
+            for backend in [Backend::Flex, Backend::NdArray] {
+                check_boxed(name, make(), kind, backend, ComputePath::Auto);
+            }
+            check_boxed(name, make(), kind, Backend::Flex, ComputePath::Host);
+        }
+    }
+}
+
+/// [`check`] for a boxed loss (`Box<dyn Loss<F>>` is a core loss too).
+fn check_boxed<F: Element>(
+    name: &str,
+    loss: Box<dyn Loss<F>>,
+    kind: Kind,
+    backend: Backend,
+    path: ComputePath,
+) {
+    check(name, std::sync::Arc::new(loss), kind, backend, path);
+}
+
+#[test]
+fn other_losses_gradient_equals_the_core_f64() {
+    other_losses::<f64>();
+}
+
+#[test]
+fn other_losses_gradient_equals_the_core_f32() {
+    other_losses::<f32>();
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::Flex;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use longtail::ndarray::ArrayRef2;
-use longtail::{SoftmaxLoss, Targets as CoreTargets};
+use longtail::ndarray::{ArrayRef1, ArrayRef2};
+use longtail::{Reduction, SoftmaxLoss, Targets as CoreTargets};
 use longtail_burn::{LongtailLoss, Loss, Targets};
 
 /// Cross-entropy that records the addresses of the logits and of the gradient buffer it got.
@@ -27,6 +27,20 @@ impl Loss<f32> for Probe {
         let grad_ptr = grad_out.as_ref().map(|g| g.as_ptr() as usize);
         *self.seen.lock().unwrap() = Some((logits.as_ptr() as usize, grad_ptr));
         SoftmaxLoss::cross_entropy().loss_into(logits, targets, grad_out)
+    }
+
+    fn per_sample_into(
+        &self,
+        logits: &ArrayRef2<f32>,
+        targets: &CoreTargets<'_, f32>,
+        losses_out: &mut ArrayRef1<f32>,
+        grad_out: Option<&mut ArrayRef2<f32>>,
+    ) -> longtail::Result<()> {
+        SoftmaxLoss::cross_entropy().per_sample_into(logits, targets, losses_out, grad_out)
+    }
+
+    fn reduction(&self) -> Reduction {
+        Reduction::Mean
     }
 }
 

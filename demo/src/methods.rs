@@ -1,13 +1,13 @@
 //! The methods compared: a loss to train with (any of the crate's), and how to turn the trained
 //! model's logits into a prediction (argmax, or post-hoc logit adjustment).
 
-use longtail::adjust::{predict, predict_adjusted, tune_tau};
+use longtail::adjust::{TauCriterion, default_tau_grid, predict, predict_adjusted, tune_tau_for};
 use longtail::prior::{ClassWeights, DeferredReweighting};
 use longtail::{
-    BinarySmoothF1Loss, Error, LdamLoss, PairwiseMarginLoss, Prior, Reduction, SigmoidLoss, SmoothF1Loss,
-    SoftmaxLoss, ZlprLoss,
+    BinarySmoothF1Loss, Error, LdamLoss, Loss, PairwiseMarginLoss, Prior, Reduction, SigmoidLoss,
+    SmoothF1Loss, SoftmaxLoss, ZlprLoss,
 };
-use ndarray::{Array2, ArrayView1, ArrayViewMut1};
+use ndarray::Array2;
 
 use crate::model::Head;
 
@@ -18,11 +18,11 @@ pub enum Objective {
     DeferredCe(DeferredReweighting),
     /// LDAM on the cosine head, optionally with DRW weights.
     Ldam(LdamLoss<f32>, Option<DeferredReweighting>),
-    SmoothF1(SmoothF1Loss),
+    SmoothF1(SmoothF1Loss<f32>),
     Pairwise(PairwiseMarginLoss<f32>),
     /// One-vs-rest binary losses over the `B·K` logits with one-hot targets.
     Sigmoid(SigmoidLoss<f32>),
-    BinarySmoothF1(BinarySmoothF1Loss),
+    BinarySmoothF1(BinarySmoothF1Loss<f32>),
     /// Multi-label ZLPR with one-hot targets.
     Zlpr(ZlprLoss<f32>),
 }
@@ -46,12 +46,12 @@ impl Objective {
     ) -> Result<f32, Error> {
         let value = match self {
             Objective::Softmax(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
-            Objective::DeferredCe(drw) => SoftmaxLoss::class_weighted(&drw.weights_at(epoch))?
+            Objective::DeferredCe(drw) => SoftmaxLoss::class_weighted(drw.weights_at(epoch))?
                 .loss_and_grad_into(logits, labels, grad)?,
             Objective::Ldam(loss, drw) => match drw {
                 Some(drw) => loss
                     .clone()
-                    .with_class_weights(&drw.weights_at(epoch))?
+                    .with_class_weights(drw.weights_at(epoch))?
                     .loss_and_grad_into(logits, labels, grad)?,
                 None => loss.loss_and_grad_into(logits, labels, grad)?,
             },
@@ -59,17 +59,9 @@ impl Objective {
             Objective::Pairwise(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
             // The binary and multi-label losses sum over the K decisions of a sample and average
             // over samples (`Sum`, then `/B`), so their step sizes compare with the softmax losses'.
-            Objective::Sigmoid(loss) => {
-                let targets = one_hot(labels, logits.ncols());
-                loss.loss_and_grad_into(&flat(logits), flat(&targets), &mut flat_mut(grad))?
-            }
-            Objective::BinarySmoothF1(loss) => {
-                let targets = one_hot(labels, logits.ncols());
-                loss.loss_and_grad_into(&flat(logits), flat(&targets), &mut flat_mut(grad))?
-            }
-            Objective::Zlpr(loss) => {
-                loss.loss_and_grad_into(logits, &one_hot(labels, logits.ncols()), grad)?
-            }
+            Objective::Sigmoid(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
+            Objective::BinarySmoothF1(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
+            Objective::Zlpr(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
         };
         if matches!(self, Objective::Sigmoid(_) | Objective::BinarySmoothF1(_) | Objective::Zlpr(_)) {
             let samples = labels.len() as f32;
@@ -80,31 +72,16 @@ impl Objective {
     }
 }
 
-fn one_hot(labels: &[usize], classes: usize) -> Array2<f32> {
-    Array2::from_shape_fn((labels.len(), classes), |(i, k)| if labels[i] == k { 1.0 } else { 0.0 })
-}
-
-fn flat(a: &Array2<f32>) -> ArrayView1<'_, f32> {
-    a.view().into_shape_with_order(a.len()).expect("a standard-layout array")
-}
-
-fn flat_mut(a: &mut Array2<f32>) -> ArrayViewMut1<'_, f32> {
-    let len = a.len();
-    a.view_mut().into_shape_with_order(len).expect("a standard-layout array")
-}
-
 /// How a trained model's logits become a class.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Decision {
     Argmax,
     /// `argmax_k (z_k − τ·log π_k)`.
     PostHoc(f32),
-    /// [`Decision::PostHoc`] with the `τ` of highest balanced accuracy on the validation split.
-    TunedPostHoc,
+    /// [`Decision::PostHoc`] with the `τ` of the crate's default grid (0 to 3 in tenths) that
+    /// scores best on the validation split by a criterion.
+    TunedPostHoc(TauCriterion),
 }
-
-/// The `τ` grid searched on the validation split: 0 to 3 in steps of 0.25.
-const TAU_GRID: [f32; 13] = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0];
 
 impl Decision {
     /// The predictions on `test`, and the `τ` used (if any).
@@ -117,8 +94,8 @@ impl Decision {
         match self {
             Decision::Argmax => Ok((predict(test_logits)?, None)),
             Decision::PostHoc(tau) => Ok((predict_adjusted(test_logits, prior, tau)?, Some(tau))),
-            Decision::TunedPostHoc => {
-                let tau = tune_tau(val.0, val.1, prior, &TAU_GRID)?.tau;
+            Decision::TunedPostHoc(criterion) => {
+                let tau = tune_tau_for(val.0, val.1, prior, &default_tau_grid(), criterion)?.tau;
                 Ok((predict_adjusted(test_logits, prior, tau)?, Some(tau)))
             }
         }
@@ -137,11 +114,8 @@ impl Method {
     }
 }
 
-/// The rows of the methods the picture shows: the first ones, in [`methods`]' order.
-pub const PLOTTED_ROWS: usize = 9;
-
-/// Every method, for a training prior: first the nine plotted, then the crate's other losses; DRW switches its weights on at 80 % of the epochs, as
-/// LDAM-DRW does (epoch 160 of 200).
+/// Every method, for a training prior: the common long-tail baselines, then the crate's other
+/// losses; DRW switches its weights on at 80 % of the epochs, as LDAM-DRW does (epoch 160 of 200).
 pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
     // Class frequencies: ZLPR's label prior needs rates in (0, 1); LDAM's margins and the softmax
     // adjustments would be the same for counts.
@@ -156,7 +130,14 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
             rows: vec![
                 ("cross-entropy", Decision::Argmax),
                 ("CE + post-hoc adjustment, τ = 1", Decision::PostHoc(1.0)),
-                ("CE + post-hoc adjustment, τ tuned", Decision::TunedPostHoc),
+                (
+                    "CE + post-hoc adjustment, τ tuned on validation log-loss",
+                    Decision::TunedPostHoc(TauCriterion::BalancedLogLoss),
+                ),
+                (
+                    "CE + post-hoc adjustment, τ tuned on validation balanced accuracy",
+                    Decision::TunedPostHoc(TauCriterion::BalancedAccuracy),
+                ),
             ],
         },
         Method::one(
@@ -187,7 +168,9 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
         Method::one("one-vs-rest BCE", Objective::Sigmoid(SigmoidLoss::bce().with_reduction(Reduction::Sum))),
         Method::one(
             "one-vs-rest sigmoid focal, γ = 2",
-            Objective::Sigmoid(SigmoidLoss::focal().with_reduction(Reduction::Sum)),
+            Objective::Sigmoid(
+                SigmoidLoss::focal(2.0).unwrap().with_alpha(0.25).unwrap().with_reduction(Reduction::Sum),
+            ),
         ),
         Method::one(
             "one-vs-rest binary smooth-F1",

@@ -4,11 +4,11 @@
 //!
 //! Data: four 2-D Gaussian classes with 1000, 200, 40 and 8 training samples; the model is softmax
 //! regression, trained by full-batch gradient descent on the loss's gradient with respect to the
-//! logits. Run with `cargo run --release --example quickstart`.
+//! logits. Run with `cargo run --release -p longtail-demo --example quickstart`.
 
 use longtail::adjust::{predict, predict_adjusted};
 use longtail::metrics::balanced_accuracy;
-use longtail::{Error, Prior, SoftmaxLoss};
+use longtail::{Error, Loss, Prior, SoftmaxLoss};
 use ndarray::{Array1, Array2, Axis};
 
 const CLASSES: usize = 4;
@@ -24,7 +24,7 @@ fn main() -> Result<(), Error> {
 
     // 2. Train with the logit-adjusted loss: it adds τ·log π to the logits, so the rare classes
     //    need a larger margin (Menon et al. 2020). And, for comparison, with plain cross-entropy.
-    let adjusted = train(&SoftmaxLoss::logit_adjusted(&prior.probabilities())?, &x, &y)?;
+    let adjusted = train(&SoftmaxLoss::logit_adjusted(&prior)?, &x, &y)?;
     let plain = train(&SoftmaxLoss::cross_entropy(), &x, &y)?;
 
     // 3. Predict on a balanced test set: the logit-adjusted model by plain argmax; the
