@@ -14,7 +14,7 @@
 
 use burn::backend::Backend;
 use burn::tensor::{DType, TensorData};
-use longtail::ndarray::{Array2, ArrayView2, Ix2};
+use longtail::ndarray::{Array2, ArrayView2};
 
 use crate::Element;
 
@@ -96,7 +96,7 @@ mod ndarray_backend {
 
     impl HostBackend for NdArray {
         fn view<F: Element>(tensor: &NdArrayTensor) -> Option<ArrayView2<'_, F>> {
-            F::ndarray_view(tensor)?.into_dimensionality::<Ix2>().ok()
+            F::ndarray_view(tensor)?.into_dimensionality::<longtail::ndarray::Ix2>().ok()
         }
 
         fn from_array<F: Element>(array: Array2<F>) -> NdArrayTensor {
