@@ -127,7 +127,7 @@ pub use cosine::CosineHead;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use loss::{
-    AsymmetricLoss, BinarySmoothF1Loss, BinaryTargets, ClassValues, F1Average, F1Stats, Labels, LdamLoss,
+    AsymmetricLoss, BinarySmoothF1Loss, BinaryTargets, ClassValues, EqlV2Loss, F1Average, F1Stats, Labels, LdamLoss,
     Loss, PairwiseMarginLoss, Poly1Loss, Reduction, SeesawLoss, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss,
     ZlprLoss,
 };

@@ -11,8 +11,8 @@
 #[path = "golden/seesaw_eqlv2_tversky_values.rs"]
 mod seesaw_eqlv2_tversky_values;
 
-use longtail::loss::SeesawState;
-use longtail::{Float, Loss, Reduction, SeesawLoss, Targets};
+use longtail::loss::{EqlV2State, SeesawState};
+use longtail::{EqlV2Loss, Float, Loss, Reduction, SeesawLoss, Targets};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use seesaw_eqlv2_tversky_values::{CASES, Case, Step};
 
@@ -70,6 +70,29 @@ fn run<F: Float>(case: &Case) -> Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> {
                 })
                 .collect()
         }
+        "eqlv2" => {
+            let mut state = EqlV2State::new(case.classes).unwrap();
+            case.steps
+                .iter()
+                .map(|step| {
+                    let loss = EqlV2Loss::new(&state)
+                        .with_mapping(p(0), p(1))
+                        .unwrap()
+                        .with_alpha(p(2))
+                        .unwrap()
+                        .with_reduction(reduction(case));
+                    let (values, grad) = through_trait(&loss, case, step);
+                    let batch = step.logits.len() / case.classes;
+                    let logits = ArrayView2::from_shape((batch, case.classes), step.logits).unwrap().mapv(F::from_f64);
+                    let multi_hot = ArrayView2::from_shape((batch, case.classes), step.targets).ok().map(|t| t.mapv(F::from_f64));
+                    match &multi_hot {
+                        Some(t) => state.update(&loss, &logits, Targets::multi_hot(t)).unwrap(),
+                        None => state.update(&loss, &logits, step.labels).unwrap(), // after the loss, as the authors
+                    }
+                    (values, grad, state.positive().iter().chain(state.negative()).copied().collect())
+                })
+                .collect()
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -106,4 +129,14 @@ fn seesaw_matches_mmdet_step_by_step_f64() {
 #[test]
 fn seesaw_matches_mmdet_step_by_step_f32() {
     check::<f32>("seesaw", 2e-5);
+}
+
+#[test]
+fn eqlv2_matches_the_authors_step_by_step_f64() {
+    check::<f64>("eqlv2", 1e-12);
+}
+
+#[test]
+fn eqlv2_matches_the_authors_step_by_step_f32() {
+    check::<f32>("eqlv2", 2e-5);
 }
