@@ -128,7 +128,7 @@ pub use error::{Error, Result};
 pub use float::Float;
 pub use loss::{
     AsymmetricLoss, BinarySmoothF1Loss, BinaryTargets, ClassValues, EqlV2Loss, F1Average, F1Stats, Labels, LdamLoss,
-    Loss, PairwiseMarginLoss, Poly1Loss, Reduction, SeesawLoss, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss,
+    Loss, PairwiseMarginLoss, Poly1Loss, Reduction, SeesawLoss, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, TverskyLoss, TverskyMode, VsLoss,
     ZlprLoss,
 };
 pub use metrics::ConfusionMatrix;

@@ -12,7 +12,7 @@
 mod seesaw_eqlv2_tversky_values;
 
 use longtail::loss::{EqlV2State, SeesawState};
-use longtail::{EqlV2Loss, Float, Loss, Reduction, SeesawLoss, Targets};
+use longtail::{EqlV2Loss, Float, Loss, Reduction, SeesawLoss, Targets, TverskyLoss};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use seesaw_eqlv2_tversky_values::{CASES, Case, Step};
 
@@ -93,6 +93,25 @@ fn run<F: Float>(case: &Case) -> Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> {
                 })
                 .collect()
         }
+        "tversky_multiclass" | "tversky_multilabel" => {
+            let loss = if case.kind == "tversky_multiclass" { TverskyLoss::<F>::multiclass() } else { TverskyLoss::multilabel() };
+            let loss = loss
+                .with_weights(case.params[0], case.params[1])
+                .unwrap()
+                .with_smooth(case.params[2])
+                .unwrap()
+                .with_eps(case.params[3])
+                .unwrap()
+                .with_gamma(case.params[4])
+                .unwrap();
+            case.steps
+                .iter()
+                .map(|step| {
+                    let (values, grad) = through_trait(&loss, case, step);
+                    (values, grad, Vec::new())
+                })
+                .collect()
+        }
         other => panic!("unknown kind {other}"),
     }
 }
@@ -139,4 +158,14 @@ fn eqlv2_matches_the_authors_step_by_step_f64() {
 #[test]
 fn eqlv2_matches_the_authors_step_by_step_f32() {
     check::<f32>("eqlv2", 2e-5);
+}
+
+#[test]
+fn tversky_matches_smp_f64() {
+    check::<f64>("tversky", 1e-12);
+}
+
+#[test]
+fn tversky_matches_smp_f32() {
+    check::<f32>("tversky", 2e-5);
 }

@@ -29,6 +29,8 @@ mod smooth_f1;
 mod smooth_f1_binary;
 mod softmax_loss;
 mod targets;
+mod tversky;
+mod tversky_stats;
 mod validate;
 mod vs;
 mod zlpr;
@@ -48,6 +50,8 @@ pub use smooth_f1::{F1Average, SmoothF1Loss};
 pub use smooth_f1_binary::BinarySmoothF1Loss;
 pub use softmax_loss::SoftmaxLoss;
 pub use targets::{Labels, Targets};
+pub use tversky::{TverskyLoss, TverskyMode};
+pub use tversky_stats::TverskyStats;
 pub use vs::VsLoss;
 pub use zlpr::ZlprLoss;
 
