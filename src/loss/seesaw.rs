@@ -172,7 +172,7 @@ impl SeesawState {
     ///
     /// ```
     /// let mut state = longtail::loss::SeesawState::new(2)?;
-    /// state.update(&[1_u32])?;
+    /// state.update(&[1_u32][..])?;
     /// assert_eq!(state.counts(), &[0, 1]);
     /// # Ok::<(), longtail::Error>(())
     /// ```
