@@ -17,7 +17,8 @@ fn trained_state(rng: &mut Rng) -> EqlV2State {
     let mut state = EqlV2State::new(CLASSES).unwrap();
     for _ in 0..4 {
         let logits = rng.logits(BATCH, CLASSES, 2.0);
-        let labels: Vec<usize> = (0..BATCH).map(|i| if i < 5 { 0 } else { 1 + rng.below(CLASSES - 1) }).collect();
+        let labels: Vec<usize> =
+            (0..BATCH).map(|i| if i < 5 { 0 } else { 1 + rng.below(CLASSES - 1) }).collect();
         let loss = EqlV2Loss::new(&state);
         state.update(&loss, &logits, &labels).unwrap();
     }
@@ -29,7 +30,13 @@ fn sigmoid(x: f64) -> f64 {
 }
 
 /// The loss written out plainly: `Σ s_i w_ik BCE / Σ s_i` (or the sum).
-fn reference(z: &Array2<f64>, y: &Array2<f64>, s: &[f64], loss: &EqlV2Loss<f64>, reduction: Reduction) -> f64 {
+fn reference(
+    z: &Array2<f64>,
+    y: &Array2<f64>,
+    s: &[f64],
+    loss: &EqlV2Loss<f64>,
+    reduction: Reduction,
+) -> f64 {
     let (r, q) = (loss.positive_weights(), loss.negative_weights());
     let mut sum = 0.0;
     for ((i, k), &zik) in z.indexed_iter() {
@@ -50,10 +57,16 @@ fn matches_the_formula_and_finite_differences_for_labels_and_multi_hot_rows() {
     for case in 0..4 {
         let state = trained_state(&mut rng);
         let reduction = if case % 2 == 0 { Reduction::Mean } else { Reduction::Sum };
-        let loss = EqlV2Loss::new(&state).with_mapping(8.0, 0.6).unwrap().with_alpha(3.0).unwrap().with_reduction(reduction);
+        let loss = EqlV2Loss::new(&state)
+            .with_mapping(8.0, 0.6)
+            .unwrap()
+            .with_alpha(3.0)
+            .unwrap()
+            .with_reduction(reduction);
         let logits = rng.logits(BATCH, CLASSES, 2.0);
         let labels = rng.labels(BATCH, CLASSES);
-        let multi_hot = Array2::from_shape_fn((BATCH, CLASSES), |_| if rng.uniform() < 0.4 { 1.0 } else { 0.0 });
+        let multi_hot =
+            Array2::from_shape_fn((BATCH, CLASSES), |_| if rng.uniform() < 0.4 { 1.0 } else { 0.0 });
         let mut weights = rng.positive(BATCH, 0.2, 2.0);
         weights[2] = 0.0;
         let y = if case < 2 { one_hot(&labels) } else { multi_hot.clone() };
@@ -63,7 +76,11 @@ fn matches_the_formula_and_finite_differences_for_labels_and_multi_hot_rows() {
         let f = |z: &Array2<f64>| reference(z, &y, &weights, &loss, reduction);
         assert!(relative(value, f(&logits)) <= 1e-12, "case {case}");
         let numeric = numeric_grad(&logits, f);
-        assert!(relative_error(&grad, &numeric) <= 1e-6, "case {case}: {:e}", relative_error(&grad, &numeric));
+        assert!(
+            relative_error(&grad, &numeric) <= 1e-6,
+            "case {case}: {:e}",
+            relative_error(&grad, &numeric)
+        );
     }
 }
 
@@ -74,12 +91,14 @@ fn f32_agrees_with_f64() {
     let logits = rng.logits(BATCH, CLASSES, 2.0).mapv(|v| f64::from(v as f32));
     let labels = rng.labels(BATCH, CLASSES);
     let (l64, g64) = EqlV2Loss::new(&state).loss_and_grad(&logits, &labels).unwrap();
-    let (l32, g32) = EqlV2Loss::<f32>::new(&state).loss_and_grad(&logits.mapv(|v| v as f32), &labels).unwrap();
+    let (l32, g32) =
+        EqlV2Loss::<f32>::new(&state).loss_and_grad(&logits.mapv(|v| v as f32), &labels).unwrap();
     assert!(relative(f64::from(l32), l64) <= 1e-5);
     assert!(relative_error(&g32.mapv(f64::from), &g64) <= 1e-5);
     let s64 = EqlV2Loss::new(&state).gradient_stats(&logits, &labels).unwrap();
     let s32 = EqlV2Loss::<f32>::new(&state).gradient_stats(&logits.mapv(|v| v as f32), &labels).unwrap();
-    for (a, b) in s32.positive().iter().chain(s32.negative()).zip(s64.positive().iter().chain(s64.negative())) {
+    for (a, b) in s32.positive().iter().chain(s32.negative()).zip(s64.positive().iter().chain(s64.negative()))
+    {
         assert!(relative(*a, *b) <= 1e-5);
     }
 }
@@ -91,7 +110,8 @@ fn before_any_statistics_it_is_bce_summed_over_classes_and_averaged_over_rows() 
     let fresh = EqlV2Loss::new(&EqlV2State::new(CLASSES).unwrap());
     assert!(fresh.positive_weights().iter().chain(fresh.negative_weights()).all(|&w| w == 1.0));
     let (value, grad) = fresh.loss_and_grad(&logits, &labels).unwrap();
-    let (bce, bce_grad) = SigmoidLoss::bce().with_reduction(Reduction::Sum).loss_and_grad(&logits, &labels).unwrap();
+    let (bce, bce_grad) =
+        SigmoidLoss::bce().with_reduction(Reduction::Sum).loss_and_grad(&logits, &labels).unwrap();
     assert!(relative(value, bce / BATCH as f64) <= 1e-14);
     assert!(relative_error(&grad, &(bce_grad / BATCH as f64)) <= 1e-14);
 }
@@ -144,7 +164,10 @@ fn per_sample_losses_sum_to_the_sum_reduction_and_zero_weights_give_zero() {
     assert!(relative(per.sum(), sum) <= 1e-14 && per[4] == 0.0);
     assert_eq!(per_grad, sum_grad);
     let zero = Targets::labels(&labels).with_sample_weights(&[0.0; BATCH][..]);
-    assert_eq!(EqlV2Loss::new(&state).loss_and_grad(&logits, zero).unwrap(), (0.0, Array2::zeros((BATCH, CLASSES))));
+    assert_eq!(
+        EqlV2Loss::new(&state).loss_and_grad(&logits, zero).unwrap(),
+        (0.0, Array2::zeros((BATCH, CLASSES)))
+    );
 }
 
 #[test]
@@ -195,26 +218,44 @@ fn errors_for<F: Float>() {
     assert_eq!(fail(&loss, &Array2::zeros((0, 3)), Targets::labels(&[0_usize; 0][..])), Error::EmptyBatch);
     assert_eq!(fail(&loss, &Array2::zeros((2, 0)), Targets::labels(&[0, 0])), Error::NoClasses);
     let four = Array2::from_elem((2, 4), F::zero());
-    assert!(matches!(fail(&loss, &four, Targets::labels(&[0, 0])), Error::ShapeMismatch { name: "state", .. }));
+    assert!(matches!(
+        fail(&loss, &four, Targets::labels(&[0, 0])),
+        Error::ShapeMismatch { name: "state", .. }
+    ));
     assert!(matches!(fail(&loss, &ok, Targets::labels(&[0])), Error::ShapeMismatch { name: "labels", .. }));
     let narrow = Array2::from_elem((2, 2), F::zero());
-    assert!(matches!(fail(&loss, &ok, Targets::multi_hot(&narrow)), Error::ShapeMismatch { name: "targets", .. }));
+    assert!(matches!(
+        fail(&loss, &ok, Targets::multi_hot(&narrow)),
+        Error::ShapeMismatch { name: "targets", .. }
+    ));
     let short = [F::one()];
     let weighted = Targets::labels(&[0, 1]).with_sample_weights(&short[..]);
     assert!(matches!(fail(&loss, &ok, weighted), Error::ShapeMismatch { name: "sample_weights", .. }));
     let negative = [F::one(), F::nan()];
     let weighted = Targets::labels(&[0, 1]).with_sample_weights(&negative[..]);
     assert!(matches!(fail(&loss, &ok, weighted), Error::InvalidSampleWeight { row: 1, .. }));
-    assert_eq!(fail(&loss, &ok, Targets::labels(&[3, 0])), Error::LabelOutOfRange { row: 0, label: 3, classes: 3 });
+    assert_eq!(
+        fail(&loss, &ok, Targets::labels(&[3, 0])),
+        Error::LabelOutOfRange { row: 0, label: 3, classes: 3 }
+    );
     let mut bad = Array2::from_elem((2, 3), F::zero());
     bad[[1, 0]] = F::from_f64(0.5);
-    assert!(matches!(fail(&loss, &ok, Targets::multi_hot(&bad)), Error::TargetOutOfRange { row: 1, class: 0, .. }));
+    assert!(matches!(
+        fail(&loss, &ok, Targets::multi_hot(&bad)),
+        Error::TargetOutOfRange { row: 1, class: 0, .. }
+    ));
     let mut over = Array2::from_elem((2, 3), F::from_f64(0.25));
     over[[0, 2]] = F::from_f64(1.5);
-    assert!(matches!(fail(&loss, &ok, Targets::probs(&over)), Error::TargetOutOfRange { row: 0, class: 2, .. }));
+    assert!(matches!(
+        fail(&loss, &ok, Targets::probs(&over)),
+        Error::TargetOutOfRange { row: 0, class: 2, .. }
+    ));
     let mut nan = ok.clone();
     nan[[0, 2]] = F::infinity();
-    assert!(matches!(fail(&loss, &nan, Targets::labels(&[0, 1])), Error::NonFiniteLogit { row: 0, class: 2, .. }));
+    assert!(matches!(
+        fail(&loss, &nan, Targets::labels(&[0, 1])),
+        Error::NonFiniteLogit { row: 0, class: 2, .. }
+    ));
     let mut masked = ok.clone();
     masked[[1, 1]] = F::neg_infinity();
     assert_eq!(fail(&loss, &masked, Targets::labels(&[0, 1])), Error::MaskedTarget { row: 1, class: 1 });

@@ -21,7 +21,8 @@ use seesaw_eqlv2_tversky_values::{CASES, Case, Step};
 fn through_trait<F: Float>(loss: &dyn Loss<F>, case: &Case, step: &Step) -> (Vec<f64>, Vec<f64>) {
     let batch = step.logits.len() / case.classes;
     let logits = ArrayView2::from_shape((batch, case.classes), step.logits).unwrap().mapv(F::from_f64);
-    let multi_hot = ArrayView2::from_shape((batch, case.classes), step.targets).ok().map(|t| t.mapv(F::from_f64));
+    let multi_hot =
+        ArrayView2::from_shape((batch, case.classes), step.targets).ok().map(|t| t.mapv(F::from_f64));
     let weights = step.sample_weights.map(|w| ArrayView1::from(w).mapv(F::from_f64));
     let mut targets = match &multi_hot {
         Some(t) if step.labels.is_empty() => Targets::multi_hot(t),
@@ -83,8 +84,11 @@ fn run<F: Float>(case: &Case) -> Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> {
                         .with_reduction(reduction(case));
                     let (values, grad) = through_trait(&loss, case, step);
                     let batch = step.logits.len() / case.classes;
-                    let logits = ArrayView2::from_shape((batch, case.classes), step.logits).unwrap().mapv(F::from_f64);
-                    let multi_hot = ArrayView2::from_shape((batch, case.classes), step.targets).ok().map(|t| t.mapv(F::from_f64));
+                    let logits =
+                        ArrayView2::from_shape((batch, case.classes), step.logits).unwrap().mapv(F::from_f64);
+                    let multi_hot = ArrayView2::from_shape((batch, case.classes), step.targets)
+                        .ok()
+                        .map(|t| t.mapv(F::from_f64));
                     match &multi_hot {
                         Some(t) => state.update(&loss, &logits, Targets::multi_hot(t)).unwrap(),
                         None => state.update(&loss, &logits, step.labels).unwrap(), // after the loss, as the authors
@@ -94,7 +98,11 @@ fn run<F: Float>(case: &Case) -> Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> {
                 .collect()
         }
         "tversky_multiclass" | "tversky_multilabel" => {
-            let loss = if case.kind == "tversky_multiclass" { TverskyLoss::<F>::multiclass() } else { TverskyLoss::multilabel() };
+            let loss = if case.kind == "tversky_multiclass" {
+                TverskyLoss::<F>::multiclass()
+            } else {
+                TverskyLoss::multilabel()
+            };
             let loss = loss
                 .with_weights(case.params[0], case.params[1])
                 .unwrap()

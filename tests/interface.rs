@@ -4,9 +4,11 @@
 mod common;
 
 use common::{Rng, numeric_grad, relative, relative_error};
+use longtail::loss::{EqlV2State, SeesawState};
 use longtail::{
-    AsymmetricLoss, BinarySmoothF1Loss, Error, Float, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, Prior,
-    Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
+    AsymmetricLoss, BinarySmoothF1Loss, EqlV2Loss, Error, Float, LdamLoss, Loss, PairwiseMarginLoss,
+    Poly1Loss, Prior, Reduction, SeesawLoss, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, TverskyLoss,
+    VsLoss, ZlprLoss,
 };
 use ndarray::{Array1, Array2, Axis};
 
@@ -20,7 +22,8 @@ enum Kind {
 
 use Kind::{Labels, MultiHot, Probs};
 
-/// A named loss, whether its gradient is exact (smooth F1 holds F1 constant), and the target kinds
+/// A named loss, whether its gradient is exact (smooth F1 holds F1 constant, Seesaw its
+/// compensation), and the target kinds
 /// it takes.
 struct Case<F> {
     name: &'static str,
@@ -32,6 +35,9 @@ struct Case<F> {
 /// Every loss of the crate, in `F`, reduced by `reduction`.
 fn every_loss<F: Float>(reduction: Reduction) -> Vec<Case<F>> {
     let prior = Prior::from_counts(&[50.0, 10.0, 3.0, 1.0]).unwrap();
+    let seesaw_state = SeesawState::from_counts(vec![50, 10, 3, 1]).unwrap();
+    let eqlv2_state =
+        EqlV2State::from_parts(vec![40.0, 3.0, 0.5, 0.0], vec![50.0, 9.0, 4.0, 2.0], 3).unwrap();
     let case = |name, loss: Box<dyn Loss<F>>, exact, kinds| Case { name, loss, exact, kinds };
     let f = F::from_f64;
     let softmax = |loss: SoftmaxLoss<F>| Box::new(loss.with_reduction(reduction));
@@ -125,6 +131,32 @@ fn every_loss<F: Float>(reduction: Reduction) -> Vec<Case<F>> {
             &[Labels, Probs, MultiHot],
         ),
         case("asl", Box::new(AsymmetricLoss::new().with_reduction(reduction)), true, &[Labels, MultiHot]),
+        // The compensation is detached (as the reference): a surrogate gradient unless q = 0.
+        case("seesaw", Box::new(SeesawLoss::new(&seesaw_state).with_reduction(reduction)), false, &[Labels]),
+        case(
+            "seesaw_mitigation_only",
+            Box::new(SeesawLoss::new(&seesaw_state).with_q(f(0.0)).unwrap().with_reduction(reduction)),
+            true,
+            &[Labels],
+        ),
+        case(
+            "eqlv2",
+            Box::new(EqlV2Loss::new(&eqlv2_state).with_reduction(reduction)),
+            true,
+            &[Labels, Probs, MultiHot],
+        ),
+        case(
+            "tversky_multiclass",
+            Box::new(TverskyLoss::multiclass().with_weights(0.3, 0.7).unwrap().with_reduction(reduction)),
+            true,
+            &[Labels, Probs],
+        ),
+        case(
+            "tversky_multilabel",
+            Box::new(TverskyLoss::multilabel().with_gamma(1.5).unwrap().with_reduction(reduction)),
+            true,
+            &[Labels, Probs, MultiHot],
+        ),
     ]
 }
 

@@ -13,11 +13,13 @@ use ndarray::{Array2, array};
 const BATCH: usize = 8;
 const CLASSES: usize = 5;
 /// `(p, q, ε)`: the defaults, each factor alone, a small floor.
-const SETTINGS: [(f64, f64, f64); 4] = [(0.8, 2.0, 1e-2), (1.5, 0.0, 1e-2), (0.0, 1.0, 1e-2), (0.8, 2.0, 1e-4)];
+const SETTINGS: [(f64, f64, f64); 4] =
+    [(0.8, 2.0, 1e-2), (1.5, 0.0, 1e-2), (0.0, 1.0, 1e-2), (0.8, 2.0, 1e-4)];
 
 fn state(rng: &mut Rng) -> SeesawState {
     // Long-tailed counts with one class never seen (clamped at 1).
-    let mut counts: Vec<u64> = (0..CLASSES).map(|k| (1000.0 * 0.2_f64.powi(k as i32) * (0.5 + rng.uniform())) as u64).collect();
+    let mut counts: Vec<u64> =
+        (0..CLASSES).map(|k| (1000.0 * 0.2_f64.powi(k as i32) * (0.5 + rng.uniform())) as u64).collect();
     counts[CLASSES - 1] = 0;
     SeesawState::from_counts(counts).unwrap()
 }
@@ -77,11 +79,18 @@ fn matches_the_formula_and_finite_differences_with_the_compensation_frozen() {
             let mut weights = rng.positive(BATCH, 0.2, 2.0);
             weights[1] = 0.0;
             let targets = Targets::labels(&labels).with_sample_weights(&weights);
-            let (value, grad) = loss::<f64>(&state, *setting, reduction).loss_and_grad(&logits, targets).unwrap();
-            let f = |z: &Array2<f64>| reference(z, &logits, &labels, &weights, state.counts(), *setting, reduction);
+            let (value, grad) =
+                loss::<f64>(&state, *setting, reduction).loss_and_grad(&logits, targets).unwrap();
+            let f = |z: &Array2<f64>| {
+                reference(z, &logits, &labels, &weights, state.counts(), *setting, reduction)
+            };
             assert!(relative(value, f(&logits)) <= 1e-12, "case {case}: {value} vs {}", f(&logits));
             let numeric = numeric_grad(&logits, f);
-            assert!(relative_error(&grad, &numeric) <= 1e-6, "case {case}: {:e}", relative_error(&grad, &numeric));
+            assert!(
+                relative_error(&grad, &numeric) <= 1e-6,
+                "case {case}: {:e}",
+                relative_error(&grad, &numeric)
+            );
         }
     }
 }
@@ -89,7 +98,8 @@ fn matches_the_formula_and_finite_differences_with_the_compensation_frozen() {
 #[test]
 fn without_compensation_the_gradient_is_the_losss_own() {
     let mut rng = Rng::new(2103);
-    let (state, logits, labels) = (state(&mut rng), rng.logits(BATCH, CLASSES, 2.0), rng.labels(BATCH, CLASSES));
+    let (state, logits, labels) =
+        (state(&mut rng), rng.logits(BATCH, CLASSES, 2.0), rng.labels(BATCH, CLASSES));
     let seesaw = loss::<f64>(&state, (0.8, 0.0, 1e-2), Reduction::Mean);
     let (_, grad) = seesaw.loss_and_grad(&logits, &labels).unwrap();
     let numeric = numeric_grad(&logits, |z| seesaw.loss(z, &labels).unwrap());
@@ -103,9 +113,11 @@ fn f32_agrees_with_f64() {
         let state = state(&mut rng);
         let logits = rng.logits(BATCH, CLASSES, 2.5).mapv(|v| f64::from(v as f32));
         let labels = rng.labels(BATCH, CLASSES);
-        let (l64, g64) = loss::<f64>(&state, setting, Reduction::Mean).loss_and_grad(&logits, &labels).unwrap();
-        let (l32, g32) =
-            loss::<f32>(&state, setting, Reduction::Mean).loss_and_grad(&logits.mapv(|v| v as f32), &labels).unwrap();
+        let (l64, g64) =
+            loss::<f64>(&state, setting, Reduction::Mean).loss_and_grad(&logits, &labels).unwrap();
+        let (l32, g32) = loss::<f32>(&state, setting, Reduction::Mean)
+            .loss_and_grad(&logits.mapv(|v| v as f32), &labels)
+            .unwrap();
         assert!(relative(f64::from(l32), l64) <= 1e-5, "{setting:?}");
         assert!(relative_error(&g32.mapv(f64::from), &g64) <= 1e-5, "{setting:?}");
     }
@@ -114,12 +126,14 @@ fn f32_agrees_with_f64() {
 #[test]
 fn with_both_factors_off_or_balanced_counts_and_no_compensation_it_is_cross_entropy() {
     let mut rng = Rng::new(2107);
-    let (state, logits, labels) = (state(&mut rng), rng.logits(BATCH, CLASSES, 3.0), rng.labels(BATCH, CLASSES));
+    let (state, logits, labels) =
+        (state(&mut rng), rng.logits(BATCH, CLASSES, 3.0), rng.labels(BATCH, CLASSES));
     let ce = SoftmaxLoss::cross_entropy().loss_and_grad(&logits, &labels).unwrap();
     let off = loss::<f64>(&state, (0.0, 0.0, 1e-2), Reduction::Mean).loss_and_grad(&logits, &labels).unwrap();
     assert!(relative(off.0, ce.0) <= 1e-14 && relative_error(&off.1, &ce.1) <= 1e-14);
     let balanced = SeesawState::from_counts(vec![7; CLASSES]).unwrap();
-    let flat = loss::<f64>(&balanced, (0.8, 0.0, 1e-2), Reduction::Mean).loss_and_grad(&logits, &labels).unwrap();
+    let flat =
+        loss::<f64>(&balanced, (0.8, 0.0, 1e-2), Reduction::Mean).loss_and_grad(&logits, &labels).unwrap();
     assert!(relative(flat.0, ce.0) <= 1e-14 && relative_error(&flat.1, &ce.1) <= 1e-14);
 }
 
@@ -142,7 +156,8 @@ fn mitigation_lowers_the_penalty_on_rarer_classes_and_compensation_raises_it_on_
 #[test]
 fn per_sample_losses_sum_to_the_sum_reduction_and_zero_weights_give_zero() {
     let mut rng = Rng::new(2109);
-    let (state, logits, labels) = (state(&mut rng), rng.logits(BATCH, CLASSES, 2.0), rng.labels(BATCH, CLASSES));
+    let (state, logits, labels) =
+        (state(&mut rng), rng.logits(BATCH, CLASSES, 2.0), rng.labels(BATCH, CLASSES));
     let mut weights = rng.positive(BATCH, 0.5, 2.0);
     weights[3] = 0.0;
     let targets = Targets::labels(&labels).with_sample_weights(&weights);
@@ -209,9 +224,15 @@ fn errors_for<F: Float>() {
     assert_eq!(fail(&loss, &Array2::zeros((0, 3)), Targets::labels(&[0_usize; 0][..])), Error::EmptyBatch);
     assert_eq!(fail(&loss, &Array2::zeros((2, 0)), Targets::labels(&[0, 0])), Error::NoClasses);
     let four = Array2::from_elem((2, 4), F::zero());
-    assert!(matches!(fail(&loss, &four, Targets::labels(&[0, 0])), Error::ShapeMismatch { name: "counts", .. }));
+    assert!(matches!(
+        fail(&loss, &four, Targets::labels(&[0, 0])),
+        Error::ShapeMismatch { name: "counts", .. }
+    ));
     let probs = Array2::from_elem((2, 3), F::from_f64(1.0 / 3.0));
-    assert!(matches!(fail(&loss, &ok, Targets::probs(&probs)), Error::UnsupportedTargets { loss: "SeesawLoss", .. }));
+    assert!(matches!(
+        fail(&loss, &ok, Targets::probs(&probs)),
+        Error::UnsupportedTargets { loss: "SeesawLoss", .. }
+    ));
     assert!(matches!(fail(&loss, &ok, Targets::labels(&[0])), Error::ShapeMismatch { name: "labels", .. }));
     let short = [F::one()];
     let weighted = Targets::labels(&[0, 1]).with_sample_weights(&short[..]);
@@ -219,15 +240,24 @@ fn errors_for<F: Float>() {
     let negative = [F::one(), -F::one()];
     let weighted = Targets::labels(&[0, 1]).with_sample_weights(&negative[..]);
     assert!(matches!(fail(&loss, &ok, weighted), Error::InvalidSampleWeight { row: 1, .. }));
-    assert_eq!(fail(&loss, &ok, Targets::labels(&[0, 3])), Error::LabelOutOfRange { row: 1, label: 3, classes: 3 });
+    assert_eq!(
+        fail(&loss, &ok, Targets::labels(&[0, 3])),
+        Error::LabelOutOfRange { row: 1, label: 3, classes: 3 }
+    );
     let mut nan = ok.clone();
     nan[[1, 2]] = F::nan();
-    assert!(matches!(fail(&loss, &nan, Targets::labels(&[0, 1])), Error::NonFiniteLogit { row: 1, class: 2, .. }));
+    assert!(matches!(
+        fail(&loss, &nan, Targets::labels(&[0, 1])),
+        Error::NonFiniteLogit { row: 1, class: 2, .. }
+    ));
     // With q·log(1/ε) ≈ 0.23·MAX, a logit of 0.9·MAX may overflow once compensated.
     let strong = SeesawLoss::<F>::new(&state).with_q(F::max_value() * F::from_f64(0.05)).unwrap();
     let mut huge = ok.clone();
     huge[[0, 1]] = F::max_value() * F::from_f64(0.9);
-    assert!(matches!(fail(&strong, &huge, Targets::labels(&[0, 1])), Error::NonFiniteLogit { row: 0, class: 1, .. }));
+    assert!(matches!(
+        fail(&strong, &huge, Targets::labels(&[0, 1])),
+        Error::NonFiniteLogit { row: 0, class: 1, .. }
+    ));
     let mut masked = ok.clone();
     masked[[1, 1]] = F::neg_infinity();
     assert_eq!(fail(&loss, &masked, Targets::labels(&[0, 1])), Error::MaskedTarget { row: 1, class: 1 });
@@ -256,5 +286,8 @@ fn builders_reject_parameters_out_of_their_domain() {
     assert_eq!(name(base.clone().with_q(f64::MAX).unwrap_err()), "q");
     assert_eq!(name(base.clone().with_eps(0.0).unwrap_err()), "eps");
     assert_eq!(name(base.clone().with_eps(1.5).unwrap_err()), "eps");
-    assert_eq!(name(SeesawLoss::<f32>::new(&state).with_q(1e37).unwrap().with_eps(1e-30).unwrap_err()), "eps");
+    assert_eq!(
+        name(SeesawLoss::<f32>::new(&state).with_q(1e37).unwrap().with_eps(1e-30).unwrap_err()),
+        "eps"
+    );
 }

@@ -12,10 +12,17 @@ use ndarray::{Array2, s};
 const BATCH: usize = 9;
 const CLASSES: usize = 4;
 /// `(α, β, smooth, γ)`: Dice, recall-leaning, smoothed and focal, Jaccard.
-const SETTINGS: [(f64, f64, f64, f64); 4] = [(0.5, 0.5, 0.0, 1.0), (0.3, 0.7, 0.0, 1.0), (0.7, 0.3, 1.0, 1.5), (1.0, 1.0, 0.0, 2.0)];
+const SETTINGS: [(f64, f64, f64, f64); 4] =
+    [(0.5, 0.5, 0.0, 1.0), (0.3, 0.7, 0.0, 1.0), (0.7, 0.3, 1.0, 1.5), (1.0, 1.0, 0.0, 2.0)];
 
 fn loss<F: Float>(mode: TverskyMode, (alpha, beta, smooth, gamma): (f64, f64, f64, f64)) -> TverskyLoss<F> {
-    TverskyLoss::dice(mode).with_weights(alpha, beta).unwrap().with_smooth(smooth).unwrap().with_gamma(gamma).unwrap()
+    TverskyLoss::dice(mode)
+        .with_weights(alpha, beta)
+        .unwrap()
+        .with_smooth(smooth)
+        .unwrap()
+        .with_gamma(gamma)
+        .unwrap()
 }
 
 /// The loss written out plainly from predictions `p(z)`, targets `y` and weights `s`.
@@ -63,7 +70,8 @@ impl Batch {
     fn new(rng: &mut Rng) -> Self {
         // Class 3 never a label: absent classes count 0 in the mean.
         let labels = (0..BATCH).map(|_| rng.below(CLASSES - 1)).collect();
-        let mut multi_hot = Array2::from_shape_fn((BATCH, CLASSES), |_| if rng.uniform() < 0.4 { 1.0 } else { 0.0 });
+        let mut multi_hot =
+            Array2::from_shape_fn((BATCH, CLASSES), |_| if rng.uniform() < 0.4 { 1.0 } else { 0.0 });
         multi_hot.column_mut(2).fill(0.0);
         let mut weights = rng.positive(BATCH, 0.2, 2.0);
         weights[0] = 0.0;
@@ -73,12 +81,16 @@ impl Batch {
     fn targets(&self, mode: TverskyMode) -> (Targets<'_, f64>, Array2<f64>) {
         match mode {
             TverskyMode::Multiclass => {
-                let y = Array2::from_shape_fn((BATCH, CLASSES), |(i, k)| if self.labels[i] == k { 1.0 } else { 0.0 });
+                let y = Array2::from_shape_fn(
+                    (BATCH, CLASSES),
+                    |(i, k)| if self.labels[i] == k { 1.0 } else { 0.0 },
+                );
                 (Targets::labels(&self.labels).with_sample_weights(&self.weights), y)
             }
-            TverskyMode::Multilabel => {
-                (Targets::multi_hot(&self.multi_hot).with_sample_weights(&self.weights), self.multi_hot.clone())
-            }
+            TverskyMode::Multilabel => (
+                Targets::multi_hot(&self.multi_hot).with_sample_weights(&self.weights),
+                self.multi_hot.clone(),
+            ),
         }
     }
 }
@@ -118,7 +130,8 @@ fn f32_agrees_with_f64() {
                 TverskyMode::Multilabel => Targets::multi_hot(&multi_hot),
             }
             .with_sample_weights(&weights);
-            let (l32, g32) = loss::<f32>(mode, setting).loss_and_grad(&logits.mapv(|v| v as f32), targets32).unwrap();
+            let (l32, g32) =
+                loss::<f32>(mode, setting).loss_and_grad(&logits.mapv(|v| v as f32), targets32).unwrap();
             assert!(relative(f64::from(l32), l64) <= 1e-5, "{mode:?} {setting:?}");
             assert!(relative_error(&g32.mapv(f64::from), &g64) <= 1e-5, "{mode:?} {setting:?}");
         }
@@ -160,7 +173,10 @@ fn per_sample_losses_add_up_to_the_sum_which_is_the_weight_times_the_mean() {
             TverskyMode::Multilabel => Targets::multi_hot(&batch.multi_hot),
         }
         .with_sample_weights(&zero[..]);
-        assert_eq!(mean.loss_and_grad(&batch.logits, none.clone()).unwrap(), (0.0, Array2::zeros((BATCH, CLASSES))));
+        assert_eq!(
+            mean.loss_and_grad(&batch.logits, none.clone()).unwrap(),
+            (0.0, Array2::zeros((BATCH, CLASSES)))
+        );
         assert!(mean.per_sample_loss(&batch.logits, none).unwrap().iter().all(|&l| l == 0.0));
     }
 }
@@ -174,19 +190,25 @@ fn merged_statistics_give_every_worker_the_global_loss_and_its_share_of_the_grad
         let tversky = loss::<f64>(mode, SETTINGS[1]);
         let (whole, whole_grad) = tversky.loss_and_grad(&batch.logits, targets).unwrap();
         let (top, bottom) = (batch.logits.slice(s![..4, ..]), batch.logits.slice(s![4.., ..]));
-        let part = |rows: std::ops::Range<usize>| match mode {
-            TverskyMode::Multiclass => Targets::labels(&batch.labels[rows.clone()]),
-            TverskyMode::Multilabel => Targets::multi_hot(batch.multi_hot.slice(s![rows.clone(), ..])),
-        }
-        .with_sample_weights(&batch.weights[rows]);
+        let part = |rows: std::ops::Range<usize>| {
+            match mode {
+                TverskyMode::Multiclass => Targets::labels(&batch.labels[rows.clone()]),
+                TverskyMode::Multilabel => Targets::multi_hot(batch.multi_hot.slice(s![rows.clone(), ..])),
+            }
+            .with_sample_weights(&batch.weights[rows])
+        };
         let mut stats = tversky.stats(&top, part(0..4)).unwrap();
         stats.merge(&tversky.stats(&bottom, part(4..BATCH)).unwrap()).unwrap();
         let mut grad_top = Array2::zeros((4, CLASSES));
         let mut grad_bottom = Array2::zeros((BATCH - 4, CLASSES));
         let a = tversky.loss_and_grad_with_stats_into(&top, part(0..4), &stats, &mut grad_top).unwrap();
-        let b = tversky.loss_and_grad_with_stats_into(&bottom, part(4..BATCH), &stats, &mut grad_bottom).unwrap();
+        let b =
+            tversky.loss_and_grad_with_stats_into(&bottom, part(4..BATCH), &stats, &mut grad_bottom).unwrap();
         assert!(relative(a, whole) <= 1e-14 && relative(b, whole) <= 1e-14);
-        assert!(relative_error(&ndarray::concatenate![ndarray::Axis(0), grad_top, grad_bottom], &whole_grad) <= 1e-14);
+        assert!(
+            relative_error(&ndarray::concatenate![ndarray::Axis(0), grad_top, grad_bottom], &whole_grad)
+                <= 1e-14
+        );
     }
 }
 
@@ -206,10 +228,18 @@ fn the_statistics_validate_their_parts() {
         assert!(matches!(err, Error::InvalidParameter { name, .. } if name == culprit), "{err}");
     }
     let mut stats = TverskyStats::new(2);
-    assert!(matches!(stats.merge(&TverskyStats::new(3)).unwrap_err(), Error::ShapeMismatch { name: "stats", .. }));
+    assert!(matches!(
+        stats.merge(&TverskyStats::new(3)).unwrap_err(),
+        Error::ShapeMismatch { name: "stats", .. }
+    ));
     let mut grad = Array2::zeros((1, 2));
     let err = TverskyLoss::multiclass()
-        .loss_and_grad_with_stats_into(&ndarray::array![[0.0_f64, 1.0]], &[0], &TverskyStats::new(3), &mut grad)
+        .loss_and_grad_with_stats_into(
+            &ndarray::array![[0.0_f64, 1.0]],
+            &[0],
+            &TverskyStats::new(3),
+            &mut grad,
+        )
         .unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { name: "stats", .. }));
 }
@@ -235,19 +265,31 @@ fn errors_for<F: Float>() {
     for mode in MODES {
         let loss = TverskyLoss::<F>::dice(mode);
         let ok = Array2::from_elem((2, 3), F::zero());
-        assert_eq!(fail(&loss, &Array2::zeros((0, 3)), Targets::labels(&[0_usize; 0][..])), Error::EmptyBatch);
+        assert_eq!(
+            fail(&loss, &Array2::zeros((0, 3)), Targets::labels(&[0_usize; 0][..])),
+            Error::EmptyBatch
+        );
         assert_eq!(fail(&loss, &Array2::zeros((2, 0)), Targets::labels(&[0, 0])), Error::NoClasses);
-        assert!(matches!(fail(&loss, &ok, Targets::labels(&[0])), Error::ShapeMismatch { name: "labels", .. }));
+        assert!(matches!(
+            fail(&loss, &ok, Targets::labels(&[0])),
+            Error::ShapeMismatch { name: "labels", .. }
+        ));
         let short = [F::one()];
         let weighted = Targets::labels(&[0, 1]).with_sample_weights(&short[..]);
         assert!(matches!(fail(&loss, &ok, weighted), Error::ShapeMismatch { name: "sample_weights", .. }));
         let negative = [-F::one(), F::one()];
         let weighted = Targets::labels(&[0, 1]).with_sample_weights(&negative[..]);
         assert!(matches!(fail(&loss, &ok, weighted), Error::InvalidSampleWeight { row: 0, .. }));
-        assert_eq!(fail(&loss, &ok, Targets::labels(&[0, 3])), Error::LabelOutOfRange { row: 1, label: 3, classes: 3 });
+        assert_eq!(
+            fail(&loss, &ok, Targets::labels(&[0, 3])),
+            Error::LabelOutOfRange { row: 1, label: 3, classes: 3 }
+        );
         let mut nan = ok.clone();
         nan[[1, 0]] = F::nan();
-        assert!(matches!(fail(&loss, &nan, Targets::labels(&[0, 1])), Error::NonFiniteLogit { row: 1, class: 0, .. }));
+        assert!(matches!(
+            fail(&loss, &nan, Targets::labels(&[0, 1])),
+            Error::NonFiniteLogit { row: 1, class: 0, .. }
+        ));
         let mut masked = ok.clone();
         masked[[0, 0]] = F::neg_infinity();
         assert_eq!(fail(&loss, &masked, Targets::labels(&[0, 1])), Error::MaskedTarget { row: 0, class: 0 });
@@ -261,18 +303,33 @@ fn errors_for<F: Float>() {
     let probs = Array2::from_elem((2, 3), F::from_f64(0.25));
     assert!(matches!(fail(&multiclass, &ok, Targets::probs(&probs)), Error::TargetSum { row: 0, .. }));
     let negative = ndarray::array![[1.25, -0.25, 0.0], [0.5, 0.5, 0.0]].mapv(F::from_f64);
-    assert!(matches!(fail(&multiclass, &ok, Targets::probs(&negative)), Error::InvalidTarget { row: 0, class: 1, .. }));
+    assert!(matches!(
+        fail(&multiclass, &ok, Targets::probs(&negative)),
+        Error::InvalidTarget { row: 0, class: 1, .. }
+    ));
     let multi_hot = Array2::from_elem((2, 3), F::one());
-    assert!(matches!(fail(&multiclass, &ok, Targets::multi_hot(&multi_hot)), Error::UnsupportedTargets { loss: "TverskyLoss", .. }));
+    assert!(matches!(
+        fail(&multiclass, &ok, Targets::multi_hot(&multi_hot)),
+        Error::UnsupportedTargets { loss: "TverskyLoss", .. }
+    ));
     // Multilabel: targets in [0, 1], multi-hot ones 0 or 1.
     let multilabel = TverskyLoss::<F>::multilabel();
     let mut soft = Array2::from_elem((2, 3), F::from_f64(0.5));
     soft[[1, 2]] = F::from_f64(1.5);
-    assert!(matches!(fail(&multilabel, &ok, Targets::probs(&soft)), Error::TargetOutOfRange { row: 1, class: 2, .. }));
+    assert!(matches!(
+        fail(&multilabel, &ok, Targets::probs(&soft)),
+        Error::TargetOutOfRange { row: 1, class: 2, .. }
+    ));
     let mut hot = Array2::from_elem((2, 3), F::zero());
     hot[[0, 1]] = F::from_f64(0.5);
-    assert!(matches!(fail(&multilabel, &ok, Targets::multi_hot(&hot)), Error::TargetOutOfRange { row: 0, class: 1, .. }));
-    assert!(matches!(fail(&multilabel, &ok, Targets::multi_hot(&hot.slice(s![.., ..2]))), Error::ShapeMismatch { name: "targets", .. }));
+    assert!(matches!(
+        fail(&multilabel, &ok, Targets::multi_hot(&hot)),
+        Error::TargetOutOfRange { row: 0, class: 1, .. }
+    ));
+    assert!(matches!(
+        fail(&multilabel, &ok, Targets::multi_hot(hot.slice(s![.., ..2]))),
+        Error::ShapeMismatch { name: "targets", .. }
+    ));
 }
 
 #[test]

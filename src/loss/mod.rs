@@ -1,13 +1,16 @@
 //! The losses over `[B, K]` logit batches, each with its analytic gradient with respect to the logits
-//! (exact, except that the smooth-F1 losses hold the batch's F1 constant).
+//! (exact, except that the smooth-F1 losses hold the batch's F1 constant and the Seesaw loss its
+//! compensation factor, as their references do).
 //!
 //! [`SoftmaxLoss`] is the softmax family (cross-entropy, logit-adjusted, class-weighted, focal,
 //! label smoothing, probability targets, per-sample weights) in one fused kernel. Beside it:
 //! the binary losses over `[B]` logits ([`SigmoidLoss`], [`BinarySmoothF1Loss`]), the smooth-F1
 //! softmax loss with its mergeable [`F1Stats`] ([`SmoothF1Loss`]), the multi-label [`ZlprLoss`] and
 //! [`AsymmetricLoss`],
-//! the margin losses [`LdamLoss`] and [`PairwiseMarginLoss`], and the cross-entropy variants on
-//! transformed logits [`VsLoss`] (vector scaling) and [`Poly1Loss`].
+//! the margin losses [`LdamLoss`] and [`PairwiseMarginLoss`], the cross-entropy variants on
+//! transformed logits [`VsLoss`] (vector scaling) and [`Poly1Loss`], the stateful losses
+//! [`SeesawLoss`] and [`EqlV2Loss`] with their running [`SeesawState`] and [`EqlV2State`], and the
+//! batch-statistic [`TverskyLoss`] with its mergeable [`TverskyStats`].
 
 mod asymmetric;
 mod binary_rows;

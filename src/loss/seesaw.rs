@@ -189,7 +189,12 @@ impl SeesawState {
                 Ok(())
             }
             None => {
-                let k = self.counts.iter().zip(batch).position(|(&a, &b)| a.checked_add(b).is_none()).unwrap_or(0);
+                let k = self
+                    .counts
+                    .iter()
+                    .zip(batch)
+                    .position(|(&a, &b)| a.checked_add(b).is_none())
+                    .unwrap_or(0);
                 Err(Error::InvalidParameter {
                     name: "counts",
                     index: Some(k),
@@ -546,10 +551,12 @@ impl<F: Float> MarginRow<F> for SeesawLoss<F> {
         };
         let log_norm = lse.max + lse.ln_total;
         let own = (z[y] - log_norm).max(self.log_eps);
-        let zero = F::zero();
-        for (j, (out, &zj)) in scratch.iter_mut().zip(z).enumerate() {
+        let (zero, log_own_count) = (F::zero(), self.log_counts[y]);
+        // Branch-free over the classes, so that it vectorises.
+        for ((out, &zj), &log_count) in scratch.iter_mut().zip(z).zip(&self.log_counts) {
+            let mitigation = self.p * (log_count - log_own_count).min(zero);
             let compensation = self.q * ((zj - log_norm) - own).max(zero);
-            *out = zj + self.log_mitigation(y, j) + compensation;
+            *out = zj + mitigation + compensation;
         }
         scratch[y] = z[y];
         let lse = shifted_exp::<F, FMA>(scratch, None, grad);
@@ -558,7 +565,11 @@ impl<F: Float> MarginRow<F> for SeesawLoss<F> {
 }
 
 fn non_negative<F: Float>(name: &'static str, value: F) -> Result<F> {
-    if value.is_finite() && value >= F::zero() { Ok(value) } else { Err(invalid(name, value, "finite and >= 0")) }
+    if value.is_finite() && value >= F::zero() {
+        Ok(value)
+    } else {
+        Err(invalid(name, value, "finite and >= 0"))
+    }
 }
 
 fn invalid<F: Float>(name: &'static str, value: F, expected: &'static str) -> Error {

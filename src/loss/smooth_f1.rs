@@ -581,7 +581,8 @@ impl<F: Float, S: SoftmaxSums> Kernel for StatsRows<'_, '_, F, S> {
     fn run<const FMA: bool>(self) -> S {
         let StatsRows { logits, targets, .. } = self;
         let k = logits.ncols();
-        let mut visitor = StatsVisitor::<F, S, FMA> { targets, stats: S::empty(k), y_buf: vec![F::zero(); k] };
+        let mut visitor =
+            StatsVisitor::<F, S, FMA> { targets, stats: S::empty(k), y_buf: vec![F::zero(); k] };
         visit_rows(logits, None, &mut visitor);
         visitor.stats
     }

@@ -438,11 +438,16 @@ impl<F: Float> TverskyLoss<F> {
     }
 
     /// Validates a batch in the documented order.
-    fn check(&self, logits: &ArrayRef2<F>, targets: &Targets<'_, F>, outputs: &[OutputShape<'_>]) -> Result<()> {
+    fn check(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        outputs: &[OutputShape<'_>],
+    ) -> Result<()> {
         match self.mode {
-            TverskyMode::Multiclass => {
-                SoftmaxLoss::<F>::cross_entropy().check_batch("TverskyLoss", logits, targets, outputs).map(drop)
-            }
+            TverskyMode::Multiclass => SoftmaxLoss::<F>::cross_entropy()
+                .check_batch("TverskyLoss", logits, targets, outputs)
+                .map(drop),
             TverskyMode::Multilabel => {
                 batch_dims(logits)?;
                 one_vs_rest::check_batch(logits, targets, outputs, MultiHotOnly, None)
@@ -491,10 +496,17 @@ impl<F: Float> TverskyLoss<F> {
             .collect();
         let loss = mean.powf(self.gamma);
         let outer = if self.gamma == 1.0 { 1.0 } else { self.gamma * mean.powf(self.gamma - 1.0) };
-        let (a, b): (Vec<f64>, Vec<f64>) =
-            parts.iter().map(|&(present, d_tp, d_p)| (-outer * present / k * d_tp, -outer * present / k * d_p)).unzip();
+        let (a, b): (Vec<f64>, Vec<f64>) = parts
+            .iter()
+            .map(|&(present, d_tp, d_p)| (-outer * present / k * d_tp, -outer * present / k * d_p))
+            .unzip();
         let c = (0..stats.classes()).map(|j| a[j] * tp[j] + b[j] * (tp[j] + fp[j])).sum();
-        Coefficients { a: a.into_iter().map(F::from_f64).collect(), b: b.into_iter().map(F::from_f64).collect(), loss, c }
+        Coefficients {
+            a: a.into_iter().map(F::from_f64).collect(),
+            b: b.into_iter().map(F::from_f64).collect(),
+            loss,
+            c,
+        }
     }
 
     /// The reduced loss of a validated batch under `stats`, its gradient into `grad_out` if given.

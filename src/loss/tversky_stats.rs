@@ -60,7 +60,12 @@ impl TverskyStats {
     /// ```
     pub fn new(classes: usize) -> Self {
         let zeros = vec![0.0; classes];
-        Self { true_positive: zeros.clone(), false_positive: zeros.clone(), false_negative: zeros, weight: 0.0 }
+        Self {
+            true_positive: zeros.clone(),
+            false_positive: zeros.clone(),
+            false_negative: zeros,
+            weight: 0.0,
+        }
     }
 
     /// Statistics from their sums, e.g. after an all-reduce.
@@ -94,15 +99,27 @@ impl TverskyStats {
         check_shape("false_positive", &[true_positive.len()], &[false_positive.len()])?;
         check_shape("false_negative", &[true_positive.len()], &[false_negative.len()])?;
         let valid = |v: f64| v.is_finite() && v >= 0.0;
-        for (name, sums) in
-            [("true_positive", &true_positive), ("false_positive", &false_positive), ("false_negative", &false_negative)]
-        {
+        for (name, sums) in [
+            ("true_positive", &true_positive),
+            ("false_positive", &false_positive),
+            ("false_negative", &false_negative),
+        ] {
             if let Some(k) = sums.iter().position(|&v| !valid(v)) {
-                return Err(Error::InvalidParameter { name, index: Some(k), value: sums[k], expected: "finite and >= 0" });
+                return Err(Error::InvalidParameter {
+                    name,
+                    index: Some(k),
+                    value: sums[k],
+                    expected: "finite and >= 0",
+                });
             }
         }
         if !valid(weight) {
-            return Err(Error::InvalidParameter { name: "weight", index: None, value: weight, expected: "finite and >= 0" });
+            return Err(Error::InvalidParameter {
+                name: "weight",
+                index: None,
+                value: weight,
+                expected: "finite and >= 0",
+            });
         }
         Ok(Self { true_positive, false_positive, false_negative, weight })
     }
@@ -207,7 +224,8 @@ impl TverskyStats {
         (0..self.classes())
             .map(|k| {
                 let tp = self.true_positive[k];
-                (tp + smooth) / (tp + alpha * self.false_positive[k] + beta * self.false_negative[k] + smooth).max(eps)
+                (tp + smooth)
+                    / (tp + alpha * self.false_positive[k] + beta * self.false_negative[k] + smooth).max(eps)
             })
             .collect()
     }
