@@ -1,6 +1,7 @@
 //! Imbalance-aware classification losses over `ndarray` batches, each returning its value **and
 //! its analytic gradient with respect to the logits**, for `f32` and `f64`: the exact gradient
-//! for every loss but the smooth-F1 ones, whose gradient holds the batch's F1 constant.
+//! for every loss but the smooth-F1 ones, whose gradient holds the batch's F1 constant, and the
+//! Seesaw loss, whose gradient holds its compensation factor constant (as their references do).
 //!
 //! Long-tailed data has a few frequent classes and many rare ones. The losses here account for the
 //! class prior `π`: logit adjustment (`z + τ·log π`), class weights, focal modulation, label

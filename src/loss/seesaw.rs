@@ -1,7 +1,7 @@
 //! Seesaw loss: softmax cross-entropy whose negative logits are shifted by a mitigation factor from
 //! the cumulative class counts and a compensation factor from the probabilities.
 
-use ndarray::{ArrayRef2, ArrayView1};
+use ndarray::ArrayRef2;
 
 use super::Reduction;
 use super::hard_labels::{LabelledBatch, MarginRow};
@@ -116,7 +116,7 @@ impl SeesawState {
     /// See [`SeesawState`].
     pub fn update<'a>(&mut self, labels: impl Into<Labels<'a>>) -> Result<()> {
         let labels = labels.into();
-        let labels: ArrayView1<'_, usize> = labels.view();
+        let labels = labels.view();
         let classes = self.counts.len();
         if let Some(row) = labels.iter().position(|&y| y >= classes) {
             return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
@@ -182,27 +182,17 @@ impl SeesawState {
 
     /// Adds `batch` (length `K`) to the counts, all or nothing.
     fn add(&mut self, batch: &[u64]) -> Result<()> {
-        let sums: Option<Vec<u64>> = self.counts.iter().zip(batch).map(|(&a, &b)| a.checked_add(b)).collect();
-        match sums {
-            Some(sums) => {
-                self.counts = sums;
-                Ok(())
-            }
-            None => {
-                let k = self
-                    .counts
-                    .iter()
-                    .zip(batch)
-                    .position(|(&a, &b)| a.checked_add(b).is_none())
-                    .unwrap_or(0);
-                Err(Error::InvalidParameter {
-                    name: "counts",
-                    index: Some(k),
-                    value: self.counts[k] as f64 + batch[k] as f64,
-                    expected: "a cumulative count that fits in u64",
-                })
-            }
+        let mut sums = self.counts.clone();
+        for (k, (sum, &n)) in sums.iter_mut().zip(batch).enumerate() {
+            *sum = sum.checked_add(n).ok_or(Error::InvalidParameter {
+                name: "counts",
+                index: Some(k),
+                value: *sum as f64 + n as f64,
+                expected: "a cumulative count that fits in u64",
+            })?;
         }
+        self.counts = sums;
+        Ok(())
     }
 }
 

@@ -578,31 +578,37 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
     fn run<const FMA: bool>(self) {
         let Rows { mode, logits, targets, coefficients, scale, w, grad, mut losses } = self;
         let Coefficients { a, b, loss, c } = coefficients;
-        let mut y_buf = vec![F::zero(); logits.ncols()];
-        let mut slopes = vec![F::zero(); logits.ncols()];
+        let classes = logits.ncols();
+        let (mut y_buf, mut slopes, mut complements) =
+            (vec![F::zero(); classes], vec![F::zero(); classes], vec![F::zero(); classes]);
         let zero = F::zero();
         visit_rows(logits, Some(grad), &mut |i: usize, z: &[F], out: &mut [F]| {
             let s = targets.sample_weight(i);
-            let y = target_row(targets, i, &mut y_buf);
-            // out holds p, slopes ∂L/∂p (unscaled); dot = Σ_k p_k·∂L/∂p_k.
-            let lse = match mode {
-                TverskyMode::Multiclass => row_lse::<F, FMA>(out, ExpArgs::Logits(z)),
-                TverskyMode::Multilabel => None,
-            };
-            match (mode, lse) {
-                (TverskyMode::Multiclass, Some(lse)) => out.iter_mut().for_each(|e| *e *= lse.inv_total),
-                (TverskyMode::Multiclass, None) => out.fill(zero), // fully masked, ignored row
-                (TverskyMode::Multilabel, _) => {
-                    out.iter_mut().zip(z).for_each(|(p, &z)| *p = Logistic::of::<FMA>(z).sigmoid_pos)
+            if s == zero {
+                out.fill(zero);
+                if let Some(losses) = losses.as_mut() {
+                    losses[i] = zero;
+                }
+                return;
+            }
+            // out: p; complements: 1 − p (multilabel); slopes: ∂L/∂p.
+            match mode {
+                TverskyMode::Multiclass => match row_lse::<F, FMA>(out, ExpArgs::Logits(z)) {
+                    Some(lse) => out.iter_mut().for_each(|e| *e *= lse.inv_total),
+                    None => out.fill(zero), // a fully masked row (validated: it has no target mass)
+                },
+                TverskyMode::Multilabel => {
+                    for ((p, q), &z) in out.iter_mut().zip(complements.iter_mut()).zip(z) {
+                        let logistic = Logistic::of::<FMA>(z);
+                        (*p, *q) = (logistic.sigmoid_pos, logistic.sigmoid_neg);
+                    }
                 }
             }
-            let mut dot = 0.0;
+            let y = target_row(targets, i, &mut y_buf);
             for ((g, &y), (&a, &b)) in slopes.iter_mut().zip(y).zip(a.iter().zip(b)) {
-                *g = if s > zero { s * (a * y + b) } else { zero };
+                *g = s * (a * y + b);
             }
-            for (&p, &g) in out.iter().zip(slopes.iter()) {
-                dot += (p * g).as_f64();
-            }
+            let dot: f64 = out.iter().zip(slopes.iter()).map(|(&p, &g)| (p * g).as_f64()).sum();
             if let Some(losses) = losses.as_mut() {
                 let s = s.as_f64();
                 losses[i] = F::from_f64(s * loss + w * dot - s * c);
@@ -612,10 +618,10 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
                     let dot = F::from_f64(dot);
                     out.iter_mut().zip(slopes.iter()).for_each(|(p, &g)| *p = scale * *p * (g - dot));
                 }
-                TverskyMode::Multilabel => out
-                    .iter_mut()
-                    .zip(slopes.iter().zip(z))
-                    .for_each(|(p, (&g, &z))| *p = scale * g * *p * Logistic::of::<FMA>(z).sigmoid_neg),
+                TverskyMode::Multilabel => {
+                    let rows = slopes.iter().zip(complements.iter());
+                    out.iter_mut().zip(rows).for_each(|(p, (&g, &q))| *p = scale * g * *p * q);
+                }
             }
         });
     }
