@@ -5,7 +5,7 @@ use core::marker::PhantomData;
 use ndarray::{ArrayRef1, ArrayRef2};
 
 use super::Reduction;
-use super::binary_rows::Logistic;
+use super::binary_rows::sigmoids;
 use super::contract::Loss;
 use super::one_vs_rest::{self, LabelSets::MultiHotOnly};
 use super::smooth_f1::{SoftmaxSums, local_stats, target_row};
@@ -459,19 +459,7 @@ impl<F: Float> TverskyLoss<F> {
     fn local_stats(&self, logits: &ArrayRef2<F>, targets: &Targets<'_, F>) -> TverskyStats {
         match self.mode {
             TverskyMode::Multiclass => local_stats(logits, targets),
-            TverskyMode::Multilabel => {
-                let mut stats = TverskyStats::new(logits.ncols());
-                let mut y_buf = vec![F::zero(); logits.ncols()];
-                for (i, z) in logits.rows().into_iter().enumerate() {
-                    let s = targets.sample_weight(i).as_f64();
-                    stats.add_weight(s);
-                    let y = target_row(targets, i, &mut y_buf);
-                    for (k, (&z, &y)) in z.iter().zip(y).enumerate() {
-                        stats.add(k, s, y.as_f64(), sigmoid(z.as_f64()));
-                    }
-                }
-                stats
-            }
+            TverskyMode::Multilabel => dispatch(SigmoidStats { logits, targets }),
         }
     }
 
@@ -552,6 +540,32 @@ impl<F: Float> TverskyLoss<F> {
     }
 }
 
+/// The statistics of a validated multilabel batch, run by [`dispatch`] for the CPU's instruction
+/// set.
+struct SigmoidStats<'a, 't, F> {
+    logits: &'a ArrayRef2<F>,
+    targets: &'a Targets<'t, F>,
+}
+
+impl<F: Float> Kernel for SigmoidStats<'_, '_, F> {
+    type Output = TverskyStats;
+    #[inline(always)]
+    fn run<const FMA: bool>(self) -> TverskyStats {
+        let SigmoidStats { logits, targets } = self;
+        let mut stats = TverskyStats::new(logits.ncols());
+        let mut y_buf = vec![F::zero(); logits.ncols()];
+        for (i, z) in logits.rows().into_iter().enumerate() {
+            let s = targets.sample_weight(i).as_f64();
+            stats.add_weight(s);
+            let y = target_row(targets, i, &mut y_buf);
+            for (k, (&z, &y)) in z.iter().zip(y).enumerate() {
+                stats.add(k, s, y.as_f64(), sigmoids::<F, FMA>(z).0.as_f64());
+            }
+        }
+        stats
+    }
+}
+
 /// The per-class coefficients of a batch's gradient (see [`TverskyLoss::coefficients`]).
 struct Coefficients<F> {
     a: Vec<F>,
@@ -599,8 +613,7 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
                 },
                 TverskyMode::Multilabel => {
                     for ((p, q), &z) in out.iter_mut().zip(complements.iter_mut()).zip(z) {
-                        let logistic = Logistic::of::<FMA>(z);
-                        (*p, *q) = (logistic.sigmoid_pos, logistic.sigmoid_neg);
+                        (*p, *q) = sigmoids::<F, FMA>(z);
                     }
                 }
             }
@@ -682,11 +695,6 @@ impl<F: Float> Loss<F> for TverskyLoss<F> {
     fn reduction(&self) -> Reduction {
         self.reduction
     }
-}
-
-/// `σ(x)` without overflow.
-fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 { 1.0 / (1.0 + (-x).exp()) } else { x.exp() / (1.0 + x.exp()) }
 }
 
 fn non_negative(name: &'static str, value: f64) -> Result<f64> {
