@@ -518,12 +518,12 @@ impl<F: Float> TverskyLoss<F> {
         }
         let coefficients = self.coefficients(stats);
         if let Some(grad) = grad_out {
-            self.rows(logits, targets, &coefficients, F::from_f64(scale), 0.0, grad, None);
+            self.rows(logits, targets, &coefficients, F::from_f64(scale), 0.0, Some(grad), None);
         }
         F::from_f64(scale * coefficients.loss)
     }
 
-    /// Runs the rows: `scale·∂L/∂z_i` into `grad`, and `ℓ_i` into `losses` if given (`w` the
+    /// Runs the rows: `scale·∂L/∂z_i` into `grad` and `ℓ_i` into `losses`, each if given (`w` the
     /// statistics' total weight).
     #[allow(clippy::too_many_arguments)] // the batch, its coefficients and the two outputs
     fn rows(
@@ -533,7 +533,7 @@ impl<F: Float> TverskyLoss<F> {
         coefficients: &Coefficients<F>,
         scale: F,
         w: f64,
-        grad: &mut ArrayRef2<F>,
+        grad: Option<&mut ArrayRef2<F>>,
         losses: Option<&mut ArrayRef1<F>>,
     ) {
         dispatch(Rows { mode: self.mode, logits, targets, coefficients, scale, w, grad, losses });
@@ -582,7 +582,7 @@ struct Rows<'a, 't, F> {
     coefficients: &'a Coefficients<F>,
     scale: F,
     w: f64,
-    grad: &'a mut ArrayRef2<F>,
+    grad: Option<&'a mut ArrayRef2<F>>,
     losses: Option<&'a mut ArrayRef1<F>>,
 }
 
@@ -596,7 +596,7 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
         let (mut y_buf, mut slopes, mut complements) =
             (vec![F::zero(); classes], vec![F::zero(); classes], vec![F::zero(); classes]);
         let zero = F::zero();
-        visit_rows(logits, Some(grad), &mut |i: usize, z: &[F], out: &mut [F]| {
+        visit_rows(logits, grad, &mut |i: usize, z: &[F], out: &mut [F]| {
             let s = targets.sample_weight(i);
             if s == zero {
                 out.fill(zero);
@@ -674,21 +674,15 @@ impl<F: Float> Loss<F> for TverskyLoss<F> {
         self.check(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
         let stats = self.local_stats(logits, targets);
         let w = stats.weight();
-        let coefficients = self.coefficients(&stats);
-        let mut scratch;
-        let grad = match grad_out {
-            Some(grad) => grad,
-            None => {
-                scratch = ndarray::Array2::zeros(logits.raw_dim());
-                &mut scratch
-            }
-        };
         if w == 0.0 {
-            grad.fill(F::zero());
+            if let Some(grad) = grad_out {
+                grad.fill(F::zero());
+            }
             losses_out.fill(F::zero());
             return Ok(());
         }
-        self.rows(logits, targets, &coefficients, F::from_f64(w), w, grad, Some(losses_out));
+        let coefficients = self.coefficients(&stats);
+        self.rows(logits, targets, &coefficients, F::from_f64(w), w, grad_out, Some(losses_out));
         Ok(())
     }
 
