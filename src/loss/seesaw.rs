@@ -217,7 +217,8 @@ impl SeesawState {
 ///
 /// mmdet's `SeesawLoss` classifier also has an objectness pair of logits (foreground or
 /// background, a second cross-entropy) for detection; that is not part of this loss, which is the
-/// classification term on the foreground classes (`K` logits, labels `0..K`).
+/// classification term on the foreground classes (`K` logits, labels `0..K`), as mmpretrain's
+/// `SeesawLoss` for classification has it.
 ///
 /// # Gradient
 ///
@@ -272,7 +273,8 @@ impl SeesawState {
 /// - J. Wang, W. Zhang, Y. Zang, Y. Cao, J. Pang, T. Gong, K. Chen, Z. Liu, C. C. Loy, D. Lin,
 ///   "Seesaw Loss for Long-Tailed Instance Segmentation", CVPR 2021, arXiv:2008.10032.
 /// - Reference implementation: mmdet `mmdet/models/losses/seesaw_loss.py` (`seesaw_ce_loss`,
-///   `SeesawLoss`); mmpretrain has the same loss.
+///   `SeesawLoss`); mmpretrain `mmpretrain/models/losses/seesaw_loss.py` (the same, without the
+///   objectness branch).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeesawLoss<F> {
     /// `log max(N_k, 1)`.

@@ -12,7 +12,8 @@ state and the order of its update are part of what is checked.
   ``SeesawLoss.forward`` from mmdet (``mmdet/models/losses/seesaw_loss.py``;
   Wang et al., CVPR 2021).  Changes: CPU instead of ``.cuda()``; the
   objectness branch (two extra logits and their cross-entropy) is left out, so
-  every logit is a foreground class and ``cum_samples`` has ``K`` entries;
+  every logit is a foreground class and ``cum_samples`` has ``K`` entries
+  (as in mmpretrain's ``SeesawLoss``, which is the same without that branch);
   ``weight_reduce_loss`` is inlined (``loss * label_weights``, then
   ``mean``/``sum``/``none``); ``cum_samples`` is float64 (the reference's
   buffer is float32, whose count ratios carry float32 rounding).  Each step counts its labels into
