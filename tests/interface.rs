@@ -353,3 +353,38 @@ fn targets_are_taken_by_value_or_by_reference_as_logits_are() {
         assert_eq!(result.unwrap(), expected);
     }
 }
+
+#[test]
+fn every_loss_on_column_major_logits_and_buffers_gives_what_row_major_ones_give() {
+    use ndarray::ShapeBuilder;
+    let batch = Batch::new(9);
+    let column_major = |a: &Array2<f64>| {
+        let mut out = Array2::zeros(a.raw_dim().f());
+        out.assign(a);
+        out
+    };
+    let logits = column_major(&batch.logits);
+    assert!(logits.as_slice().is_none());
+    for case in every_loss::<f64>(Reduction::Mean) {
+        for &kind in case.kinds {
+            let (value, grad) = batch.with(kind, true, |z, t| case.loss.loss_and_grad(z, t)).unwrap();
+            let (losses, grads) =
+                batch.with(kind, true, |z, t| case.loss.per_sample_loss_and_grad(z, t)).unwrap();
+            let mut strided_grad = column_major(&Array2::from_elem(grad.raw_dim(), f64::NAN));
+            let strided_value = batch
+                .with(kind, true, |_, t| case.loss.loss_into(&logits, &t, Some(&mut strided_grad)))
+                .unwrap();
+            assert!(relative(strided_value, value) <= 1e-14, "{} {kind:?}", case.name);
+            assert!(relative_error(&strided_grad, &grad) <= 1e-14, "{} {kind:?}", case.name);
+            let (mut strided_losses, mut strided_grads) =
+                (Array1::from_elem(6, f64::NAN), column_major(&Array2::from_elem(grad.raw_dim(), f64::NAN)));
+            batch
+                .with(kind, true, |_, t| {
+                    case.loss.per_sample_into(&logits, &t, &mut strided_losses, Some(&mut strided_grads))
+                })
+                .unwrap();
+            let close = strided_losses.iter().zip(&losses).all(|(a, b)| relative(*a, *b) <= 1e-14);
+            assert!(close && relative_error(&strided_grads, &grads) <= 1e-14, "{} {kind:?}", case.name);
+        }
+    }
+}
