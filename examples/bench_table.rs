@@ -1,10 +1,10 @@
 //! Prints ns per logit element of every loss of the crate (loss + gradient, mean reduction) and
 //! its ratio to the copy floor (read the logits once, write the gradient once), measured in the
 //! same run, for f32 and f64 at the benchmark shapes: one table of the softmax family, one of the
-//! other losses. The binary losses (sigmoid, binary smooth F1) see the `B × K` logits as one
-//! `[B·K]` vector with the multi-hot targets flattened, so every cell has `B·K` elements; ZLPR
-//! takes multi-hot targets with a few positives per row, the others labels. The pairwise margin
-//! loss stores `K × K` margins, so its cells past 1000 classes stay empty.
+//! other losses. The one-vs-rest and multi-label losses (sigmoid, binary smooth F1, ZLPR, ASL,
+//! EQL v2, multilabel Tversky) take multi-hot targets with a few positives per row, the others
+//! labels; every cell has `B·K` elements. The pairwise margin loss stores `K × K` margins, so its
+//! cells past 1000 classes stay empty.
 //!
 //! ```text
 //! cargo run --release --example bench_table                  # median of 31 runs per cell (≥ 7 within ~1 s)
