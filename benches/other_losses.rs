@@ -1,8 +1,9 @@
 //! Loss + gradient (`_into`) of the crate's other losses against the same memory floor as
-//! `softmax_loss`: a copy of the logits into the gradient buffer, measured in the same run. The
-//! binary losses see the `B × K` logits as one `[B·K]` vector, so every cell has `B·K` elements;
-//! ZLPR takes multi-hot targets with a few positives per row, the others labels. The pairwise
-//! margin loss runs only up to 1000 classes (it stores `K × K` margins).
+//! `softmax_loss`: a copy of the logits into the gradient buffer, measured in the same run. Every
+//! cell has `B·K` elements; the one-vs-rest and multi-label losses (sigmoid, binary smooth F1,
+//! ZLPR, ASL, EQL v2, multilabel Tversky) take multi-hot targets with a few positives per row, the
+//! others labels. The pairwise margin loss runs only up to 1000 classes (it stores `K × K`
+//! margins).
 //!
 //! `cargo bench --bench other_losses` (add `-- --warm-up-time 1 --measurement-time 2` for a quicker
 //! run, `RAYON_NUM_THREADS=1` for one thread); throughput is reported per logit element.

@@ -1,6 +1,7 @@
 //! Imbalance-aware classification losses over `ndarray` batches, each returning its value **and
 //! its analytic gradient with respect to the logits**, for `f32` and `f64`: the exact gradient
-//! for every loss but the smooth-F1 ones, whose gradient holds the batch's F1 constant.
+//! for every loss but the smooth-F1 ones, whose gradient holds the batch's F1 constant, and the
+//! Seesaw loss, whose gradient holds its compensation factor constant (as their references do).
 //!
 //! Long-tailed data has a few frequent classes and many rare ones. The losses here account for the
 //! class prior `π`: logit adjustment (`z + τ·log π`), class weights, focal modulation, label
@@ -67,6 +68,13 @@
 //! - [`PairwiseMarginLoss`]: cross-entropy with a `K×K` margin matrix; logit adjustment as a special case.
 //! - [`VsLoss`]: vector scaling, cross-entropy on `Δ_k·z_k + τ·log π_k` with `Δ_k = (n_k/n_max)^γ`.
 //! - [`Poly1Loss`]: cross-entropy plus `ε·(1 − p_y)`, with logit adjustment and class weights.
+//! - [`SeesawLoss`]: cross-entropy whose negative logits are shifted by a mitigation factor from
+//!   the cumulative class counts and a compensation factor from the probabilities, the counts in a
+//!   user-owned, mergeable [`SeesawState`](loss::SeesawState).
+//! - [`EqlV2Loss`]: equalization loss v2, one-vs-rest BCE weighted per class by the accumulated
+//!   positive/negative gradient ratio, kept in a mergeable [`EqlV2State`](loss::EqlV2State).
+//! - [`TverskyLoss`]: one minus the soft Tversky index per class over the batch (soft Dice at
+//!   `α = β = 1/2`), softmax or sigmoid, with mergeable [`TverskyStats`](loss::TverskyStats).
 //!
 //! # Conventions
 //!
@@ -106,6 +114,11 @@
 //!   NeurIPS 2019, arXiv:1906.07413.
 //! - J. Su et al., "ZLPR: A Novel Loss for Multi-label Classification", arXiv:2208.02955.
 //! - J. Su, "再谈类别不平衡问题：调节权重与魔改Loss的对比联系", kexue.fm/archives/7708 (smooth F1).
+//! - J. Wang et al., "Seesaw Loss for Long-Tailed Instance Segmentation", CVPR 2021,
+//!   arXiv:2008.10032.
+//! - J. Tan et al., "Equalization Loss v2", CVPR 2021, arXiv:2012.08548.
+//! - S. S. M. Salehi et al., "Tversky loss function for image segmentation using 3D fully
+//!   convolutional deep networks", MLMI 2017, arXiv:1706.05721.
 //! - P. Blanchard, D. J. Higham, N. J. Higham, "Accurately computing the log-sum-exp and softmax
 //!   functions", IMA Journal of Numerical Analysis, 2021.
 #![deny(missing_docs)]
@@ -127,9 +140,9 @@ pub use cosine::CosineHead;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use loss::{
-    AsymmetricLoss, BinarySmoothF1Loss, BinaryTargets, ClassValues, F1Average, F1Stats, Labels, LdamLoss,
-    Loss, PairwiseMarginLoss, Poly1Loss, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss,
-    ZlprLoss,
+    AsymmetricLoss, BinarySmoothF1Loss, BinaryTargets, ClassValues, EqlV2Loss, F1Average, F1Stats, Labels,
+    LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, Reduction, SeesawLoss, SigmoidLoss, SmoothF1Loss,
+    SoftmaxLoss, Targets, TverskyLoss, TverskyMode, VsLoss, ZlprLoss,
 };
 pub use metrics::ConfusionMatrix;
 pub use ndarray;

@@ -4,9 +4,11 @@
 mod common;
 
 use common::{Rng, numeric_grad, relative, relative_error};
+use longtail::loss::{EqlV2State, SeesawState};
 use longtail::{
-    AsymmetricLoss, BinarySmoothF1Loss, Error, Float, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, Prior,
-    Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
+    AsymmetricLoss, BinarySmoothF1Loss, EqlV2Loss, Error, Float, LdamLoss, Loss, PairwiseMarginLoss,
+    Poly1Loss, Prior, Reduction, SeesawLoss, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, TverskyLoss,
+    VsLoss, ZlprLoss,
 };
 use ndarray::{Array1, Array2, Axis};
 
@@ -20,7 +22,8 @@ enum Kind {
 
 use Kind::{Labels, MultiHot, Probs};
 
-/// A named loss, whether its gradient is exact (smooth F1 holds F1 constant), and the target kinds
+/// A named loss, whether its gradient is exact (smooth F1 holds F1 constant, Seesaw its
+/// compensation), and the target kinds
 /// it takes.
 struct Case<F> {
     name: &'static str,
@@ -32,6 +35,9 @@ struct Case<F> {
 /// Every loss of the crate, in `F`, reduced by `reduction`.
 fn every_loss<F: Float>(reduction: Reduction) -> Vec<Case<F>> {
     let prior = Prior::from_counts(&[50.0, 10.0, 3.0, 1.0]).unwrap();
+    let seesaw_state = SeesawState::from_counts(vec![50, 10, 3, 1]).unwrap();
+    let eqlv2_state =
+        EqlV2State::from_parts(vec![40.0, 3.0, 0.5, 0.0], vec![50.0, 9.0, 4.0, 2.0], 3).unwrap();
     let case = |name, loss: Box<dyn Loss<F>>, exact, kinds| Case { name, loss, exact, kinds };
     let f = F::from_f64;
     let softmax = |loss: SoftmaxLoss<F>| Box::new(loss.with_reduction(reduction));
@@ -125,6 +131,32 @@ fn every_loss<F: Float>(reduction: Reduction) -> Vec<Case<F>> {
             &[Labels, Probs, MultiHot],
         ),
         case("asl", Box::new(AsymmetricLoss::new().with_reduction(reduction)), true, &[Labels, MultiHot]),
+        // The compensation is detached (as the reference): a surrogate gradient unless q = 0.
+        case("seesaw", Box::new(SeesawLoss::new(&seesaw_state).with_reduction(reduction)), false, &[Labels]),
+        case(
+            "seesaw_mitigation_only",
+            Box::new(SeesawLoss::new(&seesaw_state).with_q(f(0.0)).unwrap().with_reduction(reduction)),
+            true,
+            &[Labels],
+        ),
+        case(
+            "eqlv2",
+            Box::new(EqlV2Loss::new(&eqlv2_state).with_reduction(reduction)),
+            true,
+            &[Labels, Probs, MultiHot],
+        ),
+        case(
+            "tversky_multiclass",
+            Box::new(TverskyLoss::multiclass().with_weights(0.3, 0.7).unwrap().with_reduction(reduction)),
+            true,
+            &[Labels, Probs],
+        ),
+        case(
+            "tversky_multilabel",
+            Box::new(TverskyLoss::multilabel().with_gamma(1.5).unwrap().with_reduction(reduction)),
+            true,
+            &[Labels, Probs, MultiHot],
+        ),
     ]
 }
 
@@ -319,5 +351,40 @@ fn targets_are_taken_by_value_or_by_reference_as_logits_are() {
         loss.loss(&batch.logits, &narrow.view()),
     ] {
         assert_eq!(result.unwrap(), expected);
+    }
+}
+
+#[test]
+fn every_loss_on_column_major_logits_and_buffers_gives_what_row_major_ones_give() {
+    use ndarray::ShapeBuilder;
+    let batch = Batch::new(9);
+    let column_major = |a: &Array2<f64>| {
+        let mut out = Array2::zeros(a.raw_dim().f());
+        out.assign(a);
+        out
+    };
+    let logits = column_major(&batch.logits);
+    assert!(logits.as_slice().is_none());
+    for case in every_loss::<f64>(Reduction::Mean) {
+        for &kind in case.kinds {
+            let (value, grad) = batch.with(kind, true, |z, t| case.loss.loss_and_grad(z, t)).unwrap();
+            let (losses, grads) =
+                batch.with(kind, true, |z, t| case.loss.per_sample_loss_and_grad(z, t)).unwrap();
+            let mut strided_grad = column_major(&Array2::from_elem(grad.raw_dim(), f64::NAN));
+            let strided_value = batch
+                .with(kind, true, |_, t| case.loss.loss_into(&logits, &t, Some(&mut strided_grad)))
+                .unwrap();
+            assert!(relative(strided_value, value) <= 1e-14, "{} {kind:?}", case.name);
+            assert!(relative_error(&strided_grad, &grad) <= 1e-14, "{} {kind:?}", case.name);
+            let (mut strided_losses, mut strided_grads) =
+                (Array1::from_elem(6, f64::NAN), column_major(&Array2::from_elem(grad.raw_dim(), f64::NAN)));
+            batch
+                .with(kind, true, |_, t| {
+                    case.loss.per_sample_into(&logits, &t, &mut strided_losses, Some(&mut strided_grads))
+                })
+                .unwrap();
+            let close = strided_losses.iter().zip(&losses).all(|(a, b)| relative(*a, *b) <= 1e-14);
+            assert!(close && relative_error(&strided_grads, &grads) <= 1e-14, "{} {kind:?}", case.name);
+        }
     }
 }

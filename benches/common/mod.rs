@@ -2,13 +2,19 @@
 //! (which includes this file by path); each includer uses a part of it.
 #![allow(dead_code)]
 
+use longtail::loss::{EqlV2State, SeesawState};
 use longtail::{
-    AsymmetricLoss, BinarySmoothF1Loss, Float, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, SigmoidLoss,
-    SmoothF1Loss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
+    AsymmetricLoss, BinarySmoothF1Loss, EqlV2Loss, Float, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss,
+    SeesawLoss, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, TverskyLoss, VsLoss, ZlprLoss,
 };
 use ndarray::Array2;
 
 pub const SHAPES: [(usize, usize); 4] = [(64, 10), (1024, 1000), (256, 32000), (32, 262_144)];
+
+/// Tall batches of short rows, as small models produce them: `K` = 2, 3, 5, 10, 16 at `B` = 4096
+/// and `B` = 64.
+pub const SHORT_SHAPES: [(usize, usize); 10] =
+    [(4096, 2), (4096, 3), (4096, 5), (4096, 10), (4096, 16), (64, 2), (64, 3), (64, 5), (64, 10), (64, 16)];
 
 /// The pairwise margin loss stores its `K × K` margins: past this many classes they would not fit
 /// in memory (32000² f64 is 8 GB), so it is left out of the larger shapes.
@@ -122,10 +128,29 @@ pub fn other_losses<F: Float>(classes: usize) -> Vec<(&'static str, OtherLoss<F>
             ),
         ),
         ("asymmetric", OtherLoss::new(AsymmetricLoss::new(), true)),
+        ("seesaw", OtherLoss::new(SeesawLoss::new(&seesaw_state(classes)), false)),
+        ("eqlv2", OtherLoss::new(EqlV2Loss::new(&eqlv2_state(classes)), true)),
+        (
+            "tversky_multiclass",
+            OtherLoss::new(TverskyLoss::multiclass().with_weights(0.3, 0.7).unwrap(), false),
+        ),
+        ("tversky_multilabel", OtherLoss::new(TverskyLoss::multilabel(), true)),
     ];
     if classes <= PAIRWISE_MAX_CLASSES {
         let pairwise = PairwiseMarginLoss::from_prior(&prior, F::one()).unwrap();
         losses.push(("pairwise_margin", OtherLoss::new(pairwise, false)));
     }
     losses
+}
+
+/// Long-tailed cumulative counts for the Seesaw loss, `1000 / (1 + k)`.
+fn seesaw_state(classes: usize) -> SeesawState {
+    SeesawState::from_counts((0..classes).map(|k| 1000 / (1 + k as u64)).collect()).unwrap()
+}
+
+/// Gradient statistics for EQL v2 whose ratio falls from 1 for the head to 0.1 for the tail, so
+/// the weights vary across classes.
+fn eqlv2_state(classes: usize) -> EqlV2State {
+    let positive = (0..classes).map(|k| 1.0 - 0.9 * k as f64 / classes as f64).collect();
+    EqlV2State::from_parts(positive, vec![1.0; classes], 1).unwrap()
 }

@@ -29,6 +29,7 @@ pub fn train(data: &Dataset, objective: &Objective, schedule: &Schedule, seed: u
     let mut order: Vec<usize> = (0..train.y.len()).collect();
     let mut rng = Rng::stream(seed, 5);
     let mut grad = Array2::zeros((0, classes));
+    let mut state = objective.initial_state(classes)?;
     for epoch in 0..schedule.epochs {
         let progress = epoch as f32 / schedule.epochs as f32;
         let lr = schedule.learning_rate * 0.5 * (1.0 + (std::f32::consts::PI * progress).cos());
@@ -40,7 +41,7 @@ pub fn train(data: &Dataset, objective: &Objective, schedule: &Schedule, seed: u
             if grad.nrows() != batch.len() {
                 grad = Array2::zeros((batch.len(), classes));
             }
-            objective.loss_and_grad_into(&trace.logits, &y, epoch, &mut grad)?;
+            objective.loss_and_grad_into(&trace.logits, &y, epoch, &mut state, &mut grad)?;
             model.backward(&trace, &grad);
             model.step(lr, schedule.sgd);
         }

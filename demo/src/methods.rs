@@ -2,10 +2,11 @@
 //! model's logits into a prediction (argmax, or post-hoc logit adjustment).
 
 use longtail::adjust::{TauCriterion, default_tau_grid, predict, predict_adjusted, tune_tau_for};
+use longtail::loss::{EqlV2State, SeesawState};
 use longtail::prior::{ClassWeights, DeferredReweighting};
 use longtail::{
-    AsymmetricLoss, BinarySmoothF1Loss, Error, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, Prior,
-    Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, VsLoss, ZlprLoss,
+    AsymmetricLoss, BinarySmoothF1Loss, EqlV2Loss, Error, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss,
+    Prior, Reduction, SeesawLoss, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, TverskyLoss, VsLoss, ZlprLoss,
 };
 use ndarray::Array2;
 
@@ -23,6 +24,17 @@ pub enum Objective {
     DeferredCe(SoftmaxLoss<f32>, DeferredReweighting),
     /// LDAM on the cosine head, optionally with DRW weights.
     Ldam(LdamLoss<f32>, Option<DeferredReweighting>),
+    /// The Seesaw loss with mmdet's defaults, its class counts a state of the training run.
+    Seesaw,
+    /// EQL v2 with the authors' defaults, its gradient statistics a state of the training run.
+    EqlV2,
+}
+
+/// What a training run of an objective keeps from step to step: the stateful losses' states.
+pub enum RunState {
+    None,
+    Seesaw(SeesawState),
+    EqlV2(EqlV2State),
 }
 
 impl Objective {
@@ -42,15 +54,40 @@ impl Objective {
         }
     }
 
+    /// The state a training run over `classes` classes starts from.
+    pub fn initial_state(&self, classes: usize) -> Result<RunState, Error> {
+        Ok(match self {
+            Objective::Seesaw => RunState::Seesaw(SeesawState::new(classes)?),
+            Objective::EqlV2 => RunState::EqlV2(EqlV2State::new(classes)?),
+            _ => RunState::None,
+        })
+    }
+
     /// The loss of a batch, mean over samples, and its gradient with respect to the logits in
-    /// `grad`; a DRW objective takes the epoch's class weights.
+    /// `grad`; a DRW objective takes the epoch's class weights, a stateful one updates `state` in
+    /// the order of its paper (Seesaw counts the batch before its loss, EQL v2 collects the
+    /// batch's gradients after).
     pub fn loss_and_grad_into(
         &self,
         logits: &Array2<f32>,
         labels: &[usize],
         epoch: usize,
+        state: &mut RunState,
         grad: &mut Array2<f32>,
     ) -> Result<f32, Error> {
+        match (self, state) {
+            (Objective::Seesaw, RunState::Seesaw(counts)) => {
+                counts.update(labels)?;
+                return SeesawLoss::new(counts).loss_and_grad_into(logits, labels, grad);
+            }
+            (Objective::EqlV2, RunState::EqlV2(statistics)) => {
+                let loss = EqlV2Loss::new(statistics);
+                let value = loss.loss_and_grad_into(logits, labels, grad)?;
+                statistics.update(&loss, logits, labels)?;
+                return Ok(value);
+            }
+            _ => {}
+        }
         match self {
             Objective::Loss(loss) => loss.loss_and_grad_into(logits, labels, grad),
             Objective::PerSample(loss) => {
@@ -70,6 +107,9 @@ impl Objective {
                 let mut loss = loss.clone();
                 loss.set_class_weights(drw.weights_at(epoch))?;
                 loss.loss_and_grad_into(logits, labels, grad)
+            }
+            Objective::Seesaw | Objective::EqlV2 => {
+                unreachable!("a stateful objective runs with its own state")
             }
         }
     }
@@ -196,6 +236,14 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
         Method::one(
             "one-vs-rest asymmetric loss (γ+ = 0, γ− = 4, m = 0.05)",
             Objective::per_sample(AsymmetricLoss::new().with_reduction(Reduction::Sum)),
+        ),
+        Method::one("Seesaw loss, p = 0.8, q = 2", Objective::Seesaw),
+        // Its mean is over samples of the sum over a sample's K decisions, as PerSample's.
+        Method::one("one-vs-rest EQL v2 (γ = 12, μ = 0.8, α = 4)", Objective::EqlV2),
+        Method::one("soft Dice (Tversky, α = β = 1/2)", Objective::loss(TverskyLoss::multiclass())),
+        Method::one(
+            "Tversky loss, α = 0.3, β = 0.7",
+            Objective::loss(TverskyLoss::multiclass().with_weights(0.3, 0.7)?),
         ),
         Method::one("ZLPR", Objective::per_sample(ZlprLoss::new().with_reduction(Reduction::Sum))),
         Method::one(

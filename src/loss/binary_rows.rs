@@ -49,6 +49,14 @@ impl<F: Float> Logistic<F> {
     }
 }
 
+/// `(σ(s), σ(−s))` of a logit that is not NaN or `+inf`, from a single `e^{−|s|}` (no logarithm,
+/// unlike [`Logistic::of`]); branch-free.
+#[inline(always)]
+pub(super) fn sigmoids<F: Float, const FMA: bool>(s: F) -> (F, F) {
+    let (large, small) = sigmoid_pair(exp_nonpos::<F, FMA>(-s.abs()));
+    if s >= F::zero() { (large, small) } else { (small, large) }
+}
+
 /// `(σ(|s|), σ(−|s|))` from `e = e^{−|s|}`.
 #[inline(always)]
 fn sigmoid_pair<F: Float>(e: F) -> (F, F) {

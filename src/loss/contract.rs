@@ -38,9 +38,10 @@ use crate::{Float, Result};
 /// # Example: every loss behind one interface
 ///
 /// ```
+/// use longtail::loss::{EqlV2State, SeesawState};
 /// use longtail::{
-///     AsymmetricLoss, BinarySmoothF1Loss, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, Prior,
-///     SigmoidLoss, SmoothF1Loss, SoftmaxLoss, VsLoss, ZlprLoss,
+///     AsymmetricLoss, BinarySmoothF1Loss, EqlV2Loss, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, Prior,
+///     SeesawLoss, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, TverskyLoss, VsLoss, ZlprLoss,
 /// };
 /// use ndarray::array;
 ///
@@ -60,6 +61,9 @@ use crate::{Float, Result};
 ///     Box::new(Poly1Loss::new(2.0)?.with_logit_adjustment(&prior, 1.0)?),
 ///     Box::new(SigmoidLoss::bce().with_pos_weight(&[1.0, 10.0, 100.0])?),
 ///     Box::new(AsymmetricLoss::new()),
+///     Box::new(SeesawLoss::new(&SeesawState::from_counts(vec![100, 10, 1])?)),
+///     Box::new(EqlV2Loss::new(&EqlV2State::new(3)?)),
+///     Box::new(TverskyLoss::multiclass().with_weights(0.3, 0.7)?),
 /// ];
 /// let logits = array![[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]];
 /// for loss in &losses {

@@ -262,5 +262,5 @@ macro_rules! margin_loss {
     )*};
 }
 
-use super::{ldam::LdamLoss, pairwise::PairwiseMarginLoss, poly::Poly1Loss, vs::VsLoss};
-margin_loss!(LdamLoss, PairwiseMarginLoss, Poly1Loss, VsLoss);
+use super::{ldam::LdamLoss, pairwise::PairwiseMarginLoss, poly::Poly1Loss, seesaw::SeesawLoss, vs::VsLoss};
+margin_loss!(LdamLoss, PairwiseMarginLoss, Poly1Loss, SeesawLoss, VsLoss);

@@ -357,7 +357,7 @@ impl<F: Float> Loss<F> for SmoothF1Loss<F> {
 /// Row `i`'s targets `y_i` as a slice: the one-hot row of its label, or its probability row
 /// (copied into `buf` if strided).
 #[inline(always)]
-fn target_row<'a, F: Float>(targets: &'a Targets<F>, i: usize, buf: &'a mut [F]) -> &'a [F] {
+pub(super) fn target_row<'a, F: Float>(targets: &'a Targets<F>, i: usize, buf: &'a mut [F]) -> &'a [F] {
     match &targets.kind {
         TargetKind::Labels(labels) => {
             buf.fill(F::zero());
@@ -538,38 +538,64 @@ fn check_batch<F: Float>(
     SoftmaxLoss::<F>::cross_entropy().check_batch("SmoothF1Loss", logits, targets, outputs).map(drop)
 }
 
+/// Per-class sums of a batch statistic over softmax rows, accumulated row by row: the soft F1's
+/// ([`F1Stats`]) and the Tversky index's ([`TverskyStats`](super::TverskyStats)).
+pub(super) trait SoftmaxSums {
+    /// Empty sums over `classes` classes.
+    fn empty(classes: usize) -> Self;
+    /// Adds a row weight `s` to `W`.
+    fn add_weight(&mut self, s: f64);
+    /// Adds a row of weight `s`, targets `y` and probabilities `p_k = e_k·inv_total`.
+    fn add_row<F: Float>(&mut self, s: f64, y: &[F], e: &[F], inv_total: F);
+}
+
+impl SoftmaxSums for F1Stats {
+    fn empty(classes: usize) -> Self {
+        F1Stats::new(classes)
+    }
+    #[inline(always)]
+    fn add_weight(&mut self, s: f64) {
+        F1Stats::add_weight(self, s);
+    }
+    #[inline(always)]
+    fn add_row<F: Float>(&mut self, s: f64, y: &[F], e: &[F], inv_total: F) {
+        F1Stats::add_row(self, s, y, e, inv_total);
+    }
+}
+
 /// The statistics of a validated batch.
-fn local_stats<F: Float>(logits: &ArrayRef2<F>, targets: &Targets<F>) -> F1Stats {
-    dispatch(StatsRows { logits, targets })
+pub(super) fn local_stats<S: SoftmaxSums, F: Float>(logits: &ArrayRef2<F>, targets: &Targets<F>) -> S {
+    dispatch(StatsRows { logits, targets, sums: PhantomData })
 }
 
 /// The rows of [`local_stats`], run by [`dispatch`] for the CPU's instruction set.
-struct StatsRows<'a, 't, F> {
+struct StatsRows<'a, 't, F, S> {
     logits: &'a ArrayRef2<F>,
     targets: &'a Targets<'t, F>,
+    sums: PhantomData<fn() -> S>,
 }
 
-impl<F: Float> Kernel for StatsRows<'_, '_, F> {
-    type Output = F1Stats;
+impl<F: Float, S: SoftmaxSums> Kernel for StatsRows<'_, '_, F, S> {
+    type Output = S;
     #[inline(always)]
-    fn run<const FMA: bool>(self) -> F1Stats {
-        let StatsRows { logits, targets } = self;
+    fn run<const FMA: bool>(self) -> S {
+        let StatsRows { logits, targets, .. } = self;
         let k = logits.ncols();
         let mut visitor =
-            StatsVisitor::<F, FMA> { targets, stats: F1Stats::new(k), y_buf: vec![F::zero(); k] };
+            StatsVisitor::<F, S, FMA> { targets, stats: S::empty(k), y_buf: vec![F::zero(); k] };
         visit_rows(logits, None, &mut visitor);
         visitor.stats
     }
 }
 
 /// [`StatsRows`]' state while visiting them: the statistics so far.
-struct StatsVisitor<'a, 't, F, const FMA: bool> {
+struct StatsVisitor<'a, 't, F, S, const FMA: bool> {
     targets: &'a Targets<'t, F>,
-    stats: F1Stats,
+    stats: S,
     y_buf: Vec<F>,
 }
 
-impl<F: Float, const FMA: bool> RowVisitor<F> for StatsVisitor<'_, '_, F, FMA> {
+impl<F: Float, S: SoftmaxSums, const FMA: bool> RowVisitor<F> for StatsVisitor<'_, '_, F, S, FMA> {
     #[inline(always)]
     fn visit(&mut self, i: usize, z: &[F], e: &mut [F]) {
         let s = self.targets.sample_weight(i).as_f64();
