@@ -5,7 +5,7 @@ use ndarray::{ArrayRef1, ArrayRef2, ArrayView1};
 
 use super::Reduction;
 use super::targets::{TargetKind, Targets};
-use super::validate::{OutputShape, batch_dims, check_sample_weights, unsupported};
+use super::validate::{OutputShape, batch_dims, check_labels, check_sample_weights, unsupported};
 use crate::error::check_shape;
 use crate::float::LANES;
 use crate::rows::{RowVisitor, visit_rows};
@@ -50,9 +50,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
             check_shape(name, expected, found)?;
         }
         check_sample_weights(targets.sample_weights.as_ref(), batch)?;
-        if let Some(row) = labels.iter().position(|&y| y >= classes) {
-            return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
-        }
+        check_labels(&labels, classes)?;
         Ok(Self { labels, targets, class_weights })
     }
 

@@ -34,6 +34,7 @@ mod softmax_loss;
 mod targets;
 mod tversky;
 mod tversky_stats;
+mod two_classes;
 mod validate;
 mod vs;
 mod zlpr;

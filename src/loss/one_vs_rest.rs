@@ -8,7 +8,7 @@ use ndarray::{ArrayRef1, ArrayRef2, ArrayView2};
 use super::binary_rows::{contiguous, weight_sum};
 use super::binary_targets::BinaryTargets;
 use super::targets::{RowKind, TargetKind, Targets};
-use super::validate::{OutputShape, batch_dims, check_sample_weights};
+use super::validate::{OutputShape, batch_dims, check_labels, check_sample_weights};
 use crate::error::check_shape;
 use crate::float::LANES;
 use crate::simd::{Kernel, dispatch};
@@ -102,9 +102,7 @@ pub(super) fn check_batch<F: Float>(
     check_sample_weights(targets.sample_weights.as_ref(), batch)?;
     let positive: &dyn Fn(usize, usize) -> bool = match &targets.kind {
         TargetKind::Labels(labels) => {
-            if let Some(row) = labels.iter().position(|&y| y >= classes) {
-                return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
-            }
+            check_labels(labels, classes)?;
             &|row, class| labels[row] == class
         }
         TargetKind::Rows(rows, kind) => {

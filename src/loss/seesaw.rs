@@ -7,7 +7,7 @@ use super::Reduction;
 use super::hard_labels::{LabelledBatch, MarginRow};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::{Labels, Targets};
-use super::validate::OutputShape;
+use super::validate::{OutputShape, check_labels};
 use crate::error::check_shape;
 use crate::float::ExpArgs;
 use crate::softmax::row_lse;
@@ -118,9 +118,7 @@ impl SeesawState {
         let labels = labels.into();
         let labels = labels.view();
         let classes = self.counts.len();
-        if let Some(row) = labels.iter().position(|&y| y >= classes) {
-            return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
-        }
+        check_labels(&labels, classes)?;
         let mut batch = vec![0_u64; classes];
         labels.iter().for_each(|&y| batch[y] += 1);
         self.add(&batch)

@@ -10,6 +10,7 @@ use super::kernel::{
 };
 use super::short_rows::{Finished, GroupTargets, one_hot_group, plain_dense_group};
 use super::targets::{TargetKind, Targets};
+use super::two_classes::TwoClassRows;
 use super::validate::{class_vector, output_shapes};
 use crate::group::{GROUP, Group, RowMap, SHORT_ROW, group_lse, transpose_rows};
 use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
@@ -732,6 +733,25 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
             total: 0.0,
         };
         let classes = logits.ncols();
+        // Two classes of hard labels in closed form, unless a row overflows there.
+        if let (TargetKind::Labels(labels), true) = (&targets.kind, classes == 2 && rows.one_hot_path) {
+            let pair = |v: &[F]| [v[0], v[1]];
+            let two = TwoClassRows {
+                logits: logits.view(),
+                adjust: loss.adjustment.as_deref().map(pair),
+                labels,
+                sample_weights: targets.sample_weights.as_deref(),
+                first,
+                class_factors: (loss.class_weights.is_some() || loss.alpha.is_some())
+                    .then(|| [loss.class_factor(0), loss.class_factor(1)]),
+                gamma: loss.gamma,
+                scale,
+            };
+            let losses = rows.losses.as_mut().map(|l| l.view_mut());
+            if let Some(total) = two.run::<FMA>(losses, grad.as_mut().map(|g| g.view_mut())) {
+                return total;
+            }
+        }
         // Short contiguous rows go in groups, one vector lane per row; the rest one at a time.
         match (logits.as_slice(), grad.as_mut().map(|g| g.as_slice_mut())) {
             (Some(z), None) if classes <= SHORT_ROW => rows.short_rows(z, classes, None),

@@ -63,6 +63,20 @@ pub(super) fn batch_dims<F>(logits: &ArrayRef2<F>) -> Result<(usize, usize)> {
 
 /// Per-sample weights, if any: `[B]` ([`Error::ShapeMismatch`]), each finite and `≥ 0`
 /// ([`Error::InvalidSampleWeight`] names the first row that is not).
+/// `Err(LabelOutOfRange)` for the first label `≥ classes`. A contiguous batch is first checked by
+/// its largest label, in a loop that vectorises; only a bad batch is searched for the row.
+pub(super) fn check_labels(labels: &ArrayRef1<usize>, classes: usize) -> Result<()> {
+    let largest = match labels.as_slice() {
+        Some(labels) => labels.iter().fold(0, |m, &y| m.max(y)),
+        None => labels.iter().fold(0, |m, &y| m.max(y)),
+    };
+    if largest < classes {
+        return Ok(());
+    }
+    let row = labels.iter().position(|&y| y >= classes).expect("the largest label is out of range");
+    Err(Error::LabelOutOfRange { row, label: labels[row], classes })
+}
+
 pub(super) fn check_sample_weights<F: Float>(
     weights: Option<&ArrayView1<'_, F>>,
     batch: usize,
@@ -111,9 +125,7 @@ impl<F: Float> SoftmaxLoss<F> {
         check_sample_weights(targets.sample_weights.as_ref(), batch)?;
         let prob_sums = match &targets.kind {
             TargetKind::Labels(labels) => {
-                if let Some(row) = labels.iter().position(|&y| y >= classes) {
-                    return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
-                }
+                check_labels(labels, classes)?;
                 Vec::new()
             }
             TargetKind::Rows(probs, _) => check_probs(probs.view())?,
