@@ -1,0 +1,1384 @@
+//! Hostile inputs: arbitrary bit patterns of logits, weights and parameters for the public entry
+//! points, `f32` and `f64`, and named regressions for extreme but legal inputs.
+//!
+//! Every call has three acceptable outcomes only:
+//! - `Err` (for the generated cases: where the reference says the input is outside the documented
+//!   domain, or the exact result — or a transform of a finite input — is beyond the float's range;
+//!   an input whose exact result lies well inside the range must not be refused);
+//! - `Ok` with every output finite and within the tolerance of a reference computed here from the
+//!   formulas, in `f64` with an extended exponent ([`X`]: an `f64` mantissa and an `i64` binary
+//!   exponent) wherever `f64` itself would overflow or underflow.
+//!
+//! Tolerances (`rtol` below) are relative to the magnitude of the terms that make up each output
+//! (`p_j·Σ_{k≠j} h_k + h_j·(1 − p_j)` for a softmax gradient entry), plus the float's smallest
+//! normal number for results that underflow: `1e-4` for `f32` and `1e-11` for `f64`, which allow
+//! for `exp`'s condition number `|z − max|·ε` (up to ~750·ε) and nothing like a real bug.
+//!
+//! `HOSTILE_SURVEY=1 cargo test --test hostile -- --nocapture` counts the failing calls instead of
+//! stopping at the first, and prints the counts per entry point.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use longtail::metrics::{Shot, ShotSplit};
+use longtail::prior::{ClassWeights, LabelShiftEm};
+use longtail::softmax::{log_softmax, log_sum_exp, softmax};
+use longtail::{
+    BinaryTargets, ConfusionMatrix, Error, F1Stats, Float, LdamLoss, MultiLabelTargets, Prior, Reduction,
+    SigmoidLoss, SoftmaxLoss, Targets, ZlprLoss,
+};
+use ndarray::{Array1, Array2, array};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+// ---------------------------------------------------------------------------------------------
+// Extended-range arithmetic for the references.
+
+/// `m·2^e` with `m = 0` or `0.5 ≤ |m| < 1` (or `m` infinite or NaN, `e = 0`).
+#[derive(Clone, Copy, Debug)]
+struct X {
+    m: f64,
+    e: i64,
+}
+
+fn frexp(v: f64) -> (f64, i64) {
+    if v == 0.0 || !v.is_finite() {
+        return (v, 0);
+    }
+    let (v, bias) = if v.abs() < f64::MIN_POSITIVE { (v * 2f64.powi(64), -64) } else { (v, 0) };
+    let bits = v.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i64 - 1022;
+    let m = f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52));
+    (m, exp + bias)
+}
+
+fn ldexp(mut m: f64, mut e: i64) -> f64 {
+    while e > 1000 {
+        m *= 2f64.powi(1000);
+        e -= 1000;
+        if m.is_infinite() {
+            return m;
+        }
+    }
+    while e < -1000 {
+        m *= 2f64.powi(-1000);
+        e += 1000;
+        if m == 0.0 {
+            return m;
+        }
+    }
+    m * 2f64.powi(e as i32)
+}
+
+impl X {
+    const ZERO: X = X { m: 0.0, e: 0 };
+    fn new(v: f64) -> X {
+        let (m, e) = frexp(v);
+        X { m, e }
+    }
+    fn f64(self) -> f64 {
+        ldexp(self.m, self.e)
+    }
+    fn is_zero(self) -> bool {
+        self.m == 0.0
+    }
+    fn mul(self, o: X) -> X {
+        if self.is_zero() || o.is_zero() {
+            return X::ZERO;
+        }
+        let (m, e) = frexp(self.m * o.m);
+        X { m, e: e + self.e + o.e }
+    }
+    fn div(self, o: X) -> X {
+        if self.is_zero() {
+            return X::ZERO;
+        }
+        let (m, e) = frexp(self.m / o.m);
+        X { m, e: e + self.e - o.e }
+    }
+    fn add(self, o: X) -> X {
+        if self.is_zero() {
+            return o;
+        }
+        if o.is_zero() {
+            return self;
+        }
+        let (big, small) = if self.e >= o.e { (self, o) } else { (o, self) };
+        let (m, e) = frexp(big.m + ldexp(small.m, small.e - big.e));
+        if m == 0.0 { X::ZERO } else { X { m, e: e + big.e } }
+    }
+    fn neg(self) -> X {
+        X { m: -self.m, e: self.e }
+    }
+    fn sub(self, o: X) -> X {
+        self.add(o.neg())
+    }
+    fn abs(self) -> X {
+        X { m: self.m.abs(), e: self.e }
+    }
+    /// `ln |self|`, as an f64 (finite for any nonzero X).
+    fn ln(self) -> f64 {
+        self.m.abs().ln() + self.e as f64 * std::f64::consts::LN_2
+    }
+    /// `e^self`.
+    fn exp(self) -> X {
+        let v = self.f64();
+        if v.abs() < 700.0 {
+            return X::new(v.exp());
+        }
+        if v.is_nan() {
+            return X { m: f64::NAN, e: 0 };
+        }
+        // e^v = 2^(v / ln 2); beyond 2^±(2^62) even X does not reach.
+        let t = v / std::f64::consts::LN_2;
+        if t > 4e18 {
+            return X { m: f64::INFINITY, e: 0 };
+        }
+        if t < -4e18 {
+            return X::ZERO;
+        }
+        let k = t.floor();
+        let (m, e) = frexp(((t - k) * std::f64::consts::LN_2).exp());
+        X { m, e: e + k as i64 }
+    }
+    fn gt(self, o: X) -> bool {
+        self.sub(o).m > 0.0
+    }
+}
+
+/// `a − b` of two f64 without overflow.
+fn diff(a: f64, b: f64) -> X {
+    if a == f64::NEG_INFINITY {
+        return X { m: f64::NEG_INFINITY, e: 0 };
+    }
+    X::new(a / 2.0 - b / 2.0).mul(X::new(2.0))
+}
+
+fn ln_1p(x: f64) -> f64 {
+    x.ln_1p()
+}
+
+/// `softplus(x) = ln(1 + e^x)` of an X.
+fn softplus(x: X) -> X {
+    let v = x.f64();
+    if v > 40.0 {
+        return x.add(X::new((-v).exp().ln_1p()));
+    }
+    X::new(v.exp().ln_1p())
+}
+
+/// `log Σ e^{v_k}` of X values (`-inf` entries skipped); `None` if all are `-inf`.
+fn lse_x(v: &[X]) -> Option<X> {
+    let finite: Vec<X> = v.iter().copied().filter(|x| x.m != f64::NEG_INFINITY).collect();
+    let mut max = *finite.first()?;
+    for &x in &finite {
+        if x.gt(max) {
+            max = x;
+        }
+    }
+    let sum: f64 = finite.iter().map(|&x| x.sub(max).f64().exp()).sum();
+    Some(max.add(X::new(sum.ln())))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The survey: failures counted per entry point instead of stopping at the first.
+
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+static FAILURES: Mutex<Vec<(&'static str, String)>> = Mutex::new(Vec::new());
+
+fn survey() -> bool {
+    std::env::var_os("HOSTILE_SURVEY").is_some()
+}
+
+/// Records a failed check: in survey mode it is counted and the run goes on; else the case fails.
+fn fail(entry: &'static str, msg: String) -> std::result::Result<(), TestCaseError> {
+    if survey() {
+        if let Some(path) = std::env::var_os("HOSTILE_LOG") {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+            writeln!(file, "{entry}: {}", msg.replace('\n', " ")).unwrap();
+        }
+        FAILURES.lock().unwrap().push((entry, msg));
+        Ok(())
+    } else {
+        Err(TestCaseError::fail(format!("{entry}: {msg}")))
+    }
+}
+
+fn report(name: &str) {
+    if survey() {
+        let failures = FAILURES.lock().unwrap();
+        let mut by_entry: std::collections::BTreeMap<&str, (usize, &str)> = Default::default();
+        for (entry, msg) in failures.iter() {
+            let slot = by_entry.entry(entry).or_insert((0, msg));
+            slot.0 += 1;
+        }
+        println!("[{name}] calls so far: {}, failing: {}", CALLS.load(Ordering::Relaxed), failures.len());
+        for (entry, (n, first)) in by_entry {
+            println!("  {entry}: {n} failing, e.g. {first}");
+        }
+    }
+}
+
+/// What the reference expects of a call.
+enum Expect<T> {
+    /// The input is outside the documented domain, or a transform of a finite input overflows.
+    Invalid,
+    /// The exact result.
+    Value(T),
+}
+
+/// Tolerances by float type.
+trait Hostile: Float + proptest::arbitrary::Arbitrary + std::fmt::Debug {
+    const RTOL: f64;
+    fn max_f64() -> f64;
+    /// Any bit pattern, or an ordinary value, or one of the extremes.
+    fn values() -> BoxedStrategy<Self>;
+}
+
+fn extremes(max: f64, tiny: f64) -> Vec<f64> {
+    vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        max,
+        -max,
+        max / 2.0,
+        -max / 2.0,
+        0.88 * max,
+        -0.88 * max,
+        tiny,
+        -tiny,
+        tiny * 3.0,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NAN,
+        1e-20,
+        40.0,
+        -40.0,
+        88.0,
+        -750.0,
+        1e10,
+        -1e10,
+    ]
+}
+
+impl Hostile for f32 {
+    const RTOL: f64 = 1e-4;
+    fn max_f64() -> f64 {
+        f32::MAX as f64
+    }
+    fn values() -> BoxedStrategy<f32> {
+        let ext: Vec<f32> = extremes(f32::MAX as f64, 1e-45).into_iter().map(|v| v as f32).collect();
+        prop_oneof![
+            3 => any::<u32>().prop_map(f32::from_bits),
+            4 => -20.0f32..20.0,
+            3 => proptest::sample::select(ext),
+        ]
+        .boxed()
+    }
+}
+
+impl Hostile for f64 {
+    const RTOL: f64 = 1e-11;
+    fn max_f64() -> f64 {
+        f64::MAX
+    }
+    fn values() -> BoxedStrategy<f64> {
+        prop_oneof![
+            3 => any::<u64>().prop_map(f64::from_bits),
+            4 => -20.0f64..20.0,
+            3 => proptest::sample::select(extremes(f64::MAX, 5e-324)),
+        ]
+        .boxed()
+    }
+}
+
+fn min_normal<F: Float>() -> f64 {
+    F::min_positive_value().as_f64()
+}
+
+/// Whether `got` (of type `F`) matches the exact `want` within `rtol·bound + 4·min_normal`.
+fn close<F: Hostile>(got: F, want: X, bound: X) -> bool {
+    let got = got.as_f64();
+    if !got.is_finite() {
+        return false;
+    }
+    let err = X::new(got).sub(want).abs();
+    let tol = X::new(F::RTOL).mul(bound.abs()).add(X::new(4.0 * min_normal::<F>()));
+    !err.gt(tol)
+}
+
+/// Whether `v` fits `F` with room to spare (so an error would refuse a representable result), or
+/// lies beyond it (so `Ok` would be wrong); neither when within `2·rtol` of the edge.
+fn fits<F: Hostile>(v: X) -> Option<bool> {
+    let limit = X::new(F::max_f64());
+    let a = v.abs();
+    if a.gt(limit.mul(X::new(1.0 + 2.0 * F::RTOL))) {
+        Some(false)
+    } else if limit.mul(X::new(1.0 - 2.0 * F::RTOL)).gt(a) {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// Checks the outcome of a call against the reference: `values` pairs each output with its exact
+/// value and bound.
+fn judge<F: Hostile>(
+    entry: &'static str,
+    case: &dyn std::fmt::Debug,
+    got: &Result<Vec<F>, Error>,
+    expect: &Expect<Vec<(X, X)>>,
+) -> std::result::Result<(), TestCaseError> {
+    CALLS.fetch_add(1, Ordering::Relaxed);
+    match (got, expect) {
+        (Err(_), Expect::Invalid) => Ok(()),
+        (Ok(v), Expect::Invalid) => fail(entry, format!("Ok({v:?}) for invalid input {case:?}")),
+        (got, Expect::Value(want)) => {
+            let representable = want.iter().map(|(v, _)| fits::<F>(*v)).collect::<Vec<_>>();
+            let all_fit = representable.iter().all(|f| *f == Some(true));
+            let some_overflow = representable.iter().any(|f| *f == Some(false));
+            match got {
+                Err(e) if all_fit => fail(entry, format!("Err({e}) for a representable result on {case:?}")),
+                Err(_) => Ok(()),
+                Ok(_) if some_overflow => fail(entry, format!("Ok for a result beyond the range on {case:?}")),
+                Ok(v) => {
+                    if v.len() != want.len() {
+                        return fail(entry, format!("{} outputs, expected {}", v.len(), want.len()));
+                    }
+                    for (i, (&g, &(w, b))) in v.iter().zip(want).enumerate() {
+                        if !close::<F>(g, w, b) {
+                            return fail(
+                                entry,
+                                format!("output {i} is {g:?}, reference {:e} (bound {:e}) on {case:?}", w.f64(), b.f64()),
+                            );
+                        }
+                    }
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The softmax family: a reference row.
+
+/// One softmax row: logits `z` (already adjusted; `-inf` masks), masses `c_k ≥ 0`, focal `γ`.
+/// Returns the row loss `Σ c_k (1 − p_k)^γ (−log p_k)`, its gradient `H p_j − h_j` and each
+/// gradient entry's bound `p_j Σ_{k≠j} h_k + h_j (1 − p_j)`; `None` for a masked class with mass.
+fn softmax_row(z: &[f64], c: &[X], gamma: f64) -> Option<(X, Vec<X>, Vec<X>)> {
+    let k = z.len();
+    for j in 0..k {
+        if z[j] == f64::NEG_INFINITY && !c[j].is_zero() {
+            return None;
+        }
+    }
+    let Some(argmax) = (0..k).filter(|&j| z[j] > f64::NEG_INFINITY).max_by(|&a, &b| {
+        z[a].partial_cmp(&z[b]).unwrap().then(b.cmp(&a))
+    }) else {
+        return Some((X::ZERO, vec![X::ZERO; k], vec![X::ZERO; k]));
+    };
+    let m = z[argmax];
+    let d: Vec<X> = z.iter().map(|&v| diff(v, m)).collect();
+    let others: Vec<X> = (0..k).filter(|&j| j != argmax).map(|j| d[j]).collect();
+    // log r, r = Σ_{k≠argmax} e^{d_k}.
+    let log_r = lse_x(&others);
+    let r = log_r.map_or(0.0, |l| l.exp().f64());
+    let ln_total = ln_1p(r);
+    let lp: Vec<X> = d.iter().map(|&d| if d.m == f64::NEG_INFINITY { d } else { d.sub(X::new(ln_total)) }).collect();
+    let p: Vec<X> = lp.iter().map(|&l| if l.m == f64::NEG_INFINITY { X::ZERO } else { l.exp() }).collect();
+    // log(1 − p_j), (1 − p_j) and (−log p_j)/(1 − p_j).
+    let mut log_q = vec![0.0; k];
+    let mut q = vec![X::new(1.0); k];
+    let mut ratio = vec![X::new(1.0); k];
+    for j in 0..k {
+        if j == argmax {
+            match log_r {
+                None => {
+                    log_q[j] = f64::NEG_INFINITY;
+                    q[j] = X::ZERO;
+                }
+                Some(log_r) => {
+                    let lq = log_r.sub(X::new(ln_total));
+                    log_q[j] = lq.f64();
+                    q[j] = lq.exp();
+                    ratio[j] =
+                        if r < 1e-8 { X::new(1.0 + r / 2.0) } else { X::new(ln_total * (1.0 + r) / r) };
+                }
+            }
+        } else {
+            let pj = p[j].f64();
+            log_q[j] = ln_1p(-pj);
+            q[j] = X::new(1.0 - pj);
+            ratio[j] = lp[j].neg().div(q[j]);
+        }
+    }
+    let mut loss = X::ZERO;
+    let mut h = vec![X::ZERO; k];
+    for j in 0..k {
+        if c[j].is_zero() {
+            continue;
+        }
+        let mod_j = if gamma == 0.0 { X::new(1.0) } else { X::new(gamma).mul(X::new(log_q[j])).exp() };
+        loss = loss.add(c[j].mul(mod_j).mul(lp[j].neg()));
+        let extra = if gamma == 0.0 { X::ZERO } else { X::new(gamma).mul(p[j]).mul(ratio[j]) };
+        h[j] = c[j].mul(mod_j).mul(X::new(1.0).add(extra));
+    }
+    let mut grad = vec![X::ZERO; k];
+    let mut bound = vec![X::ZERO; k];
+    for j in 0..k {
+        let rest = (0..k).filter(|&i| i != j).fold(X::ZERO, |s, i| s.add(h[i]));
+        let a = p[j].mul(rest);
+        let b = h[j].mul(q[j]);
+        grad[j] = a.sub(b);
+        bound[j] = a.add(b);
+    }
+    Some((loss, grad, bound))
+}
+
+/// A generated softmax-loss case, with every parameter as the library stores it.
+#[derive(Debug, Clone)]
+struct SoftmaxCase<F> {
+    logits: Array2<F>,
+    labels: Vec<usize>,
+    probs: Option<Array2<F>>,
+    weights: Option<Vec<F>>,
+    class_weights: Option<Vec<F>>,
+    alpha: Option<Vec<F>>,
+    gamma: F,
+    smoothing: F,
+    prior: Option<(Vec<F>, F)>,
+    sum: bool,
+}
+
+fn softmax_case<F: Hostile>() -> impl Strategy<Value = SoftmaxCase<F>> {
+    (1usize..4, 1usize..6).prop_flat_map(|(b, k)| {
+        let v = || F::values();
+        let pos = || prop_oneof![3 => F::values().prop_map(|v| F::from_f64(v.as_f64().abs())), 1 => Just(F::one())];
+        let gamma = prop_oneof![2 => Just(F::zero()), 1 => Just(F::from_f64(2.0)), 1 => Just(F::from_f64(0.5)), 2 => pos()];
+        let smoothing = prop_oneof![3 => Just(F::zero()), 1 => Just(F::from_f64(0.1)), 1 => (0.0f64..1.0).prop_map(F::from_f64)];
+        (
+            proptest::collection::vec(v(), b * k),
+            proptest::collection::vec(0..k, b),
+            proptest::option::weighted(0.3, proptest::collection::vec(0.0f64..1.0, b * k)),
+            proptest::option::weighted(0.4, proptest::collection::vec(pos(), b)),
+            proptest::option::weighted(0.3, proptest::collection::vec(pos(), k)),
+            proptest::option::weighted(0.2, proptest::collection::vec(pos(), k)),
+            gamma,
+            smoothing,
+            proptest::option::weighted(0.3, (proptest::collection::vec(pos(), k), v())),
+            any::<bool>(),
+        )
+            .prop_map(move |(z, labels, probs, weights, class_weights, alpha, gamma, smoothing, prior, sum)| {
+                let probs = probs.map(|raw| {
+                    let mut t = Array2::from_shape_vec((b, k), raw).unwrap();
+                    for mut row in t.rows_mut() {
+                        let s: f64 = row.sum() + 1e-3;
+                        row.mapv_inplace(|v| (v + 1e-3 / k as f64) / s);
+                    }
+                    t.mapv(F::from_f64)
+                });
+                SoftmaxCase {
+                    logits: Array2::from_shape_vec((b, k), z).unwrap(),
+                    labels,
+                    probs,
+                    weights,
+                    class_weights,
+                    alpha,
+                    gamma,
+                    smoothing,
+                    prior,
+                    sum,
+                }
+            })
+    })
+}
+
+impl<F: Hostile> SoftmaxCase<F> {
+    fn build(&self) -> Result<SoftmaxLoss<F>, Error> {
+        let mut loss = SoftmaxLoss::cross_entropy();
+        if let Some((prior, tau)) = &self.prior {
+            loss = loss.with_logit_adjustment(prior, *tau)?;
+        }
+        if let Some(w) = &self.class_weights {
+            loss = loss.with_class_weights(w)?;
+        }
+        if let Some(a) = &self.alpha {
+            loss = loss.with_alpha(a)?;
+        }
+        loss = loss.with_focal(self.gamma)?.with_label_smoothing(self.smoothing)?;
+        Ok(loss.with_reduction(if self.sum { Reduction::Sum } else { Reduction::Mean }))
+    }
+
+    fn targets(&self) -> Targets<'_, F> {
+        let t = match &self.probs {
+            Some(p) => Targets::probs(p),
+            None => Targets::labels(&self.labels),
+        };
+        match &self.weights {
+            Some(w) => t.with_sample_weights(w),
+            None => t,
+        }
+    }
+
+    /// `(reduced loss, reduced gradient)` and `(per-sample losses, per-sample gradient)`, each
+    /// output with its bound.
+    fn reference(&self, loss: &SoftmaxLoss<F>) -> Expect<(Vec<(X, X)>, Vec<(X, X)>)> {
+        let (b, k) = self.logits.dim();
+        let f = |v: F| v.as_f64();
+        if self.logits.iter().any(|&v| v.is_nan() || v == F::infinity()) {
+            return Expect::Invalid;
+        }
+        if let Some(w) = &self.weights {
+            if w.iter().any(|&v| !(v.is_finite() && v >= F::zero())) {
+                return Expect::Invalid;
+            }
+        }
+        let adjust = loss.logit_adjustment();
+        let (eps, kf) = (f(self.smoothing), k as f64);
+        let mut total = X::ZERO;
+        let mut denominator = X::ZERO;
+        let mut rows = Vec::new();
+        for i in 0..b {
+            // The adjusted logits as the library rounds them: a finite logit pushed out of range is
+            // an overflow of the transform.
+            let mut z = Vec::with_capacity(k);
+            for j in 0..k {
+                let v = self.logits[[i, j]];
+                let a = adjust.map_or(F::zero(), |a| a[j]);
+                let adjusted = v + a;
+                if v.is_finite() && !adjusted.is_finite() {
+                    return Expect::Invalid;
+                }
+                z.push(f(adjusted));
+            }
+            let s = self.weights.as_ref().map_or(X::new(1.0), |w| X::new(f(w[i])));
+            let a_k = |j: usize| {
+                let w = self.class_weights.as_ref().map_or(X::new(1.0), |w| X::new(f(w[j])));
+                w.mul(self.alpha.as_ref().map_or(X::new(1.0), |a| X::new(f(a[j]))))
+            };
+            let c: Vec<X> = (0..k)
+                .map(|j| {
+                    let t = match &self.probs {
+                        Some(p) => f(p[[i, j]]),
+                        None => (j == self.labels[i]) as u8 as f64,
+                    };
+                    let mass = if eps == 0.0 { X::new(t) } else { X::new((1.0 - eps) * t).add(X::new(eps / kf)) };
+                    s.mul(a_k(j)).mul(mass)
+                })
+                .collect();
+            let Some((l, g, bd)) = softmax_row(&z, &c, f(self.gamma)) else { return Expect::Invalid };
+            total = total.add(l);
+            denominator = denominator.add(match &self.probs {
+                Some(_) => s,
+                None => s.mul(self.class_weights.as_ref().map_or(X::new(1.0), |w| X::new(f(w[self.labels[i]])))),
+            });
+            rows.push((l, g, bd));
+        }
+        let divisor = if self.sum { X::new(1.0) } else { denominator };
+        let mut reduced = Vec::new();
+        let mut per_sample = Vec::new();
+        if divisor.is_zero() {
+            reduced.push((X::ZERO, X::ZERO));
+            reduced.extend((0..b * k).map(|_| (X::ZERO, X::ZERO)));
+        } else {
+            reduced.push((total.div(divisor), total.div(divisor)));
+            for (_, g, bd) in &rows {
+                reduced.extend(g.iter().zip(bd).map(|(&g, &bd)| (g.div(divisor), bd.div(divisor))));
+            }
+        }
+        for (l, _, _) in &rows {
+            per_sample.push((*l, *l));
+        }
+        for (_, g, bd) in &rows {
+            per_sample.extend(g.iter().copied().zip(bd.iter().copied()));
+        }
+        Expect::Value((reduced, per_sample))
+    }
+}
+
+fn run_softmax<F: Hostile>(case: SoftmaxCase<F>) -> std::result::Result<(), TestCaseError> {
+    let Ok(loss) = case.build() else {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    };
+    let expect = case.reference(&loss);
+    let (reduced, per_sample) = match expect {
+        Expect::Invalid => (Expect::Invalid, Expect::Invalid),
+        Expect::Value((r, p)) => (Expect::Value(r), Expect::Value(p)),
+    };
+    let got = loss.loss_and_grad(&case.logits, case.targets()).map(|(l, g)| {
+        let mut v = vec![l];
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("SoftmaxLoss::loss_and_grad", &case, &got, &reduced)?;
+    let got = loss.per_sample_loss_and_grad(&case.logits, case.targets()).map(|(l, g)| {
+        let mut v = l.to_vec();
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("SoftmaxLoss::per_sample_loss_and_grad", &case, &got, &per_sample)
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax, log_softmax, log_sum_exp.
+
+fn run_softmax_fns<F: Hostile>(logits: Array2<F>) -> std::result::Result<(), TestCaseError> {
+    let (b, k) = logits.dim();
+    let invalid = logits.iter().any(|&v| v.is_nan() || v == F::infinity());
+    let mut lse_ref = Vec::new();
+    let mut lsm_ref = Vec::new();
+    let mut sm_ref = Vec::new();
+    let mut masked_row = false;
+    for i in 0..b {
+        let z: Vec<X> = (0..k).map(|j| X::new(logits[[i, j]].as_f64())).collect();
+        let Some(lse) = lse_x(&z) else {
+            lsm_ref.extend((0..k).map(|_| None));
+            sm_ref.extend((0..k).map(|_| (X::ZERO, X::ZERO)));
+            masked_row = true;
+            lse_ref.push((X { m: f64::NEG_INFINITY, e: 0 }, X::ZERO));
+            continue;
+        };
+        lse_ref.push((lse, lse.abs().add(X::new(1.0))));
+        for j in 0..k {
+            let v = logits[[i, j]].as_f64();
+            // log p = (z − max) − ln Σ e^{z − max}, without rounding lse first.
+            let max = z.iter().copied().filter(|x| x.m != f64::NEG_INFINITY).fold(z[0], |m, x| if x.gt(m) || m.m == f64::NEG_INFINITY { x } else { m });
+            let ln_sum = lse.sub(max).f64();
+            let ln_sum = if ln_sum.abs() > 1e3 { ln_sum } else {
+                z.iter().map(|&x| if x.m == f64::NEG_INFINITY { 0.0 } else { diff(x.f64(), max.f64()).f64().exp() }).sum::<f64>().ln()
+            };
+            let lp = if v == f64::NEG_INFINITY { None } else { Some(diff(v, max.f64()).sub(X::new(ln_sum))) };
+            // log p's rounding error is relative to |z| + |lse|.
+            let scale = X::new(v.abs()).add(lse.abs()).add(X::new(1.0));
+            lsm_ref.push(lp.map(|lp| (lp, scale)));
+            let p = lp.map_or(X::ZERO, |lp| lp.exp());
+            // p's error is ε·|log p| relative.
+            sm_ref.push((p, p.mul(X::new(1.0 + lp.map_or(0.0, |lp| lp.abs().f64().min(1e300))))));
+        }
+    }
+    CALLS.fetch_add(3, Ordering::Relaxed);
+    let case = &logits;
+    // log_sum_exp: -inf for a masked row.
+    match log_sum_exp(&logits) {
+        Err(_) if invalid => {}
+        Ok(v) if invalid => fail("log_sum_exp", format!("Ok({v:?}) for invalid {case:?}"))?,
+        Err(e) => {
+            if lse_ref.iter().all(|(v, _)| v.m == f64::NEG_INFINITY || fits::<F>(*v) == Some(true)) {
+                fail("log_sum_exp", format!("Err({e}) on {case:?}"))?
+            }
+        }
+        Ok(v) => {
+            for (g, (w, bd)) in v.iter().zip(&lse_ref) {
+                let ok = if w.m == f64::NEG_INFINITY { *g == F::neg_infinity() } else { close::<F>(*g, *w, *bd) };
+                if !ok {
+                    fail("log_sum_exp", format!("{g:?} vs {:e} on {case:?}", w.f64()))?;
+                    break;
+                }
+            }
+        }
+    }
+    let invalid = invalid || masked_row;
+    match log_softmax(&logits) {
+        Err(_) if invalid => {}
+        Ok(v) if invalid => fail("log_softmax", format!("Ok({v:?}) for invalid {case:?}"))?,
+        Err(e) => {
+            if lsm_ref.iter().flatten().all(|(v, _)| fits::<F>(*v) == Some(true)) {
+                fail("log_softmax", format!("Err({e}) on {case:?}"))?
+            }
+        }
+        Ok(v) => {
+            for (g, want) in v.iter().zip(&lsm_ref) {
+                let ok = match want {
+                    None => *g == F::neg_infinity(),
+                    Some((w, bd)) => fits::<F>(*w) != Some(false) && close::<F>(*g, *w, *bd),
+                };
+                if !ok {
+                    fail("log_softmax", format!("{g:?} vs {:?} on {case:?}", want.map(|w| w.0.f64())))?;
+                    break;
+                }
+            }
+        }
+    }
+    match softmax(&logits) {
+        Err(_) if invalid => {}
+        Ok(v) if invalid => fail("softmax", format!("Ok({v:?}) for invalid {case:?}"))?,
+        Err(e) => fail("softmax", format!("Err({e}) on {case:?}"))?,
+        Ok(v) => {
+            for (g, (w, bd)) in v.iter().zip(&sm_ref) {
+                if !close::<F>(*g, *w, *bd) {
+                    fail("softmax", format!("{g:?} vs {:e} on {case:?}", w.f64()))?;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sigmoid BCE and focal.
+
+#[derive(Debug, Clone)]
+struct SigmoidCase<F> {
+    logits: Vec<F>,
+    targets: Vec<F>,
+    weights: Option<Vec<F>>,
+    gamma: F,
+    alpha: Option<F>,
+    sum: bool,
+}
+
+fn sigmoid_case<F: Hostile>() -> impl Strategy<Value = SigmoidCase<F>> {
+    (1usize..6).prop_flat_map(|n| {
+        let pos = || F::values().prop_map(|v| F::from_f64(v.as_f64().abs()));
+        let target = prop_oneof![2 => Just(F::zero()), 2 => Just(F::one()), 1 => (0.0f64..=1.0).prop_map(F::from_f64)];
+        (
+            proptest::collection::vec(F::values(), n),
+            proptest::collection::vec(target, n),
+            proptest::option::weighted(0.4, proptest::collection::vec(pos(), n)),
+            prop_oneof![1 => Just(F::zero()), 1 => Just(F::from_f64(2.0)), 1 => pos()],
+            proptest::option::of((0.0f64..=1.0).prop_map(F::from_f64)),
+            any::<bool>(),
+        )
+            .prop_map(|(logits, targets, weights, gamma, alpha, sum)| SigmoidCase {
+                logits,
+                targets,
+                weights,
+                gamma,
+                alpha,
+                sum,
+            })
+    })
+}
+
+/// `σ(x)` of an X.
+fn sigmoid(x: X) -> X {
+    let v = x.f64();
+    if v >= 0.0 { X::new(1.0 / (1.0 + (-v).exp())) } else { softplus(x.neg()).neg().exp() }
+}
+
+impl<F: Hostile> SigmoidCase<F> {
+    fn reference(&self) -> Expect<(Vec<(X, X)>, Vec<(X, X)>)> {
+        let n = self.logits.len();
+        let f = |v: F| v.as_f64();
+        let gamma = f(self.gamma);
+        let mut total = X::ZERO;
+        let mut denominator = X::ZERO;
+        let mut rows = Vec::new();
+        for i in 0..n {
+            let (s, y) = (f(self.logits[i]), f(self.targets[i]));
+            let w = self.weights.as_ref().map_or(1.0, |w| f(w[i]));
+            if s.is_nan() || s == f64::INFINITY || !(w.is_finite() && w >= 0.0) {
+                return Expect::Invalid;
+            }
+            denominator = denominator.add(X::new(w));
+            if s == f64::NEG_INFINITY {
+                if y > 0.0 && w > 0.0 {
+                    return Expect::Invalid;
+                }
+                rows.push((X::ZERO, X::ZERO, X::ZERO));
+                continue;
+            }
+            let sx = X::new(s);
+            let (sp_pos, sp_neg) = (softplus(sx), softplus(sx.neg()));
+            let (sig_pos, sig_neg) = (sigmoid(sx), sigmoid(sx.neg()));
+            let ce = X::new(y).mul(sp_neg).add(X::new(1.0 - y).mul(sp_pos));
+            let d_ce = X::new(1.0 - y).mul(sig_pos).sub(X::new(y).mul(sig_neg));
+            let d_bound = X::new(1.0 - y).mul(sig_pos).add(X::new(y).mul(sig_neg));
+            let a_t = self.alpha.map_or(1.0, |a| f(a) * y + (1.0 - f(a)) * (1.0 - y));
+            let weight = X::new(w).mul(X::new(a_t));
+            if gamma == 0.0 {
+                rows.push((weight.mul(ce), weight.mul(d_ce), weight.mul(d_bound)));
+                continue;
+            }
+            let (log_q, ratio) = if y == 1.0 {
+                (sp_pos.neg(), sig_pos.neg())
+            } else if y == 0.0 {
+                (sp_neg.neg(), sig_neg)
+            } else {
+                let q = X::new(y).mul(sig_neg).add(X::new(1.0 - y).mul(sig_pos));
+                (X::new(q.ln()), X::new(1.0 - 2.0 * y).mul(sig_pos).mul(sig_neg).div(q))
+            };
+            let m = X::new(gamma).mul(log_q).exp();
+            let extra = X::new(gamma).mul(ce).mul(ratio);
+            rows.push((
+                weight.mul(m).mul(ce),
+                weight.mul(m).mul(d_ce.add(extra)),
+                weight.mul(m).mul(d_bound.add(extra.abs())),
+            ));
+        }
+        for (l, _, _) in &rows {
+            total = total.add(*l);
+        }
+        let divisor = if self.sum { X::new(1.0) } else { denominator };
+        let mut reduced = Vec::new();
+        if divisor.is_zero() {
+            reduced.extend((0..=n).map(|_| (X::ZERO, X::ZERO)));
+        } else {
+            reduced.push((total.div(divisor), total.div(divisor)));
+            reduced.extend(rows.iter().map(|&(_, g, b)| (g.div(divisor), b.div(divisor))));
+        }
+        let per_sample = rows.iter().map(|&(l, _, _)| (l, l)).collect();
+        Expect::Value((reduced, per_sample))
+    }
+}
+
+fn run_sigmoid<F: Hostile>(case: SigmoidCase<F>) -> std::result::Result<(), TestCaseError> {
+    let built = SigmoidLoss::bce().with_focal(case.gamma).and_then(|l| l.with_alpha(case.alpha));
+    let Ok(loss) = built else {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    };
+    let loss = loss.with_reduction(if case.sum { Reduction::Sum } else { Reduction::Mean });
+    let (reduced, per_sample) = match case.reference() {
+        Expect::Invalid => (Expect::Invalid, Expect::Invalid),
+        Expect::Value((r, p)) => (Expect::Value(r), Expect::Value(p)),
+    };
+    let logits = Array1::from(case.logits.clone());
+    let targets = || {
+        let t = BinaryTargets::new(&case.targets[..]);
+        match &case.weights {
+            Some(w) => t.with_sample_weights(&w[..]),
+            None => t,
+        }
+    };
+    let got = loss.loss_and_grad(&logits, targets()).map(|(l, g)| {
+        let mut v = vec![l];
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("SigmoidLoss::loss_and_grad", &case, &got, &reduced)?;
+    let got = loss.per_sample_loss(&logits, targets()).map(|l| l.to_vec());
+    judge::<F>("SigmoidLoss::per_sample_loss", &case, &got, &per_sample)
+}
+
+// ---------------------------------------------------------------------------------------------
+// ZLPR.
+
+#[derive(Debug, Clone)]
+struct ZlprCase<F> {
+    logits: Array2<F>,
+    targets: Array2<F>,
+    weights: Option<Vec<F>>,
+    prior: Option<(Vec<F>, F)>,
+}
+
+fn zlpr_case<F: Hostile>() -> impl Strategy<Value = ZlprCase<F>> {
+    (1usize..4, 1usize..6).prop_flat_map(|(b, k)| {
+        let pos = || F::values().prop_map(|v| F::from_f64(v.as_f64().abs()));
+        (
+            proptest::collection::vec(F::values(), b * k),
+            proptest::collection::vec(any::<bool>(), b * k),
+            proptest::option::weighted(0.4, proptest::collection::vec(pos(), b)),
+            proptest::option::weighted(0.3, (proptest::collection::vec((1e-3f64..1.0).prop_map(F::from_f64), k), F::values())),
+        )
+            .prop_map(move |(z, t, weights, prior)| ZlprCase {
+                logits: Array2::from_shape_vec((b, k), z).unwrap(),
+                targets: Array2::from_shape_vec((b, k), t.into_iter().map(|t| F::from_f64(t as u8 as f64)).collect()).unwrap(),
+                weights,
+                prior,
+            })
+    })
+}
+
+impl<F: Hostile> ZlprCase<F> {
+    fn reference(&self, loss: &ZlprLoss<F>) -> Expect<Vec<(X, X)>> {
+        let (b, k) = self.logits.dim();
+        let f = |v: F| v.as_f64();
+        let adjust = loss.logit_adjustment();
+        let mut total = X::ZERO;
+        let mut denominator = X::ZERO;
+        let mut grads = Vec::new();
+        for i in 0..b {
+            let w = self.weights.as_ref().map_or(1.0, |w| f(w[i]));
+            if !(w.is_finite() && w >= 0.0) {
+                return Expect::Invalid;
+            }
+            denominator = denominator.add(X::new(w));
+            let mut neg = vec![X::ZERO];
+            let mut pos = vec![X::ZERO];
+            let mut vals = Vec::new();
+            for j in 0..k {
+                let v = self.logits[[i, j]];
+                if v.is_nan() || v == F::infinity() {
+                    return Expect::Invalid;
+                }
+                let s = v + adjust.map_or(F::zero(), |a| a[j]);
+                if v.is_finite() && !s.is_finite() {
+                    return Expect::Invalid;
+                }
+                let positive = self.targets[[i, j]] == F::one();
+                if s == F::neg_infinity() && positive && w > 0.0 {
+                    return Expect::Invalid;
+                }
+                let sx = if s == F::neg_infinity() { X { m: f64::NEG_INFINITY, e: 0 } } else { X::new(f(s)) };
+                if positive { pos.push(sx.neg()) } else { neg.push(sx) }
+                vals.push((sx, positive));
+            }
+            let (lse_n, lse_p) = (lse_x(&neg).unwrap(), lse_x(&pos).unwrap());
+            let wx = X::new(w);
+            if w > 0.0 {
+                total = total.add(wx.mul(lse_n.add(lse_p)));
+            }
+            for (sx, positive) in vals {
+                let g = if w == 0.0 || sx.m == f64::NEG_INFINITY {
+                    X::ZERO
+                } else if positive {
+                    sx.neg().sub(lse_p).exp().neg()
+                } else {
+                    sx.sub(lse_n).exp()
+                };
+                grads.push(wx.mul(g));
+            }
+        }
+        let _ = total;
+        let total_ref = total;
+        let divisor = if loss.reduction() == Reduction::Sum { X::new(1.0) } else { denominator };
+        let mut out = Vec::new();
+        if divisor.is_zero() {
+            out.extend((0..=b * k).map(|_| (X::ZERO, X::ZERO)));
+        } else {
+            out.push((total_ref.div(divisor), total_ref.div(divisor)));
+            out.extend(grads.iter().map(|g| (g.div(divisor), g.div(divisor))));
+        }
+        Expect::Value(out)
+    }
+}
+
+fn run_zlpr<F: Hostile>(case: ZlprCase<F>) -> std::result::Result<(), TestCaseError> {
+    let built = match &case.prior {
+        Some((p, tau)) => ZlprLoss::new().with_label_prior(p, *tau),
+        None => Ok(ZlprLoss::new()),
+    };
+    let Ok(loss) = built else {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    };
+    let expect = case.reference(&loss);
+    let t = MultiLabelTargets::new(&case.targets);
+    let t = match &case.weights {
+        Some(w) => t.with_sample_weights(&w[..]),
+        None => t,
+    };
+    let got = loss.loss_and_grad(&case.logits, t).map(|(l, g)| {
+        let mut v = vec![l];
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("ZlprLoss::loss_and_grad", &case, &got, &expect)
+}
+
+// ---------------------------------------------------------------------------------------------
+// LDAM: cross-entropy on `s·(z − m_y e_y)` as the library rounds it, gradient times `s`.
+
+#[derive(Debug, Clone)]
+struct LdamCase<F> {
+    logits: Array2<F>,
+    labels: Vec<usize>,
+    counts: Vec<F>,
+    scale: F,
+    class_weights: Option<Vec<F>>,
+    weights: Option<Vec<F>>,
+}
+
+fn ldam_case<F: Hostile>() -> impl Strategy<Value = LdamCase<F>> {
+    (1usize..4, 1usize..5).prop_flat_map(|(b, k)| {
+        let pos = || F::values().prop_map(|v| F::from_f64(v.as_f64().abs()));
+        (
+            proptest::collection::vec(F::values(), b * k),
+            proptest::collection::vec(0..k, b),
+            proptest::collection::vec(pos(), k),
+            prop_oneof![Just(F::from_f64(30.0)), pos()],
+            proptest::option::weighted(0.3, proptest::collection::vec(pos(), k)),
+            proptest::option::weighted(0.3, proptest::collection::vec(pos(), b)),
+        )
+            .prop_map(move |(z, labels, counts, scale, class_weights, weights)| LdamCase {
+                logits: Array2::from_shape_vec((b, k), z).unwrap(),
+                labels,
+                counts,
+                scale,
+                class_weights,
+                weights,
+            })
+    })
+}
+
+fn run_ldam<F: Hostile>(case: LdamCase<F>) -> std::result::Result<(), TestCaseError> {
+    let mut built = LdamLoss::new(&case.counts).and_then(|l| l.with_scale(case.scale));
+    if let Some(w) = &case.class_weights {
+        built = built.and_then(|l| l.with_class_weights(w));
+    }
+    let Ok(loss) = built else {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    };
+    let (b, k) = case.logits.dim();
+    let f = |v: F| v.as_f64();
+    let expect = (|| {
+        let mut total = X::ZERO;
+        let mut denominator = X::ZERO;
+        let mut grads = Vec::new();
+        if case.logits.iter().any(|&v| v.is_nan() || v == F::infinity()) {
+            return Expect::Invalid;
+        }
+        for i in 0..b {
+            let y = case.labels[i];
+            let s = case.weights.as_ref().map_or(1.0, |w| f(w[i]));
+            if !(s.is_finite() && s >= 0.0) {
+                return Expect::Invalid;
+            }
+            let w = case.class_weights.as_ref().map_or(1.0, |w| f(w[y]));
+            let c = X::new(s).mul(X::new(w));
+            let z: Vec<f64> = (0..k)
+                .map(|j| {
+                    let v = case.logits[[i, j]];
+                    let shifted = if j == y { v - loss.margins()[y] } else { v };
+                    f(loss.scale() * shifted)
+                })
+                .collect();
+            for j in 0..k {
+                if case.logits[[i, j]].is_finite() && !z[j].is_finite() && !(z[j] == f64::NEG_INFINITY && f(loss.scale()) == 0.0) {
+                    return Expect::Invalid;
+                }
+                if z[j].is_nan() {
+                    return Expect::Invalid;
+                }
+            }
+            let mut mass = vec![X::ZERO; k];
+            mass[y] = c;
+            let Some((l, g, bd)) = softmax_row(&z, &mass, 0.0) else { return Expect::Invalid };
+            total = total.add(l);
+            denominator = denominator.add(c);
+            let sc = X::new(f(loss.scale()));
+            grads.extend(g.into_iter().zip(bd).map(|(g, b)| (g.mul(sc), b.mul(sc))));
+        }
+        let divisor = if loss.reduction() == Reduction::Sum { X::new(1.0) } else { denominator };
+        let mut out = Vec::new();
+        if divisor.is_zero() {
+            out.extend((0..=b * k).map(|_| (X::ZERO, X::ZERO)));
+        } else {
+            out.push((total.div(divisor), total.div(divisor)));
+            out.extend(grads.iter().map(|&(g, b)| (g.div(divisor), b.div(divisor))));
+        }
+        Expect::Value(out)
+    })();
+    let t = Targets::labels(&case.labels);
+    let t = match &case.weights {
+        Some(w) => t.with_sample_weights(&w[..]),
+        None => t,
+    };
+    let got = loss.loss_and_grad(&case.logits, t).map(|(l, g)| {
+        let mut v = vec![l];
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("LdamLoss::loss_and_grad", &case, &got, &expect)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The proptest drivers.
+
+fn run<S: Strategy>(name: &str, cases: u32, strategy: S, test: impl Fn(S::Value) -> std::result::Result<(), TestCaseError>)
+where
+    S::Value: std::fmt::Debug,
+{
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let result = runner.run(&strategy, test);
+    report(name);
+    if let Err(e) = result {
+        panic!("{name}: {e}");
+    }
+}
+
+const CASES: u32 = 1500;
+
+#[test]
+fn softmax_loss_on_arbitrary_bits_f32() {
+    run("softmax_loss f32", CASES, softmax_case::<f32>(), run_softmax::<f32>);
+}
+
+#[test]
+fn softmax_loss_on_arbitrary_bits_f64() {
+    run("softmax_loss f64", CASES, softmax_case::<f64>(), run_softmax::<f64>);
+}
+
+fn logits_strategy<F: Hostile>() -> impl Strategy<Value = Array2<F>> {
+    (1usize..4, 1usize..6).prop_flat_map(|(b, k)| {
+        proptest::collection::vec(F::values(), b * k).prop_map(move |z| Array2::from_shape_vec((b, k), z).unwrap())
+    })
+}
+
+#[test]
+fn softmax_functions_on_arbitrary_bits() {
+    run("softmax fns f32", CASES, logits_strategy::<f32>(), run_softmax_fns::<f32>);
+    run("softmax fns f64", CASES, logits_strategy::<f64>(), run_softmax_fns::<f64>);
+}
+
+#[test]
+fn sigmoid_loss_on_arbitrary_bits() {
+    run("sigmoid f32", CASES, sigmoid_case::<f32>(), run_sigmoid::<f32>);
+    run("sigmoid f64", CASES, sigmoid_case::<f64>(), run_sigmoid::<f64>);
+}
+
+#[test]
+fn zlpr_loss_on_arbitrary_bits() {
+    run("zlpr f32", CASES, zlpr_case::<f32>(), run_zlpr::<f32>);
+    run("zlpr f64", CASES, zlpr_case::<f64>(), run_zlpr::<f64>);
+}
+
+#[test]
+fn ldam_loss_on_arbitrary_bits() {
+    run("ldam f32", CASES, ldam_case::<f32>(), run_ldam::<f32>);
+    run("ldam f64", CASES, ldam_case::<f64>(), run_ldam::<f64>);
+}
+
+/// The priors, class weights and label-shift estimate on arbitrary counts: `Err`, or finite
+/// probabilities summing to 1 that equal `n_k / Σ n` (weights: `n_k^{−p}`, rescaled to mean 1).
+#[test]
+fn priors_and_class_weights_on_arbitrary_counts() {
+    let counts = proptest::collection::vec(
+        prop_oneof![3 => any::<u64>().prop_map(f64::from_bits), 2 => 0.0f64..100.0, 1 => proptest::sample::select(vec![0.0, 5e-324, 1e-308, f64::MAX, 1e308])],
+        1..6,
+    );
+    run("prior", CASES, (counts, any::<u64>().prop_map(f64::from_bits)), |(counts, alpha)| {
+        CALLS.fetch_add(4, Ordering::Relaxed);
+        let valid = counts.iter().all(|&c| c.is_finite() && c >= 0.0) && counts.iter().any(|&c| c > 0.0);
+        let max = counts.iter().fold(0.0f64, |m, &c| m.max(c));
+        let reference: Vec<f64> = {
+            let scaled: Vec<f64> = counts.iter().map(|&c| c / max).collect();
+            let total: f64 = scaled.iter().sum();
+            scaled.iter().map(|&c| c / total).collect()
+        };
+        match Prior::from_counts(&counts) {
+            Err(e) if valid => fail("Prior::from_counts", format!("Err({e}) on {counts:?}"))?,
+            Ok(_) if !valid => fail("Prior::from_counts", format!("Ok on {counts:?}"))?,
+            Err(_) => {}
+            Ok(prior) => {
+                let p = prior.probabilities::<f64>();
+                for (g, w) in p.iter().zip(&reference) {
+                    if !(g.is_finite() && (g - w).abs() <= 1e-12 * w.max(1e-300) + 1e-300) {
+                        fail("Prior::probabilities", format!("{p:?} vs {reference:?} on {counts:?}"))?;
+                        break;
+                    }
+                }
+                // Smoothing adds alpha to every count: valid for any finite alpha >= 0.
+                let smooth_valid = alpha.is_finite() && alpha >= 0.0;
+                match prior.clone().with_smoothing(alpha) {
+                    Err(e) if smooth_valid => fail("Prior::with_smoothing", format!("Err({e}) on {counts:?} + {alpha:e}"))?,
+                    Ok(_) if !smooth_valid => fail("Prior::with_smoothing", format!("Ok on {counts:?} + {alpha:e}"))?,
+                    Ok(s) => {
+                        let p = s.probabilities::<f64>();
+                        if !p.iter().all(|v| v.is_finite()) || (p.sum() - 1.0).abs() > 1e-12 {
+                            fail("Prior::with_smoothing", format!("{p:?} on {counts:?} + {alpha:e}"))?;
+                        }
+                    }
+                    Err(_) => {}
+                }
+                // Power weights p = 1, rescaled: w_k ∝ 1/n_k, mean 1 over the classes with n_k > 0.
+                if counts.iter().all(|&c| c > 0.0) {
+                    let inv: Vec<f64> = reference.iter().map(|&p| 1.0 / p).collect();
+                    let finite = inv.iter().all(|v| v.is_finite());
+                    if finite {
+                        let mean = inv.iter().map(|v| v / inv.len() as f64).sum::<f64>();
+                        let want: Vec<f64> = inv.iter().map(|v| v / mean).collect();
+                        match ClassWeights::power(1.0).unwrap().rescaled().weights::<f64>(&prior) {
+                            Err(e) => fail("ClassWeights::weights", format!("Err({e}) on {counts:?}"))?,
+                            Ok(w) => {
+                                if w.iter().zip(&want).any(|(g, w)| !(g.is_finite() && (g - w).abs() <= 1e-9 * w)) {
+                                    fail("ClassWeights::weights", format!("{w:?} vs {want:?} on {counts:?}"))?;
+                                }
+                            }
+                        }
+                    }
+                }
+                // Label shift EM with uniform posteriors converges to the train prior or errs.
+                let posteriors = Array2::from_shape_fn((2, counts.len()), |(_, k)| reference[k]);
+                if let Ok(est) = LabelShiftEm::new().estimate(&posteriors, &prior) {
+                    if !est.prior.probabilities::<f64>().iter().all(|v| v.is_finite()) {
+                        fail("LabelShiftEm::estimate", format!("non-finite prior on {counts:?}"))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Named regressions: the cases of the issue, each with its exact value.
+
+fn assert_close(got: f64, want: f64, rtol: f64, what: &str) {
+    assert!(got.is_finite() && (got - want).abs() <= rtol * want.abs(), "{what}: {got:e}, expected {want:e}");
+}
+
+#[test]
+fn huge_sample_weights_do_not_overflow_the_weighted_mean() {
+    let logits = array![[1e10, -1e10, 0.], [0., 1., 2.]];
+    let t = Targets::labels(&[1, 0]).with_sample_weights(&[1e300, 1e300]);
+    let loss = SoftmaxLoss::cross_entropy().loss(&logits, t).unwrap();
+    // (2e10 + lse(0, 1, 2)) / 2.
+    let lse = 2.0 + ((-2f64).exp() + (-1f64).exp()).ln_1p();
+    assert_close(loss, (2e10 + lse) / 2.0, 1e-14, "CE with weights 1e300");
+    let logits = array![[1e10f32, -1e10, 0.], [0., 1., 2.]];
+    let t = Targets::labels(&[1, 0]).with_sample_weights(&[3e38f32, 3e38]);
+    let loss = SoftmaxLoss::cross_entropy().loss(&logits, t).unwrap();
+    assert_close(loss as f64, (2e10 + lse) / 2.0, 1e-6, "CE f32 with weights 3e38");
+}
+
+#[test]
+fn huge_sample_weights_times_class_weights_do_not_give_nan() {
+    let logits = array![[0.0f32, 1.0, 2.0], [2.0, 1.0, 0.0]];
+    let t = Targets::labels(&[2, 0]).with_sample_weights(&[3e38f32, 1.0]);
+    let loss = SoftmaxLoss::class_weighted(&[10.0f32; 3]).unwrap().loss(&logits, t).unwrap();
+    let ce = ((-2f64).exp() + (-1f64).exp()).ln_1p();
+    assert_close(loss as f64, ce, 1e-6, "class-weighted f32");
+}
+
+#[test]
+fn subnormal_sample_weights_give_the_unweighted_mean() {
+    let logits = array![[0.0, 1.0, 2.0], [2.0, 0.0, 1.0]];
+    let t = Targets::labels(&[2, 1]).with_sample_weights(&[5e-324, 5e-324]);
+    let (loss, grad) = SoftmaxLoss::cross_entropy().loss_and_grad(&logits, t).unwrap();
+    let (want, want_grad) = SoftmaxLoss::cross_entropy().loss_and_grad(&logits, &[2, 1]).unwrap();
+    assert_close(loss, want, 1e-14, "loss");
+    assert_close(loss, 0.5 * (0.4076059644443804 + 2.40760596444438), 1e-14, "loss value");
+    for (g, w) in grad.iter().zip(&want_grad) {
+        assert_close(*g, *w, 1e-14, "grad");
+    }
+    let t = Targets::labels(&[2, 1]);
+    let sub = SoftmaxLoss::class_weighted(&[5e-324; 3]).unwrap().loss(&logits, t).unwrap();
+    assert_close(sub, want, 1e-14, "subnormal class weights");
+    let ldam = LdamLoss::new(&[10.0, 5.0, 1.0]).unwrap();
+    let plain = ldam.loss(&logits, &[2, 1]).unwrap();
+    let sub = ldam.clone().with_class_weights(&[5e-324; 3]).unwrap().loss(&logits, &[2, 1]).unwrap();
+    assert_close(sub, plain, 1e-14, "LDAM with subnormal class weights");
+}
+
+#[test]
+fn label_smoothing_at_the_f32_extremes_is_finite() {
+    let logits = array![[3e38f32, -3e38, 0.]];
+    let loss = SoftmaxLoss::cross_entropy().with_label_smoothing(0.1).unwrap().loss(&logits, &[0]).unwrap();
+    // (0.1/3)·(6e38 + 3e38) = 3e37.
+    assert_close(loss as f64, 0.1 / 3.0 * 9e38, 1e-6, "smoothed CE");
+}
+
+#[test]
+fn bce_at_the_f32_extremes_is_finite() {
+    let logits = array![3e38f32, -3e38];
+    let loss = SigmoidLoss::bce().loss(&logits, &[0.0f32, 0.0][..]).unwrap();
+    assert_close(loss as f64, 1.5e38, 1e-6, "BCE");
+    let (_, grad) = SigmoidLoss::<f32>::focal().loss_and_grad(&logits, &[0.0f32, 1.0][..]).unwrap();
+    // y = 0 at +3e38: α_t = 0.75, q = 1, d = 1, extra = γ·ce·σ(−s) = 0 → 0.75/2;
+    // y = 1 at −3e38: α_t = 0.25, d = −1 → −0.25/2.
+    assert_close(grad[0] as f64, 0.375, 1e-6, "focal grad +");
+    assert_close(grad[1] as f64, -0.125, 1e-6, "focal grad -");
+}
+
+#[test]
+fn a_huge_gamma_gives_finite_gradients() {
+    let logits = array![[0.0f32, 1.0, -1.0]];
+    let loss = SoftmaxLoss::focal(5e19f32).unwrap();
+    let (value, grad) = loss.loss_and_grad(&logits, &[1]).unwrap();
+    assert!(value.is_finite() && grad.iter().all(|g| g.is_finite()), "{value} {grad:?}");
+    let (_, grad) = SigmoidLoss::bce().with_focal(5e19f32).unwrap().loss_and_grad(&array![0.5f32, -0.5], &[1.0f32, 0.0][..]).unwrap();
+    assert!(grad.iter().all(|g| g.is_finite()), "{grad:?}");
+}
+
+#[test]
+fn focal_with_a_large_gamma_is_exact() {
+    // ℓ = (1 − p)^γ·(−log p), with 1 − p = σ(17) exactly: log(1 − p) = −ln(1 + e^{−17}).
+    let losses = SoftmaxLoss::focal(1e6f32).unwrap().per_sample_loss(&array![[0.0f32, 17.0]], &[0]).unwrap();
+    let log_q = -(-17f64).exp().ln_1p();
+    let want = (1e6 * log_q).exp() * (17.0 + (-17f64).exp().ln_1p());
+    assert_close(losses[0] as f64, want, 1e-4, "focal 1e6");
+}
+
+#[test]
+fn focal_with_soft_targets_does_not_cancel_the_argmax_term() {
+    let logits = array![[40.0, 0.0]];
+    let probs = array![[1.0, 1e-20]];
+    let (_, grad) = SoftmaxLoss::focal(2.0).unwrap().loss_and_grad(&logits, Targets::probs(&probs)).unwrap();
+    // Reference from the formula.
+    let (_, want, _) = softmax_row(&[40.0, 0.0], &[X::new(1.0), X::new(1e-20)], 2.0).unwrap();
+    assert_close(grad[[0, 0]], want[0].f64(), 1e-10, "grad[0]");
+    assert_close(grad[[0, 1]], want[1].f64(), 1e-10, "grad[1]");
+    assert!(want[0].f64() > 0.9e-20 && want[0].f64() < 1.1e-20);
+}
+
+#[test]
+fn a_transform_that_overflows_a_finite_logit_is_an_overflow_error() {
+    let logits = array![[0.0, -f64::MAX, 1.0]];
+    let loss = SoftmaxLoss::cross_entropy().with_logit_adjustment(&[1.0, 1.0, 8.0], 1e306).unwrap();
+    let err = loss.loss(&logits, &[1]).unwrap_err();
+    assert!(matches!(err, Error::Overflow { row: Some(0), class: Some(1), .. }), "{err:?}");
+    let zlpr = ZlprLoss::new().with_label_prior(&[0.5, 0.1, 0.9], 1e306).unwrap();
+    let err = zlpr.loss(&logits, &array![[0.0, 1.0, 0.0]]).unwrap_err();
+    assert!(matches!(err, Error::Overflow { row: Some(0), class: Some(1), .. }), "{err:?}");
+    let err = log_softmax(&array![[3e38f32, -3e38, 0.]]).unwrap_err();
+    assert!(matches!(err, Error::Overflow { row: Some(0), class: Some(1), .. }), "{err:?}");
+}
+
+#[test]
+fn confusion_matrix_merge_never_wraps() {
+    let mut m = ConfusionMatrix::new(&[0usize, 1], &[0usize, 1], 2).unwrap();
+    let mut result = Ok(());
+    for _ in 0..70 {
+        let copy = m.clone();
+        result = m.merge(&copy);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(matches!(result, Err(Error::Overflow { .. })), "{result:?}");
+    assert!(m.accuracy().is_finite() && m.accuracy() == 1.0);
+}
+
+#[test]
+fn f1_stats_merge_never_overflows() {
+    let mut a = F1Stats::from_parts(vec![f64::MAX], vec![f64::MAX], f64::MAX).unwrap();
+    let b = a.clone();
+    assert!(matches!(a.merge(&b), Err(Error::Overflow { .. })));
+}
+
+#[test]
+fn class_weights_of_tiny_counts_are_accepted() {
+    let prior = Prior::from_counts(&[1e-308; 3]).unwrap();
+    let w = ClassWeights::power(1.0).unwrap().rescaled().weights::<f64>(&prior).unwrap();
+    assert_eq!(w.to_vec(), vec![1.0, 1.0, 1.0]);
+}
+
+#[test]
+fn label_shift_em_on_subnormal_counts_names_them_or_works() {
+    let prior = Prior::from_counts(&[5e-324, 1.0]).unwrap();
+    let posteriors = array![[0.5, 0.5], [0.1, 0.9]];
+    match LabelShiftEm::new().estimate(&posteriors, &prior) {
+        Ok(est) => assert!(est.prior.probabilities::<f64>().iter().all(|v| v.is_finite())),
+        Err(e) => assert!(!e.to_string().contains("NaN"), "{e}"),
+    }
+}
+
+#[test]
+fn prior_smoothing_by_a_huge_alpha_is_uniform() {
+    let prior = Prior::from_counts(&[1.0, 2.0]).unwrap().with_smoothing(1e308).unwrap();
+    assert_eq!(prior.probabilities::<f64>().to_vec(), vec![0.5, 0.5]);
+}
+
+#[test]
+fn shot_of_nan_is_not_medium() {
+    let split = ShotSplit::new(100.0, 20.0).unwrap();
+    assert_ne!(split.shot(f64::NAN), Shot::Medium);
+}
+
+#[test]
+fn error_messages_print_values_short() {
+    let logits = array![[3.4e38f32, f32::NAN]];
+    let err = SoftmaxLoss::cross_entropy().loss(&logits, &[0]).unwrap_err();
+    assert!(!err.to_string().contains("000000"), "{err}");
+    let err = SoftmaxLoss::<f64>::focal(-1.7976931348623157e308).unwrap_err();
+    assert!(err.to_string().contains("-1.7976931348623157e308"), "{err}");
+}
