@@ -186,7 +186,11 @@ impl fmt::Display for Error {
                 Short(*value)
             ),
             Self::TargetSum { row, sum, tolerance } => {
-                write!(f, "probability targets of row {row} sum to {}, not 1 (tolerance {tolerance:e})", Short(*sum))
+                write!(
+                    f,
+                    "probability targets of row {row} sum to {}, not 1 (tolerance {tolerance:e})",
+                    Short(*sum)
+                )
             }
             Self::InvalidSampleWeight { row, value } => {
                 write!(f, "sample weight at row {row} is {}; it must be finite and >= 0", Short(*value))

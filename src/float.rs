@@ -273,6 +273,53 @@ pub(crate) fn lane_max_sum<F: Float>(z: &[F], adjust: &[F]) -> F {
     acc.into_iter().chain(rest).fold(F::neg_infinity(), greater)
 }
 
+/// `max |x|` (0 for an empty slice), for NaN-free input.
+#[inline(always)]
+pub(crate) fn lane_abs_max<F: Float>(x: &[F]) -> F {
+    let greater = |a: F, b: F| if b.abs() > a { b.abs() } else { a };
+    let mut acc = [F::zero(); LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = greater(*a, v);
+        }
+    }
+    acc.into_iter().chain(tail.iter().copied()).fold(F::zero(), greater)
+}
+
+/// `max |z + adjust|` (0 for empty slices), for NaN-free input.
+#[inline(always)]
+pub(crate) fn lane_abs_max_sum<F: Float>(z: &[F], adjust: &[F]) -> F {
+    let greater = |a: F, b: F| if b.abs() > a { b.abs() } else { a };
+    let mut acc = [F::zero(); LANES];
+    let (chunks, tail) = (z.chunks_exact(LANES), z.len() / LANES * LANES);
+    for (chunk, a_chunk) in chunks.zip(adjust.chunks_exact(LANES)) {
+        for ((a, &v), &w) in acc.iter_mut().zip(chunk).zip(a_chunk) {
+            *a = greater(*a, v + w);
+        }
+    }
+    let rest = z[tail..].iter().zip(&adjust[tail..]).map(|(&v, &w)| v + w);
+    acc.into_iter().chain(rest).fold(F::zero(), greater)
+}
+
+/// `max |x|` if every `x` is finite (0 for an empty slice), else `None`: [`all_finite`] and
+/// [`lane_abs_max`] over each block of [`BLOCK`] values in turn, so that a long slice is read from
+/// memory once (one loop that does both compiled into lane shuffles and stack stores; two tight
+/// ones over a block in L1 do not).
+#[inline(always)]
+pub(crate) fn finite_abs_max<F: Float, const FMA: bool>(x: &[F]) -> Option<F> {
+    let mut max = F::zero();
+    for block in x.chunks(BLOCK) {
+        if !all_finite::<F, FMA>(block) {
+            return None;
+        }
+        let m = lane_abs_max(block);
+        max = if m > max { m } else { max };
+    }
+    Some(max)
+}
+
 /// Whether every `x` is finite, without a branch per value: `v·0` is 0 for finite `v` and NaN for
 /// `±inf` and NaN, and a NaN stays in its lane's sum (one fused multiply-add per value with `FMA`).
 #[inline(always)]
@@ -286,23 +333,6 @@ pub(crate) fn all_finite<F: Float, const FMA: bool>(x: &[F]) -> bool {
     }
     acc.iter_mut().zip(tail).for_each(|(s, v)| add_zero_times(s, v));
     acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
-}
-
-/// `max x` if every `x` is finite (`-inf` for an empty slice), else `None`: [`all_finite`] and
-/// [`lane_max`] over each block of [`BLOCK`] values in turn, so that a long slice is read from
-/// memory once (one loop that does both compiled into lane shuffles and stack stores; two tight
-/// ones over a block in L1 do not).
-#[inline(always)]
-pub(crate) fn finite_max<F: Float, const FMA: bool>(x: &[F]) -> Option<F> {
-    let mut max = F::neg_infinity();
-    for block in x.chunks(BLOCK) {
-        if !all_finite::<F, FMA>(block) {
-            return None;
-        }
-        let m = lane_max(block);
-        max = if m > max { m } else { max };
-    }
-    Some(max)
 }
 
 /// Where [`exp_sum`] reads its arguments `x_k` from.
@@ -534,7 +564,8 @@ mod tests {
             let a: Vec<f64> = (0..n).map(|i| ((i * 31) % 5) as f64).collect();
             let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             assert_eq!(lane_max(&x), max);
-            assert_eq!(finite_max::<f64, true>(&x), Some(max));
+            let abs_max = x.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+            assert_eq!(finite_abs_max::<f64, true>(&x), Some(abs_max));
             assert!(all_finite::<f64, false>(&x));
             // A single non-finite value anywhere, of either sign, is found.
             for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
@@ -542,11 +573,13 @@ mod tests {
                     let mut y = x.clone();
                     y[k] = bad;
                     assert!(!all_finite::<f64, true>(&y) && !all_finite::<f64, false>(&y));
-                    assert_eq!(finite_max::<f64, false>(&y), None);
+                    assert_eq!(finite_abs_max::<f64, false>(&y), None);
                 }
             }
             let shifted_max = x.iter().zip(&a).map(|(x, a)| x + a).fold(f64::NEG_INFINITY, f64::max);
             assert_eq!(lane_max_sum(&x, &a), shifted_max);
+            let shifted_abs = x.iter().zip(&a).fold(0.0_f64, |m, (x, a)| m.max((x + a).abs()));
+            assert_eq!(lane_abs_max_sum(&x, &a), shifted_abs);
             let exact: Vec<f64> = x.iter().zip(&a).map(|(x, a)| (x + a - 20.0).exp()).collect();
             let mut out = vec![0.0; n];
             let sum = exp_sum::<f64, false>(&mut out, ExpArgs::Adjusted(&x, &a), 20.0, n);
@@ -554,4 +587,47 @@ mod tests {
             assert!(out.iter().zip(&exact).all(|(o, e)| (o - e).abs() <= 4e-16 * e));
         }
     }
+}
+
+/// `⌊log₂ v⌋` of a positive finite `v` (subnormals included), from its bits; 0 for `v = 0`.
+pub(crate) fn exponent_of(v: f64) -> i32 {
+    if v == 0.0 || !v.is_finite() {
+        return 0;
+    }
+    let v = v.abs();
+    if v < f64::MIN_POSITIVE {
+        return exponent_of(v * 2f64.powi(64)) - 64;
+    }
+    ((v.to_bits() >> 52) & 0x7ff) as i32 - 1023
+}
+
+/// `x·2^e`, exact unless the result overflows or is subnormal (then rounded once, as by a single
+/// multiplication).
+pub(crate) fn ldexp(mut x: f64, mut e: i32) -> f64 {
+    // Steps of at most 2^±1000 stay exact until the last.
+    while e > 1000 {
+        x *= 2f64.powi(1000);
+        e -= 1000;
+    }
+    while e < -1000 {
+        x *= 2f64.powi(-1000);
+        e += 1000;
+    }
+    x * 2f64.powi(e)
+}
+
+/// The power of two that brings the largest of some non-negative values into `[1, 2)`, as the
+/// exponent `e` (`max·2^−e ∈ [1, 2)`), clamped so that `2^−e` is a normal `F`; 0 when all are 0.
+/// Scaling by `2^−e` is exact, so a weighted mean computed from the scaled values is that of the
+/// values themselves, without their products overflowing or underflowing.
+pub(crate) fn scale_exponent<F: Float>(max: f64) -> i32 {
+    let min_exp = exponent_of(F::min_positive_value().as_f64());
+    let max_exp = exponent_of(F::max_value().as_f64());
+    exponent_of(max).clamp(-max_exp, -min_exp)
+}
+
+/// `2^e` as an `F`, for `e` within the normal exponents of `F` (see [`scale_exponent`]).
+#[inline]
+pub(crate) fn pow2<F: Float>(e: i32) -> F {
+    F::from_f64(ldexp(1.0, e))
 }

@@ -343,7 +343,9 @@ fn judge<F: Hostile>(
             match got {
                 Err(e) if all_fit => fail(entry, format!("Err({e}) for a representable result on {case:?}")),
                 Err(_) => Ok(()),
-                Ok(_) if some_overflow => fail(entry, format!("Ok for a result beyond the range on {case:?}")),
+                Ok(_) if some_overflow => {
+                    fail(entry, format!("Ok for a result beyond the range on {case:?}"))
+                }
                 Ok(v) => {
                     if v.len() != want.len() {
                         return fail(entry, format!("{} outputs, expected {}", v.len(), want.len()));
@@ -352,7 +354,11 @@ fn judge<F: Hostile>(
                         if !close::<F>(g, w, b) {
                             return fail(
                                 entry,
-                                format!("output {i} is {g:?}, reference {:e} (bound {:e}) on {case:?}", w.f64(), b.f64()),
+                                format!(
+                                    "output {i} is {g:?}, reference {:e} (bound {:e}) on {case:?}",
+                                    w.f64(),
+                                    b.f64()
+                                ),
                             );
                         }
                     }
@@ -376,9 +382,10 @@ fn softmax_row(z: &[f64], c: &[X], gamma: f64) -> Option<(X, Vec<X>, Vec<X>)> {
             return None;
         }
     }
-    let Some(argmax) = (0..k).filter(|&j| z[j] > f64::NEG_INFINITY).max_by(|&a, &b| {
-        z[a].partial_cmp(&z[b]).unwrap().then(b.cmp(&a))
-    }) else {
+    let Some(argmax) = (0..k)
+        .filter(|&j| z[j] > f64::NEG_INFINITY)
+        .max_by(|&a, &b| z[a].partial_cmp(&z[b]).unwrap().then(b.cmp(&a)))
+    else {
         return Some((X::ZERO, vec![X::ZERO; k], vec![X::ZERO; k]));
     };
     let m = z[argmax];
@@ -388,7 +395,8 @@ fn softmax_row(z: &[f64], c: &[X], gamma: f64) -> Option<(X, Vec<X>, Vec<X>)> {
     let log_r = lse_x(&others);
     let r = log_r.map_or(0.0, |l| l.exp().f64());
     let ln_total = ln_1p(r);
-    let lp: Vec<X> = d.iter().map(|&d| if d.m == f64::NEG_INFINITY { d } else { d.sub(X::new(ln_total)) }).collect();
+    let lp: Vec<X> =
+        d.iter().map(|&d| if d.m == f64::NEG_INFINITY { d } else { d.sub(X::new(ln_total)) }).collect();
     let p: Vec<X> = lp.iter().map(|&l| if l.m == f64::NEG_INFINITY { X::ZERO } else { l.exp() }).collect();
     // log(1 − p_j), (1 − p_j) and (−log p_j)/(1 − p_j).
     let mut log_q = vec![0.0; k];
@@ -566,7 +574,8 @@ impl<F: Hostile> SoftmaxCase<F> {
                         Some(p) => f(p[[i, j]]),
                         None => (j == self.labels[i]) as u8 as f64,
                     };
-                    let mass = if eps == 0.0 { X::new(t) } else { X::new((1.0 - eps) * t).add(X::new(eps / kf)) };
+                    let mass =
+                        if eps == 0.0 { X::new(t) } else { X::new((1.0 - eps) * t).add(X::new(eps / kf)) };
                     s.mul(a_k(j)).mul(mass)
                 })
                 .collect();
@@ -574,7 +583,9 @@ impl<F: Hostile> SoftmaxCase<F> {
             total = total.add(l);
             denominator = denominator.add(match &self.probs {
                 Some(_) => s,
-                None => s.mul(self.class_weights.as_ref().map_or(X::new(1.0), |w| X::new(f(w[self.labels[i]])))),
+                None => {
+                    s.mul(self.class_weights.as_ref().map_or(X::new(1.0), |w| X::new(f(w[self.labels[i]]))))
+                }
             });
             rows.push((l, g, bd));
         }
@@ -647,11 +658,23 @@ fn run_softmax_fns<F: Hostile>(logits: Array2<F>) -> std::result::Result<(), Tes
         for j in 0..k {
             let v = logits[[i, j]].as_f64();
             // log p = (z − max) − ln Σ e^{z − max}, without rounding lse first.
-            let max = z.iter().copied().filter(|x| x.m != f64::NEG_INFINITY).fold(z[0], |m, x| if x.gt(m) || m.m == f64::NEG_INFINITY { x } else { m });
+            let max = z
+                .iter()
+                .copied()
+                .filter(|x| x.m != f64::NEG_INFINITY)
+                .fold(z[0], |m, x| if x.gt(m) || m.m == f64::NEG_INFINITY { x } else { m });
             let ln_sum = lse.sub(max).f64();
-            let ln_sum = if ln_sum.abs() > 1e3 { ln_sum } else {
-                z.iter().map(|&x| if x.m == f64::NEG_INFINITY { 0.0 } else { diff(x.f64(), max.f64()).f64().exp() }).sum::<f64>().ln()
-            };
+            let ln_sum =
+                if ln_sum.abs() > 1e3 {
+                    ln_sum
+                } else {
+                    z.iter()
+                        .map(|&x| {
+                            if x.m == f64::NEG_INFINITY { 0.0 } else { diff(x.f64(), max.f64()).f64().exp() }
+                        })
+                        .sum::<f64>()
+                        .ln()
+                };
             let lp = if v == f64::NEG_INFINITY { None } else { Some(diff(v, max.f64()).sub(X::new(ln_sum))) };
             // log p's rounding error is relative to |z| + |lse|.
             let scale = X::new(v.abs()).add(lse.abs()).add(X::new(1.0));
@@ -674,7 +697,8 @@ fn run_softmax_fns<F: Hostile>(logits: Array2<F>) -> std::result::Result<(), Tes
         }
         Ok(v) => {
             for (g, (w, bd)) in v.iter().zip(&lse_ref) {
-                let ok = if w.m == f64::NEG_INFINITY { *g == F::neg_infinity() } else { close::<F>(*g, *w, *bd) };
+                let ok =
+                    if w.m == f64::NEG_INFINITY { *g == F::neg_infinity() } else { close::<F>(*g, *w, *bd) };
                 if !ok {
                     fail("log_sum_exp", format!("{g:?} vs {:e} on {case:?}", w.f64()))?;
                     break;
@@ -736,7 +760,8 @@ struct SigmoidCase<F> {
 fn sigmoid_case<F: Hostile>() -> impl Strategy<Value = SigmoidCase<F>> {
     (1usize..6).prop_flat_map(|n| {
         let pos = || F::values().prop_map(|v| F::from_f64(v.as_f64().abs()));
-        let target = prop_oneof![2 => Just(F::zero()), 2 => Just(F::one()), 1 => (0.0f64..=1.0).prop_map(F::from_f64)];
+        let target =
+            prop_oneof![2 => Just(F::zero()), 2 => Just(F::one()), 1 => (0.0f64..=1.0).prop_map(F::from_f64)];
         (
             proptest::collection::vec(F::values(), n),
             proptest::collection::vec(target, n),
@@ -875,11 +900,18 @@ fn zlpr_case<F: Hostile>() -> impl Strategy<Value = ZlprCase<F>> {
             proptest::collection::vec(F::values(), b * k),
             proptest::collection::vec(any::<bool>(), b * k),
             proptest::option::weighted(0.4, proptest::collection::vec(pos(), b)),
-            proptest::option::weighted(0.3, (proptest::collection::vec((1e-3f64..1.0).prop_map(F::from_f64), k), F::values())),
+            proptest::option::weighted(
+                0.3,
+                (proptest::collection::vec((1e-3f64..1.0).prop_map(F::from_f64), k), F::values()),
+            ),
         )
             .prop_map(move |(z, t, weights, prior)| ZlprCase {
                 logits: Array2::from_shape_vec((b, k), z).unwrap(),
-                targets: Array2::from_shape_vec((b, k), t.into_iter().map(|t| F::from_f64(t as u8 as f64)).collect()).unwrap(),
+                targets: Array2::from_shape_vec(
+                    (b, k),
+                    t.into_iter().map(|t| F::from_f64(t as u8 as f64)).collect(),
+                )
+                .unwrap(),
                 weights,
                 prior,
             })
@@ -917,7 +949,11 @@ impl<F: Hostile> ZlprCase<F> {
                     return Expect::Invalid;
                 }
                 let sx = if s == F::neg_infinity() { X { m: f64::NEG_INFINITY, e: 0 } } else { X::new(f(s)) };
-                if positive { pos.push(sx.neg()) } else { neg.push(sx) }
+                if positive {
+                    pos.push(sx.neg())
+                } else {
+                    neg.push(sx)
+                }
                 vals.push((sx, positive));
             }
             let (lse_n, lse_p) = (lse_x(&neg).unwrap(), lse_x(&pos).unwrap());
@@ -1042,7 +1078,10 @@ fn run_ldam<F: Hostile>(case: LdamCase<F>) -> std::result::Result<(), TestCaseEr
                 })
                 .collect();
             for j in 0..k {
-                if case.logits[[i, j]].is_finite() && !z[j].is_finite() && !(z[j] == f64::NEG_INFINITY && f(loss.scale()) == 0.0) {
+                if case.logits[[i, j]].is_finite()
+                    && !z[j].is_finite()
+                    && !(z[j] == f64::NEG_INFINITY && f(loss.scale()) == 0.0)
+                {
                     return Expect::Invalid;
                 }
                 if z[j].is_nan() {
@@ -1083,8 +1122,12 @@ fn run_ldam<F: Hostile>(case: LdamCase<F>) -> std::result::Result<(), TestCaseEr
 // ---------------------------------------------------------------------------------------------
 // The proptest drivers.
 
-fn run<S: Strategy>(name: &str, cases: u32, strategy: S, test: impl Fn(S::Value) -> std::result::Result<(), TestCaseError>)
-where
+fn run<S: Strategy>(
+    name: &str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> std::result::Result<(), TestCaseError>,
+) where
     S::Value: std::fmt::Debug,
 {
     let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
@@ -1109,7 +1152,8 @@ fn softmax_loss_on_arbitrary_bits_f64() {
 
 fn logits_strategy<F: Hostile>() -> impl Strategy<Value = Array2<F>> {
     (1usize..4, 1usize..6).prop_flat_map(|(b, k)| {
-        proptest::collection::vec(F::values(), b * k).prop_map(move |z| Array2::from_shape_vec((b, k), z).unwrap())
+        proptest::collection::vec(F::values(), b * k)
+            .prop_map(move |z| Array2::from_shape_vec((b, k), z).unwrap())
     })
 }
 
@@ -1169,8 +1213,12 @@ fn priors_and_class_weights_on_arbitrary_counts() {
                 // Smoothing adds alpha to every count: valid for any finite alpha >= 0.
                 let smooth_valid = alpha.is_finite() && alpha >= 0.0;
                 match prior.clone().with_smoothing(alpha) {
-                    Err(e) if smooth_valid => fail("Prior::with_smoothing", format!("Err({e}) on {counts:?} + {alpha:e}"))?,
-                    Ok(_) if !smooth_valid => fail("Prior::with_smoothing", format!("Ok on {counts:?} + {alpha:e}"))?,
+                    Err(e) if smooth_valid => {
+                        fail("Prior::with_smoothing", format!("Err({e}) on {counts:?} + {alpha:e}"))?
+                    }
+                    Ok(_) if !smooth_valid => {
+                        fail("Prior::with_smoothing", format!("Ok on {counts:?} + {alpha:e}"))?
+                    }
                     Ok(s) => {
                         let p = s.probabilities::<f64>();
                         if !p.iter().all(|v| v.is_finite()) || (p.sum() - 1.0).abs() > 1e-12 {
@@ -1189,8 +1237,14 @@ fn priors_and_class_weights_on_arbitrary_counts() {
                         match ClassWeights::power(1.0).unwrap().rescaled().weights::<f64>(&prior) {
                             Err(e) => fail("ClassWeights::weights", format!("Err({e}) on {counts:?}"))?,
                             Ok(w) => {
-                                if w.iter().zip(&want).any(|(g, w)| !(g.is_finite() && (g - w).abs() <= 1e-9 * w)) {
-                                    fail("ClassWeights::weights", format!("{w:?} vs {want:?} on {counts:?}"))?;
+                                if w.iter()
+                                    .zip(&want)
+                                    .any(|(g, w)| !(g.is_finite() && (g - w).abs() <= 1e-9 * w))
+                                {
+                                    fail(
+                                        "ClassWeights::weights",
+                                        format!("{w:?} vs {want:?} on {counts:?}"),
+                                    )?;
                                 }
                             }
                         }
@@ -1285,7 +1339,11 @@ fn a_huge_gamma_gives_finite_gradients() {
     let loss = SoftmaxLoss::focal(5e19f32).unwrap();
     let (value, grad) = loss.loss_and_grad(&logits, &[1]).unwrap();
     assert!(value.is_finite() && grad.iter().all(|g| g.is_finite()), "{value} {grad:?}");
-    let (_, grad) = SigmoidLoss::bce().with_focal(5e19f32).unwrap().loss_and_grad(&array![0.5f32, -0.5], &[1.0f32, 0.0][..]).unwrap();
+    let (_, grad) = SigmoidLoss::bce()
+        .with_focal(5e19f32)
+        .unwrap()
+        .loss_and_grad(&array![0.5f32, -0.5], &[1.0f32, 0.0][..])
+        .unwrap();
     assert!(grad.iter().all(|g| g.is_finite()), "{grad:?}");
 }
 

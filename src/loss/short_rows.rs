@@ -8,9 +8,10 @@
 //! [`one_hot_row`]: super::kernel::one_hot_row
 //! [`plain_dense_row`]: super::kernel::plain_dense_row
 
-use super::kernel::focal_factors;
+use super::kernel::{argmax_grad, focal_factors, labels_rest_mass, probs_rest_mass};
 use crate::Float;
 use crate::group::{GROUP, Group, Lanes, RowMap, SHORT_ROW};
+use crate::softmax::log_one_minus_p;
 
 /// A finished group: each row's loss, and its gradient as `map` of the exponentials, with the
 /// label's entry of each row `(labels, values)` written after it, if given.
@@ -18,6 +19,8 @@ pub(super) struct Finished<F> {
     pub loss: Lanes<F>,
     pub map: RowMap<F>,
     pub label_grad: Option<([usize; GROUP], Lanes<F>)>,
+    /// The argmax's entry of each row, written after the label's.
+    pub argmax_grad: Option<([usize; GROUP], Lanes<F>)>,
 }
 
 impl<F: Float> Finished<F> {
@@ -25,8 +28,8 @@ impl<F: Float> Finished<F> {
     #[inline(always)]
     pub fn write(&self, group: &Group<F>, out: &mut [F]) {
         group.write_rows(self.map, out);
-        if let Some((labels, values)) = &self.label_grad {
-            let rows = out.chunks_exact_mut(group.classes).zip(labels).zip(values);
+        for (classes, values) in self.label_grad.iter().chain(&self.argmax_grad) {
+            let rows = out.chunks_exact_mut(group.classes).zip(classes).zip(values);
             rows.for_each(|((row, &y), &v)| row[y] = v);
         }
     }
@@ -69,7 +72,10 @@ pub(super) fn one_hot_group<F: Float>(
     if gamma != F::zero() {
         for r in 0..GROUP {
             let p = e_label[r] * group.inv_total[r];
-            (m[r], g[r]) = focal_factors(p, one_minus_p[r], lp[r], gamma);
+            let is_argmax = label[r] == group.argmax[r];
+            let (rest, ln_total) = (group.rest[r], group.ln_total[r]);
+            let log_q = || log_one_minus_p(is_argmax, rest, ln_total, p);
+            (m[r], g[r]) = focal_factors(p, one_minus_p[r], log_q, lp[r], gamma);
         }
     }
     // A row without a log-sum-exp counts as `c = 0`. (Each select below picks values computed
@@ -90,7 +96,12 @@ pub(super) fn one_hot_group<F: Float>(
         (p_factor[r], label_grad[r], loss[r]) =
             if on { (p, y, l) } else { (F::zero(), F::zero(), F::zero()) };
     }
-    Finished { loss, map: RowMap::Scale(p_factor), label_grad: Some((*labels, label_grad)) }
+    Finished {
+        loss,
+        map: RowMap::Scale(p_factor),
+        label_grad: Some((*labels, label_grad)),
+        argmax_grad: None,
+    }
 }
 
 /// Where the target mass of a group's rows comes from.
@@ -136,6 +147,15 @@ pub(super) fn plain_dense_group<F: Float>(
         if c > F::zero() { term } else { F::zero() }
     };
     let mut loss = [F::zero(); GROUP];
+    // The argmax of each lane, and its gradient entry as `plain_dense_row` writes it.
+    let mut argmax = [0; GROUP];
+    argmax.iter_mut().zip(&group.argmax).for_each(|(a, &v)| *a = v.as_f64() as usize);
+    let mut argmax_value = [F::zero(); GROUP];
+    let finish_argmax = |r: usize, t_max: F, c_rest: F| {
+        let c_max = base[r] + on_target[r] * t_max;
+        let g = argmax_grad(group.inv_total[r], group.rest[r], c_max, c_rest, scale);
+        if group.max[r] != F::neg_infinity() { g } else { F::zero() }
+    };
     let (map, label_grad) = match targets {
         GroupTargets::Labels(labels) => {
             // Every class has mass `base`, so the lanes sum `x − m` alone and the loss term is
@@ -155,6 +175,9 @@ pub(super) fn plain_dense_group<F: Float>(
                 let (c, d) = (base[r] + on_target[r], d_label[r]);
                 loss[r] += term(c, d, ln_total[r]) - term(base[r], d, ln_total[r]);
                 label_grad[r] = scale * (p_factor[r] * e_label[r] - c);
+                let elsewhere = labels[r] != argmax[r];
+                let c_rest = labels_rest_mass(base[r], on_target[r], k, elsewhere);
+                argmax_value[r] = finish_argmax(r, if elsewhere { F::zero() } else { F::one() }, c_rest);
             }
             let (mut a, mut b) = ([F::zero(); GROUP], [F::zero(); GROUP]);
             a.iter_mut().zip(&p_factor).for_each(|(a, &p)| *a = scale * p);
@@ -162,6 +185,14 @@ pub(super) fn plain_dense_group<F: Float>(
             (RowMap::MulSub { a, b }, Some((*labels, label_grad)))
         }
         GroupTargets::Probs(t, _) => {
+            for r in 0..GROUP {
+                let a = argmax[r] % SHORT_ROW;
+                let t_max = t[a.min(k - 1)][r];
+                let t_rest = || (0..k).filter(|&c| c != a).fold(F::zero(), |s, c| s + t[c][r]);
+                let lse = (group.rest[r], group.inv_total[r]);
+                let c_rest = probs_rest_mass(base[r], on_target[r], k, (t_sum[r], t_max), lse, t_rest);
+                argmax_value[r] = finish_argmax(r, t_max, c_rest);
+            }
             // The mass `c[k][r]` of every term and the gradient, as flat loops over copies of
             // the lanes per column (a loop over columns would be vectorised across columns).
             let (bases, on_targets) = ([base; SHORT_ROW], [on_target; SHORT_ROW]);
@@ -183,7 +214,7 @@ pub(super) fn plain_dense_group<F: Float>(
     for r in 0..GROUP {
         value[r] = if group.max[r] != F::neg_infinity() { -loss[r] } else { F::zero() };
     }
-    Finished { loss: value, map, label_grad }
+    Finished { loss: value, map, label_grad, argmax_grad: Some((argmax, argmax_value)) }
 }
 
 #[cfg(test)]
