@@ -305,8 +305,9 @@ fn errors_for<F: Float>() {
     let z = mat::<F>(&[&[0.0, max, 0.0]]);
     let huge = PairwiseMarginLoss::new(&mat::<F>(&[&[0.0; 3], &[0.0; 3], &[0.0, max, 0.0]])).unwrap();
     let (p, l) = fail(&huge, &ldam, &z, Targets::labels(&[2]));
-    assert_eq!(p, Error::NonFiniteLogit { row: 0, class: 1, value: max });
-    assert_eq!(l, Error::NonFiniteLogit { row: 0, class: 1, value: max });
+    let overflow = |what| Error::Overflow { what, row: Some(0), class: Some(1), value: Some(max) };
+    assert_eq!(p, overflow("logit + margin"));
+    assert_eq!(l, overflow("scale * (logit - margin)"));
     let z = mat::<F>(&[&[0.0, 1.0, f64::NEG_INFINITY]]);
     let err = fail(&pairwise, &ldam, &z, Targets::labels(&[2]));
     assert_eq!(err, same(Error::MaskedTarget { row: 0, class: 2 }));

@@ -86,10 +86,12 @@ pub(super) fn with_slice_mut<F: Float, R>(a: &mut ArrayRef1<F>, f: impl FnOnce(&
     result
 }
 
-/// Runs `row(s, y, w) = (ℓ, ∂ℓ/∂s)` over every row of a validated batch and returns `Σ ℓ` (in
-/// `f64`); writes each `ℓ` into `losses` and `scale · ∂ℓ/∂s` into `grads`, if given. A row with
-/// `w = 0` or `s = -inf` gets exactly `(0, 0)`, whatever `row` returns for it (inf or NaN
+/// Runs `row(s, y, w·weight_scale) = (ℓ, ∂ℓ/∂s)` over every row of a validated batch and returns
+/// `Σ ℓ` (in `f64`); writes each `ℓ` into `losses` and `scale · ∂ℓ/∂s` into `grads`, if given. A
+/// row with `w = 0` or `s = -inf` gets exactly `(0, 0)`, whatever `row` returns for it (inf or NaN
 /// included): a zero weight ignores the row, a `-inf` logit is a certain negative.
+/// `weight_scale` is a power of two that keeps the scaled weights below 1 ([`weight_exponent`]);
+/// a block whose sum overflows `F` is summed again in `f64`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the batch, the outputs and the row's formula, all needed
 pub(super) fn for_rows<F: Float>(
@@ -98,7 +100,7 @@ pub(super) fn for_rows<F: Float>(
     weights: Option<&[F]>,
     mut losses: Option<&mut [F]>,
     mut grads: Option<&mut [F]>,
-    scale: F,
+    (scale, weight_scale): (F, F),
     row: impl Fn(F, F, F) -> (F, F),
 ) -> f64 {
     let (zero, ones) = (F::zero(), [F::one(); BLOCK]);
@@ -118,12 +120,44 @@ pub(super) fn for_rows<F: Float>(
         };
         let rows = logits[block.clone()].iter().zip(&targets[block]).zip(w);
         for ((l, g), ((&s, &y), &w)) in loss.iter_mut().zip(grad.iter_mut()).zip(rows) {
-            let (value, slope) = row(s, y, w);
+            let (value, slope) = row(s, y, w * weight_scale);
             let ignored = (w == zero) | (s == F::neg_infinity());
             *l = if ignored { zero } else { value };
             *g = if ignored { zero } else { slope * scale };
         }
-        total += lane_sum(loss).as_f64();
+        let block_sum = lane_sum(loss);
+        total += if block_sum.is_finite() { block_sum.as_f64() } else { f64_sum(loss) };
     }
     total
+}
+
+/// `Σ x` in `f64`, for a block whose sum in `F` overflowed.
+#[cold]
+fn f64_sum<F: Float>(x: &[F]) -> f64 {
+    x.iter().map(|v| v.as_f64()).sum()
+}
+
+/// The exponent `e` that brings the largest sample weight below 1 (`max w · 2^−e ∈ [1/2, 1)`), so
+/// that a weight times a loss term stays within the float's range wherever the term does; `2^−e`
+/// is representable in `F` (subnormal for the largest `f32` weights, exactly). 0 without weights.
+pub(super) fn weight_exponent<F: Float>(weights: Option<&ArrayView1<'_, F>>) -> i32 {
+    let Some(weights) = weights else { return 0 };
+    let max = weights.iter().fold(0.0_f64, |m, &w| m.max(w.as_f64()));
+    if max == 0.0 {
+        return 0;
+    }
+    let max_exp = crate::float::exponent_of(F::max_value().as_f64());
+    (crate::float::exponent_of(max) + 1).max(-max_exp)
+}
+
+/// `Σ_i w_i·2^−e` in `f64` (`B` without weights, where `e = 0`): the mean's denominator in the
+/// scaled weights.
+pub(super) fn scaled_total_weight<F: Float>(weights: Option<&ArrayView1<'_, F>>, len: usize, e: i32) -> f64 {
+    match weights {
+        None => len as f64,
+        Some(w) => {
+            let inv = crate::float::pow2::<F>(-e);
+            w.iter().map(|&v| (v * inv).as_f64()).sum()
+        }
+    }
 }

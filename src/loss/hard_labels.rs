@@ -7,17 +7,26 @@ use super::Reduction;
 use super::targets::{TargetKind, Targets};
 use super::validate::{batch_dims, check_sample_weights};
 use crate::error::check_shape;
-use crate::float::LANES;
+use crate::float::{LANES, ldexp, pow2, scale_exponent};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::is_nan_or_pos_inf;
 use crate::{Error, Float, Result};
 
 /// A validated batch of hard labels: the labels, the targets they came from, and the class weights.
+///
+/// Sample and class weights are each scaled by a power of two that brings their maximum into
+/// `[1, 2)` (exactly), so that their products with each other and with the losses neither
+/// overflow nor underflow; the reduction puts the powers back.
 pub(super) struct LabelledBatch<'t, 'w, F> {
     pub labels: ArrayView1<'t, usize>,
     pub targets: &'w Targets<'t, F>,
     pub class_weights: Option<&'w [F]>,
+    /// `2^−e_s` and `2^−e_w`, the scales of the sample and class weights.
+    inv_s: F,
+    inv_w: F,
+    /// `e_s + e_w`.
+    exp: i32,
 }
 
 impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
@@ -52,25 +61,44 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         if let Some(row) = labels.iter().position(|&y| y >= classes) {
             return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
         }
-        Ok(Self { labels: *labels, targets, class_weights })
+        let exponent = |max: f64| scale_exponent::<F>(max);
+        let e_s =
+            targets.sample_weights.as_ref().map_or(0, |w| exponent(w.fold(0.0, |m, v| m.max(v.as_f64()))));
+        let e_w = class_weights.map_or(0, |w| exponent(w.iter().fold(0.0, |m, v| m.max(v.as_f64()))));
+        Ok(Self {
+            labels: *labels,
+            targets,
+            class_weights,
+            inv_s: pow2(-e_s),
+            inv_w: pow2(-e_w),
+            exp: e_s + e_w,
+        })
     }
 
-    /// The coefficient `s_i·w_{y_i}` of row `i`.
+    /// The coefficient `s_i·w_{y_i}` of row `i`, times `2^−(e_s + e_w)`.
     #[inline]
     pub fn coefficient(&self, i: usize) -> F {
-        let w = self.class_weights.map_or(F::one(), |w| w[self.labels[i]]);
-        self.targets.sample_weight(i) * w
+        let w = self.class_weights.map_or(F::one(), |w| w[self.labels[i]] * self.inv_w);
+        self.targets.sample_weight(i) * self.inv_s * w
+    }
+
+    /// Whether row `i` counts (a positive sample weight and class weight), exactly.
+    #[inline]
+    fn counts(&self, i: usize) -> bool {
+        self.targets.sample_weight(i) > F::zero()
+            && self.class_weights.is_none_or(|w| w[self.labels[i]] > F::zero())
     }
 
     /// Checks the logits in row-major order: [`Error::NonFiniteLogit`] for a NaN or `+inf`
-    /// logit, or a finite one whose `transformed(row, class, z)` is not finite;
-    /// [`Error::MaskedTarget`] for a `-inf` label logit in a row that counts.
+    /// logit; [`Error::Overflow`] (named `what`) for a finite one whose `transformed(row, class, z)`
+    /// is not finite; [`Error::MaskedTarget`] for a `-inf` label logit in a row that counts.
     ///
     /// A contiguous batch of finite logits passes in one branch-free scan when `fits(max |z|)`
     /// says that no logit of that magnitude can overflow once transformed.
     pub fn check_logits(
         &self,
         logits: &ArrayRef2<F>,
+        what: &'static str,
         fits: impl Fn(F) -> bool,
         transformed: impl Fn(usize, usize, F) -> F,
     ) -> Result<()> {
@@ -79,10 +107,14 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         }
         for (row, z) in logits.rows().into_iter().enumerate() {
             for (class, &v) in z.iter().enumerate() {
-                if is_nan_or_pos_inf(v) || (v.is_finite() && !transformed(row, class, v).is_finite()) {
+                if is_nan_or_pos_inf(v) {
                     return Err(Error::NonFiniteLogit { row, class, value: v.as_f64() });
                 }
-                if v == F::neg_infinity() && class == self.labels[row] && self.coefficient(row) > F::zero() {
+                if v.is_finite() && !transformed(row, class, v).is_finite() {
+                    let value = Some(v.as_f64());
+                    return Err(Error::Overflow { what, row: Some(row), class: Some(class), value });
+                }
+                if v == F::neg_infinity() && class == self.labels[row] && self.counts(row) {
                     return Err(Error::MaskedTarget { row, class });
                 }
             }
@@ -99,28 +131,41 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         logits: &ArrayRef2<F>,
         reduction: Reduction,
         grad_out: Option<&mut ArrayRef2<F>>,
-    ) -> F {
-        let divisor = match reduction {
-            Reduction::Sum => 1.0,
-            Reduction::Mean => (0..self.labels.len()).map(|i| self.coefficient(i).as_f64()).sum(),
+    ) -> Result<F> {
+        // The scaled coefficients: the mean does not depend on their scale, the sum gets it back.
+        let (divisor, exp) = match reduction {
+            Reduction::Sum => (1.0, self.exp),
+            Reduction::Mean => ((0..self.labels.len()).map(|i| self.coefficient(i).as_f64()).sum(), 0),
         };
         if divisor == 0.0 {
             if let Some(grad) = grad_out {
                 grad.fill(F::zero());
             }
-            return F::zero();
+            return Ok(F::zero());
         }
-        let scale = F::from_f64(divisor.recip());
+        let scale = F::from_f64(ldexp(divisor.recip(), exp));
+        if !scale.is_finite() && grad_out.is_some() {
+            return Err(overflow("gradient", None));
+        }
+        let scale = if scale.is_finite() { scale } else { F::one() };
         let total = dispatch(Rows { batch: self, loss, logits, grad: grad_out, losses: None, scale });
-        F::from_f64(total / divisor)
+        let value = F::from_f64(ldexp(total / divisor, exp));
+        if value.is_finite() { Ok(value) } else { Err(overflow("loss", None)) }
     }
 
-    /// Every row's loss `ℓ_i` (sample and class weights applied).
-    pub fn per_sample(&self, loss: &impl MarginRow<F>, logits: &ArrayRef2<F>) -> ndarray::Array1<F> {
+    /// Every row's loss `ℓ_i` (sample and class weights applied); [`Error::Overflow`] (`"loss"`)
+    /// for one beyond the float's range.
+    pub fn per_sample(&self, loss: &impl MarginRow<F>, logits: &ArrayRef2<F>) -> Result<ndarray::Array1<F>> {
         let mut losses = ndarray::Array1::zeros(logits.nrows());
         let rows = Rows { batch: self, loss, logits, grad: None, losses: Some(&mut losses), scale: F::one() };
         dispatch(rows);
-        losses
+        if self.exp != 0 {
+            losses.mapv_inplace(|v| F::from_f64(ldexp(v.as_f64(), self.exp)));
+        }
+        match losses.iter().position(|v| !v.is_finite()) {
+            Some(row) => Err(overflow("loss", Some(row))),
+            None => Ok(losses),
+        }
     }
 }
 
@@ -182,6 +227,11 @@ impl<F: Float, L: MarginRow<F>, const FMA: bool> RowVisitor<F> for RowsVisitor<'
         }
         self.total += value.as_f64();
     }
+}
+
+/// [`Error::Overflow`] of a result.
+fn overflow(what: &'static str, row: Option<usize>) -> Error {
+    Error::Overflow { what, row, class: None, value: None }
 }
 
 /// `max |z|` if every `z` is finite, else `None`: a branch-free scan in lanes (`v·0` is 0 for finite

@@ -352,7 +352,7 @@ impl<F: Float> LdamLoss<F> {
     {
         let targets = targets.into();
         let batch = self.check(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        Ok(batch.reduced(self, logits, self.reduction, Some(grad_out)))
+        batch.reduced(self, logits, self.reduction, Some(grad_out))
     }
 
     /// The reduced loss alone.
@@ -382,7 +382,7 @@ impl<F: Float> LdamLoss<F> {
     {
         let targets = targets.into();
         let batch = self.check(logits, &targets, &[])?;
-        Ok(batch.reduced(self, logits, self.reduction, None))
+        batch.reduced(self, logits, self.reduction, None)
     }
 
     /// Every row's loss `ℓ_i`, unreduced (sample and class weights applied).
@@ -415,7 +415,7 @@ impl<F: Float> LdamLoss<F> {
     {
         let targets = targets.into();
         let batch = self.check(logits, &targets, &[])?;
-        Ok(batch.per_sample(self, logits))
+        batch.per_sample(self, logits)
     }
 
     fn check<'t, 'w>(
@@ -430,7 +430,9 @@ impl<F: Float> LdamLoss<F> {
         // |s·(z − m)| ≤ s·(|z| + max |m|), also after rounding (which is monotone).
         let max_margin = self.margins.iter().fold(F::zero(), |m, &v| m.max(v.abs()));
         let fits = |max_abs: F| (self.scale.abs() * (max_abs + max_margin)).is_finite();
-        batch.check_logits(logits, fits, |row, class, z| self.scaled(z, class, batch.labels[row]))?;
+        batch.check_logits(logits, "scale * (logit - margin)", fits, |row, class, z| {
+            self.scaled(z, class, batch.labels[row])
+        })?;
         Ok(batch)
     }
 

@@ -331,7 +331,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     {
         let targets = targets.into();
         let batch = self.check(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        Ok(batch.reduced(self, logits, self.reduction, Some(grad_out)))
+        batch.reduced(self, logits, self.reduction, Some(grad_out))
     }
 
     /// The reduced loss alone.
@@ -360,7 +360,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     {
         let targets = targets.into();
         let batch = self.check(logits, &targets, &[])?;
-        Ok(batch.reduced(self, logits, self.reduction, None))
+        batch.reduced(self, logits, self.reduction, None)
     }
 
     /// Every row's loss `ℓ_i`, unreduced (sample and class weights applied).
@@ -394,7 +394,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     {
         let targets = targets.into();
         let batch = self.check(logits, &targets, &[])?;
-        Ok(batch.per_sample(self, logits))
+        batch.per_sample(self, logits)
     }
 
     fn check<'t, 'w>(
@@ -414,7 +414,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
         )?;
         // |z + Δ| ≤ |z| + max |Δ|, also after rounding (which is monotone).
         let fits = |max_abs: F| (max_abs + self.max_abs_margin).is_finite();
-        batch.check_logits(logits, fits, |row, class, z| {
+        batch.check_logits(logits, "logit + margin", fits, |row, class, z| {
             z + self.margins[batch.labels[row] * self.classes + class]
         })?;
         Ok(batch)

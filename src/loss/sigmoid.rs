@@ -3,9 +3,11 @@
 use ndarray::{Array1, ArrayRef1};
 
 use super::Reduction;
-use super::binary_rows::{Logistic, contiguous, for_rows, with_slice_mut};
+use super::binary_rows::{
+    Logistic, contiguous, for_rows, scaled_total_weight, weight_exponent, with_slice_mut,
+};
 use super::binary_targets::BinaryTargets;
-use crate::float::{exp_nonpos, ln_normal};
+use crate::float::{exp_nonpos, ldexp, ln_normal, pow2};
 use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
 
@@ -306,7 +308,7 @@ impl<F: Float> SigmoidLoss<F> {
     {
         let targets = targets.into();
         targets.check(logits.view(), &[("grad_out", &[logits.len()], grad_out.shape())])?;
-        Ok(self.reduced(logits, &targets, Some(grad_out)))
+        self.reduced(logits, &targets, Some(grad_out))
     }
 
     /// The reduced loss alone.
@@ -335,7 +337,7 @@ impl<F: Float> SigmoidLoss<F> {
     {
         let targets = targets.into();
         targets.check(logits.view(), &[])?;
-        Ok(self.reduced(logits, &targets, None))
+        self.reduced(logits, &targets, None)
     }
 
     /// Every row's loss `ℓ_i`, unreduced (sample weights applied).
@@ -372,8 +374,15 @@ impl<F: Float> SigmoidLoss<F> {
         let targets = targets.into();
         targets.check(logits.view(), &[])?;
         let mut losses = Array1::zeros(logits.len());
-        self.sum(logits, &targets, losses.as_slice_mut(), None, F::one());
-        Ok(losses)
+        let e = weight_exponent(targets.sample_weights.as_ref());
+        self.sum(logits, &targets, losses.as_slice_mut(), None, (F::one(), e));
+        if e != 0 {
+            losses.mapv_inplace(|v| F::from_f64(ldexp(v.as_f64(), e)));
+        }
+        match losses.iter().position(|v| !v.is_finite()) {
+            Some(row) => Err(Error::Overflow { what: "loss", row: Some(row), class: None, value: None }),
+            None => Ok(losses),
+        }
     }
 
     /// The reduced loss of a validated batch, `scale·∂ℓ/∂s` into `grad_out` if given.
@@ -382,23 +391,31 @@ impl<F: Float> SigmoidLoss<F> {
         logits: &ArrayRef1<F>,
         targets: &BinaryTargets<F>,
         grad_out: Option<&mut ArrayRef1<F>>,
-    ) -> F {
-        let divisor = match self.reduction {
-            Reduction::Sum => 1.0,
-            Reduction::Mean => targets.total_weight(),
+    ) -> Result<F> {
+        // The kernel sees the weights times 2^−e; the mean does not depend on e, the sum gets it back.
+        let weights = targets.sample_weights.as_ref();
+        let e = weight_exponent(weights);
+        let (divisor, exp) = match self.reduction {
+            Reduction::Sum => (1.0, e),
+            Reduction::Mean => (scaled_total_weight(weights, targets.len(), e), 0),
         };
         if divisor == 0.0 {
             if let Some(grad) = grad_out {
                 grad.fill(F::zero());
             }
-            return F::zero();
+            return Ok(F::zero());
         }
-        let scale = F::from_f64(divisor.recip());
+        let scale = F::from_f64(ldexp(divisor.recip(), exp));
+        let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
         let total = match grad_out {
-            Some(grad) => with_slice_mut(grad, |grad| self.sum(logits, targets, None, Some(grad), scale)),
-            None => self.sum(logits, targets, None, None, scale),
+            Some(_) if !scale.is_finite() => return Err(overflow("gradient")),
+            Some(grad) => {
+                with_slice_mut(grad, |grad| self.sum(logits, targets, None, Some(grad), (scale, e)))
+            }
+            None => self.sum(logits, targets, None, None, (F::one(), e)),
         };
-        F::from_f64(total / divisor)
+        let loss = F::from_f64(ldexp(total / divisor, exp));
+        if loss.is_finite() { Ok(loss) } else { Err(overflow("loss")) }
     }
 
     /// `Σ_i ℓ_i` of a validated batch, in `f64`; each `ℓ_i` into `losses` and `scale·∂ℓ/∂s` into
@@ -409,8 +426,9 @@ impl<F: Float> SigmoidLoss<F> {
         targets: &BinaryTargets<F>,
         losses: Option<&mut [F]>,
         grads: Option<&mut [F]>,
-        scale: F,
+        (scale, weight_exp): (F, i32),
     ) -> f64 {
+        let scale = (scale, pow2::<F>(-weight_exp));
         struct Rows<'a, F> {
             loss: &'a SigmoidLoss<F>,
             logits: &'a [F],
@@ -418,7 +436,7 @@ impl<F: Float> SigmoidLoss<F> {
             weights: Option<&'a [F]>,
             losses: Option<&'a mut [F]>,
             grads: Option<&'a mut [F]>,
-            scale: F,
+            scale: (F, F),
         }
         impl<F: Float> Kernel for Rows<'_, F> {
             type Output = f64;
@@ -494,7 +512,8 @@ impl<F: Float> SigmoidLoss<F> {
             soft
         };
         let modulation = exp_nonpos::<F, FMA>(gamma * log_q);
-        (weight * modulation * ce, weight * modulation * (d_ce + gamma * ce * ratio))
+        // `ce·ratio` first: `γ·ce` alone may overflow where `ratio` is 0 (a logit near the range's end).
+        (weight * modulation * ce, weight * modulation * (d_ce + gamma * (ce * ratio)))
     }
 }
 

@@ -338,7 +338,7 @@ impl BinarySmoothF1Loss {
                     let l = Logistic::of::<FMA>(s);
                     (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
                 };
-                for_rows(logits, targets, sample_weights, None, grads, scale, row)
+                for_rows(logits, targets, sample_weights, None, grads, (scale, F::one()), row)
             }
         }
         let (logits, y) = (contiguous(logits), contiguous(&targets.targets));

@@ -3,10 +3,11 @@
 use ndarray::{Array1, Array2, ArrayRef2, ArrayView1};
 
 use super::Reduction;
+use super::binary_rows::{scaled_total_weight, weight_exponent};
 use super::multi_label_targets::MultiLabelTargets;
 use super::validate::{batch_dims, check_sample_weights, class_vector};
 use crate::error::check_shape;
-use crate::float::{BLOCK, LANES, exp_nonpos};
+use crate::float::{BLOCK, LANES, exp_nonpos, ldexp, pow2};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::check_logits;
@@ -292,7 +293,7 @@ impl<F: Float> ZlprLoss<F> {
     {
         let targets = targets.into();
         self.check(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        Ok(self.reduced(logits, &targets, Some(grad_out)))
+        self.reduced(logits, &targets, Some(grad_out))
     }
 
     /// The reduced loss alone.
@@ -322,7 +323,7 @@ impl<F: Float> ZlprLoss<F> {
     {
         let targets = targets.into();
         self.check(logits, &targets, &[])?;
-        Ok(self.reduced(logits, &targets, None))
+        self.reduced(logits, &targets, None)
     }
 
     /// Every row's loss `ℓ_i`, unreduced (sample weights applied).
@@ -363,9 +364,13 @@ impl<F: Float> ZlprLoss<F> {
             grad: None,
             losses: Some(&mut losses),
             scale: F::one(),
+            weight_exp: weight_exponent(targets.sample_weights.as_ref()),
         };
         dispatch(rows);
-        Ok(losses)
+        match losses.iter().position(|v| !v.is_finite()) {
+            Some(row) => Err(Error::Overflow { what: "loss", row: Some(row), class: None, value: None }),
+            None => Ok(losses),
+        }
     }
 
     fn check(
@@ -402,20 +407,30 @@ impl<F: Float> ZlprLoss<F> {
         logits: &ArrayRef2<F>,
         targets: &MultiLabelTargets<F>,
         grad_out: Option<&mut ArrayRef2<F>>,
-    ) -> F {
-        let divisor = match self.reduction {
-            Reduction::Mean => (0..targets.len()).map(|i| targets.sample_weight(i).as_f64()).sum(),
-            Reduction::Sum => 1.0,
+    ) -> Result<F> {
+        // The rows see the weights times 2^−e; the mean does not depend on e, the sum gets it back.
+        let weights = targets.sample_weights.as_ref();
+        let weight_exp = weight_exponent(weights);
+        let (divisor, exp) = match self.reduction {
+            Reduction::Mean => (scaled_total_weight(weights, targets.len(), weight_exp), 0),
+            Reduction::Sum => (1.0, weight_exp),
         };
         if divisor == 0.0 {
             if let Some(grad) = grad_out {
                 grad.fill(F::zero());
             }
-            return F::zero();
+            return Ok(F::zero());
         }
-        let scale = F::from_f64(divisor.recip());
-        let total = dispatch(Rows { loss: self, logits, targets, grad: grad_out, losses: None, scale });
-        F::from_f64(total / divisor)
+        let scale = F::from_f64(ldexp(divisor.recip(), exp));
+        let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
+        if !scale.is_finite() && grad_out.is_some() {
+            return Err(overflow("gradient"));
+        }
+        let scale = if scale.is_finite() { scale } else { F::one() };
+        let total =
+            dispatch(Rows { loss: self, logits, targets, grad: grad_out, losses: None, scale, weight_exp });
+        let loss = F::from_f64(ldexp(total / divisor, exp));
+        if loss.is_finite() { Ok(loss) } else { Err(overflow("loss")) }
     }
 }
 
@@ -429,19 +444,23 @@ struct Rows<'a, 't, F> {
     grad: Option<&'a mut ArrayRef2<F>>,
     losses: Option<&'a mut Array1<F>>,
     scale: F,
+    /// The weights are seen times `2^−weight_exp`, and each `ℓ_i` written times `2^weight_exp`.
+    weight_exp: i32,
 }
 
 impl<F: Float> Kernel for Rows<'_, '_, F> {
     type Output = f64;
     #[inline(always)]
     fn run<const FMA: bool>(self) -> f64 {
-        let Rows { loss, logits, targets, grad, losses, scale } = self;
+        let Rows { loss, logits, targets, grad, losses, scale, weight_exp } = self;
         let padded = if pads::<F>(logits.ncols()) { logits.ncols().next_multiple_of(HALF_LANES) } else { 0 };
         let mut visitor = RowsVisitor::<F, FMA> {
             adjust: loss.adjustment.as_deref(),
             targets,
             losses,
             scale,
+            weight_scale: pow2::<F>(-weight_exp),
+            weight_exp,
             t_buf: vec![F::zero(); padded],
             v_buf: vec![F::zero(); padded],
             total: 0.0,
@@ -457,6 +476,8 @@ struct RowsVisitor<'a, 't, F, const FMA: bool> {
     targets: &'a MultiLabelTargets<'t, F>,
     losses: Option<&'a mut Array1<F>>,
     scale: F,
+    weight_scale: F,
+    weight_exp: i32,
     t_buf: Vec<F>,
     v_buf: Vec<F>,
     total: f64,
@@ -465,7 +486,7 @@ struct RowsVisitor<'a, 't, F, const FMA: bool> {
 impl<F: Float, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, F, FMA> {
     #[inline(always)]
     fn visit(&mut self, i: usize, s: &[F], grad: &mut [F]) {
-        let w = self.targets.sample_weight(i);
+        let w = self.targets.sample_weight(i) * self.weight_scale;
         let factor = w * self.scale;
         let t = self.targets.multi_hot.row(i);
         let value = if factor == F::zero() {
@@ -497,7 +518,11 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, F, FMA> {
             value
         };
         if let Some(losses) = self.losses.as_mut() {
-            losses[i] = value;
+            losses[i] = if self.weight_exp == 0 {
+                value
+            } else {
+                F::from_f64(ldexp(value.as_f64(), self.weight_exp))
+            };
         }
         self.total += value.as_f64();
     }
