@@ -1191,7 +1191,11 @@ fn priors_and_class_weights_on_arbitrary_counts() {
     );
     run("prior", CASES, (counts, any::<u64>().prop_map(f64::from_bits)), |(counts, alpha)| {
         CALLS.fetch_add(4, Ordering::Relaxed);
-        let valid = counts.iter().all(|&c| c.is_finite() && c >= 0.0) && counts.iter().any(|&c| c > 0.0);
+        // The total is an output too (`Prior::total`): beyond f64 it is an overflow.
+        let total_fits = |c: &[f64]| c.iter().fold(X::ZERO, |s, &v| s.add(X::new(v))).f64().is_finite();
+        let valid = counts.iter().all(|&c| c.is_finite() && c >= 0.0)
+            && counts.iter().any(|&c| c > 0.0)
+            && total_fits(&counts);
         let max = counts.iter().fold(0.0f64, |m, &c| m.max(c));
         let reference: Vec<f64> = {
             let scaled: Vec<f64> = counts.iter().map(|&c| c / max).collect();
@@ -1211,7 +1215,8 @@ fn priors_and_class_weights_on_arbitrary_counts() {
                     }
                 }
                 // Smoothing adds alpha to every count: valid for any finite alpha >= 0.
-                let smooth_valid = alpha.is_finite() && alpha >= 0.0;
+                let smoothed: Vec<f64> = counts.iter().map(|&c| X::new(c).add(X::new(alpha)).f64()).collect();
+                let smooth_valid = alpha.is_finite() && alpha >= 0.0 && total_fits(&smoothed);
                 match prior.clone().with_smoothing(alpha) {
                     Err(e) if smooth_valid => {
                         fail("Prior::with_smoothing", format!("Err({e}) on {counts:?} + {alpha:e}"))?
@@ -1398,9 +1403,10 @@ fn confusion_matrix_merge_never_wraps() {
 
 #[test]
 fn f1_stats_merge_never_overflows() {
-    let mut a = F1Stats::from_parts(vec![f64::MAX], vec![f64::MAX], f64::MAX).unwrap();
+    let mut a = F1Stats::from_parts(vec![f64::MAX / 2.0], vec![f64::MAX], f64::MAX).unwrap();
     let b = a.clone();
-    assert!(matches!(a.merge(&b), Err(Error::Overflow { .. })));
+    assert!(matches!(a.merge(&b), Err(Error::Overflow { what: "F1 statistics", .. })));
+    assert_eq!(a, b, "unchanged on error");
 }
 
 #[test]
@@ -1421,15 +1427,24 @@ fn label_shift_em_on_subnormal_counts_names_them_or_works() {
 }
 
 #[test]
-fn prior_smoothing_by_a_huge_alpha_is_uniform() {
-    let prior = Prior::from_counts(&[1.0, 2.0]).unwrap().with_smoothing(1e308).unwrap();
+fn prior_smoothing_by_a_huge_alpha_names_the_smoothing() {
+    // Counts 1e308 + 1 and 1e308 + 2: a total beyond f64, which `total()` cannot return.
+    let err = Prior::from_counts(&[1.0, 2.0]).unwrap().with_smoothing(1e308).unwrap_err();
+    assert_eq!(
+        err,
+        Error::Overflow { what: "smoothed counts total", row: None, class: None, value: Some(1e308) }
+    );
+    let prior = Prior::from_counts(&[1.0, 2.0]).unwrap().with_smoothing(1e307).unwrap();
     assert_eq!(prior.probabilities::<f64>().to_vec(), vec![0.5, 0.5]);
+    let err = Prior::from_counts(&[f64::MAX, f64::MAX]).unwrap_err();
+    assert!(matches!(err, Error::Overflow { what: "counts total", .. }), "{err:?}");
 }
 
 #[test]
 fn shot_of_nan_is_not_medium() {
     let split = ShotSplit::new(100.0, 20.0).unwrap();
-    assert_ne!(split.shot(f64::NAN), Shot::Medium);
+    assert!(matches!(split.shot(f64::NAN), Err(Error::InvalidParameter { name: "count", .. })));
+    assert_eq!(split.shot(f64::INFINITY).unwrap(), Shot::Many);
 }
 
 #[test]
