@@ -323,7 +323,12 @@ fn a_logit_that_overflows_once_adjusted_is_an_error() {
     let logits = mat::<f32>(&[&[0.0, 3e38]]);
     assert_eq!(
         predict_adjusted(&logits, &tiny, 1e35),
-        Err(Error::NonFiniteLogit { row: 0, class: 1, value: 3e38_f32 as f64 })
+        Err(Error::Overflow {
+            what: "logit + adjustment",
+            row: Some(0),
+            class: Some(1),
+            value: Some(3e38_f32 as f64)
+        })
     );
 }
 

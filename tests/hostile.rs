@@ -176,8 +176,40 @@ fn lse_x(v: &[X]) -> Option<X> {
             max = x;
         }
     }
-    let sum: f64 = finite.iter().map(|&x| x.sub(max).f64().exp()).sum();
-    Some(max.add(X::new(sum.ln())))
+    // ln(1 + Σ_{others} e^{x − max}) by ln_1p: the max's own term is exactly 1.
+    let mut skipped = false;
+    let rest: f64 = finite
+        .iter()
+        .filter(|&&x| {
+            let is_max = !skipped && !x.gt(max) && !max.gt(x);
+            skipped |= is_max;
+            !is_max
+        })
+        .map(|&x| x.sub(max).f64().exp())
+        .sum();
+    Some(max.add(X::new(rest.ln_1p())))
+}
+
+/// [`lse_x`] as its parts `(max, ln Σ e^{v − max})`, for differences `v − lse` that the sum of
+/// the parts would round away.
+fn lse_parts(v: &[X]) -> Option<(X, f64)> {
+    let finite = v.iter().copied().filter(|x| x.m != f64::NEG_INFINITY);
+    let max = finite.fold(None, |m: Option<X>, x| match m {
+        Some(m) if !x.gt(m) => Some(m),
+        _ => Some(x),
+    })?;
+    let mut skipped = false;
+    let rest: f64 = v
+        .iter()
+        .filter(|x| x.m != f64::NEG_INFINITY)
+        .filter(|&&x| {
+            let is_max = !skipped && !x.gt(max) && !max.gt(x);
+            skipped |= is_max;
+            !is_max
+        })
+        .map(|&x| x.sub(max).f64().exp())
+        .sum();
+    Some((max, rest.ln_1p()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -462,6 +494,22 @@ struct SoftmaxCase<F> {
     sum: bool,
 }
 
+/// `n` weights: one arbitrary magnitude (any bit pattern: subnormal, near the maximum, NaN, inf)
+/// times factors in `{0} ∪ [2^−16, 1]`, with now and then an arbitrary entry (negative, NaN) in
+/// place. The crate scales weights by their maximum, so any magnitude is covered; weights whose
+/// ratios exceed the float's range (a product of a sample and a class weight more than `2^126`
+/// below the largest in `f32`) are outside what the scaling keeps exact, and are left out.
+fn weights<F: Hostile>(n: usize) -> BoxedStrategy<Vec<F>> {
+    let factor = prop_oneof![1 => Just(0.0), 1 => Just(1.0), 6 => (-16.0f64..0.0).prop_map(f64::exp2)];
+    let entry = prop_oneof![30 => factor.prop_map(Some), 1 => Just(None)];
+    (F::values(), proptest::collection::vec((entry, F::values()), n))
+        .prop_map(|(base, entries)| {
+            let base = base.as_f64().abs();
+            entries.into_iter().map(|(f, raw)| f.map_or(raw, |f| F::from_f64(base * f))).collect()
+        })
+        .boxed()
+}
+
 fn softmax_case<F: Hostile>() -> impl Strategy<Value = SoftmaxCase<F>> {
     (1usize..4, 1usize..6).prop_flat_map(|(b, k)| {
         let v = || F::values();
@@ -472,9 +520,9 @@ fn softmax_case<F: Hostile>() -> impl Strategy<Value = SoftmaxCase<F>> {
             proptest::collection::vec(v(), b * k),
             proptest::collection::vec(0..k, b),
             proptest::option::weighted(0.3, proptest::collection::vec(0.0f64..1.0, b * k)),
-            proptest::option::weighted(0.4, proptest::collection::vec(pos(), b)),
-            proptest::option::weighted(0.3, proptest::collection::vec(pos(), k)),
-            proptest::option::weighted(0.2, proptest::collection::vec(pos(), k)),
+            proptest::option::weighted(0.4, weights::<F>(b)),
+            proptest::option::weighted(0.3, weights::<F>(k)),
+            proptest::option::weighted(0.2, weights::<F>(k)),
             gamma,
             smoothing,
             proptest::option::weighted(0.3, (proptest::collection::vec(pos(), k), v())),
@@ -765,7 +813,7 @@ fn sigmoid_case<F: Hostile>() -> impl Strategy<Value = SigmoidCase<F>> {
         (
             proptest::collection::vec(F::values(), n),
             proptest::collection::vec(target, n),
-            proptest::option::weighted(0.4, proptest::collection::vec(pos(), n)),
+            proptest::option::weighted(0.4, weights::<F>(n)),
             prop_oneof![1 => Just(F::zero()), 1 => Just(F::from_f64(2.0)), 1 => pos()],
             proptest::option::of((0.0f64..=1.0).prop_map(F::from_f64)),
             any::<bool>(),
@@ -895,11 +943,10 @@ struct ZlprCase<F> {
 
 fn zlpr_case<F: Hostile>() -> impl Strategy<Value = ZlprCase<F>> {
     (1usize..4, 1usize..6).prop_flat_map(|(b, k)| {
-        let pos = || F::values().prop_map(|v| F::from_f64(v.as_f64().abs()));
         (
             proptest::collection::vec(F::values(), b * k),
             proptest::collection::vec(any::<bool>(), b * k),
-            proptest::option::weighted(0.4, proptest::collection::vec(pos(), b)),
+            proptest::option::weighted(0.4, weights::<F>(b)),
             proptest::option::weighted(
                 0.3,
                 (proptest::collection::vec((1e-3f64..1.0).prop_map(F::from_f64), k), F::values()),
@@ -957,6 +1004,8 @@ impl<F: Hostile> ZlprCase<F> {
                 vals.push((sx, positive));
             }
             let (lse_n, lse_p) = (lse_x(&neg).unwrap(), lse_x(&pos).unwrap());
+            let (parts_n, parts_p) = (lse_parts(&neg).unwrap(), lse_parts(&pos).unwrap());
+            let ratio = |x: X, (max, ln_rest): (X, f64)| X::new(x.sub(max).f64() - ln_rest).exp();
             let wx = X::new(w);
             if w > 0.0 {
                 total = total.add(wx.mul(lse_n.add(lse_p)));
@@ -965,9 +1014,9 @@ impl<F: Hostile> ZlprCase<F> {
                 let g = if w == 0.0 || sx.m == f64::NEG_INFINITY {
                     X::ZERO
                 } else if positive {
-                    sx.neg().sub(lse_p).exp().neg()
+                    ratio(sx.neg(), parts_p).neg()
                 } else {
-                    sx.sub(lse_n).exp()
+                    ratio(sx, parts_n)
                 };
                 grads.push(wx.mul(g));
             }
@@ -1030,8 +1079,8 @@ fn ldam_case<F: Hostile>() -> impl Strategy<Value = LdamCase<F>> {
             proptest::collection::vec(0..k, b),
             proptest::collection::vec(pos(), k),
             prop_oneof![Just(F::from_f64(30.0)), pos()],
-            proptest::option::weighted(0.3, proptest::collection::vec(pos(), k)),
-            proptest::option::weighted(0.3, proptest::collection::vec(pos(), b)),
+            proptest::option::weighted(0.3, weights::<F>(k)),
+            proptest::option::weighted(0.3, weights::<F>(b)),
         )
             .prop_map(move |(z, labels, counts, scale, class_weights, weights)| LdamCase {
                 logits: Array2::from_shape_vec((b, k), z).unwrap(),

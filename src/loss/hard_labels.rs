@@ -7,7 +7,7 @@ use super::Reduction;
 use super::targets::{TargetKind, Targets};
 use super::validate::{batch_dims, check_sample_weights};
 use crate::error::check_shape;
-use crate::float::{LANES, ldexp, pow2, scale_exponent};
+use crate::float::{LANES, apply_pow2, ldexp, pow2, scale_exponent, split_scale};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::is_nan_or_pos_inf;
@@ -143,14 +143,18 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
             }
             return Ok(F::zero());
         }
-        let scale = F::from_f64(ldexp(divisor.recip(), exp));
-        if !scale.is_finite() && grad_out.is_some() {
+        let (scale, k) = split_scale::<F>(divisor.recip(), exp);
+        let mut grad_out = grad_out;
+        let grad = grad_out.as_deref_mut();
+        let total = dispatch(Rows { batch: self, loss, logits, grad, losses: None, scale });
+        let value = F::from_f64(ldexp(total / divisor, exp));
+        if !value.is_finite() {
+            return Err(overflow("loss", None));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
             return Err(overflow("gradient", None));
         }
-        let scale = if scale.is_finite() { scale } else { F::one() };
-        let total = dispatch(Rows { batch: self, loss, logits, grad: grad_out, losses: None, scale });
-        let value = F::from_f64(ldexp(total / divisor, exp));
-        if value.is_finite() { Ok(value) } else { Err(overflow("loss", None)) }
+        Ok(value)
     }
 
     /// Every row's loss `ℓ_i` (sample and class weights applied); [`Error::Overflow`] (`"loss"`)

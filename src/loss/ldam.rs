@@ -322,8 +322,10 @@ impl<F: Float> LdamLoss<F> {
     ///   `sample_weights` not of length `B`;
     /// - [`Error::InvalidSampleWeight`], then [`Error::LabelOutOfRange`];
     /// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
-    ///   `+inf`, or a finite logit whose scaled value overflows; [`Error::MaskedTarget`] for a
-    ///   `-inf` label logit in a row that counts.
+    ///   `+inf`; [`Error::Overflow`] (`"scale * (logit - margin)"`) for a finite logit whose
+    ///   scaled value is out of range; [`Error::MaskedTarget`] for a `-inf` label logit in a row
+    ///   that counts;
+    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`) for a result beyond the float's range.
     ///
     /// # Example
     ///

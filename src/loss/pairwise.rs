@@ -301,8 +301,10 @@ impl<F: Float> PairwiseMarginLoss<F> {
     ///   `sample_weights` not of length `B`;
     /// - [`Error::InvalidSampleWeight`], then [`Error::LabelOutOfRange`];
     /// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
-    ///   `+inf`, or a logit that overflows once the margin is added; [`Error::MaskedTarget`]
-    ///   for a `-inf` label logit in a row that counts.
+    ///   `+inf`; [`Error::Overflow`] (`"logit + margin"`) for a finite logit that the margin
+    ///   pushes out of range; [`Error::MaskedTarget`] for a `-inf` label logit in a row that
+    ///   counts;
+    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`) for a result beyond the float's range.
     ///
     /// # Example
     ///

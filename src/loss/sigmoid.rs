@@ -7,7 +7,7 @@ use super::binary_rows::{
     Logistic, contiguous, for_rows, scaled_total_weight, weight_exponent, with_slice_mut,
 };
 use super::binary_targets::BinaryTargets;
-use crate::float::{exp_nonpos, ldexp, ln_normal, pow2};
+use crate::float::{apply_pow2, exp_nonpos, ldexp, ln_normal, pow2, split_scale};
 use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
 
@@ -280,7 +280,11 @@ impl<F: Float> SigmoidLoss<F> {
     /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
     /// - [`Error::TargetOutOfRange`]: a target outside `[0, 1]` (or NaN);
     /// - [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, [`Error::MaskedTarget`] for a
-    ///   `-inf` logit on a row with `y > 0` and `s > 0`, the first in order.
+    ///   `-inf` logit on a row with `y > 0` and `s > 0`, the first in order;
+    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`; `"loss"` naming the row for
+    ///   [`per_sample_loss`](Self::per_sample_loss)) for a result beyond the float's range. Sample
+    ///   weights are scaled by a power of two before they multiply, so a weighted mean never
+    ///   overflows where its value does not.
     ///
     /// # Example
     ///
@@ -405,17 +409,23 @@ impl<F: Float> SigmoidLoss<F> {
             }
             return Ok(F::zero());
         }
-        let scale = F::from_f64(ldexp(divisor.recip(), exp));
+        let (scale, k) = split_scale::<F>(divisor.recip(), exp);
         let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
-        let total = match grad_out {
-            Some(_) if !scale.is_finite() => return Err(overflow("gradient")),
+        let mut grad_out = grad_out;
+        let total = match grad_out.as_deref_mut() {
             Some(grad) => {
                 with_slice_mut(grad, |grad| self.sum(logits, targets, None, Some(grad), (scale, e)))
             }
             None => self.sum(logits, targets, None, None, (F::one(), e)),
         };
         let loss = F::from_f64(ldexp(total / divisor, exp));
-        if loss.is_finite() { Ok(loss) } else { Err(overflow("loss")) }
+        if !loss.is_finite() {
+            return Err(overflow("loss"));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
+            return Err(overflow("gradient"));
+        }
+        Ok(loss)
     }
 
     /// `Σ_i ℓ_i` of a validated batch, in `f64`; each `ℓ_i` into `losses` and `scale·∂ℓ/∂s` into

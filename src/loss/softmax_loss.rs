@@ -11,7 +11,7 @@ use super::kernel::{
 use super::short_rows::{Finished, GroupTargets, one_hot_group, plain_dense_group};
 use super::targets::{TargetKind, Targets};
 use super::validate::class_vector;
-use crate::float::{exponent_of, ldexp, pow2, scale_exponent};
+use crate::float::{apply_pow2, exponent_of, ldexp, pow2, scale_exponent, split_scale, weight_exponent};
 use crate::group::{GROUP, Group, RowMap, SHORT_ROW, group_lse, transpose_rows};
 use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
 use crate::simd::Kernel;
@@ -140,7 +140,7 @@ impl<F: Float> ScaledClasses<F> {
             (ldexp(v, -e), e)
         };
         let max_w = (0..k).fold(0.0_f64, |m, j| m.max(value(weights, j)));
-        let weight_exp = exponent_of(max_w);
+        let weight_exp = weight_exponent(exponent_of(max_w));
         let products: Vec<(f64, i32)> = (0..k)
             .map(|j| {
                 let ((mw, ew), (ma, ea)) = (split(value(weights, j)), split(value(alpha, j)));
@@ -148,7 +148,7 @@ impl<F: Float> ScaledClasses<F> {
             })
             .collect();
         let max_exp = products.iter().filter(|(m, _)| *m > 0.0).map(|&(m, e)| e + exponent_of(m)).max();
-        let factor_exp = max_exp.unwrap_or(0);
+        let factor_exp = max_exp.map_or(0, weight_exponent);
         Some(Self {
             weights: (0..k).map(|j| F::from_f64(ldexp(value(weights, j), -weight_exp))).collect(),
             factors: products.iter().map(|&(m, e)| F::from_f64(ldexp(m, e - factor_exp))).collect(),
@@ -621,10 +621,14 @@ impl<F: Float> SoftmaxLoss<F> {
     /// - [`Error::InvalidTarget`], [`Error::TargetSum`]: a probability target that is
     ///   negative or non-finite, or a row that does not sum to 1 within `√ε`;
     /// - then, in one pass over the logits, the first offending one in row-major order:
-    ///   [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows to `+inf`
-    ///   once logit-adjusted; [`Error::MaskedTarget`] for a `-inf` logit whose class has target
-    ///   mass in a row that counts (positive sample weight and class factor `w_k·α_k`). Any other
-    ///   `-inf` masks its class.
+    ///   [`Error::NonFiniteLogit`] for a NaN or `+inf` logit; [`Error::Overflow`]
+    ///   (`"logit + adjustment"`) for a finite one that the logit adjustment pushes out of range;
+    ///   [`Error::MaskedTarget`] for a `-inf` logit whose class has target mass in a row that
+    ///   counts (positive sample weight and class factor `w_k·α_k`). Any other `-inf` masks its
+    ///   class;
+    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`; `"loss"` naming the row for the per-sample
+    ///   calls) for a result beyond the float's range. Weights are scaled by powers of two before
+    ///   they multiply, so a weighted mean never overflows where its value does not.
     ///
     /// # Example
     ///
@@ -888,15 +892,15 @@ impl<F: Float> SoftmaxLoss<F> {
             }
             return Ok(F::zero());
         }
-        let scale = F::from_f64(ldexp(divisor.recip(), exp));
-        if !scale.is_finite() && grad_out.is_some() {
-            return Err(overflow("gradient", None));
-        }
-        let scale = if scale.is_finite() { scale } else { F::one() };
-        let total = self.rows(logits, targets, prob_sums, grad_out, None, scale, inv_s, 0);
+        let (scale, k) = split_scale::<F>(divisor.recip(), exp);
+        let mut grad_out = grad_out;
+        let total = self.rows(logits, targets, prob_sums, grad_out.as_deref_mut(), None, scale, inv_s, 0);
         let loss = F::from_f64(ldexp(total / divisor, exp));
         if !loss.is_finite() {
             return Err(overflow("loss", None));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
+            return Err(overflow("gradient", None));
         }
         Ok(loss)
     }
@@ -914,16 +918,17 @@ impl<F: Float> SoftmaxLoss<F> {
     ) -> Result<()> {
         let sample_exp = sample_exponent(targets);
         let exp = sample_exp + self.class_exps().1;
-        let scale = F::from_f64(ldexp(1.0, exp));
-        if !scale.is_finite() && grad_out.is_some() {
+        let (scale, k) = split_scale::<F>(1.0, exp);
+        let mut grad_out = grad_out;
+        let grad = grad_out.as_deref_mut();
+        self.rows(logits, targets, prob_sums, grad, Some(losses_out), scale, pow2::<F>(-sample_exp), exp);
+        if let Some(row) = losses_out.iter().position(|v| !v.is_finite()) {
+            return Err(overflow("loss", Some(row)));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
             return Err(overflow("gradient", None));
         }
-        let scale = if scale.is_finite() { scale } else { F::one() };
-        self.rows(logits, targets, prob_sums, grad_out, Some(losses_out), scale, pow2::<F>(-sample_exp), exp);
-        match losses_out.iter().position(|v| !v.is_finite()) {
-            Some(row) => Err(overflow("loss", Some(row))),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Runs the kernel over a validated batch (`prob_sums`: the sum of each probability row, from

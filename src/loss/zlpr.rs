@@ -7,7 +7,7 @@ use super::binary_rows::{scaled_total_weight, weight_exponent};
 use super::multi_label_targets::MultiLabelTargets;
 use super::validate::{batch_dims, check_sample_weights, class_vector};
 use crate::error::check_shape;
-use crate::float::{BLOCK, LANES, exp_nonpos, ldexp, pow2};
+use crate::float::{BLOCK, LANES, apply_pow2, exp_nonpos, ldexp, pow2, split_scale};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::check_logits;
@@ -264,8 +264,10 @@ impl<F: Float> ZlprLoss<F> {
     /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
     /// - [`Error::TargetOutOfRange`]: a target that is not exactly 0 or 1;
     /// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
-    ///   `+inf`, or a logit that overflows once adjusted; [`Error::MaskedTarget`] for a `-inf`
-    ///   logit on a positive class of a row that counts.
+    ///   `+inf`; [`Error::Overflow`] (`"logit + adjustment"`) for a finite logit that the label
+    ///   prior pushes out of range; [`Error::MaskedTarget`] for a `-inf` logit on a positive class
+    ///   of a row that counts;
+    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`) for a result beyond the float's range.
     ///
     /// # Example
     ///
@@ -421,16 +423,19 @@ impl<F: Float> ZlprLoss<F> {
             }
             return Ok(F::zero());
         }
-        let scale = F::from_f64(ldexp(divisor.recip(), exp));
+        let (scale, k) = split_scale::<F>(divisor.recip(), exp);
         let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
-        if !scale.is_finite() && grad_out.is_some() {
+        let mut grad_out = grad_out;
+        let grad = grad_out.as_deref_mut();
+        let total = dispatch(Rows { loss: self, logits, targets, grad, losses: None, scale, weight_exp });
+        let loss = F::from_f64(ldexp(total / divisor, exp));
+        if !loss.is_finite() {
+            return Err(overflow("loss"));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
             return Err(overflow("gradient"));
         }
-        let scale = if scale.is_finite() { scale } else { F::one() };
-        let total =
-            dispatch(Rows { loss: self, logits, targets, grad: grad_out, losses: None, scale, weight_exp });
-        let loss = F::from_f64(ldexp(total / divisor, exp));
-        if loss.is_finite() { Ok(loss) } else { Err(overflow("loss")) }
+        Ok(loss)
     }
 }
 
