@@ -664,7 +664,10 @@ pub(crate) fn split_scale<F: Float>(inv_divisor: f64, exp: i32) -> (F, i32) {
 }
 
 /// Multiplies every entry by `2^k` (nothing for `k = 0`); `false` if one leaves the range of `F`.
-pub(crate) fn apply_pow2<F: Float, D: ndarray::Dimension>(values: &mut ndarray::ArrayRef<F, D>, k: i32) -> bool {
+pub(crate) fn apply_pow2<F: Float, D: ndarray::Dimension>(
+    values: &mut ndarray::ArrayRef<F, D>,
+    k: i32,
+) -> bool {
     if k == 0 {
         return true;
     }

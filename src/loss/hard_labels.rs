@@ -22,10 +22,13 @@ pub(super) struct LabelledBatch<'t, 'w, F> {
     pub labels: ArrayView1<'t, usize>,
     pub targets: &'w Targets<'t, F>,
     pub class_weights: Option<&'w [F]>,
-    /// `2^−e_s` and `2^−e_w`, the scales of the sample and class weights.
+    /// `2^−e_s`, `2^−e_w` and `2^−e_c`: the scales of the sample and class weights, and of their
+    /// products (which brings the largest coefficient of the batch into `[1, 2)`, so that the
+    /// mean's `1/Σ c` stays near 1 whatever the weights).
     inv_s: F,
     inv_w: F,
-    /// `e_s + e_w`.
+    inv_c: F,
+    /// `e_s + e_w + e_c`.
     exp: i32,
 }
 
@@ -65,21 +68,21 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         let e_s =
             targets.sample_weights.as_ref().map_or(0, |w| exponent(w.fold(0.0, |m, v| m.max(v.as_f64()))));
         let e_w = class_weights.map_or(0, |w| exponent(w.iter().fold(0.0, |m, v| m.max(v.as_f64()))));
-        Ok(Self {
-            labels: *labels,
-            targets,
-            class_weights,
-            inv_s: pow2(-e_s),
-            inv_w: pow2(-e_w),
-            exp: e_s + e_w,
-        })
+        let (inv_s, inv_w) = (pow2(-e_s), pow2(-e_w));
+        let mut batch =
+            Self { labels: *labels, targets, class_weights, inv_s, inv_w, inv_c: F::one(), exp: 0 };
+        let max = (0..batch.labels.len()).fold(0.0_f64, |m, i| m.max(batch.coefficient(i).as_f64()));
+        let e_c = scale_exponent::<F>(max);
+        batch.inv_c = pow2(-e_c);
+        batch.exp = e_s + e_w + e_c;
+        Ok(batch)
     }
 
-    /// The coefficient `s_i·w_{y_i}` of row `i`, times `2^−(e_s + e_w)`.
+    /// The coefficient `s_i·w_{y_i}` of row `i`, times `2^−(e_s + e_w + e_c)`.
     #[inline]
     pub fn coefficient(&self, i: usize) -> F {
         let w = self.class_weights.map_or(F::one(), |w| w[self.labels[i]] * self.inv_w);
-        self.targets.sample_weight(i) * self.inv_s * w
+        self.targets.sample_weight(i) * self.inv_s * w * self.inv_c
     }
 
     /// Whether row `i` counts (a positive sample weight and class weight), exactly.

@@ -40,14 +40,17 @@ pub(crate) fn shifted_exp<F: Float, const FMA: bool>(
 pub(super) fn focal_factors<F: Float>(
     p: F,
     one_minus_p: F,
-    log_q: impl FnOnce() -> F,
+    log_q: impl FnOnce(F) -> F,
     lp: F,
     gamma: F,
 ) -> (F, F) {
     if gamma == F::zero() {
         return (F::one(), F::one());
     }
-    let m = (gamma * log_q()).exp();
+    // The kernel's exponentials flush to 0 a little below the smallest normal number; a large `γ`
+    // still sees such a `p` (`γ·p` need not be small), so it comes from `log p` here.
+    let p = if p < F::min_positive_value() && lp > F::neg_infinity() { lp.exp() } else { p };
+    let m = (gamma * log_q(p)).exp();
     let log_ratio = if one_minus_p > F::zero() { lp / one_minus_p } else { -F::one() };
     // p = 0 only where log p = -inf: the product's limit is 0, not NaN.
     let p_log_ratio = if p > F::zero() { p * log_ratio } else { F::zero() };
@@ -79,7 +82,7 @@ pub(crate) fn one_hot_row<F: Float>(
     let e_label = grad[label];
     let one_minus_p = lse.one_minus_p(label, e_label);
     let p = e_label * lse.inv_total;
-    let (m, g) = focal_factors(p, one_minus_p, || lse.log_one_minus_p(label, p), lp, gamma);
+    let (m, g) = focal_factors(p, one_minus_p, |p| lse.log_one_minus_p(label, p), lp, gamma);
     let factor = scale * c * g;
     let p_factor = factor * lse.inv_total;
     for v in grad.iter_mut() {
@@ -309,7 +312,7 @@ impl<F: Float> Terms<F> {
         let c = a * (self.base + self.on_target * t);
         let lp = (z - self.lse.max) - self.lse.ln_total;
         let (p, q) = (e * self.lse.inv_total, self.lse.one_minus_p(k, e));
-        let (m, g) = focal_factors(p, q, || self.lse.log_one_minus_p(k, p), lp, self.gamma);
+        let (m, g) = focal_factors(p, q, |p| self.lse.log_one_minus_p(k, p), lp, self.gamma);
         if c > F::zero() { (c * m * lp, c * g) } else { (F::zero(), F::zero()) }
     }
 }

@@ -74,7 +74,7 @@ pub(super) fn one_hot_group<F: Float>(
             let p = e_label[r] * group.inv_total[r];
             let is_argmax = label[r] == group.argmax[r];
             let (rest, ln_total) = (group.rest[r], group.ln_total[r]);
-            let log_q = || log_one_minus_p(is_argmax, rest, ln_total, p);
+            let log_q = |p| log_one_minus_p(is_argmax, rest, ln_total, p);
             (m[r], g[r]) = focal_factors(p, one_minus_p[r], log_q, lp[r], gamma);
         }
     }

@@ -378,11 +378,9 @@ impl<F: Float> SigmoidLoss<F> {
         let targets = targets.into();
         targets.check(logits.view(), &[])?;
         let mut losses = Array1::zeros(logits.len());
-        let e = weight_exponent(targets.sample_weights.as_ref());
-        self.sum(logits, &targets, losses.as_slice_mut(), None, (F::one(), e));
-        if e != 0 {
-            losses.mapv_inplace(|v| F::from_f64(ldexp(v.as_f64(), e)));
-        }
+        // Each row's `w·α_t·q^γ·ce` is a product whose partial products shrink: unscaled weights
+        // overflow only where the row's loss does.
+        self.sum(logits, &targets, losses.as_slice_mut(), None, (F::one(), 0));
         match losses.iter().position(|v| !v.is_finite()) {
             Some(row) => Err(Error::Overflow { what: "loss", row: Some(row), class: None, value: None }),
             None => Ok(losses),
@@ -396,13 +394,17 @@ impl<F: Float> SigmoidLoss<F> {
         targets: &BinaryTargets<F>,
         grad_out: Option<&mut ArrayRef1<F>>,
     ) -> Result<F> {
-        // The kernel sees the weights times 2^−e; the mean does not depend on e, the sum gets it back.
+        // For the mean the kernel sees the weights times 2^−e, which the mean does not depend on.
         let weights = targets.sample_weights.as_ref();
-        let e = weight_exponent(weights);
-        let (divisor, exp) = match self.reduction {
-            Reduction::Sum => (1.0, e),
-            Reduction::Mean => (scaled_total_weight(weights, targets.len(), e), 0),
+        // (For the sum, unscaled weights: see `per_sample_loss`.)
+        let (divisor, e) = match self.reduction {
+            Reduction::Mean => {
+                let e = weight_exponent(weights);
+                (scaled_total_weight(weights, targets.len(), e), e)
+            }
+            Reduction::Sum => (1.0, 0),
         };
+        let exp = 0;
         if divisor == 0.0 {
             if let Some(grad) = grad_out {
                 grad.fill(F::zero());
@@ -499,9 +501,11 @@ impl<F: Float> SigmoidLoss<F> {
         let ce = y * softplus_neg + (one - y) * softplus_pos;
         let d_ce = (one - y) * sig_pos - y * sig_neg;
         // Without α, `y + (1 − y)` rounds to exactly 1 for every y in [0, 1].
-        let weight = w * (alpha.0 * y + alpha.1 * (one - y));
+        // The sample weight multiplies last: a subnormal (or huge) weight then rounds once, and a
+        // product overflows only where the row's value does.
+        let a_t = alpha.0 * y + alpha.1 * (one - y);
         if !FOCAL {
-            return (weight * ce, weight * d_ce);
+            return (w * (a_t * ce), w * (a_t * d_ce));
         }
         // log q and (∂q/∂s)/q for q = 1 − p_t: with `SOFT`, the soft-target values are computed
         // for every row and the hard ones selected. `q ≥ min(y, 1 − y)` mathematically; the clamps
@@ -523,7 +527,8 @@ impl<F: Float> SigmoidLoss<F> {
         };
         let modulation = exp_nonpos::<F, FMA>(gamma * log_q);
         // `ce·ratio` first: `γ·ce` alone may overflow where `ratio` is 0 (a logit near the range's end).
-        (weight * modulation * ce, weight * modulation * (d_ce + gamma * (ce * ratio)))
+        let factor = a_t * modulation;
+        (w * (factor * ce), w * (factor * (d_ce + gamma * (ce * ratio))))
     }
 }
 

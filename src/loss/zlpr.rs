@@ -366,7 +366,8 @@ impl<F: Float> ZlprLoss<F> {
             grad: None,
             losses: Some(&mut losses),
             scale: F::one(),
-            weight_exp: weight_exponent(targets.sample_weights.as_ref()),
+            // A row's `w·ℓ_i` overflows only where `ℓ_i` does: unscaled weights.
+            weight_exp: 0,
         };
         dispatch(rows);
         match losses.iter().position(|v| !v.is_finite()) {
@@ -410,13 +411,17 @@ impl<F: Float> ZlprLoss<F> {
         targets: &MultiLabelTargets<F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
-        // The rows see the weights times 2^−e; the mean does not depend on e, the sum gets it back.
+        // For the mean the rows see the weights times 2^−e, which the mean does not depend on.
         let weights = targets.sample_weights.as_ref();
-        let weight_exp = weight_exponent(weights);
-        let (divisor, exp) = match self.reduction {
-            Reduction::Mean => (scaled_total_weight(weights, targets.len(), weight_exp), 0),
-            Reduction::Sum => (1.0, weight_exp),
+        // The sum takes the weights unscaled (see `per_sample_loss`).
+        let (divisor, weight_exp) = match self.reduction {
+            Reduction::Mean => {
+                let e = weight_exponent(weights);
+                (scaled_total_weight(weights, targets.len(), e), e)
+            }
+            Reduction::Sum => (1.0, 0),
         };
+        let exp = 0;
         if divisor == 0.0 {
             if let Some(grad) = grad_out {
                 grad.fill(F::zero());
