@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use longtail::Float;
+use longtail::{Float, Loss};
 use ndarray::Array2;
 
 mod common;

@@ -26,7 +26,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use longtail::{Float, SoftmaxLoss};
+use longtail::{Float, Loss, SoftmaxLoss};
 use ndarray::Array2;
 use rayon::prelude::*;
 

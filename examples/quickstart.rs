@@ -8,7 +8,7 @@
 
 use longtail::adjust::{predict, predict_adjusted};
 use longtail::metrics::balanced_accuracy;
-use longtail::{Error, Prior, SoftmaxLoss};
+use longtail::{Error, Loss, Prior, SoftmaxLoss};
 use ndarray::{Array1, Array2, Axis};
 
 const CLASSES: usize = 4;
@@ -24,7 +24,7 @@ fn main() -> Result<(), Error> {
 
     // 2. Train with the logit-adjusted loss: it adds τ·log π to the logits, so the rare classes
     //    need a larger margin (Menon et al. 2020). And, for comparison, with plain cross-entropy.
-    let adjusted = train(&SoftmaxLoss::logit_adjusted(&prior.probabilities())?, &x, &y)?;
+    let adjusted = train(&SoftmaxLoss::logit_adjusted(&prior)?, &x, &y)?;
     let plain = train(&SoftmaxLoss::cross_entropy(), &x, &y)?;
 
     // 3. Predict on a balanced test set: the logit-adjusted model by plain argmax; the

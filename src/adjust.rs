@@ -13,8 +13,9 @@
 //! (a row that is all `-inf` has no prediction: an error); NaN and `+inf` logits are errors, and
 //! a finite logit that the offset pushes out of range is an [`Error::Overflow`].
 
-use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1};
+use ndarray::{Array2, ArrayRef1, ArrayRef2};
 
+use crate::Labels;
 use crate::error::check_shape;
 use crate::metrics::ConfusionMatrix;
 use crate::rows::for_each_row;
@@ -406,7 +407,7 @@ pub struct TauSearch<F> {
 /// (`τ` tuned on a holdout set).
 pub fn tune_tau<'a, F: Float>(
     logits: &ArrayRef2<F>,
-    labels: impl Into<ArrayView1<'a, usize>>,
+    labels: impl Into<Labels<'a>>,
     prior: &Prior,
     taus: &[F],
 ) -> Result<TauSearch<F>> {
@@ -445,7 +446,7 @@ pub fn tune_tau<'a, F: Float>(
 /// Menon et al. 2020, arXiv:2007.07314.
 pub fn tune_tau_by<'a, F: Float>(
     logits: &ArrayRef2<F>,
-    labels: impl Into<ArrayView1<'a, usize>>,
+    labels: impl Into<Labels<'a>>,
     prior: &Prior,
     taus: &[F],
     score: impl Fn(&ConfusionMatrix) -> f64,
@@ -475,7 +476,7 @@ pub fn tune_tau_by<'a, F: Float>(
     let mut best: Option<TauSearch<F>> = None;
     for (i, &tau) in taus.iter().enumerate() {
         predict_adjusted_into(logits, prior, tau, &mut predictions)?;
-        let value = score(&ConfusionMatrix::new(labels, predictions.as_slice(), classes)?);
+        let value = score(&ConfusionMatrix::new(labels.view(), predictions.as_slice(), classes)?);
         if value.is_nan() {
             return Err(Error::InvalidParameter {
                 name: "score",

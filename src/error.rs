@@ -11,7 +11,7 @@ use core::fmt;
 /// # Example
 ///
 /// ```
-/// use longtail::{Error, SoftmaxLoss};
+/// use longtail::{Error, Loss, SoftmaxLoss};
 /// use ndarray::array;
 ///
 /// let logits = array![[1.0_f64, 2.0], [0.5, f64::NAN]];
@@ -136,10 +136,15 @@ pub enum Error {
         /// The domain it must lie in.
         expected: &'static str,
     },
-    /// The loss is defined for hard labels only and was given probability targets.
-    LabelsRequired {
-        /// Which loss: `"LdamLoss"` or `"PairwiseMarginLoss"`.
+    /// The loss does not take this kind of targets (hard labels, probability rows, multi-hot
+    /// rows; see [`Targets`](crate::Targets)).
+    UnsupportedTargets {
+        /// Which loss, e.g. `"LdamLoss"`.
         loss: &'static str,
+        /// The kinds it takes, e.g. `"hard labels"`.
+        expected: &'static str,
+        /// The kind it was given, e.g. `"probability targets"`.
+        found: &'static str,
     },
     /// A value is beyond the range of its type although every input is valid: a transform
     /// (logit adjustment, LDAM's scale and margin, a label prior) turns a finite logit into `±inf`,
@@ -211,8 +216,8 @@ impl fmt::Display for Error {
             Self::TargetOutOfRange { row, class, value, expected } => {
                 write!(f, "target at row {row}, class {class} is {}; expected {expected}", Short(*value))
             }
-            Self::LabelsRequired { loss } => {
-                write!(f, "{loss} takes hard labels, not probability targets")
+            Self::UnsupportedTargets { loss, expected, found } => {
+                write!(f, "{loss} takes {expected}, not {found}")
             }
             Self::Overflow { what, row, class, value } => {
                 write!(f, "{what} overflows")?;

@@ -6,25 +6,43 @@
 //! smoothing and probability targets, freely combined in one fused pass ([`SoftmaxLoss`]). The
 //! gradient is computed with the loss, so the crate drops into any Rust training loop.
 //!
-//! # Example: one training step
+//! # Example: the whole path
+//!
+//! Estimate the prior, train with a prior-aware loss, predict with post-hoc adjustment, measure
+//! balanced accuracy:
 //!
 //! ```
-//! use longtail::SoftmaxLoss;
-//! use ndarray::{array, Array2};
+//! use longtail::adjust::{predict, predict_adjusted};
+//! use longtail::metrics::balanced_accuracy;
+//! use longtail::{Loss, Prior, SoftmaxLoss};
+//! use ndarray::{Array2, array};
 //!
-//! // A batch of 4 samples over 3 classes; class 0 is 100× more frequent than class 2.
-//! let logits = array![[2.0_f32, 0.1, -1.0], [1.5, 0.3, 0.0], [0.2, 1.1, 0.4], [1.0, 0.2, 0.9]];
-//! let labels = [0, 0, 1, 2];
-//! let counts = [1000.0, 100.0, 10.0];
+//! // Training labels of a long-tailed problem: class 0 is 100× more frequent than class 2.
+//! let train_labels: Vec<usize> = (0..111).map(|i| if i < 100 { 0 } else if i < 110 { 1 } else { 2 }).collect();
+//! let prior = Prior::from_labels(&train_labels, 3)?;
 //!
 //! // Logit-adjusted cross-entropy (Menon et al. 2020): the rare classes get a larger margin.
-//! let loss = SoftmaxLoss::logit_adjusted(&counts)?;
-//! let mut grad = Array2::zeros(logits.raw_dim());
-//! let value = loss.loss_and_grad_into(&logits, &labels, &mut grad)?;
+//! let loss = SoftmaxLoss::logit_adjusted(&prior)?;
+//! let mut logits = array![[2.0_f32, 0.1, -1.0], [1.5, 0.3, 0.0], [0.2, 1.1, 0.4], [1.0, 0.2, 0.9]];
+//! let labels = [0, 0, 1, 2];
 //!
-//! // One step of gradient descent on the logits lowers the loss.
-//! let stepped = &logits - &(&grad * 0.5);
-//! assert!(loss.loss(&stepped, &labels)? < value);
+//! // A few gradient steps on the logits stand in for a model's training loop.
+//! let mut grad = Array2::zeros(logits.raw_dim());
+//! let first = loss.loss_and_grad_into(&logits, &labels, &mut grad)?;
+//! for _ in 0..20 {
+//!     loss.loss_and_grad_into(&logits, &labels, &mut grad)?;
+//!     logits.zip_mut_with(&grad, |z, &g| *z -= 2.0 * g);
+//! }
+//! assert!(loss.loss(&logits, &labels)? < first);
+//!
+//! // A model trained with logit adjustment predicts by the plain argmax. One trained with plain
+//! // cross-entropy is adjusted after training instead: the argmax of z − τ·log π.
+//! let predictions = predict(&logits)?;
+//! let plain_ce_predictions = predict_adjusted(&logits, &prior, 1.0)?;
+//! assert_eq!(plain_ce_predictions.len(), 4);
+//!
+//! // The long-tail metric: the mean of the per-class recalls.
+//! assert_eq!(balanced_accuracy(&labels, &predictions, 3)?, 1.0);
 //!
 //! // Bad input is an error that names the culprit, never a panic or a NaN.
 //! let err = loss.loss(&logits, &[0, 0, 1, 3]).unwrap_err();
@@ -35,7 +53,8 @@
 //! # The losses
 //!
 //! - [`SoftmaxLoss`]: softmax cross-entropy, logit-adjusted, class-weighted, focal, label smoothing.
-//! - [`SigmoidLoss`]: binary cross-entropy with logits (`bce`) and sigmoid focal loss (`focal`).
+//! - [`SigmoidLoss`]: binary cross-entropy with logits (`bce`) and sigmoid focal loss (`focal`), over
+//!   `[B, K]` logits as one-vs-rest decisions or a binary model's `[B]` logits.
 //! - [`BinarySmoothF1Loss`]: binary cross-entropy weighted by the batch's soft F1.
 //! - [`SmoothF1Loss`]: softmax one-vs-rest cross-entropy weighted by the soft macro or micro F1,
 //!   from the local batch or merged [`F1Stats`].
@@ -45,13 +64,18 @@
 //!
 //! # Conventions
 //!
-//! - `*_into` calls overwrite a caller's buffer (never accumulate into it); the allocating calls
-//!   wrap them.
+//! - Every loss implements [`Loss`]: its page states the contract once (shapes, reductions,
+//!   buffers overwritten and never accumulated into, errors), and training code can hold any loss
+//!   as a `Box<dyn Loss<F>>`. Every loss takes [`Targets`]: hard labels (`usize` or `u32`),
+//!   probability rows or multi-hot rows, with sample weights.
 //! - Parameters are validated when a loss is built (`with_*` setters return [`Result`]); data is
-//!   validated on each call, completely, before anything is written.
+//!   validated on each call. Constructors that take a prior or counts take a [`&Prior`](Prior)
+//!   or any array ([`ClassValues`]).
 //! - `-inf` logits are legal masks; NaN and `+inf` are errors.
-//! - Logits and gradient buffers may be any array or view (`&ArrayRef2<F>`); labels a slice, `Vec`
-//!   or `Array1<usize>`; probability targets a `[B, K]` array (see [`Targets`]).
+//! - Logits and gradient buffers may be any array or view (`&ArrayRef2<F>`); the crate re-exports
+//!   the `ndarray` it is built on as [`longtail::ndarray`](ndarray).
+//! - [`CosineHead`] gives the normalised logits (and their backward pass) that [`LdamLoss`]
+//!   assumes.
 //!
 //! # Around the losses
 //!
@@ -82,6 +106,7 @@
 #![deny(unsafe_code)]
 
 pub mod adjust;
+mod cosine;
 mod error;
 mod float;
 mod group;
@@ -92,11 +117,12 @@ mod rows;
 mod simd;
 pub mod softmax;
 
+pub use cosine::CosineHead;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use loss::{
-    BinarySmoothF1Loss, BinaryTargets, F1Average, F1Stats, LdamLoss, MultiLabelTargets, PairwiseMarginLoss,
-    Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
+    BinarySmoothF1Loss, BinaryTargets, ClassValues, F1Average, F1Stats, Labels, LdamLoss, Loss,
+    PairwiseMarginLoss, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
 };
 pub use metrics::ConfusionMatrix;
 pub use ndarray;

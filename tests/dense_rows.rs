@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Options, Problem, Rng, numeric_grad, relative, relative_error};
-use longtail::{Reduction, SoftmaxLoss, Targets};
+use longtail::{Loss, Reduction, SoftmaxLoss, Targets};
 use ndarray::{Array2, Axis};
 
 /// Two full runs of 32 lanes and a tail.

@@ -7,7 +7,7 @@ use common::mat;
 use longtail::softmax::{
     log_softmax, log_softmax_into, log_sum_exp, log_sum_exp_into, softmax, softmax_into,
 };
-use longtail::{Error, Float, Reduction, SoftmaxLoss, Targets};
+use longtail::{Error, Float, Loss, Reduction, SoftmaxLoss, Targets};
 use ndarray::{Array1, Array2};
 
 const SENTINEL: f64 = 7.0;
@@ -49,7 +49,7 @@ fn fail_everywhere<F: Float>(loss: &SoftmaxLoss<F>, logits: &Array2<F>, targets:
         sum.loss_and_grad_into(logits, targets.clone(), &mut grad).unwrap_err(),
         loss.per_sample_loss(logits, targets.clone()).unwrap_err(),
         loss.per_sample_loss_and_grad(logits, targets.clone()).unwrap_err(),
-        loss.per_sample_loss_and_grad_into(logits, targets, &mut losses, &mut grad).unwrap_err(),
+        loss.per_sample_into(logits, &targets, &mut losses, Some(&mut grad)).unwrap_err(),
     ];
     // Debug text compares NaN fields as equal, unlike `PartialEq`.
     let first = format!("{:?}", errors[0]);
@@ -84,7 +84,7 @@ fn empty_batch_case<F: Float>() {
     assert_eq!(fail_everywhere(&ce(), &logits, Targets::labels(&empty)), Error::EmptyBatch);
     let probs = Array2::<F>::zeros((0, 3));
     assert_eq!(fail_everywhere(&ce(), &logits, Targets::probs(&probs)), Error::EmptyBatch);
-    let adjusted = SoftmaxLoss::logit_adjusted(&vector::<F>(&[1.0, 2.0, 3.0])).unwrap();
+    let adjusted = SoftmaxLoss::logit_adjusted(vector::<F>(&[1.0, 2.0, 3.0])).unwrap();
     assert_eq!(fail_everywhere(&adjusted, &logits, Targets::labels(&empty)), Error::EmptyBatch);
 }
 
@@ -438,11 +438,11 @@ fn masked_label_case<F: Float>() {
         "row 2 puts target mass on class 1, whose logit is -inf: the loss is infinite"
     );
     // Also with focal modulation, logit adjustment and class weights on top.
-    let loss = SoftmaxLoss::logit_adjusted(&vector::<F>(&[5.0, 3.0, 1.0]))
+    let loss = SoftmaxLoss::logit_adjusted(vector::<F>(&[5.0, 3.0, 1.0]))
         .unwrap()
         .with_focal(F::from_f64(2.0))
         .unwrap()
-        .with_class_weights(&vector::<F>(&[1.0, 2.0, 0.5]))
+        .with_class_weights(vector::<F>(&[1.0, 2.0, 0.5]))
         .unwrap();
     assert_eq!(
         fail_everywhere(&loss, &logits, Targets::labels(&[0, 1, 1])),
@@ -516,7 +516,7 @@ fn masked_non_target_case<F: Float>() {
     for loss in [
         ce::<F>(),
         SoftmaxLoss::focal(F::from_f64(2.0)).unwrap(),
-        SoftmaxLoss::logit_adjusted(&vector::<F>(&[10.0, 1.0, 3.0])).unwrap(),
+        SoftmaxLoss::logit_adjusted(vector::<F>(&[10.0, 1.0, 3.0])).unwrap(),
     ] {
         let (value, losses, grad) = succeed_everywhere(&loss, &logits, Targets::labels(&[0, 1]));
         assert!(value.is_finite(), "{loss:?}: loss {value}");
@@ -1070,7 +1070,7 @@ fn last_row_error_case<F: Float>() {
     // Adjusted overflow in the last row.
     let big = F::max_value().as_f64();
     let tau = -1e-7 * big; // 1e-7·MAX·ln 3 ≫ half an ulp of MAX
-    let adjusted = ce::<F>().with_logit_adjustment(&vector::<F>(&[1.0, 1.0, 1.0]), F::from_f64(tau)).unwrap();
+    let adjusted = ce::<F>().with_logit_adjustment(vector::<F>(&[1.0, 1.0, 1.0]), F::from_f64(tau)).unwrap();
     let logits = mat::<F>(&[good[0], good[1], good[2], &[0.0, big, 0.0]]);
     let err = fail_everywhere(&adjusted, &logits, Targets::labels(&labels));
     assert_eq!(err, overflow(3, 1, big));
@@ -1177,7 +1177,14 @@ fn every_variants_display_is_nonempty_and_names_what_it_carries() {
             Error::TargetOutOfRange { row: 20, class: 27, value: 1.5, expected: "0 or 1" },
             vec!["row 20", "class 27", "1.5", "0 or 1"],
         ),
-        (Error::LabelsRequired { loss: "LdamLoss" }, vec!["LdamLoss", "hard labels"]),
+        (
+            Error::UnsupportedTargets {
+                loss: "LdamLoss",
+                expected: "hard labels",
+                found: "probability targets",
+            },
+            vec!["LdamLoss", "hard labels", "probability targets"],
+        ),
     ];
     for (err, needles) in cases {
         let text = err.to_string();

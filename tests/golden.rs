@@ -8,7 +8,7 @@
 #[path = "golden/torch_values.rs"]
 mod torch_values;
 
-use longtail::{Float, Reduction, SoftmaxLoss, Targets};
+use longtail::{Float, Loss, Reduction, SoftmaxLoss, Targets};
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use torch_values::{CASES, Case};
 

@@ -10,7 +10,7 @@
 #[path = "golden/losses_values.rs"]
 mod losses_values;
 
-use longtail::{BinaryTargets, Float, LdamLoss, Reduction, SigmoidLoss, Targets, ZlprLoss};
+use longtail::{BinaryTargets, Float, LdamLoss, Loss, Reduction, SigmoidLoss, Targets, ZlprLoss};
 use losses_values::{CASES, Case};
 use ndarray::{Array1, ArrayView1, ArrayView2};
 
@@ -43,12 +43,14 @@ fn run<F: Float>(case: &Case) -> (Vec<f64>, Vec<f64>) {
             };
             let mut loss = SigmoidLoss::bce();
             if let Some((alpha, gamma)) = case.alpha_gamma {
-                let alpha = (alpha >= 0.0).then(|| F::from_f64(alpha));
-                loss = loss.with_focal(F::from_f64(gamma)).unwrap().with_alpha(alpha).unwrap();
+                loss = loss.with_focal(F::from_f64(gamma)).unwrap();
+                if alpha >= 0.0 {
+                    loss = loss.with_alpha(F::from_f64(alpha)).unwrap();
+                }
             }
             let loss = loss.with_reduction(reduction);
-            let (value, grad) = loss.loss_and_grad(&logits, targets()).unwrap();
-            let per = none.then(|| loss.per_sample_loss(&logits, targets()).unwrap());
+            let (value, grad) = loss.binary_loss_and_grad(&logits, targets()).unwrap();
+            let per = none.then(|| loss.binary_per_sample_loss(&logits, targets()).unwrap());
             widen(value, per, grad.to_vec())
         }
         "zlpr" => {

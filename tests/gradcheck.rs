@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Options, Problem, Rng, numeric_grad, relative, relative_error};
-use longtail::{Reduction, SoftmaxLoss};
+use longtail::{Loss, Reduction, SoftmaxLoss};
 use ndarray::Array2;
 
 const BATCH: usize = 5;

@@ -24,8 +24,8 @@ use longtail::metrics::{Shot, ShotSplit};
 use longtail::prior::{ClassWeights, LabelShiftEm};
 use longtail::softmax::{log_softmax, log_sum_exp, softmax};
 use longtail::{
-    BinaryTargets, ConfusionMatrix, Error, F1Stats, Float, LdamLoss, MultiLabelTargets, Prior, Reduction,
-    SigmoidLoss, SoftmaxLoss, Targets, ZlprLoss,
+    BinaryTargets, ConfusionMatrix, Error, F1Stats, Float, LdamLoss, Loss, Prior, Reduction, SigmoidLoss,
+    SoftmaxLoss, Targets, ZlprLoss,
 };
 use ndarray::{Array1, Array2, array};
 use proptest::prelude::*;
@@ -902,7 +902,10 @@ impl<F: Hostile> SigmoidCase<F> {
 }
 
 fn run_sigmoid<F: Hostile>(case: SigmoidCase<F>) -> std::result::Result<(), TestCaseError> {
-    let built = SigmoidLoss::bce().with_focal(case.gamma).and_then(|l| l.with_alpha(case.alpha));
+    let built = SigmoidLoss::bce().with_focal(case.gamma).and_then(|l| match case.alpha {
+        Some(alpha) => l.with_alpha(alpha),
+        None => Ok(l),
+    });
     let Ok(loss) = built else {
         CALLS.fetch_add(1, Ordering::Relaxed);
         return Ok(());
@@ -920,13 +923,13 @@ fn run_sigmoid<F: Hostile>(case: SigmoidCase<F>) -> std::result::Result<(), Test
             None => t,
         }
     };
-    let got = loss.loss_and_grad(&logits, targets()).map(|(l, g)| {
+    let got = loss.binary_loss_and_grad(&logits, targets()).map(|(l, g)| {
         let mut v = vec![l];
         v.extend(g.iter().copied());
         v
     });
     judge::<F>("SigmoidLoss::loss_and_grad", &case, &got, &reduced)?;
-    let got = loss.per_sample_loss(&logits, targets()).map(|l| l.to_vec());
+    let got = loss.binary_per_sample_loss(&logits, targets()).map(|l| l.to_vec());
     judge::<F>("SigmoidLoss::per_sample_loss", &case, &got, &per_sample)
 }
 
@@ -1045,7 +1048,7 @@ fn run_zlpr<F: Hostile>(case: ZlprCase<F>) -> std::result::Result<(), TestCaseEr
         return Ok(());
     };
     let expect = case.reference(&loss);
-    let t = MultiLabelTargets::new(&case.targets);
+    let t = Targets::multi_hot(&case.targets);
     let t = match &case.weights {
         Some(w) => t.with_sample_weights(&w[..]),
         None => t,
@@ -1378,9 +1381,10 @@ fn label_smoothing_at_the_f32_extremes_is_finite() {
 #[test]
 fn bce_at_the_f32_extremes_is_finite() {
     let logits = array![3e38f32, -3e38];
-    let loss = SigmoidLoss::bce().loss(&logits, &[0.0f32, 0.0][..]).unwrap();
+    let loss = SigmoidLoss::bce().binary_loss(&logits, &[0.0f32, 0.0][..]).unwrap();
     assert_close(loss as f64, 1.5e38, 1e-6, "BCE");
-    let (_, grad) = SigmoidLoss::<f32>::focal().loss_and_grad(&logits, &[0.0f32, 1.0][..]).unwrap();
+    let focal = SigmoidLoss::<f32>::focal(2.0).unwrap().with_alpha(0.25).unwrap();
+    let (_, grad) = focal.binary_loss_and_grad(&logits, &[0.0f32, 1.0][..]).unwrap();
     // y = 0 at +3e38: α_t = 0.75, q = 1, d = 1, extra = γ·ce·σ(−s) = 0 → 0.75/2;
     // y = 1 at −3e38: α_t = 0.25, d = −1 → −0.25/2.
     assert_close(grad[0] as f64, 0.375, 1e-6, "focal grad +");
@@ -1396,7 +1400,7 @@ fn a_huge_gamma_gives_finite_gradients() {
     let (_, grad) = SigmoidLoss::bce()
         .with_focal(5e19f32)
         .unwrap()
-        .loss_and_grad(&array![0.5f32, -0.5], &[1.0f32, 0.0][..])
+        .binary_loss_and_grad(&array![0.5f32, -0.5], &[1.0f32, 0.0][..])
         .unwrap();
     assert!(grad.iter().all(|g| g.is_finite()), "{grad:?}");
 }
@@ -1429,7 +1433,7 @@ fn a_transform_that_overflows_a_finite_logit_is_an_overflow_error() {
     let err = loss.loss(&logits, &[1]).unwrap_err();
     assert!(matches!(err, Error::Overflow { row: Some(0), class: Some(1), .. }), "{err:?}");
     let zlpr = ZlprLoss::new().with_label_prior(&[0.5, 0.1, 0.9], 1e306).unwrap();
-    let err = zlpr.loss(&logits, &array![[0.0, 1.0, 0.0]]).unwrap_err();
+    let err = zlpr.loss(&logits, Targets::multi_hot(&array![[0.0, 1.0, 0.0]])).unwrap_err();
     assert!(matches!(err, Error::Overflow { row: Some(0), class: Some(1), .. }), "{err:?}");
     let err = log_softmax(&array![[3e38f32, -3e38, 0.]]).unwrap_err();
     assert!(matches!(err, Error::Overflow { row: Some(0), class: Some(1), .. }), "{err:?}");

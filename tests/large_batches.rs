@@ -4,7 +4,7 @@
 mod common;
 
 use common::Rng;
-use longtail::{Float, Reduction, SoftmaxLoss};
+use longtail::{Float, Loss, Reduction, SoftmaxLoss};
 use ndarray::Array2;
 
 /// One loss per kernel: one-hot (logit-adjusted CE), dense without factors (label smoothing) and

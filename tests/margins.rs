@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Rng, mat, numeric_grad, relative, relative_error};
-use longtail::{Error, Float, LdamLoss, PairwiseMarginLoss, Reduction, SoftmaxLoss, Targets};
+use longtail::{Error, Float, LdamLoss, Loss, PairwiseMarginLoss, Reduction, SoftmaxLoss, Targets};
 use ndarray::{Array1, Array2, array};
 use proptest::prelude::*;
 
@@ -281,8 +281,18 @@ fn errors_for<F: Float>() {
     assert_eq!(err, same(Error::ShapeMismatch { name: "class_weights", expected: vec![3], found: vec![2] }));
     let probs = mat::<F>(&[&[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0]]);
     let (p, l) = fail(&pairwise, &ldam, &z, Targets::probs(&probs));
-    assert_eq!(p, Error::LabelsRequired { loss: "PairwiseMarginLoss" });
-    assert_eq!(l, Error::LabelsRequired { loss: "LdamLoss" });
+    assert_eq!(
+        p,
+        Error::UnsupportedTargets {
+            loss: "PairwiseMarginLoss",
+            expected: "hard labels",
+            found: "probability targets"
+        }
+    );
+    assert_eq!(
+        l,
+        Error::UnsupportedTargets { loss: "LdamLoss", expected: "hard labels", found: "probability targets" }
+    );
     assert_eq!(l.to_string(), "LdamLoss takes hard labels, not probability targets");
     let err = fail(&pairwise, &ldam, &z, Targets::labels(&[0]));
     assert_eq!(err, same(Error::ShapeMismatch { name: "labels", expected: vec![2], found: vec![1] }));

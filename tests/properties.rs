@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Options, Problem, Rng, relative, relative_error};
-use longtail::{Reduction, SoftmaxLoss, Targets};
+use longtail::{Loss, Reduction, SoftmaxLoss, Targets};
 use ndarray::{Array1, Array2, Axis};
 use proptest::prelude::*;
 

@@ -42,12 +42,11 @@ fn batch(rng: &mut Rng, size: usize, soft: bool) -> Batch {
 }
 
 fn build<F: Float>(gamma: f64, alpha: Option<f64>, reduction: Reduction) -> SigmoidLoss<F> {
-    SigmoidLoss::bce()
-        .with_focal(F::from_f64(gamma))
-        .unwrap()
-        .with_alpha(alpha.map(F::from_f64))
-        .unwrap()
-        .with_reduction(reduction)
+    let loss = SigmoidLoss::focal(F::from_f64(gamma)).unwrap().with_reduction(reduction);
+    match alpha {
+        Some(alpha) => loss.with_alpha(F::from_f64(alpha)).unwrap(),
+        None => loss,
+    }
 }
 
 /// The loss and gradient in float type `F`, widened to f64.
@@ -64,7 +63,7 @@ fn run<F: Float>(
     if weighted {
         targets = targets.with_sample_weights(&w);
     }
-    let (l, g) = loss.loss_and_grad(&z, targets).unwrap();
+    let (l, g) = loss.binary_loss_and_grad(&z, targets).unwrap();
     (l.as_f64(), g.mapv(F::as_f64))
 }
 
@@ -133,14 +132,20 @@ fn f32_logits_of_magnitude_1e4_give_exact_finite_values() {
     let logits = array![1e4_f32, -1e4, 1e4, -1e4];
     let targets = [1.0, 0.0, 0.0, 1.0];
     let sum = SigmoidLoss::bce().with_reduction(Reduction::Sum);
-    let losses = sum.per_sample_loss(&logits, &targets).unwrap();
+    let losses = sum.binary_per_sample_loss(&logits, &targets).unwrap();
     assert_eq!(losses.to_vec(), vec![0.0, 0.0, 1e4, 1e4]);
-    let (_, grad) = sum.loss_and_grad(&logits, &targets).unwrap();
+    let (_, grad) = sum.binary_loss_and_grad(&logits, &targets).unwrap();
     assert_eq!(grad.to_vec(), vec![0.0, 0.0, 1.0, -1.0]);
     for gamma in [0.25, 0.5, 2.0] {
-        let focal = SigmoidLoss::focal().with_focal(gamma).unwrap().with_reduction(Reduction::Sum);
-        let (_, grad) = focal.loss_and_grad(&logits, &targets).unwrap();
-        let losses = focal.per_sample_loss(&logits, &targets).unwrap();
+        let focal = SigmoidLoss::focal(2.0)
+            .unwrap()
+            .with_alpha(0.25)
+            .unwrap()
+            .with_focal(gamma)
+            .unwrap()
+            .with_reduction(Reduction::Sum);
+        let (_, grad) = focal.binary_loss_and_grad(&logits, &targets).unwrap();
+        let losses = focal.binary_per_sample_loss(&logits, &targets).unwrap();
         // The wrong rows have p_t = 0: modulation 1, so ℓ = α_t·1e4 and ∂ℓ/∂s = α_t·(±1).
         assert_eq!(losses.to_vec(), vec![0.0, 0.0, 0.75e4, 0.25e4]);
         assert_eq!(grad.to_vec(), vec![0.0, 0.0, 0.75, -0.25]);
@@ -150,10 +155,10 @@ fn f32_logits_of_magnitude_1e4_give_exact_finite_values() {
 /// For 0 < γ < 1 the gradient at p_t → 1 is finite and tends to 0 (no (1 − p_t)^(γ−1) blow-up).
 #[test]
 fn focal_gradient_with_gamma_below_one_is_finite_as_p_t_tends_to_one() {
-    let loss = SigmoidLoss::<f64>::focal().with_focal(0.5).unwrap().with_alpha(None).unwrap();
+    let loss = SigmoidLoss::<f64>::focal(0.5).unwrap();
     let mut previous = f64::INFINITY;
     for s in [5.0, 10.0, 20.0, 40.0, 80.0, 700.0] {
-        let (_, grad) = loss.loss_and_grad(&array![s, -s], &[1.0, 0.0]).unwrap();
+        let (_, grad) = loss.binary_loss_and_grad(&array![s, -s], &[1.0, 0.0]).unwrap();
         assert!(grad.iter().all(|g| g.is_finite()), "s = {s}: {grad}");
         assert!(-grad[0] < previous && grad[0] <= 0.0 && grad[1] == -grad[0], "s = {s}: {grad}");
         previous = -grad[0];
@@ -165,20 +170,25 @@ fn focal_gradient_with_gamma_below_one_is_finite_as_p_t_tends_to_one() {
 fn minus_infinity_is_a_certain_negative_with_zero_loss_and_gradient() {
     let logits = array![f64::NEG_INFINITY, 1.0];
     let targets = BinaryTargets::new(&[0.0, 1.0]);
-    for loss in [SigmoidLoss::bce(), SigmoidLoss::focal()] {
-        let (_, grad) = loss.loss_and_grad(&logits, targets.clone()).unwrap();
+    for loss in [SigmoidLoss::bce(), SigmoidLoss::focal(2.0).unwrap().with_alpha(0.25).unwrap()] {
+        let (_, grad) = loss.binary_loss_and_grad(&logits, targets.clone()).unwrap();
         assert_eq!(grad[0], 0.0);
-        assert_eq!(loss.per_sample_loss(&logits, targets.clone()).unwrap()[0], 0.0);
+        assert_eq!(loss.binary_per_sample_loss(&logits, targets.clone()).unwrap()[0], 0.0);
     }
     // Ignored rows may carry -inf on a positive target.
     let ignored = BinaryTargets::new(&[1.0, 1.0]).with_sample_weights(&[0.0, 1.0]);
-    assert!(SigmoidLoss::bce().loss(&logits, ignored).is_ok());
+    assert!(SigmoidLoss::bce().binary_loss(&logits, ignored).is_ok());
 }
 
 #[test]
 fn a_batch_whose_weights_are_all_zero_has_loss_and_gradient_zero() {
     let targets = BinaryTargets::new(&[1.0, 0.0]).with_sample_weights(&[0.0, 0.0]);
-    let (loss, grad) = SigmoidLoss::focal().loss_and_grad(&array![1.0_f32, 2.0], targets).unwrap();
+    let (loss, grad) = SigmoidLoss::focal(2.0)
+        .unwrap()
+        .with_alpha(0.25)
+        .unwrap()
+        .binary_loss_and_grad(&array![1.0_f32, 2.0], targets)
+        .unwrap();
     assert_eq!((loss, grad.to_vec()), (0.0, vec![0.0, 0.0]));
 }
 
@@ -186,10 +196,10 @@ fn a_batch_whose_weights_are_all_zero_has_loss_and_gradient_zero() {
 fn focal_with_gamma_zero_and_no_alpha_is_bce() {
     let mut rng = Rng::new(5);
     let b = batch(&mut rng, 12, true);
-    let focal = SigmoidLoss::focal().with_focal(0.0).unwrap().with_alpha(None).unwrap();
+    let focal = SigmoidLoss::focal(0.0).unwrap();
     assert_eq!(
-        focal.loss_and_grad(&b.logits, &b.targets).unwrap(),
-        SigmoidLoss::bce().loss_and_grad(&b.logits, &b.targets).unwrap()
+        focal.binary_loss_and_grad(&b.logits, &b.targets).unwrap(),
+        SigmoidLoss::bce().binary_loss_and_grad(&b.logits, &b.targets).unwrap()
     );
 }
 
@@ -201,9 +211,12 @@ fn strided_views_give_the_same_result_as_contiguous_arrays() {
     let strided = wide.column(0);
     let mut grad_wide = Array2::from_elem((12, 2), f64::NAN);
     let mut grad_strided = grad_wide.column_mut(1);
-    let loss = SigmoidLoss::focal();
-    let value = loss.loss_and_grad_into(&strided, b.targets.view(), &mut grad_strided).unwrap();
-    assert_eq!((value, grad_wide.column(1).to_owned()), loss.loss_and_grad(&b.logits, &b.targets).unwrap());
+    let loss = SigmoidLoss::focal(2.0).unwrap().with_alpha(0.25).unwrap();
+    let value = loss.binary_loss_and_grad_into(&strided, b.targets.view(), &mut grad_strided).unwrap();
+    assert_eq!(
+        (value, grad_wide.column(1).to_owned()),
+        loss.binary_loss_and_grad(&b.logits, &b.targets).unwrap()
+    );
 }
 
 const SENTINEL: f64 = 7.0;
@@ -213,10 +226,12 @@ fn fail<F: Float>(loss: SigmoidLoss<F>, logits: &[f64], targets: BinaryTargets<'
     let z: Array1<F> = logits.iter().map(|&v| F::from_f64(v)).collect();
     let mut grad = Array1::from_elem(z.len(), F::from_f64(SENTINEL));
     let errors = [
-        loss.loss(&z, targets.clone()).unwrap_err(),
-        loss.loss_and_grad(&z, targets.clone()).unwrap_err(),
-        loss.with_reduction(Reduction::Sum).loss_and_grad_into(&z, targets.clone(), &mut grad).unwrap_err(),
-        loss.per_sample_loss(&z, targets).unwrap_err(),
+        loss.binary_loss(&z, targets.clone()).unwrap_err(),
+        loss.binary_loss_and_grad(&z, targets.clone()).unwrap_err(),
+        loss.with_reduction(Reduction::Sum)
+            .binary_loss_and_grad_into(&z, targets.clone(), &mut grad)
+            .unwrap_err(),
+        loss.binary_per_sample_loss(&z, targets).unwrap_err(),
     ];
     for err in &errors {
         assert_eq!(format!("{err:?}"), format!("{:?}", errors[0]));
@@ -241,7 +256,11 @@ fn errors_for<F: Float>() {
     assert_eq!(err, Error::InvalidSampleWeight { row: 1, value: -0.5 });
     for bad in [1.5, -0.25, f64::NAN] {
         let targets = v(&[0.0, bad]);
-        let err = fail(SigmoidLoss::focal(), &[0.0, 1.0], BinaryTargets::new(&targets));
+        let err = fail(
+            SigmoidLoss::focal(F::from_f64(2.0)).unwrap().with_alpha(F::from_f64(0.25)).unwrap(),
+            &[0.0, 1.0],
+            BinaryTargets::new(&targets),
+        );
         assert!(
             matches!(err, Error::TargetOutOfRange { row: 1, class: 0, expected: "in [0, 1]", .. }),
             "{err:?}"
@@ -256,7 +275,11 @@ fn errors_for<F: Float>() {
         let err = fail(bce(), &[0.0, bad], BinaryTargets::new(&y).with_sample_weights(&w));
         assert!(matches!(err, Error::NonFiniteLogit { row: 1, class: 0, .. }), "{err:?}");
     }
-    let err = fail(SigmoidLoss::focal(), &[f64::NEG_INFINITY, 0.0], BinaryTargets::new(&y));
+    let err = fail(
+        SigmoidLoss::focal(F::from_f64(2.0)).unwrap().with_alpha(F::from_f64(0.25)).unwrap(),
+        &[f64::NEG_INFINITY, 0.0],
+        BinaryTargets::new(&y),
+    );
     assert_eq!(err, Error::MaskedTarget { row: 0, class: 0 });
 }
 
@@ -273,10 +296,10 @@ fn builders_reject_parameters_out_of_their_domain() {
         assert!(matches!(err, Error::InvalidParameter { name: "gamma", index: None, .. }), "{err:?}");
     }
     for alpha in [-0.1, 1.1, f64::NAN] {
-        let err = SigmoidLoss::<f64>::bce().with_alpha(Some(alpha)).unwrap_err();
+        let err = SigmoidLoss::<f64>::bce().with_alpha(alpha).unwrap_err();
         assert!(matches!(err, Error::InvalidParameter { name: "alpha", index: None, .. }), "{err:?}");
     }
-    let err = SigmoidLoss::<f32>::bce().with_alpha(Some(2.0)).unwrap_err();
+    let err = SigmoidLoss::<f32>::bce().with_alpha(2.0).unwrap_err();
     assert_eq!(err.to_string(), "alpha is 2; expected in [0, 1]");
 }
 
@@ -292,7 +315,7 @@ proptest! {
         b.logits *= scale;
         let loss = build::<f64>(gamma, alpha, reduction);
         prop_assert!(run(&loss, &b.logits, &b, weighted).0 >= 0.0);
-        let losses = loss.per_sample_loss(&b.logits, &b.targets).unwrap();
+        let losses = loss.binary_per_sample_loss(&b.logits, &b.targets).unwrap();
         prop_assert!(losses.iter().all(|&l| l >= 0.0), "{}", losses);
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use common::{Rng, mat, numeric_grad, relative, relative_error};
 use longtail::{
-    BinarySmoothF1Loss, BinaryTargets, Error, F1Average, F1Stats, Float, Reduction, SigmoidLoss,
+    BinarySmoothF1Loss, BinaryTargets, Error, F1Average, F1Stats, Float, Loss, Reduction, SigmoidLoss,
     SmoothF1Loss, SoftmaxLoss, Targets,
 };
 use ndarray::{Array1, Array2, Axis, array, s};
@@ -57,9 +57,14 @@ impl Problem {
     }
 
     /// The loss with the statistics fixed, in `F`, widened to f64.
-    fn run<F: Float>(&self, loss: SmoothF1Loss, z: &Array2<f64>, stats: &F1Stats) -> (f64, Array2<f64>) {
+    fn run<F: Float>(&self, loss: SmoothF1Loss<f64>, z: &Array2<f64>, stats: &F1Stats) -> (f64, Array2<f64>) {
         let z = z.mapv(F::from_f64);
         let mut grad = Array2::zeros(z.raw_dim());
+        let loss = match loss.average() {
+            F1Average::Macro => SmoothF1Loss::<F>::macro_f1(),
+            F1Average::Micro => SmoothF1Loss::<F>::micro_f1(),
+        }
+        .with_reduction(loss.reduction());
         let value =
             self.with_targets(|t| loss.loss_and_grad_with_stats_into(&z, t, stats, &mut grad)).unwrap();
         (value.as_f64(), grad.mapv(F::as_f64))
@@ -95,7 +100,7 @@ impl Problem {
     }
 }
 
-fn loss_for(average: F1Average, reduction: Reduction) -> SmoothF1Loss {
+fn loss_for<F: Float>(average: F1Average, reduction: Reduction) -> SmoothF1Loss<F> {
     let loss = match average {
         F1Average::Macro => SmoothF1Loss::macro_f1(),
         F1Average::Micro => SmoothF1Loss::micro_f1(),
@@ -146,7 +151,8 @@ fn softmax_f32_agrees_with_f64() {
         p.logits.mapv_inplace(|v| f64::from(v as f32));
         let loss = loss_for(average, reduction);
         let stats = p.with_targets(|t| loss.stats(&p.logits, t)).unwrap();
-        let stats32 = p.with_targets(|t| loss.stats(&p.logits.mapv(|v| v as f32), t)).unwrap();
+        let loss32 = loss_for::<f32>(average, reduction);
+        let stats32 = p.with_targets(|t| loss32.stats(&p.logits.mapv(|v| v as f32), t)).unwrap();
         let (l64, g64) = p.run::<f64>(loss, &p.logits, &stats);
         let (l32, g32) = p.run::<f32>(loss, &p.logits, &stats32);
         assert!(relative(l32, l64) <= 1e-5 && relative_error(&g32, &g64) <= 1e-5, "{l32} vs {l64}");
@@ -229,7 +235,8 @@ fn log_one_minus_p_is_exact_as_p_tends_to_one() {
         assert!(stats.f1()[0] > 0.5, "class 0 has a soft F1, so its negatives weigh");
         let (l64, g64) = loss.loss_and_grad(&z, &labels).unwrap();
         assert!(relative(l64, expected) <= 1e-14, "{average:?}: {l64} vs {expected}");
-        let (l32, g32) = loss.loss_and_grad(&z.mapv(|v| v as f32), &labels).unwrap();
+        let (l32, g32) =
+            loss_for::<f32>(average, Reduction::Sum).loss_and_grad(&z.mapv(|v| v as f32), &labels).unwrap();
         assert!(relative(f64::from(l32), l64) <= 1e-6, "{l32} vs {l64}");
         assert!(
             g64.iter().all(|g| g.is_finite()) && relative_error(&g32.mapv(f64::from), &g64) <= 1e-6,
@@ -273,7 +280,7 @@ fn a_batch_whose_weights_are_all_zero_has_loss_and_gradient_zero() {
         SmoothF1Loss::macro_f1().loss_and_grad(&array![[1.0_f32, 0.0], [0.0, 1.0]], targets).unwrap();
     assert_eq!((l, g.sum()), (0.0, 0.0));
     let targets = BinaryTargets::new(&[1.0, 0.0]).with_sample_weights(&[0.0, 0.0]);
-    let (l, g) = BinarySmoothF1Loss::new().loss_and_grad(&array![1.0_f32, 0.0], targets).unwrap();
+    let (l, g) = BinarySmoothF1Loss::new().binary_loss_and_grad(&array![1.0_f32, 0.0], targets).unwrap();
     assert_eq!((l, g.sum()), (0.0, 0.0));
 }
 
@@ -310,14 +317,16 @@ impl Binary {
 
     fn run<F: Float>(
         &self,
-        loss: BinarySmoothF1Loss,
+        loss: BinarySmoothF1Loss<f64>,
         z: &Array1<f64>,
         stats: &F1Stats,
     ) -> (f64, Array1<f64>) {
         let z = z.mapv(F::from_f64);
         let mut grad = Array1::zeros(z.len());
-        let value =
-            self.with_targets(|t| loss.loss_and_grad_with_stats_into(&z, t, stats, &mut grad)).unwrap();
+        let loss = BinarySmoothF1Loss::<F>::new().with_reduction(loss.reduction());
+        let value = self
+            .with_targets(|t| loss.binary_loss_and_grad_with_stats_into(&z, t, stats, &mut grad))
+            .unwrap();
         (value.as_f64(), grad.mapv(F::as_f64))
     }
 
@@ -346,7 +355,7 @@ fn binary_gradients_match_finite_differences_and_the_formula_for_every_option_co
             for reduction in [Reduction::Mean, Reduction::Sum] {
                 let b = Binary::random(&mut rng, 9, soft, weighted);
                 let loss = BinarySmoothF1Loss::new().with_reduction(reduction);
-                let stats = b.with_targets(|t| loss.stats(&b.logits, t)).unwrap();
+                let stats = b.with_targets(|t| loss.binary_stats(&b.logits, t)).unwrap();
                 let (value, grad) = b.run::<f64>(loss, &b.logits, &stats);
                 let column = |v: &Array1<f64>| v.clone().insert_axis(Axis(1));
                 let numeric = numeric_grad(&column(&b.logits), |z| {
@@ -356,11 +365,15 @@ fn binary_gradients_match_finite_differences_and_the_formula_for_every_option_co
                 assert!(err <= 1e-6, "soft {soft}, weighted {weighted}, {reduction:?}: {err:e}");
                 let expected = b.reference(reduction);
                 assert!(relative(value, expected) <= 1e-12, "{value} vs {expected}");
-                assert_eq!(b.with_targets(|t| loss.loss_and_grad(&b.logits, t)).unwrap(), (value, grad));
-                assert_eq!(b.with_targets(|t| loss.loss(&b.logits, t)).unwrap(), value);
+                assert_eq!(
+                    b.with_targets(|t| loss.binary_loss_and_grad(&b.logits, t)).unwrap(),
+                    (value, grad)
+                );
+                assert_eq!(b.with_targets(|t| loss.binary_loss(&b.logits, t)).unwrap(), value);
 
                 let z32 = b.logits.mapv(|v| v as f32);
-                let stats32 = b.with_targets(|t| loss.stats(&z32, t)).unwrap();
+                let loss32 = BinarySmoothF1Loss::<f32>::new().with_reduction(reduction);
+                let stats32 = b.with_targets(|t| loss32.binary_stats(&z32, t)).unwrap();
                 let (l32, g32) = b.run::<f32>(loss, &b.logits.mapv(|v| f64::from(v as f32)), &stats32);
                 let (l64, g64) = b.run::<f64>(loss, &b.logits.mapv(|v| f64::from(v as f32)), &stats);
                 assert!(relative(l32, l64) <= 1e-5 && relative_error(&column(&g32), &column(&g64)) <= 1e-5);
@@ -374,9 +387,9 @@ fn binary_is_exact_for_logits_of_magnitude_1e4_in_f32() {
     let loss = BinarySmoothF1Loss::new().with_reduction(Reduction::Sum);
     let logits = array![1e4_f32, -1e4, -1e4, 1e4];
     let targets = [1.0, 0.0, 1.0, 0.0];
-    let stats = loss.stats(&logits, &targets).unwrap();
+    let stats = loss.binary_stats(&logits, &targets).unwrap();
     assert_eq!(stats.f1(), vec![0.5]); // 2·1 / (2 + 2)
-    let (value, grad) = loss.loss_and_grad(&logits, &targets).unwrap();
+    let (value, grad) = loss.binary_loss_and_grad(&logits, &targets).unwrap();
     // The two wrong rows: 0.75·1e4 (positive weight 1 − F1/2) and 0.25·1e4 (negative weight F1/2).
     assert_eq!(value, 1e4);
     assert_eq!(grad.to_vec(), vec![0.0, 0.0, -0.75, 0.25]);
@@ -422,7 +435,7 @@ fn every_error_variant_and_trigger_writes_nothing() {
     let binary = BinarySmoothF1Loss::new();
     let mut grad = Array1::from_elem(2, SENTINEL);
     let err = binary
-        .loss_and_grad_with_stats_into(&array![0.0, 1.0], &[1.0, 0.0], &F1Stats::new(2), &mut grad)
+        .binary_loss_and_grad_with_stats_into(&array![0.0, 1.0], &[1.0, 0.0], &F1Stats::new(2), &mut grad)
         .unwrap_err();
     assert_eq!(err, Error::ShapeMismatch { name: "stats", expected: vec![1], found: vec![2] });
     let bad_targets = [1.0, 2.0];
@@ -442,11 +455,13 @@ fn every_error_variant_and_trigger_writes_nothing() {
     for (logits, targets, expected) in cases {
         let mut grad = Array1::from_elem(logits.len(), SENTINEL);
         let errors = [
-            binary.loss(&logits, targets.clone()).unwrap_err(),
-            binary.stats(&logits, targets.clone()).unwrap_err(),
-            binary.loss_and_grad(&logits, targets.clone()).unwrap_err(),
-            binary.loss_and_grad_into(&logits, targets.clone(), &mut grad).unwrap_err(),
-            binary.loss_and_grad_with_stats_into(&logits, targets, &F1Stats::new(1), &mut grad).unwrap_err(),
+            binary.binary_loss(&logits, targets.clone()).unwrap_err(),
+            binary.binary_stats(&logits, targets.clone()).unwrap_err(),
+            binary.binary_loss_and_grad(&logits, targets.clone()).unwrap_err(),
+            binary.binary_loss_and_grad_into(&logits, targets.clone(), &mut grad).unwrap_err(),
+            binary
+                .binary_loss_and_grad_with_stats_into(&logits, targets, &F1Stats::new(1), &mut grad)
+                .unwrap_err(),
         ];
         assert!(errors.iter().all(|e| *e == expected), "{errors:?}");
         assert!(grad.iter().all(|&g| g == SENTINEL));
@@ -518,7 +533,7 @@ proptest! {
         // Positive-only BCE: target 1, each row weighted by its positive mass y_i.
         let ones = Array1::ones(n);
         let bce = SigmoidLoss::bce().with_reduction(Reduction::Sum);
-        let (expected, expected_grad) = bce.loss_and_grad(&b.logits, BinaryTargets::new(&ones).with_sample_weights(&b.targets)).unwrap();
+        let (expected, expected_grad) = bce.binary_loss_and_grad(&b.logits, BinaryTargets::new(&ones).with_sample_weights(&b.targets)).unwrap();
         prop_assert!(relative(value, expected) <= 1e-13 && (&grad - &expected_grad).iter().all(|d| d.abs() <= 1e-13));
     }
 
@@ -530,6 +545,6 @@ proptest! {
         }
         let row = logits.row(0).to_owned();
         let y: Array1<f64> = (0..row.len()).map(|k| p.target(0, k)).collect();
-        prop_assert!(BinarySmoothF1Loss::new().loss(&row, &y).unwrap() >= 0.0);
+        prop_assert!(BinarySmoothF1Loss::new().binary_loss(&row, &y).unwrap() >= 0.0);
     }
 }

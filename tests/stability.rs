@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Rng, relative};
-use longtail::{Reduction, SoftmaxLoss, Targets};
+use longtail::{Loss, Reduction, SoftmaxLoss, Targets};
 use ndarray::{Array2, array, s};
 
 /// A loss with every option on that keeps the hard-label kernel (no smoothing).
@@ -192,7 +192,7 @@ fn f32_batch_loss_is_summed_accurately_over_many_rows() {
     // 200 000 rows of the same loss: a naive f32 running sum would drift by ~1e-3 relative.
     let row = array![[0.3_f32, -1.2, 2.0, 0.1]];
     let logits = row.broadcast((200_000, 4)).unwrap().to_owned();
-    let labels = vec![1; 200_000];
+    let labels = vec![1_usize; 200_000];
     let one = SoftmaxLoss::cross_entropy().loss(&row, &[1]).unwrap();
     let mean = SoftmaxLoss::cross_entropy().loss(&logits, &labels).unwrap();
     assert_eq!(mean, one);

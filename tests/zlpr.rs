@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Rng, mat, numeric_grad, relative, relative_error};
-use longtail::{Error, Float, MultiLabelTargets, Reduction, ZlprLoss};
+use longtail::{Error, Float, Loss, Reduction, Targets, ZlprLoss};
 use ndarray::{Array1, Array2, array};
 use proptest::prelude::*;
 
@@ -63,8 +63,8 @@ fn run<F: Float>(
     let multi_hot = targets.mapv(F::from_f64);
     let weights = weights.map(|w| w.mapv(F::from_f64));
     let targets = match &weights {
-        Some(w) => MultiLabelTargets::new(&multi_hot).with_sample_weights(w),
-        None => MultiLabelTargets::new(&multi_hot),
+        Some(w) => Targets::multi_hot(&multi_hot).with_sample_weights(w),
+        None => Targets::multi_hot(&multi_hot),
     };
     let (l, g) = loss.loss_and_grad(&logits.mapv(F::from_f64), targets).unwrap();
     (l.as_f64(), g.mapv(F::as_f64))
@@ -152,7 +152,7 @@ fn a_masked_negative_class_costs_nothing() {
 #[test]
 fn a_batch_whose_weights_are_all_zero_has_loss_and_gradient_zero() {
     let multi_hot = array![[1.0_f32, 0.0], [0.0, 1.0]];
-    let targets = MultiLabelTargets::new(&multi_hot).with_sample_weights(&[0.0, 0.0]);
+    let targets = Targets::multi_hot(&multi_hot).with_sample_weights(&[0.0, 0.0]);
     let logits = array![[f32::NEG_INFINITY, 1.0], [0.0, 3.0]];
     let (loss, grad) = ZlprLoss::new().loss_and_grad(&logits, targets).unwrap();
     assert_eq!((loss, grad.sum()), (0.0, 0.0));
@@ -204,11 +204,7 @@ fn strided_batches_match_contiguous_ones() {
 
 const SENTINEL: f64 = 7.0;
 
-fn fail<'t, F: Float>(
-    loss: &ZlprLoss<F>,
-    logits: &Array2<F>,
-    targets: impl Into<MultiLabelTargets<'t, F>>,
-) -> Error {
+fn fail<'t, F: Float>(loss: &ZlprLoss<F>, logits: &Array2<F>, targets: impl Into<Targets<'t, F>>) -> Error {
     let targets = targets.into();
     let mut grad = Array2::from_elem(logits.raw_dim(), F::from_f64(SENTINEL));
     let sum = loss.clone().with_reduction(Reduction::Sum);
@@ -240,10 +236,10 @@ fn errors_for<F: Float>() {
         Error::ShapeMismatch { name: "targets", expected: vec![2, 2], found: vec![1, 2] }
     );
     let short_weights = [F::one()];
-    let err = fail(&plain, &z, MultiLabelTargets::new(&t).with_sample_weights(&short_weights));
+    let err = fail(&plain, &z, Targets::multi_hot(&t).with_sample_weights(&short_weights));
     assert_eq!(err, Error::ShapeMismatch { name: "sample_weights", expected: vec![2], found: vec![1] });
     let negative = [F::one(), -F::one()];
-    let err = fail(&plain, &z, MultiLabelTargets::new(&t).with_sample_weights(&negative));
+    let err = fail(&plain, &z, Targets::multi_hot(&t).with_sample_weights(&negative));
     assert_eq!(err, Error::InvalidSampleWeight { row: 1, value: -1.0 });
     for bad in [0.5, -1.0, 2.0, f64::NAN] {
         let err = fail(&plain, &z, &mat::<F>(&[&[1.0, 0.0], &[bad, 1.0]]));
@@ -263,13 +259,13 @@ fn errors_for<F: Float>() {
     // τ·log 9 ≈ max/4.5: finite, but a logit near max overflows once adjusted.
     let overflowing = ZlprLoss::new().with_label_prior(&prior, F::from_f64(max / 10.0)).unwrap();
     let err = fail(&overflowing, &mat::<F>(&[&[max, 0.0], &[0.0, 0.0]]), &t);
-    assert_eq!(err, Error::NonFiniteLogit { row: 0, class: 0, value: max });
+    assert_eq!(err, Error::Overflow { what: "logit + adjustment", row: Some(0), class: Some(0), value: Some(max) });
     let err = fail(&plain, &mat::<F>(&[&[0.5, -0.5], &[1.0, f64::NEG_INFINITY]]), &t);
     assert_eq!(err, Error::MaskedTarget { row: 1, class: 1 });
     // A masked positive in an ignored row is fine.
     let masked = mat::<F>(&[&[0.5, -0.5], &[1.0, f64::NEG_INFINITY]]);
     let ignore_row_1 = [F::one(), F::zero()];
-    assert!(plain.loss(&masked, MultiLabelTargets::new(&t).with_sample_weights(&ignore_row_1)).is_ok());
+    assert!(plain.loss(&masked, Targets::multi_hot(&t).with_sample_weights(&ignore_row_1)).is_ok());
 }
 
 #[test]

@@ -3,10 +3,10 @@
 #![allow(dead_code)]
 
 use longtail::{
-    BinarySmoothF1Loss, Float, LdamLoss, PairwiseMarginLoss, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets,
-    ZlprLoss,
+    BinarySmoothF1Loss, Float, LdamLoss, Loss, PairwiseMarginLoss, SigmoidLoss, SmoothF1Loss, SoftmaxLoss,
+    Targets, ZlprLoss,
 };
-use ndarray::{Array2, ArrayView1};
+use ndarray::Array2;
 
 pub const SHAPES: [(usize, usize); 4] = [(64, 10), (1024, 1000), (256, 32000), (32, 262_144)];
 
@@ -67,67 +67,49 @@ pub fn softmax_losses<F: Float>(classes: usize) -> Vec<(&'static str, SoftmaxLos
     ]
 }
 
-/// The crate's other losses, each called on the batch the way it is meant to be used.
-pub enum OtherLoss<F> {
-    /// A binary loss over all `B·K` logits as one `[B·K]` vector, the multi-hot targets flattened.
-    Sigmoid(SigmoidLoss<F>),
-    /// As `Sigmoid`.
-    BinarySmoothF1(BinarySmoothF1Loss),
-    /// Labels.
-    SmoothF1(SmoothF1Loss),
-    /// Multi-hot targets.
-    Zlpr(ZlprLoss<F>),
-    /// Labels.
-    Ldam(LdamLoss<F>),
-    /// Labels.
-    Pairwise(PairwiseMarginLoss<F>),
+/// One of the crate's other losses and the targets it is called with.
+pub struct OtherLoss<F> {
+    loss: Box<dyn Loss<F>>,
+    /// Multi-hot targets (the one-vs-rest and multi-label losses), else labels.
+    multi_hot: bool,
 }
 
 impl<F: Float> OtherLoss<F> {
-    /// Loss + gradient (mean reduction) into `grad` (`[B, K]`, seen flat by the binary losses).
-    pub fn loss_and_grad_into(&self, batch: &Batch<F>, grad: &mut Array2<F>) -> F {
-        let n = batch.logits.len();
-        let (logits, targets) = (flat(&batch.logits), flat(&batch.multi_hot));
-        let labels = &batch.labels;
-        match self {
-            Self::Sigmoid(loss) => loss.loss_and_grad_into(
-                &logits,
-                targets,
-                &mut grad.view_mut().into_shape_with_order(n).unwrap(),
-            ),
-            Self::BinarySmoothF1(loss) => loss.loss_and_grad_into(
-                &logits,
-                targets,
-                &mut grad.view_mut().into_shape_with_order(n).unwrap(),
-            ),
-            Self::SmoothF1(loss) => loss.loss_and_grad_into(&batch.logits, labels, grad),
-            Self::Zlpr(loss) => loss.loss_and_grad_into(&batch.logits, &batch.multi_hot, grad),
-            Self::Ldam(loss) => loss.loss_and_grad_into(&batch.logits, labels, grad),
-            Self::Pairwise(loss) => loss.loss_and_grad_into(&batch.logits, labels, grad),
-        }
-        .unwrap()
+    fn new(loss: impl Loss<F> + 'static, multi_hot: bool) -> Self {
+        Self { loss: Box::new(loss), multi_hot }
     }
-}
 
-/// `a`, row-major, as one vector.
-fn flat<F>(a: &Array2<F>) -> ArrayView1<'_, F> {
-    a.view().into_shape_with_order(a.len()).unwrap()
+    /// Loss + gradient (mean reduction) into `grad` (`[B, K]`).
+    pub fn loss_and_grad_into(&self, batch: &Batch<F>, grad: &mut Array2<F>) -> F {
+        let targets = if self.multi_hot {
+            Targets::multi_hot(&batch.multi_hot)
+        } else {
+            Targets::labels(&batch.labels)
+        };
+        self.loss.loss_and_grad_into(&batch.logits, targets, grad).unwrap()
+    }
 }
 
 /// The other losses by name; the pairwise margin loss only up to [`PAIRWISE_MAX_CLASSES`].
 pub fn other_losses<F: Float>(classes: usize) -> Vec<(&'static str, OtherLoss<F>)> {
     let prior = prior::<F>(classes);
     let mut losses = vec![
-        ("sigmoid_bce", OtherLoss::Sigmoid(SigmoidLoss::bce())),
-        ("sigmoid_focal", OtherLoss::Sigmoid(SigmoidLoss::focal())),
-        ("binary_smooth_f1", OtherLoss::BinarySmoothF1(BinarySmoothF1Loss::new())),
-        ("smooth_macro_f1", OtherLoss::SmoothF1(SmoothF1Loss::macro_f1())),
-        ("zlpr", OtherLoss::Zlpr(ZlprLoss::new())),
-        ("ldam", OtherLoss::Ldam(LdamLoss::new(&prior).unwrap())),
+        ("sigmoid_bce", OtherLoss::new(SigmoidLoss::bce(), true)),
+        (
+            "sigmoid_focal",
+            OtherLoss::new(
+                SigmoidLoss::focal(F::from_f64(2.0)).unwrap().with_alpha(F::from_f64(0.25)).unwrap(),
+                true,
+            ),
+        ),
+        ("binary_smooth_f1", OtherLoss::new(BinarySmoothF1Loss::new(), true)),
+        ("smooth_macro_f1", OtherLoss::new(SmoothF1Loss::macro_f1(), false)),
+        ("zlpr", OtherLoss::new(ZlprLoss::new(), true)),
+        ("ldam", OtherLoss::new(LdamLoss::new(&prior).unwrap(), false)),
     ];
     if classes <= PAIRWISE_MAX_CLASSES {
         let pairwise = PairwiseMarginLoss::from_prior(&prior, F::one()).unwrap();
-        losses.push(("pairwise_margin", OtherLoss::Pairwise(pairwise)));
+        losses.push(("pairwise_margin", OtherLoss::new(pairwise, false)));
     }
     losses
 }

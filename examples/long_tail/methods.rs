@@ -4,10 +4,10 @@
 use longtail::adjust::{predict, predict_adjusted, tune_tau};
 use longtail::prior::{ClassWeights, DeferredReweighting};
 use longtail::{
-    BinarySmoothF1Loss, Error, LdamLoss, PairwiseMarginLoss, Prior, Reduction, SigmoidLoss, SmoothF1Loss,
-    SoftmaxLoss, ZlprLoss,
+    BinarySmoothF1Loss, Error, LdamLoss, Loss, PairwiseMarginLoss, Prior, Reduction, SigmoidLoss,
+    SmoothF1Loss, SoftmaxLoss, ZlprLoss,
 };
-use ndarray::{Array2, ArrayView1, ArrayViewMut1};
+use ndarray::Array2;
 
 use crate::model::Head;
 
@@ -18,11 +18,11 @@ pub enum Objective {
     DeferredCe(DeferredReweighting),
     /// LDAM on the cosine head, optionally with DRW weights.
     Ldam(LdamLoss<f32>, Option<DeferredReweighting>),
-    SmoothF1(SmoothF1Loss),
+    SmoothF1(SmoothF1Loss<f32>),
     Pairwise(PairwiseMarginLoss<f32>),
     /// One-vs-rest binary losses over the `B·K` logits with one-hot targets.
     Sigmoid(SigmoidLoss<f32>),
-    BinarySmoothF1(BinarySmoothF1Loss),
+    BinarySmoothF1(BinarySmoothF1Loss<f32>),
     /// Multi-label ZLPR with one-hot targets.
     Zlpr(ZlprLoss<f32>),
 }
@@ -46,12 +46,12 @@ impl Objective {
     ) -> Result<f32, Error> {
         let value = match self {
             Objective::Softmax(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
-            Objective::DeferredCe(drw) => SoftmaxLoss::class_weighted(&drw.weights_at(epoch))?
+            Objective::DeferredCe(drw) => SoftmaxLoss::class_weighted(drw.weights_at(epoch))?
                 .loss_and_grad_into(logits, labels, grad)?,
             Objective::Ldam(loss, drw) => match drw {
                 Some(drw) => loss
                     .clone()
-                    .with_class_weights(&drw.weights_at(epoch))?
+                    .with_class_weights(drw.weights_at(epoch))?
                     .loss_and_grad_into(logits, labels, grad)?,
                 None => loss.loss_and_grad_into(logits, labels, grad)?,
             },
@@ -59,17 +59,9 @@ impl Objective {
             Objective::Pairwise(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
             // The binary and multi-label losses sum over the K decisions of a sample and average
             // over samples (`Sum`, then `/B`), so their step sizes compare with the softmax losses'.
-            Objective::Sigmoid(loss) => {
-                let targets = one_hot(labels, logits.ncols());
-                loss.loss_and_grad_into(&flat(logits), flat(&targets), &mut flat_mut(grad))?
-            }
-            Objective::BinarySmoothF1(loss) => {
-                let targets = one_hot(labels, logits.ncols());
-                loss.loss_and_grad_into(&flat(logits), flat(&targets), &mut flat_mut(grad))?
-            }
-            Objective::Zlpr(loss) => {
-                loss.loss_and_grad_into(logits, &one_hot(labels, logits.ncols()), grad)?
-            }
+            Objective::Sigmoid(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
+            Objective::BinarySmoothF1(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
+            Objective::Zlpr(loss) => loss.loss_and_grad_into(logits, labels, grad)?,
         };
         if matches!(self, Objective::Sigmoid(_) | Objective::BinarySmoothF1(_) | Objective::Zlpr(_)) {
             let samples = labels.len() as f32;
@@ -78,19 +70,6 @@ impl Objective {
         }
         Ok(value)
     }
-}
-
-fn one_hot(labels: &[usize], classes: usize) -> Array2<f32> {
-    Array2::from_shape_fn((labels.len(), classes), |(i, k)| if labels[i] == k { 1.0 } else { 0.0 })
-}
-
-fn flat(a: &Array2<f32>) -> ArrayView1<'_, f32> {
-    a.view().into_shape_with_order(a.len()).expect("a standard-layout array")
-}
-
-fn flat_mut(a: &mut Array2<f32>) -> ArrayViewMut1<'_, f32> {
-    let len = a.len();
-    a.view_mut().into_shape_with_order(len).expect("a standard-layout array")
 }
 
 /// How a trained model's logits become a class.
@@ -187,7 +166,9 @@ pub fn methods(prior: &Prior, epochs: usize) -> Result<Vec<Method>, Error> {
         Method::one("one-vs-rest BCE", Objective::Sigmoid(SigmoidLoss::bce().with_reduction(Reduction::Sum))),
         Method::one(
             "one-vs-rest sigmoid focal, γ = 2",
-            Objective::Sigmoid(SigmoidLoss::focal().with_reduction(Reduction::Sum)),
+            Objective::Sigmoid(
+                SigmoidLoss::focal(2.0).unwrap().with_alpha(0.25).unwrap().with_reduction(Reduction::Sum),
+            ),
         ),
         Method::one(
             "one-vs-rest binary smooth-F1",

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use ndarray::{ArrayRef1, ArrayView1};
 
 use crate::Float;
-use crate::float::{exp_nonpos, lane_sum, ln_1p_unit};
+use crate::float::{LANES, exp_nonpos, lane_sum, ln_1p_unit};
 
 /// Rows per block: a block's losses are summed in `F` lanes while in L1, the block sums in `f64`.
 const BLOCK: usize = 256;
@@ -140,7 +140,7 @@ fn f64_sum<F: Float>(x: &[F]) -> f64 {
 /// The exponent `e` that brings the largest sample weight below 1 (`max w · 2^−e ∈ [1/2, 1)`), so
 /// that a weight times a loss term stays within the float's range wherever the term does; `2^−e`
 /// is representable in `F` (subnormal for the largest `f32` weights, exactly). 0 without weights.
-pub(super) fn weight_exponent<F: Float>(weights: Option<&ArrayView1<'_, F>>) -> i32 {
+pub(super) fn binary_weight_exponent<F: Float>(weights: Option<&[F]>) -> i32 {
     let Some(weights) = weights else { return 0 };
     let max = weights.iter().fold(0.0_f64, |m, &w| m.max(w.as_f64()));
     if max == 0.0 {
@@ -150,9 +150,9 @@ pub(super) fn weight_exponent<F: Float>(weights: Option<&ArrayView1<'_, F>>) -> 
     (crate::float::exponent_of(max) + 1).max(-max_exp)
 }
 
-/// `Σ_i w_i·2^−e` in `f64` (`B` without weights, where `e = 0`): the mean's denominator in the
+/// `Σ_i w_i·2^−e` in `f64` (`len` without weights, where `e = 0`): the mean's denominator in the
 /// scaled weights.
-pub(super) fn scaled_total_weight<F: Float>(weights: Option<&ArrayView1<'_, F>>, len: usize, e: i32) -> f64 {
+pub(super) fn scaled_total_weight<F: Float>(weights: Option<&[F]>, len: usize, e: i32) -> f64 {
     match weights {
         None => len as f64,
         Some(w) => {
@@ -160,4 +160,13 @@ pub(super) fn scaled_total_weight<F: Float>(weights: Option<&ArrayView1<'_, F>>,
             w.iter().map(|&v| (v * inv).as_f64()).sum()
         }
     }
+}
+
+/// `Σ w` in `f64`, summed in [`LANES`] partial sums so that the additions do not wait on each other.
+pub(super) fn weight_sum<F: Float>(weights: &[F]) -> f64 {
+    let mut sums = [0.0; LANES];
+    for (i, &w) in weights.iter().enumerate() {
+        sums[i % LANES] += w.as_f64();
+    }
+    lane_sum(&sums)
 }

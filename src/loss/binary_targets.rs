@@ -3,7 +3,6 @@
 use ndarray::{Array1, ArrayView1, Zip};
 
 use crate::error::check_shape;
-use crate::float::{LANES, lane_sum};
 use crate::softmax::is_nan_or_pos_inf;
 use crate::{Error, Float, Result};
 
@@ -22,8 +21,8 @@ use crate::{Error, Float, Result};
 /// let logits = array![2.0_f64, -1.0, 8.0];
 /// // Row 2 is padding: weight 0 ignores it, and the mean divides by the weights that count.
 /// let targets = BinaryTargets::new(&[1.0, 0.0, 0.0]).with_sample_weights(&[1.0, 1.0, 0.0]);
-/// let (loss, grad) = SigmoidLoss::bce().loss_and_grad(&logits, targets)?;
-/// let two_rows = SigmoidLoss::bce().loss(&array![2.0, -1.0], &[1.0, 0.0])?;
+/// let (loss, grad) = SigmoidLoss::bce().binary_loss_and_grad(&logits, targets)?;
+/// let two_rows = SigmoidLoss::bce().binary_loss(&array![2.0, -1.0], &[1.0, 0.0])?;
 /// assert!((loss - two_rows).abs() < 1e-15);
 /// assert_eq!(grad[2], 0.0);
 /// # Ok::<(), longtail::Error>(())
@@ -93,19 +92,6 @@ impl<'a, F: Float> BinaryTargets<'a, F> {
     #[inline]
     pub(crate) fn sample_weight(&self, i: usize) -> F {
         self.sample_weights.as_ref().map_or(F::one(), |w| w[i])
-    }
-
-    /// `Σ_i s_i`, in `f64` (`B` without weights); summed in [`LANES`] partial sums, so that the
-    /// additions do not wait on each other.
-    pub(crate) fn total_weight(&self) -> f64 {
-        let Some(weights) = &self.sample_weights else {
-            return self.len() as f64;
-        };
-        let mut sums = [0.0; LANES];
-        for (i, &w) in weights.iter().enumerate() {
-            sums[i % LANES] += w.as_f64();
-        }
-        lane_sum(&sums)
     }
 
     /// Validates a batch of binary logits against these targets, before anything is written:

@@ -1,11 +1,11 @@
 //! The shared path of the hard-label margin losses: validating a labelled batch, and reducing rows
 //! with PyTorch's weighted mean.
 
-use ndarray::{ArrayRef2, ArrayView1};
+use ndarray::{ArrayRef1, ArrayRef2, ArrayView1};
 
 use super::Reduction;
 use super::targets::{TargetKind, Targets};
-use super::validate::{batch_dims, check_sample_weights};
+use super::validate::{OutputShape, batch_dims, check_sample_weights, unsupported};
 use crate::error::check_shape;
 use crate::float::{LANES, apply_pow2, ldexp, pow2, scale_exponent, split_scale};
 use crate::rows::{RowVisitor, visit_rows};
@@ -19,7 +19,7 @@ use crate::{Error, Float, Result};
 /// `[1, 2)` (exactly), so that their products with each other and with the losses neither
 /// overflow nor underflow; the reduction puts the powers back.
 pub(super) struct LabelledBatch<'t, 'w, F> {
-    pub labels: ArrayView1<'t, usize>,
+    pub labels: ArrayView1<'w, usize>,
     pub targets: &'w Targets<'t, F>,
     pub class_weights: Option<&'w [F]>,
     /// `2^−e_s`, `2^−e_w` and `2^−e_c`: the scales of the sample and class weights, and of their
@@ -35,8 +35,8 @@ pub(super) struct LabelledBatch<'t, 'w, F> {
 impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
     /// Validates everything but the logits' values, in the documented order: [`Error::EmptyBatch`],
     /// [`Error::NoClasses`]; [`Error::ShapeMismatch`] for `class_weights` and the other
-    /// per-class parameters in `params` (`(name, shape)`, each axis of length `K`); [`Error::LabelsRequired`] for
-    /// probability targets; [`Error::ShapeMismatch`] for `labels`, the `outputs` and
+    /// per-class parameters in `params` (`(name, shape)`, each axis of length `K`);
+    /// [`Error::UnsupportedTargets`] for probability or multi-hot targets; [`Error::ShapeMismatch`] for `labels`, the `outputs` and
     /// `sample_weights`; [`Error::InvalidSampleWeight`]; [`Error::LabelOutOfRange`].
     pub fn new(
         loss: &'static str,
@@ -44,7 +44,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         targets: &'w Targets<'t, F>,
         class_weights: Option<&'w [F]>,
         params: &[(&'static str, &[usize])],
-        outputs: &[(&'static str, &[usize], &[usize])],
+        outputs: &[OutputShape<'_>],
     ) -> Result<Self> {
         let (batch, classes) = batch_dims(logits)?;
         if let Some(w) = class_weights {
@@ -53,8 +53,9 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         for &(name, shape) in params {
             check_shape(name, &vec![classes; shape.len()], shape)?;
         }
-        let TargetKind::Labels(labels) = &targets.kind else {
-            return Err(Error::LabelsRequired { loss });
+        let labels = match &targets.kind {
+            TargetKind::Labels(labels) => labels.view(),
+            kind => return Err(unsupported(loss, "hard labels", kind)),
         };
         check_shape("labels", &[batch], labels.shape())?;
         for &(name, expected, found) in outputs {
@@ -69,8 +70,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
             targets.sample_weights.as_ref().map_or(0, |w| exponent(w.fold(0.0, |m, v| m.max(v.as_f64()))));
         let e_w = class_weights.map_or(0, |w| exponent(w.iter().fold(0.0, |m, v| m.max(v.as_f64()))));
         let (inv_s, inv_w) = (pow2(-e_s), pow2(-e_w));
-        let mut batch =
-            Self { labels: *labels, targets, class_weights, inv_s, inv_w, inv_c: F::one(), exp: 0 };
+        let mut batch = Self { labels, targets, class_weights, inv_s, inv_w, inv_c: F::one(), exp: 0 };
         let max = (0..batch.labels.len()).fold(0.0_f64, |m, i| m.max(batch.coefficient(i).as_f64()));
         let e_c = scale_exponent::<F>(max);
         batch.inv_c = pow2(-e_c);
@@ -160,24 +160,45 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         Ok(value)
     }
 
-    /// Every row's loss `ℓ_i` (sample and class weights applied); [`Error::Overflow`] (`"loss"`)
-    /// for one beyond the float's range.
-    pub fn per_sample(&self, loss: &impl MarginRow<F>, logits: &ArrayRef2<F>) -> Result<ndarray::Array1<F>> {
-        let mut losses = ndarray::Array1::zeros(logits.nrows());
-        let rows = Rows { batch: self, loss, logits, grad: None, losses: Some(&mut losses), scale: F::one() };
-        dispatch(rows);
+    /// Every row's loss `ℓ_i` (sample and class weights applied) into `losses`, its gradient into
+    /// `grad_out` if given; [`Error::Overflow`] (`"loss"`, `"gradient"`) for a value beyond the
+    /// float's range.
+    pub fn per_sample(
+        &self,
+        loss: &impl MarginRow<F>,
+        logits: &ArrayRef2<F>,
+        losses: &mut ArrayRef1<F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<()> {
+        // The coefficients are scaled by 2^−exp: the gradient and the losses get it back.
+        let (scale, k) = split_scale::<F>(1.0, self.exp);
+        let mut grad_out = grad_out;
+        let grad = grad_out.as_deref_mut();
+        dispatch(Rows { batch: self, loss, logits, grad, losses: Some(&mut *losses), scale });
         if self.exp != 0 {
             losses.mapv_inplace(|v| F::from_f64(ldexp(v.as_f64(), self.exp)));
         }
-        match losses.iter().position(|v| !v.is_finite()) {
-            Some(row) => Err(overflow("loss", Some(row))),
-            None => Ok(losses),
+        if let Some(row) = losses.iter().position(|v| !v.is_finite()) {
+            return Err(overflow("loss", Some(row)));
         }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
+            return Err(overflow("gradient", None));
+        }
+        Ok(())
     }
 }
 
 /// One row of a hard-label margin loss: cross-entropy on transformed logits.
-pub(super) trait MarginRow<F> {
+pub(super) trait MarginRow<F: Float> {
+    /// Validates a batch against the loss (its parameters' shapes, the labels, then the logits),
+    /// the `outputs` buffers' shapes among them.
+    fn check<'t, 'w>(
+        &'w self,
+        logits: &ArrayRef2<F>,
+        targets: &'w Targets<'t, F>,
+        outputs: &[OutputShape<'_>],
+    ) -> Result<LabelledBatch<'t, 'w, F>>;
+
     /// Row `z` with label `y` and coefficient `c = s_i·w_y`: returns `ℓ_i` and writes
     /// `scale·∂ℓ_i/∂z` into `grad`; `scratch` is a spare row of length `K`. Must be
     /// `#[inline(always)]`: it runs inside a [`Kernel`].
@@ -192,7 +213,7 @@ struct Rows<'a, 't, 'w, F, L> {
     loss: &'a L,
     logits: &'a ArrayRef2<F>,
     grad: Option<&'a mut ArrayRef2<F>>,
-    losses: Option<&'a mut ndarray::Array1<F>>,
+    losses: Option<&'a mut ArrayRef1<F>>,
     scale: F,
 }
 
@@ -218,7 +239,7 @@ impl<F: Float, L: MarginRow<F>> Kernel for Rows<'_, '_, '_, F, L> {
 struct RowsVisitor<'a, 't, 'w, F, L, const FMA: bool> {
     batch: &'a LabelledBatch<'t, 'w, F>,
     loss: &'a L,
-    losses: Option<&'a mut ndarray::Array1<F>>,
+    losses: Option<&'a mut ArrayRef1<F>>,
     scale: F,
     scratch: Vec<F>,
     total: f64,
@@ -268,3 +289,41 @@ fn finite_max_abs<F: Float>(z: &[F]) -> Option<F> {
     }
     dispatch(Scan(z))
 }
+
+/// Implements [`Loss`](super::Loss) for margin losses (each a [`MarginRow`] with a `reduction`
+/// field): validate, then run the rows.
+macro_rules! margin_loss {
+    ($($loss:ident),*) => {$(
+        impl<F: Float> super::Loss<F> for $loss<F> {
+            fn loss_into(
+                &self,
+                logits: &ArrayRef2<F>,
+                targets: &Targets<'_, F>,
+                grad_out: Option<&mut ArrayRef2<F>>,
+            ) -> Result<F> {
+                let outputs = super::validate::output_shapes(logits, None, grad_out.as_deref());
+                let batch = self.check(logits, targets, &outputs)?;
+                batch.reduced(self, logits, self.reduction, grad_out)
+            }
+
+            fn per_sample_into(
+                &self,
+                logits: &ArrayRef2<F>,
+                targets: &Targets<'_, F>,
+                losses_out: &mut ArrayRef1<F>,
+                grad_out: Option<&mut ArrayRef2<F>>,
+            ) -> Result<()> {
+                let outputs = super::validate::output_shapes(logits, Some(losses_out), grad_out.as_deref());
+                let batch = self.check(logits, targets, &outputs)?;
+                batch.per_sample(self, logits, losses_out, grad_out)
+            }
+
+            fn reduction(&self) -> Reduction {
+                self.reduction
+            }
+        }
+    )*};
+}
+
+use super::{ldam::LdamLoss, pairwise::PairwiseMarginLoss};
+margin_loss!(LdamLoss, PairwiseMarginLoss);

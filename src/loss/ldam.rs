@@ -1,11 +1,13 @@
 //! LDAM: label-distribution-aware margins, larger for rarer classes, on scaled logits.
 
-use ndarray::{Array1, Array2, ArrayRef2, ArrayView1};
+use ndarray::ArrayRef2;
 
 use super::Reduction;
+use super::class_values::ClassValues;
 use super::hard_labels::{LabelledBatch, MarginRow};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
+use super::validate::OutputShape;
 use super::validate::class_vector;
 use crate::{Error, Float, Result};
 
@@ -21,6 +23,13 @@ use crate::{Error, Float, Result};
 /// ```
 ///
 /// exactly as LDAM-DRW's `LDAMLoss` (`F.cross_entropy(s * where(onehot, x − m_y, x), weight=w)`).
+///
+/// **The head.** The defaults (`s = 30`, largest margin 0.5) assume normalised (cosine) logits in
+/// `[−1, 1]`, the paper's `NormedLinear` head: [`CosineHead`](crate::CosineHead) computes them and
+/// their backward pass. On a plain linear head's unbounded logits the scale multiplies logits that
+/// are already large and the margins are small beside them; there the defaults train worse than
+/// cross-entropy. With a linear head, set [`with_scale`](Self::with_scale) to 1 and a margin on
+/// the scale of the logits, or use logit adjustment.
 /// Class weights `w` (DRW: deferred re-weighting, e.g. effective-number weights from a later
 /// epoch) and sample weights `s_i` follow PyTorch's weighted mean: `Mean` divides by
 /// `Σ_i s_i·w_{y_i}` (0 if that is 0), `Sum` does not divide.
@@ -36,13 +45,22 @@ use crate::{Error, Float, Result};
 ///
 /// # Errors
 ///
-/// Builders return [`Error::InvalidParameter`]; each call validates the batch before writing
-/// anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// Builders return [`Error::InvalidParameter`]. Each [`Loss`](crate::Loss) call checks, in this
+/// order:
+/// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
+/// - [`Error::ShapeMismatch`]: `class_weights` or `counts` not of length `K`;
+/// - [`Error::UnsupportedTargets`]: probability or multi-hot targets;
+/// - [`Error::ShapeMismatch`]: `labels` not of length `B`, an output buffer of the wrong shape,
+///   `sample_weights` not of length `B`;
+/// - [`Error::InvalidSampleWeight`], then [`Error::LabelOutOfRange`];
+/// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or `+inf`,
+///   or a finite logit whose scaled value overflows; [`Error::MaskedTarget`] for a `-inf` label
+///   logit in a row that counts.
 ///
 /// # Example
 ///
 /// ```
-/// use longtail::LdamLoss;
+/// use longtail::{Loss, LdamLoss};
 /// use ndarray::array;
 ///
 /// let counts = [1000.0_f64, 100.0, 10.0];
@@ -66,7 +84,7 @@ pub struct LdamLoss<F> {
     margins: Vec<F>,
     scale: F,
     class_weights: Option<Vec<F>>,
-    reduction: Reduction,
+    pub(super) reduction: Reduction,
 }
 
 impl<F: Float> LdamLoss<F> {
@@ -92,11 +110,11 @@ impl<F: Float> LdamLoss<F> {
     ///
     /// K. Cao et al., "Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss",
     /// NeurIPS 2019, arXiv:1906.07413.
-    pub fn new<'c>(counts: impl Into<ArrayView1<'c, F>>) -> Result<Self>
+    pub fn new<'c>(counts: impl Into<ClassValues<'c, F>>) -> Result<Self>
     where
         F: 'c,
     {
-        let counts = class_vector("counts", counts.into(), "finite and > 0", |v| v > F::zero())?;
+        let counts = class_vector("counts", counts.into().view(), "finite and > 0", |v| v > F::zero())?;
         let min = counts.iter().fold(f64::INFINITY, |m, v| m.min(v.as_f64()));
         let unit_margins = counts.iter().map(|n| (min / n.as_f64()).sqrt().sqrt()).collect();
         let loss = Self {
@@ -166,6 +184,40 @@ impl<F: Float> LdamLoss<F> {
         Ok(self)
     }
 
+    /// Replaces the class weights in place (length `K`), e.g. with the epoch's weights of a
+    /// [`DeferredReweighting`](crate::prior::DeferredReweighting) schedule, without rebuilding the
+    /// loss. On an error the loss is unchanged.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_class_weights`](Self::with_class_weights).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::prior::{ClassWeights, DeferredReweighting};
+    /// use longtail::{LdamLoss, Prior};
+    ///
+    /// // LDAM-DRW: margins throughout, effective-number weights from epoch 160 on.
+    /// let prior = Prior::from_counts(&[500.0, 50.0, 5.0])?;
+    /// let drw = DeferredReweighting::new(160, ClassWeights::effective_number(0.9999)?, &prior)?;
+    /// let mut loss = LdamLoss::new(&prior)?;
+    /// loss.set_class_weights(&drw.weights_at::<f64>(200))?;
+    /// assert!(loss.class_weights().unwrap()[2] > loss.class_weights().unwrap()[0]);
+    /// # Ok::<(), longtail::Error>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// K. Cao et al., NeurIPS 2019, arXiv:1906.07413 (deferred re-weighting, §3.3).
+    pub fn set_class_weights<'w>(&mut self, weights: impl Into<ClassValues<'w, F>>) -> Result<()>
+    where
+        F: 'w,
+    {
+        *self = self.clone().with_class_weights(weights)?;
+        Ok(())
+    }
+
     /// Adds class weights `w` (length `K`), as DRW does after its first stage: row `i` is scaled by
     /// `w_{y_i}`, and the mean divides by `Σ_i s_i·w_{y_i}`.
     ///
@@ -186,7 +238,7 @@ impl<F: Float> LdamLoss<F> {
     /// # References
     ///
     /// K. Cao et al., NeurIPS 2019, arXiv:1906.07413 (deferred re-weighting, §3.3).
-    pub fn with_class_weights<'w>(mut self, weights: impl Into<ArrayView1<'w, F>>) -> Result<Self>
+    pub fn with_class_weights<'w>(mut self, weights: impl Into<ClassValues<'w, F>>) -> Result<Self>
     where
         F: 'w,
     {
@@ -200,7 +252,7 @@ impl<F: Float> LdamLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::{LdamLoss, Reduction};
+    /// use longtail::{LdamLoss, Loss, Reduction};
     /// let loss = LdamLoss::new(&[2.0_f64, 1.0])?.with_reduction(Reduction::Sum);
     /// assert_eq!(loss.reduction(), Reduction::Sum);
     /// # Ok::<(), longtail::Error>(())
@@ -262,169 +314,19 @@ impl<F: Float> LdamLoss<F> {
         self.class_weights.as_deref()
     }
 
-    /// The reduction of the batch.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::{LdamLoss, Reduction};
-    /// assert_eq!(LdamLoss::new(&[5.0_f32, 1.0])?.reduction(), Reduction::Mean);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
+    /// `s·(z_k − m_y [k = y])`: the margin is subtracted before scaling, as in LDAM-DRW.
+    #[inline(always)]
+    fn scaled(&self, z: F, k: usize, y: usize) -> F {
+        if k == y { self.scale * (z - self.margins[y]) } else { self.scale * z }
     }
+}
 
-    /// The reduced loss and its gradient with respect to the raw logits, in a new `[B, K]` array.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::LdamLoss;
-    /// use ndarray::array;
-    ///
-    /// let loss = LdamLoss::new(&[100.0_f32, 1.0])?;
-    /// let (value, grad) = loss.loss_and_grad(&array![[0.1, 0.1]], &[1])?;
-    /// assert!(value > 2f32.ln() && grad[[0, 1]] < 0.0);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`LdamLoss`].
-    pub fn loss_and_grad<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-    ) -> Result<(F, Array2<F>)>
-    where
-        F: 't,
-    {
-        let mut grad = Array2::zeros(logits.raw_dim());
-        let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
-        Ok((loss, grad))
-    }
-
-    /// The reduced loss; its gradient with respect to the raw logits overwrites `grad_out`
-    /// (`[B, K]`).
-    ///
-    /// # Errors
-    ///
-    /// Checked in this order, all before anything is written:
-    /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
-    /// - [`Error::ShapeMismatch`]: `class_weights` or `counts` not of length `K`;
-    /// - [`Error::LabelsRequired`]: probability targets;
-    /// - [`Error::ShapeMismatch`]: `labels` not of length `B`, `grad_out` not `[B, K]`,
-    ///   `sample_weights` not of length `B`;
-    /// - [`Error::InvalidSampleWeight`], then [`Error::LabelOutOfRange`];
-    /// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
-    ///   `+inf`; [`Error::Overflow`] (`"scale * (logit - margin)"`) for a finite logit whose
-    ///   scaled value is out of range; [`Error::MaskedTarget`] for a `-inf` label logit in a row
-    ///   that counts;
-    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`) for a result beyond the float's range.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::LdamLoss;
-    /// use ndarray::{array, Array2};
-    ///
-    /// let loss = LdamLoss::new(&[10.0_f64, 10.0])?;
-    /// let mut grad = Array2::from_elem((1, 2), f64::NAN); // overwritten
-    /// loss.loss_and_grad_into(&array![[0.3, 0.0]], &[0], &mut grad)?;
-    /// assert!(grad[[0, 0]] < 0.0 && grad.sum().abs() < 1e-12); // rows of softmax − one-hot sum to 0
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`LdamLoss`].
-    pub fn loss_and_grad_into<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-        grad_out: &mut ArrayRef2<F>,
-    ) -> Result<F>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let batch = self.check(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        batch.reduced(self, logits, self.reduction, Some(grad_out))
-    }
-
-    /// The reduced loss alone.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::LdamLoss;
-    /// use ndarray::array;
-    ///
-    /// // Zero margins and scale 1: plain cross-entropy.
-    /// let plain = LdamLoss::new(&[9.0_f64, 1.0])?.with_max_margin(0.0)?.with_scale(1.0)?;
-    /// assert!((plain.loss(&array![[0.0, 0.0]], &[1])? - 2f64.ln()).abs() < 1e-15);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`LdamLoss`].
-    pub fn loss<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<F>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let batch = self.check(logits, &targets, &[])?;
-        batch.reduced(self, logits, self.reduction, None)
-    }
-
-    /// Every row's loss `ℓ_i`, unreduced (sample and class weights applied).
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::LdamLoss;
-    /// use ndarray::array;
-    ///
-    /// let losses = LdamLoss::new(&[9.0_f64, 1.0])?.per_sample_loss(&array![[1.0, 0.0], [0.0, 1.0]], &[0, 1])?;
-    /// assert!(losses[1] > losses[0]); // the rare class carries the larger margin
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`LdamLoss`].
-    pub fn per_sample_loss<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-    ) -> Result<Array1<F>>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let batch = self.check(logits, &targets, &[])?;
-        batch.per_sample(self, logits)
-    }
-
+impl<F: Float> MarginRow<F> for LdamLoss<F> {
     fn check<'t, 'w>(
         &'w self,
         logits: &ArrayRef2<F>,
         targets: &'w Targets<'t, F>,
-        outputs: &[(&'static str, &[usize], &[usize])],
+        outputs: &[OutputShape<'_>],
     ) -> Result<LabelledBatch<'t, 'w, F>> {
         let params = [("counts", &[self.margins.len()][..])];
         let batch =
@@ -438,14 +340,6 @@ impl<F: Float> LdamLoss<F> {
         Ok(batch)
     }
 
-    /// `s·(z_k − m_y [k = y])`: the margin is subtracted before scaling, as in LDAM-DRW.
-    #[inline(always)]
-    fn scaled(&self, z: F, k: usize, y: usize) -> F {
-        if k == y { self.scale * (z - self.margins[y]) } else { self.scale * z }
-    }
-}
-
-impl<F: Float> MarginRow<F> for LdamLoss<F> {
     /// CE on the scaled, margin-shifted logits (in `scratch`) with coefficient `c`; the kernel's
     /// gradient is with respect to `z'`, times `s` for `z`.
     #[inline(always)]

@@ -8,11 +8,13 @@
 
 mod binary_rows;
 mod binary_targets;
+mod class_values;
+mod contract;
 mod f1_stats;
 mod hard_labels;
 mod kernel;
 mod ldam;
-mod multi_label_targets;
+mod one_vs_rest;
 mod pairwise;
 mod short_rows;
 mod sigmoid;
@@ -24,15 +26,16 @@ mod validate;
 mod zlpr;
 
 pub use binary_targets::BinaryTargets;
+pub use class_values::ClassValues;
+pub use contract::Loss;
 pub use f1_stats::F1Stats;
 pub use ldam::LdamLoss;
-pub use multi_label_targets::MultiLabelTargets;
 pub use pairwise::PairwiseMarginLoss;
 pub use sigmoid::SigmoidLoss;
 pub use smooth_f1::{F1Average, SmoothF1Loss};
 pub use smooth_f1_binary::BinarySmoothF1Loss;
 pub use softmax_loss::SoftmaxLoss;
-pub use targets::Targets;
+pub use targets::{Labels, Targets};
 pub use zlpr::ZlprLoss;
 
 /// How a loss reduces the per-row losses `ℓ_i` of a batch to one number.
@@ -40,7 +43,7 @@ pub use zlpr::ZlprLoss;
 /// # Example
 ///
 /// ```
-/// use longtail::{Reduction, SoftmaxLoss};
+/// use longtail::{Loss, Reduction, SoftmaxLoss};
 /// use ndarray::array;
 ///
 /// let logits = array![[0.0_f64, 1.0], [1.0, 0.0]];

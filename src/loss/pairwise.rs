@@ -1,11 +1,13 @@
 //! Pairwise logit adjustment: softmax cross-entropy with a margin for every (label, class) pair.
 
-use ndarray::{Array1, Array2, ArrayRef2, ArrayView1, ArrayView2};
+use ndarray::{Array2, ArrayRef2, ArrayView2};
 
 use super::Reduction;
+use super::class_values::ClassValues;
 use super::hard_labels::{LabelledBatch, MarginRow};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
+use super::validate::OutputShape;
 use super::validate::class_vector;
 use crate::error::check_shape;
 use crate::{Error, Float, Result};
@@ -37,13 +39,22 @@ use crate::{Error, Float, Result};
 ///
 /// # Errors
 ///
-/// Builders return [`Error::InvalidParameter`] or [`Error::ShapeMismatch`]; each call
-/// validates the batch before writing anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// Builders return [`Error::InvalidParameter`] or [`Error::ShapeMismatch`]. Each
+/// [`Loss`](crate::Loss) call checks, in this order:
+/// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
+/// - [`Error::ShapeMismatch`]: `class_weights` not of length `K`, `margins` not `K×K`;
+/// - [`Error::UnsupportedTargets`]: probability or multi-hot targets;
+/// - [`Error::ShapeMismatch`]: `labels` not of length `B`, an output buffer of the wrong shape,
+///   `sample_weights` not of length `B`;
+/// - [`Error::InvalidSampleWeight`], then [`Error::LabelOutOfRange`];
+/// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or `+inf`,
+///   or a logit that overflows once the margin is added; [`Error::MaskedTarget`] for a `-inf`
+///   label logit in a row that counts.
 ///
 /// # Example
 ///
 /// ```
-/// use longtail::PairwiseMarginLoss;
+/// use longtail::{Loss, PairwiseMarginLoss};
 /// use ndarray::array;
 ///
 /// // Class 1 must beat class 0 by 2; no other pair has a margin.
@@ -66,7 +77,7 @@ pub struct PairwiseMarginLoss<F> {
     max_abs_margin: F,
     classes: usize,
     class_weights: Option<Vec<F>>,
-    reduction: Reduction,
+    pub(super) reduction: Reduction,
 }
 
 impl<F: Float> PairwiseMarginLoss<F> {
@@ -128,7 +139,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::{PairwiseMarginLoss, SoftmaxLoss};
+    /// use longtail::{Loss, PairwiseMarginLoss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let counts = [900.0, 90.0, 10.0];
@@ -142,7 +153,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// # References
     ///
     /// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
-    pub fn from_prior<'p>(prior: impl Into<ArrayView1<'p, F>>, tau: F) -> Result<Self>
+    pub fn from_prior<'p>(prior: impl Into<ClassValues<'p, F>>, tau: F) -> Result<Self>
     where
         F: 'p,
     {
@@ -187,7 +198,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// # References
     ///
     /// PyTorch `torch.nn.functional.cross_entropy` (`weight=`).
-    pub fn with_class_weights<'w>(mut self, weights: impl Into<ArrayView1<'w, F>>) -> Result<Self>
+    pub fn with_class_weights<'w>(mut self, weights: impl Into<ClassValues<'w, F>>) -> Result<Self>
     where
         F: 'w,
     {
@@ -201,7 +212,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::{PairwiseMarginLoss, Reduction};
+    /// use longtail::{Loss, PairwiseMarginLoss, Reduction};
     /// use ndarray::array;
     ///
     /// let loss = PairwiseMarginLoss::new(&array![[0.0_f64, 1.0], [1.0, 0.0]])?.with_reduction(Reduction::Sum);
@@ -241,169 +252,14 @@ impl<F: Float> PairwiseMarginLoss<F> {
     pub fn class_weights(&self) -> Option<&[F]> {
         self.class_weights.as_deref()
     }
+}
 
-    /// The reduction of the batch.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::{PairwiseMarginLoss, Reduction};
-    /// assert_eq!(PairwiseMarginLoss::from_prior(&[1.0_f64, 2.0], 1.0)?.reduction(), Reduction::Mean);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
-    }
-
-    /// The reduced loss and its gradient with respect to the logits, in a new `[B, K]` array.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::PairwiseMarginLoss;
-    /// use ndarray::array;
-    ///
-    /// let loss = PairwiseMarginLoss::from_prior(&[9.0_f32, 1.0], 1.0)?;
-    /// let (value, grad) = loss.loss_and_grad(&array![[1.0, 1.0]], &[1])?;
-    /// assert!(value > 2f32.ln() && grad[[0, 1]] < 0.0); // the rare label needs a margin
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`PairwiseMarginLoss`].
-    pub fn loss_and_grad<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-    ) -> Result<(F, Array2<F>)>
-    where
-        F: 't,
-    {
-        let mut grad = Array2::zeros(logits.raw_dim());
-        let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
-        Ok((loss, grad))
-    }
-
-    /// The reduced loss; its gradient with respect to the logits overwrites `grad_out` (`[B, K]`).
-    ///
-    /// # Errors
-    ///
-    /// Checked in this order, all before anything is written:
-    /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
-    /// - [`Error::ShapeMismatch`]: `class_weights` not of length `K`, `margins` not `K×K`;
-    /// - [`Error::LabelsRequired`]: probability targets;
-    /// - [`Error::ShapeMismatch`]: `labels` not of length `B`, `grad_out` not `[B, K]`,
-    ///   `sample_weights` not of length `B`;
-    /// - [`Error::InvalidSampleWeight`], then [`Error::LabelOutOfRange`];
-    /// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
-    ///   `+inf`; [`Error::Overflow`] (`"logit + margin"`) for a finite logit that the margin
-    ///   pushes out of range; [`Error::MaskedTarget`] for a `-inf` label logit in a row that
-    ///   counts;
-    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`) for a result beyond the float's range.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::PairwiseMarginLoss;
-    /// use ndarray::{array, Array2};
-    ///
-    /// let loss = PairwiseMarginLoss::new(&array![[0.0_f64, 0.5], [0.5, 0.0]])?;
-    /// let mut grad = Array2::from_elem((1, 2), f64::NAN); // overwritten
-    /// let value = loss.loss_and_grad_into(&array![[2.0, 0.0]], &[0], &mut grad)?;
-    /// assert!(value > 0.0 && (grad.sum()).abs() < 1e-15);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`PairwiseMarginLoss`].
-    pub fn loss_and_grad_into<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-        grad_out: &mut ArrayRef2<F>,
-    ) -> Result<F>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let batch = self.check(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        batch.reduced(self, logits, self.reduction, Some(grad_out))
-    }
-
-    /// The reduced loss alone.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::PairwiseMarginLoss;
-    /// use ndarray::array;
-    ///
-    /// let zero = PairwiseMarginLoss::new(&array![[0.0_f64, 0.0], [0.0, 0.0]])?;
-    /// assert!((zero.loss(&array![[0.0, 0.0]], &[0])? - 2f64.ln()).abs() < 1e-15); // plain CE
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`PairwiseMarginLoss`].
-    pub fn loss<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<F>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let batch = self.check(logits, &targets, &[])?;
-        batch.reduced(self, logits, self.reduction, None)
-    }
-
-    /// Every row's loss `ℓ_i`, unreduced (sample and class weights applied).
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::PairwiseMarginLoss;
-    /// use ndarray::array;
-    ///
-    /// let loss = PairwiseMarginLoss::from_prior(&[1.0_f64, 1.0], 1.0)?;
-    /// let losses = loss.per_sample_loss(&array![[0.0, 0.0], [5.0, 0.0]], &[0, 0])?;
-    /// assert!(losses[0] > losses[1]);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`PairwiseMarginLoss`].
-    pub fn per_sample_loss<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-    ) -> Result<Array1<F>>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let batch = self.check(logits, &targets, &[])?;
-        batch.per_sample(self, logits)
-    }
-
+impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
     fn check<'t, 'w>(
         &'w self,
         logits: &ArrayRef2<F>,
         targets: &'w Targets<'t, F>,
-        outputs: &[(&'static str, &[usize], &[usize])],
+        outputs: &[OutputShape<'_>],
     ) -> Result<LabelledBatch<'t, 'w, F>> {
         let params = [("margins", &[self.classes, self.classes][..])];
         let batch = LabelledBatch::new(
@@ -421,9 +277,7 @@ impl<F: Float> PairwiseMarginLoss<F> {
         })?;
         Ok(batch)
     }
-}
 
-impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
     /// CE on `z + Δ_{y,·}` with coefficient `c`, `scale·∂ℓ/∂z` into `grad`.
     #[inline(always)]
     fn row<const FMA: bool>(&self, z: &[F], y: usize, c: F, scale: F, grad: &mut [F], _: &mut [F]) -> F {

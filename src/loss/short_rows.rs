@@ -221,7 +221,7 @@ pub(super) fn plain_dense_group<F: Float>(
 mod tests {
     use ndarray::{Array1, Array2, s};
 
-    use crate::{Float, SoftmaxLoss, Targets};
+    use crate::{Float, Loss, SoftmaxLoss, Targets};
 
     /// Every loss of the family on short rows: the grouped path (a contiguous batch) against rows
     /// one at a time (the same values with a column stride), bit for bit, for every `K ≤ 16` and
@@ -288,8 +288,7 @@ mod tests {
                     assert_eq!(grouped.0.to_bits_u64(), one_at_a_time.0.to_bits_u64(), "k = {k}, {loss:?}");
                     assert!(bits_equal(&grouped.1, &one_at_a_time.1), "k = {k}, {loss:?}");
                     let (mut values, mut grad) = (Array1::zeros(b), Array2::zeros((b, k)));
-                    loss.per_sample_loss_and_grad_into(&contiguous, targets.clone(), &mut values, &mut grad)
-                        .unwrap();
+                    loss.per_sample_into(&contiguous, &targets, &mut values, Some(&mut grad)).unwrap();
                     let (row_values, row_grad) =
                         loss.per_sample_loss_and_grad(&strided, targets.clone()).unwrap();
                     assert!(bits_equal(&values, &row_values) && bits_equal(&grad, &row_grad), "k = {k}");

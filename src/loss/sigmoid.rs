@@ -1,13 +1,16 @@
 //! Binary cross-entropy with logits and the sigmoid focal loss, over `[B]` logit batches.
 
-use ndarray::{Array1, ArrayRef1};
+use ndarray::{Array1, ArrayRef1, ArrayRef2};
 
 use super::Reduction;
-use super::binary_rows::{
-    Logistic, contiguous, for_rows, scaled_total_weight, weight_exponent, with_slice_mut,
-};
+use super::binary_rows::{Logistic, binary_weight_exponent, for_rows, scaled_total_weight, with_slice_mut};
 use super::binary_targets::BinaryTargets;
-use crate::float::{apply_pow2, exp_nonpos, ldexp, ln_normal, pow2, split_scale};
+use super::contract::Loss;
+use super::one_vs_rest::LabelSets::MultiHotOnly;
+use super::one_vs_rest::{self, Decisions, row_sums, with_flat_mut};
+use super::targets::Targets;
+use super::validate::output_shapes;
+use crate::float::{exp_nonpos, ln_normal, pow2, split_scale};
 use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
 
@@ -49,19 +52,24 @@ use crate::{Error, Float, Result};
 /// # Errors
 ///
 /// Builders return [`Error::InvalidParameter`]. Each call validates the whole batch before
-/// writing anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// writing anything (see [`loss_into`](Loss::loss_into)).
 ///
 /// # Example
 ///
 /// ```
-/// use longtail::SigmoidLoss;
+/// use longtail::{Loss, SigmoidLoss};
 /// use ndarray::array;
 ///
-/// let logits = array![3.0_f32, -2.0, 0.5, -1e4];
-/// let targets = [1.0, 0.0, 1.0, 0.0];
-/// let (focal, grad) = SigmoidLoss::focal().loss_and_grad(&logits, &targets)?;
-/// let bce = SigmoidLoss::bce().loss(&logits, &targets)?;
+/// // Three classes, one-vs-rest: each logit is a binary decision against its one-hot target.
+/// let logits = array![[3.0_f32, -2.0, 0.5], [-1e4, 0.2, 1.0]];
+/// let (focal, grad) = SigmoidLoss::focal(2.0)?.loss_and_grad(&logits, &[0, 2])?;
+/// let bce = SigmoidLoss::bce().loss(&logits, &[0, 2])?;
 /// assert!(focal < bce && grad.iter().all(|g| g.is_finite()));
+///
+/// // A binary model's `[B]` logits take the `binary_*` calls, with soft targets in [0, 1].
+/// let scores = array![3.0_f32, -2.0, 0.5, -1e4];
+/// let bce = SigmoidLoss::bce().binary_loss(&scores, &[1.0, 0.0, 0.8, 0.0])?;
+/// assert!(bce > 0.0);
 /// # Ok::<(), longtail::Error>(())
 /// ```
 ///
@@ -92,7 +100,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// use longtail::SigmoidLoss;
     /// use ndarray::array;
     ///
-    /// let (loss, grad) = SigmoidLoss::bce().loss_and_grad(&array![0.0_f64], &[1.0])?;
+    /// let (loss, grad) = SigmoidLoss::bce().binary_loss_and_grad(&array![0.0_f64], &[1.0])?;
     /// assert!((loss - 2f64.ln()).abs() < 1e-15);
     /// assert_eq!(grad[0], -0.5); // σ(s) − y
     /// # Ok::<(), longtail::Error>(())
@@ -106,23 +114,30 @@ impl<F: Float> SigmoidLoss<F> {
         Self { gamma: F::zero(), alpha: None, reduction: Reduction::Mean }
     }
 
-    /// Sigmoid focal loss with torchvision's defaults, `γ = 2` and `α = 0.25`, mean over the batch.
+    /// Sigmoid focal loss with exponent `γ ≥ 0` and no class balance, mean over the batch, as
+    /// [`SoftmaxLoss::focal`](crate::SoftmaxLoss::focal); torchvision's defaults are
+    /// `focal(2.0)?.with_alpha(0.25)?`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
     ///
     /// # Example
     ///
     /// ```
     /// use longtail::SigmoidLoss;
     ///
-    /// let focal = SigmoidLoss::<f32>::focal();
+    /// let focal = SigmoidLoss::<f32>::focal(2.0)?.with_alpha(0.25)?;
     /// assert_eq!((focal.gamma(), focal.alpha()), (2.0, Some(0.25)));
+    /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
     ///
     /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002;
     /// torchvision `torchvision.ops.sigmoid_focal_loss`.
-    pub fn focal() -> Self {
-        Self { gamma: F::from_f64(2.0), alpha: Some(F::from_f64(0.25)), reduction: Reduction::Mean }
+    pub fn focal(gamma: F) -> Result<Self> {
+        Self::bce().with_focal(gamma)
     }
 
     /// Sets the focal exponent `γ ≥ 0`; `γ = 0` is no modulation.
@@ -152,8 +167,8 @@ impl<F: Float> SigmoidLoss<F> {
         Ok(self)
     }
 
-    /// Sets the class balance `α ∈ [0, 1]` (positives weighted `α`, negatives `1 − α`), or `None`
-    /// for no weighting (torchvision's `alpha < 0`).
+    /// Sets the class balance `α ∈ [0, 1]`: positives weighted `α`, negatives `1 − α` (unset, as
+    /// torchvision's `alpha < 0`, weighs both 1).
     ///
     /// # Errors
     ///
@@ -164,21 +179,19 @@ impl<F: Float> SigmoidLoss<F> {
     /// ```
     /// use longtail::SigmoidLoss;
     ///
-    /// assert_eq!(SigmoidLoss::<f32>::focal().with_alpha(None)?.alpha(), None);
-    /// assert!(SigmoidLoss::<f32>::focal().with_alpha(Some(1.5)).is_err());
+    /// assert_eq!(SigmoidLoss::<f32>::bce().with_alpha(0.75)?.alpha(), Some(0.75));
+    /// assert!(SigmoidLoss::<f32>::bce().with_alpha(1.5).is_err());
     /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
     ///
     /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
-    pub fn with_alpha(mut self, alpha: Option<F>) -> Result<Self> {
-        if let Some(a) = alpha {
-            if !(a >= F::zero() && a <= F::one()) {
-                return Err(invalid("alpha", a, "in [0, 1]"));
-            }
+    pub fn with_alpha(mut self, alpha: F) -> Result<Self> {
+        if !(alpha >= F::zero() && alpha <= F::one()) {
+            return Err(invalid("alpha", alpha, "in [0, 1]"));
         }
-        self.alpha = alpha;
+        self.alpha = Some(alpha);
         Ok(self)
     }
 
@@ -191,7 +204,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// use ndarray::array;
     ///
     /// let logits = array![0.0_f64, 0.0];
-    /// let sum = SigmoidLoss::bce().with_reduction(Reduction::Sum).loss(&logits, &[1.0, 0.0])?;
+    /// let sum = SigmoidLoss::bce().with_reduction(Reduction::Sum).binary_loss(&logits, &[1.0, 0.0])?;
     /// assert!((sum - 2.0 * 2f64.ln()).abs() < 1e-15);
     /// # Ok::<(), longtail::Error>(())
     /// ```
@@ -224,23 +237,11 @@ impl<F: Float> SigmoidLoss<F> {
         self.alpha
     }
 
-    /// The reduction of the batch.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::{Reduction, SigmoidLoss};
-    /// assert_eq!(SigmoidLoss::<f32>::focal().reduction(), Reduction::Mean);
-    /// ```
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
-    }
-
-    /// The reduced loss and its gradient with respect to the logits, in a new `[B]` array.
+    /// The reduced loss of a binary model's `[B]` logits and its gradient, in a new `[B]` array.
     ///
     /// # Errors
     ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    /// As [`binary_loss_and_grad_into`](Self::binary_loss_and_grad_into).
     ///
     /// # Example
     ///
@@ -248,7 +249,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// use longtail::SigmoidLoss;
     /// use ndarray::array;
     ///
-    /// let (loss, grad) = SigmoidLoss::focal().loss_and_grad(&array![1.0_f64, -1.0], &[0.0, 0.0])?;
+    /// let (loss, grad) = SigmoidLoss::focal(2.0)?.binary_loss_and_grad(&array![1.0_f64, -1.0], &[0.0, 0.0])?;
     /// assert!(loss > 0.0 && grad[0] > 0.0 && grad[1] > 0.0); // both push towards negative
     /// # Ok::<(), longtail::Error>(())
     /// ```
@@ -256,7 +257,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// # References
     ///
     /// See [`SigmoidLoss`].
-    pub fn loss_and_grad<'t>(
+    pub fn binary_loss_and_grad<'t>(
         &self,
         logits: &ArrayRef1<F>,
         targets: impl Into<BinaryTargets<'t, F>>,
@@ -265,18 +266,19 @@ impl<F: Float> SigmoidLoss<F> {
         F: 't,
     {
         let mut grad = Array1::zeros(logits.len());
-        let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
+        let loss = self.binary_loss_and_grad_into(logits, targets, &mut grad)?;
         Ok((loss, grad))
     }
 
-    /// The reduced loss; its gradient with respect to the logits overwrites `grad_out` (`[B]`).
+    /// The reduced loss of a binary model's `[B]` logits; its gradient overwrites `grad_out`
+    /// (`[B]`).
     ///
     /// # Errors
     ///
-    /// Checked in this order, all before anything is written:
+    /// Checked in this order:
     /// - [`Error::EmptyBatch`]: `B = 0`;
-    /// - [`Error::ShapeMismatch`]: `targets` or `grad_out` (`losses_out`) not of length `B`,
-    ///   then `sample_weights`;
+    /// - [`Error::ShapeMismatch`]: `targets` or `grad_out` not of length `B`, then
+    ///   `sample_weights`;
     /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
     /// - [`Error::TargetOutOfRange`]: a target outside `[0, 1]` (or NaN);
     /// - [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, [`Error::MaskedTarget`] for a
@@ -293,7 +295,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// use ndarray::{array, Array1};
     ///
     /// let mut grad = Array1::from_elem(2, f32::NAN); // overwritten, not accumulated into
-    /// let loss = SigmoidLoss::bce().loss_and_grad_into(&array![2.0_f32, -2.0], &[1.0, 0.0], &mut grad)?;
+    /// let loss = SigmoidLoss::bce().binary_loss_and_grad_into(&array![2.0_f32, -2.0], &[1.0, 0.0], &mut grad)?;
     /// assert!(loss < 0.2 && grad[0] < 0.0 && grad[1] > 0.0);
     /// # Ok::<(), longtail::Error>(())
     /// ```
@@ -301,7 +303,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// # References
     ///
     /// See [`SigmoidLoss`].
-    pub fn loss_and_grad_into<'t>(
+    pub fn binary_loss_and_grad_into<'t>(
         &self,
         logits: &ArrayRef1<F>,
         targets: impl Into<BinaryTargets<'t, F>>,
@@ -312,14 +314,16 @@ impl<F: Float> SigmoidLoss<F> {
     {
         let targets = targets.into();
         targets.check(logits.view(), &[("grad_out", &[logits.len()], grad_out.shape())])?;
-        self.reduced(logits, &targets, Some(grad_out))
+        let decisions = Decisions::of_binary(logits, &targets);
+        with_slice_mut(grad_out, |grad| self.reduced(&decisions, Some(grad)))
     }
 
-    /// The reduced loss alone.
+    /// The reduced loss of a binary model's `[B]` logits alone.
     ///
     /// # Errors
     ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    /// As [`binary_loss_and_grad_into`](Self::binary_loss_and_grad_into), but for the `grad_out`
+    /// shape.
     ///
     /// # Example
     ///
@@ -327,7 +331,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// use longtail::SigmoidLoss;
     /// use ndarray::array;
     ///
-    /// let loss = SigmoidLoss::bce().loss(&array![1e4_f32, -1e4], &[0.0, 1.0])?;
+    /// let loss = SigmoidLoss::bce().binary_loss(&array![1e4_f32, -1e4], &[0.0, 1.0])?;
     /// assert_eq!(loss, 1e4); // exact, far beyond where σ rounds to 0 or 1
     /// # Ok::<(), longtail::Error>(())
     /// ```
@@ -335,20 +339,26 @@ impl<F: Float> SigmoidLoss<F> {
     /// # References
     ///
     /// See [`SigmoidLoss`].
-    pub fn loss<'t>(&self, logits: &ArrayRef1<F>, targets: impl Into<BinaryTargets<'t, F>>) -> Result<F>
+    pub fn binary_loss<'t>(
+        &self,
+        logits: &ArrayRef1<F>,
+        targets: impl Into<BinaryTargets<'t, F>>,
+    ) -> Result<F>
     where
         F: 't,
     {
         let targets = targets.into();
         targets.check(logits.view(), &[])?;
-        self.reduced(logits, &targets, None)
+        self.reduced(&Decisions::of_binary(logits, &targets), None)
     }
 
-    /// Every row's loss `ℓ_i`, unreduced (sample weights applied).
+    /// Every row's loss `ℓ_i` of a binary model's `[B]` logits, unreduced (sample weights
+    /// applied).
     ///
     /// # Errors
     ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    /// As [`binary_loss_and_grad_into`](Self::binary_loss_and_grad_into), but for the `grad_out`
+    /// shape.
     ///
     /// # Example
     ///
@@ -358,8 +368,9 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// let logits = array![0.3_f64, -1.2, 2.0];
     /// let targets = [1.0, 0.2, 0.0];
-    /// let losses = SigmoidLoss::focal().per_sample_loss(&logits, &targets)?;
-    /// let sum = SigmoidLoss::focal().with_reduction(Reduction::Sum).loss(&logits, &targets)?;
+    /// let focal = SigmoidLoss::focal(2.0)?.with_alpha(0.25)?;
+    /// let losses = focal.binary_per_sample_loss(&logits, &targets)?;
+    /// let sum = focal.with_reduction(Reduction::Sum).binary_loss(&logits, &targets)?;
     /// assert!((losses.sum() - sum).abs() < 1e-15);
     /// # Ok::<(), longtail::Error>(())
     /// ```
@@ -367,7 +378,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// # References
     ///
     /// See [`SigmoidLoss`].
-    pub fn per_sample_loss<'t>(
+    pub fn binary_per_sample_loss<'t>(
         &self,
         logits: &ArrayRef1<F>,
         targets: impl Into<BinaryTargets<'t, F>>,
@@ -377,65 +388,56 @@ impl<F: Float> SigmoidLoss<F> {
     {
         let targets = targets.into();
         targets.check(logits.view(), &[])?;
-        let mut losses = Array1::zeros(logits.len());
+        let mut losses = vec![F::zero(); logits.len()];
         // Each row's `w·α_t·q^γ·ce` is a product whose partial products shrink: unscaled weights
         // overflow only where the row's loss does.
-        self.sum(logits, &targets, losses.as_slice_mut(), None, (F::one(), 0));
+        self.sum(&Decisions::of_binary(logits, &targets), Some(&mut losses), None, (F::one(), 0));
         match losses.iter().position(|v| !v.is_finite()) {
             Some(row) => Err(Error::Overflow { what: "loss", row: Some(row), class: None, value: None }),
-            None => Ok(losses),
+            None => Ok(Array1::from(losses)),
         }
     }
 
-    /// The reduced loss of a validated batch, `scale·∂ℓ/∂s` into `grad_out` if given.
-    fn reduced(
-        &self,
-        logits: &ArrayRef1<F>,
-        targets: &BinaryTargets<F>,
-        grad_out: Option<&mut ArrayRef1<F>>,
-    ) -> Result<F> {
-        // For the mean the kernel sees the weights times 2^−e, which the mean does not depend on.
-        let weights = targets.sample_weights.as_ref();
-        // (For the sum, unscaled weights: see `per_sample_loss`.)
+    /// The reduced loss of validated decisions, `scale·∂ℓ/∂s` into `grads` if given: the mean
+    /// divides by their total weight.
+    fn reduced(&self, decisions: &Decisions<F>, grads: Option<&mut [F]>) -> Result<F> {
+        // For the mean the kernel sees the weights times 2^−e, which the mean does not depend on;
+        // the sum takes them unscaled (see `per_sample_loss`).
+        let weights = decisions.weights.as_deref();
         let (divisor, e) = match self.reduction {
             Reduction::Mean => {
-                let e = weight_exponent(weights);
-                (scaled_total_weight(weights, targets.len(), e), e)
+                let e = binary_weight_exponent(weights);
+                (scaled_total_weight(weights, decisions.logits.len(), e), e)
             }
             Reduction::Sum => (1.0, 0),
         };
-        let exp = 0;
         if divisor == 0.0 {
-            if let Some(grad) = grad_out {
-                grad.fill(F::zero());
+            if let Some(grads) = grads {
+                grads.fill(F::zero());
             }
             return Ok(F::zero());
         }
-        let (scale, k) = split_scale::<F>(divisor.recip(), exp);
+        let (scale, k) = split_scale::<F>(divisor.recip(), 0);
         let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
-        let mut grad_out = grad_out;
-        let total = match grad_out.as_deref_mut() {
-            Some(grad) => {
-                with_slice_mut(grad, |grad| self.sum(logits, targets, None, Some(grad), (scale, e)))
-            }
-            None => self.sum(logits, targets, None, None, (F::one(), e)),
-        };
-        let loss = F::from_f64(ldexp(total / divisor, exp));
+        let mut grads = grads;
+        let total = self.sum(decisions, None, grads.as_deref_mut(), (scale, e));
+        let loss = F::from_f64(total / divisor);
         if !loss.is_finite() {
             return Err(overflow("loss"));
         }
-        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
-            return Err(overflow("gradient"));
+        if let Some(g) = grads {
+            if !crate::float::apply_pow2(&mut ndarray::ArrayViewMut1::from(g), k) {
+                return Err(overflow("gradient"));
+            }
         }
         Ok(loss)
     }
 
-    /// `Σ_i ℓ_i` of a validated batch, in `f64`; each `ℓ_i` into `losses` and `scale·∂ℓ/∂s` into
+    /// `Σ ℓ` of validated decisions, in `f64`; each `ℓ` into `losses` and `scale·∂ℓ/∂s` into
     /// `grads` if given.
     fn sum(
         &self,
-        logits: &ArrayRef1<F>,
-        targets: &BinaryTargets<F>,
+        decisions: &Decisions<F>,
         losses: Option<&mut [F]>,
         grads: Option<&mut [F]>,
         (scale, weight_exp): (F, i32),
@@ -471,23 +473,17 @@ impl<F: Float> SigmoidLoss<F> {
                 }
             }
         }
-        let (logits, y) = (contiguous(logits), contiguous(&targets.targets));
-        let weights = targets.sample_weights.as_ref().map(|w| contiguous(w));
         dispatch(Rows {
             loss: self,
-            logits: &logits,
-            targets: &y,
-            weights: weights.as_deref(),
+            logits: &decisions.logits,
+            targets: &decisions.targets,
+            weights: decisions.weights.as_deref(),
             losses,
             grads,
             scale,
         })
     }
 
-    /// One row of weight `w`, `(ℓ, ∂ℓ/∂s)`, without a branch, for `(α, 1 − α)` (`(1, 1)` without
-    /// α) and `γ` (`FOCAL`: `γ > 0`; `SOFT`: some target is neither 0 nor 1); rows of weight 0 or
-    /// logit `-inf` are left to [`for_rows`].
-    #[inline(always)]
     fn row<const FMA: bool, const FOCAL: bool, const SOFT: bool>(
         alpha: (F, F),
         gamma: F,
@@ -529,6 +525,81 @@ impl<F: Float> SigmoidLoss<F> {
         // `ce·ratio` first: `γ·ce` alone may overflow where `ratio` is 0 (a logit near the range's end).
         let factor = a_t * modulation;
         (w * (factor * ce), w * (factor * (d_ce + gamma * (ce * ratio))))
+    }
+}
+
+impl<F: Float> Loss<F> for SigmoidLoss<F> {
+    /// The reduced loss over the `B·K` one-vs-rest decisions of `[B, K]` logits, the gradient
+    /// into `grad_out` if given. The mean divides by `K·Σ_i s_i` (`B·K` without weights), as
+    /// PyTorch's element-wise mean.
+    ///
+    /// Targets: hard labels (one-hot rows), probability targets (soft, each entry in `[0, 1]`;
+    /// rows need not sum to 1) or multi-hot targets. Labels and strided arrays are laid out as
+    /// `B·K` contiguous values first.
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order:
+    /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
+    /// - [`Error::ShapeMismatch`]: `labels` not of length `B` or `targets` not `[B, K]`, an output
+    ///   buffer of the wrong shape, `sample_weights` not of length `B`;
+    /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
+    /// - [`Error::LabelOutOfRange`] for a label `≥ K`; [`Error::TargetOutOfRange`] for a
+    ///   probability target outside `[0, 1]` or a multi-hot one other than 0 or 1;
+    /// - then the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
+    ///   `+inf`, [`Error::MaskedTarget`] for `-inf` on a positive target of a row that counts.
+    fn loss_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<F> {
+        one_vs_rest::check_batch(
+            logits,
+            targets,
+            &output_shapes(logits, None, grad_out.as_deref()),
+            MultiHotOnly,
+            None,
+        )?;
+        let decisions = Decisions::of_batch(logits, targets);
+        match grad_out {
+            Some(grad) => with_flat_mut(grad, |grad| self.reduced(&decisions, Some(grad))),
+            None => self.reduced(&decisions, None),
+        }
+    }
+
+    /// Every row's loss `ℓ_i = Σ_k ℓ_ik` over its `K` decisions and, if `grad_out` is given, its
+    /// gradient.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_into`](Self::loss_into).
+    fn per_sample_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        losses_out: &mut ArrayRef1<F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<()> {
+        let outputs = output_shapes(logits, Some(losses_out), grad_out.as_deref());
+        one_vs_rest::check_batch(logits, targets, &outputs, MultiHotOnly, None)?;
+        let decisions = Decisions::of_batch(logits, targets);
+        let mut losses = vec![F::zero(); decisions.logits.len()];
+        match grad_out {
+            Some(grad) => {
+                with_flat_mut(grad, |grad| self.sum(&decisions, Some(&mut losses), Some(grad), (F::one(), 0)))
+            }
+            None => self.sum(&decisions, Some(&mut losses), None, (F::one(), 0)),
+        };
+        row_sums(&losses, decisions.classes, losses_out);
+        match losses_out.iter().position(|v| !v.is_finite()) {
+            Some(row) => Err(Error::Overflow { what: "loss", row: Some(row), class: None, value: None }),
+            None => Ok(()),
+        }
+    }
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
     }
 }
 

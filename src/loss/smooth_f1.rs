@@ -1,11 +1,15 @@
 //! Smooth-F1-weighted softmax cross-entropy: one-vs-rest terms weighted by the batch's soft F1.
 
-use ndarray::{Array2, ArrayRef2};
+use core::marker::PhantomData;
+
+use ndarray::{ArrayRef1, ArrayRef2};
 
 use super::Reduction;
+use super::contract::Loss;
 use super::f1_stats::F1Stats;
 use super::softmax_loss::SoftmaxLoss;
 use super::targets::{TargetKind, Targets};
+use super::validate::{OutputShape, output_shapes};
 use crate::error::check_shape;
 use crate::float::{ExpArgs, lane_sum, ln_1p_unit};
 use crate::rows::{RowVisitor, visit_rows};
@@ -19,7 +23,7 @@ use crate::{Float, Result};
 ///
 /// ```
 /// use longtail::{F1Average, SmoothF1Loss};
-/// assert_eq!(SmoothF1Loss::micro_f1().average(), F1Average::Micro);
+/// assert_eq!(SmoothF1Loss::<f32>::micro_f1().average(), F1Average::Micro);
 /// ```
 ///
 /// # References
@@ -73,12 +77,12 @@ pub enum F1Average {
 /// # Errors
 ///
 /// Each call validates the batch (and the statistics) before writing anything (see
-/// [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// [`loss_into`](Loss::loss_into)).
 ///
 /// # Example
 ///
 /// ```
-/// use longtail::SmoothF1Loss;
+/// use longtail::{Loss, SmoothF1Loss};
 /// use ndarray::array;
 ///
 /// let logits = array![[2.0_f32, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 1.5, 0.0]];
@@ -93,26 +97,27 @@ pub enum F1Average {
 /// J. Su, "再谈类别不平衡问题：调节权重与魔改Loss的对比联系" (class imbalance: weights and
 /// modified losses), kexue.fm/archives/7708 (2020); the macro form is the same derivation per class.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SmoothF1Loss {
+pub struct SmoothF1Loss<F> {
     average: F1Average,
     reduction: Reduction,
+    float: PhantomData<fn() -> F>,
 }
 
-impl SmoothF1Loss {
+impl<F: Float> SmoothF1Loss<F> {
     /// Weighted by the per-class soft F1 (macro), mean over the batch.
     ///
     /// # Example
     ///
     /// ```
     /// use longtail::{F1Average, SmoothF1Loss};
-    /// assert_eq!(SmoothF1Loss::macro_f1().average(), F1Average::Macro);
+    /// assert_eq!(SmoothF1Loss::<f32>::macro_f1().average(), F1Average::Macro);
     /// ```
     ///
     /// # References
     ///
     /// J. Su, kexue.fm/archives/7708 (2020).
     pub fn macro_f1() -> Self {
-        Self { average: F1Average::Macro, reduction: Reduction::Mean }
+        Self { average: F1Average::Macro, reduction: Reduction::Mean, float: PhantomData }
     }
 
     /// Weighted by the pooled soft F1 (micro), mean over the batch.
@@ -120,15 +125,15 @@ impl SmoothF1Loss {
     /// # Example
     ///
     /// ```
-    /// use longtail::{Reduction, SmoothF1Loss};
-    /// assert_eq!(SmoothF1Loss::micro_f1().reduction(), Reduction::Mean);
+    /// use longtail::{Loss, Reduction, SmoothF1Loss};
+    /// assert_eq!(SmoothF1Loss::<f64>::micro_f1().reduction(), Reduction::Mean);
     /// ```
     ///
     /// # References
     ///
     /// J. Su, kexue.fm/archives/7708 (2020).
     pub fn micro_f1() -> Self {
-        Self { average: F1Average::Micro, reduction: Reduction::Mean }
+        Self { average: F1Average::Micro, reduction: Reduction::Mean, float: PhantomData }
     }
 
     /// Sets how the batch is reduced (mean by default).
@@ -136,8 +141,8 @@ impl SmoothF1Loss {
     /// # Example
     ///
     /// ```
-    /// use longtail::{Reduction, SmoothF1Loss};
-    /// assert_eq!(SmoothF1Loss::macro_f1().with_reduction(Reduction::Sum).reduction(), Reduction::Sum);
+    /// use longtail::{Loss, Reduction, SmoothF1Loss};
+    /// assert_eq!(SmoothF1Loss::<f64>::macro_f1().with_reduction(Reduction::Sum).reduction(), Reduction::Sum);
     /// ```
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
@@ -150,29 +155,17 @@ impl SmoothF1Loss {
     ///
     /// ```
     /// use longtail::{F1Average, SmoothF1Loss};
-    /// assert_eq!(SmoothF1Loss::macro_f1().average(), F1Average::Macro);
+    /// assert_eq!(SmoothF1Loss::<f32>::macro_f1().average(), F1Average::Macro);
     /// ```
     pub fn average(&self) -> F1Average {
         self.average
-    }
-
-    /// The reduction of the batch.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::{Reduction, SmoothF1Loss};
-    /// assert_eq!(SmoothF1Loss::macro_f1().reduction(), Reduction::Mean);
-    /// ```
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
     }
 
     /// The batch statistics: per class `Σ s y p` and `Σ s (y + p)`, and `Σ s`.
     ///
     /// # Errors
     ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the output and statistics.
+    /// As [`Loss::loss_into`].
     ///
     /// # Example
     ///
@@ -188,105 +181,24 @@ impl SmoothF1Loss {
     /// # References
     ///
     /// See [`SmoothF1Loss`].
-    pub fn stats<'t, F>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<F1Stats>
+    pub fn stats<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<F1Stats>
     where
-        F: Float + 't,
+        F: 't,
     {
         let targets = targets.into();
         check_batch(logits, &targets, &[])?;
         Ok(local_stats(logits, &targets))
     }
 
-    /// The reduced loss and its gradient (F1 from the local batch), in a new `[B, K]` array.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::SmoothF1Loss;
-    /// use ndarray::array;
-    ///
-    /// let (loss, grad) = SmoothF1Loss::micro_f1().loss_and_grad(&array![[1.0_f64, 0.0], [0.0, 1.0]], &[0, 0])?;
-    /// assert!(loss > 0.0 && grad[[1, 0]] < 0.0);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`SmoothF1Loss`].
-    pub fn loss_and_grad<'t, F>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-    ) -> Result<(F, Array2<F>)>
-    where
-        F: Float + 't,
-    {
-        let mut grad = Array2::zeros(logits.raw_dim());
-        let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
-        Ok((loss, grad))
-    }
-
-    /// The reduced loss with F1 from the local batch; its gradient overwrites `grad_out`
-    /// (`[B, K]`).
-    ///
-    /// # Errors
-    ///
-    /// Those of [`SoftmaxLoss::loss_and_grad_into`] for cross-entropy, in the same order
-    /// ([`Error::EmptyBatch`](crate::Error::EmptyBatch),
-    /// [`Error::NoClasses`](crate::Error::NoClasses),
-    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch),
-    /// [`Error::InvalidSampleWeight`](crate::Error::InvalidSampleWeight),
-    /// [`Error::LabelOutOfRange`](crate::Error::LabelOutOfRange),
-    /// [`Error::InvalidTarget`](crate::Error::InvalidTarget),
-    /// [`Error::TargetSum`](crate::Error::TargetSum),
-    /// [`Error::NonFiniteLogit`](crate::Error::NonFiniteLogit),
-    /// [`Error::MaskedTarget`](crate::Error::MaskedTarget)); then, with statistics,
-    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) (`"stats"`) unless they
-    /// have `K` classes.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::SmoothF1Loss;
-    /// use ndarray::{array, Array2};
-    ///
-    /// let mut grad = Array2::from_elem((2, 2), f32::NAN); // overwritten
-    /// SmoothF1Loss::macro_f1().loss_and_grad_into(&array![[0.0_f32, 1.0], [2.0, 0.0]], &[1, 0], &mut grad)?;
-    /// assert!(grad[[0, 1]] < 0.0 && grad[[1, 0]] < 0.0);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`SmoothF1Loss`].
-    pub fn loss_and_grad_into<'t, F>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-        grad_out: &mut ArrayRef2<F>,
-    ) -> Result<F>
-    where
-        F: Float + 't,
-    {
-        let targets = targets.into();
-        check_batch(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        let stats = local_stats(logits, &targets);
-        Ok(self.reduced(logits, &targets, &stats, Some(grad_out)))
-    }
-
     /// The reduced loss with F1 and scales from (merged) `stats`; its gradient overwrites
     /// `grad_out` (`[B, K]`).
     ///
     /// With the local batch's own statistics this is
-    /// [`loss_and_grad_into`](Self::loss_and_grad_into).
+    /// [`Loss::loss_and_grad_into`].
     ///
     /// # Errors
     ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), and
+    /// As [`Loss::loss_into`], and
     /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) (`"stats"`) unless `stats`
     /// has `K` classes.
     ///
@@ -310,7 +222,7 @@ impl SmoothF1Loss {
     /// # References
     ///
     /// See [`SmoothF1Loss`].
-    pub fn loss_and_grad_with_stats_into<'t, F>(
+    pub fn loss_and_grad_with_stats_into<'t>(
         &self,
         logits: &ArrayRef2<F>,
         targets: impl Into<Targets<'t, F>>,
@@ -318,48 +230,17 @@ impl SmoothF1Loss {
         grad_out: &mut ArrayRef2<F>,
     ) -> Result<F>
     where
-        F: Float + 't,
+        F: 't,
     {
         let targets = targets.into();
-        check_batch(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
+        check_batch(logits, &targets, &output_shapes(logits, None, Some(grad_out)))?;
         check_shape("stats", &[logits.ncols()], &[stats.classes()])?;
         Ok(self.reduced(logits, &targets, stats, Some(grad_out)))
     }
 
-    /// The reduced loss alone, F1 from the local batch.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::SmoothF1Loss;
-    /// use ndarray::array;
-    ///
-    /// let confident = SmoothF1Loss::macro_f1().loss(&array![[9.0_f64, 0.0], [0.0, 9.0]], &[0, 1])?;
-    /// let unsure = SmoothF1Loss::macro_f1().loss(&array![[1.0_f64, 0.0], [0.0, 1.0]], &[0, 1])?;
-    /// assert!(confident < unsure);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`SmoothF1Loss`].
-    pub fn loss<'t, F>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<F>
-    where
-        F: Float + 't,
-    {
-        let targets = targets.into();
-        check_batch(logits, &targets, &[])?;
-        let stats = local_stats(logits, &targets);
-        Ok(self.reduced(logits, &targets, &stats, None))
-    }
-
     /// Per class, the coefficients `c_k (1 − F1_k/2)` of the positive terms and `c_k F1_k/2` of
     /// the negative ones.
-    fn coefficients<F: Float>(&self, stats: &F1Stats) -> (Vec<F>, Vec<F>) {
+    fn coefficients(&self, stats: &F1Stats) -> (Vec<F>, Vec<F>) {
         let k = stats.classes() as f64;
         let micro = stats.micro_f1();
         let f1 = stats.f1();
@@ -380,7 +261,7 @@ impl SmoothF1Loss {
     }
 
     /// The reduced loss of a validated batch, `scale·∂ℓ/∂z` into `grad_out` if given.
-    fn reduced<F: Float>(
+    fn reduced(
         &self,
         logits: &ArrayRef2<F>,
         targets: &Targets<F>,
@@ -398,10 +279,78 @@ impl SmoothF1Loss {
             return F::zero();
         }
         let scale = F::from_f64(divisor.recip());
-        let (positive, negative) = self.coefficients::<F>(stats);
-        let rows =
-            LossRows { logits, targets, positive: &positive, negative: &negative, scale, grad: grad_out };
+        let (positive, negative) = self.coefficients(stats);
+        let rows = LossRows {
+            logits,
+            targets,
+            positive: &positive,
+            negative: &negative,
+            scale,
+            grad: grad_out,
+            losses: None,
+        };
         F::from_f64(dispatch(rows) / divisor)
+    }
+}
+
+impl<F: Float> Loss<F> for SmoothF1Loss<F> {
+    /// The reduced loss with F1 from the local batch, the gradient (F1 and scales held constant)
+    /// into `grad_out` if given.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`SoftmaxLoss`]'s [`loss_into`](Loss::loss_into) for cross-entropy, in the same
+    /// order ([`Error::EmptyBatch`](crate::Error::EmptyBatch),
+    /// [`Error::NoClasses`](crate::Error::NoClasses),
+    /// [`Error::UnsupportedTargets`](crate::Error::UnsupportedTargets) for multi-hot targets,
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch),
+    /// [`Error::InvalidSampleWeight`](crate::Error::InvalidSampleWeight),
+    /// [`Error::LabelOutOfRange`](crate::Error::LabelOutOfRange),
+    /// [`Error::InvalidTarget`](crate::Error::InvalidTarget),
+    /// [`Error::TargetSum`](crate::Error::TargetSum),
+    /// [`Error::NonFiniteLogit`](crate::Error::NonFiniteLogit),
+    /// [`Error::MaskedTarget`](crate::Error::MaskedTarget)).
+    fn loss_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<F> {
+        check_batch(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
+        let stats = local_stats(logits, targets);
+        Ok(self.reduced(logits, targets, &stats, grad_out))
+    }
+
+    /// Every row's share `ℓ_i` of the loss, with F1 and the scales `c_k` computed from the whole
+    /// batch (a batch statistic, held constant), and its gradient: the terms of
+    /// [`Reduction::Sum`], which they add up to.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_into`](Self::loss_into).
+    fn per_sample_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        losses_out: &mut ArrayRef1<F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<()> {
+        check_batch(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
+        let (positive, negative) = self.coefficients(&local_stats(logits, targets));
+        dispatch(LossRows {
+            logits,
+            targets,
+            positive: &positive,
+            negative: &negative,
+            scale: F::one(),
+            grad: grad_out,
+            losses: Some(losses_out),
+        });
+        Ok(())
+    }
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
     }
 }
 
@@ -415,7 +364,7 @@ fn target_row<'a, F: Float>(targets: &'a Targets<F>, i: usize, buf: &'a mut [F])
             buf[labels[i]] = F::one();
             buf
         }
-        TargetKind::Probs(probs) => match probs.row(i).to_slice() {
+        TargetKind::Rows(probs, _) => match probs.row(i).to_slice() {
             Some(row) => row,
             None => {
                 buf.iter_mut().zip(probs.row(i)).for_each(|(dst, &src)| *dst = src);
@@ -434,13 +383,14 @@ struct LossRows<'a, 't, F> {
     negative: &'a [F],
     scale: F,
     grad: Option<&'a mut ArrayRef2<F>>,
+    losses: Option<&'a mut ArrayRef1<F>>,
 }
 
 impl<F: Float> Kernel for LossRows<'_, '_, F> {
     type Output = f64;
     #[inline(always)]
     fn run<const FMA: bool>(self) -> f64 {
-        let LossRows { logits, targets, positive, negative, scale, grad } = self;
+        let LossRows { logits, targets, positive, negative, scale, grad, losses } = self;
         let k = logits.ncols();
         let mut visitor = LossVisitor::<F, FMA> {
             targets,
@@ -449,6 +399,7 @@ impl<F: Float> Kernel for LossRows<'_, '_, F> {
             scale,
             y_buf: vec![F::zero(); k],
             scratch: vec![F::zero(); k + 2 * k.min(TERMS_BLOCK)],
+            losses,
             total: 0.0,
         };
         visit_rows(logits, grad, &mut visitor);
@@ -464,6 +415,7 @@ struct LossVisitor<'a, 't, F, const FMA: bool> {
     scale: F,
     y_buf: Vec<F>,
     scratch: Vec<F>,
+    losses: Option<&'a mut ArrayRef1<F>>,
     total: f64,
 }
 
@@ -473,7 +425,11 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for LossVisitor<'_, '_, F, FMA> {
         let s = self.targets.sample_weight(i);
         let y = target_row(self.targets, i, &mut self.y_buf);
         let coefficients = (self.positive, self.negative);
-        self.total += row::<F, FMA>(z, coefficients, s, y, self.scale, grad, &mut self.scratch).as_f64();
+        let value = row::<F, FMA>(z, coefficients, s, y, self.scale, grad, &mut self.scratch);
+        if let Some(losses) = self.losses.as_mut() {
+            losses[i] = value;
+        }
+        self.total += value.as_f64();
     }
 }
 
@@ -577,9 +533,9 @@ fn argmax_complement<F: Float, const FMA: bool>(
 fn check_batch<F: Float>(
     logits: &ArrayRef2<F>,
     targets: &Targets<F>,
-    outputs: &[(&'static str, &[usize], &[usize])],
+    outputs: &[OutputShape<'_>],
 ) -> Result<()> {
-    SoftmaxLoss::<F>::cross_entropy().check_batch(logits, targets, outputs).map(drop)
+    SoftmaxLoss::<F>::cross_entropy().check_batch("SmoothF1Loss", logits, targets, outputs).map(drop)
 }
 
 /// The statistics of a validated batch.

@@ -1,11 +1,18 @@
 //! Smooth-F1-weighted binary cross-entropy: positives and negatives weighted by the batch's soft F1.
 
-use ndarray::{Array1, ArrayRef1};
+use core::marker::PhantomData;
+
+use ndarray::{Array1, ArrayRef1, ArrayRef2};
 
 use super::Reduction;
-use super::binary_rows::{Logistic, contiguous, for_rows, for_sigmoids, with_slice_mut};
+use super::binary_rows::{Logistic, for_rows, for_sigmoids, with_slice_mut};
 use super::binary_targets::BinaryTargets;
+use super::contract::Loss;
 use super::f1_stats::F1Stats;
+use super::one_vs_rest::LabelSets::MultiHotOnly;
+use super::one_vs_rest::{self, Decisions, row_sums, with_flat_mut};
+use super::targets::Targets;
+use super::validate::output_shapes;
 use crate::error::check_shape;
 use crate::float::{LANES, lane_sum};
 use crate::simd::{Kernel, dispatch};
@@ -14,8 +21,11 @@ use crate::{Float, Result};
 /// Binary cross-entropy weighted by the batch's soft F1 (Su 2020), with the exact gradient with
 /// respect to the logits (F1 held constant).
 ///
-/// Logits `s` are `[B]`, targets `y ∈ [0, 1]` with optional sample weights `s_i`
-/// ([`BinaryTargets`]). With `σ` the logistic function:
+/// Over `[B, K]` logits ([`Loss`]) the loss is taken over the `B·K` one-vs-rest decisions with one
+/// pooled F1 (the micro F1 of the decisions; for a per-class F1 see
+/// [`SmoothF1Loss`](crate::SmoothF1Loss)); a binary model's `[B]` logits take the `binary_*`
+/// calls, with targets `y ∈ [0, 1]` and optional sample weights `s_i` ([`BinaryTargets`]). With
+/// `σ` the logistic function, over the decisions `i`:
 ///
 /// ```text
 /// F1  = 2·Σ_i s_i y_i σ(s_i) / Σ_i s_i (y_i + σ(s_i))        over the batch (0 if the sum is 0)
@@ -28,8 +38,9 @@ use crate::{Float, Result};
 /// low the negatives barely count, so a rare positive class is not drowned. `F1` is a constant of the gradient (no gradient
 /// flows through it). It comes from the local batch, or from merged [`F1Stats`] (one class) in a
 /// data-parallel trainer ([`loss_and_grad_with_stats_into`](Self::loss_and_grad_with_stats_into)).
-/// `Mean` (default) divides `Σ_i ℓ_i` by the local `Σ_i s_i` (0 if that is 0), `Sum` does not
-/// divide.
+/// `Mean` (default) divides `Σ_i ℓ_i` by the local total weight of the decisions (`Σ_i s_i` for
+/// `[B]`, `K·Σ_i s_i` for `[B, K]`; 0 if that is 0), `Sum` does not divide. The per-sample losses
+/// hold F1 at its batch value: they are the terms of the `Sum`.
 ///
 /// # Gradient
 ///
@@ -43,7 +54,7 @@ use crate::{Float, Result};
 /// # Errors
 ///
 /// Each call validates the batch (and the statistics) before writing anything (see
-/// [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// [`Loss::loss_into`] and [`binary_loss_and_grad_into`](Self::binary_loss_and_grad_into)).
 ///
 /// # Example
 ///
@@ -54,8 +65,8 @@ use crate::{Float, Result};
 /// let logits = array![2.0_f64, -1.0, -3.0, 0.5];
 /// let targets = [1.0, 0.0, 0.0, 1.0];
 /// let loss = BinarySmoothF1Loss::new();
-/// let f1 = loss.stats(&logits, &targets)?.f1()[0];
-/// let (value, grad) = loss.loss_and_grad(&logits, &targets)?;
+/// let f1 = loss.binary_stats(&logits, &targets)?.f1()[0];
+/// let (value, grad) = loss.binary_loss_and_grad(&logits, &targets)?;
 /// assert!(f1 > 0.5 && value > 0.0 && grad[0] < 0.0 && grad[1] > 0.0);
 /// # Ok::<(), longtail::Error>(())
 /// ```
@@ -65,25 +76,26 @@ use crate::{Float, Result};
 /// J. Su, "再谈类别不平衡问题：调节权重与魔改Loss的对比联系" (class imbalance: weights and
 /// modified losses), kexue.fm/archives/7708 (2020).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct BinarySmoothF1Loss {
+pub struct BinarySmoothF1Loss<F> {
     reduction: Reduction,
+    float: PhantomData<fn() -> F>,
 }
 
-impl BinarySmoothF1Loss {
+impl<F: Float> BinarySmoothF1Loss<F> {
     /// The loss, mean over the batch.
     ///
     /// # Example
     ///
     /// ```
-    /// use longtail::{BinarySmoothF1Loss, Reduction};
-    /// assert_eq!(BinarySmoothF1Loss::new().reduction(), Reduction::Mean);
+    /// use longtail::{BinarySmoothF1Loss, Loss, Reduction};
+    /// assert_eq!(BinarySmoothF1Loss::<f32>::new().reduction(), Reduction::Mean);
     /// ```
     ///
     /// # References
     ///
     /// J. Su, kexue.fm/archives/7708 (2020).
     pub fn new() -> Self {
-        Self { reduction: Reduction::Mean }
+        Self { reduction: Reduction::Mean, float: PhantomData }
     }
 
     /// Sets how the batch is reduced (mean by default).
@@ -91,31 +103,20 @@ impl BinarySmoothF1Loss {
     /// # Example
     ///
     /// ```
-    /// use longtail::{BinarySmoothF1Loss, Reduction};
-    /// assert_eq!(BinarySmoothF1Loss::new().with_reduction(Reduction::Sum).reduction(), Reduction::Sum);
+    /// use longtail::{BinarySmoothF1Loss, Loss, Reduction};
+    /// assert_eq!(BinarySmoothF1Loss::<f64>::new().with_reduction(Reduction::Sum).reduction(), Reduction::Sum);
     /// ```
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
         self.reduction = reduction;
         self
     }
 
-    /// The reduction of the batch.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::{BinarySmoothF1Loss, Reduction};
-    /// assert_eq!(BinarySmoothF1Loss::default().reduction(), Reduction::Mean);
-    /// ```
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
-    }
-
-    /// The batch statistics (one class): `Σ s y σ(s)`, `Σ s (y + σ(s))` and `Σ s`.
+    /// The batch statistics of `[B, K]` logits' one-vs-rest decisions (one pooled class):
+    /// `Σ s y σ(s)`, `Σ s (y + σ(s))` and `Σ s` over the decisions.
     ///
     /// # Errors
     ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the output and statistics.
+    /// As [`Loss::loss_into`].
     ///
     /// # Example
     ///
@@ -123,7 +124,7 @@ impl BinarySmoothF1Loss {
     /// use longtail::BinarySmoothF1Loss;
     /// use ndarray::array;
     ///
-    /// let stats = BinarySmoothF1Loss::new().stats(&array![0.0_f32, 0.0], &[1.0, 0.0])?;
+    /// let stats = BinarySmoothF1Loss::new().stats(&array![[0.0_f32, 0.0]], &[0])?;
     /// assert_eq!((stats.true_positive(), stats.mass(), stats.weight()), (&[0.5][..], &[2.0][..], 2.0));
     /// # Ok::<(), longtail::Error>(())
     /// ```
@@ -131,24 +132,71 @@ impl BinarySmoothF1Loss {
     /// # References
     ///
     /// See [`BinarySmoothF1Loss`].
-    pub fn stats<'t, F>(
-        &self,
-        logits: &ArrayRef1<F>,
-        targets: impl Into<BinaryTargets<'t, F>>,
-    ) -> Result<F1Stats>
+    pub fn stats<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<F1Stats>
     where
-        F: Float + 't,
+        F: 't,
     {
         let targets = targets.into();
-        targets.check(logits.view(), &[])?;
-        Ok(local_stats(logits, &targets))
+        one_vs_rest::check_batch(logits, &targets, &[], MultiHotOnly, None)?;
+        Ok(local_stats(&Decisions::of_batch(logits, &targets)))
     }
 
-    /// The reduced loss and its gradient (F1 from the local batch), in a new `[B]` array.
+    /// The reduced loss of `[B, K]` logits with F1 from (merged) one-class `stats`; its gradient
+    /// overwrites `grad_out` (`[B, K]`).
     ///
     /// # Errors
     ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    /// As [`Loss::loss_into`], and [`Error::ShapeMismatch`](crate::Error::ShapeMismatch)
+    /// (`"stats"`) unless `stats` has one class.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::BinarySmoothF1Loss;
+    /// use ndarray::{array, Array2};
+    ///
+    /// let loss = BinarySmoothF1Loss::new();
+    /// let logits = array![[1.0_f64, -1.0]];
+    /// let mut stats = loss.stats(&array![[0.5, 2.0]], &[1])?; // another worker's batch
+    /// stats.merge(&loss.stats(&logits, &[0])?)?;
+    /// let mut grad = Array2::zeros((1, 2));
+    /// loss.loss_and_grad_with_stats_into(&logits, &[0], &stats, &mut grad)?;
+    /// assert!(grad[[0, 0]] < 0.0 && grad[[0, 1]] > 0.0);
+    /// # Ok::<(), longtail::Error>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`BinarySmoothF1Loss`].
+    pub fn loss_and_grad_with_stats_into<'t>(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: impl Into<Targets<'t, F>>,
+        stats: &F1Stats,
+        grad_out: &mut ArrayRef2<F>,
+    ) -> Result<F>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        one_vs_rest::check_batch(
+            logits,
+            &targets,
+            &output_shapes(logits, None, Some(grad_out)),
+            MultiHotOnly,
+            None,
+        )?;
+        check_shape("stats", &[1], &[stats.classes()])?;
+        let decisions = Decisions::of_batch(logits, &targets);
+        Ok(with_flat_mut(grad_out, |grad| self.reduced(&decisions, stats.f1()[0], Some(grad))))
+    }
+
+    /// The batch statistics of a binary model's `[B]` logits (one class): `Σ s y σ(s)`,
+    /// `Σ s (y + σ(s))` and `Σ s`.
+    ///
+    /// # Errors
+    ///
+    /// As [`binary_loss_and_grad_into`](Self::binary_loss_and_grad_into), but for the output.
     ///
     /// # Example
     ///
@@ -156,7 +204,41 @@ impl BinarySmoothF1Loss {
     /// use longtail::BinarySmoothF1Loss;
     /// use ndarray::array;
     ///
-    /// let (loss, grad) = BinarySmoothF1Loss::new().loss_and_grad(&array![1.0_f32, -1.0], &[1.0, 0.0])?;
+    /// let stats = BinarySmoothF1Loss::new().binary_stats(&array![0.0_f32, 0.0], &[1.0, 0.0])?;
+    /// assert_eq!((stats.true_positive(), stats.mass(), stats.weight()), (&[0.5][..], &[2.0][..], 2.0));
+    /// # Ok::<(), longtail::Error>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// See [`BinarySmoothF1Loss`].
+    pub fn binary_stats<'t>(
+        &self,
+        logits: &ArrayRef1<F>,
+        targets: impl Into<BinaryTargets<'t, F>>,
+    ) -> Result<F1Stats>
+    where
+        F: 't,
+    {
+        let targets = targets.into();
+        targets.check(logits.view(), &[])?;
+        Ok(local_stats(&Decisions::of_binary(logits, &targets)))
+    }
+
+    /// The reduced loss of a binary model's `[B]` logits (F1 from the batch) and its gradient, in
+    /// a new `[B]` array.
+    ///
+    /// # Errors
+    ///
+    /// As [`binary_loss_and_grad_into`](Self::binary_loss_and_grad_into).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::BinarySmoothF1Loss;
+    /// use ndarray::array;
+    ///
+    /// let (loss, grad) = BinarySmoothF1Loss::new().binary_loss_and_grad(&array![1.0_f64, -1.0], &[1.0, 0.0])?;
     /// assert!(loss > 0.0 && grad[0] < 0.0 && grad[1] > 0.0);
     /// # Ok::<(), longtail::Error>(())
     /// ```
@@ -164,34 +246,26 @@ impl BinarySmoothF1Loss {
     /// # References
     ///
     /// See [`BinarySmoothF1Loss`].
-    pub fn loss_and_grad<'t, F>(
+    pub fn binary_loss_and_grad<'t>(
         &self,
         logits: &ArrayRef1<F>,
         targets: impl Into<BinaryTargets<'t, F>>,
     ) -> Result<(F, Array1<F>)>
     where
-        F: Float + 't,
+        F: 't,
     {
         let mut grad = Array1::zeros(logits.len());
-        let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
+        let loss = self.binary_loss_and_grad_into(logits, targets, &mut grad)?;
         Ok((loss, grad))
     }
 
-    /// The reduced loss with F1 from the local batch; its gradient overwrites `grad_out` (`[B]`).
+    /// The reduced loss of a binary model's `[B]` logits with F1 from the batch; its gradient
+    /// overwrites `grad_out` (`[B]`).
     ///
     /// # Errors
     ///
-    /// Checked in this order, all before anything is written:
-    /// - [`Error::EmptyBatch`](crate::Error::EmptyBatch): `B = 0`;
-    /// - [`Error::ShapeMismatch`](crate::Error::ShapeMismatch): `targets` or `grad_out`
-    ///   not of length `B`, then `sample_weights`;
-    /// - [`Error::InvalidSampleWeight`](crate::Error::InvalidSampleWeight);
-    /// - [`Error::TargetOutOfRange`](crate::Error::TargetOutOfRange): a target outside `[0, 1]`;
-    /// - [`Error::NonFiniteLogit`](crate::Error::NonFiniteLogit) for NaN or `+inf`,
-    ///   [`Error::MaskedTarget`](crate::Error::MaskedTarget) for `-inf` on a row with
-    ///   `y > 0` and `s > 0`;
-    /// - with statistics: [`Error::ShapeMismatch`](crate::Error::ShapeMismatch)
-    ///   (`"stats"`) unless they have one class.
+    /// Those of [`SigmoidLoss::binary_loss_and_grad_into`](crate::SigmoidLoss::binary_loss_and_grad_into),
+    /// in the same order.
     ///
     /// # Example
     ///
@@ -199,61 +273,60 @@ impl BinarySmoothF1Loss {
     /// use longtail::BinarySmoothF1Loss;
     /// use ndarray::{array, Array1};
     ///
-    /// let mut grad = Array1::from_elem(2, f64::NAN); // overwritten
-    /// BinarySmoothF1Loss::new().loss_and_grad_into(&array![0.0, 0.0], &[1.0, 0.0], &mut grad)?;
-    /// // F1 = 2·0.5 / 2 = 0.5: positives weigh 0.75, negatives 0.25; mean over 2 rows.
-    /// assert_eq!(grad.to_vec(), vec![-0.75 * 0.5 / 2.0, 0.25 * 0.5 / 2.0]);
+    /// let mut grad = Array1::from_elem(2, f32::NAN); // overwritten
+    /// BinarySmoothF1Loss::new().binary_loss_and_grad_into(&array![0.5_f32, 0.5], &[1.0, 0.0], &mut grad)?;
+    /// assert!(grad[0] < 0.0 && grad[1] > 0.0);
     /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
     ///
     /// See [`BinarySmoothF1Loss`].
-    pub fn loss_and_grad_into<'t, F>(
+    pub fn binary_loss_and_grad_into<'t>(
         &self,
         logits: &ArrayRef1<F>,
         targets: impl Into<BinaryTargets<'t, F>>,
         grad_out: &mut ArrayRef1<F>,
     ) -> Result<F>
     where
-        F: Float + 't,
+        F: 't,
     {
         let targets = targets.into();
         targets.check(logits.view(), &[("grad_out", &[logits.len()], grad_out.shape())])?;
-        let f1 = local_stats(logits, &targets).f1()[0];
-        Ok(self.reduced(logits, &targets, f1, Some(grad_out)))
+        let decisions = Decisions::of_binary(logits, &targets);
+        let f1 = local_stats(&decisions).f1()[0];
+        Ok(with_slice_mut(grad_out, |grad| self.reduced(&decisions, f1, Some(grad))))
     }
 
-    /// The reduced loss with F1 from (merged) `stats`; its gradient overwrites `grad_out` (`[B]`).
-    ///
-    /// With the local batch's own statistics this is
-    /// [`loss_and_grad_into`](Self::loss_and_grad_into).
+    /// The reduced loss of a binary model's `[B]` logits with F1 from (merged) one-class `stats`;
+    /// its gradient overwrites `grad_out` (`[B]`).
     ///
     /// # Errors
     ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), and
-    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) (`"stats"`) unless `stats`
-    /// has one class.
+    /// As [`binary_loss_and_grad_into`](Self::binary_loss_and_grad_into), and
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) (`"stats"`) unless `stats` has one
+    /// class.
     ///
     /// # Example
     ///
     /// ```
-    /// use longtail::{BinarySmoothF1Loss, F1Stats};
+    /// use longtail::BinarySmoothF1Loss;
     /// use ndarray::{array, Array1};
     ///
-    /// let (logits, targets) = (array![0.0_f64, 2.0], [1.0, 0.0]);
-    /// // F1 fixed at 0 by the statistics: only the positives count.
-    /// let stats = F1Stats::from_parts(vec![0.0], vec![1.0], 1.0)?;
+    /// let loss = BinarySmoothF1Loss::new();
+    /// let logits = array![1.0_f64, -1.0];
+    /// let mut stats = loss.binary_stats(&array![0.5, 2.0], &[0.0, 1.0])?; // another worker's batch
+    /// stats.merge(&loss.binary_stats(&logits, &[1.0, 0.0])?)?;
     /// let mut grad = Array1::zeros(2);
-    /// BinarySmoothF1Loss::new().loss_and_grad_with_stats_into(&logits, &targets, &stats, &mut grad)?;
-    /// assert_eq!(grad[1], 0.0);
+    /// loss.binary_loss_and_grad_with_stats_into(&logits, &[1.0, 0.0], &stats, &mut grad)?;
+    /// assert!(grad[0] < 0.0 && grad[1] > 0.0);
     /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
     ///
     /// See [`BinarySmoothF1Loss`].
-    pub fn loss_and_grad_with_stats_into<'t, F>(
+    pub fn binary_loss_and_grad_with_stats_into<'t>(
         &self,
         logits: &ArrayRef1<F>,
         targets: impl Into<BinaryTargets<'t, F>>,
@@ -261,19 +334,21 @@ impl BinarySmoothF1Loss {
         grad_out: &mut ArrayRef1<F>,
     ) -> Result<F>
     where
-        F: Float + 't,
+        F: 't,
     {
         let targets = targets.into();
         targets.check(logits.view(), &[("grad_out", &[logits.len()], grad_out.shape())])?;
         check_shape("stats", &[1], &[stats.classes()])?;
-        Ok(self.reduced(logits, &targets, stats.f1()[0], Some(grad_out)))
+        let decisions = Decisions::of_binary(logits, &targets);
+        Ok(with_slice_mut(grad_out, |grad| self.reduced(&decisions, stats.f1()[0], Some(grad))))
     }
 
-    /// The reduced loss alone, F1 from the local batch.
+    /// The reduced loss of a binary model's `[B]` logits alone, F1 from the batch.
     ///
     /// # Errors
     ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
+    /// As [`binary_loss_and_grad_into`](Self::binary_loss_and_grad_into), but for the `grad_out`
+    /// shape.
     ///
     /// # Example
     ///
@@ -281,98 +356,153 @@ impl BinarySmoothF1Loss {
     /// use longtail::BinarySmoothF1Loss;
     /// use ndarray::array;
     ///
-    /// let loss = BinarySmoothF1Loss::new().loss(&array![1e4_f32, -1e4], &[1.0, 0.0])?;
-    /// assert_eq!(loss, 0.0);
+    /// let good = BinarySmoothF1Loss::new().binary_loss(&array![4.0_f64, -4.0], &[1.0, 0.0])?;
+    /// let bad = BinarySmoothF1Loss::new().binary_loss(&array![-4.0_f64, 4.0], &[1.0, 0.0])?;
+    /// assert!(good < bad);
     /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
     /// # References
     ///
     /// See [`BinarySmoothF1Loss`].
-    pub fn loss<'t, F>(&self, logits: &ArrayRef1<F>, targets: impl Into<BinaryTargets<'t, F>>) -> Result<F>
+    pub fn binary_loss<'t>(
+        &self,
+        logits: &ArrayRef1<F>,
+        targets: impl Into<BinaryTargets<'t, F>>,
+    ) -> Result<F>
     where
-        F: Float + 't,
+        F: 't,
     {
         let targets = targets.into();
         targets.check(logits.view(), &[])?;
-        let f1 = local_stats(logits, &targets).f1()[0];
-        Ok(self.reduced(logits, &targets, f1, None))
+        let decisions = Decisions::of_binary(logits, &targets);
+        let f1 = local_stats(&decisions).f1()[0];
+        Ok(self.reduced(&decisions, f1, None))
     }
 
-    /// The reduced loss of a validated batch for a given F1, `scale·∂ℓ/∂s` into `grad_out`.
-    fn reduced<F: Float>(
-        &self,
-        logits: &ArrayRef1<F>,
-        targets: &BinaryTargets<F>,
-        f1: f64,
-        grad_out: Option<&mut ArrayRef1<F>>,
-    ) -> F {
+    /// The reduced loss of validated decisions with batch F1 `f1`, `scale·∂ℓ/∂s` into `grads`.
+    fn reduced(&self, decisions: &Decisions<F>, f1: f64, grads: Option<&mut [F]>) -> F {
         let divisor = match self.reduction {
             Reduction::Sum => 1.0,
-            Reduction::Mean => targets.total_weight(),
+            Reduction::Mean => decisions.total_weight(),
         };
         if divisor == 0.0 {
-            if let Some(grad) = grad_out {
-                grad.fill(F::zero());
+            if let Some(grads) = grads {
+                grads.fill(F::zero());
             }
             return F::zero();
         }
-        let scale = F::from_f64(divisor.recip());
-        let (negative, positive) = (F::from_f64(f1 / 2.0), F::from_f64(1.0 - f1 / 2.0));
-        struct Rows<'a, F> {
-            weights: (F, F),
-            logits: &'a [F],
-            targets: &'a [F],
-            sample_weights: Option<&'a [F]>,
-            grads: Option<&'a mut [F]>,
-            scale: F,
-        }
-        impl<F: Float> Kernel for Rows<'_, F> {
-            type Output = f64;
-            #[inline(always)]
-            fn run<const FMA: bool>(self) -> f64 {
-                let Rows { weights: (positive, negative), logits, targets, sample_weights, grads, scale } =
-                    self;
-                let row = |s, y, w| {
-                    let (pos, neg) = (w * positive * y, w * negative * (F::one() - y));
-                    let l = Logistic::of::<FMA>(s);
-                    (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
-                };
-                for_rows(logits, targets, sample_weights, None, grads, (scale, F::one()), row)
-            }
-        }
-        let (logits, y) = (contiguous(logits), contiguous(&targets.targets));
-        let weights = targets.sample_weights.as_ref().map(|w| contiguous(w));
-        let sum = |grads: Option<&mut [F]>| {
-            let weights = weights.as_deref();
-            dispatch(Rows {
-                weights: (positive, negative),
-                logits: &logits,
-                targets: &y,
-                sample_weights: weights,
-                grads,
-                scale,
-            })
-        };
-        let total = match grad_out {
-            Some(grad) => with_slice_mut(grad, |grad| sum(Some(grad))),
-            None => sum(None),
-        };
-        F::from_f64(total / divisor)
+        F::from_f64(sum(decisions, f1, None, grads, F::from_f64(divisor.recip())) / divisor)
     }
 }
 
-/// The one-class statistics of a validated batch.
-fn local_stats<F: Float>(logits: &ArrayRef1<F>, targets: &BinaryTargets<F>) -> F1Stats {
-    struct Stats<'a, F>(&'a [F], &'a [F], Option<&'a [F]>);
+impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
+    /// The reduced loss over the `B·K` one-vs-rest decisions of `[B, K]` logits with their pooled
+    /// F1 from the batch, the gradient (F1 held constant) into `grad_out` if given.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`SigmoidLoss`](crate::SigmoidLoss)'s [`loss_into`](Loss::loss_into), in the
+    /// same order.
+    fn loss_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<F> {
+        one_vs_rest::check_batch(
+            logits,
+            targets,
+            &output_shapes(logits, None, grad_out.as_deref()),
+            MultiHotOnly,
+            None,
+        )?;
+        let decisions = Decisions::of_batch(logits, targets);
+        let f1 = local_stats(&decisions).f1()[0];
+        Ok(match grad_out {
+            Some(grad) => with_flat_mut(grad, |grad| self.reduced(&decisions, f1, Some(grad))),
+            None => self.reduced(&decisions, f1, None),
+        })
+    }
+
+    /// Every row's loss `ℓ_i = Σ_k ℓ_ik` with F1 at its batch value (a batch statistic, held
+    /// constant) and, if `grad_out` is given, its gradient: the terms of [`Reduction::Sum`].
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_into`](Self::loss_into).
+    fn per_sample_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        losses_out: &mut ArrayRef1<F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<()> {
+        let outputs = output_shapes(logits, Some(losses_out), grad_out.as_deref());
+        one_vs_rest::check_batch(logits, targets, &outputs, MultiHotOnly, None)?;
+        let decisions = Decisions::of_batch(logits, targets);
+        let f1 = local_stats(&decisions).f1()[0];
+        let mut losses = vec![F::zero(); decisions.logits.len()];
+        match grad_out {
+            Some(grad) => {
+                with_flat_mut(grad, |grad| sum(&decisions, f1, Some(&mut losses), Some(grad), F::one()))
+            }
+            None => sum(&decisions, f1, Some(&mut losses), None, F::one()),
+        };
+        row_sums(&losses, decisions.classes, losses_out);
+        Ok(())
+    }
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+}
+
+/// `Σ ℓ` of validated decisions with F1 `f1`, in `f64`: each `ℓ` into `losses` and `scale·∂ℓ/∂s`
+/// into `grads` if given.
+fn sum<F: Float>(
+    decisions: &Decisions<F>,
+    f1: f64,
+    losses: Option<&mut [F]>,
+    grads: Option<&mut [F]>,
+    scale: F,
+) -> f64 {
+    struct Rows<'a, F: Float> {
+        weights: (F, F),
+        decisions: &'a Decisions<'a, F>,
+        losses: Option<&'a mut [F]>,
+        grads: Option<&'a mut [F]>,
+        scale: F,
+    }
+    impl<F: Float> Kernel for Rows<'_, F> {
+        type Output = f64;
+        #[inline(always)]
+        fn run<const FMA: bool>(self) -> f64 {
+            let Rows { weights: (positive, negative), decisions, losses, grads, scale } = self;
+            let row = |s, y, w| {
+                let (pos, neg) = (w * positive * y, w * negative * (F::one() - y));
+                let l = Logistic::of::<FMA>(s);
+                (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
+            };
+            let weights = decisions.weights.as_deref();
+            for_rows(&decisions.logits, &decisions.targets, weights, losses, grads, (scale, F::one()), row)
+        }
+    }
+    let weights = (F::from_f64(1.0 - f1 / 2.0), F::from_f64(f1 / 2.0));
+    dispatch(Rows { weights, decisions, losses, grads, scale })
+}
+
+/// The one-class statistics of validated decisions.
+fn local_stats<F: Float>(decisions: &Decisions<F>) -> F1Stats {
+    struct Stats<'a, F: Float>(&'a Decisions<'a, F>);
     impl<F: Float> Kernel for Stats<'_, F> {
         type Output = F1Stats;
         #[inline(always)]
         fn run<const FMA: bool>(self) -> F1Stats {
-            let Stats(logits, targets, weights) = self;
+            let (targets, weights) = (&self.0.targets, self.0.weights.as_deref());
             // Interleaved partial sums: the f64 additions do not wait on each other.
             let (mut true_positive, mut mass, mut weight) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
-            for_sigmoids::<F, FMA>(logits, |i, p| {
+            for_sigmoids::<F, FMA>(&self.0.logits, |i, p| {
                 let (w, y, p) = (weights.map_or(1.0, |w| w[i].as_f64()), targets[i].as_f64(), p.as_f64());
                 true_positive[i % LANES] += w * y * p;
                 mass[i % LANES] += w * (y + p);
@@ -384,7 +514,5 @@ fn local_stats<F: Float>(logits: &ArrayRef1<F>, targets: &BinaryTargets<F>) -> F
             stats
         }
     }
-    let (logits, y) = (contiguous(logits), contiguous(&targets.targets));
-    let weights = targets.sample_weights.as_ref().map(|w| contiguous(w));
-    dispatch(Stats(&logits, &y, weights.as_deref()))
+    dispatch(Stats(decisions))
 }

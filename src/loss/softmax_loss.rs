@@ -1,16 +1,16 @@
 //! The softmax loss family: one fused loss with orthogonal options.
 
-use ndarray::{
-    Array1, Array2, ArrayRef1, ArrayRef2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis,
-};
+use ndarray::{ArrayRef1, ArrayRef2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 
 use super::Reduction;
+use super::class_values::ClassValues;
+use super::contract::Loss;
 use super::kernel::{
     ClassFactors, RowMass, Targets as RowTargets, dense_row, one_hot_row, plain_dense_row, shifted_exp,
 };
 use super::short_rows::{Finished, GroupTargets, one_hot_group, plain_dense_group};
 use super::targets::{TargetKind, Targets};
-use super::validate::class_vector;
+use super::validate::{class_vector, output_shapes};
 use crate::float::{apply_pow2, exponent_of, ldexp, pow2, scale_exponent, split_scale, weight_exponent};
 use crate::group::{GROUP, Group, RowMap, SHORT_ROW, group_lse, transpose_rows};
 use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
@@ -70,12 +70,12 @@ use crate::{Error, Float, Result};
 /// # Errors
 ///
 /// Builders return [`Error::InvalidParameter`] for a parameter out of its domain. Each call
-/// validates the whole batch before writing anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// validates the batch first (see [`loss_into`](Loss::loss_into)).
 ///
 /// # Example
 ///
 /// ```
-/// use longtail::SoftmaxLoss;
+/// use longtail::{Loss, SoftmaxLoss};
 /// use ndarray::array;
 ///
 /// let logits = array![[2.0_f32, 0.5, -1.0], [0.1, 0.2, 3.0]];
@@ -109,10 +109,12 @@ pub struct SoftmaxLoss<F> {
 }
 
 /// The class weights `w_k` and class factors `a_k = w_k·α_k`, each scaled by a power of two that
-/// brings its maximum into `[1, 2)`: the kernel multiplies them by sample
-/// weights scaled the same way, so no product overflows or underflows, and the reduction puts the
-/// powers of two back. Scaling by a power of two is exact, so ordinary weights give the results
-/// of the unscaled formulas bit for bit.
+/// brings its maximum into `[1, 2)` (or, below `2^−60`, up to `[2^−60, 2^−59)`; see
+/// `float::scale_exponent`): the kernel multiplies them by sample weights scaled the same way, so
+/// no product overflows or underflows, and the reduction puts the powers of two back. Scaling by a
+/// power of two is exact, so ordinary weights give the results of the unscaled formulas bit for
+/// bit. Weights whose ratios exceed the float's range (a product of a sample and a class weight
+/// more than `2^126` below the batch's largest, in `f32`) lose the small ones.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct ScaledClasses<F> {
     /// `w_k·2^−weight_exp` (1 where unset).
@@ -170,7 +172,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let (loss, grad) = SoftmaxLoss::cross_entropy().loss_and_grad(&array![[0.0_f64, 0.0]], &[1])?;
@@ -207,7 +209,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[1.0_f64, 1.0]];
@@ -222,7 +224,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # References
     ///
     /// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
-    pub fn logit_adjusted<'p>(prior: impl Into<ArrayView1<'p, F>>) -> Result<Self>
+    pub fn logit_adjusted<'p>(prior: impl Into<ClassValues<'p, F>>) -> Result<Self>
     where
         F: 'p,
     {
@@ -238,7 +240,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[0.0_f64, 0.0], [0.0, 0.0]];
@@ -252,7 +254,7 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// PyTorch `torch.nn.functional.cross_entropy` (`weight=`); G. King, L. Zeng, "Logistic
     /// Regression in Rare Events Data", Political Analysis 9(2), 2001.
-    pub fn class_weighted<'w>(weights: impl Into<ArrayView1<'w, F>>) -> Result<Self>
+    pub fn class_weighted<'w>(weights: impl Into<ClassValues<'w, F>>) -> Result<Self>
     where
         F: 'w,
     {
@@ -268,7 +270,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[3.0_f64, 0.0]];
@@ -313,11 +315,12 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # References
     ///
     /// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
-    pub fn with_logit_adjustment<'p>(mut self, prior: impl Into<ArrayView1<'p, F>>, tau: F) -> Result<Self>
+    pub fn with_logit_adjustment<'p>(mut self, prior: impl Into<ClassValues<'p, F>>, tau: F) -> Result<Self>
     where
         F: 'p,
     {
         let prior = prior.into();
+        let prior = prior.view();
         if !tau.is_finite() {
             return Err(invalid("tau", None, tau, "a finite number"));
         }
@@ -342,6 +345,46 @@ impl<F: Float> SoftmaxLoss<F> {
         Ok(self)
     }
 
+    /// Replaces the class weights in place (length `K`), e.g. with the epoch's weights of a
+    /// [`DeferredReweighting`](crate::prior::DeferredReweighting) schedule, without rebuilding the
+    /// loss. On an error the loss is unchanged.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_class_weights`](Self::with_class_weights).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::prior::{ClassWeights, DeferredReweighting};
+    /// use longtail::{Loss, Prior, SoftmaxLoss};
+    /// use ndarray::array;
+    ///
+    /// // Deferred re-weighting: plain cross-entropy until epoch 2, then inverse-frequency weights.
+    /// let prior = Prior::from_counts(&[90.0, 10.0])?;
+    /// let drw = DeferredReweighting::new(2, ClassWeights::inverse_frequency(), &prior)?;
+    /// let mut loss = SoftmaxLoss::cross_entropy();
+    /// let logits = array![[2.0_f32, 0.0], [0.0, 1.0]];
+    /// for epoch in 0..4 {
+    ///     loss.set_class_weights(&drw.weights_at(epoch))?;
+    ///     let (value, _) = loss.loss_and_grad(&logits, &[0, 1])?;
+    ///     assert!(value > 0.0);
+    /// }
+    /// assert_eq!(loss.class_weights(), Some(&drw.weights_at::<f32>(3).to_vec()[..]));
+    /// # Ok::<(), longtail::Error>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// K. Cao et al., NeurIPS 2019, arXiv:1906.07413 (deferred re-weighting, §3.3).
+    pub fn set_class_weights<'w>(&mut self, weights: impl Into<ClassValues<'w, F>>) -> Result<()>
+    where
+        F: 'w,
+    {
+        *self = self.clone().with_class_weights(weights)?;
+        Ok(())
+    }
+
     /// Adds class weights `w` (length `K`): row `i`'s loss is scaled by `w_{y_i}` (by `w_k` per
     /// term for smoothed or probability targets), and the mean divides by `Σ_i s_i·w_{y_i}`.
     ///
@@ -352,7 +395,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[0.0_f32, 1.0], [2.0, 0.0]];
@@ -368,12 +411,12 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # References
     ///
     /// PyTorch `torch.nn.functional.cross_entropy` (`weight=`).
-    pub fn with_class_weights<'w>(mut self, weights: impl Into<ArrayView1<'w, F>>) -> Result<Self>
+    pub fn with_class_weights<'w>(mut self, weights: impl Into<ClassValues<'w, F>>) -> Result<Self>
     where
         F: 'w,
     {
         self.class_weights =
-            Some(class_vector("class_weights", weights.into(), "finite and >= 0", |v| v >= F::zero())?);
+            Some(class_vector("class_weights", weights, "finite and >= 0", |v| v >= F::zero())?);
         self.scaled = ScaledClasses::new(self.class_weights.as_deref(), self.alpha.as_deref());
         Ok(self)
     }
@@ -415,7 +458,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[0.0_f64, 0.0], [0.0, 0.0]];
@@ -428,11 +471,11 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # References
     ///
     /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
-    pub fn with_alpha<'a>(mut self, alpha: impl Into<ArrayView1<'a, F>>) -> Result<Self>
+    pub fn with_alpha<'a>(mut self, alpha: impl Into<ClassValues<'a, F>>) -> Result<Self>
     where
         F: 'a,
     {
-        self.alpha = Some(class_vector("alpha", alpha.into(), "finite and >= 0", |v| v >= F::zero())?);
+        self.alpha = Some(class_vector("alpha", alpha, "finite and >= 0", |v| v >= F::zero())?);
         self.scaled = ScaledClasses::new(self.class_weights.as_deref(), self.alpha.as_deref());
         Ok(self)
     }
@@ -450,7 +493,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::SoftmaxLoss;
+    /// use longtail::{Loss, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[2.0_f64, 0.0]];
@@ -477,7 +520,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::{Reduction, SoftmaxLoss};
+    /// use longtail::{Loss, Reduction, SoftmaxLoss};
     /// use ndarray::array;
     ///
     /// let logits = array![[0.0_f64, 0.0], [0.0, 0.0]];
@@ -553,266 +596,6 @@ impl<F: Float> SoftmaxLoss<F> {
         self.label_smoothing
     }
 
-    /// The reduction of the batch.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::{Reduction, SoftmaxLoss};
-    /// assert_eq!(SoftmaxLoss::<f64>::cross_entropy().reduction(), Reduction::Mean);
-    /// ```
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
-    }
-
-    /// The reduced loss and its gradient with respect to the logits, in a new `[B, K]` array.
-    ///
-    /// Wraps [`loss_and_grad_into`](Self::loss_and_grad_into).
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::SoftmaxLoss;
-    /// use ndarray::array;
-    ///
-    /// let logits = array![[1.0_f32, 2.0, 3.0], [1.0, 0.0, 0.0]];
-    /// let (loss, grad) = SoftmaxLoss::cross_entropy().loss_and_grad(&logits, &[2, 0])?;
-    /// assert!(loss > 0.0);
-    /// for row in grad.rows() {
-    ///     assert!(row.sum().abs() < 1e-6); // each row of softmax − one-hot sums to 0
-    /// }
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`SoftmaxLoss`].
-    pub fn loss_and_grad<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-    ) -> Result<(F, Array2<F>)>
-    where
-        F: 't,
-    {
-        let mut grad = Array2::zeros(logits.raw_dim());
-        let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
-        Ok((loss, grad))
-    }
-
-    /// The reduced loss; its gradient with respect to the logits overwrites `grad_out` (`[B, K]`).
-    ///
-    /// `grad_out` is overwritten, never accumulated into. Any array or view works for `logits` and
-    /// `grad_out`, strided ones too (contiguous rows are fastest).
-    ///
-    /// # Errors
-    ///
-    /// Checked in this order, all before anything is written:
-    /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
-    /// - [`Error::ShapeMismatch`]: `prior`, `class_weights` or `alpha` not of length `K`;
-    ///   `labels` not of length `B`, `targets` not `[B, K]`; an output buffer of the wrong shape
-    ///   (`grad_out` `[B, K]`, `losses_out` `[B]`); `sample_weights` not of length `B`;
-    /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
-    /// - [`Error::LabelOutOfRange`]: a label `≥ K`;
-    /// - [`Error::InvalidTarget`], [`Error::TargetSum`]: a probability target that is
-    ///   negative or non-finite, or a row that does not sum to 1 within `√ε`;
-    /// - then, in one pass over the logits, the first offending one in row-major order:
-    ///   [`Error::NonFiniteLogit`] for a NaN or `+inf` logit; [`Error::Overflow`]
-    ///   (`"logit + adjustment"`) for a finite one that the logit adjustment pushes out of range;
-    ///   [`Error::MaskedTarget`] for a `-inf` logit whose class has target mass in a row that
-    ///   counts (positive sample weight and class factor `w_k·α_k`). Any other `-inf` masks its
-    ///   class;
-    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`; `"loss"` naming the row for the per-sample
-    ///   calls) for a result beyond the float's range. Weights are scaled by powers of two before
-    ///   they multiply, so a weighted mean never overflows where its value does not.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::SoftmaxLoss;
-    /// use ndarray::{array, Array2};
-    ///
-    /// let loss = SoftmaxLoss::focal(1.0)?;
-    /// let logits = array![[0.5_f64, -0.5], [2.0, 1.0]];
-    /// let mut grad = Array2::from_elem((2, 2), f64::NAN); // overwritten, not accumulated into
-    /// let value = loss.loss_and_grad_into(&logits, &[1, 0], &mut grad)?;
-    /// assert_eq!((value, grad), loss.loss_and_grad(&logits, &[1, 0])?);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`SoftmaxLoss`].
-    pub fn loss_and_grad_into<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-        grad_out: &mut ArrayRef2<F>,
-    ) -> Result<F>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let sums = self.check_batch(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        self.reduced(logits, &targets, &sums, Some(grad_out))
-    }
-
-    /// The reduced loss alone, for evaluation.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::SoftmaxLoss;
-    /// use ndarray::array;
-    ///
-    /// let loss = SoftmaxLoss::cross_entropy().loss(&array![[0.0_f64, 0.0, 0.0]], &[1])?;
-    /// assert!((loss - 3f64.ln()).abs() < 1e-15);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`SoftmaxLoss`].
-    pub fn loss<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<Targets<'t, F>>) -> Result<F>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let sums = self.check_batch(logits, &targets, &[])?;
-        self.reduced(logits, &targets, &sums, None)
-    }
-
-    /// Every row's loss `ℓ_i` and its gradient `∂ℓ_i/∂z_i`, unreduced, in new arrays.
-    ///
-    /// Wraps [`per_sample_loss_and_grad_into`](Self::per_sample_loss_and_grad_into).
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the output shapes.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::{Reduction, SoftmaxLoss};
-    /// use ndarray::array;
-    ///
-    /// let logits = array![[1.0_f64, 0.0], [0.0, 3.0]];
-    /// let loss = SoftmaxLoss::cross_entropy();
-    /// let (losses, grads) = loss.per_sample_loss_and_grad(&logits, &[0, 0])?;
-    /// let (sum, sum_grad) = loss.with_reduction(Reduction::Sum).loss_and_grad(&logits, &[0, 0])?;
-    /// assert!((losses.sum() - sum).abs() < 1e-14);
-    /// assert_eq!(grads, sum_grad);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`SoftmaxLoss`].
-    pub fn per_sample_loss_and_grad<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-    ) -> Result<(Array1<F>, Array2<F>)>
-    where
-        F: 't,
-    {
-        let mut losses = Array1::zeros(logits.nrows());
-        let mut grad = Array2::zeros(logits.raw_dim());
-        self.per_sample_loss_and_grad_into(logits, targets, &mut losses, &mut grad)?;
-        Ok((losses, grad))
-    }
-
-    /// Every row's loss `ℓ_i` into `losses_out` (`[B]`) and `∂ℓ_i/∂z_i` into `grad_out` (`[B, K]`),
-    /// both overwritten.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), and
-    /// [`Error::ShapeMismatch`] (`"losses_out"`) if `losses_out` is not of length `B`.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::SoftmaxLoss;
-    /// use ndarray::{array, Array1, Array2};
-    ///
-    /// let logits = array![[1.0_f32, 0.0], [0.0, 1.0]];
-    /// let (mut losses, mut grad) = (Array1::zeros(2), Array2::zeros((2, 2)));
-    /// SoftmaxLoss::cross_entropy().per_sample_loss_and_grad_into(&logits, &[0, 0], &mut losses, &mut grad)?;
-    /// assert!(losses[1] > losses[0]); // the second row is wrong
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`SoftmaxLoss`].
-    pub fn per_sample_loss_and_grad_into<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-        losses_out: &mut ArrayRef1<F>,
-        grad_out: &mut ArrayRef2<F>,
-    ) -> Result<()>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let sums = self.check_batch(
-            logits,
-            &targets,
-            &[
-                ("losses_out", &[logits.nrows()], losses_out.shape()),
-                ("grad_out", logits.shape(), grad_out.shape()),
-            ],
-        )?;
-        self.per_sample(logits, &targets, &sums, Some(grad_out), losses_out)
-    }
-
-    /// Every row's loss `ℓ_i`, unreduced.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::{SoftmaxLoss, Targets};
-    /// use ndarray::array;
-    ///
-    /// let logits = array![[1.0_f64, 0.0], [0.0, 1.0]];
-    /// let targets = Targets::labels(&[0, 0]).with_sample_weights(&[1.0, 0.0]);
-    /// let losses = SoftmaxLoss::cross_entropy().per_sample_loss(&logits, targets)?;
-    /// assert_eq!(losses[1], 0.0);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`SoftmaxLoss`].
-    pub fn per_sample_loss<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<Targets<'t, F>>,
-    ) -> Result<Array1<F>>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        let sums = self.check_batch(logits, &targets, &[])?;
-        let mut losses = Array1::zeros(logits.nrows());
-        self.per_sample(logits, &targets, &sums, None, &mut losses)?;
-        Ok(losses)
-    }
-
     /// The scaled class weight `w_k·2^−weight_exp` (1 without class weights).
     #[inline]
     fn class_weight(&self, k: usize) -> F {
@@ -849,7 +632,7 @@ impl<F: Float> SoftmaxLoss<F> {
     fn mean_denominator(&self, targets: &Targets<F>, inv_s: F) -> f64 {
         let rows = 0..targets.len();
         let unweighted = targets.sample_weights.is_none()
-            && (self.class_weights.is_none() || matches!(targets.kind, TargetKind::Probs(_)));
+            && (self.class_weights.is_none() || matches!(targets.kind, TargetKind::Rows(..)));
         if unweighted {
             // A sum of ones, exact.
             return targets.len() as f64;
@@ -859,7 +642,7 @@ impl<F: Float> SoftmaxLoss<F> {
                 .zip(labels)
                 .map(|(i, &y)| (targets.sample_weight(i) * inv_s * self.class_weight(y)).as_f64())
                 .sum(),
-            TargetKind::Probs(_) => rows.map(|i| (targets.sample_weight(i) * inv_s).as_f64()).sum(),
+            TargetKind::Rows(..) => rows.map(|i| (targets.sample_weight(i) * inv_s).as_f64()).sum(),
         }
     }
 
@@ -882,7 +665,7 @@ impl<F: Float> SoftmaxLoss<F> {
         let (divisor, exp) = match self.reduction {
             Reduction::Sum => (1.0, sample_exp + factor_exp),
             Reduction::Mean => {
-                let weight_exp = if matches!(targets.kind, TargetKind::Probs(_)) { 0 } else { weight_exp };
+                let weight_exp = if matches!(targets.kind, TargetKind::Rows(..)) { 0 } else { weight_exp };
                 (self.mean_denominator(targets, inv_s), factor_exp - weight_exp)
             }
         };
@@ -987,6 +770,68 @@ fn overflow(what: &'static str, row: Option<usize>) -> Error {
     Error::Overflow { what, row, class: None, value: None }
 }
 
+impl<F: Float> Loss<F> for SoftmaxLoss<F> {
+    /// The reduced loss, the gradient into `grad_out` if given.
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order:
+    /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
+    /// - [`Error::ShapeMismatch`]: `prior`, `class_weights` or `alpha` not of length `K`;
+    /// - [`Error::UnsupportedTargets`]: multi-hot targets;
+    /// - [`Error::ShapeMismatch`]: `labels` not of length `B`, `targets` not `[B, K]`; an output
+    ///   buffer of the wrong shape (`losses_out` `[B]`, `grad_out` `[B, K]`); `sample_weights` not
+    ///   of length `B`;
+    /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
+    /// - [`Error::LabelOutOfRange`]: a label `≥ K`;
+    /// - [`Error::InvalidTarget`], [`Error::TargetSum`]: a probability target that is
+    ///   negative or non-finite, or a row that does not sum to 1 within `√ε`;
+    /// - then, in one pass over the logits, the first offending one in row-major order:
+    ///   [`Error::NonFiniteLogit`] for a NaN or `+inf` logit; [`Error::Overflow`]
+    ///   (`"logit + adjustment"`) for a finite one that the logit adjustment pushes out of range;
+    ///   [`Error::MaskedTarget`] for a `-inf` logit whose class has target mass in a row that
+    ///   counts (positive sample weight and class factor `w_k·α_k`). Any other `-inf` masks its
+    ///   class;
+    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`; `"loss"` naming the row for the per-sample
+    ///   calls) for a result beyond the float's range. Weights are scaled by powers of two before
+    ///   they multiply, so a weighted mean never overflows where its value does not.
+    fn loss_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<F> {
+        let sums = self.check_batch(
+            "SoftmaxLoss",
+            logits,
+            targets,
+            &output_shapes(logits, None, grad_out.as_deref()),
+        )?;
+        self.reduced(logits, targets, &sums, grad_out)
+    }
+
+    /// Every row's loss and, if `grad_out` is given, its gradient.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_into`](Self::loss_into).
+    fn per_sample_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        losses_out: &mut ArrayRef1<F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<()> {
+        let outputs = output_shapes(logits, Some(losses_out), grad_out.as_deref());
+        let sums = self.check_batch("SoftmaxLoss", logits, targets, &outputs)?;
+        self.per_sample(logits, targets, &sums, grad_out, losses_out)
+    }
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+}
+
 /// A chunk of consecutive rows of a validated batch, from row `first` on, and its outputs.
 struct Chunk<'a, 't, F> {
     loss: &'a SoftmaxLoss<F>,
@@ -1020,7 +865,7 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
             one_hot_path: loss.label_smoothing == F::zero() && matches!(targets.kind, TargetKind::Labels(_)),
             plain_dense: loss.gamma == F::zero() && loss.class_weights.is_none() && loss.alpha.is_none(),
             probs: match &targets.kind {
-                TargetKind::Probs(probs) => probs.as_slice(),
+                TargetKind::Rows(probs, _) => probs.as_slice(),
                 TargetKind::Labels(_) => None,
             },
             total: 0.0,
@@ -1123,7 +968,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                     None
                 }
             }
-            TargetKind::Probs(probs) if self.plain_dense => {
+            TargetKind::Rows(probs, _) if self.plain_dense => {
                 // Transposed, as the group. Rows that are not contiguous are finished one at a
                 // time, as `row` does.
                 let k = group.classes;
@@ -1143,7 +988,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                 let t = GroupTargets::Probs(&t[..k], sums);
                 Some(plain_dense_group(group, &s, (keep, spread), t, scale))
             }
-            TargetKind::Probs(_) => None,
+            TargetKind::Rows(..) => None,
         }
     }
 
@@ -1196,7 +1041,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                     };
                 }
                 TargetKind::Labels(labels) => one_hot::<F>(labels[row] == k),
-                TargetKind::Probs(probs) => probs[[row, k]],
+                TargetKind::Rows(probs, _) => probs[[row, k]],
             };
             s * loss.class_factor(k).as_f64() * (keep * t + spread).as_f64()
         };
@@ -1236,7 +1081,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                 let copy; // of a strided probability row
                 let row_targets = match kind {
                     TargetKind::Labels(labels) => RowTargets::Label(labels[row]),
-                    TargetKind::Probs(probs) => {
+                    TargetKind::Rows(probs, _) => {
                         let t = probs.row(row);
                         let t = match t.to_slice() {
                             Some(t) => t,

@@ -1,9 +1,10 @@
 //! Checks of a loss's parameters and of a batch against a loss, all done before anything is written.
 
-use ndarray::{ArrayRef2, ArrayView1};
+use ndarray::{ArrayRef1, ArrayRef2, ArrayView1};
 
+use super::class_values::ClassValues;
 use super::softmax_loss::{SoftmaxLoss, one_hot};
-use super::targets::{TargetKind, Targets};
+use super::targets::{RowKind, TargetKind, Targets};
 use crate::error::check_shape;
 use crate::float::BLOCK;
 use crate::simd::{Kernel, dispatch};
@@ -11,16 +12,43 @@ use crate::softmax::check_logits;
 use crate::{Error, Float, Result};
 
 /// Copies a per-class parameter after checking every entry (finite, and `valid`).
-pub(super) fn class_vector<F: Float>(
+pub(super) fn class_vector<'a, F: Float>(
     name: &'static str,
-    values: ArrayView1<'_, F>,
+    values: impl Into<ClassValues<'a, F>>,
     expected: &'static str,
     valid: impl Fn(F) -> bool,
 ) -> Result<Vec<F>> {
+    let values = values.into().0;
     match values.iter().position(|&v| !(v.is_finite() && valid(v))) {
         Some(i) => Err(Error::InvalidParameter { name, index: Some(i), value: values[i].as_f64(), expected }),
         None => Ok(values.to_vec()),
     }
+}
+
+/// A caller's output buffer for the shape checks: `(name, expected shape, shape)`.
+pub(super) type OutputShape<'s> = (&'static str, &'s [usize], &'s [usize]);
+
+/// The shapes of the optional output buffers of a call on `logits`, `losses_out` (`[B]`) before
+/// `grad_out` (`[B, K]`); a buffer not given is listed with the shape it would need, so it passes.
+pub(super) fn output_shapes<'s, F>(
+    logits: &'s ArrayRef2<F>,
+    losses_out: Option<&'s ArrayRef1<F>>,
+    grad_out: Option<&'s ArrayRef2<F>>,
+) -> [OutputShape<'s>; 2] {
+    let rows = &logits.shape()[..1];
+    [
+        ("losses_out", rows, losses_out.map_or(rows, |l| l.shape())),
+        ("grad_out", logits.shape(), grad_out.map_or(logits.shape(), |g| g.shape())),
+    ]
+}
+
+/// [`Error::UnsupportedTargets`] for `loss` given targets of a kind it does not take.
+pub(super) fn unsupported<F>(
+    loss: &'static str,
+    expected: &'static str,
+    targets: &TargetKind<'_, F>,
+) -> Error {
+    Error::UnsupportedTargets { loss, expected, found: targets.name() }
 }
 
 /// `(B, K)` of a `[B, K]` batch: [`Error::EmptyBatch`] for `B = 0`, then
@@ -49,12 +77,13 @@ pub(super) fn check_sample_weights<F: Float>(
 
 impl<F: Float> SoftmaxLoss<F> {
     /// Validates a batch in the order documented on
-    /// [`loss_and_grad_into`](SoftmaxLoss::loss_and_grad_into).
-    /// `outputs` holds the caller's output buffers as `(name, expected shape, shape)`. Returns the
+    /// [`Loss::loss_into`](super::Loss::loss_into) for [`SoftmaxLoss`].
+    /// `loss` names the loss for errors; `outputs` holds the caller's output buffers as `(name, expected shape, shape)`. Returns the
     /// sum of each probability row, which the kernel needs and the check has just computed (empty
     /// for labels).
     pub(super) fn check_batch(
         &self,
+        loss: &'static str,
         logits: &ArrayRef2<F>,
         targets: &Targets<F>,
         outputs: &[(&'static str, &[usize], &[usize])],
@@ -69,7 +98,12 @@ impl<F: Float> SoftmaxLoss<F> {
         }
         match &targets.kind {
             TargetKind::Labels(labels) => check_shape("labels", &[batch], labels.shape())?,
-            TargetKind::Probs(probs) => check_shape("targets", &[batch, classes], probs.shape())?,
+            TargetKind::Rows(probs, RowKind::Probs) => {
+                check_shape("targets", &[batch, classes], probs.shape())?
+            }
+            kind @ TargetKind::Rows(_, RowKind::MultiHot) => {
+                return Err(unsupported(loss, "hard labels or probability targets", kind));
+            }
         }
         for &(name, expected, found) in outputs {
             check_shape(name, expected, found)?;
@@ -82,14 +116,14 @@ impl<F: Float> SoftmaxLoss<F> {
                 }
                 Vec::new()
             }
-            TargetKind::Probs(probs) => check_probs(probs.view())?,
+            TargetKind::Rows(probs, _) => check_probs(probs.view())?,
         };
         // A `-inf` logit is a legal mask unless its class carries target mass in a row that counts.
         let smoothing = self.smoothing(classes);
         let masked_target = |row: usize, class: usize| {
             let t = match &targets.kind {
                 TargetKind::Labels(labels) => one_hot(labels[row] == class),
-                TargetKind::Probs(probs) => probs[[row, class]],
+                TargetKind::Rows(probs, _) => probs[[row, class]],
             };
             // Each factor on its own: their product may underflow where the loss is still infinite.
             targets.sample_weight(row) > F::zero()

@@ -1,24 +1,25 @@
 //! ZLPR: the multi-label loss that ranks positives above an implicit zero logit and negatives below.
 
-use ndarray::{Array1, Array2, ArrayRef2, ArrayView1};
+use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1};
 
 use super::Reduction;
-use super::binary_rows::{scaled_total_weight, weight_exponent};
-use super::multi_label_targets::MultiLabelTargets;
-use super::validate::{batch_dims, check_sample_weights, class_vector};
+use super::binary_rows::{binary_weight_exponent, scaled_total_weight};
+use super::contract::Loss;
+use super::one_vs_rest::{self, LabelSets};
+use super::targets::{TargetKind, Targets};
+use super::validate::{OutputShape, batch_dims, class_vector, output_shapes};
 use crate::error::check_shape;
 use crate::float::{BLOCK, LANES, apply_pow2, exp_nonpos, ldexp, pow2, split_scale};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
-use crate::softmax::check_logits;
 use crate::{Error, Float, Result};
 
 /// The ZLPR multi-label loss ("zero-bounded log-sum-exp & pairwise rank-based"), with the exact
 /// gradient with respect to the logits.
 ///
-/// Logits `s` are `[B, K]`; targets are multi-hot `[B, K]` with entries exactly 0 or 1 (any number
-/// of positives per row, none or all included) and optional sample weights `s_i`
-/// ([`MultiLabelTargets`]). With `P_i` the positive classes of row `i` and `s' = s + a` (`a` the
+/// Logits `s` are `[B, K]`; targets are multi-hot `[B, K]` rows with entries exactly 0 or 1 (any
+/// number of positives per row, none or all included) or hard labels (one positive per row), with
+/// optional sample weights `s_i` ([`Targets`]). With `P_i` the positive classes of row `i` and `s' = s + a` (`a` the
 /// optional label-prior adjustment, else 0), row `i` costs
 ///
 /// ```text
@@ -48,18 +49,18 @@ use crate::{Error, Float, Result};
 ///
 /// # Errors
 ///
-/// Builders return [`Error::InvalidParameter`]; each call validates the batch before writing
-/// anything (see [`loss_and_grad_into`](Self::loss_and_grad_into)).
+/// Builders return [`Error::InvalidParameter`]; each call validates the batch first (see
+/// [`loss_into`](Loss::loss_into)).
 ///
 /// # Example
 ///
 /// ```
-/// use longtail::ZlprLoss;
+/// use longtail::{Loss, Targets, ZlprLoss};
 /// use ndarray::array;
 ///
 /// let logits = array![[3.0_f64, -2.0, 0.5], [-1.0, -4.0, -3.0]];
 /// let targets = array![[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]]; // the second row has no label
-/// let (loss, grad) = ZlprLoss::new().loss_and_grad(&logits, &targets)?;
+/// let (loss, grad) = ZlprLoss::new().loss_and_grad(&logits, Targets::multi_hot(&targets))?;
 /// assert!(loss > 0.0 && grad[[0, 2]] < 0.0 && grad[[1, 0]] > 0.0);
 /// assert_eq!(ZlprLoss::decode(&logits)?, array![[true, false, true], [false, false, false]]);
 /// # Ok::<(), longtail::Error>(())
@@ -84,7 +85,7 @@ impl<F: Float> ZlprLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::ZlprLoss;
+    /// use longtail::{Loss, ZlprLoss};
     /// use ndarray::array;
     ///
     /// // One positive at logit 0 and one negative at logit 0: ln 2 + ln 2.
@@ -160,7 +161,7 @@ impl<F: Float> ZlprLoss<F> {
     /// # Example
     ///
     /// ```
-    /// use longtail::{Reduction, ZlprLoss};
+    /// use longtail::{Loss, Reduction, ZlprLoss};
     /// assert_eq!(ZlprLoss::<f32>::new().with_reduction(Reduction::Sum).reduction(), Reduction::Sum);
     /// ```
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
@@ -178,18 +179,6 @@ impl<F: Float> ZlprLoss<F> {
     /// ```
     pub fn logit_adjustment(&self) -> Option<&[F]> {
         self.adjustment.as_deref()
-    }
-
-    /// The reduction of the batch.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::{Reduction, ZlprLoss};
-    /// assert_eq!(ZlprLoss::<f64>::new().reduction(), Reduction::Mean);
-    /// ```
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
     }
 
     /// The predicted label set of every row: `s_ij > 0`, on the raw (unadjusted) logits.
@@ -219,204 +208,33 @@ impl<F: Float> ZlprLoss<F> {
         Ok(logits.mapv(|v| v > F::zero()))
     }
 
-    /// The reduced loss and its gradient with respect to the logits, in a new `[B, K]` array.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::ZlprLoss;
-    /// use ndarray::array;
-    ///
-    /// let (loss, grad) = ZlprLoss::new().loss_and_grad(&array![[0.0_f32, 0.0]], &array![[1.0, 1.0]])?;
-    /// assert!((loss - 3f32.ln()).abs() < 1e-6);
-    /// assert!((grad[[0, 0]] + 1.0 / 3.0).abs() < 1e-6);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`ZlprLoss`].
-    pub fn loss_and_grad<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<MultiLabelTargets<'t, F>>,
-    ) -> Result<(F, Array2<F>)>
-    where
-        F: 't,
-    {
-        let mut grad = Array2::zeros(logits.raw_dim());
-        let loss = self.loss_and_grad_into(logits, targets, &mut grad)?;
-        Ok((loss, grad))
-    }
-
-    /// The reduced loss; its gradient with respect to the logits overwrites `grad_out` (`[B, K]`).
-    ///
-    /// # Errors
-    ///
-    /// Checked in this order, all before anything is written:
-    /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
-    /// - [`Error::ShapeMismatch`]: the label prior not of length `K` (`"prior"`), `targets` or
-    ///   `grad_out` not `[B, K]`, `sample_weights` not of length `B`;
-    /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
-    /// - [`Error::TargetOutOfRange`]: a target that is not exactly 0 or 1;
-    /// - the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
-    ///   `+inf`; [`Error::Overflow`] (`"logit + adjustment"`) for a finite logit that the label
-    ///   prior pushes out of range; [`Error::MaskedTarget`] for a `-inf` logit on a positive class
-    ///   of a row that counts;
-    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`) for a result beyond the float's range.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::ZlprLoss;
-    /// use ndarray::{array, Array2};
-    ///
-    /// let mut grad = Array2::from_elem((1, 3), f64::NAN); // overwritten
-    /// let loss = ZlprLoss::new().loss_and_grad_into(&array![[5.0, -5.0, -5.0]], &array![[1.0, 0.0, 0.0]], &mut grad)?;
-    /// assert!(loss < 0.03 && grad[[0, 0]] < 0.0); // ln(1 + 2e^-5) + ln(1 + e^-5)
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`ZlprLoss`].
-    pub fn loss_and_grad_into<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<MultiLabelTargets<'t, F>>,
-        grad_out: &mut ArrayRef2<F>,
-    ) -> Result<F>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        self.check(logits, &targets, &[("grad_out", logits.shape(), grad_out.shape())])?;
-        self.reduced(logits, &targets, Some(grad_out))
-    }
-
-    /// The reduced loss alone.
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::ZlprLoss;
-    /// use ndarray::array;
-    ///
-    /// // Far on the right side of zero: the loss keeps its tiny value, e^-40 + e^-40.
-    /// let loss = ZlprLoss::new().loss(&array![[40.0_f64, -40.0]], &array![[1.0, 0.0]])?;
-    /// assert!((loss / (2.0 * (-40f64).exp()) - 1.0).abs() < 1e-15);
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`ZlprLoss`].
-    pub fn loss<'t>(&self, logits: &ArrayRef2<F>, targets: impl Into<MultiLabelTargets<'t, F>>) -> Result<F>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        self.check(logits, &targets, &[])?;
-        self.reduced(logits, &targets, None)
-    }
-
-    /// Every row's loss `ℓ_i`, unreduced (sample weights applied).
-    ///
-    /// # Errors
-    ///
-    /// As [`loss_and_grad_into`](Self::loss_and_grad_into), but for the `grad_out` shape.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use longtail::ZlprLoss;
-    /// use ndarray::array;
-    ///
-    /// let losses = ZlprLoss::new().per_sample_loss(&array![[2.0_f64, -1.0], [-2.0, 1.0]], &array![[1.0, 0.0], [1.0, 0.0]])?;
-    /// assert!(losses[1] > losses[0]); // the second row is wrong on both labels
-    /// # Ok::<(), longtail::Error>(())
-    /// ```
-    ///
-    /// # References
-    ///
-    /// See [`ZlprLoss`].
-    pub fn per_sample_loss<'t>(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: impl Into<MultiLabelTargets<'t, F>>,
-    ) -> Result<Array1<F>>
-    where
-        F: 't,
-    {
-        let targets = targets.into();
-        self.check(logits, &targets, &[])?;
-        let mut losses = Array1::zeros(logits.nrows());
-        let rows = Rows {
-            loss: self,
-            logits,
-            targets: &targets,
-            grad: None,
-            losses: Some(&mut losses),
-            scale: F::one(),
-            // A row's `w·ℓ_i` overflows only where `ℓ_i` does: unscaled weights.
-            weight_exp: 0,
-        };
-        dispatch(rows);
-        match losses.iter().position(|v| !v.is_finite()) {
-            Some(row) => Err(Error::Overflow { what: "loss", row: Some(row), class: None, value: None }),
-            None => Ok(losses),
-        }
-    }
-
-    fn check(
-        &self,
-        logits: &ArrayRef2<F>,
-        targets: &MultiLabelTargets<F>,
-        outputs: &[(&'static str, &[usize], &[usize])],
-    ) -> Result<()> {
-        let (batch, classes) = batch_dims(logits)?;
+    /// Validates a batch in the order documented on [`Loss::loss_into`] for [`ZlprLoss`]: the
+    /// prior's length, then the one-vs-rest checks with every target row read as a label set.
+    fn check(&self, logits: &ArrayRef2<F>, targets: &Targets<F>, outputs: &[OutputShape<'_>]) -> Result<()> {
+        let (_, classes) = batch_dims(logits)?;
         if let Some(a) = &self.adjustment {
             check_shape("prior", &[classes], &[a.len()])?;
         }
-        let multi_hot = &targets.multi_hot;
-        check_shape("targets", logits.shape(), multi_hot.shape())?;
-        for &(name, expected, found) in outputs {
-            check_shape(name, expected, found)?;
-        }
-        check_sample_weights(targets.sample_weights.as_ref(), batch)?;
-        // A branch-free scan passes the common batch; only a failing one is searched.
-        let binary = |t: &F| (*t == F::zero()) | (*t == F::one());
-        let passes =
-            multi_hot.as_slice().map_or_else(|| multi_hot.fold(true, |ok, t| ok & binary(t)), all_binary);
-        let failing = || multi_hot.indexed_iter().find(|(_, t)| !binary(t));
-        if let Some(((row, class), &t)) = if passes { None } else { failing() } {
-            return Err(Error::TargetOutOfRange { row, class, value: t.as_f64(), expected: "0 or 1" });
-        }
-        check_logits(logits, self.adjustment.as_deref(), |row, class| {
-            multi_hot[[row, class]] == F::one() && targets.sample_weight(row) > F::zero()
-        })
+        one_vs_rest::check_batch(logits, targets, outputs, LabelSets::Always, self.adjustment.as_deref())
     }
 
     fn reduced(
         &self,
         logits: &ArrayRef2<F>,
-        targets: &MultiLabelTargets<F>,
+        targets: &Targets<F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
-        // For the mean the rows see the weights times 2^−e, which the mean does not depend on.
-        let weights = targets.sample_weights.as_ref();
-        // The sum takes the weights unscaled (see `per_sample_loss`).
+        // For the mean the rows see the weights times 2^−e, which the mean does not depend on;
+        // the sum takes them unscaled (a row's `w·ℓ_i` overflows only where `ℓ_i` does).
+        let weights = targets.sample_weights.as_ref().and_then(|w| w.as_slice());
         let (divisor, weight_exp) = match self.reduction {
+            Reduction::Mean if targets.sample_weights.is_some() && weights.is_none() => {
+                let w: Vec<F> = targets.sample_weights.as_ref().map_or(Vec::new(), |w| w.to_vec());
+                let e = binary_weight_exponent(Some(&w[..]));
+                (scaled_total_weight(Some(&w[..]), targets.len(), e), e)
+            }
             Reduction::Mean => {
-                let e = weight_exponent(weights);
+                let e = binary_weight_exponent(weights);
                 (scaled_total_weight(weights, targets.len(), e), e)
             }
             Reduction::Sum => (1.0, 0),
@@ -444,15 +262,76 @@ impl<F: Float> ZlprLoss<F> {
     }
 }
 
+impl<F: Float> Loss<F> for ZlprLoss<F> {
+    /// The reduced loss, the gradient into `grad_out` if given.
+    ///
+    /// # Errors
+    ///
+    /// Checked in this order:
+    /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
+    /// - [`Error::ShapeMismatch`]: the label prior not of length `K`;
+    /// - [`Error::ShapeMismatch`]: `labels` not of length `B` or `targets` not `[B, K]`, an output
+    ///   buffer of the wrong shape, `sample_weights` not of length `B`;
+    /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
+    /// - [`Error::LabelOutOfRange`] for a label `≥ K`, [`Error::TargetOutOfRange`] for a
+    ///   target entry other than 0 or 1 (multi-hot rows; one-hot probability rows are label sets
+    ///   too);
+    /// - then the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
+    ///   `+inf` (or a logit that overflows once adjusted), [`Error::MaskedTarget`] for `-inf` on a
+    ///   positive class of a row that counts.
+    fn loss_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<F> {
+        self.check(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
+        self.reduced(logits, targets, grad_out)
+    }
+
+    /// Every row's loss and, if `grad_out` is given, its gradient.
+    ///
+    /// # Errors
+    ///
+    /// As [`loss_into`](Self::loss_into).
+    fn per_sample_into(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        losses_out: &mut ArrayRef1<F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<()> {
+        self.check(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
+        dispatch(Rows {
+            loss: self,
+            logits,
+            targets,
+            grad: grad_out,
+            losses: Some(&mut *losses_out),
+            scale: F::one(),
+            // A row's `w·ℓ_i` overflows only where `ℓ_i` does: unscaled weights.
+            weight_exp: 0,
+        });
+        match losses_out.iter().position(|v| !v.is_finite()) {
+            Some(row) => Err(Error::Overflow { what: "loss", row: Some(row), class: None, value: None }),
+            None => Ok(()),
+        }
+    }
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+}
+
 /// The rows of a validated batch, run by [`dispatch`] for the CPU's instruction set: `Σ_i ℓ_i`
 /// (sample weights applied, in `f64`), each `ℓ_i` into `losses` and `scale·∂ℓ_i/∂s` into `grad`
 /// if given.
 struct Rows<'a, 't, F> {
     loss: &'a ZlprLoss<F>,
     logits: &'a ArrayRef2<F>,
-    targets: &'a MultiLabelTargets<'t, F>,
+    targets: &'a Targets<'t, F>,
     grad: Option<&'a mut ArrayRef2<F>>,
-    losses: Option<&'a mut Array1<F>>,
+    losses: Option<&'a mut ArrayRef1<F>>,
     scale: F,
     /// The weights are seen times `2^−weight_exp`, and each `ℓ_i` written times `2^weight_exp`.
     weight_exp: i32,
@@ -471,7 +350,7 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
             scale,
             weight_scale: pow2::<F>(-weight_exp),
             weight_exp,
-            t_buf: vec![F::zero(); padded],
+            t_buf: vec![F::zero(); padded.max(logits.ncols())],
             v_buf: vec![F::zero(); padded],
             total: 0.0,
         };
@@ -483,8 +362,8 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
 /// [`Rows`]' state while visiting them: buffers for a padded (or strided) row, `Σ ℓ_i` so far.
 struct RowsVisitor<'a, 't, F, const FMA: bool> {
     adjust: Option<&'a [F]>,
-    targets: &'a MultiLabelTargets<'t, F>,
-    losses: Option<&'a mut Array1<F>>,
+    targets: &'a Targets<'t, F>,
+    losses: Option<&'a mut ArrayRef1<F>>,
     scale: F,
     weight_scale: F,
     weight_exp: i32,
@@ -498,34 +377,41 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, F, FMA> {
     fn visit(&mut self, i: usize, s: &[F], grad: &mut [F]) {
         let w = self.targets.sample_weight(i) * self.weight_scale;
         let factor = w * self.scale;
-        let t = self.targets.multi_hot.row(i);
         let value = if factor == F::zero() {
             // A zero weight ignores the row, even one whose positive class is masked.
             grad.fill(F::zero());
             F::zero()
-        } else if self.v_buf.is_empty() {
-            adjusted(s, self.adjust, grad);
-            let t = match t.to_slice() {
+        } else {
+            let (k, padded) = (s.len(), !self.v_buf.is_empty());
+            // The row's multi-hot targets: borrowed where they can be, else written into `t_buf`
+            // (padded with negatives, which cost nothing at `-inf`).
+            let targets = self.targets;
+            let borrowed = match &targets.kind {
+                TargetKind::Rows(rows, _) if !padded => rows.row(i).to_slice(),
+                _ => None,
+            };
+            let t = match borrowed {
                 Some(t) => t,
                 None => {
-                    self.t_buf.clear();
-                    self.t_buf.extend(t.iter().copied());
-                    &self.t_buf
+                    let t = &mut self.t_buf[..if padded { self.v_buf.len() } else { k }];
+                    t.fill(F::zero());
+                    match &targets.kind {
+                        TargetKind::Labels(labels) => t[labels[i]] = F::one(),
+                        TargetKind::Rows(rows, _) => t.iter_mut().zip(rows.row(i)).for_each(|(d, &v)| *d = v),
+                    }
+                    t
                 }
             };
-            w * row::<F, FMA>(grad, t, factor)
-        } else {
-            // Padding: negative classes at `-inf`, which cost nothing.
-            let k = s.len();
-            adjusted(s, self.adjust, &mut self.v_buf[..k]);
-            self.v_buf[k..].fill(F::neg_infinity());
-            match t.to_slice() {
-                Some(t) => self.t_buf[..k].copy_from_slice(t),
-                None => self.t_buf.iter_mut().zip(t).for_each(|(dst, &src)| *dst = src),
+            if padded {
+                adjusted(s, self.adjust, &mut self.v_buf[..k]);
+                self.v_buf[k..].fill(F::neg_infinity());
+                let value = w * row::<F, FMA>(&mut self.v_buf, t, factor);
+                grad.copy_from_slice(&self.v_buf[..k]);
+                value
+            } else {
+                adjusted(s, self.adjust, grad);
+                w * row::<F, FMA>(grad, t, factor)
             }
-            let value = w * row::<F, FMA>(&mut self.v_buf, &self.t_buf, factor);
-            grad.copy_from_slice(&self.v_buf[..k]);
-            value
         };
         if let Some(losses) = self.losses.as_mut() {
             losses[i] = if self.weight_exp == 0 {
@@ -545,28 +431,6 @@ fn adjusted<F: Float>(s: &[F], adjust: Option<&[F]>, out: &mut [F]) {
         Some(a) => out.iter_mut().zip(s).zip(a).for_each(|((o, &s), &a)| *o = s + a),
         None => out.copy_from_slice(s),
     }
-}
-
-/// Whether every `t` is exactly 0 or 1: `t·(t − 1)` is 0 for those and nonzero (or NaN) for any
-/// other value, so a sum of its magnitudes in lanes, run for the CPU's instruction set, says so
-/// without a branch.
-fn all_binary<F: Float>(t: &[F]) -> bool {
-    struct Scan<'a, F>(&'a [F]);
-    impl<F: Float> Kernel for Scan<'_, F> {
-        type Output = bool;
-        #[inline(always)]
-        fn run<const FMA: bool>(self) -> bool {
-            let mut acc = [F::zero(); LANES];
-            let chunks = self.0.chunks_exact(LANES);
-            let tail = chunks.remainder();
-            for chunk in chunks {
-                acc.iter_mut().zip(chunk).for_each(|(a, &t)| *a += (t * (t - F::one())).abs());
-            }
-            acc.iter_mut().zip(tail).for_each(|(a, &t)| *a += (t * (t - F::one())).abs());
-            acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
-        }
-    }
-    dispatch(Scan(t))
 }
 
 /// Rows up to this long whose length is not a multiple of [`HALF_LANES`] are padded, so that every

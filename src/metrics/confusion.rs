@@ -2,6 +2,7 @@
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
+use crate::Labels;
 use crate::{Error, Result};
 
 /// Counts of (true class, predicted class) pairs: entry `[i, j]` is the number of samples of true
@@ -75,8 +76,8 @@ impl ConfusionMatrix {
     ///
     /// scikit-learn `sklearn.metrics.confusion_matrix` (with `labels=range(K)`).
     pub fn new<'a>(
-        labels: impl Into<ArrayView1<'a, usize>>,
-        predictions: impl Into<ArrayView1<'a, usize>>,
+        labels: impl Into<Labels<'a>>,
+        predictions: impl Into<Labels<'a>>,
         classes: usize,
     ) -> Result<Self> {
         let (labels, predictions) = (labels.into(), predictions.into());
@@ -90,9 +91,9 @@ impl ConfusionMatrix {
         if let Some(row) = labels.iter().position(|&y| y >= classes) {
             return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
         }
-        check_predictions(predictions, classes)?;
+        check_predictions(predictions.view(), classes)?;
         let mut counts = Array2::zeros((classes, classes));
-        labels.iter().zip(&predictions).for_each(|(&y, &p)| counts[[y, p]] += 1);
+        labels.iter().zip(predictions.iter()).for_each(|(&y, &p)| counts[[y, p]] += 1);
         Ok(Self { counts })
     }
 

@@ -13,8 +13,7 @@ pub use confusion::ConfusionMatrix;
 pub(crate) use confusion::check_predictions;
 pub use shots::{Shot, ShotReport, ShotSplit};
 
-use ndarray::ArrayView1;
-
+use crate::Labels;
 use crate::Result;
 
 /// Accuracy: the fraction of predictions equal to the label.
@@ -34,8 +33,8 @@ use crate::Result;
 ///
 /// scikit-learn `sklearn.metrics.accuracy_score`.
 pub fn accuracy<'a>(
-    labels: impl Into<ArrayView1<'a, usize>>,
-    predictions: impl Into<ArrayView1<'a, usize>>,
+    labels: impl Into<Labels<'a>>,
+    predictions: impl Into<Labels<'a>>,
     classes: usize,
 ) -> Result<f64> {
     Ok(ConfusionMatrix::new(labels, predictions, classes)?.accuracy())
@@ -60,8 +59,8 @@ pub fn accuracy<'a>(
 /// scikit-learn `sklearn.metrics.balanced_accuracy_score`; K. H. Brodersen et al., "The balanced
 /// accuracy and its posterior distribution", ICPR 2010.
 pub fn balanced_accuracy<'a>(
-    labels: impl Into<ArrayView1<'a, usize>>,
-    predictions: impl Into<ArrayView1<'a, usize>>,
+    labels: impl Into<Labels<'a>>,
+    predictions: impl Into<Labels<'a>>,
     classes: usize,
 ) -> Result<f64> {
     Ok(ConfusionMatrix::new(labels, predictions, classes)?.balanced_accuracy())
@@ -85,8 +84,8 @@ pub fn balanced_accuracy<'a>(
 ///
 /// scikit-learn `sklearn.metrics.f1_score(average="macro")`.
 pub fn macro_f1<'a>(
-    labels: impl Into<ArrayView1<'a, usize>>,
-    predictions: impl Into<ArrayView1<'a, usize>>,
+    labels: impl Into<Labels<'a>>,
+    predictions: impl Into<Labels<'a>>,
     classes: usize,
 ) -> Result<f64> {
     Ok(ConfusionMatrix::new(labels, predictions, classes)?.macro_f1())

@@ -1,8 +1,9 @@
 //! A streaming class-count estimator: updated batch by batch, optionally decayed, exactly mergeable.
 
-use ndarray::{ArrayRef2, ArrayView1};
+use ndarray::ArrayRef2;
 
 use super::{Prior, add_labels, add_probs, check_distributions};
+use crate::Labels;
 use crate::{Error, Float, Result};
 
 /// Accumulates class counts over a stream of batches, optionally as an exponential moving
@@ -165,9 +166,9 @@ impl PriorEstimator {
     /// # References
     ///
     /// Kingma & Ba 2015, arXiv:1412.6980.
-    pub fn update<'a>(&mut self, labels: impl Into<ArrayView1<'a, usize>>) -> Result<()> {
+    pub fn update<'a>(&mut self, labels: impl Into<Labels<'a>>) -> Result<()> {
         let mut batch = vec![0.0; self.counts.len()];
-        add_labels(&mut batch, labels.into())?;
+        add_labels(&mut batch, labels.into().view())?;
         self.step(&batch);
         Ok(())
     }

@@ -1,9 +1,10 @@
 //! Label-shift estimation: the class prior of an unlabeled target set, from a classifier's outputs
 //! on it, by EM (Saerens et al. 2002) or by black-box shift estimation (Lipton et al. 2018).
 
-use ndarray::{ArrayRef2, ArrayView1};
+use ndarray::ArrayRef2;
 
 use super::{Prior, check_distributions, lu};
+use crate::Labels;
 use crate::metrics::{ConfusionMatrix, check_predictions};
 use crate::{Error, Float, Result};
 
@@ -285,9 +286,9 @@ impl LabelShiftEm {
 /// Z. C. Lipton, Y.-X. Wang, A. J. Smola, "Detecting and Correcting for Label Shift with Black Box
 /// Predictors", ICML 2018, arXiv:1802.03916.
 pub fn bbse_target_prior<'a>(
-    validation_labels: impl Into<ArrayView1<'a, usize>>,
-    validation_predictions: impl Into<ArrayView1<'a, usize>>,
-    target_predictions: impl Into<ArrayView1<'a, usize>>,
+    validation_labels: impl Into<Labels<'a>>,
+    validation_predictions: impl Into<Labels<'a>>,
+    target_predictions: impl Into<Labels<'a>>,
     classes: usize,
 ) -> Result<Prior> {
     let target_predictions = target_predictions.into();
@@ -295,7 +296,7 @@ pub fn bbse_target_prior<'a>(
     if target_predictions.is_empty() {
         return Err(Error::EmptyBatch);
     }
-    check_predictions(target_predictions, classes)?;
+    check_predictions(target_predictions.view(), classes)?;
     let n = confusion.total() as f64;
     let counts = confusion.counts();
     // Ĉ[i][j] = P(ŷ = i, y = j): the transpose of the (true, predicted) counts.

@@ -17,6 +17,7 @@ pub use weights::{ClassWeights, DeferredReweighting};
 
 use ndarray::{Array1, ArrayRef2, ArrayView1};
 
+use crate::Labels;
 use crate::{Error, Float, Result};
 
 /// A class prior `π`, kept as non-negative class counts `n_k` (`π_k = n_k / Σ_j n_j`).
@@ -114,7 +115,7 @@ impl Prior {
     /// # References
     ///
     /// Menon et al. 2020, arXiv:2007.07314.
-    pub fn from_labels<'a>(labels: impl Into<ArrayView1<'a, usize>>, classes: usize) -> Result<Self> {
+    pub fn from_labels<'a>(labels: impl Into<Labels<'a>>, classes: usize) -> Result<Self> {
         let labels = labels.into();
         if classes == 0 {
             return Err(Error::NoClasses);
@@ -123,7 +124,7 @@ impl Prior {
             return Err(Error::EmptyBatch);
         }
         let mut counts = vec![0.0; classes];
-        add_labels(&mut counts, labels)?;
+        add_labels(&mut counts, labels.view())?;
         Self::from_counts(&counts)
     }
 

@@ -2,7 +2,7 @@
 //! of the softmax loss family, and central finite differences.
 #![allow(dead_code)]
 
-use longtail::{Float, Reduction, SoftmaxLoss, Targets};
+use longtail::{Float, Loss, Reduction, SoftmaxLoss, Targets};
 use ndarray::{Array2, ArrayView2};
 
 /// SplitMix64: a tiny seeded generator, so the tests need no extra crate and are reproducible.
