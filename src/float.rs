@@ -603,17 +603,23 @@ pub(crate) fn exponent_of(v: f64) -> i32 {
 
 /// `x·2^e`, exact unless the result overflows or is subnormal (then rounded once, as by a single
 /// multiplication).
+#[inline]
 pub(crate) fn ldexp(mut x: f64, mut e: i32) -> f64 {
+    if e == 0 {
+        return x;
+    }
+    // `2^e` from its bits, for a normal `2^e`.
+    let pow2 = |e: i32| f64::from_bits(((e + 1023) as u64) << 52);
     // Steps of at most 2^±1000 stay exact until the last.
     while e > 1000 {
-        x *= 2f64.powi(1000);
+        x *= pow2(1000);
         e -= 1000;
     }
     while e < -1000 {
-        x *= 2f64.powi(-1000);
+        x *= pow2(-1000);
         e += 1000;
     }
-    x * 2f64.powi(e)
+    x * pow2(e)
 }
 
 /// The power of two that brings the largest of some non-negative values into `[1, 2)` if it is

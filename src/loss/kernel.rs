@@ -32,7 +32,7 @@ pub(crate) fn shifted_exp<F: Float, const FMA: bool>(
 /// for `γ > 0` only) and `log p`: `m = (1 − p)^γ`, the factor of the loss term, and
 /// `g = m (1 − γ p log p / (1 − p))`, the factor of its gradient.
 ///
-/// `m = e^{γ log(1 − p)}` from a `log(1 − p)` taken without rounding `1 − p` first
+/// For `γ > 16`, `m = e^{γ log(1 − p)}` from a `log(1 − p)` taken without rounding `1 − p` first
 /// ([`RowLse::log_one_minus_p`](crate::softmax::RowLse::log_one_minus_p)): a rounded `1 − p`
 /// raised to a large `γ` would carry `γ` times its rounding error. `log p / (1 − p) → −1` as
 /// `p → 1`, so `0 < γ < 1` keeps a finite gradient there.
@@ -47,10 +47,15 @@ pub(super) fn focal_factors<F: Float>(
     if gamma == F::zero() {
         return (F::one(), F::one());
     }
-    // The kernel's exponentials flush to 0 a little below the smallest normal number; a large `γ`
-    // still sees such a `p` (`γ·p` need not be small), so it comes from `log p` here.
-    let p = if p < F::min_positive_value() && lp > F::neg_infinity() { lp.exp() } else { p };
-    let m = (gamma * log_q(p)).exp();
+    // Up to γ = 16 a rounded `1 − p` costs at most 16 ulp. Beyond, `m` comes from the logarithm;
+    // and since the kernel's exponentials flush to 0 a little below the smallest normal number
+    // while a large `γ` still sees such a `p` (`γ·p` need not be small), `p` from `log p`.
+    let (m, p) = if gamma <= F::from_f64(16.0) {
+        (one_minus_p.powf(gamma), p)
+    } else {
+        let p = if p < F::min_positive_value() && lp > F::neg_infinity() { lp.exp() } else { p };
+        ((gamma * log_q(p)).exp(), p)
+    };
     let log_ratio = if one_minus_p > F::zero() { lp / one_minus_p } else { -F::one() };
     // p = 0 only where log p = -inf: the product's limit is 0, not NaN.
     let p_log_ratio = if p > F::zero() { p * log_ratio } else { F::zero() };
@@ -487,19 +492,25 @@ pub(crate) fn plain_dense_row<F: Float>(
         loss += term(base + on_target, z_y) - term(base, z_y);
         grad[y] = scale * (p_factor * e_y - (base + on_target));
     }
+    // The argmax's entry where `scale·(H p − c)` above lost too much of it to cancellation.
     let argmax = lse.argmax;
-    let (t_max, c_rest) = match targets {
-        Targets::Label(y) => (one_hot(y == argmax), labels_rest_mass(base, on_target, n, y != argmax)),
-        Targets::Probs(t, sum) => {
-            let t_rest =
-                || t.iter().enumerate().filter(|&(k, _)| k != argmax).fold(F::zero(), |s, (_, &v)| s + v);
-            (
-                t[argmax],
-                probs_rest_mass(base, on_target, n, (sum, t[argmax]), (lse.rest, lse.inv_total), t_rest),
-            )
+    let others = base * F::from_f64(n as f64 - 1.0);
+    let (t_max, estimate) = match targets {
+        Targets::Label(y) => (one_hot(y == argmax), others + if y != argmax { on_target } else { F::zero() }),
+        Targets::Probs(t, sum) => (t[argmax], others + on_target * (sum - t[argmax])),
+    };
+    let exact = || match targets {
+        Targets::Label(_) => estimate,
+        Targets::Probs(t, _) => {
+            others
+                + on_target
+                    * t.iter().enumerate().filter(|&(k, _)| k != argmax).fold(F::zero(), |s, (_, &v)| s + v)
         }
     };
-    grad[argmax] = argmax_grad(lse.inv_total, lse.rest, base + on_target * t_max, c_rest, scale);
+    let c_max = base + on_target * t_max;
+    if let Some(g) = argmax_fix(c_max, estimate, (lse.rest, lse.inv_total), exact, scale) {
+        grad[argmax] = g;
+    }
     -loss
 }
 
@@ -512,31 +523,19 @@ pub(crate) fn argmax_grad<F: Float>(inv_total: F, rest: F, c_max: F, c_rest: F, 
     scale * (inv_total * c_rest - c_max * (rest * inv_total))
 }
 
-/// `Σ_{k≠k*} c_k` of a hard-label row of `n` classes, `c_k = base + on_target·[k = y]`.
+/// The argmax's gradient entry by [`argmax_grad`], from its mass `c_max`, an estimate of
+/// `Σ_{k≠k*} c_k` (from the row's sums: off by about `ε·c_max`) and the exact sum `rest_mass()`,
+/// where the usual `scale·(H p_{k*} − c_{k*})` would carry more than about `64 ε` of relative error
+/// (`Σ_{k≠k*} c_k + c_{k*}(1 − p_{k*}) < c_{k*}/32`: a confident row whose target is nearly its
+/// argmax alone); `None` elsewhere, where the usual entry stands.
 #[inline(always)]
-pub(crate) fn labels_rest_mass<F: Float>(base: F, on_target: F, n: usize, label_elsewhere: bool) -> F {
-    base * F::from_f64(n as f64 - 1.0) + if label_elsewhere { on_target } else { F::zero() }
-}
-
-/// `Σ_{k≠k*} c_k` of a probability row of `n` classes, `c_k = base + on_target·t_k`, from the row's
-/// `(Σ t, t_{k*})` and `(r, 1/(1 + r))`: `Σ t − t_{k*}` where that is accurate enough for
-/// [`argmax_grad`] (within 32 ε of the result), else the sum `t_rest()` of the other targets.
-#[inline(always)]
-pub(crate) fn probs_rest_mass<F: Float>(
-    base: F,
-    on_target: F,
-    n: usize,
-    (t_sum, t_max): (F, F),
+pub(crate) fn argmax_fix<F: Float>(
+    c_max: F,
+    estimate: F,
     (rest, inv_total): (F, F),
-    t_rest: impl FnOnce() -> F,
-) -> F {
-    let others = base * F::from_f64(n as f64 - 1.0);
-    let estimate = others + on_target * (t_sum - t_max);
-    let c_max = base + on_target * t_max;
-    // The estimate's error is about ε·c_max; the result is at least about estimate + c_max·q.
-    if estimate + c_max * (rest * inv_total) < c_max * F::from_f64(1.0 / 32.0) {
-        others + on_target * t_rest()
-    } else {
-        estimate
-    }
+    rest_mass: impl FnOnce() -> F,
+    scale: F,
+) -> Option<F> {
+    let needed = estimate + c_max * (rest * inv_total) < c_max * F::from_f64(1.0 / 32.0);
+    needed.then(|| argmax_grad(inv_total, rest, c_max, rest_mass(), scale))
 }

@@ -8,7 +8,7 @@
 //! [`one_hot_row`]: super::kernel::one_hot_row
 //! [`plain_dense_row`]: super::kernel::plain_dense_row
 
-use super::kernel::{argmax_grad, focal_factors, labels_rest_mass, probs_rest_mass};
+use super::kernel::{argmax_fix, focal_factors};
 use crate::Float;
 use crate::group::{GROUP, Group, Lanes, RowMap, SHORT_ROW};
 use crate::softmax::log_one_minus_p;
@@ -19,8 +19,8 @@ pub(super) struct Finished<F> {
     pub loss: Lanes<F>,
     pub map: RowMap<F>,
     pub label_grad: Option<([usize; GROUP], Lanes<F>)>,
-    /// The argmax's entry of each row, written after the label's.
-    pub argmax_grad: Option<([usize; GROUP], Lanes<F>)>,
+    /// The argmax's entry of the rows that need it (`Some` lanes), written after the label's.
+    pub argmax_grad: Option<([usize; GROUP], [Option<F>; GROUP])>,
 }
 
 impl<F: Float> Finished<F> {
@@ -28,9 +28,13 @@ impl<F: Float> Finished<F> {
     #[inline(always)]
     pub fn write(&self, group: &Group<F>, out: &mut [F]) {
         group.write_rows(self.map, out);
-        for (classes, values) in self.label_grad.iter().chain(&self.argmax_grad) {
-            let rows = out.chunks_exact_mut(group.classes).zip(classes).zip(values);
+        if let Some((labels, values)) = &self.label_grad {
+            let rows = out.chunks_exact_mut(group.classes).zip(labels).zip(values);
             rows.for_each(|((row, &y), &v)| row[y] = v);
+        }
+        if let Some((argmax, values)) = &self.argmax_grad {
+            let rows = out.chunks_exact_mut(group.classes).zip(argmax).zip(values);
+            rows.for_each(|((row, &k), v)| v.iter().for_each(|&v| row[k] = v));
         }
     }
 }
@@ -147,14 +151,16 @@ pub(super) fn plain_dense_group<F: Float>(
         if c > F::zero() { term } else { F::zero() }
     };
     let mut loss = [F::zero(); GROUP];
-    // The argmax of each lane, and its gradient entry as `plain_dense_row` writes it.
+    // The argmax of each lane, and its gradient entry where `plain_dense_row` replaces it.
     let mut argmax = [0; GROUP];
     argmax.iter_mut().zip(&group.argmax).for_each(|(a, &v)| *a = v.as_f64() as usize);
-    let mut argmax_value = [F::zero(); GROUP];
-    let finish_argmax = |r: usize, t_max: F, c_rest: F| {
+    let mut argmax_value = [None; GROUP];
+    let others = |r: usize| base[r] * F::from_f64(k as f64 - 1.0);
+    let fix = |r: usize, t_max: F, estimate: F, rest_mass: &dyn Fn() -> F| {
+        let lse = (group.rest[r], group.inv_total[r]);
         let c_max = base[r] + on_target[r] * t_max;
-        let g = argmax_grad(group.inv_total[r], group.rest[r], c_max, c_rest, scale);
-        if group.max[r] != F::neg_infinity() { g } else { F::zero() }
+        let g = argmax_fix(c_max, estimate, lse, rest_mass, scale);
+        g.filter(|_| group.max[r] != F::neg_infinity())
     };
     let (map, label_grad) = match targets {
         GroupTargets::Labels(labels) => {
@@ -176,8 +182,9 @@ pub(super) fn plain_dense_group<F: Float>(
                 loss[r] += term(c, d, ln_total[r]) - term(base[r], d, ln_total[r]);
                 label_grad[r] = scale * (p_factor[r] * e_label[r] - c);
                 let elsewhere = labels[r] != argmax[r];
-                let c_rest = labels_rest_mass(base[r], on_target[r], k, elsewhere);
-                argmax_value[r] = finish_argmax(r, if elsewhere { F::zero() } else { F::one() }, c_rest);
+                let estimate = others(r) + if elsewhere { on_target[r] } else { F::zero() };
+                let t_max = if elsewhere { F::zero() } else { F::one() };
+                argmax_value[r] = fix(r, t_max, estimate, &|| estimate);
             }
             let (mut a, mut b) = ([F::zero(); GROUP], [F::zero(); GROUP]);
             a.iter_mut().zip(&p_factor).for_each(|(a, &p)| *a = scale * p);
@@ -188,10 +195,11 @@ pub(super) fn plain_dense_group<F: Float>(
             for r in 0..GROUP {
                 let a = argmax[r] % SHORT_ROW;
                 let t_max = t[a.min(k - 1)][r];
-                let t_rest = || (0..k).filter(|&c| c != a).fold(F::zero(), |s, c| s + t[c][r]);
-                let lse = (group.rest[r], group.inv_total[r]);
-                let c_rest = probs_rest_mass(base[r], on_target[r], k, (t_sum[r], t_max), lse, t_rest);
-                argmax_value[r] = finish_argmax(r, t_max, c_rest);
+                let estimate = others(r) + on_target[r] * (t_sum[r] - t_max);
+                let rest_mass = || {
+                    others(r) + on_target[r] * (0..k).filter(|&c| c != a).fold(F::zero(), |s, c| s + t[c][r])
+                };
+                argmax_value[r] = fix(r, t_max, estimate, &rest_mass);
             }
             // The mass `c[k][r]` of every term and the gradient, as flat loops over copies of
             // the lanes per column (a loop over columns would be vectorised across columns).
@@ -214,7 +222,8 @@ pub(super) fn plain_dense_group<F: Float>(
     for r in 0..GROUP {
         value[r] = if group.max[r] != F::neg_infinity() { -loss[r] } else { F::zero() };
     }
-    Finished { loss: value, map, label_grad, argmax_grad: Some((argmax, argmax_value)) }
+    let argmax_grad = argmax_value.iter().any(Option::is_some).then_some((argmax, argmax_value));
+    Finished { loss: value, map, label_grad, argmax_grad }
 }
 
 #[cfg(test)]

@@ -919,8 +919,13 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                 if let Some(out) = out {
                     done.write(&group, out);
                 }
-                for (r, &value) in done.loss[..rows].iter().enumerate() {
-                    self.record(first + r, value, &z[r * classes..][..classes]);
+                if done.loss[..rows].iter().all(|v| v.is_finite()) && self.losses.is_none() {
+                    // The common group: finite losses, nothing to store.
+                    done.loss[..rows].iter().for_each(|v| self.total += v.as_f64());
+                } else {
+                    for (r, &value) in done.loss[..rows].iter().enumerate() {
+                        self.record(first + r, value, &z[r * classes..][..classes]);
+                    }
                 }
                 continue;
             }
