@@ -638,11 +638,14 @@ pub(crate) fn scale_exponent<F: Float>(max: f64) -> i32 {
 }
 
 /// The scaling exponent of weights whose largest has binary exponent `e` (see
-/// [`scale_exponent`]), unclamped: `e` from 1 on, `e + 60` below `2^−60`, else 0.
+/// [`scale_exponent`]), unclamped: `e + 8` from 1 on (the largest weight lands in
+/// `[2^−8, 2^−7)`, leaving room for a batch's sum of losses near the float's maximum), `e + 60`
+/// below `2^−60`, else 0.
 pub(crate) fn weight_exponent(e: i32) -> i32 {
     const SMALL: i32 = 60;
+    const HEADROOM: i32 = 8;
     if e >= 0 {
-        e
+        e + HEADROOM
     } else if e < -SMALL {
         e + SMALL
     } else {

@@ -120,7 +120,9 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
+    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`, or one above
+    /// `ε/MIN_POSITIVE` (`1e31` in `f32`, `1e292` in `f64`), where the exponential's flush to 0
+    /// below the smallest normal number would change `(1 − p_t)^γ`.
     ///
     /// # Example
     ///
@@ -144,7 +146,9 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
+    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`, or one above
+    /// `ε/MIN_POSITIVE` (`1e31` in `f32`, `1e292` in `f64`), where the exponential's flush to 0
+    /// below the smallest normal number would change `(1 − p_t)^γ`.
     ///
     /// # Example
     ///
@@ -153,6 +157,7 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// assert_eq!(SigmoidLoss::<f64>::bce().with_focal(0.5)?.gamma(), 0.5);
     /// assert!(SigmoidLoss::<f64>::bce().with_focal(f64::NAN).is_err());
+    /// assert!(SigmoidLoss::<f64>::bce().with_focal(1e300).is_err()); // above ε/MIN_POSITIVE
     /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
@@ -160,8 +165,8 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
     pub fn with_focal(mut self, gamma: F) -> Result<Self> {
-        if !(gamma.is_finite() && gamma >= F::zero()) {
-            return Err(invalid("gamma", gamma, "finite and >= 0"));
+        if !(gamma.is_finite() && gamma >= F::zero() && gamma <= super::softmax_loss::gamma_bound()) {
+            return Err(invalid("gamma", gamma, "in [0, eps / MIN_POSITIVE] (1e31 in f32, 1e292 in f64)"));
         }
         self.gamma = gamma;
         Ok(self)

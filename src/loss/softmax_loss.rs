@@ -142,7 +142,7 @@ impl<F: Float> ScaledClasses<F> {
             (ldexp(v, -e), e)
         };
         let max_w = (0..k).fold(0.0_f64, |m, j| m.max(value(weights, j)));
-        let weight_exp = weight_exponent(exponent_of(max_w));
+        let weight_exp = if weights.is_some() { weight_exponent(exponent_of(max_w)) } else { 0 };
         let products: Vec<(f64, i32)> = (0..k)
             .map(|j| {
                 let ((mw, ew), (ma, ea)) = (split(value(weights, j)), split(value(alpha, j)));
@@ -425,7 +425,10 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
+    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`, or one above
+    /// `ε/MIN_POSITIVE` of the float type (`1e31` in `f32`, `1e292` in `f64`): the kernel's
+    /// exponentials flush to 0 below the smallest normal number, and beyond that bound the
+    /// flushed `p` would change `(1 − p)^γ` by more than the float's precision.
     ///
     /// # Example
     ///
@@ -433,6 +436,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// use longtail::SoftmaxLoss;
     ///
     /// assert_eq!(SoftmaxLoss::<f32>::cross_entropy().with_focal(0.5)?.gamma(), 0.5);
+    /// assert!(SoftmaxLoss::<f32>::cross_entropy().with_focal(1e32).is_err());
     /// assert!(SoftmaxLoss::<f32>::cross_entropy().with_focal(-1.0).is_err());
     /// # Ok::<(), longtail::Error>(())
     /// ```
@@ -441,8 +445,13 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
     pub fn with_focal(mut self, gamma: F) -> Result<Self> {
-        if !(gamma.is_finite() && gamma >= F::zero()) {
-            return Err(invalid("gamma", None, gamma, "finite and >= 0"));
+        if !(gamma.is_finite() && gamma >= F::zero() && gamma <= gamma_bound()) {
+            return Err(invalid(
+                "gamma",
+                None,
+                gamma,
+                "in [0, eps / MIN_POSITIVE] (1e31 in f32, 1e292 in f64)",
+            ));
         }
         self.gamma = gamma;
         Ok(self)
@@ -1130,6 +1139,12 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for ChunkRows<'_, '_, F, FMA> {
 
 fn invalid<F: Float>(name: &'static str, index: Option<usize>, value: F, expected: &'static str) -> Error {
     Error::InvalidParameter { name, index, value: value.as_f64(), expected }
+}
+
+/// The largest focal `γ` (`ε/MIN_POSITIVE`): the kernels' exponentials flush to 0 below the
+/// smallest normal number, and up to this `γ` the flush changes `γ·log(1 − p)` by at most `ε`.
+pub(crate) fn gamma_bound<F: Float>() -> F {
+    F::epsilon() / F::min_positive_value()
 }
 
 /// The hard-label target mass: 1 on the label, 0 elsewhere.

@@ -377,10 +377,10 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, F, FMA> {
     fn visit(&mut self, i: usize, s: &[F], grad: &mut [F]) {
         let w = self.targets.sample_weight(i) * self.weight_scale;
         let factor = w * self.scale;
-        let value = if factor == F::zero() {
+        let value: f64 = if factor == F::zero() {
             // A zero weight ignores the row, even one whose positive class is masked.
             grad.fill(F::zero());
-            F::zero()
+            0.0
         } else {
             let (k, padded) = (s.len(), !self.v_buf.is_empty());
             // The row's multi-hot targets: borrowed where they can be, else written into `t_buf`
@@ -402,7 +402,7 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, F, FMA> {
                     t
                 }
             };
-            if padded {
+            let value = if padded {
                 adjusted(s, self.adjust, &mut self.v_buf[..k]);
                 self.v_buf[k..].fill(F::neg_infinity());
                 let value = w * row::<F, FMA>(&mut self.v_buf, t, factor);
@@ -411,17 +411,34 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, F, FMA> {
             } else {
                 adjusted(s, self.adjust, grad);
                 w * row::<F, FMA>(grad, t, factor)
-            }
+            };
+            if value.is_finite() { value.as_f64() } else { exact_row_loss(s, self.adjust, &t[..k], w) }
         };
         if let Some(losses) = self.losses.as_mut() {
-            losses[i] = if self.weight_exp == 0 {
-                value
-            } else {
-                F::from_f64(ldexp(value.as_f64(), self.weight_exp))
-            };
+            losses[i] = F::from_f64(if self.weight_exp == 0 { value } else { ldexp(value, self.weight_exp) });
         }
-        self.total += value.as_f64();
+        self.total += value;
     }
+}
+
+/// `w·ℓ` of a row whose two halves each fit the float type but whose sum, or its product with the
+/// weight, did not (logits of opposite extremes), recomputed in `f64` from halved logits (infinite
+/// if it is beyond `f64`; a per-sample value beyond `F` becomes infinite and the caller reports
+/// it, while the batch's sum keeps the `f64` value).
+#[cold]
+#[inline(never)]
+fn exact_row_loss<F: Float>(s: &[F], adjust: Option<&[F]>, t: &[F], w: F) -> f64 {
+    // Half of `log(1 + Σ e^{x_j})` of the halves `x_j / 2` (the implicit 0 included).
+    let half_lse = |values: &mut dyn Iterator<Item = f64>| {
+        let halves: Vec<f64> = values.filter(|v| *v > f64::NEG_INFINITY).map(|v| v / 2.0).collect();
+        let max = halves.iter().fold(0.0_f64, |m, &v| m.max(v));
+        let sum: f64 = (-2.0 * max).exp() + halves.iter().map(|&v| (2.0 * (v - max)).exp()).sum::<f64>();
+        max + sum.ln() / 2.0
+    };
+    let logit = |j: usize| adjust.map_or(s[j], |a| s[j] + a[j]).as_f64();
+    let negatives = half_lse(&mut (0..s.len()).filter(|&j| t[j] != F::one()).map(logit));
+    let positives = half_lse(&mut (0..s.len()).filter(|&j| t[j] == F::one()).map(|j| -logit(j)));
+    w.as_f64() * (negatives + positives) * 2.0
 }
 
 /// Writes `s' = s + adjust` (or `s`) into `out`.
