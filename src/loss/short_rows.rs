@@ -154,14 +154,9 @@ pub(super) fn plain_dense_group<F: Float>(
     // The argmax of each lane, and its gradient entry where `plain_dense_row` replaces it.
     let mut argmax = [0; GROUP];
     argmax.iter_mut().zip(&group.argmax).for_each(|(a, &v)| *a = v.as_f64() as usize);
-    let mut argmax_value = [None; GROUP];
+    // Each lane's `t_{k*}` and estimate of `Σ_{k≠k*} c_k`, as `argmax_fix` takes them.
+    let (mut t_max, mut estimate) = ([F::zero(); GROUP], [F::zero(); GROUP]);
     let others = |r: usize| base[r] * F::from_f64(k as f64 - 1.0);
-    let fix = |r: usize, t_max: F, estimate: F, rest_mass: &dyn Fn() -> F| {
-        let lse = (group.rest[r], group.inv_total[r]);
-        let c_max = base[r] + on_target[r] * t_max;
-        let g = argmax_fix(c_max, estimate, lse, rest_mass, scale);
-        g.filter(|_| group.max[r] != F::neg_infinity())
-    };
     let (map, label_grad) = match targets {
         GroupTargets::Labels(labels) => {
             // Every class has mass `base`, so the lanes sum `x − m` alone and the loss term is
@@ -182,9 +177,8 @@ pub(super) fn plain_dense_group<F: Float>(
                 loss[r] += term(c, d, ln_total[r]) - term(base[r], d, ln_total[r]);
                 label_grad[r] = scale * (p_factor[r] * e_label[r] - c);
                 let elsewhere = labels[r] != argmax[r];
-                let estimate = others(r) + if elsewhere { on_target[r] } else { F::zero() };
-                let t_max = if elsewhere { F::zero() } else { F::one() };
-                argmax_value[r] = fix(r, t_max, estimate, &|| estimate);
+                estimate[r] = others(r) + if elsewhere { on_target[r] } else { F::zero() };
+                t_max[r] = if elsewhere { F::zero() } else { F::one() };
             }
             let (mut a, mut b) = ([F::zero(); GROUP], [F::zero(); GROUP]);
             a.iter_mut().zip(&p_factor).for_each(|(a, &p)| *a = scale * p);
@@ -193,13 +187,8 @@ pub(super) fn plain_dense_group<F: Float>(
         }
         GroupTargets::Probs(t, _) => {
             for r in 0..GROUP {
-                let a = argmax[r] % SHORT_ROW;
-                let t_max = t[a.min(k - 1)][r];
-                let estimate = others(r) + on_target[r] * (t_sum[r] - t_max);
-                let rest_mass = || {
-                    others(r) + on_target[r] * (0..k).filter(|&c| c != a).fold(F::zero(), |s, c| s + t[c][r])
-                };
-                argmax_value[r] = fix(r, t_max, estimate, &rest_mass);
+                t_max[r] = t[(argmax[r] % SHORT_ROW).min(k - 1)][r];
+                estimate[r] = others(r) + on_target[r] * (t_sum[r] - t_max[r]);
             }
             // The mass `c[k][r]` of every term and the gradient, as flat loops over copies of
             // the lanes per column (a loop over columns would be vectorised across columns).
@@ -222,7 +211,29 @@ pub(super) fn plain_dense_group<F: Float>(
     for r in 0..GROUP {
         value[r] = if group.max[r] != F::neg_infinity() { -loss[r] } else { F::zero() };
     }
-    let argmax_grad = argmax_value.iter().any(Option::is_some).then_some((argmax, argmax_value));
+    // The lanes whose argmax entry `plain_dense_row` replaces (branch-free), then their values.
+    let mut needed = [false; GROUP];
+    for r in 0..GROUP {
+        let c_max = base[r] + on_target[r] * t_max[r];
+        let q_mass = c_max * (group.rest[r] * group.inv_total[r]);
+        needed[r] =
+            (estimate[r] + q_mass < c_max * F::from_f64(1.0 / 32.0)) & (group.max[r] != F::neg_infinity());
+    }
+    let argmax_grad = needed.iter().any(|&n| n).then(|| {
+        let mut values = [None; GROUP];
+        for r in (0..GROUP).filter(|&r| needed[r]) {
+            let rest_mass = || match &targets {
+                GroupTargets::Labels(_) => estimate[r],
+                GroupTargets::Probs(t, _) => {
+                    let a = argmax[r];
+                    others(r) + on_target[r] * (0..k).filter(|&c| c != a).fold(F::zero(), |s, c| s + t[c][r])
+                }
+            };
+            let c_max = base[r] + on_target[r] * t_max[r];
+            values[r] = argmax_fix(c_max, estimate[r], (group.rest[r], group.inv_total[r]), rest_mass, scale);
+        }
+        (argmax, values)
+    });
     Finished { loss: value, map, label_grad, argmax_grad }
 }
 
