@@ -13,7 +13,7 @@
 //! (a row that is all `-inf` has no prediction: an error); NaN and `+inf` logits are errors, and
 //! a finite logit that the offset pushes out of range is an [`Error::Overflow`].
 
-use ndarray::{Array2, ArrayRef1, ArrayRef2};
+use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1};
 
 use crate::Labels;
 use crate::error::check_shape;
@@ -351,53 +351,198 @@ pub fn predict_prior_shifted_into<F: Float>(
     argmax_into(logits, &shift(train, target)?, out)
 }
 
-/// The best `τ` of a grid and its score (see [`tune_tau`]).
+/// The `τ` grid [`tune_tau`] is usually given: `0, 0.1, 0.2, …, 3.0` (31 values, `1.0` among them).
+///
+/// `τ = 0` is no adjustment, `τ = 1` the Bayes-consistent one for the balanced error, and values
+/// above 1 correct more strongly, as an overconfident model's logits need. Beyond 3 the rare
+/// classes win almost every row.
+///
+/// # Example
+///
+/// ```
+/// use longtail::adjust::default_tau_grid;
+///
+/// let grid = default_tau_grid::<f32>();
+/// assert_eq!((grid.len(), grid[0], grid[10], grid[30]), (31, 0.0, 1.0, 3.0));
+/// ```
+///
+/// # References
+///
+/// Menon et al. 2020, arXiv:2007.07314 (their Figure 2 sweeps `τ` over a similar range).
+pub fn default_tau_grid<F: Float>() -> Vec<F> {
+    (0..=30).map(|i| F::from_f64(f64::from(i) / 10.0)).collect()
+}
+
+/// What [`tune_tau_for`] scores each `τ` of the grid by.
+///
+/// # Example
+///
+/// ```
+/// use longtail::adjust::TauCriterion;
+///
+/// assert_eq!(TauCriterion::default(), TauCriterion::BalancedLogLoss);
+/// assert!(TauCriterion::BalancedLogLoss.lower_is_better());
+/// assert!(!TauCriterion::BalancedAccuracy.lower_is_better());
+/// ```
+///
+/// # References
+///
+/// T. Gneiting, A. E. Raftery, "Strictly Proper Scoring Rules, Prediction, and Estimation",
+/// JASA 102(477), 2007 (the log-loss as a proper scoring rule); Menon et al. 2020.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TauCriterion {
+    /// The balanced log-loss of the prior-corrected softmax ([`balanced_log_loss`]), minimised: a
+    /// smooth, convex function of `τ`, so that a small validation set still ranks nearby `τ`.
+    #[default]
+    BalancedLogLoss,
+    /// The balanced accuracy of [`predict_adjusted`], maximised: the target metric itself, but a
+    /// step function of `τ` on a finite validation set (it moves in steps of `1/(n_k·K)`).
+    BalancedAccuracy,
+}
+
+impl TauCriterion {
+    /// Whether a lower score is better (a loss) rather than a higher one (a metric).
+    pub fn lower_is_better(self) -> bool {
+        matches!(self, Self::BalancedLogLoss)
+    }
+}
+
+/// The result of a `τ` search ([`tune_tau`], [`tune_tau_for`], [`tune_tau_by`]): the best `τ`,
+/// its score, and the score of every `τ` of the grid.
+///
+/// Of several `τ` with the best score (equal within a relative `10⁻⁹`, which absorbs rounding),
+/// the one closest to `1` (the Bayes-consistent value) wins, then the first in the grid.
 ///
 /// # Example
 ///
 /// ```
 /// use longtail::Prior;
-/// use longtail::adjust::tune_tau;
+/// use longtail::adjust::{tune_tau_for, TauCriterion};
 /// use ndarray::array;
 ///
-/// let prior = Prior::from_counts(&[1.0, 1.0])?;
-/// let search = tune_tau(&array![[1.0_f32, 0.0]], &[0], &prior, &[0.0, 1.0])?;
-/// assert_eq!((search.tau, search.score), (0.0, 1.0));
+/// let prior = Prior::from_counts(&[1.0, 1.0])?; // every τ predicts the same
+/// let search = tune_tau_for(&array![[1.0_f32, 0.0]], &[0], &prior, &[0.0, 1.0, 2.0], TauCriterion::BalancedAccuracy)?;
+/// assert_eq!((search.tau, search.score), (1.0, 1.0)); // a tie: τ = 1 wins
+/// assert_eq!(search.curve, vec![(0.0, 1.0), (1.0, 1.0), (2.0, 1.0)]);
 /// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
 ///
 /// Menon et al. 2020, arXiv:2007.07314.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TauSearch<F> {
-    /// The `τ` with the highest score (ties: the smallest `|τ|`, then the first in the grid).
+    /// The `τ` with the best score (ties: the closest to 1, then the first in the grid).
     pub tau: F,
-    /// Its score.
+    /// Its score: the lowest loss or the highest metric of the grid, up to a tie.
     pub score: f64,
+    /// `(τ, score)` for every `τ` of the grid, in the grid's order.
+    pub curve: Vec<(F, f64)>,
 }
 
-/// Searches a grid of `τ` for the post-hoc adjustment ([`predict_adjusted`]) with the highest
-/// balanced accuracy on validation logits and labels.
+impl<F: Float> TauSearch<F> {
+    /// Picks the best point of a scored grid: of the scores within [`TIE`] (relative) of the best,
+    /// the one whose `τ` is closest to 1, then the first in the grid.
+    fn best_of(curve: Vec<(F, f64)>, lower_is_better: bool) -> Result<Self> {
+        let scores = curve.iter().map(|p| p.1);
+        let best = if lower_is_better {
+            scores.fold(f64::INFINITY, f64::min)
+        } else {
+            scores.fold(f64::NEG_INFINITY, f64::max)
+        };
+        let tied = |score: f64| (score - best).abs() <= TIE * best.abs();
+        let distance = |tau: F| (tau.as_f64() - 1.0).abs();
+        let mut chosen: Option<(F, f64)> = None;
+        for &(tau, score) in curve.iter().filter(|p| tied(p.1)) {
+            if chosen.is_none_or(|(t, _)| distance(tau) < distance(t)) {
+                chosen = Some((tau, score));
+            }
+        }
+        let (tau, score) = chosen.ok_or_else(empty_grid)?;
+        Ok(Self { tau, score, curve })
+    }
+}
+
+/// Scores this close to the best, relative to it, are tied: the log-loss of `τ` that give the same
+/// posterior (any `τ` under a uniform prior) differs only by rounding.
+const TIE: f64 = 1e-9;
+
+/// The balanced log-loss of the prior-corrected softmax, `p_τ = softmax(z − τ·log π)`: the mean
+/// over the classes present in `labels` of each class's mean `−log p_τ(y_i | x_i)`,
 ///
-/// Of several `τ` with the same score, the one with the smallest `|τ|` (the least adjustment)
-/// wins, then the first in the grid.
+/// `L(τ) = (1/|C|) Σ_{k ∈ C} (1/n_k) Σ_{i: y_i = k} [lse(z_i − τ·log π) − z_{i,y_i} + τ·log π_{y_i}]`.
+///
+/// If the model's softmax is the posterior under the training prior `π`, then `p_1` is the
+/// posterior under the uniform prior, which minimises this proper scoring rule on a balanced
+/// population; so the `τ` minimising `L` estimates how far the model is from calibrated. `L` is
+/// convex in `τ` (a log-sum-exp of functions affine in `τ`). Averaging per class makes the
+/// criterion balanced whatever the validation set's class frequencies. Computed in `f64`.
 ///
 /// # Errors
 ///
-/// See [`tune_tau_by`].
+/// The errors of [`tune_tau_for`] for the grid `[τ]` (a non-finite `τ` is `"taus"`, index 0).
 ///
 /// # Example
 ///
 /// ```
 /// use longtail::Prior;
-/// use longtail::adjust::tune_tau;
+/// use longtail::adjust::balanced_log_loss;
+/// use ndarray::array;
+///
+/// let prior = Prior::from_counts(&[1.0, 1.0])?;
+/// let loss = balanced_log_loss(&array![[0.0_f64, 0.0]], &[1], &prior, 1.0)?;
+/// assert!((loss - 2f64.ln()).abs() < 1e-15); // a uniform guess over two classes
+/// # Ok::<(), longtail::Error>(())
+/// ```
+///
+/// # References
+///
+/// Menon et al. 2020, arXiv:2007.07314 (`softmax(z − log π)` as the balanced posterior);
+/// Gneiting & Raftery 2007 (proper scoring rules).
+pub fn balanced_log_loss<'a, F: Float>(
+    logits: &ArrayRef2<F>,
+    labels: impl Into<Labels<'a>>,
+    prior: &Prior,
+    tau: F,
+) -> Result<f64> {
+    let labels = labels.into();
+    let labels = labels.view();
+    let offsets = check_validation(logits, labels, prior, std::slice::from_ref(&tau))?;
+    Ok(log_losses(logits, labels, &offsets)?[0])
+}
+
+/// Searches a grid of `τ` for the post-hoc adjustment ([`predict_adjusted`]) on validation logits
+/// and labels by the balanced log-loss of the prior-corrected softmax ([`balanced_log_loss`]),
+/// and returns the best `τ` with the whole curve ([`TauSearch`]). The same as [`tune_tau_for`]
+/// with [`TauCriterion::BalancedLogLoss`]; [`default_tau_grid`] is a good grid.
+///
+/// **Which prior.** Pass the training set's class prior, the one the model's softmax was fitted
+/// to (the same `Prior` a logit-adjusted loss would be built from). For a model trained with
+/// logit adjustment already, the logits target the balanced error: search a grid around 0.
+///
+/// **How much validation data.** The tuned `τ` is an estimate, and its spread grows as the
+/// validation set shrinks, above all in the rare classes: with about 20 samples a class it can
+/// land further from the best `τ` than `τ = 1` does. `τ = 1` is the Bayes-consistent choice for
+/// a calibrated model and needs no data; tune when the validation set is large enough for the
+/// curve to have a clear minimum, and read [`TauSearch::curve`] to see how flat it is.
+///
+/// # Errors
+///
+/// See [`tune_tau_for`].
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::{default_tau_grid, tune_tau};
 /// use ndarray::array;
 ///
 /// let prior = Prior::from_counts(&[90.0, 10.0])?;
 /// let logits = array![[3.0_f64, 0.0], [2.5, 0.0], [1.5, 0.0], [0.5, 0.0]];
-/// let best = tune_tau(&logits, &[0, 0, 1, 1], &prior, &[0.0, 0.5, 1.0, 2.0])?;
-/// assert_eq!((best.tau, best.score), (1.0, 1.0));
+/// let search = tune_tau(&logits, &[0, 0, 1, 1], &prior, &default_tau_grid())?;
+/// assert_eq!(search.curve.len(), 31);
+/// assert!(search.tau > 0.5 && search.tau < 2.0, "{}", search.tau);
 /// # Ok::<(), longtail::Error>(())
 /// ```
 ///
@@ -411,20 +556,70 @@ pub fn tune_tau<'a, F: Float>(
     prior: &Prior,
     taus: &[F],
 ) -> Result<TauSearch<F>> {
-    tune_tau_by(logits, labels, prior, taus, ConfusionMatrix::balanced_accuracy)
+    tune_tau_for(logits, labels, prior, taus, TauCriterion::BalancedLogLoss)
 }
 
-/// [`tune_tau`] maximising a metric the caller picks, read off the validation
-/// [`ConfusionMatrix`] of each `τ` (e.g. `ConfusionMatrix::macro_f1`, or a closure).
+/// [`tune_tau`] by a chosen [`TauCriterion`]: the lowest balanced log-loss or the highest
+/// balanced accuracy on the validation logits and labels.
 ///
 /// # Errors
 ///
 /// In this order: [`Error::EmptyBatch`], [`Error::NoClasses`];
 /// [`Error::ShapeMismatch`] (`"prior"`, `"labels"`); [`Error::InvalidParameter`]
 /// `"taus"` for an empty grid (value 0) or a non-finite entry (with its index), `"prior"` for a
-/// zero count while some `τ ≠ 0`; [`Error::LabelOutOfRange`]; the logit errors of
-/// [`predict_adjusted_into`]; [`Error::InvalidParameter`] (`"score"`, with the grid index)
-/// if the metric returns NaN.
+/// zero count while some `τ ≠ 0`, `"tau"` for a `τ` whose `τ·log π` overflows `F`;
+/// [`Error::LabelOutOfRange`]; [`Error::NonFiniteLogit`] for a NaN or `+inf` logit;
+/// [`Error::FullyMasked`] for a row whose every logit is `-inf`; for the log-loss,
+/// [`Error::MaskedTarget`] if a row's label has logit `-inf` (its loss would be infinite);
+/// then, `τ` by `τ`, [`Error::Overflow`] (`"logit + adjustment"`) for a finite logit that
+/// overflows once adjusted.
+///
+/// # Example
+///
+/// ```
+/// use longtail::Prior;
+/// use longtail::adjust::{tune_tau_for, TauCriterion};
+/// use ndarray::array;
+///
+/// let prior = Prior::from_counts(&[90.0, 10.0])?;
+/// let logits = array![[3.0_f32, 0.0], [2.5, 0.0], [1.5, 0.0], [0.5, 0.0]];
+/// let best = tune_tau_for(&logits, &[0, 0, 1, 1], &prior, &[0.0, 1.0, 2.0], TauCriterion::BalancedAccuracy)?;
+/// assert_eq!((best.tau, best.score), (1.0, 1.0));
+/// # Ok::<(), longtail::Error>(())
+/// ```
+///
+/// # References
+///
+/// Menon et al. 2020, arXiv:2007.07314.
+pub fn tune_tau_for<'a, F: Float>(
+    logits: &ArrayRef2<F>,
+    labels: impl Into<Labels<'a>>,
+    prior: &Prior,
+    taus: &[F],
+    criterion: TauCriterion,
+) -> Result<TauSearch<F>> {
+    match criterion {
+        TauCriterion::BalancedAccuracy => {
+            tune_tau_by(logits, labels, prior, taus, ConfusionMatrix::balanced_accuracy)
+        }
+        TauCriterion::BalancedLogLoss => {
+            let labels = labels.into();
+            let labels = labels.view();
+            let offsets = check_validation(logits, labels, prior, taus)?;
+            let losses = log_losses(logits, labels, &offsets)?;
+            TauSearch::best_of(taus.iter().copied().zip(losses).collect(), true)
+        }
+    }
+}
+
+/// [`tune_tau`] maximising a metric the caller picks, read off the validation
+/// [`ConfusionMatrix`] of each `τ` (e.g. `ConfusionMatrix::macro_f1`, or a closure). Ties go to
+/// the `τ` closest to 1, then the first in the grid.
+///
+/// # Errors
+///
+/// The errors of [`tune_tau_for`] except [`Error::MaskedTarget`], and
+/// [`Error::InvalidParameter`] (`"score"`, with the grid index) if the metric returns NaN.
 ///
 /// # Example
 ///
@@ -452,6 +647,35 @@ pub fn tune_tau_by<'a, F: Float>(
     score: impl Fn(&ConfusionMatrix) -> f64,
 ) -> Result<TauSearch<F>> {
     let labels = labels.into();
+    let labels = labels.view();
+    let offsets = check_validation(logits, labels, prior, taus)?;
+    let classes = logits.ncols();
+    let mut predictions = vec![0; logits.nrows()];
+    let mut curve = Vec::with_capacity(taus.len());
+    for (i, (&tau, offset)) in taus.iter().zip(&offsets).enumerate() {
+        argmax_into(logits, offset, &mut predictions)?;
+        let value = score(&ConfusionMatrix::new(labels, predictions.as_slice(), classes)?);
+        if value.is_nan() {
+            return Err(Error::InvalidParameter {
+                name: "score",
+                index: Some(i),
+                value,
+                expected: "not NaN",
+            });
+        }
+        curve.push((tau, value));
+    }
+    TauSearch::best_of(curve, false)
+}
+
+/// The checks every `τ` search starts with, in the documented order; returns each `τ`'s offset
+/// `−τ·log π` in `F`.
+fn check_validation<F: Float>(
+    logits: &ArrayRef2<F>,
+    labels: ArrayView1<'_, usize>,
+    prior: &Prior,
+    taus: &[F],
+) -> Result<Vec<Vec<F>>> {
     check_batch(logits, &[("prior", prior)])?;
     check_shape("labels", &[logits.nrows()], labels.shape())?;
     if taus.is_empty() {
@@ -468,29 +692,66 @@ pub fn tune_tau_by<'a, F: Float>(
     if taus.iter().any(|&t| t != F::zero()) {
         prior.require_positive("prior")?;
     }
+    let offsets = taus.iter().map(|&tau| adjustment(prior, tau)).collect::<Result<Vec<_>>>()?;
     let classes = logits.ncols();
     if let Some(row) = labels.iter().position(|&y| y >= classes) {
         return Err(Error::LabelOutOfRange { row, label: labels[row], classes });
     }
-    let mut predictions = vec![0; logits.nrows()];
-    let mut best: Option<TauSearch<F>> = None;
-    for (i, &tau) in taus.iter().enumerate() {
-        predict_adjusted_into(logits, prior, tau, &mut predictions)?;
-        let value = score(&ConfusionMatrix::new(labels.view(), predictions.as_slice(), classes)?);
-        if value.is_nan() {
-            return Err(Error::InvalidParameter {
-                name: "score",
-                index: Some(i),
-                value,
-                expected: "not NaN",
-            });
-        }
-        let better = best.is_none_or(|b| value > b.score || (value == b.score && tau.abs() < b.tau.abs()));
-        if better {
-            best = Some(TauSearch { tau, score: value });
-        }
+    check_logits(logits, None, |_, _| false)?;
+    if let Some(row) = logits.rows().into_iter().position(|z| z.iter().all(|&v| v == F::neg_infinity())) {
+        return Err(Error::FullyMasked { row });
     }
-    best.ok_or_else(empty_grid)
+    Ok(offsets)
+}
+
+/// How many validation rows each class has, and how many classes have any.
+struct ClassCounts {
+    counts: Vec<usize>,
+    present: usize,
+}
+
+impl ClassCounts {
+    fn new(labels: ArrayView1<'_, usize>, classes: usize) -> Self {
+        let mut counts = vec![0; classes];
+        labels.iter().for_each(|&y| counts[y] += 1);
+        let present = counts.iter().filter(|&&n| n > 0).count();
+        Self { counts, present }
+    }
+}
+
+/// The balanced log-loss of each offset, after [`check_validation`]: first a masked label is an
+/// error, then each offset's overflow, then the losses (summed in `f64`).
+fn log_losses<F: Float>(
+    logits: &ArrayRef2<F>,
+    labels: ArrayView1<'_, usize>,
+    offsets: &[Vec<F>],
+) -> Result<Vec<f64>> {
+    if let Some((row, &class)) =
+        labels.iter().enumerate().find(|&(i, &y)| logits[[i, y]] == F::neg_infinity())
+    {
+        return Err(Error::MaskedTarget { row, class });
+    }
+    let per_class = ClassCounts::new(labels, logits.ncols());
+    let mut sums = vec![0.0_f64; logits.ncols()];
+    let mut adjusted = vec![0.0_f64; logits.ncols()];
+    offsets
+        .iter()
+        .map(|offset| {
+            check_logits(logits, Some(offset), |_, _| false)?;
+            sums.fill(0.0);
+            for (z, &y) in logits.rows().into_iter().zip(labels) {
+                for ((a, &v), &o) in adjusted.iter_mut().zip(z).zip(offset) {
+                    *a = v.as_f64() + o.as_f64();
+                }
+                let max = adjusted.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let lse = max + adjusted.iter().map(|&a| (a - max).exp()).sum::<f64>().ln();
+                sums[y] += lse - adjusted[y];
+            }
+            let total: f64 =
+                sums.iter().zip(&per_class.counts).filter(|&(_, &n)| n > 0).map(|(s, &n)| s / n as f64).sum();
+            Ok(total / per_class.present as f64)
+        })
+        .collect()
 }
 
 fn empty_grid() -> Error {

@@ -30,7 +30,7 @@ pub enum Error {
     ShapeMismatch {
         /// Which argument: `"labels"`, `"targets"`, `"sample_weights"`, `"grad_out"`, `"out"`,
         /// `"losses_out"`, `"prior"`, `"class_weights"`, `"alpha"`, `"margins"`, `"counts"`,
-        /// `"stats"` or `"mass"` for the losses; the `prior`, `adjust` and `metrics` calls name
+        /// `"pos_weight"`, `"stats"` or `"mass"` for the losses; the `prior`, `adjust` and `metrics` calls name
         /// theirs in their `# Errors` sections.
         name: &'static str,
         /// The shape it must have.
@@ -97,7 +97,7 @@ pub enum Error {
     InvalidParameter {
         /// Which parameter: `"gamma"`, `"label_smoothing"`, `"tau"`, `"prior"`, `"class_weights"`,
         /// `"alpha"`, `"margins"` (index `y·K + k`), `"counts"`, `"max_margin"`, `"scale"`,
-        /// `"true_positive"`, `"mass"` or `"weight"` for the losses; the `prior`, `adjust` and
+        /// `"epsilon"`, `"pos_weight"`, `"true_positive"`, `"mass"` or `"weight"` for the losses; the `prior`, `adjust` and
         /// `metrics` calls name theirs in their `# Errors` sections.
         name: &'static str,
         /// The entry at fault, for a per-class parameter.

@@ -1,5 +1,6 @@
 //! Imbalance-aware classification losses over `ndarray` batches, each returning its value **and
-//! its exact analytic gradient with respect to the logits**, for `f32` and `f64`.
+//! its analytic gradient with respect to the logits**, for `f32` and `f64`: the exact gradient
+//! for every loss but the smooth-F1 ones, whose gradient holds the batch's F1 constant.
 //!
 //! Long-tailed data has a few frequent classes and many rare ones. The losses here account for the
 //! class prior `π`: logit adjustment (`z + τ·log π`), class weights, focal modulation, label
@@ -55,12 +56,17 @@
 //! - [`SoftmaxLoss`]: softmax cross-entropy, logit-adjusted, class-weighted, focal, label smoothing.
 //! - [`SigmoidLoss`]: binary cross-entropy with logits (`bce`) and sigmoid focal loss (`focal`), over
 //!   `[B, K]` logits as one-vs-rest decisions or a binary model's `[B]` logits.
-//! - [`BinarySmoothF1Loss`]: binary cross-entropy weighted by the batch's soft F1.
+//! - [`BinarySmoothF1Loss`]: binary cross-entropy weighted by the batch's soft F1 (a surrogate
+//!   gradient: F1 held constant).
 //! - [`SmoothF1Loss`]: softmax one-vs-rest cross-entropy weighted by the soft macro or micro F1,
-//!   from the local batch or merged [`F1Stats`].
+//!   from the local batch or merged [`F1Stats`] (a surrogate gradient: F1 held constant).
 //! - [`ZlprLoss`]: the ZLPR multi-label loss, with `decode` (`s > 0`) and a label-prior adjustment.
+//! - [`AsymmetricLoss`]: ASL, multi-label one-vs-rest with separate focusing of positives and
+//!   negatives and a probability margin that drops easy negatives.
 //! - [`LdamLoss`]: label-distribution-aware margins `∝ n_k^{−1/4}` on scaled logits (LDAM-DRW).
 //! - [`PairwiseMarginLoss`]: cross-entropy with a `K×K` margin matrix; logit adjustment as a special case.
+//! - [`VsLoss`]: vector scaling, cross-entropy on `Δ_k·z_k + τ·log π_k` with `Δ_k = (n_k/n_max)^γ`.
+//! - [`Poly1Loss`]: cross-entropy plus `ε·(1 − p_y)`, with logit adjustment and class weights.
 //!
 //! # Conventions
 //!
@@ -87,10 +93,10 @@
 //!
 //! # See it work
 //!
-//! `cargo run --release --example long_tail` trains one model with every loss here on long-tailed
-//! UCI digits and a Gaussian mixture with known Bayes errors, and prints accuracy, balanced
-//! accuracy, worst-class recall and many/medium/few-shot recall for each (`examples/long_tail`).
-//! `examples/quickstart.rs` is the shortest useful program.
+//! `cargo run --release -p longtail-demo` (in the repository) trains one model with every loss
+//! here on long-tailed UCI digits and a Gaussian mixture with known Bayes errors, and prints
+//! accuracy, balanced accuracy, worst-class recall and many/medium/few-shot recall for each
+//! (`demo/`). `demo/examples/quickstart.rs` is the shortest useful program.
 //!
 //! # References
 //!
@@ -121,8 +127,9 @@ pub use cosine::CosineHead;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use loss::{
-    BinarySmoothF1Loss, BinaryTargets, ClassValues, F1Average, F1Stats, Labels, LdamLoss, Loss,
-    PairwiseMarginLoss, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
+    AsymmetricLoss, BinarySmoothF1Loss, BinaryTargets, ClassValues, F1Average, F1Stats, Labels, LdamLoss,
+    Loss, PairwiseMarginLoss, Poly1Loss, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss,
+    ZlprLoss,
 };
 pub use metrics::ConfusionMatrix;
 pub use ndarray;

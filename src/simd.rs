@@ -173,7 +173,7 @@ mod tests {
         let near =
             |a: f32, b: f32| (a - b).abs() <= 4.0 * f32::EPSILON * (a.abs() + b.abs()) + f32::MIN_POSITIVE;
         let focal = SigmoidLoss::focal(2.0).unwrap().with_alpha(0.25).unwrap();
-        for loss in [SigmoidLoss::bce(), focal, focal.with_focal(0.5).unwrap()] {
+        for loss in [SigmoidLoss::bce(), focal.clone(), focal.with_focal(0.5).unwrap()] {
             let (fast, portable) = both(|| loss.binary_loss_and_grad(&logits, targets.clone()).unwrap());
             assert!(near(fast.0, portable.0), "{} vs {}", fast.0, portable.0);
             assert!(fast.1.iter().zip(&portable.1).all(|(&a, &b)| near(a, b)));

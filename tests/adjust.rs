@@ -6,10 +6,10 @@ mod common;
 
 use common::{Rng, mat};
 use longtail::adjust::{
-    adjusted_logits, adjusted_logits_into, binary_shift_threshold, binary_threshold, predict,
-    predict_adjusted, predict_adjusted_into, predict_binary, predict_binary_into, predict_into,
-    predict_prior_shifted, predict_prior_shifted_into, prior_shifted_logits, prior_shifted_logits_into,
-    tune_tau, tune_tau_by,
+    TauCriterion, adjusted_logits, adjusted_logits_into, balanced_log_loss, binary_shift_threshold,
+    binary_threshold, default_tau_grid, predict, predict_adjusted, predict_adjusted_into, predict_binary,
+    predict_binary_into, predict_into, predict_prior_shifted, predict_prior_shifted_into,
+    prior_shifted_logits, prior_shifted_logits_into, tune_tau, tune_tau_by, tune_tau_for,
 };
 use longtail::metrics::ConfusionMatrix;
 use longtail::softmax::softmax;
@@ -131,21 +131,140 @@ fn shifting_to_a_uniform_target_is_adjusting_with_tau_one() {
     assert_eq!(prior_shifted_logits(&logits, &train, &train).unwrap(), logits);
 }
 
-/// The τ search written plainly: every τ, balanced accuracy, ties to the smallest |τ| then first.
+/// The τ search written plainly: every τ, balanced accuracy, ties to the τ closest to 1, then
+/// the first.
 fn plain_search(logits: &Array2<f64>, labels: &[usize], prior: &Prior, taus: &[f64]) -> (f64, f64) {
     let mut best = (f64::NAN, f64::NEG_INFINITY);
     for &tau in taus {
         let predictions = predict_adjusted(logits, prior, tau).unwrap();
         let score = ConfusionMatrix::new(labels, &predictions, logits.ncols()).unwrap().balanced_accuracy();
-        if score > best.1 || (score == best.1 && tau.abs() < best.0.abs()) {
+        if score > best.1 || (score == best.1 && (tau - 1.0).abs() < (best.0 - 1.0).abs()) {
             best = (tau, score);
         }
     }
     best
 }
 
+/// The balanced log-loss written plainly: the softmax of the adjusted row, each class's mean
+/// negative log-probability of its rows, averaged over the classes that have rows.
+fn plain_log_loss(logits: &Array2<f64>, labels: &[usize], prior: &Prior, tau: f64) -> f64 {
+    let pi = prior.probabilities::<f64>();
+    let classes = logits.ncols();
+    let (mut sums, mut counts) = (vec![0.0; classes], vec![0usize; classes]);
+    for (z, &y) in logits.rows().into_iter().zip(labels) {
+        let adjusted: Vec<f64> = z.iter().zip(&pi).map(|(v, p)| v - tau * p.ln()).collect();
+        let denominator: f64 = adjusted.iter().map(|a| a.exp()).sum();
+        sums[y] -= (adjusted[y].exp() / denominator).ln();
+        counts[y] += 1;
+    }
+    let present: Vec<usize> = (0..classes).filter(|&k| counts[k] > 0).collect();
+    present.iter().map(|&k| sums[k] / counts[k] as f64).sum::<f64>() / present.len() as f64
+}
+
+/// Validation logits of a long-tailed problem: `z_ik = s·(log π_k + log N(x_i; μ_k, I))` for
+/// 2-D Gaussian classes `μ_k` on a circle, with `n` samples of each class. At `s = 1` the softmax
+/// is the exact posterior under the training prior `π`.
+fn calibrated_problem(n: usize, scale: f64, seed: u64) -> (Array2<f64>, Vec<usize>, Prior) {
+    let counts = [1000.0, 300.0, 90.0, 27.0, 8.0];
+    let prior = Prior::from_counts(&counts).unwrap();
+    let pi = prior.probabilities::<f64>();
+    let centre = |k: usize| {
+        let angle = 2.0 * std::f64::consts::PI * k as f64 / 5.0;
+        (1.5 * angle.cos(), 1.5 * angle.sin())
+    };
+    let mut rng = Rng::new(seed);
+    let labels: Vec<usize> = (0..5 * n).map(|i| i % 5).collect();
+    let mut logits = Array2::zeros((5 * n, 5));
+    for (i, &y) in labels.iter().enumerate() {
+        let (cx, cy) = centre(y);
+        let (x, yy) = (cx + rng.normal(), cy + rng.normal());
+        for k in 0..5 {
+            let (mx, my) = centre(k);
+            logits[[i, k]] = scale * (pi[k].ln() - 0.5 * ((x - mx).powi(2) + (yy - my).powi(2)));
+        }
+    }
+    (logits, labels, prior)
+}
+
 #[test]
-fn tune_tau_finds_the_best_balanced_accuracy_on_the_grid() {
+fn the_default_grid_runs_from_zero_to_three_in_tenths() {
+    let grid = default_tau_grid::<f64>();
+    assert_eq!(grid.len(), 31);
+    for (i, &tau) in grid.iter().enumerate() {
+        assert!((tau - i as f64 / 10.0).abs() < 1e-15, "{i}: {tau}");
+    }
+    assert_eq!(grid[10], 1.0);
+    assert_eq!(default_tau_grid::<f32>()[10], 1.0);
+}
+
+fn log_loss_case<F: Float>() {
+    let mut rng = Rng::new(29);
+    let prior = Prior::from_counts(&[400.0, 100.0, 25.0, 6.0]).unwrap();
+    // An imbalanced validation set without class 3: the average is over classes 0..3 only.
+    let labels: Vec<usize> = (0..40).map(|i| [0, 0, 0, 0, 0, 1, 1, 2][i % 8]).collect();
+    let logits = rng.logits(40, 4, 2.0);
+    let cast_logits = logits.mapv(F::from_f64);
+    let tolerance = 64.0 * F::epsilon().as_f64();
+    for tau in [0.0, 0.5, 1.0, 1.7, -0.3] {
+        let expected = plain_log_loss(&logits.mapv(|v| F::from_f64(v).as_f64()), &labels, &prior, tau);
+        let found = balanced_log_loss(&cast_logits, &labels, &prior, F::from_f64(tau)).unwrap();
+        assert!((found - expected).abs() <= tolerance * expected, "τ = {tau}: {found} vs {expected}");
+    }
+    // The curve of the search is the loss at every τ of the grid, in the grid's order, and its
+    // best point is the curve's minimum.
+    let grid = default_tau_grid::<F>();
+    let search = tune_tau(&cast_logits, &labels, &prior, &grid).unwrap();
+    assert_eq!(search.curve.len(), grid.len());
+    for (&(tau, value), &g) in search.curve.iter().zip(&grid) {
+        assert_eq!(tau, g);
+        assert_eq!(value, balanced_log_loss(&cast_logits, &labels, &prior, tau).unwrap());
+    }
+    let minimum = search.curve.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    assert_eq!(search.score, minimum);
+    assert!(search.curve.iter().any(|&(tau, value)| tau == search.tau && value == minimum));
+}
+
+#[test]
+fn balanced_log_loss_is_each_present_class_mean_nll_averaged_f64() {
+    log_loss_case::<f64>();
+}
+
+#[test]
+fn balanced_log_loss_is_each_present_class_mean_nll_averaged_f32() {
+    log_loss_case::<f32>();
+}
+
+#[test]
+fn balanced_log_loss_is_convex_in_tau() {
+    let (logits, labels, prior) = calibrated_problem(30, 1.7, 8);
+    let taus: Vec<f64> = (0..=60).map(|i| -1.0 + 0.075 * f64::from(i)).collect();
+    let curve = tune_tau(&logits, &labels, &prior, &taus).unwrap().curve;
+    for w in curve.windows(3) {
+        let second = w[0].1 - 2.0 * w[1].1 + w[2].1;
+        assert!(second >= -1e-12, "not convex at τ = {}: {second}", w[1].0);
+    }
+}
+
+#[test]
+fn a_calibrated_model_tunes_to_tau_one_and_an_overconfident_one_higher() {
+    // The log-loss is a proper scoring rule: with the exact posterior under π, the balanced
+    // posterior softmax(z − log π) minimises it on balanced data, so the search lands on τ ≈ 1.
+    let taus: Vec<f64> = (0..=60).map(|i| 0.05 * f64::from(i)).collect();
+    let (logits, labels, prior) = calibrated_problem(4000, 1.0, 3);
+    let calibrated = tune_tau(&logits, &labels, &prior, &taus).unwrap();
+    assert!((calibrated.tau - 1.0).abs() <= 0.1, "calibrated: τ = {}", calibrated.tau);
+    // Logits twice too large carry the prior twice: the search corrects by more.
+    let (logits, labels, prior) = calibrated_problem(4000, 2.0, 3);
+    let overconfident = tune_tau(&logits, &labels, &prior, &taus).unwrap();
+    assert!(overconfident.tau > 1.5, "overconfident: τ = {}", overconfident.tau);
+    // Balanced accuracy on the same data also prefers τ near 1 for the calibrated model.
+    let (logits, labels, prior) = calibrated_problem(4000, 1.0, 3);
+    let by_accuracy = tune_tau_for(&logits, &labels, &prior, &taus, TauCriterion::BalancedAccuracy).unwrap();
+    assert!((by_accuracy.tau - 1.0).abs() <= 0.3, "accuracy: τ = {}", by_accuracy.tau);
+}
+
+#[test]
+fn tune_tau_for_balanced_accuracy_finds_the_best_point_of_the_grid() {
     let mut rng = Rng::new(17);
     let counts = [400.0, 100.0, 25.0, 6.0];
     let prior = Prior::from_counts(&counts).unwrap();
@@ -155,22 +274,39 @@ fn tune_tau_finds_the_best_balanced_accuracy_on_the_grid() {
         f64::from(u8::from(labels[i] == k)) + (counts[k] / 531.0_f64).ln() + rng.normal()
     });
     let taus: Vec<f64> = (0..=12).map(|i| -0.5 + 0.25 * f64::from(i)).collect();
-    let best = tune_tau(&logits, &labels, &prior, &taus).unwrap();
+    let best = tune_tau_for(&logits, &labels, &prior, &taus, TauCriterion::BalancedAccuracy).unwrap();
     let (tau, score) = plain_search(&logits, &labels, &prior, &taus);
     assert_eq!((best.tau, best.score), (tau, score));
+    for &(tau, value) in &best.curve {
+        let predictions = predict_adjusted(&logits, &prior, tau).unwrap();
+        assert_eq!(value, ConfusionMatrix::new(&labels, &predictions, 4).unwrap().balanced_accuracy());
+    }
     let plain = ConfusionMatrix::new(&labels, &predict(&logits).unwrap(), 4).unwrap().balanced_accuracy();
     assert!(best.score > plain, "adjustment should help: {} vs {plain}", best.score);
     // f32 logits search the same grid.
-    let best32 = tune_tau(&logits.mapv(|v| v as f32), &labels, &prior, &cast::<f32>(&taus)).unwrap();
+    let best32 = tune_tau_for(
+        &logits.mapv(|v| v as f32),
+        &labels,
+        &prior,
+        &cast::<f32>(&taus),
+        TauCriterion::BalancedAccuracy,
+    )
+    .unwrap();
     assert!((best32.score - best.score).abs() < 0.02);
 }
 
 #[test]
-fn tune_tau_ties_go_to_the_smallest_magnitude_then_the_first() {
-    let prior = Prior::from_counts(&[1.0, 1.0]).unwrap(); // every τ gives the same predictions
+fn tune_tau_ties_go_to_the_tau_closest_to_one_then_the_first() {
+    let prior = Prior::from_counts(&[1.0, 1.0]).unwrap(); // every τ gives the same predictions and losses
     let logits = mat::<f64>(&[&[1.0, 0.0], &[0.0, 1.0]]);
-    let best = tune_tau(&logits, &[0, 1], &prior, &[2.0, -0.5, 0.5, 1.0]).unwrap();
-    assert_eq!((best.tau, best.score), (-0.5, 1.0));
+    for criterion in [TauCriterion::BalancedLogLoss, TauCriterion::BalancedAccuracy] {
+        let best = tune_tau_for(&logits, &[0, 1], &prior, &[2.0, -0.5, 1.0, 0.5], criterion).unwrap();
+        assert_eq!(best.tau, 1.0, "{criterion:?}");
+        let best = tune_tau_for(&logits, &[0, 1], &prior, &[0.0, 1.6, 0.5, 1.5], criterion).unwrap();
+        assert_eq!(best.tau, 0.5, "{criterion:?}"); // 0.5 and 1.5 are as close to 1: the first wins
+        assert_eq!(best.curve.len(), 4);
+    }
+    assert_eq!(tune_tau(&logits, &[0, 1], &prior, &[0.0, 0.4]).unwrap().tau, 0.4);
 }
 
 #[test]
@@ -179,12 +315,13 @@ fn tune_tau_by_maximises_the_callers_metric() {
     let logits = mat::<f64>(&[&[3.0, 0.0], &[2.0, 0.0], &[1.5, 0.0], &[0.5, 0.0]]);
     let labels = [0, 0, 1, 1];
     // The caller's metric: the recall of the rare class 1.
-    let best = tune_tau_by(&logits, &labels, &prior, &[0.0, 1.0, 3.0], |cm: &ConfusionMatrix| {
+    let best = tune_tau_by(&logits, &labels, &prior, &[0.0, 3.0, 1.0], |cm: &ConfusionMatrix| {
         cm.recalls()[1].unwrap()
     })
     .unwrap();
-    assert_eq!(best.tau, 1.0); // recall of class 1 is 1 at τ = 1 and 3; the smaller wins
+    assert_eq!(best.tau, 1.0); // recall of class 1 is 1 at τ = 1 and 3; the one closer to 1 wins
     assert_eq!(best.score, 1.0);
+    assert_eq!(best.curve, vec![(0.0, 0.0), (3.0, 1.0), (1.0, 1.0)]);
 }
 
 #[test]
@@ -252,6 +389,7 @@ fn an_empty_batch_is_an_error() {
     fail_everywhere(&logits, &two(), &two(), 1.0, &Error::EmptyBatch);
     assert_eq!(predict(&logits), Err(Error::EmptyBatch));
     assert_eq!(tune_tau(&logits, &[], &two(), &[1.0]), Err(Error::EmptyBatch));
+    assert_eq!(balanced_log_loss(&logits, &[], &two(), 1.0), Err(Error::EmptyBatch));
     assert_eq!(predict_binary(&Array1::<f64>::zeros(0), 0.0), Err(Error::EmptyBatch));
 }
 
@@ -260,6 +398,7 @@ fn zero_classes_is_an_error() {
     let logits = Array2::<f64>::zeros((2, 0));
     fail_everywhere(&logits, &two(), &two(), 1.0, &Error::NoClasses);
     assert_eq!(predict(&logits), Err(Error::NoClasses));
+    assert_eq!(tune_tau(&logits, &[0, 0], &two(), &[1.0]), Err(Error::NoClasses));
 }
 
 #[test]
@@ -302,6 +441,9 @@ fn a_prior_with_a_zero_count_is_an_error_naming_the_class() {
     assert_eq!(predict_prior_shifted(&logits, &zero, &two()), Err(expected("train_prior")));
     assert_eq!(predict_prior_shifted(&logits, &two(), &zero), Err(expected("target_prior")));
     assert_eq!(tune_tau(&logits, &[1], &zero, &[0.0, 1.0]), Err(expected("prior")));
+    assert_eq!(balanced_log_loss(&logits, &[1], &zero, 1.0), Err(expected("prior")));
+    // τ = 0 alone needs no positive prior.
+    assert!(tune_tau(&logits, &[1], &zero, &[0.0]).is_ok());
     // τ = 0 needs no positive prior.
     assert_eq!(predict_adjusted(&logits, &zero, 0.0).unwrap(), vec![1]);
 }
@@ -386,6 +528,63 @@ fn tune_tau_rejects_bad_labels_and_a_nan_score() {
     );
     let err = tune_tau_by(&logits, &[1, 0], &two(), &[0.0, 1.0], |_| f64::NAN).unwrap_err();
     assert!(matches!(err, Error::InvalidParameter { name: "score", index: Some(0), .. }), "{err:?}");
+    assert_eq!(
+        balanced_log_loss(&logits, &[1, 0, 1], &two(), 1.0),
+        Err(Error::ShapeMismatch { name: "labels", expected: vec![2], found: vec![3] })
+    );
+    assert_eq!(
+        balanced_log_loss(&logits, &[0, 5], &two(), 1.0),
+        Err(Error::LabelOutOfRange { row: 1, label: 5, classes: 2 })
+    );
+}
+
+#[test]
+fn the_log_loss_of_a_masked_label_is_an_error() {
+    // Class 1 is masked in row 1 and is that row's label: its loss would be infinite.
+    let logits = mat::<f64>(&[&[0.0, 1.0], &[2.0, NEG_INF]]);
+    assert_eq!(
+        balanced_log_loss(&logits, &[1, 1], &two(), 1.0),
+        Err(Error::MaskedTarget { row: 1, class: 1 })
+    );
+    assert_eq!(
+        tune_tau(&logits, &[0, 1], &two(), &[0.0, 1.0]),
+        Err(Error::MaskedTarget { row: 1, class: 1 })
+    );
+    // A mask elsewhere is legal, and balanced accuracy never needs the label's probability.
+    assert!(balanced_log_loss(&logits, &[1, 0], &two(), 1.0).unwrap().is_finite());
+    assert!(tune_tau_for(&logits, &[0, 1], &two(), &[0.0, 1.0], TauCriterion::BalancedAccuracy).is_ok());
+}
+
+#[test]
+fn tune_tau_rejects_fully_masked_rows_bad_logits_and_an_overflowing_tau() {
+    let masked = mat::<f64>(&[&[0.0, 1.0], &[NEG_INF, NEG_INF]]);
+    for criterion in [TauCriterion::BalancedLogLoss, TauCriterion::BalancedAccuracy] {
+        assert_eq!(
+            tune_tau_for(&masked, &[0, 1], &two(), &[1.0], criterion),
+            Err(Error::FullyMasked { row: 1 })
+        );
+        let nan = mat::<f64>(&[&[0.0, f64::NAN]]);
+        assert!(matches!(
+            tune_tau_for(&nan, &[0], &two(), &[1.0], criterion),
+            Err(Error::NonFiniteLogit { row: 0, class: 1, .. })
+        ));
+        // τ·log π overflows f32 for the second τ of the grid.
+        let tiny = Prior::from_counts(&[1.0, 1e-30]).unwrap();
+        let err =
+            tune_tau_for(&mat::<f32>(&[&[0.0, 1.0]]), &[0], &tiny, &[1.0, 1e37], criterion).unwrap_err();
+        assert!(matches!(err, Error::InvalidParameter { name: "tau", .. }), "{err:?}");
+        // A finite logit that overflows once adjusted.
+        let tinier = Prior::from_counts(&[1.0, 1e-300]).unwrap();
+        let err =
+            tune_tau_for(&mat::<f32>(&[&[0.0, 3e38]]), &[0], &tinier, &[0.0, 1e35], criterion).unwrap_err();
+        let value = Some(3e38_f32 as f64);
+        assert_eq!(err, Error::Overflow { what: "logit + adjustment", row: Some(0), class: Some(1), value });
+    }
+    assert_eq!(balanced_log_loss(&masked, &[0, 1], &two(), 1.0), Err(Error::FullyMasked { row: 1 }));
+    assert!(matches!(
+        balanced_log_loss(&mat::<f64>(&[&[0.0, 1.0]]), &[0], &two(), f64::NAN),
+        Err(Error::InvalidParameter { name: "taus", index: Some(0), .. })
+    ));
 }
 
 #[test]

@@ -21,9 +21,11 @@
 //! Known limits, which the generators or tolerances state where they apply:
 //! - the crate's vectorised `exp` flushes results below the smallest normal number to 0 (its
 //!   documented contract), so a term `w·e^x` with such an `e^x` is lost: the tolerance grants
-//!   `4·min_normal` times the largest weight product of the case;
+//!   `4·min_normal` times the largest weight product of the case (times what else multiplies the
+//!   term: `γ` in a focusing derivative, `|ε|` in Poly-1, the cross-entropy in `(1 − p_t)^γ·ce`);
 //! - row losses are summed in `f64`: for `f64` logits, a batch whose `Σ_i ℓ_i` exceeds `f64` may
-//!   report an overflow although its mean would fit;
+//!   report an overflow although its mean would fit; likewise an `f64` sigmoid decision whose
+//!   unweighted `v·softplus(−s)` (positive weight `v`) or `γ·ce` exceeds `f64`;
 //! - weights are scaled by their maximum: weights whose ratios exceed the float's range lose the
 //!   small ones, so the generators draw each case's weights within `2^16` of one magnitude (of any
 //!   size, subnormal to the maximum);
@@ -39,8 +41,8 @@ use longtail::metrics::{Shot, ShotSplit};
 use longtail::prior::{ClassWeights, LabelShiftEm};
 use longtail::softmax::{log_softmax, log_sum_exp, softmax};
 use longtail::{
-    BinaryTargets, ConfusionMatrix, Error, F1Stats, Float, LdamLoss, Loss, Prior, Reduction, SigmoidLoss,
-    SoftmaxLoss, Targets, ZlprLoss,
+    AsymmetricLoss, BinaryTargets, ConfusionMatrix, Error, F1Stats, Float, LdamLoss, Loss, Poly1Loss, Prior,
+    Reduction, SigmoidLoss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
 };
 use ndarray::{Array1, Array2, array};
 use proptest::prelude::*;
@@ -400,6 +402,16 @@ thread_local! {
 fn note_sum(total: X) {
     if !total.f64().is_finite() {
         SUM_BEYOND_F64.with(|s| s.set(true));
+    }
+}
+
+/// For `f64`, an unweighted intermediate (a positive weight times a logit's softplus, `γ` times
+/// it) beyond `f64` is computed before the sample weight that would bring it back multiplies: an
+/// overflow is then accepted as for [`SUM_BEYOND_F64`] (a known limit; `f32` rows are recomputed
+/// in `f64`, where every such product fits).
+fn note_intermediate<F: Hostile>(v: X) {
+    if F::max_f64() == f64::MAX {
+        note_sum(v);
     }
 }
 
@@ -858,6 +870,8 @@ struct SigmoidCase<F> {
     weights: Option<Vec<F>>,
     gamma: F,
     alpha: Option<F>,
+    /// PyTorch's `pos_weight` `v`, multiplying a positive's part of the cross-entropy.
+    pos_weight: Option<F>,
     sum: bool,
 }
 
@@ -872,14 +886,16 @@ fn sigmoid_case<F: Hostile>() -> impl Strategy<Value = SigmoidCase<F>> {
             proptest::option::weighted(0.4, weights::<F>(n)),
             prop_oneof![1 => Just(F::zero()), 1 => Just(F::from_f64(2.0)), 1 => pos()],
             proptest::option::of((0.0f64..=1.0).prop_map(F::from_f64)),
+            proptest::option::weighted(0.3, pos()),
             any::<bool>(),
         )
-            .prop_map(|(logits, targets, weights, gamma, alpha, sum)| SigmoidCase {
+            .prop_map(|(logits, targets, weights, gamma, alpha, pos_weight, sum)| SigmoidCase {
                 logits,
                 targets,
                 weights,
                 gamma,
                 alpha,
+                pos_weight,
                 sum,
             })
     })
@@ -916,9 +932,11 @@ impl<F: Hostile> SigmoidCase<F> {
             let sx = X::new(s);
             let (sp_pos, sp_neg) = (softplus(sx), softplus(sx.neg()));
             let (sig_pos, sig_neg) = (sigmoid(sx), sigmoid(sx.neg()));
-            let ce = X::new(y).mul(sp_neg).add(X::new(1.0 - y).mul(sp_pos));
-            let d_ce = X::new(1.0 - y).mul(sig_pos).sub(X::new(y).mul(sig_neg));
-            let d_bound = X::new(1.0 - y).mul(sig_pos).add(X::new(y).mul(sig_neg));
+            let vy = X::new(self.pos_weight.map_or(1.0, f)).mul(X::new(y));
+            let ce = vy.mul(sp_neg).add(X::new(1.0 - y).mul(sp_pos));
+            note_intermediate::<F>(ce);
+            let d_ce = X::new(1.0 - y).mul(sig_pos).sub(vy.mul(sig_neg));
+            let d_bound = X::new(1.0 - y).mul(sig_pos).add(vy.mul(sig_neg));
             let a_t = self.alpha.map_or(1.0, |a| f(a) * y + (1.0 - f(a)) * (1.0 - y));
             let weight = X::new(w).mul(X::new(a_t));
             if gamma == 0.0 {
@@ -935,6 +953,7 @@ impl<F: Hostile> SigmoidCase<F> {
             };
             let m = X::new(gamma).mul(log_q).exp();
             let extra = X::new(gamma).mul(ce).mul(ratio);
+            note_intermediate::<F>(extra);
             rows.push((
                 weight.mul(m).mul(ce),
                 weight.mul(m).mul(d_ce.add(extra)),
@@ -960,10 +979,16 @@ impl<F: Hostile> SigmoidCase<F> {
 
 fn run_sigmoid<F: Hostile>(case: SigmoidCase<F>) -> std::result::Result<(), TestCaseError> {
     SUM_BEYOND_F64.with(|s| s.set(false));
-    let built = SigmoidLoss::bce().with_focal(case.gamma).and_then(|l| match case.alpha {
-        Some(alpha) => l.with_alpha(alpha),
-        None => Ok(l),
-    });
+    let built = SigmoidLoss::bce()
+        .with_focal(case.gamma)
+        .and_then(|l| match case.alpha {
+            Some(alpha) => l.with_alpha(alpha),
+            None => Ok(l),
+        })
+        .and_then(|l| match case.pos_weight {
+            Some(v) => l.with_pos_weight(&[v]),
+            None => Ok(l),
+        });
     let Ok(loss) = built else {
         CALLS.fetch_add(1, Ordering::Relaxed);
         return Ok(());
@@ -986,9 +1011,34 @@ fn run_sigmoid<F: Hostile>(case: SigmoidCase<F>) -> std::result::Result<(), Test
         v.extend(g.iter().copied());
         v
     });
-    let coef = weight_coef(&[case.weights.as_ref()]);
-    judge::<F>("SigmoidLoss::loss_and_grad", &case, &got, &reduced, coef)?;
+    let pos_weight = case.pos_weight.map(|v| vec![v]);
+    // With focal modulation the flush of `(1 − p_t)^γ` below the smallest normal number is
+    // multiplied by the row's cross-entropy, up to `|s| + 1`.
+    let ce = case.logits.iter().filter(|s| s.is_finite()).fold(1.0_f64, |m, s| m.max(s.as_f64().abs() + 1.0));
+    let focal = if case.gamma > F::zero() { X::new(ce) } else { X::new(1.0) };
+    let coef = weight_coef(&[case.weights.as_ref(), pos_weight.as_ref()]).mul(focal);
+    judge::<F>("SigmoidLoss::binary_loss_and_grad", &case, &got, &reduced, coef)?;
     let got = loss.binary_per_sample_loss(&logits, targets()).map(|l| l.to_vec());
+    judge::<F>("SigmoidLoss::binary_per_sample_loss", &case, &got, &per_sample, coef)?;
+    // The same decisions as a `[B, 1]` one-vs-rest batch with probability targets.
+    let (logits, probs) = (
+        logits.insert_axis(ndarray::Axis(1)),
+        Array1::from(case.targets.clone()).insert_axis(ndarray::Axis(1)),
+    );
+    let targets = || {
+        let t = Targets::probs(&probs);
+        match &case.weights {
+            Some(w) => t.with_sample_weights(&w[..]),
+            None => t,
+        }
+    };
+    let got = loss.loss_and_grad(&logits, targets()).map(|(l, g)| {
+        let mut v = vec![l];
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("SigmoidLoss::loss_and_grad", &case, &got, &reduced, coef)?;
+    let got = loss.per_sample_loss(&logits, targets()).map(|l| l.to_vec());
     judge::<F>("SigmoidLoss::per_sample_loss", &case, &got, &per_sample, coef)
 }
 
@@ -1238,6 +1288,409 @@ fn run_ldam<F: Hostile>(case: LdamCase<F>) -> std::result::Result<(), TestCaseEr
 }
 
 // ---------------------------------------------------------------------------------------------
+// The hard-label margin losses VS and Poly-1: cross-entropy on the transformed logits as the
+// library rounds them.
+
+/// The outputs `(reduced, per-sample)`, each with its bound.
+type Outputs = (Vec<(X, X)>, Vec<(X, X)>);
+
+/// One row's `ℓ_i` and its bound, `∂ℓ_i/∂z` and its bounds.
+type Row = (X, X, Vec<X>, Vec<X>);
+
+/// The outputs of a batch from its rows and the mean's divisor `Σ_i c_i`.
+fn batch_outputs(rows: &[Row], coefficients: &[X], sum: bool) -> Outputs {
+    let total = rows.iter().fold(X::ZERO, |t, r| t.add(r.0));
+    let total_bound = rows.iter().fold(X::ZERO, |t, r| t.add(r.1));
+    note_sum(total);
+    let divisor = if sum { X::new(1.0) } else { coefficients.iter().fold(X::ZERO, |t, &c| t.add(c)) };
+    let mut reduced = Vec::new();
+    if divisor.is_zero() {
+        reduced.push((X::ZERO, X::ZERO));
+        reduced.extend(rows.iter().flat_map(|r| r.2.iter().map(|_| (X::ZERO, X::ZERO))));
+    } else {
+        reduced.push((total.div(divisor), total_bound.div(divisor)));
+        for (_, _, g, bd) in rows {
+            reduced.extend(g.iter().zip(bd).map(|(&g, &bd)| (g.div(divisor), bd.div(divisor))));
+        }
+    }
+    let mut per_sample: Vec<(X, X)> = rows.iter().map(|r| (r.0, r.1)).collect();
+    for (_, _, g, bd) in rows {
+        per_sample.extend(g.iter().copied().zip(bd.iter().copied()));
+    }
+    (reduced, per_sample)
+}
+
+/// `p_j` of `softmax(z)` for every class (`z` finite or `-inf`, at least one finite), and
+/// `1 − p_y` without cancellation.
+fn probs(z: &[f64], y: usize) -> (Vec<X>, X) {
+    let argmax = (0..z.len()).fold(y, |a, k| if z[k] > z[a] { k } else { a });
+    let d: Vec<X> = z.iter().map(|&v| diff(v, z[argmax])).collect();
+    let others: Vec<X> = (0..z.len()).filter(|&j| j != argmax).map(|j| d[j]).collect();
+    let log_r = lse_x(&others);
+    let ln_total = ln_1p(log_r.map_or(0.0, |l| l.exp().f64()));
+    let p: Vec<X> = d
+        .iter()
+        .map(|&d| if d.m == f64::NEG_INFINITY { X::ZERO } else { d.sub(X::new(ln_total)).exp() })
+        .collect();
+    let q = if y == argmax {
+        log_r.map_or(X::ZERO, |l| l.sub(X::new(ln_total)).exp())
+    } else {
+        X::new(1.0 - p[y].f64())
+    };
+    (p, q)
+}
+
+/// A hard-label case: logits, labels, sample and class weights.
+#[derive(Debug, Clone)]
+struct LabelledCase<F> {
+    logits: Array2<F>,
+    labels: Vec<usize>,
+    weights: Option<Vec<F>>,
+    class_weights: Option<Vec<F>>,
+    sum: bool,
+}
+
+fn labelled_case<F: Hostile>() -> impl Strategy<Value = LabelledCase<F>> {
+    (1usize..4, 1usize..5).prop_flat_map(|(b, k)| {
+        (
+            proptest::collection::vec(F::values(), b * k),
+            proptest::collection::vec(0..k, b),
+            proptest::option::weighted(0.4, weights::<F>(b)),
+            proptest::option::weighted(0.3, weights::<F>(k)),
+            any::<bool>(),
+        )
+            .prop_map(move |(z, labels, weights, class_weights, sum)| LabelledCase {
+                logits: Array2::from_shape_vec((b, k), z).unwrap(),
+                labels,
+                weights,
+                class_weights,
+                sum,
+            })
+    })
+}
+
+impl<F: Hostile> LabelledCase<F> {
+    fn targets(&self) -> Targets<'_, F> {
+        let t = Targets::labels(&self.labels);
+        match &self.weights {
+            Some(w) => t.with_sample_weights(&w[..]),
+            None => t,
+        }
+    }
+
+    /// The reference of CE on `z'_k = transform(k, z_k)` (rounded in `F`, a finite logit pushed
+    /// out of range invalid) plus `ε·(1 − p_y)`, the gradient times `∂z'_k/∂z_k = slope[k]`.
+    fn reference(&self, transform: impl Fn(usize, F) -> F, slope: &[F], epsilon: f64) -> Expect<Outputs> {
+        let (b, k) = self.logits.dim();
+        let f = |v: F| v.as_f64();
+        if self.logits.iter().any(|&v| v.is_nan() || v == F::infinity()) {
+            return Expect::Invalid;
+        }
+        let mut rows = Vec::new();
+        let mut coefficients = Vec::new();
+        for i in 0..b {
+            let (y, s) = (self.labels[i], self.weights.as_ref().map_or(1.0, |w| f(w[i])));
+            if !(s.is_finite() && s >= 0.0) {
+                return Expect::Invalid;
+            }
+            let w = self.class_weights.as_ref().map_or(1.0, |w| f(w[y]));
+            let c = X::new(s).mul(X::new(w));
+            let mut z = Vec::with_capacity(k);
+            for j in 0..k {
+                let v = self.logits[[i, j]];
+                let t = transform(j, v);
+                if v.is_finite() && !t.is_finite() {
+                    return Expect::Invalid;
+                }
+                z.push(f(t));
+            }
+            let mut mass = vec![X::ZERO; k];
+            mass[y] = c;
+            let Some((l, g, bd)) = softmax_row(&z, &mass, 0.0) else { return Expect::Invalid };
+            let (l, lb, g, bd) = if epsilon == 0.0 || c.is_zero() {
+                (l, l, g, bd)
+            } else {
+                // ε(1 − p_y) adds `c·ε·p_y·(p_j − δ_jy)` to the gradient: CE's times `1 + ε·p_y`.
+                let (p, q) = probs(&z, y);
+                let factor = X::new(1.0).add(X::new(epsilon).mul(p[y]));
+                let poly = c.mul(X::new(epsilon)).mul(q);
+                let bound_factor = X::new(1.0).add(X::new(epsilon.abs()).mul(p[y]));
+                (
+                    l.add(poly),
+                    l.add(poly.abs()),
+                    g.iter().map(|g| g.mul(factor)).collect(),
+                    bd.iter().map(|b| b.mul(bound_factor)).collect(),
+                )
+            };
+            let d = |j: usize| X::new(f(slope[j]));
+            let g = g.iter().enumerate().map(|(j, g)| g.mul(d(j))).collect();
+            let bd = bd.iter().enumerate().map(|(j, b)| b.mul(d(j))).collect();
+            rows.push((l, lb, g, bd));
+            coefficients.push(c);
+        }
+        Expect::Value(batch_outputs(&rows, &coefficients, self.sum))
+    }
+
+    /// Judges `loss` on the case (`case`: the whole generated case, printed on failure; `coef`:
+    /// the factor of the exponentials' flush beyond the weights').
+    fn judge_loss(
+        &self,
+        (name, case, coef): ((&'static str, &'static str), &dyn std::fmt::Debug, X),
+        loss: &impl Loss<F>,
+        expect: Expect<Outputs>,
+    ) -> std::result::Result<(), TestCaseError> {
+        let (reduced, per_sample) = match expect {
+            Expect::Invalid => (Expect::Invalid, Expect::Invalid),
+            Expect::Value((r, p)) => (Expect::Value(r), Expect::Value(p)),
+        };
+        let coef = weight_coef(&[self.weights.as_ref(), self.class_weights.as_ref()]).mul(coef);
+        let got = loss.loss_and_grad(&self.logits, self.targets()).map(|(l, g)| {
+            let mut v = vec![l];
+            v.extend(g.iter().copied());
+            v
+        });
+        judge::<F>(name.0, case, &got, &reduced, coef)?;
+        let got = loss.per_sample_loss_and_grad(&self.logits, self.targets()).map(|(l, g)| {
+            let mut v = l.to_vec();
+            v.extend(g.iter().copied());
+            v
+        });
+        judge::<F>(name.1, case, &got, &per_sample, coef)
+    }
+
+    fn reduction(&self) -> Reduction {
+        if self.sum { Reduction::Sum } else { Reduction::Mean }
+    }
+}
+
+fn run_vs<F: Hostile>(all: (LabelledCase<F>, Vec<F>, F, F)) -> std::result::Result<(), TestCaseError> {
+    let (case, counts, gamma, tau) = &all;
+    let (gamma, tau) = (*gamma, *tau);
+    SUM_BEYOND_F64.with(|s| s.set(false));
+    let mut built = VsLoss::new(&counts[..]).and_then(|l| l.with_gamma(gamma)).and_then(|l| l.with_tau(tau));
+    if let Some(w) = &case.class_weights {
+        built = built.and_then(|l| l.with_class_weights(w));
+    }
+    let Ok(loss) = built else {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    };
+    let loss = loss.with_reduction(case.reduction());
+    let (scales, shifts) = (loss.scales(), loss.adjustments());
+    let expect = case.reference(|j, z| scales[j] * z + shifts[j], scales, 0.0);
+    let names = ("VsLoss::loss_and_grad", "VsLoss::per_sample_loss_and_grad");
+    case.judge_loss((names, &all, X::new(1.0)), &loss, expect)
+}
+
+fn vs_case<F: Hostile>() -> impl Strategy<Value = (LabelledCase<F>, Vec<F>, F, F)> {
+    let pos = || F::values().prop_map(|v| F::from_f64(v.as_f64().abs()));
+    let param =
+        move || prop_oneof![2 => Just(F::from_f64(0.3)), 1 => Just(F::one()), 2 => pos(), 1 => F::values()];
+    labelled_case::<F>().prop_flat_map(move |case| {
+        let k = case.logits.ncols();
+        (Just(case), proptest::collection::vec(pos(), k), param(), param())
+    })
+}
+
+fn run_poly1<F: Hostile>(
+    all: (LabelledCase<F>, F, Option<(Vec<F>, F)>),
+) -> std::result::Result<(), TestCaseError> {
+    let (case, epsilon, prior) = &all;
+    let epsilon = *epsilon;
+    SUM_BEYOND_F64.with(|s| s.set(false));
+    let mut built = Poly1Loss::new(epsilon);
+    if let Some((p, tau)) = &prior {
+        built = built.and_then(|l| l.with_logit_adjustment(p, *tau));
+    }
+    if let Some(w) = &case.class_weights {
+        built = built.and_then(|l| l.with_class_weights(w));
+    }
+    let Ok(loss) = built else {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    };
+    let loss = loss.with_reduction(case.reduction());
+    let adjust = loss.logit_adjustment();
+    let ones = vec![F::one(); case.logits.ncols()];
+    let expect = case.reference(|j, z| adjust.map_or(z, |a| z + a[j]), &ones, epsilon.as_f64());
+    let names = ("Poly1Loss::loss_and_grad", "Poly1Loss::per_sample_loss_and_grad");
+    // ε multiplies the exponentials' flush in `ε·(1 − p_y)`.
+    case.judge_loss((names, &all, X::new(1.0 + epsilon.as_f64().abs())), &loss, expect)
+}
+
+fn poly1_case<F: Hostile>() -> impl Strategy<Value = (LabelledCase<F>, F, Option<(Vec<F>, F)>)> {
+    let pos = || F::values().prop_map(|v| F::from_f64(v.as_f64().abs()));
+    let epsilon = prop_oneof![2 => Just(F::one()), 1 => Just(F::from_f64(-1.0)), 1 => (-1.0f64..4.0).prop_map(F::from_f64), 2 => F::values()];
+    labelled_case::<F>().prop_flat_map(move |case| {
+        let k = case.logits.ncols();
+        (
+            Just(case),
+            epsilon.clone(),
+            proptest::option::weighted(0.4, (proptest::collection::vec(pos(), k), F::values())),
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The asymmetric loss.
+
+#[derive(Debug, Clone)]
+struct AsymmetricCase<F> {
+    logits: Array2<F>,
+    targets: Array2<F>,
+    weights: Option<Vec<F>>,
+    gammas: (F, F),
+    clip: F,
+    sum: bool,
+}
+
+fn asymmetric_case<F: Hostile>() -> impl Strategy<Value = AsymmetricCase<F>> {
+    (1usize..4, 1usize..5).prop_flat_map(|(b, k)| {
+        let pos = || F::values().prop_map(|v| F::from_f64(v.as_f64().abs()));
+        let gamma =
+            || prop_oneof![1 => Just(F::zero()), 1 => Just(F::one()), 1 => Just(F::from_f64(4.0)), 2 => pos()];
+        let clip = prop_oneof![
+            1 => Just(F::zero()),
+            1 => Just(F::from_f64(0.05)),
+            1 => (0.0f64..1.0).prop_map(F::from_f64),
+            1 => pos().prop_filter("below 1", |c| *c < F::one()),
+        ];
+        (
+            proptest::collection::vec(F::values(), b * k),
+            proptest::collection::vec(any::<bool>(), b * k),
+            proptest::option::weighted(0.4, weights::<F>(b)),
+            (gamma(), gamma()),
+            clip,
+            any::<bool>(),
+        )
+            .prop_map(move |(z, t, weights, gammas, clip, sum)| AsymmetricCase {
+                logits: Array2::from_shape_vec((b, k), z).unwrap(),
+                targets: Array2::from_shape_vec((b, k), t.into_iter().map(|t| F::from_f64(t as u8 as f64)).collect())
+                    .unwrap(),
+                weights,
+                gammas,
+                clip,
+                sum,
+            })
+    })
+}
+
+impl<F: Hostile> AsymmetricCase<F> {
+    /// `(ℓ, its bound, ∂ℓ/∂s, its bound)` of one valid decision of weight 1.
+    fn decision(&self, s: f64, positive: bool) -> (X, X, X, X) {
+        let (gamma_pos, gamma_neg, m) = (self.gammas.0.as_f64(), self.gammas.1.as_f64(), self.clip.as_f64());
+        let sx = X::new(s);
+        let (sp_pos, sp_neg) = (softplus(sx), softplus(sx.neg()));
+        let (p, q) = (sigmoid(sx), sigmoid(sx.neg()));
+        let focus =
+            |gamma: f64, log: X| if gamma == 0.0 { X::new(1.0) } else { X::new(gamma).mul(log).exp() };
+        if positive {
+            let f = focus(gamma_pos, sp_pos.neg());
+            let a = X::new(gamma_pos).mul(p).mul(sp_neg);
+            let value = f.mul(sp_neg);
+            return (value, value, f.mul(a.add(q)).neg(), f.mul(a.add(q)));
+        }
+        if m == 0.0 {
+            let f = focus(gamma_neg, sp_neg.neg());
+            let a = X::new(gamma_neg).mul(q).mul(sp_pos);
+            let value = f.mul(sp_pos);
+            return (value, value, f.mul(a.add(p)), f.mul(a.add(p)));
+        }
+        // p_m = p − m, as the library rounds `p` (a few ulp): the value and slope at p_m ± δ
+        // bound the error that rounding carries into `max(p − m, 0)`.
+        let (pf, qf) = (p.f64(), q.f64());
+        let at = |shifted: f64| -> (X, X) {
+            if shifted <= 0.0 {
+                return (X::ZERO, X::ZERO);
+            }
+            let one_minus = if shifted <= 0.5 { 1.0 - shifted } else { qf + m };
+            let lost = if shifted <= 0.5 { -(-shifted).ln_1p() } else { -(qf + m).ln() };
+            let f = focus(gamma_neg, X::new(shifted.ln()));
+            let value = f.mul(X::new(lost));
+            let inner = X::new(gamma_neg * lost / shifted).add(X::new(1.0 / one_minus));
+            (value, p.mul(q).mul(f).mul(inner))
+        };
+        let shifted = if pf <= 0.5 { pf - m } else { (1.0 - m) - qf };
+        let delta = 8.0 * F::epsilon().as_f64() * pf.max(m);
+        let ((v, g), (v_lo, g_lo), (v_hi, g_hi)) = (at(shifted), at(shifted - delta), at(shifted + delta));
+        let spread = |a: X, b: X| a.sub(b).abs().div(X::new(F::RTOL));
+        (v, v.add(spread(v_hi, v_lo)), g, g.add(spread(g_hi, g_lo)))
+    }
+
+    fn reference(&self) -> Expect<Outputs> {
+        let (b, k) = self.logits.dim();
+        let mut rows = Vec::new();
+        let mut coefficients = Vec::new();
+        for i in 0..b {
+            let w = self.weights.as_ref().map_or(1.0, |w| w[i].as_f64());
+            if !(w.is_finite() && w >= 0.0) {
+                return Expect::Invalid;
+            }
+            let wx = X::new(w);
+            let (mut l, mut l_bound, mut g, mut bd) = (X::ZERO, X::ZERO, Vec::new(), Vec::new());
+            for j in 0..k {
+                let s = self.logits[[i, j]].as_f64();
+                let positive = self.targets[[i, j]] == F::one();
+                if s.is_nan() || s == f64::INFINITY || (s == f64::NEG_INFINITY && positive && w > 0.0) {
+                    return Expect::Invalid;
+                }
+                if s == f64::NEG_INFINITY || w == 0.0 {
+                    g.push(X::ZERO);
+                    bd.push(X::ZERO);
+                    continue;
+                }
+                let (v, vb, d, db) = self.decision(s, positive);
+                l = l.add(wx.mul(v));
+                l_bound = l_bound.add(wx.mul(vb));
+                g.push(wx.mul(d));
+                bd.push(wx.mul(db));
+            }
+            rows.push((l, l_bound, g, bd));
+            coefficients.push(X::new(w * k as f64));
+        }
+        Expect::Value(batch_outputs(&rows, &coefficients, self.sum))
+    }
+}
+
+fn run_asymmetric<F: Hostile>(case: AsymmetricCase<F>) -> std::result::Result<(), TestCaseError> {
+    SUM_BEYOND_F64.with(|s| s.set(false));
+    let built =
+        AsymmetricLoss::new().with_gammas(case.gammas.0, case.gammas.1).and_then(|l| l.with_clip(case.clip));
+    let Ok(loss) = built else {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    };
+    let loss = loss.with_reduction(if case.sum { Reduction::Sum } else { Reduction::Mean });
+    let (reduced, per_sample) = match case.reference() {
+        Expect::Invalid => (Expect::Invalid, Expect::Invalid),
+        Expect::Value((r, p)) => (Expect::Value(r), Expect::Value(p)),
+    };
+    let targets = || {
+        let t = Targets::multi_hot(&case.targets);
+        match &case.weights {
+            Some(w) => t.with_sample_weights(&w[..]),
+            None => t,
+        }
+    };
+    // The exponentials' flush to 0 below the smallest normal number is multiplied by γ in a
+    // focusing term's derivative.
+    let gamma = X::new(1.0 + case.gammas.0.as_f64().max(case.gammas.1.as_f64()));
+    let coef = weight_coef(&[case.weights.as_ref()]).mul(gamma);
+    let got = loss.loss_and_grad(&case.logits, targets()).map(|(l, g)| {
+        let mut v = vec![l];
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("AsymmetricLoss::loss_and_grad", &case, &got, &reduced, coef)?;
+    let got = loss.per_sample_loss_and_grad(&case.logits, targets()).map(|(l, g)| {
+        let mut v = l.to_vec();
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("AsymmetricLoss::per_sample_loss_and_grad", &case, &got, &per_sample, coef)
+}
+
+// ---------------------------------------------------------------------------------------------
 // The proptest drivers.
 
 fn run<S: Strategy>(
@@ -1322,6 +1775,24 @@ fn zlpr_loss_on_arbitrary_bits() {
 fn ldam_loss_on_arbitrary_bits() {
     run("ldam f32", CASES, ldam_case::<f32>(), run_ldam::<f32>);
     run("ldam f64", CASES, ldam_case::<f64>(), run_ldam::<f64>);
+}
+
+#[test]
+fn vs_loss_on_arbitrary_bits() {
+    run("vs f32", CASES / 3, vs_case::<f32>(), run_vs::<f32>);
+    run("vs f64", CASES / 3, vs_case::<f64>(), run_vs::<f64>);
+}
+
+#[test]
+fn poly1_loss_on_arbitrary_bits() {
+    run("poly1 f32", CASES / 3, poly1_case::<f32>(), run_poly1::<f32>);
+    run("poly1 f64", CASES / 3, poly1_case::<f64>(), run_poly1::<f64>);
+}
+
+#[test]
+fn asymmetric_loss_on_arbitrary_bits() {
+    run("asymmetric f32", CASES / 3, asymmetric_case::<f32>(), run_asymmetric::<f32>);
+    run("asymmetric f64", CASES / 3, asymmetric_case::<f64>(), run_asymmetric::<f64>);
 }
 
 /// The priors, class weights and label-shift estimate on arbitrary counts: `Err`, or finite
@@ -1589,6 +2060,96 @@ fn shot_of_nan_is_not_medium() {
     let split = ShotSplit::new(100.0, 20.0).unwrap();
     assert!(matches!(split.shot(f64::NAN), Err(Error::InvalidParameter { name: "count", .. })));
     assert_eq!(split.shot(f64::INFINITY).unwrap(), Shot::Many);
+}
+
+#[test]
+fn a_positive_weight_times_a_large_logit_keeps_a_representable_mean() {
+    // Row 0 costs 1e30·1e10 = 1e40 (beyond f32), row 1 ln 2; weights 1 and 1e7: the mean
+    // (1e40 + 1e7·ln 2)/(1e7 + 1) ≈ 1e33 fits.
+    let loss = SigmoidLoss::bce().with_pos_weight(&[1e30_f32]).unwrap();
+    let targets = BinaryTargets::new(&[1.0, 0.0][..]).with_sample_weights(&[1.0, 1e7][..]);
+    let (value, grad) = loss.binary_loss_and_grad(&array![-1e10_f32, 0.0], targets).unwrap();
+    let want = (1e40 + 1e7 * 2f64.ln()) / (1e7 + 1.0);
+    assert_close(value as f64, want, 1e-6, "loss");
+    assert_close(grad[0] as f64, -1e30 / (1e7 + 1.0), 1e-6, "grad[0]");
+    // Alone, the row is beyond the range: an overflow, naming the row for the per-sample call.
+    let err = loss.binary_per_sample_loss(&array![-1e10_f32, 0.0], &[1.0, 0.0]).unwrap_err();
+    assert_eq!(err, Error::Overflow { what: "loss", row: Some(0), class: None, value: None });
+}
+
+#[test]
+fn asymmetric_loss_with_a_tiny_clip_does_not_round_one_minus_p() {
+    // A negative at s = 30 with m = 1e-30: −log(σ(−30) + m) ≈ 30, where 1 − p_m rounds to 0.
+    let asl = AsymmetricLoss::new().with_gammas(0.0, 0.0).unwrap().with_clip(1e-30_f32).unwrap();
+    let per_sample =
+        asl.per_sample_loss(&array![[30.0_f32]], Targets::multi_hot(&array![[0.0_f32]])).unwrap();
+    let want = -((-30f64).exp() / (1.0 + (-30f64).exp()) + 1e-30_f32 as f64).ln();
+    assert_close(per_sample[0] as f64, want, 1e-6, "loss");
+    // A γ above ε/MIN_POSITIVE is refused.
+    assert!(matches!(
+        AsymmetricLoss::<f32>::new().with_gammas(0.0, 3e38),
+        Err(Error::InvalidParameter { name: "gamma_neg", .. })
+    ));
+}
+
+#[test]
+fn poly1_epsilon_is_bounded_by_one_over_eps() {
+    assert!(Poly1Loss::<f32>::new(8e6).is_ok());
+    assert!(matches!(Poly1Loss::<f32>::new(1e7), Err(Error::InvalidParameter { name: "epsilon", .. })));
+    assert!(matches!(Poly1Loss::<f64>::new(1e16), Err(Error::InvalidParameter { name: "epsilon", .. })));
+}
+
+#[test]
+fn huge_sample_weights_do_not_overflow_the_new_losses() {
+    let logits = array![[1e10_f64, -1e10, 0.0], [0.0, 1.0, 2.0]];
+    let w = [1e300, 1e300];
+    let mean_of = |l: &dyn Fn(Targets<'_, f64>) -> f64| {
+        let weighted = l(Targets::labels(&[1, 0]).with_sample_weights(&w[..]));
+        assert_close(weighted, l(Targets::labels(&[1, 0])), 1e-12, "weighted mean");
+    };
+    let vs = VsLoss::new(&[4.0, 2.0, 1.0]).unwrap();
+    mean_of(&|t| vs.loss(&logits, t).unwrap());
+    let poly = Poly1Loss::new(1.0).unwrap();
+    mean_of(&|t| poly.loss(&logits, t).unwrap());
+    let asl = AsymmetricLoss::new();
+    mean_of(&|t| asl.loss(&logits, t).unwrap());
+    let bce = SigmoidLoss::bce().with_pos_weight(&[2.0, 3.0, 4.0]).unwrap();
+    mean_of(&|t| bce.loss(&logits, t).unwrap());
+}
+
+#[test]
+fn logits_far_apart_keep_a_representable_margin_loss() {
+    // Row 0's loss is 6e38 (beyond f32), row 1's about 1.4; weights 1 and 1e3: the mean fits.
+    let logits = array![[3e38_f32, -3e38], [0.0, 1.0]];
+    let t = || Targets::labels(&[1, 1]).with_sample_weights(&[1.0, 1e3][..]);
+    let want = (6e38 + 1e3 * (1.0 + (-1f64).exp()).ln()) / 1001.0;
+    let poly = Poly1Loss::new(0.0_f32).unwrap();
+    assert_close(poly.loss(&logits, t()).unwrap() as f64, want, 1e-6, "Poly-1");
+    let vs = VsLoss::new(&[1.0_f32, 1.0]).unwrap();
+    assert_close(vs.loss(&logits, t()).unwrap() as f64, want, 1e-6, "VS");
+    // Per sample, row 0 is beyond the range.
+    let err = poly.per_sample_loss(&logits, t()).unwrap_err();
+    assert_eq!(err, Error::Overflow { what: "loss", row: Some(0), class: None, value: None });
+}
+
+#[test]
+fn a_transform_of_the_new_losses_that_overflows_a_finite_logit_is_an_overflow_error() {
+    let logits = array![[0.0, -f64::MAX, 1.0]];
+    let poly = Poly1Loss::new(1.0).unwrap().with_logit_adjustment(&[0.1, 0.1, 0.8], 1e306).unwrap();
+    let err = poly.loss(&logits, &[0]).unwrap_err();
+    assert!(
+        matches!(err, Error::Overflow { what: "logit + adjustment", row: Some(0), class: Some(1), .. }),
+        "{err}"
+    );
+    let vs = VsLoss::new(&[1.0, 1e-300, 1.0]).unwrap().with_gamma(0.0).unwrap().with_tau(1e305).unwrap();
+    let err = vs.loss(&array![[0.0, -f64::MAX, 1.0]], &[0]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Overflow { what: "scale * logit + adjustment", row: Some(0), class: Some(1), .. }
+        ),
+        "{err}"
+    );
 }
 
 #[test]

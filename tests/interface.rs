@@ -5,8 +5,8 @@ mod common;
 
 use common::{Rng, numeric_grad, relative, relative_error};
 use longtail::{
-    BinarySmoothF1Loss, Error, Float, LdamLoss, Loss, PairwiseMarginLoss, Prior, Reduction, SigmoidLoss,
-    SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss,
+    AsymmetricLoss, BinarySmoothF1Loss, Error, Float, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, Prior,
+    Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
 };
 use ndarray::{Array1, Array2, Axis};
 
@@ -97,6 +97,34 @@ fn every_loss<F: Float>(reduction: Reduction) -> Vec<Case<F>> {
             true,
             &[Labels],
         ),
+        case("vs", Box::new(VsLoss::new(&prior).unwrap().with_reduction(reduction)), true, &[Labels]),
+        case(
+            "poly1_adjusted_weighted",
+            Box::new(
+                Poly1Loss::new(f(2.0))
+                    .unwrap()
+                    .with_logit_adjustment(&prior, f(1.0))
+                    .unwrap()
+                    .with_class_weights(&[f(0.5), f(1.0), f(2.0), f(3.0)])
+                    .unwrap()
+                    .with_reduction(reduction),
+            ),
+            true,
+            &[Labels],
+        ),
+        case(
+            "bce_pos_weight",
+            Box::new(
+                SigmoidLoss::focal(f(0.5))
+                    .unwrap()
+                    .with_pos_weight(&[f(1.0), f(4.0), f(9.0), f(0.5)])
+                    .unwrap()
+                    .with_reduction(reduction),
+            ),
+            true,
+            &[Labels, Probs, MultiHot],
+        ),
+        case("asl", Box::new(AsymmetricLoss::new().with_reduction(reduction)), true, &[Labels, MultiHot]),
     ]
 }
 

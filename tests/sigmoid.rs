@@ -228,7 +228,8 @@ fn fail<F: Float>(loss: SigmoidLoss<F>, logits: &[f64], targets: BinaryTargets<'
     let errors = [
         loss.binary_loss(&z, targets.clone()).unwrap_err(),
         loss.binary_loss_and_grad(&z, targets.clone()).unwrap_err(),
-        loss.with_reduction(Reduction::Sum)
+        loss.clone()
+            .with_reduction(Reduction::Sum)
             .binary_loss_and_grad_into(&z, targets.clone(), &mut grad)
             .unwrap_err(),
         loss.binary_per_sample_loss(&z, targets).unwrap_err(),

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use longtail::{
-    BinarySmoothF1Loss, Float, LdamLoss, Loss, PairwiseMarginLoss, SigmoidLoss, SmoothF1Loss, SoftmaxLoss,
-    Targets, ZlprLoss,
+    AsymmetricLoss, BinarySmoothF1Loss, Float, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, SigmoidLoss,
+    SmoothF1Loss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
 };
 use ndarray::Array2;
 
@@ -106,6 +106,22 @@ pub fn other_losses<F: Float>(classes: usize) -> Vec<(&'static str, OtherLoss<F>
         ("smooth_macro_f1", OtherLoss::new(SmoothF1Loss::macro_f1(), false)),
         ("zlpr", OtherLoss::new(ZlprLoss::new(), true)),
         ("ldam", OtherLoss::new(LdamLoss::new(&prior).unwrap(), false)),
+        ("vs", OtherLoss::new(VsLoss::new(&prior).unwrap(), false)),
+        (
+            "poly1_logit_adjusted",
+            OtherLoss::new(
+                Poly1Loss::new(F::one()).unwrap().with_logit_adjustment(&prior, F::one()).unwrap(),
+                false,
+            ),
+        ),
+        (
+            "sigmoid_bce_pos_weight",
+            OtherLoss::new(
+                SigmoidLoss::bce().with_pos_weight(&vec![F::from_f64(3.0); classes]).unwrap(),
+                true,
+            ),
+        ),
+        ("asymmetric", OtherLoss::new(AsymmetricLoss::new(), true)),
     ];
     if classes <= PAIRWISE_MAX_CLASSES {
         let pairwise = PairwiseMarginLoss::from_prior(&prior, F::one()).unwrap();

@@ -86,30 +86,38 @@ pub(super) fn with_slice_mut<F: Float, R>(a: &mut ArrayRef1<F>, f: impl FnOnce(&
     result
 }
 
-/// Runs `row(s, y, w·weight_scale) = (ℓ, ∂ℓ/∂s)` over every row of a validated batch and returns
-/// `Σ ℓ` (in `f64`); writes each `ℓ` into `losses` and `scale · ∂ℓ/∂s` into `grads`, if given. A
-/// row with `w = 0` or `s = -inf` gets exactly `(0, 0)`, whatever `row` returns for it (inf or NaN
-/// included): a zero weight ignores the row, a `-inf` logit is a certain negative.
-/// `weight_scale` is a power of two that keeps the scaled weights below 1 ([`weight_exponent`]);
-/// a block whose sum overflows `F` is summed again in `f64`.
+/// Runs `row(s, y, w·weight_scale, v) = (ℓ, ∂ℓ/∂s)` over every row of a validated batch and
+/// returns `Σ ℓ` (in `f64`) and whether every gradient entry is finite; writes each `ℓ` into `losses` and `scale · ∂ℓ/∂s` into `grads`, if
+/// given. `w` is the row's weight and `v` its entry of `values` (a per-decision parameter, 1
+/// without them). A row with `w = 0` or `s = -inf` gets exactly `(0, 0)`, whatever `row` returns
+/// for it (inf or NaN included): a zero weight ignores the row, a `-inf` logit is a certain
+/// negative. `weight_scale` is a power of two that keeps the scaled weights below 1
+/// ([`binary_weight_exponent`]). A block whose losses or gradient entries do not all sum to a
+/// finite value is summed again in `f64`, each row whose `ℓ` or gradient entry is not finite
+/// recomputed by `exact` (the same formula in `f64`, where an intermediate of a representable
+/// row, such as a large weight times a large logit, fits).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the batch, the outputs and the row's formula, all needed
 pub(super) fn for_rows<F: Float>(
     logits: &[F],
     targets: &[F],
     weights: Option<&[F]>,
+    values: Option<&[F]>,
     mut losses: Option<&mut [F]>,
     mut grads: Option<&mut [F]>,
     (scale, weight_scale): (F, F),
-    row: impl Fn(F, F, F) -> (F, F),
-) -> f64 {
+    row: impl Fn(F, F, F, F) -> (F, F),
+    exact: impl Fn(F, F, F, F) -> (f64, f64),
+) -> (f64, bool) {
+    let check_grads = grads.is_some();
     let (zero, ones) = (F::zero(), [F::one(); BLOCK]);
     let (mut loss_block, mut grad_block) = ([zero; BLOCK], [zero; BLOCK]);
-    let mut total = 0.0;
+    let (mut total, mut grads_finite) = (0.0, true);
     for start in (0..logits.len()).step_by(BLOCK) {
         let block = start..logits.len().min(start + BLOCK);
         let n = block.len();
         let w = weights.map_or(&ones[..n], |w| &w[block.clone()]);
+        let v = values.map_or(&ones[..n], |v| &v[block.clone()]);
         let loss = match losses.as_deref_mut() {
             Some(losses) => &mut losses[block.clone()],
             None => &mut loss_block[..n],
@@ -118,23 +126,62 @@ pub(super) fn for_rows<F: Float>(
             Some(grads) => &mut grads[block.clone()],
             None => &mut grad_block[..n],
         };
-        let rows = logits[block.clone()].iter().zip(&targets[block]).zip(w);
-        for ((l, g), ((&s, &y), &w)) in loss.iter_mut().zip(grad.iter_mut()).zip(rows) {
-            let (value, slope) = row(s, y, w * weight_scale);
+        let (s, y) = (&logits[block.clone()], &targets[block]);
+        let rows = s.iter().zip(y).zip(w.iter().zip(v));
+        for ((l, g), ((&s, &y), (&w, &v))) in loss.iter_mut().zip(grad.iter_mut()).zip(rows) {
+            let (value, slope) = row(s, y, w * weight_scale, v);
             let ignored = (w == zero) | (s == F::neg_infinity());
             *l = if ignored { zero } else { value };
             *g = if ignored { zero } else { slope * scale };
         }
         let block_sum = lane_sum(loss);
-        total += if block_sum.is_finite() { block_sum.as_f64() } else { f64_sum(loss) };
+        // `x·0` is 0 for a finite `x`, NaN otherwise.
+        let grad_check = if check_grads { lane_sum(grad) * zero } else { zero };
+        if (block_sum + grad_check).is_finite() {
+            total += block_sum.as_f64();
+        } else {
+            let (sum, finite) = exact_block(Block { s, y, w, v, loss, grad }, (scale, weight_scale), &exact);
+            total += sum;
+            grads_finite &= finite;
+        }
     }
-    total
+    (total, grads_finite)
 }
 
-/// `Σ x` in `f64`, for a block whose sum in `F` overflowed.
+/// A block of rows of [`for_rows`] and its outputs.
+struct Block<'a, F> {
+    s: &'a [F],
+    y: &'a [F],
+    w: &'a [F],
+    v: &'a [F],
+    loss: &'a mut [F],
+    grad: &'a mut [F],
+}
+
+/// `Σ ℓ` of a block whose sum in `F` is not finite, in `f64`, and whether its gradient entries
+/// are: each row whose `ℓ` or gradient entry is not finite is recomputed by `exact`, its `ℓ` and
+/// `scale·∂ℓ/∂s` stored rounded to `F` (infinite where beyond its range: the callers report that).
 #[cold]
-fn f64_sum<F: Float>(x: &[F]) -> f64 {
-    x.iter().map(|v| v.as_f64()).sum()
+#[inline(never)]
+fn exact_block<F: Float>(
+    block: Block<'_, F>,
+    (scale, weight_scale): (F, F),
+    exact: &dyn Fn(F, F, F, F) -> (f64, f64),
+) -> (f64, bool) {
+    let Block { s, y, w, v, loss, grad } = block;
+    let (mut total, mut grads_finite) = (0.0, true);
+    for (j, (l, g)) in loss.iter_mut().zip(grad.iter_mut()).enumerate() {
+        if l.is_finite() && g.is_finite() {
+            total += l.as_f64();
+        } else {
+            let (value, slope) = exact(s[j], y[j], w[j] * weight_scale, v[j]);
+            *l = F::from_f64(value);
+            *g = F::from_f64(slope * scale.as_f64());
+            grads_finite &= g.is_finite();
+            total += value;
+        }
+    }
+    (total, grads_finite)
 }
 
 /// The exponent `e` that brings the largest sample weight below 1 (`max w · 2^−e ∈ [1/2, 1)`), so

@@ -21,8 +21,10 @@ use crate::{Float, Result};
 ///   counts, stated by each loss) or `Σ_i ℓ_i` ([`Reduction::Sum`]); a batch whose weights are all
 ///   zero has loss 0 and gradient 0. The per-sample calls return every `ℓ_i` and `∂ℓ_i/∂z_i`,
 ///   unreduced, whatever the reduction.
-/// - **Buffers.** The `_into` calls overwrite the caller's buffers, never accumulate into them, and
-///   allocate nothing for contiguous inputs. The allocating calls wrap them.
+/// - **Buffers.** The `_into` calls overwrite the caller's buffers, never accumulate into them;
+///   they allocate no output, only scratch of a row or a block of rows (the one-vs-rest losses lay
+///   hard labels, strided arrays and sample weights out as `B·K` values first). The allocating
+///   calls wrap them.
 /// - **Errors.** Parameters are checked when a loss is built; data on every call. Bad data is an
 ///   [`Err`](crate::Error) naming the row, class, shape or parameter at fault, never a panic, a
 ///   NaN or an `inf`. On an error no value is returned, and an `_into` buffer may hold partial
@@ -37,8 +39,8 @@ use crate::{Float, Result};
 ///
 /// ```
 /// use longtail::{
-///     BinarySmoothF1Loss, LdamLoss, Loss, PairwiseMarginLoss, Prior, SigmoidLoss, SmoothF1Loss,
-///     SoftmaxLoss, ZlprLoss,
+///     AsymmetricLoss, BinarySmoothF1Loss, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, Prior,
+///     SigmoidLoss, SmoothF1Loss, SoftmaxLoss, VsLoss, ZlprLoss,
 /// };
 /// use ndarray::array;
 ///
@@ -54,6 +56,10 @@ use crate::{Float, Result};
 ///     Box::new(ZlprLoss::new()),
 ///     Box::new(LdamLoss::new(&prior)?),
 ///     Box::new(PairwiseMarginLoss::from_prior(&prior, 1.0)?),
+///     Box::new(VsLoss::new(&prior)?),
+///     Box::new(Poly1Loss::new(2.0)?.with_logit_adjustment(&prior, 1.0)?),
+///     Box::new(SigmoidLoss::bce().with_pos_weight(&[1.0, 10.0, 100.0])?),
+///     Box::new(AsymmetricLoss::new()),
 /// ];
 /// let logits = array![[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]];
 /// for loss in &losses {

@@ -149,7 +149,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         let (scale, k) = split_scale::<F>(divisor.recip(), exp);
         let mut grad_out = grad_out;
         let grad = grad_out.as_deref_mut();
-        let total = dispatch(Rows { batch: self, loss, logits, grad, losses: None, scale });
+        let total = dispatch(Rows { batch: self, loss, logits, grad, losses: None, scale, loss_exp: 0 });
         let value = F::from_f64(ldexp(total / divisor, exp));
         if !value.is_finite() {
             return Err(overflow("loss", None));
@@ -174,10 +174,8 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         let (scale, k) = split_scale::<F>(1.0, self.exp);
         let mut grad_out = grad_out;
         let grad = grad_out.as_deref_mut();
-        dispatch(Rows { batch: self, loss, logits, grad, losses: Some(&mut *losses), scale });
-        if self.exp != 0 {
-            losses.mapv_inplace(|v| F::from_f64(ldexp(v.as_f64(), self.exp)));
-        }
+        let loss_exp = self.exp;
+        dispatch(Rows { batch: self, loss, logits, grad, losses: Some(&mut *losses), scale, loss_exp });
         if let Some(row) = losses.iter().position(|v| !v.is_finite()) {
             return Err(overflow("loss", Some(row)));
         }
@@ -205,6 +203,32 @@ pub(super) trait MarginRow<F: Float> {
     #[allow(clippy::too_many_arguments)] // the row, its label and weights, and two buffers
     fn row<const FMA: bool>(&self, z: &[F], y: usize, c: F, scale: F, grad: &mut [F], scratch: &mut [F])
     -> F;
+
+    /// The transformed logit `z'_k` of logit `z` of class `k`, in a row with label `y`, as
+    /// [`row`](Self::row) computes it.
+    fn logit(&self, z: F, y: usize, k: usize) -> F;
+
+    /// Row `z`'s `ℓ_i` in `f64`, for a row whose value in `F` is not finite: CE on the transformed
+    /// logits (see [`exact_ce`]) times `c`.
+    #[cold]
+    #[inline(never)]
+    fn exact_loss(&self, z: &[F], y: usize, c: F) -> f64 {
+        let z: Vec<f64> = z.iter().enumerate().map(|(k, &v)| self.logit(v, y, k).as_f64()).collect();
+        2.0 * (c.as_f64() * exact_ce(&z, y).0)
+    }
+}
+
+/// `(−log p_y / 2, 1 − p_y)` of `p = softmax(z)` in `f64`, for logits so far apart that
+/// `z_k − max z` overflows the float type (`±3e38` in `f32`, `±1.8e308` in `f64`): the
+/// differences are halved, so that none overflows `f64`. Masked (`-inf`) classes count 0.
+pub(super) fn exact_ce(z: &[f64], y: usize) -> (f64, f64) {
+    let argmax = (0..z.len()).fold(y, |a, k| if z[k] > z[a] { k } else { a });
+    let max = z[argmax];
+    let half = |k: usize| z[k] / 2.0 - max / 2.0;
+    let rest: f64 = (0..z.len()).filter(|&k| k != argmax).map(|k| (2.0 * half(k)).exp()).sum();
+    let half_nll = rest.ln_1p() / 2.0 - half(y);
+    let one_minus_p = if y == argmax { rest / (1.0 + rest) } else { -(-2.0 * half_nll).exp_m1() };
+    (half_nll, one_minus_p)
 }
 
 /// The rows of a validated batch, run by [`dispatch`] for the CPU's instruction set.
@@ -215,18 +239,21 @@ struct Rows<'a, 't, 'w, F, L> {
     grad: Option<&'a mut ArrayRef2<F>>,
     losses: Option<&'a mut ArrayRef1<F>>,
     scale: F,
+    /// Each `ℓ_i` is stored times `2^loss_exp`.
+    loss_exp: i32,
 }
 
 impl<F: Float, L: MarginRow<F>> Kernel for Rows<'_, '_, '_, F, L> {
     type Output = f64;
     #[inline(always)]
     fn run<const FMA: bool>(self) -> f64 {
-        let Rows { batch, loss, logits, grad, losses, scale } = self;
+        let Rows { batch, loss, logits, grad, losses, scale, loss_exp } = self;
         let mut visitor = RowsVisitor::<F, L, FMA> {
             batch,
             loss,
             losses,
             scale,
+            loss_exp,
             scratch: vec![F::zero(); logits.ncols()],
             total: 0.0,
         };
@@ -241,6 +268,7 @@ struct RowsVisitor<'a, 't, 'w, F, L, const FMA: bool> {
     loss: &'a L,
     losses: Option<&'a mut ArrayRef1<F>>,
     scale: F,
+    loss_exp: i32,
     scratch: Vec<F>,
     total: f64,
 }
@@ -250,10 +278,12 @@ impl<F: Float, L: MarginRow<F>, const FMA: bool> RowVisitor<F> for RowsVisitor<'
     fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
         let (y, c) = (self.batch.labels[i], self.batch.coefficient(i));
         let value = self.loss.row::<FMA>(z, y, c, self.scale, grad, &mut self.scratch);
+        // Transformed logits so far apart that `z_y − max` overflows: the row again in `f64`.
+        let value = if value.is_finite() { value.as_f64() } else { self.loss.exact_loss(z, y, c) };
         if let Some(losses) = self.losses.as_mut() {
-            losses[i] = value;
+            losses[i] = F::from_f64(if self.loss_exp == 0 { value } else { ldexp(value, self.loss_exp) });
         }
-        self.total += value.as_f64();
+        self.total += value;
     }
 }
 
@@ -325,5 +355,5 @@ macro_rules! margin_loss {
     )*};
 }
 
-use super::{ldam::LdamLoss, pairwise::PairwiseMarginLoss};
-margin_loss!(LdamLoss, PairwiseMarginLoss);
+use super::{ldam::LdamLoss, pairwise::PairwiseMarginLoss, poly::Poly1Loss, vs::VsLoss};
+margin_loss!(LdamLoss, PairwiseMarginLoss, Poly1Loss, VsLoss);

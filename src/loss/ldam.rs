@@ -357,6 +357,10 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
         let lse = shifted_exp::<F, FMA>(scratch, None, grad);
         one_hot_row(lse, scratch, None, y, c, F::zero(), scale * self.scale, grad)
     }
+
+    fn logit(&self, z: F, y: usize, k: usize) -> F {
+        self.scaled(z, k, y)
+    }
 }
 
 fn invalid<F: Float>(name: &'static str, value: F, expected: &'static str) -> Error {

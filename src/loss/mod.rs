@@ -1,11 +1,15 @@
-//! The losses over `[B, K]` logit batches, each with its exact gradient with respect to the logits.
+//! The losses over `[B, K]` logit batches, each with its analytic gradient with respect to the logits
+//! (exact, except that the smooth-F1 losses hold the batch's F1 constant).
 //!
 //! [`SoftmaxLoss`] is the softmax family (cross-entropy, logit-adjusted, class-weighted, focal,
 //! label smoothing, probability targets, per-sample weights) in one fused kernel. Beside it:
 //! the binary losses over `[B]` logits ([`SigmoidLoss`], [`BinarySmoothF1Loss`]), the smooth-F1
-//! softmax loss with its mergeable [`F1Stats`] ([`SmoothF1Loss`]), the multi-label [`ZlprLoss`],
-//! and the margin losses [`LdamLoss`] and [`PairwiseMarginLoss`].
+//! softmax loss with its mergeable [`F1Stats`] ([`SmoothF1Loss`]), the multi-label [`ZlprLoss`] and
+//! [`AsymmetricLoss`],
+//! the margin losses [`LdamLoss`] and [`PairwiseMarginLoss`], and the cross-entropy variants on
+//! transformed logits [`VsLoss`] (vector scaling) and [`Poly1Loss`].
 
+mod asymmetric;
 mod binary_rows;
 mod binary_targets;
 mod class_values;
@@ -16,6 +20,7 @@ mod kernel;
 mod ldam;
 mod one_vs_rest;
 mod pairwise;
+mod poly;
 mod short_rows;
 mod sigmoid;
 mod smooth_f1;
@@ -23,19 +28,23 @@ mod smooth_f1_binary;
 mod softmax_loss;
 mod targets;
 mod validate;
+mod vs;
 mod zlpr;
 
+pub use asymmetric::AsymmetricLoss;
 pub use binary_targets::BinaryTargets;
 pub use class_values::ClassValues;
 pub use contract::Loss;
 pub use f1_stats::F1Stats;
 pub use ldam::LdamLoss;
 pub use pairwise::PairwiseMarginLoss;
+pub use poly::Poly1Loss;
 pub use sigmoid::SigmoidLoss;
 pub use smooth_f1::{F1Average, SmoothF1Loss};
 pub use smooth_f1_binary::BinarySmoothF1Loss;
 pub use softmax_loss::SoftmaxLoss;
 pub use targets::{Labels, Targets};
+pub use vs::VsLoss;
 pub use zlpr::ZlprLoss;
 
 /// How a loss reduces the per-row losses `ℓ_i` of a batch to one number.

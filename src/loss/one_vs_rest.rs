@@ -179,8 +179,41 @@ fn all_binary<F: Float>(t: &[F]) -> bool {
     dispatch(Scan(t))
 }
 
+/// The reduced loss of a validated `[B, K]` batch: `reduced(decisions, grads)` over its decisions,
+/// the gradient written into `grad_out` (in place when it is a row-major slice).
+pub(super) fn reduced_over<F: Float, R>(
+    logits: &ArrayRef2<F>,
+    targets: &Targets<'_, F>,
+    grad_out: Option<&mut ArrayRef2<F>>,
+    reduced: impl FnOnce(&Decisions<'_, F>, Option<&mut [F]>) -> R,
+) -> R {
+    let decisions = Decisions::of_batch(logits, targets);
+    match grad_out {
+        Some(grad) => with_flat_mut(grad, |grad| reduced(&decisions, Some(grad))),
+        None => reduced(&decisions, None),
+    }
+}
+
+/// Every row's loss of a validated `[B, K]` batch into `losses_out`: `sum(decisions, losses,
+/// grads)` writes each decision's loss (and unscaled gradient), and a row's `K` losses are added.
+pub(super) fn per_sample_over<F: Float>(
+    logits: &ArrayRef2<F>,
+    targets: &Targets<'_, F>,
+    losses_out: &mut ArrayRef1<F>,
+    grad_out: Option<&mut ArrayRef2<F>>,
+    sum: impl FnOnce(&Decisions<'_, F>, &mut [F], Option<&mut [F]>),
+) {
+    let decisions = Decisions::of_batch(logits, targets);
+    let mut losses = vec![F::zero(); decisions.logits.len()];
+    match grad_out {
+        Some(grad) => with_flat_mut(grad, |grad| sum(&decisions, &mut losses, Some(grad))),
+        None => sum(&decisions, &mut losses, None),
+    }
+    row_sums(&losses, decisions.classes, losses_out);
+}
+
 /// Runs `f` on `grad_out` as a row-major slice: in place if it is one, else on a copy written back.
-pub(super) fn with_flat_mut<F: Float, R>(grad_out: &mut ArrayRef2<F>, f: impl FnOnce(&mut [F]) -> R) -> R {
+fn with_flat_mut<F: Float, R>(grad_out: &mut ArrayRef2<F>, f: impl FnOnce(&mut [F]) -> R) -> R {
     if let Some(slice) = grad_out.as_slice_mut() {
         return f(slice);
     }
@@ -191,7 +224,7 @@ pub(super) fn with_flat_mut<F: Float, R>(grad_out: &mut ArrayRef2<F>, f: impl Fn
 }
 
 /// Sums each row's `K` decision losses into `losses_out[i]`.
-pub(super) fn row_sums<F: Float>(decision_losses: &[F], classes: usize, losses_out: &mut ArrayRef1<F>) {
+fn row_sums<F: Float>(decision_losses: &[F], classes: usize, losses_out: &mut ArrayRef1<F>) {
     let rows = decision_losses.chunks_exact(classes);
     losses_out
         .iter_mut()

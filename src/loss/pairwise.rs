@@ -286,4 +286,8 @@ impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
         let lse = shifted_exp::<F, FMA>(z, Some(margins), grad);
         one_hot_row(lse, z, Some(margins), y, c, F::zero(), scale, grad)
     }
+
+    fn logit(&self, z: F, y: usize, k: usize) -> F {
+        z + self.margins[y * self.classes + k]
+    }
 }

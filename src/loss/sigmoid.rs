@@ -5,11 +5,13 @@ use ndarray::{Array1, ArrayRef1, ArrayRef2};
 use super::Reduction;
 use super::binary_rows::{Logistic, binary_weight_exponent, for_rows, scaled_total_weight, with_slice_mut};
 use super::binary_targets::BinaryTargets;
+use super::class_values::ClassValues;
 use super::contract::Loss;
 use super::one_vs_rest::LabelSets::MultiHotOnly;
-use super::one_vs_rest::{self, Decisions, row_sums, with_flat_mut};
+use super::one_vs_rest::{self, Decisions, per_sample_over, reduced_over};
 use super::targets::Targets;
-use super::validate::output_shapes;
+use super::validate::{batch_dims, class_vector, output_shapes};
+use crate::error::check_shape;
 use crate::float::{exp_nonpos, ln_normal, pow2, split_scale};
 use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
@@ -21,11 +23,14 @@ use crate::{Error, Float, Result};
 /// `σ` the logistic function and `p = σ(s)`, row `i` costs
 ///
 /// ```text
-/// ce_i  = −y log σ(s) − (1 − y) log σ(−s) = y·softplus(−s) + (1 − y)·softplus(s)
+/// ce_i  = −v·y log σ(s) − (1 − y) log σ(−s) = v·y·softplus(−s) + (1 − y)·softplus(s)
 /// p_t   = y·p + (1 − y)(1 − p)                       so 1 − p_t = y σ(−s) + (1 − y) σ(s)
 /// α_t   = α y + (1 − α)(1 − y)                        (1 without α)
 /// ℓ_i   = s_i · α_t · (1 − p_t)^γ · ce_i              s_i: sample weight, γ = 0: plain BCE
 /// ```
+///
+/// with `v` the positive weight of the decision's class ([`with_pos_weight`](Self::with_pos_weight),
+/// PyTorch's `pos_weight`; 1 without it).
 ///
 /// These are torchvision's `sigmoid_focal_loss` semantics (its `alpha < 0`, no weighting, is
 /// `None` here). The batch is reduced by [`Reduction`]: `Mean` (the default, as torchvision's
@@ -34,7 +39,7 @@ use crate::{Error, Float, Result};
 ///
 /// # Gradient
 ///
-/// `∂ce/∂s = (1 − y)σ(s) − yσ(−s)` (`= σ(s) − y`, without cancellation), and with `q = 1 − p_t`,
+/// `∂ce/∂s = (1 − y)σ(s) − v·yσ(−s)` (`= σ(s) − y` for `v = 1`, without cancellation), and with `q = 1 − p_t`,
 /// `∂ℓ/∂s = α_t q^γ (∂ce/∂s + γ·ce·(∂q/∂s)/q)`; `(∂q/∂s)/q` is `−σ(s)` for `y = 1`, `σ(−s)` for
 /// `y = 0` and `(1 − 2y)σ(s)σ(−s)/q` otherwise (where `q ≥ min(y, 1 − y)`), so it stays finite.
 ///
@@ -78,10 +83,11 @@ use crate::{Error, Float, Result};
 /// - T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
 /// - torchvision `torchvision.ops.sigmoid_focal_loss`; PyTorch
 ///   `torch.nn.functional.binary_cross_entropy_with_logits`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SigmoidLoss<F> {
     gamma: F,
     alpha: Option<F>,
+    pos_weight: Option<Vec<F>>,
     reduction: Reduction,
 }
 
@@ -111,7 +117,7 @@ impl<F: Float> SigmoidLoss<F> {
     /// PyTorch `torch.nn.functional.binary_cross_entropy_with_logits`; optax
     /// `sigmoid_binary_cross_entropy`.
     pub fn bce() -> Self {
-        Self { gamma: F::zero(), alpha: None, reduction: Reduction::Mean }
+        Self { gamma: F::zero(), alpha: None, pos_weight: None, reduction: Reduction::Mean }
     }
 
     /// Sigmoid focal loss with exponent `γ ≥ 0` and no class balance, mean over the batch, as
@@ -200,6 +206,99 @@ impl<F: Float> SigmoidLoss<F> {
         Ok(self)
     }
 
+    /// Weights the positive part of every decision of class `k` by `v_k ≥ 0`, as PyTorch's
+    /// `binary_cross_entropy_with_logits(pos_weight=)`: `ce = −v_k·y log σ(s) − (1 − y) log σ(−s)`.
+    /// `v_k = n_neg/n_pos` (the class's negatives over its positives) balances a rare label; the
+    /// mean's divisor is unchanged.
+    ///
+    /// Over `[B, K]` logits `v` has one entry per class (length `K`); the `binary_*` calls on a
+    /// binary model's `[B]` logits take one entry (length 1). The length is checked on each call.
+    /// With focal modulation, `(1 − p_t)^γ` multiplies the weighted `ce`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParameter`] (`"pos_weight"`) for a negative or non-finite entry.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::{Loss, SigmoidLoss};
+    /// use ndarray::array;
+    ///
+    /// // Class 1 has 9 negatives for each positive: weight its positives by 9.
+    /// let loss = SigmoidLoss::bce().with_pos_weight(&[1.0, 9.0])?;
+    /// let logits = array![[0.0_f64, 0.0]];
+    /// let value = loss.loss(&logits, &array![[0.0, 1.0]])?; // probability (soft) targets
+    /// assert!((value - (2f64.ln() + 9.0 * 2f64.ln()) / 2.0).abs() < 1e-15);
+    ///
+    /// // A binary model: one value.
+    /// let binary = SigmoidLoss::bce().with_pos_weight(&[3.0])?;
+    /// assert!((binary.binary_loss(&array![0.0_f64], &[1.0])? - 3.0 * 2f64.ln()).abs() < 1e-15);
+    /// # Ok::<(), longtail::Error>(())
+    /// ```
+    ///
+    /// # References
+    ///
+    /// PyTorch `torch.nn.functional.binary_cross_entropy_with_logits` (`pos_weight=`).
+    pub fn with_pos_weight<'w>(mut self, pos_weight: impl Into<ClassValues<'w, F>>) -> Result<Self>
+    where
+        F: 'w,
+    {
+        let values = class_vector("pos_weight", pos_weight.into(), "finite and >= 0", |v| v >= F::zero())?;
+        self.pos_weight = Some(values);
+        Ok(self)
+    }
+
+    /// The positive weights `v`, if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use longtail::SigmoidLoss;
+    /// assert_eq!(SigmoidLoss::<f32>::bce().with_pos_weight(&[2.0])?.pos_weight(), Some(&[2.0][..]));
+    /// # Ok::<(), longtail::Error>(())
+    /// ```
+    pub fn pos_weight(&self) -> Option<&[F]> {
+        self.pos_weight.as_deref()
+    }
+
+    /// [`Error::ShapeMismatch`] (`"pos_weight"`) unless the positive weights (if any) have
+    /// `classes` entries.
+    fn check_pos_weight(&self, classes: usize) -> Result<()> {
+        match &self.pos_weight {
+            Some(v) => check_shape("pos_weight", &[classes], &[v.len()]),
+            None => Ok(()),
+        }
+    }
+
+    /// The checks of a binary call, in order: [`Error::EmptyBatch`], the positive weights'
+    /// length (1), then the targets and logits.
+    fn check_binary(
+        &self,
+        logits: &ArrayRef1<F>,
+        targets: &BinaryTargets<'_, F>,
+        outputs: &[(&'static str, &[usize], &[usize])],
+    ) -> Result<()> {
+        if logits.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        self.check_pos_weight(1)?;
+        targets.check(logits.view(), outputs)
+    }
+
+    /// The checks of a `[B, K]` call: [`Error::EmptyBatch`], [`Error::NoClasses`], the positive
+    /// weights' length (`K`), then the batch.
+    fn check_batch(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<'_, F>,
+        outputs: &[super::validate::OutputShape<'_>],
+    ) -> Result<()> {
+        let (_, classes) = batch_dims(logits)?;
+        self.check_pos_weight(classes)?;
+        one_vs_rest::check_batch(logits, targets, outputs, MultiHotOnly, None)
+    }
+
     /// Sets how the batch is reduced (mean by default).
     ///
     /// # Example
@@ -282,8 +381,8 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// Checked in this order:
     /// - [`Error::EmptyBatch`]: `B = 0`;
-    /// - [`Error::ShapeMismatch`]: `targets` or `grad_out` not of length `B`, then
-    ///   `sample_weights`;
+    /// - [`Error::ShapeMismatch`]: `pos_weight` not of length 1; `targets` or `grad_out` not of
+    ///   length `B`, then `sample_weights`;
     /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
     /// - [`Error::TargetOutOfRange`]: a target outside `[0, 1]` (or NaN);
     /// - [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, [`Error::MaskedTarget`] for a
@@ -318,7 +417,7 @@ impl<F: Float> SigmoidLoss<F> {
         F: 't,
     {
         let targets = targets.into();
-        targets.check(logits.view(), &[("grad_out", &[logits.len()], grad_out.shape())])?;
+        self.check_binary(logits, &targets, &[("grad_out", &[logits.len()], grad_out.shape())])?;
         let decisions = Decisions::of_binary(logits, &targets);
         with_slice_mut(grad_out, |grad| self.reduced(&decisions, Some(grad)))
     }
@@ -353,7 +452,7 @@ impl<F: Float> SigmoidLoss<F> {
         F: 't,
     {
         let targets = targets.into();
-        targets.check(logits.view(), &[])?;
+        self.check_binary(logits, &targets, &[])?;
         self.reduced(&Decisions::of_binary(logits, &targets), None)
     }
 
@@ -392,7 +491,7 @@ impl<F: Float> SigmoidLoss<F> {
         F: 't,
     {
         let targets = targets.into();
-        targets.check(logits.view(), &[])?;
+        self.check_binary(logits, &targets, &[])?;
         let mut losses = vec![F::zero(); logits.len()];
         // Each row's `w·α_t·q^γ·ce` is a product whose partial products shrink: unscaled weights
         // overflow only where the row's loss does.
@@ -425,10 +524,13 @@ impl<F: Float> SigmoidLoss<F> {
         let (scale, k) = split_scale::<F>(divisor.recip(), 0);
         let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
         let mut grads = grads;
-        let total = self.sum(decisions, None, grads.as_deref_mut(), (scale, e));
+        let (total, grads_finite) = self.sum(decisions, None, grads.as_deref_mut(), (scale, e));
         let loss = F::from_f64(total / divisor);
         if !loss.is_finite() {
             return Err(overflow("loss"));
+        }
+        if grads.is_some() && !grads_finite {
+            return Err(overflow("gradient"));
         }
         if let Some(g) = grads {
             if !crate::float::apply_pow2(&mut ndarray::ArrayViewMut1::from(g), k) {
@@ -438,51 +540,73 @@ impl<F: Float> SigmoidLoss<F> {
         Ok(loss)
     }
 
-    /// `Σ ℓ` of validated decisions, in `f64`; each `ℓ` into `losses` and `scale·∂ℓ/∂s` into
-    /// `grads` if given.
+    /// `Σ ℓ` of validated decisions, in `f64`, and whether every gradient entry is finite; each `ℓ`
+    /// into `losses` and `scale·∂ℓ/∂s` into `grads` if given.
     fn sum(
         &self,
         decisions: &Decisions<F>,
         losses: Option<&mut [F]>,
         grads: Option<&mut [F]>,
         (scale, weight_exp): (F, i32),
-    ) -> f64 {
+    ) -> (f64, bool) {
         let scale = (scale, pow2::<F>(-weight_exp));
         struct Rows<'a, F> {
             loss: &'a SigmoidLoss<F>,
             logits: &'a [F],
             targets: &'a [F],
             weights: Option<&'a [F]>,
+            pos_weights: Option<&'a [F]>,
             losses: Option<&'a mut [F]>,
             grads: Option<&'a mut [F]>,
             scale: (F, F),
         }
         impl<F: Float> Kernel for Rows<'_, F> {
-            type Output = f64;
+            type Output = (f64, bool);
             #[inline(always)]
-            fn run<const FMA: bool>(self) -> f64 {
-                let Rows { loss, logits, targets, weights, losses, grads, scale } = self;
+            fn run<const FMA: bool>(self) -> (f64, bool) {
+                let Rows { loss, logits, targets, weights, pos_weights: pw, losses, grads, scale } = self;
                 // Plain values, not reads through `loss` in the loop (which then does not vectorise).
                 let one = F::one();
                 let (alpha, gamma) = (loss.alpha.map_or((one, one), |a| (a, one - a)), loss.gamma);
                 let (zero, hard) = (F::zero(), |ok: bool, &y: &F| ok & ((y == F::zero()) | (y == one)));
+                // A row whose value is not finite in `F` (a large weight or positive weight times
+                // a large logit) again in `f64`.
+                let wide = ((alpha.0.as_f64(), alpha.1.as_f64()), gamma.as_f64());
+                let f = |v: F| v.as_f64();
                 if gamma == zero {
-                    let row = move |s, y, w| SigmoidLoss::row::<FMA, false, false>(alpha, gamma, s, y, w);
-                    for_rows(logits, targets, weights, losses, grads, scale, row)
+                    let row =
+                        move |s, y, w, v| SigmoidLoss::row::<FMA, false, false>(alpha, gamma, s, y, w, v);
+                    let exact = move |s, y, w, v| {
+                        SigmoidLoss::row::<false, false, false>(wide.0, wide.1, f(s), f(y), f(w), f(v))
+                    };
+                    for_rows(logits, targets, weights, pw, losses, grads, scale, row, exact)
                 } else if targets.iter().fold(true, hard) {
-                    let row = move |s, y, w| SigmoidLoss::row::<FMA, true, false>(alpha, gamma, s, y, w);
-                    for_rows(logits, targets, weights, losses, grads, scale, row)
+                    let row =
+                        move |s, y, w, v| SigmoidLoss::row::<FMA, true, false>(alpha, gamma, s, y, w, v);
+                    let exact = move |s, y, w, v| {
+                        SigmoidLoss::row::<false, true, false>(wide.0, wide.1, f(s), f(y), f(w), f(v))
+                    };
+                    for_rows(logits, targets, weights, pw, losses, grads, scale, row, exact)
                 } else {
-                    let row = move |s, y, w| SigmoidLoss::row::<FMA, true, true>(alpha, gamma, s, y, w);
-                    for_rows(logits, targets, weights, losses, grads, scale, row)
+                    let row = move |s, y, w, v| SigmoidLoss::row::<FMA, true, true>(alpha, gamma, s, y, w, v);
+                    let exact = move |s, y, w, v| {
+                        SigmoidLoss::row::<false, true, true>(wide.0, wide.1, f(s), f(y), f(w), f(v))
+                    };
+                    for_rows(logits, targets, weights, pw, losses, grads, scale, row, exact)
                 }
             }
         }
+        // The positive weight of each decision, class k = j mod K (validated length K).
+        let pos_weights: Option<Vec<F>> = self.pos_weight.as_ref().map(|v| {
+            let classes = decisions.classes;
+            (0..decisions.logits.len()).map(|j| v[j % classes]).collect()
+        });
         dispatch(Rows {
             loss: self,
             logits: &decisions.logits,
             targets: &decisions.targets,
             weights: decisions.weights.as_deref(),
+            pos_weights: pos_weights.as_deref(),
             losses,
             grads,
             scale,
@@ -495,12 +619,14 @@ impl<F: Float> SigmoidLoss<F> {
         s: F,
         y: F,
         w: F,
+        v: F,
     ) -> (F, F) {
         let (zero, one) = (F::zero(), F::one());
         let Logistic { softplus_pos, softplus_neg, sigmoid_pos: sig_pos, sigmoid_neg: sig_neg } =
             Logistic::of::<FMA>(s);
-        let ce = y * softplus_neg + (one - y) * softplus_pos;
-        let d_ce = (one - y) * sig_pos - y * sig_neg;
+        // `v` multiplies `y·softplus(−s)`: a subnormal `v` then rounds once (`v = 1` exactly).
+        let ce = v * (y * softplus_neg) + (one - y) * softplus_pos;
+        let d_ce = (one - y) * sig_pos - v * (y * sig_neg);
         // Without α, `y + (1 − y)` rounds to exactly 1 for every y in [0, 1].
         // The sample weight multiplies last: a subnormal (or huge) weight then rounds once, and a
         // product overflows only where the row's value does.
@@ -546,7 +672,8 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
     ///
     /// Checked in this order:
     /// - [`Error::EmptyBatch`], [`Error::NoClasses`]: `B = 0` or `K = 0`;
-    /// - [`Error::ShapeMismatch`]: `labels` not of length `B` or `targets` not `[B, K]`, an output
+    /// - [`Error::ShapeMismatch`]: `pos_weight` not of length `K`; `labels` not of length `B` or
+    ///   `targets` not `[B, K]`, an output
     ///   buffer of the wrong shape, `sample_weights` not of length `B`;
     /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
     /// - [`Error::LabelOutOfRange`] for a label `≥ K`; [`Error::TargetOutOfRange`] for a
@@ -559,18 +686,8 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
         targets: &Targets<'_, F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
-        one_vs_rest::check_batch(
-            logits,
-            targets,
-            &output_shapes(logits, None, grad_out.as_deref()),
-            MultiHotOnly,
-            None,
-        )?;
-        let decisions = Decisions::of_batch(logits, targets);
-        match grad_out {
-            Some(grad) => with_flat_mut(grad, |grad| self.reduced(&decisions, Some(grad))),
-            None => self.reduced(&decisions, None),
-        }
+        self.check_batch(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
+        reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, grads))
     }
 
     /// Every row's loss `ℓ_i = Σ_k ℓ_ik` over its `K` decisions and, if `grad_out` is given, its
@@ -586,25 +703,26 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
         losses_out: &mut ArrayRef1<F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
-        let outputs = output_shapes(logits, Some(losses_out), grad_out.as_deref());
-        one_vs_rest::check_batch(logits, targets, &outputs, MultiHotOnly, None)?;
-        let decisions = Decisions::of_batch(logits, targets);
-        let mut losses = vec![F::zero(); decisions.logits.len()];
-        match grad_out {
-            Some(grad) => {
-                with_flat_mut(grad, |grad| self.sum(&decisions, Some(&mut losses), Some(grad), (F::one(), 0)))
-            }
-            None => self.sum(&decisions, Some(&mut losses), None, (F::one(), 0)),
-        };
-        row_sums(&losses, decisions.classes, losses_out);
-        match losses_out.iter().position(|v| !v.is_finite()) {
-            Some(row) => Err(Error::Overflow { what: "loss", row: Some(row), class: None, value: None }),
-            None => Ok(()),
-        }
+        self.check_batch(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
+        let mut grads_finite = true;
+        per_sample_over(logits, targets, losses_out, grad_out, |d, losses, grads| {
+            grads_finite = self.sum(d, Some(losses), grads, (F::one(), 0)).1;
+        });
+        per_sample_result(losses_out, grads_finite)
     }
 
     fn reduction(&self) -> Reduction {
         self.reduction
+    }
+}
+
+/// [`Error::Overflow`] for the first row loss (naming it) or a gradient entry that is not finite.
+pub(super) fn per_sample_result<F: Float>(losses: &ArrayRef1<F>, grads_finite: bool) -> Result<()> {
+    let overflow = |what, row| Error::Overflow { what, row, class: None, value: None };
+    match losses.iter().position(|v| !v.is_finite()) {
+        Some(row) => Err(overflow("loss", Some(row))),
+        None if !grads_finite => Err(overflow("gradient", None)),
+        None => Ok(()),
     }
 }
 

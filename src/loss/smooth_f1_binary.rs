@@ -10,7 +10,7 @@ use super::binary_targets::BinaryTargets;
 use super::contract::Loss;
 use super::f1_stats::F1Stats;
 use super::one_vs_rest::LabelSets::MultiHotOnly;
-use super::one_vs_rest::{self, Decisions, row_sums, with_flat_mut};
+use super::one_vs_rest::{self, Decisions, per_sample_over, reduced_over};
 use super::targets::Targets;
 use super::validate::output_shapes;
 use crate::error::check_shape;
@@ -187,8 +187,7 @@ impl<F: Float> BinarySmoothF1Loss<F> {
             None,
         )?;
         check_shape("stats", &[1], &[stats.classes()])?;
-        let decisions = Decisions::of_batch(logits, &targets);
-        Ok(with_flat_mut(grad_out, |grad| self.reduced(&decisions, stats.f1()[0], Some(grad))))
+        Ok(reduced_over(logits, &targets, Some(grad_out), |d, grads| self.reduced(d, stats.f1()[0], grads)))
     }
 
     /// The batch statistics of a binary model's `[B]` logits (one class): `Σ s y σ(s)`,
@@ -417,12 +416,7 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
             MultiHotOnly,
             None,
         )?;
-        let decisions = Decisions::of_batch(logits, targets);
-        let f1 = local_stats(&decisions).f1()[0];
-        Ok(match grad_out {
-            Some(grad) => with_flat_mut(grad, |grad| self.reduced(&decisions, f1, Some(grad))),
-            None => self.reduced(&decisions, f1, None),
-        })
+        Ok(reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, local_stats(d).f1()[0], grads)))
     }
 
     /// Every row's loss `ℓ_i = Σ_k ℓ_ik` with F1 at its batch value (a batch statistic, held
@@ -440,16 +434,9 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
     ) -> Result<()> {
         let outputs = output_shapes(logits, Some(losses_out), grad_out.as_deref());
         one_vs_rest::check_batch(logits, targets, &outputs, MultiHotOnly, None)?;
-        let decisions = Decisions::of_batch(logits, targets);
-        let f1 = local_stats(&decisions).f1()[0];
-        let mut losses = vec![F::zero(); decisions.logits.len()];
-        match grad_out {
-            Some(grad) => {
-                with_flat_mut(grad, |grad| sum(&decisions, f1, Some(&mut losses), Some(grad), F::one()))
-            }
-            None => sum(&decisions, f1, Some(&mut losses), None, F::one()),
-        };
-        row_sums(&losses, decisions.classes, losses_out);
+        per_sample_over(logits, targets, losses_out, grad_out, |d, losses, grads| {
+            sum(d, local_stats(d).f1()[0], Some(losses), grads, F::one());
+        });
         Ok(())
     }
 
@@ -479,14 +466,22 @@ fn sum<F: Float>(
         #[inline(always)]
         fn run<const FMA: bool>(self) -> f64 {
             let Rows { weights: (positive, negative), decisions, losses, grads, scale } = self;
-            let row = |s, y, w| {
-                let (pos, neg) = (w * positive * y, w * negative * (F::one() - y));
-                let l = Logistic::of::<FMA>(s);
-                (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
-            };
+            let row = |s, y, w, _| f1_row::<F, FMA>((positive, negative), s, y, w);
+            // A row whose value is not finite in `F` (a large weight times a large logit) again in
+            // `f64`.
+            let wide = (positive.as_f64(), negative.as_f64());
+            let exact = |s: F, y: F, w: F, _| f1_row::<f64, false>(wide, s.as_f64(), y.as_f64(), w.as_f64());
             let weights = decisions.weights.as_deref();
-            for_rows(&decisions.logits, &decisions.targets, weights, losses, grads, (scale, F::one()), row)
+            let (logits, targets) = (&decisions.logits, &decisions.targets);
+            for_rows(logits, targets, weights, None, losses, grads, (scale, F::one()), row, exact).0
         }
+    }
+    /// `(ℓ, ∂ℓ/∂s)` of one decision: positives weighted `positive`, negatives `negative`.
+    #[inline(always)]
+    fn f1_row<F: Float, const FMA: bool>((positive, negative): (F, F), s: F, y: F, w: F) -> (F, F) {
+        let (pos, neg) = (w * positive * y, w * negative * (F::one() - y));
+        let l = Logistic::of::<FMA>(s);
+        (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
     }
     let weights = (F::from_f64(1.0 - f1 / 2.0), F::from_f64(f1 / 2.0));
     dispatch(Rows { weights, decisions, losses, grads, scale })

@@ -201,6 +201,10 @@ impl<F: Float> SoftmaxLoss<F> {
     /// `prior` holds class counts or probabilities (any positive scale: a constant shift of the
     /// logits cancels). See [`with_logit_adjustment`](Self::with_logit_adjustment).
     ///
+    /// This is also the **Balanced Softmax** loss (Ren et al. 2020), which writes the class-prior
+    /// softmax as `p_y = n_y e^{z_y} / Σ_k n_k e^{z_k}`: that is `softmax(z + log n)_y`, and
+    /// `log n` differs from `log π` by a constant per row, so `−log p_y` is this loss.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidParameter`] (`"prior"`) for an entry that is zero, negative or not
@@ -223,7 +227,9 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// # References
     ///
-    /// A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
+    /// - A. K. Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, arXiv:2007.07314.
+    /// - J. Ren, C. Yu, S. Sheng, X. Ma, H. Zhao, S. Yi, H. Li, "Balanced Meta-Softmax for
+    ///   Long-Tailed Visual Recognition", NeurIPS 2020, arXiv:2007.10740 (Balanced Softmax, Eq. 4).
     pub fn logit_adjusted<'p>(prior: impl Into<ClassValues<'p, F>>) -> Result<Self>
     where
         F: 'p,

@@ -17,8 +17,8 @@ use crate::Float;
 ///
 /// Each loss states which kinds it takes ([`Loss`](crate::Loss) lists them); another kind is
 /// [`Error::UnsupportedTargets`](crate::Error::UnsupportedTargets). The one-vs-rest losses
-/// ([`SigmoidLoss`](crate::SigmoidLoss), [`ZlprLoss`](crate::ZlprLoss)) read hard labels as
-/// one-hot rows.
+/// ([`SigmoidLoss`](crate::SigmoidLoss), [`ZlprLoss`](crate::ZlprLoss),
+/// [`AsymmetricLoss`](crate::AsymmetricLoss)) read hard labels as one-hot rows.
 ///
 /// A slice, `Vec`, array or view of `usize` or `u32` converts into hard labels, and a `[B, K]`
 /// array or view (or a reference to one) into probability targets, so a loss call can take

@@ -7,7 +7,7 @@ use ndarray::Array2;
 
 /// `data/digits.csv.gz`: 1797 rows of 64 pixel values in `0..=16`, then the label. CC BY 4.0,
 /// Alpaydin & Kaynak 1998 (see `data/README.md`).
-const DIGITS_CSV_GZ: &[u8] = include_bytes!("data/digits.csv.gz");
+const DIGITS_CSV_GZ: &[u8] = include_bytes!("../data/digits.csv.gz");
 
 pub const CLASSES: usize = 10;
 const PIXELS: usize = 64;

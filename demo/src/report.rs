@@ -56,7 +56,7 @@ pub fn table(rows: &[Row]) -> String {
         let wins = deltas.iter().filter(|&&d| d > 0.0).count();
         let (mean_delta, _) = mean_std(&deltas);
         let taus: Vec<f64> = row.seeds.iter().filter_map(|s| s.tau.map(f64::from)).collect();
-        let name = if row.name.ends_with("tuned") && !taus.is_empty() {
+        let name = if row.name.contains("τ tuned") && !taus.is_empty() {
             format!("{} (mean τ {:.2})", row.name, mean_std(&taus).0)
         } else {
             row.name.to_string()

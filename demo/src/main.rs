@@ -2,8 +2,8 @@
 //! scored on balanced test sets of real (UCI digits) and synthetic (Gaussian mixture) data.
 //!
 //! ```sh
-//! cargo run --release --example long_tail                    # ρ = 100, softmax regression, 5 seeds
-//! cargo run --release --example long_tail -- --imbalance 10 --model mlp --seeds 3 --epochs 50
+//! cargo run --release -p longtail-demo                    # ρ = 100, softmax regression, 5 seeds
+//! cargo run --release -p longtail-demo -- --imbalance 10 --model mlp --seeds 3 --epochs 50
 //! ```
 //!
 //! Each seed draws a new long-tailed training set (class `k`-th in the tail keeps
@@ -22,7 +22,7 @@ mod report;
 mod rng;
 
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -32,18 +32,20 @@ use ndarray::Array2;
 use crate::data::{Dataset, long_tail_counts, split_long_tail};
 use crate::experiment::Schedule;
 use crate::model::{Architecture, Sgd};
-use crate::plot::{Line, Panel};
+use crate::plot::{Line, Marker, Panel, Style};
 use crate::report::Row;
+use plotters::style::RGBColor;
 
 const USAGE: &str = "\
-usage: long_tail [--seed N] [--seeds N] [--imbalance RHO] [--epochs N] [--model linear|mlp] [--out DIR]
+usage: longtail-demo [--seed N] [--seeds N] [--imbalance RHO] [--epochs N] [--model linear|mlp] [--out DIR]
 
   --seed N          first seed (default 0); seeds N, N+1, ... are run
   --seeds N         number of seeds (default 5)
   --imbalance RHO   ratio of the largest to the smallest training class (default 100)
   --epochs N        training epochs per model (default 200)
   --model M         linear: softmax regression (default); mlp: one hidden layer of 128 ReLU units
-  --out DIR         where the SVG and the tables go (default target/long_tail)";
+  --out DIR         where the SVG and the tables go (default: long_tail in $CARGO_TARGET_DIR,
+                    or in the workspace's target directory)";
 
 struct Options {
     seed: u64,
@@ -61,7 +63,7 @@ fn parse_options() -> Result<Options, String> {
         imbalance: 100.0,
         epochs: 200,
         architecture: Architecture::Linear,
-        out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("long_tail"),
+        out: default_out(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -97,6 +99,47 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
+/// `long_tail` under the target directory: `$CARGO_TARGET_DIR` when set (relative to the working
+/// directory, as Cargo reads it), else the workspace's `target`.
+fn default_out() -> PathBuf {
+    out_under(std::env::var_os("CARGO_TARGET_DIR"))
+}
+
+fn out_under(target_dir: Option<std::ffi::OsString>) -> PathBuf {
+    let target = match target_dir {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        // The demo's manifest sits one directory below the workspace root.
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new(".")).join("target"),
+    };
+    target.join("long_tail")
+}
+
+/// The methods the picture shows (the tables have them all): the row, its legend entry and its
+/// style. Tableau 10 colours, told apart by most colour-blind readers, and a marker each.
+const PLOTTED: [(&str, &str, Style); 5] = [
+    ("cross-entropy", "cross-entropy", style(RGBColor(31, 119, 180), false, Marker::Circle)),
+    (
+        "class-weighted CE, 1/n",
+        "class-weighted CE, 1/n",
+        style(RGBColor(255, 127, 14), false, Marker::Square),
+    ),
+    ("LDAM-DRW", "LDAM-DRW", style(RGBColor(44, 160, 44), false, Marker::Triangle)),
+    (
+        "logit-adjusted loss, τ = 1",
+        "logit-adjusted loss, τ = 1",
+        style(RGBColor(214, 39, 40), false, Marker::Diamond),
+    ),
+    (
+        "CE + post-hoc adjustment, τ = 1",
+        "CE + post-hoc adjustment, τ = 1",
+        style(RGBColor(0, 0, 0), true, Marker::Cross),
+    ),
+];
+
+const fn style(colour: RGBColor, dashed: bool, marker: Marker) -> Style {
+    Style { colour, dashed, marker }
+}
+
 /// A source of labelled data and how it is split and reported.
 struct Benchmark {
     name: &'static str,
@@ -128,7 +171,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         Ok(options) => options,
         Err(message) => {
             if !message.is_empty() {
-                eprintln!("long_tail: {message}");
+                eprintln!("longtail-demo: {message}");
             }
             eprintln!("{USAGE}");
             std::process::exit(if message.is_empty() { 0 } else { 2 });
@@ -171,7 +214,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         Architecture::Mlp(units) => format!("MLP, {units} hidden ReLU units"),
     };
     println!(
-        "long_tail: imbalance ρ = {}, {model_name}, {} epochs of SGD (batch {}, lr {} cosine, momentum {}, \
+        "longtail-demo: imbalance ρ = {}, {model_name}, {} epochs of SGD (batch {}, lr {} cosine, momentum {}, \
          weight decay {}), seeds {:?}\n",
         options.imbalance,
         schedule.epochs,
@@ -214,15 +257,15 @@ fn main() -> Result<(), Box<dyn Error>> {
             benchmark.shots.few_below(),
             report::table(&rows),
         );
-        let mut lines: Vec<Line> = rows
+        let lines: Vec<Line> = PLOTTED
             .iter()
-            .take(methods::PLOTTED_ROWS)
-            .map(|row| Line { name: row.name.to_string(), recalls: row.recalls_by_rank(), reference: false })
+            .filter_map(|&(row, legend, style)| {
+                let row = rows.iter().find(|r| r.name == row)?;
+                Some(Line { name: legend.to_string(), recalls: row.recalls_by_rank(), style })
+            })
             .collect();
         if benchmark.pool.is_none() {
-            let (bayes_text, bayes_lines) = bayes_references(&counts);
-            section += &bayes_text;
-            lines.extend(bayes_lines);
+            section += &bayes_text(&counts);
         }
         progress.suspend(|| println!("{section}"));
         report += &section;
@@ -238,7 +281,19 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     std::fs::create_dir_all(&options.out)?;
     let svg = options.out.join("recall_vs_frequency.svg");
-    plot::recall_vs_frequency(&svg, &panels)?;
+    let seeds_text = match seeds.as_slice() {
+        [seed] => format!("seed {seed}"),
+        _ => format!("mean over {} seeds ({}–{})", seeds.len(), seeds[0], seeds[seeds.len() - 1]),
+    };
+    let caption = [
+        format!(
+            "Each class's recall on the balanced test set, {seeds_text}; {model_name}, {} epochs.",
+            schedule.epochs
+        ),
+        "Where the red logit-adjusted line is hidden, it lies under the dashed post-hoc one (the same optimum)."
+            .to_string(),
+    ];
+    plot::recall_vs_frequency(&svg, &panels, &caption)?;
     let tables = options.out.join("results.md");
     std::fs::write(&tables, report)?;
     println!(
@@ -252,8 +307,8 @@ fn main() -> Result<(), Box<dyn Error>> {
 }
 
 /// The Gaussian mixture's Bayes-optimal rules for the balanced metric (uniform prior) and for the
-/// training prior (what cross-entropy estimates), as text and as reference lines.
-fn bayes_references(counts: &[usize]) -> (String, Vec<Line>) {
+/// training prior (what cross-entropy estimates).
+fn bayes_text(counts: &[usize]) -> String {
     let total: usize = counts.iter().sum();
     let log_train: Vec<f64> = counts.iter().map(|&n| (n as f64 / total as f64).ln()).collect();
     let balanced = gaussian::bayes_recalls(&vec![0.0; counts.len()]);
@@ -261,17 +316,27 @@ fn bayes_references(counts: &[usize]) -> (String, Vec<Line>) {
     let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len() as f64;
     let lt_accuracy =
         |r: &[f64]| r.iter().zip(counts).map(|(r, &n)| r * n as f64).sum::<f64>() / total as f64;
-    let text = format!(
+    format!(
         "\nBayes-optimal balanced accuracy (uniform-prior rule, exact): {:.1} %. The training-prior Bayes rule \
          (what cross-entropy estimates): balanced accuracy {:.1} %, accuracy (LT) {:.1} %, worst-class recall {:.1} %.\n",
         100.0 * mean(&balanced),
         100.0 * mean(&train),
         100.0 * lt_accuracy(&train),
         100.0 * train.iter().copied().fold(f64::INFINITY, f64::min),
-    );
-    let lines = vec![
-        Line { name: "Bayes, balanced (uniform prior)".into(), recalls: balanced, reference: true },
-        Line { name: "Bayes, training prior".into(), recalls: train, reference: true },
-    ];
-    (text, lines)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_goes_under_cargo_target_dir_when_it_is_set() {
+        assert_eq!(out_under(Some("/tmp/elsewhere".into())), Path::new("/tmp/elsewhere/long_tail"));
+        assert_eq!(out_under(Some("rel".into())), Path::new("rel/long_tail"));
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        assert_eq!(out_under(None), workspace.join("target").join("long_tail"));
+        assert_eq!(out_under(Some("".into())), workspace.join("target").join("long_tail"));
+        assert!(workspace.join("Cargo.toml").is_file() && workspace.join("demo").is_dir());
+    }
 }

@@ -4,7 +4,7 @@
 //!
 //! Data: four 2-D Gaussian classes with 1000, 200, 40 and 8 training samples; the model is softmax
 //! regression, trained by full-batch gradient descent on the loss's gradient with respect to the
-//! logits. Run with `cargo run --release --example quickstart`.
+//! logits. Run with `cargo run --release -p longtail-demo --example quickstart`.
 
 use longtail::adjust::{predict, predict_adjusted};
 use longtail::metrics::balanced_accuracy;
