@@ -416,6 +416,105 @@ pub(crate) fn lane_sum<F: Float>(x: &[F]) -> F {
     acc[0]
 }
 
+/// `⌊log₂ v⌋` of a positive finite `v` (subnormals included), from its bits; 0 for `v = 0`.
+pub(crate) fn exponent_of(v: f64) -> i32 {
+    if v == 0.0 || !v.is_finite() {
+        return 0;
+    }
+    let v = v.abs();
+    if v < f64::MIN_POSITIVE {
+        return exponent_of(v * 2f64.powi(64)) - 64;
+    }
+    ((v.to_bits() >> 52) & 0x7ff) as i32 - 1023
+}
+
+/// `x·2^e`, exact unless the result overflows or is subnormal (then rounded once, as by a single
+/// multiplication).
+#[inline]
+pub(crate) fn ldexp(mut x: f64, mut e: i32) -> f64 {
+    if e == 0 {
+        return x;
+    }
+    // `2^e` from its bits, for a normal `2^e`.
+    let pow2 = |e: i32| f64::from_bits(((e + 1023) as u64) << 52);
+    // Steps of at most 2^±1000 stay exact until the last.
+    while e > 1000 {
+        x *= pow2(1000);
+        e -= 1000;
+    }
+    while e < -1000 {
+        x *= pow2(-1000);
+        e += 1000;
+    }
+    x * pow2(e)
+}
+
+/// The power of two that brings the largest of some non-negative values into `[1, 2)` if it is
+/// at least 1, as the exponent `e` (`max·2^−e ∈ [1, 2)`), clamped so that `2^−e` is a normal `F`;
+/// 0 when all are 0.
+/// Scaling by `2^−e` is exact, so a weighted mean computed from the scaled values is that of the
+/// values themselves, without their products overflowing or underflowing.
+///
+/// Small weights are scaled up only as far as `[2^−60, 2^−59)`: enough that their products do not
+/// underflow, and far enough below 1 that a weight times a loss near the float's maximum, summed
+/// over a batch, stays within `f64`.
+pub(crate) fn scale_exponent<F: Float>(max: f64) -> i32 {
+    let min_exp = exponent_of(F::min_positive_value().as_f64());
+    let max_exp = exponent_of(F::max_value().as_f64());
+    weight_exponent(exponent_of(max)).clamp(-max_exp, -min_exp)
+}
+
+/// The scaling exponent of weights whose largest has binary exponent `e` (see
+/// [`scale_exponent`]), unclamped: `e + 8` from 1 on (the largest weight lands in
+/// `[2^−8, 2^−7)`, leaving room for a batch's sum of losses near the float's maximum), `e + 60`
+/// below `2^−60`, else 0.
+pub(crate) fn weight_exponent(e: i32) -> i32 {
+    const SMALL: i32 = 60;
+    const HEADROOM: i32 = 8;
+    if e >= 0 {
+        e + HEADROOM
+    } else if e < -SMALL {
+        e + SMALL
+    } else {
+        0
+    }
+}
+
+/// `2^e` as an `F`, for `e` within the normal exponents of `F` (see [`scale_exponent`]).
+#[inline]
+pub(crate) fn pow2<F: Float>(e: i32) -> F {
+    F::from_f64(ldexp(1.0, e))
+}
+
+/// A gradient scale `inv_divisor·2^exp` as a factor for the kernel and a power of two `2^k` to
+/// apply afterwards ([`apply_pow2`]): `k = 0` when the scale is representable in `F`; otherwise
+/// the kernel gets a factor near 1 and the gradient the rest, so that an entry that fits the
+/// range still comes out (a large weight times a small gradient).
+pub(crate) fn split_scale<F: Float>(inv_divisor: f64, exp: i32) -> (F, i32) {
+    let scale = F::from_f64(ldexp(inv_divisor, exp));
+    if scale.is_finite() {
+        return (scale, 0);
+    }
+    let k = exponent_of(inv_divisor) + exp;
+    (F::from_f64(ldexp(inv_divisor, exp - k)), k)
+}
+
+/// Multiplies every entry by `2^k` (nothing for `k = 0`); `false` if one leaves the range of `F`.
+pub(crate) fn apply_pow2<F: Float, D: ndarray::Dimension>(
+    values: &mut ndarray::ArrayRef<F, D>,
+    k: i32,
+) -> bool {
+    if k == 0 {
+        return true;
+    }
+    let mut finite = true;
+    values.map_inplace(|v| {
+        *v = F::from_f64(ldexp(v.as_f64(), k));
+        finite &= v.is_finite();
+    });
+    finite
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,103 +686,4 @@ mod tests {
             assert!(out.iter().zip(&exact).all(|(o, e)| (o - e).abs() <= 4e-16 * e));
         }
     }
-}
-
-/// `⌊log₂ v⌋` of a positive finite `v` (subnormals included), from its bits; 0 for `v = 0`.
-pub(crate) fn exponent_of(v: f64) -> i32 {
-    if v == 0.0 || !v.is_finite() {
-        return 0;
-    }
-    let v = v.abs();
-    if v < f64::MIN_POSITIVE {
-        return exponent_of(v * 2f64.powi(64)) - 64;
-    }
-    ((v.to_bits() >> 52) & 0x7ff) as i32 - 1023
-}
-
-/// `x·2^e`, exact unless the result overflows or is subnormal (then rounded once, as by a single
-/// multiplication).
-#[inline]
-pub(crate) fn ldexp(mut x: f64, mut e: i32) -> f64 {
-    if e == 0 {
-        return x;
-    }
-    // `2^e` from its bits, for a normal `2^e`.
-    let pow2 = |e: i32| f64::from_bits(((e + 1023) as u64) << 52);
-    // Steps of at most 2^±1000 stay exact until the last.
-    while e > 1000 {
-        x *= pow2(1000);
-        e -= 1000;
-    }
-    while e < -1000 {
-        x *= pow2(-1000);
-        e += 1000;
-    }
-    x * pow2(e)
-}
-
-/// The power of two that brings the largest of some non-negative values into `[1, 2)` if it is
-/// at least 1, as the exponent `e` (`max·2^−e ∈ [1, 2)`), clamped so that `2^−e` is a normal `F`;
-/// 0 when all are 0.
-/// Scaling by `2^−e` is exact, so a weighted mean computed from the scaled values is that of the
-/// values themselves, without their products overflowing or underflowing.
-///
-/// Small weights are scaled up only as far as `[2^−60, 2^−59)`: enough that their products do not
-/// underflow, and far enough below 1 that a weight times a loss near the float's maximum, summed
-/// over a batch, stays within `f64`.
-pub(crate) fn scale_exponent<F: Float>(max: f64) -> i32 {
-    let min_exp = exponent_of(F::min_positive_value().as_f64());
-    let max_exp = exponent_of(F::max_value().as_f64());
-    weight_exponent(exponent_of(max)).clamp(-max_exp, -min_exp)
-}
-
-/// The scaling exponent of weights whose largest has binary exponent `e` (see
-/// [`scale_exponent`]), unclamped: `e + 8` from 1 on (the largest weight lands in
-/// `[2^−8, 2^−7)`, leaving room for a batch's sum of losses near the float's maximum), `e + 60`
-/// below `2^−60`, else 0.
-pub(crate) fn weight_exponent(e: i32) -> i32 {
-    const SMALL: i32 = 60;
-    const HEADROOM: i32 = 8;
-    if e >= 0 {
-        e + HEADROOM
-    } else if e < -SMALL {
-        e + SMALL
-    } else {
-        0
-    }
-}
-
-/// `2^e` as an `F`, for `e` within the normal exponents of `F` (see [`scale_exponent`]).
-#[inline]
-pub(crate) fn pow2<F: Float>(e: i32) -> F {
-    F::from_f64(ldexp(1.0, e))
-}
-
-/// A gradient scale `inv_divisor·2^exp` as a factor for the kernel and a power of two `2^k` to
-/// apply afterwards ([`apply_pow2`]): `k = 0` when the scale is representable in `F`; otherwise
-/// the kernel gets a factor near 1 and the gradient the rest, so that an entry that fits the
-/// range still comes out (a large weight times a small gradient).
-pub(crate) fn split_scale<F: Float>(inv_divisor: f64, exp: i32) -> (F, i32) {
-    let scale = F::from_f64(ldexp(inv_divisor, exp));
-    if scale.is_finite() {
-        return (scale, 0);
-    }
-    let k = exponent_of(inv_divisor) + exp;
-    (F::from_f64(ldexp(inv_divisor, exp - k)), k)
-}
-
-/// Multiplies every entry by `2^k` (nothing for `k = 0`); `false` if one leaves the range of `F`.
-pub(crate) fn apply_pow2<F: Float, D: ndarray::Dimension>(
-    values: &mut ndarray::ArrayRef<F, D>,
-    k: i32,
-) -> bool {
-    if k == 0 {
-        return true;
-    }
-    let mut finite = true;
-    values.map_inplace(|v| {
-        *v = F::from_f64(ldexp(v.as_f64(), k));
-        finite &= v.is_finite();
-    });
-    finite
 }

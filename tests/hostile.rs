@@ -431,7 +431,7 @@ fn judge<F: Hostile>(
         (got, Expect::Value(want)) => {
             let representable = want.iter().map(|(v, _)| fits::<F>(*v)).collect::<Vec<_>>();
             let all_fit = representable.iter().all(|f| *f == Some(true));
-            let some_overflow = representable.iter().any(|f| *f == Some(false));
+            let some_overflow = representable.contains(&Some(false));
             match got {
                 Err(e) if all_fit && !SUM_BEYOND_F64.with(|s| s.get()) => {
                     fail(entry, format!("Err({e}) for a representable result on {case:?}"))
@@ -644,7 +644,7 @@ impl<F: Hostile> SoftmaxCase<F> {
 
     /// `(reduced loss, reduced gradient)` and `(per-sample losses, per-sample gradient)`, each
     /// output with its bound.
-    fn reference(&self, loss: &SoftmaxLoss<F>) -> Expect<(Vec<(X, X)>, Vec<(X, X)>)> {
+    fn reference(&self, loss: &SoftmaxLoss<F>) -> Expect<Outputs> {
         let (b, k) = self.logits.dim();
         let f = |v: F| v.as_f64();
         if self.logits.iter().any(|&v| v.is_nan() || v == F::infinity()) {
@@ -908,7 +908,7 @@ fn sigmoid(x: X) -> X {
 }
 
 impl<F: Hostile> SigmoidCase<F> {
-    fn reference(&self) -> Expect<(Vec<(X, X)>, Vec<(X, X)>)> {
+    fn reference(&self) -> Expect<Outputs> {
         let n = self.logits.len();
         let f = |v: F| v.as_f64();
         let gamma = f(self.gamma);
@@ -1244,14 +1244,14 @@ fn run_ldam<F: Hostile>(case: LdamCase<F>) -> std::result::Result<(), TestCaseEr
                     f(loss.scale() * shifted)
                 })
                 .collect();
-            for j in 0..k {
+            for (j, &zj) in z.iter().enumerate() {
                 if case.logits[[i, j]].is_finite()
-                    && !z[j].is_finite()
-                    && !(z[j] == f64::NEG_INFINITY && f(loss.scale()) == 0.0)
+                    && !zj.is_finite()
+                    && !(zj == f64::NEG_INFINITY && f(loss.scale()) == 0.0)
                 {
                     return Expect::Invalid;
                 }
-                if z[j].is_nan() {
+                if zj.is_nan() {
                     return Expect::Invalid;
                 }
             }
@@ -1492,9 +1492,7 @@ fn vs_case<F: Hostile>() -> impl Strategy<Value = (LabelledCase<F>, Vec<F>, F, F
     })
 }
 
-fn run_poly1<F: Hostile>(
-    all: (LabelledCase<F>, F, Option<(Vec<F>, F)>),
-) -> std::result::Result<(), TestCaseError> {
+fn run_poly1<F: Hostile>(all: Poly1Case<F>) -> std::result::Result<(), TestCaseError> {
     let (case, epsilon, prior) = &all;
     let epsilon = *epsilon;
     SUM_BEYOND_F64.with(|s| s.set(false));
@@ -1518,7 +1516,10 @@ fn run_poly1<F: Hostile>(
     case.judge_loss((names, &all, X::new(1.0 + epsilon.as_f64().abs())), &loss, expect)
 }
 
-fn poly1_case<F: Hostile>() -> impl Strategy<Value = (LabelledCase<F>, F, Option<(Vec<F>, F)>)> {
+/// A Poly-1 case: the batch, `ε`, and a prior with `τ` for the logit adjustment.
+type Poly1Case<F> = (LabelledCase<F>, F, Option<(Vec<F>, F)>);
+
+fn poly1_case<F: Hostile>() -> impl Strategy<Value = Poly1Case<F>> {
     let pos = || F::values().prop_map(|v| F::from_f64(v.as_f64().abs()));
     let epsilon = prop_oneof![2 => Just(F::one()), 1 => Just(F::from_f64(-1.0)), 1 => (-1.0f64..4.0).prop_map(F::from_f64), 2 => F::values()];
     labelled_case::<F>().prop_flat_map(move |case| {

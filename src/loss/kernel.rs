@@ -50,12 +50,25 @@ pub(super) fn focal_factors<F: Float>(
     // Up to γ = 16 a rounded `1 − p` costs at most 16 ulp. Beyond, `m` comes from the logarithm;
     // and since the kernel's exponentials flush to 0 a little below the smallest normal number
     // while a large `γ` still sees such a `p` (`γ·p` need not be small), `p` from `log p`.
-    let (m, p) = if gamma <= F::from_f64(16.0) {
-        (one_minus_p.powf(gamma), p)
-    } else {
-        let p = if p < F::min_positive_value() && lp > F::neg_infinity() { lp.exp() } else { p };
-        ((gamma * log_q(p)).exp(), p)
-    };
+    if gamma <= F::from_f64(POW_GAMMA_MAX) {
+        return pow_focal_factors(p, one_minus_p, lp, gamma);
+    }
+    let p = if p < F::min_positive_value() && lp > F::neg_infinity() { lp.exp() } else { p };
+    focal_gradient_factor((gamma * log_q(p)).exp(), p, one_minus_p, lp, gamma)
+}
+
+/// The largest `γ` for which [`focal_factors`] raises the rounded `1 − p` (at most 16 ulp).
+pub(super) const POW_GAMMA_MAX: f64 = 16.0;
+
+/// [`focal_factors`] for `0 < γ ≤ 16`: `m = (1 − p)^γ` from the rounded `1 − p`.
+#[inline(always)]
+pub(super) fn pow_focal_factors<F: Float>(p: F, one_minus_p: F, lp: F, gamma: F) -> (F, F) {
+    focal_gradient_factor(one_minus_p.powf(gamma), p, one_minus_p, lp, gamma)
+}
+
+/// `(m, m (1 − γ p log p / (1 − p)))`.
+#[inline(always)]
+fn focal_gradient_factor<F: Float>(m: F, p: F, one_minus_p: F, lp: F, gamma: F) -> (F, F) {
     let log_ratio = if one_minus_p > F::zero() { lp / one_minus_p } else { -F::one() };
     // p = 0 only where log p = -inf: the product's limit is 0, not NaN.
     let p_log_ratio = if p > F::zero() { p * log_ratio } else { F::zero() };

@@ -934,10 +934,14 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                 if let Some(out) = out {
                     done.write(&group, out);
                 }
-                if done.loss[..rows].iter().all(|v| v.is_finite()) && self.losses.is_none() {
-                    // The common group: finite losses, nothing to store.
+                // The common group: nothing to store, and finite losses (a sum that is not finite
+                // says otherwise; the rows are then recorded one by one from the sum before).
+                let before = self.total;
+                if self.losses.is_none() {
                     done.loss[..rows].iter().for_each(|v| self.total += v.as_f64());
-                } else {
+                }
+                if self.losses.is_some() || !self.total.is_finite() {
+                    self.total = before;
                     for (r, &value) in done.loss[..rows].iter().enumerate() {
                         self.record(first + r, value, &z[r * classes..][..classes]);
                     }
@@ -1067,12 +1071,12 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
         };
         let gamma = loss.gamma.as_f64();
         let mut total_half = 0.0;
-        for k in 0..z.len() {
+        for (k, &half_k) in half.iter().enumerate() {
             let c = mass(k);
             if c <= 0.0 {
                 continue;
             }
-            let lp_half = half[k] - ln_total / 2.0;
+            let lp_half = half_k - ln_total / 2.0;
             let m = if gamma == 0.0 {
                 1.0
             } else {

@@ -141,7 +141,7 @@ impl ShotSplit {
     /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn shot(&self, count: f64) -> Result<Shot> {
-        if !(count >= 0.0) {
+        if count.is_nan() || count < 0.0 {
             return Err(Error::InvalidParameter {
                 name: "count",
                 index: None,
