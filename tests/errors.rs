@@ -812,9 +812,17 @@ fn negative_nan_or_infinite_gamma_is_invalid_parameter_f64() {
     let err = SoftmaxLoss::<f64>::focal(-1.0).unwrap_err();
     assert_eq!(
         err,
-        Error::InvalidParameter { name: "gamma", index: None, value: -1.0, expected: "finite and >= 0" }
+        Error::InvalidParameter {
+            name: "gamma",
+            index: None,
+            value: -1.0,
+            expected: "in [0, eps / MIN_POSITIVE] (1e31 in f32, 1e292 in f64)"
+        }
     );
-    assert_eq!(err.to_string(), "gamma is -1; expected finite and >= 0");
+    assert_eq!(
+        err.to_string(),
+        "gamma is -1; expected in [0, eps / MIN_POSITIVE] (1e31 in f32, 1e292 in f64)"
+    );
 }
 
 #[test]

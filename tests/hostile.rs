@@ -42,7 +42,7 @@ use longtail::prior::{ClassWeights, LabelShiftEm};
 use longtail::softmax::{log_softmax, log_sum_exp, softmax};
 use longtail::{
     AsymmetricLoss, BinaryTargets, ConfusionMatrix, Error, F1Stats, Float, LdamLoss, Loss, Poly1Loss, Prior,
-    Reduction, SigmoidLoss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
+    Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
 };
 use ndarray::{Array1, Array2, array};
 use proptest::prelude::*;
@@ -2098,6 +2098,21 @@ fn poly1_epsilon_is_bounded_by_one_over_eps() {
     assert!(Poly1Loss::<f32>::new(8e6).is_ok());
     assert!(matches!(Poly1Loss::<f32>::new(1e7), Err(Error::InvalidParameter { name: "epsilon", .. })));
     assert!(matches!(Poly1Loss::<f64>::new(1e16), Err(Error::InvalidParameter { name: "epsilon", .. })));
+}
+
+#[test]
+fn huge_sample_weights_do_not_overflow_the_smooth_f1_losses() {
+    let logits = array![[1.0_f32, -1.0, 0.5], [0.0, 1.0, 2.0]];
+    let w = [3e38_f32, 3e38];
+    for loss in [SmoothF1Loss::<f32>::macro_f1(), SmoothF1Loss::micro_f1()] {
+        let weighted = loss.loss(&logits, Targets::labels(&[1, 0]).with_sample_weights(&w[..])).unwrap();
+        let plain = loss.loss(&logits, Targets::labels(&[1, 0])).unwrap();
+        assert_close(weighted as f64, plain as f64, 1e-6, "weighted mean");
+        // The sum is beyond f32: an overflow, not inf.
+        let sum = loss.with_reduction(Reduction::Sum);
+        let err = sum.loss(&logits, Targets::labels(&[1, 0]).with_sample_weights(&w[..])).unwrap_err();
+        assert_eq!(err, Error::Overflow { what: "loss", row: None, class: None, value: None });
+    }
 }
 
 #[test]
