@@ -41,8 +41,8 @@ use longtail::metrics::{Shot, ShotSplit};
 use longtail::prior::{ClassWeights, LabelShiftEm};
 use longtail::softmax::{log_softmax, log_sum_exp, softmax};
 use longtail::{
-    AsymmetricLoss, BinaryTargets, ConfusionMatrix, Error, F1Stats, Float, LdamLoss, Loss, Poly1Loss, Prior,
-    Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
+    AsymmetricLoss, BinarySmoothF1Loss, BinaryTargets, ConfusionMatrix, Error, F1Stats, Float, LdamLoss,
+    Loss, Poly1Loss, Prior, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
 };
 use ndarray::{Array1, Array2, array};
 use proptest::prelude::*;
@@ -2113,6 +2113,23 @@ fn huge_sample_weights_do_not_overflow_the_smooth_f1_losses() {
         let err = sum.loss(&logits, Targets::labels(&[1, 0]).with_sample_weights(&w[..])).unwrap_err();
         assert_eq!(err, Error::Overflow { what: "loss", row: None, class: None, value: None });
     }
+    let multi_hot = array![[0.0_f32, 1.0, 0.0], [1.0, 0.0, 0.0]];
+    let t = || Targets::multi_hot(&multi_hot).with_sample_weights(&w[..]);
+    let binary = BinarySmoothF1Loss::<f32>::new();
+    let weighted = binary.loss(&logits, t()).unwrap();
+    assert_close(
+        weighted as f64,
+        binary.loss(&logits, Targets::multi_hot(&multi_hot)).unwrap() as f64,
+        1e-6,
+        "mean",
+    );
+    let sum = binary.with_reduction(Reduction::Sum);
+    assert_eq!(
+        sum.loss(&logits, t()).unwrap_err(),
+        Error::Overflow { what: "loss", row: None, class: None, value: None }
+    );
+    let err = sum.per_sample_loss(&logits, t()).unwrap_err();
+    assert_eq!(err, Error::Overflow { what: "loss", row: Some(0), class: None, value: None });
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use ndarray::{ArrayRef1, ArrayView1};
 
 use crate::Float;
-use crate::float::{LANES, exp_nonpos, lane_sum, ln_1p_unit};
+use crate::float::{exp_nonpos, lane_sum, ln_1p_unit};
 
 /// Rows per block: a block's losses are summed in `F` lanes while in L1, the block sums in `f64`.
 const BLOCK: usize = 256;
@@ -207,13 +207,4 @@ pub(super) fn scaled_total_weight<F: Float>(weights: Option<&[F]>, len: usize, e
             w.iter().map(|&v| (v * inv).as_f64()).sum()
         }
     }
-}
-
-/// `Σ w` in `f64`, summed in [`LANES`] partial sums so that the additions do not wait on each other.
-pub(super) fn weight_sum<F: Float>(weights: &[F]) -> f64 {
-    let mut sums = [0.0; LANES];
-    for (i, &w) in weights.iter().enumerate() {
-        sums[i % LANES] += w.as_f64();
-    }
-    lane_sum(&sums)
 }

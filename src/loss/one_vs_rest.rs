@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use ndarray::{ArrayRef1, ArrayRef2, ArrayView2};
 
-use super::binary_rows::{contiguous, weight_sum};
+use super::binary_rows::contiguous;
 use super::binary_targets::BinaryTargets;
 use super::targets::{RowKind, TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, check_sample_weights};
@@ -55,14 +55,6 @@ impl<'a, F: Float> Decisions<'a, F> {
             targets: contiguous(&targets.targets),
             weights: targets.sample_weights.as_ref().map(|w| contiguous(w)),
             classes: 1,
-        }
-    }
-
-    /// The total weight of the decisions, `K·Σ_i s_i` (`B·K` without weights), in `f64`.
-    pub fn total_weight(&self) -> f64 {
-        match &self.weights {
-            Some(w) => weight_sum(w),
-            None => self.logits.len() as f64,
         }
     }
 }

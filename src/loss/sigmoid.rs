@@ -679,7 +679,9 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
     /// - [`Error::LabelOutOfRange`] for a label `≥ K`; [`Error::TargetOutOfRange`] for a
     ///   probability target outside `[0, 1]` or a multi-hot one other than 0 or 1;
     /// - then the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
-    ///   `+inf`, [`Error::MaskedTarget`] for `-inf` on a positive target of a row that counts.
+    ///   `+inf`, [`Error::MaskedTarget`] for `-inf` on a positive target of a row that counts;
+    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`; `"loss"` naming the row for the per-sample
+    ///   calls) for a result beyond the float's range.
     fn loss_into(
         &self,
         logits: &ArrayRef2<F>,
