@@ -11,7 +11,7 @@
 //!
 //! Argmax ties go to the **lowest class index** (as `numpy.argmax`). `-inf` logits are legal masks
 //! (a row that is all `-inf` has no prediction: an error); NaN and `+inf` logits are errors, and
-//! so is a finite logit that overflows once offset.
+//! a finite logit that the offset pushes out of range is an [`Error::Overflow`].
 
 use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1};
 
@@ -57,7 +57,8 @@ pub fn adjusted_logits<F: Float>(logits: &ArrayRef2<F>, prior: &Prior, tau: F) -
 /// In this order: [`Error::EmptyBatch`], [`Error::NoClasses`];
 /// [`Error::ShapeMismatch`] (`"prior"`, then `"out"`); [`Error::InvalidParameter`]
 /// (`"tau"` not finite or overflowing, `"prior"` with a zero count while `τ ≠ 0`);
-/// [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows once adjusted.
+/// [`Error::NonFiniteLogit`] for a NaN or `+inf` logit; [`Error::Overflow`]
+/// (`"logit + adjustment"`) for a finite one that the adjustment pushes out of range.
 /// On error `out` is untouched.
 ///
 /// # Example
@@ -251,8 +252,9 @@ pub fn prior_shifted_logits<F: Float>(
 /// In this order: [`Error::EmptyBatch`], [`Error::NoClasses`];
 /// [`Error::ShapeMismatch`] (`"train_prior"`, `"target_prior"`, then `"out"`);
 /// [`Error::InvalidParameter`] (`"train_prior"` or `"target_prior"`, with the class) for a
-/// zero count; [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows once
-/// shifted. On error `out` is untouched.
+/// zero count; [`Error::NonFiniteLogit`] for a NaN or `+inf` logit; [`Error::Overflow`]
+/// (`"logit + adjustment"`) for a finite one that the shift pushes out of range. On error `out` is
+/// untouched.
 ///
 /// # Example
 ///
@@ -569,7 +571,8 @@ pub fn tune_tau<'a, F: Float>(
 /// [`Error::LabelOutOfRange`]; [`Error::NonFiniteLogit`] for a NaN or `+inf` logit;
 /// [`Error::FullyMasked`] for a row whose every logit is `-inf`; for the log-loss,
 /// [`Error::MaskedTarget`] if a row's label has logit `-inf` (its loss would be infinite);
-/// then, `τ` by `τ`, [`Error::NonFiniteLogit`] for a logit that overflows once adjusted.
+/// then, `τ` by `τ`, [`Error::Overflow`] (`"logit + adjustment"`) for a finite logit that
+/// overflows once adjusted.
 ///
 /// # Example
 ///

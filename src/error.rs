@@ -149,6 +149,20 @@ pub enum Error {
         /// The kind it was given, e.g. `"probability targets"`.
         found: &'static str,
     },
+    /// A value is beyond the range of its type although every input is valid: a transform
+    /// (logit adjustment, LDAM's scale and margin, a label prior) turns a finite logit into `±inf`,
+    /// a result (loss, gradient, log-probability) exceeds the float type, or a count would wrap.
+    Overflow {
+        /// What overflowed, e.g. `"logit + adjustment"`, `"scale * (logit - margin)"`, `"loss"`,
+        /// `"gradient"`, `"log_softmax"`, `"counts"`; each call names its own in `# Errors`.
+        what: &'static str,
+        /// Row of the batch, if the overflow belongs to one.
+        row: Option<usize>,
+        /// Class (column), if the overflow belongs to one.
+        class: Option<usize>,
+        /// The input that overflowed (the logit, or the count), if there is one.
+        value: Option<f64>,
+    },
 }
 
 impl fmt::Display for Error {
@@ -164,7 +178,8 @@ impl fmt::Display for Error {
             }
             Self::NonFiniteLogit { row, class, value } => write!(
                 f,
-                "logit at row {row}, class {class} is {value} (NaN and +inf are not allowed; -inf masks a class)"
+                "logit at row {row}, class {class} is {} (NaN and +inf are not allowed; -inf masks a class)",
+                Short(*value)
             ),
             Self::MaskedTarget { row, class } => write!(
                 f,
@@ -175,19 +190,24 @@ impl fmt::Display for Error {
             }
             Self::InvalidTarget { row, class, value } => write!(
                 f,
-                "probability target at row {row}, class {class} is {value}; it must be finite and >= 0"
+                "probability target at row {row}, class {class} is {}; it must be finite and >= 0",
+                Short(*value)
             ),
             Self::TargetSum { row, sum, tolerance } => {
-                write!(f, "probability targets of row {row} sum to {sum}, not 1 (tolerance {tolerance:e})")
+                write!(
+                    f,
+                    "probability targets of row {row} sum to {}, not 1 (tolerance {tolerance:e})",
+                    Short(*sum)
+                )
             }
             Self::InvalidSampleWeight { row, value } => {
-                write!(f, "sample weight at row {row} is {value}; it must be finite and >= 0")
+                write!(f, "sample weight at row {row} is {}; it must be finite and >= 0", Short(*value))
             }
             Self::InvalidParameter { name, index: Some(i), value, expected } => {
-                write!(f, "{name}[{i}] is {value}; expected {expected}")
+                write!(f, "{name}[{i}] is {}; expected {expected}", Short(*value))
             }
             Self::InvalidParameter { name, index: None, value, expected } => {
-                write!(f, "{name} is {value}; expected {expected}")
+                write!(f, "{name} is {}; expected {expected}", Short(*value))
             }
             Self::PredictionOutOfRange { row, prediction, classes } => {
                 write!(f, "prediction {prediction} at row {row} is not a class index 0..{classes}")
@@ -197,16 +217,50 @@ impl fmt::Display for Error {
                 "{name} is singular: no usable pivot in column {column} (a class never predicted or never seen?)"
             ),
             Self::TargetOutOfRange { row, class, value, expected } => {
-                write!(f, "target at row {row}, class {class} is {value}; expected {expected}")
+                write!(f, "target at row {row}, class {class} is {}; expected {expected}", Short(*value))
             }
             Self::UnsupportedTargets { loss, expected, found } => {
                 write!(f, "{loss} takes {expected}, not {found}")
+            }
+            Self::Overflow { what, row, class, value } => {
+                write!(f, "{what} overflows")?;
+                match (row, class) {
+                    (Some(row), Some(class)) => write!(f, " at row {row}, class {class}")?,
+                    (Some(row), None) => write!(f, " at row {row}")?,
+                    (None, Some(class)) => write!(f, " at class {class}")?,
+                    (None, None) => {}
+                }
+                if let Some(value) = value {
+                    write!(f, " (from {})", Short(*value))?;
+                }
+                write!(f, ": the result is beyond the range of its type")
             }
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// A value in a message, in its shortest form: positional between `1e-4` and `1e16`, scientific
+/// outside (`3.4e38`, not 39 digits), and with the digits of `f32` when it is exactly an `f32`
+/// (the value came from one, widened to `f64`).
+pub(crate) struct Short(pub f64);
+
+impl fmt::Display for Short {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        let positional = v == 0.0 || !v.is_finite() || (1e-4..1e16).contains(&v.abs());
+        // An f64 that is exactly an f32 prints with the f32's shortest digits.
+        let narrow = v as f32;
+        if f64::from(narrow) == v {
+            if positional { write!(f, "{narrow}") } else { write!(f, "{narrow:e}") }
+        } else if positional {
+            write!(f, "{v}")
+        } else {
+            write!(f, "{v:e}")
+        }
+    }
+}
 
 /// The crate's result type.
 pub type Result<T, E = Error> = core::result::Result<T, E>;

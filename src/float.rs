@@ -273,6 +273,53 @@ pub(crate) fn lane_max_sum<F: Float>(z: &[F], adjust: &[F]) -> F {
     acc.into_iter().chain(rest).fold(F::neg_infinity(), greater)
 }
 
+/// `max |x|` (0 for an empty slice), for NaN-free input.
+#[inline(always)]
+pub(crate) fn lane_abs_max<F: Float>(x: &[F]) -> F {
+    let greater = |a: F, b: F| if b.abs() > a { b.abs() } else { a };
+    let mut acc = [F::zero(); LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = greater(*a, v);
+        }
+    }
+    acc.into_iter().chain(tail.iter().copied()).fold(F::zero(), greater)
+}
+
+/// `max |z + adjust|` (0 for empty slices), for NaN-free input.
+#[inline(always)]
+pub(crate) fn lane_abs_max_sum<F: Float>(z: &[F], adjust: &[F]) -> F {
+    let greater = |a: F, b: F| if b.abs() > a { b.abs() } else { a };
+    let mut acc = [F::zero(); LANES];
+    let (chunks, tail) = (z.chunks_exact(LANES), z.len() / LANES * LANES);
+    for (chunk, a_chunk) in chunks.zip(adjust.chunks_exact(LANES)) {
+        for ((a, &v), &w) in acc.iter_mut().zip(chunk).zip(a_chunk) {
+            *a = greater(*a, v + w);
+        }
+    }
+    let rest = z[tail..].iter().zip(&adjust[tail..]).map(|(&v, &w)| v + w);
+    acc.into_iter().chain(rest).fold(F::zero(), greater)
+}
+
+/// `max |x|` if every `x` is finite (0 for an empty slice), else `None`: [`all_finite`] and
+/// [`lane_abs_max`] over each block of [`BLOCK`] values in turn, so that a long slice is read from
+/// memory once (one loop that does both compiled into lane shuffles and stack stores; two tight
+/// ones over a block in L1 do not).
+#[inline(always)]
+pub(crate) fn finite_abs_max<F: Float, const FMA: bool>(x: &[F]) -> Option<F> {
+    let mut max = F::zero();
+    for block in x.chunks(BLOCK) {
+        if !all_finite::<F, FMA>(block) {
+            return None;
+        }
+        let m = lane_abs_max(block);
+        max = if m > max { m } else { max };
+    }
+    Some(max)
+}
+
 /// Whether every `x` is finite, without a branch per value: `v·0` is 0 for finite `v` and NaN for
 /// `±inf` and NaN, and a NaN stays in its lane's sum (one fused multiply-add per value with `FMA`).
 #[inline(always)]
@@ -286,23 +333,6 @@ pub(crate) fn all_finite<F: Float, const FMA: bool>(x: &[F]) -> bool {
     }
     acc.iter_mut().zip(tail).for_each(|(s, v)| add_zero_times(s, v));
     acc.iter().fold(F::zero(), |s, &a| s + a) == F::zero()
-}
-
-/// `max x` if every `x` is finite (`-inf` for an empty slice), else `None`: [`all_finite`] and
-/// [`lane_max`] over each block of [`BLOCK`] values in turn, so that a long slice is read from
-/// memory once (one loop that does both compiled into lane shuffles and stack stores; two tight
-/// ones over a block in L1 do not).
-#[inline(always)]
-pub(crate) fn finite_max<F: Float, const FMA: bool>(x: &[F]) -> Option<F> {
-    let mut max = F::neg_infinity();
-    for block in x.chunks(BLOCK) {
-        if !all_finite::<F, FMA>(block) {
-            return None;
-        }
-        let m = lane_max(block);
-        max = if m > max { m } else { max };
-    }
-    Some(max)
 }
 
 /// Where [`exp_sum`] reads its arguments `x_k` from.
@@ -384,6 +414,105 @@ pub(crate) fn lane_sum<F: Float>(x: &[F]) -> F {
         low.iter_mut().zip(&*high).for_each(|(a, &b)| *a += b);
     }
     acc[0]
+}
+
+/// `⌊log₂ v⌋` of a positive finite `v` (subnormals included), from its bits; 0 for `v = 0`.
+pub(crate) fn exponent_of(v: f64) -> i32 {
+    if v == 0.0 || !v.is_finite() {
+        return 0;
+    }
+    let v = v.abs();
+    if v < f64::MIN_POSITIVE {
+        return exponent_of(v * 2f64.powi(64)) - 64;
+    }
+    ((v.to_bits() >> 52) & 0x7ff) as i32 - 1023
+}
+
+/// `x·2^e`, exact unless the result overflows or is subnormal (then rounded once, as by a single
+/// multiplication).
+#[inline]
+pub(crate) fn ldexp(mut x: f64, mut e: i32) -> f64 {
+    if e == 0 {
+        return x;
+    }
+    // `2^e` from its bits, for a normal `2^e`.
+    let pow2 = |e: i32| f64::from_bits(((e + 1023) as u64) << 52);
+    // Steps of at most 2^±1000 stay exact until the last.
+    while e > 1000 {
+        x *= pow2(1000);
+        e -= 1000;
+    }
+    while e < -1000 {
+        x *= pow2(-1000);
+        e += 1000;
+    }
+    x * pow2(e)
+}
+
+/// The power of two that brings the largest of some non-negative values into `[1, 2)` if it is
+/// at least 1, as the exponent `e` (`max·2^−e ∈ [1, 2)`), clamped so that `2^−e` is a normal `F`;
+/// 0 when all are 0.
+/// Scaling by `2^−e` is exact, so a weighted mean computed from the scaled values is that of the
+/// values themselves, without their products overflowing or underflowing.
+///
+/// Small weights are scaled up only as far as `[2^−60, 2^−59)`: enough that their products do not
+/// underflow, and far enough below 1 that a weight times a loss near the float's maximum, summed
+/// over a batch, stays within `f64`.
+pub(crate) fn scale_exponent<F: Float>(max: f64) -> i32 {
+    let min_exp = exponent_of(F::min_positive_value().as_f64());
+    let max_exp = exponent_of(F::max_value().as_f64());
+    weight_exponent(exponent_of(max)).clamp(-max_exp, -min_exp)
+}
+
+/// The scaling exponent of weights whose largest has binary exponent `e` (see
+/// [`scale_exponent`]), unclamped: `e + 8` from 1 on (the largest weight lands in
+/// `[2^−8, 2^−7)`, leaving room for a batch's sum of losses near the float's maximum), `e + 60`
+/// below `2^−60`, else 0.
+pub(crate) fn weight_exponent(e: i32) -> i32 {
+    const SMALL: i32 = 60;
+    const HEADROOM: i32 = 8;
+    if e >= 0 {
+        e + HEADROOM
+    } else if e < -SMALL {
+        e + SMALL
+    } else {
+        0
+    }
+}
+
+/// `2^e` as an `F`, for `e` within the normal exponents of `F` (see [`scale_exponent`]).
+#[inline]
+pub(crate) fn pow2<F: Float>(e: i32) -> F {
+    F::from_f64(ldexp(1.0, e))
+}
+
+/// A gradient scale `inv_divisor·2^exp` as a factor for the kernel and a power of two `2^k` to
+/// apply afterwards ([`apply_pow2`]): `k = 0` when the scale is representable in `F`; otherwise
+/// the kernel gets a factor near 1 and the gradient the rest, so that an entry that fits the
+/// range still comes out (a large weight times a small gradient).
+pub(crate) fn split_scale<F: Float>(inv_divisor: f64, exp: i32) -> (F, i32) {
+    let scale = F::from_f64(ldexp(inv_divisor, exp));
+    if scale.is_finite() {
+        return (scale, 0);
+    }
+    let k = exponent_of(inv_divisor) + exp;
+    (F::from_f64(ldexp(inv_divisor, exp - k)), k)
+}
+
+/// Multiplies every entry by `2^k` (nothing for `k = 0`); `false` if one leaves the range of `F`.
+pub(crate) fn apply_pow2<F: Float, D: ndarray::Dimension>(
+    values: &mut ndarray::ArrayRef<F, D>,
+    k: i32,
+) -> bool {
+    if k == 0 {
+        return true;
+    }
+    let mut finite = true;
+    values.map_inplace(|v| {
+        *v = F::from_f64(ldexp(v.as_f64(), k));
+        finite &= v.is_finite();
+    });
+    finite
 }
 
 #[cfg(test)]
@@ -534,7 +663,8 @@ mod tests {
             let a: Vec<f64> = (0..n).map(|i| ((i * 31) % 5) as f64).collect();
             let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             assert_eq!(lane_max(&x), max);
-            assert_eq!(finite_max::<f64, true>(&x), Some(max));
+            let abs_max = x.iter().fold(0.0_f64, |m, v| m.max(v.abs()));
+            assert_eq!(finite_abs_max::<f64, true>(&x), Some(abs_max));
             assert!(all_finite::<f64, false>(&x));
             // A single non-finite value anywhere, of either sign, is found.
             for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
@@ -542,11 +672,13 @@ mod tests {
                     let mut y = x.clone();
                     y[k] = bad;
                     assert!(!all_finite::<f64, true>(&y) && !all_finite::<f64, false>(&y));
-                    assert_eq!(finite_max::<f64, false>(&y), None);
+                    assert_eq!(finite_abs_max::<f64, false>(&y), None);
                 }
             }
             let shifted_max = x.iter().zip(&a).map(|(x, a)| x + a).fold(f64::NEG_INFINITY, f64::max);
             assert_eq!(lane_max_sum(&x, &a), shifted_max);
+            let shifted_abs = x.iter().zip(&a).fold(0.0_f64, |m, (x, a)| m.max((x + a).abs()));
+            assert_eq!(lane_abs_max_sum(&x, &a), shifted_abs);
             let exact: Vec<f64> = x.iter().zip(&a).map(|(x, a)| (x + a - 20.0).exp()).collect();
             let mut out = vec![0.0; n];
             let sum = exp_sum::<f64, false>(&mut out, ExpArgs::Adjusted(&x, &a), 20.0, n);

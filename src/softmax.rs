@@ -10,7 +10,8 @@ use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 
 use crate::error::check_shape;
 use crate::float::{
-    ExpArgs, LANES, all_finite, exp_sum, finite_max, lane_max, lane_max_sum, ln_1p_unit, ln_normal,
+    ExpArgs, LANES, all_finite, exp_sum, finite_abs_max, lane_abs_max_sum, lane_max, lane_max_sum,
+    ln_1p_unit, ln_normal,
 };
 use crate::rows::{RowVisitor, all_chunks, visit_rows};
 use crate::simd::{Kernel, dispatch};
@@ -51,6 +52,20 @@ impl<F: Float> RowLse<F> {
     pub fn one_minus_p(&self, k: usize, e_k: F) -> F {
         if k == self.argmax { self.rest * self.inv_total } else { F::one() - e_k * self.inv_total }
     }
+
+    /// `log(1 − p_k)` for the class of probability `p_k`, without rounding `1 − p_k` first: for
+    /// `k*` it is `ln r − ln(1 + r)`, for any other class `ln_1p(−p_k)`.
+    #[inline]
+    pub fn log_one_minus_p(&self, k: usize, p_k: F) -> F {
+        log_one_minus_p(k == self.argmax, self.rest, self.ln_total, p_k)
+    }
+}
+
+/// `log(1 − p)` of a class of probability `p` in a row with `r` and `ln(1 + r)`
+/// ([`RowLse::log_one_minus_p`]): `ln r − ln(1 + r)` for the argmax, `ln_1p(−p)` for any other.
+#[inline(always)]
+pub(crate) fn log_one_minus_p<F: Float>(is_argmax: bool, rest: F, ln_total: F, p: F) -> F {
+    if is_argmax { rest.ln() - ln_total } else { (-p).ln_1p() }
 }
 
 /// `ln(1 + r)` of a row's `r ≥ 0`, in f64 (exact for f32), branch-free so that the rows of a group
@@ -85,18 +100,19 @@ pub(crate) fn row_lse<F: Float, const FMA: bool>(out: &mut [F], args: ExpArgs<'_
 }
 
 /// One pass over the logits, failing at the first offending entry in row-major order: a NaN or
-/// `+inf` logit, or a finite one that overflows to `+inf` once `adjust` (length `K`) is added
-/// ([`Error::NonFiniteLogit`]); or a `-inf` logit for which `masked_target(row, class)` holds
-/// ([`Error::MaskedTarget`]). Any other `-inf` is a mask and passes.
+/// `+inf` logit ([`Error::NonFiniteLogit`]); a finite one that overflows to `±inf` once `adjust`
+/// (length `K`) is added ([`Error::Overflow`], `"logit + adjustment"`); or a `-inf` logit for
+/// which `masked_target(row, class)` holds ([`Error::MaskedTarget`]). Any other `-inf` is a mask
+/// and passes.
 pub(crate) fn check_logits<F: Float>(
     logits: &ArrayRef2<F>,
     adjust: Option<&[F]>,
     masked_target: impl Fn(usize, usize) -> bool,
 ) -> Result<()> {
     // A contiguous batch of finite logits passes in one scan (in parallel chunks when large),
-    // short rows included; with an adjustment, no `z_k + a_k` can exceed `max z + max a`
+    // short rows included; with an adjustment, no `|z_k + a_k|` can exceed `max |z| + max |a|`
     // (rounding is monotone).
-    let adjust_max = adjust.map(|a| a.iter().fold(F::neg_infinity(), |m, &v| if v > m { v } else { m }));
+    let adjust_max = adjust.map(|a| a.iter().fold(F::zero(), |m, &v| if v.abs() > m { v.abs() } else { m }));
     if logits.as_slice().is_some_and(|z| all_chunks(z, |chunk| dispatch(FitsAll(chunk, adjust_max)))) {
         return Ok(());
     }
@@ -124,8 +140,8 @@ pub(crate) fn check_logits<F: Float>(
     dispatch(Check(logits, adjust, masked_target))
 }
 
-/// Whether every logit of a chunk is finite and, given the adjustment's maximum, no `z + a` can
-/// overflow.
+/// Whether every logit of a chunk is finite and, given the adjustment's largest magnitude, no
+/// `z + a` can overflow.
 struct FitsAll<'a, F>(&'a [F], Option<F>);
 
 impl<F: Float> Kernel for FitsAll<'_, F> {
@@ -134,18 +150,16 @@ impl<F: Float> Kernel for FitsAll<'_, F> {
     fn run<const FMA: bool>(self) -> bool {
         match self.1 {
             None => all_finite::<F, FMA>(self.0),
-            Some(a) => finite_max::<F, FMA>(self.0).is_some_and(|max| max + a < F::infinity()),
+            Some(a) => finite_abs_max::<F, FMA>(self.0).is_some_and(|max| max + a < F::infinity()),
         }
     }
 }
 
-/// Whether every `z_k` (`z_k + a_k` with `adjust`) is finite, without a branch per value. With
-/// `adjust` (finite), a finite `z_k + a_k` can only fail by overflowing to `±inf`; `-inf` is a
-/// legal mask, so only `max (z + a) = +inf` counts, and the caller's slow path sorts out the rest.
+/// Whether every `z_k` and `z_k + a_k` (with `adjust`) is finite, without a branch per value.
 #[inline(always)]
 fn row_is_finite<F: Float, const FMA: bool>(z: &[F], adjust: Option<&[F]>) -> bool {
     // One call site per closure: a closure the compiler does not inline runs without AVX2.
-    all_finite::<F, FMA>(z) && adjust.is_none_or(|adjust| lane_max_sum(z, adjust) < F::infinity())
+    all_finite::<F, FMA>(z) && adjust.is_none_or(|adjust| lane_abs_max_sum(z, adjust) < F::infinity())
 }
 
 /// The first `k` with `z_k (+ a_k) == max`, which exists: a branch-free test of each chunk of
@@ -184,8 +198,17 @@ fn first_bad_logit<F: Float>(
     masked_target: impl Fn(usize, usize) -> bool,
 ) -> Result<()> {
     for (class, &v) in z.iter().enumerate() {
-        if is_nan_or_pos_inf(v) || adjust.is_some_and(|a| is_nan_or_pos_inf(v + a[class])) {
+        if is_nan_or_pos_inf(v) {
             return Err(Error::NonFiniteLogit { row, class, value: v.as_f64() });
+        }
+        if v.is_finite() && adjust.is_some_and(|a| !(v + a[class]).is_finite()) {
+            let value = Some(v.as_f64());
+            return Err(Error::Overflow {
+                what: "logit + adjustment",
+                row: Some(row),
+                class: Some(class),
+                value,
+            });
         }
         if v == F::neg_infinity() && masked_target(row, class) {
             return Err(Error::MaskedTarget { row, class });
@@ -280,7 +303,9 @@ pub fn log_sum_exp_into<F: Float>(logits: &ArrayRef2<F>, out: &mut ArrayRef1<F>)
 /// # Errors
 ///
 /// [`Error::NonFiniteLogit`] for a NaN or `+inf` logit; [`Error::FullyMasked`] for a row
-/// whose every logit is `-inf`.
+/// whose every logit is `-inf`; [`Error::Overflow`] (`"log_softmax"`) for a finite logit whose
+/// log-probability is below the float's range (`z_k − max_j z_j < −MAX`, as for `±3e38` in
+/// `f32`).
 ///
 /// # Example
 ///
@@ -406,6 +431,9 @@ fn softmax_family_into<F: Float>(
             return Err(Error::FullyMasked { row });
         }
     }
+    if let Finish::LogSoftmax = finish {
+        check_log_range(logits)?;
+    }
     struct Rows<'a, F>(&'a ArrayRef2<F>, &'a mut ArrayRef2<F>, Finish);
     struct FinishRows<F, const FMA: bool>(Finish, core::marker::PhantomData<F>);
     impl<F: Float, const FMA: bool> RowVisitor<F> for FinishRows<F, FMA> {
@@ -430,6 +458,24 @@ fn softmax_family_into<F: Float>(
         }
     }
     dispatch(Rows(logits, out, finish));
+    Ok(())
+}
+
+/// [`Error::Overflow`] (`"log_softmax"`) for the first finite logit, in row-major order, whose
+/// `z_k − max_j z_j` is below the float's range (logits of opposite extremes): its log-probability
+/// is not representable. Finite logits only (checked before).
+fn check_log_range<F: Float>(logits: &ArrayRef2<F>) -> Result<()> {
+    for (row, z) in logits.rows().into_iter().enumerate() {
+        let max = z.iter().fold(F::neg_infinity(), |m, &v| if v > m { v } else { m });
+        let min = z.iter().fold(F::infinity(), |m, &v| if v < m && v.is_finite() { v } else { m });
+        if min.is_finite() && (min - max).is_finite() {
+            continue;
+        }
+        if let Some(class) = z.iter().position(|&v| v.is_finite() && !(v - max).is_finite()) {
+            let value = Some(z[class].as_f64());
+            return Err(Error::Overflow { what: "log_softmax", row: Some(row), class: Some(class), value });
+        }
+    }
     Ok(())
 }
 

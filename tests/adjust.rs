@@ -465,7 +465,12 @@ fn a_logit_that_overflows_once_adjusted_is_an_error() {
     let logits = mat::<f32>(&[&[0.0, 3e38]]);
     assert_eq!(
         predict_adjusted(&logits, &tiny, 1e35),
-        Err(Error::NonFiniteLogit { row: 0, class: 1, value: 3e38_f32 as f64 })
+        Err(Error::Overflow {
+            what: "logit + adjustment",
+            row: Some(0),
+            class: Some(1),
+            value: Some(3e38_f32 as f64)
+        })
     );
 }
 
@@ -572,7 +577,8 @@ fn tune_tau_rejects_fully_masked_rows_bad_logits_and_an_overflowing_tau() {
         let tinier = Prior::from_counts(&[1.0, 1e-300]).unwrap();
         let err =
             tune_tau_for(&mat::<f32>(&[&[0.0, 3e38]]), &[0], &tinier, &[0.0, 1e35], criterion).unwrap_err();
-        assert_eq!(err, Error::NonFiniteLogit { row: 0, class: 1, value: 3e38_f32 as f64 });
+        let value = Some(3e38_f32 as f64);
+        assert_eq!(err, Error::Overflow { what: "logit + adjustment", row: Some(0), class: Some(1), value });
     }
     assert_eq!(balanced_log_loss(&masked, &[0, 1], &two(), 1.0), Err(Error::FullyMasked { row: 1 }));
     assert!(matches!(

@@ -359,22 +359,22 @@ fn a_non_finite_logit_is_reported_even_in_a_row_of_zero_sample_weight() {
 }
 
 #[test]
-fn finite_logit_overflowing_to_pos_inf_once_adjusted_is_non_finite_logit_f64() {
+fn finite_logit_overflowing_to_pos_inf_once_adjusted_is_an_overflow_f64() {
     // τ < 0 makes the adjustment τ·log(π/Σπ) = 1e300·ln 2 > 0, more than half an ulp of f64::MAX.
     let loss = ce::<f64>().with_logit_adjustment(&[1.0, 1.0], -1e300).unwrap();
     assert!(loss.logit_adjustment().unwrap().iter().all(|&a| a > 0.0 && a.is_finite()));
     let logits = mat::<f64>(&[&[0.0, 1.0], &[1.0, f64::MAX], &[f64::MAX, 0.0]]);
     let err = fail_everywhere(&loss, &logits, Targets::labels(&[0, 1, 0]));
-    assert_eq!(err, Error::NonFiniteLogit { row: 1, class: 1, value: f64::MAX });
+    assert_eq!(err, overflow(1, 1, f64::MAX));
 }
 
 #[test]
-fn finite_logit_overflowing_to_pos_inf_once_adjusted_is_non_finite_logit_f32() {
+fn finite_logit_overflowing_to_pos_inf_once_adjusted_is_an_overflow_f32() {
     // Adjustment 1e32·ln 2 ≈ 6.9e31 exceeds half an ulp of f32::MAX (≈ 1.0e31).
     let loss = ce::<f32>().with_logit_adjustment(&[1.0, 1.0], -1e32).unwrap();
     let logits = mat::<f32>(&[&[0.0, 1.0], &[f64::from(f32::MAX), 0.0]]);
     let err = fail_everywhere(&loss, &logits, Targets::labels(&[0, 1]));
-    assert_eq!(err, Error::NonFiniteLogit { row: 1, class: 0, value: f64::from(f32::MAX) });
+    assert_eq!(err, overflow(1, 0, f64::from(f32::MAX)));
 }
 
 #[test]
@@ -397,14 +397,32 @@ fn neg_inf_logit_is_a_mask_not_a_non_finite_logit_even_when_adjusted() {
     assert_eq!(grad[[0, 0]], 0.0);
 }
 
-/// A NaN and a logit that overflows once adjusted are both `NonFiniteLogit`; the first one in
-/// row-major order is reported, whichever kind it is.
+/// A NaN (`NonFiniteLogit`) and a logit that overflows once adjusted (`Overflow`): the first one
+/// in row-major order is reported, whichever kind it is.
 #[test]
 fn an_adjusted_overflow_before_a_nan_in_row_major_order_is_reported_first() {
     let loss = ce::<f64>().with_logit_adjustment(&[1.0, 1.0], -1e300).unwrap();
     let logits = mat::<f64>(&[&[f64::MAX, 0.0], &[NAN, 0.0]]);
     let err = fail_everywhere(&loss, &logits, Targets::labels(&[0, 1]));
-    assert_eq!(err, Error::NonFiniteLogit { row: 0, class: 0, value: f64::MAX });
+    assert_eq!(err, overflow(0, 0, f64::MAX));
+}
+
+/// The error of a finite logit that the logit adjustment pushes out of range.
+fn overflow(row: usize, class: usize, value: f64) -> Error {
+    Error::Overflow { what: "logit + adjustment", row: Some(row), class: Some(class), value: Some(value) }
+}
+
+#[test]
+fn finite_logit_overflowing_to_neg_inf_once_adjusted_is_an_overflow_not_a_mask() {
+    // τ > 0: the adjustment τ·log(π/Σπ) = −1e300·ln 2 pushes −MAX below the range.
+    let loss = ce::<f64>().with_logit_adjustment(&[1.0, 1.0], 1e300).unwrap();
+    let logits = mat::<f64>(&[&[0.0, 1.0], &[1.0, -f64::MAX]]);
+    let err = fail_everywhere(&loss, &logits, Targets::labels(&[0, 0]));
+    assert_eq!(err, overflow(1, 1, -f64::MAX));
+    assert_eq!(
+        err.to_string(),
+        "logit + adjustment overflows at row 1, class 1 (from -1.7976931348623157e308): the result is beyond the range of its type"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -794,9 +812,17 @@ fn negative_nan_or_infinite_gamma_is_invalid_parameter_f64() {
     let err = SoftmaxLoss::<f64>::focal(-1.0).unwrap_err();
     assert_eq!(
         err,
-        Error::InvalidParameter { name: "gamma", index: None, value: -1.0, expected: "finite and >= 0" }
+        Error::InvalidParameter {
+            name: "gamma",
+            index: None,
+            value: -1.0,
+            expected: "in [0, eps / MIN_POSITIVE] (1e31 in f32, 1e292 in f64)"
+        }
     );
-    assert_eq!(err.to_string(), "gamma is -1; expected finite and >= 0");
+    assert_eq!(
+        err.to_string(),
+        "gamma is -1; expected in [0, eps / MIN_POSITIVE] (1e31 in f32, 1e292 in f64)"
+    );
 }
 
 #[test]
@@ -1055,7 +1081,7 @@ fn last_row_error_case<F: Float>() {
     let adjusted = ce::<F>().with_logit_adjustment(vector::<F>(&[1.0, 1.0, 1.0]), F::from_f64(tau)).unwrap();
     let logits = mat::<F>(&[good[0], good[1], good[2], &[0.0, big, 0.0]]);
     let err = fail_everywhere(&adjusted, &logits, Targets::labels(&labels));
-    assert_eq!(err, Error::NonFiniteLogit { row: 3, class: 1, value: big });
+    assert_eq!(err, overflow(3, 1, big));
     // Label out of range in the last row.
     let logits = with_last(&[1.0, 2.0, 3.0]);
     let err = fail_everywhere(&ce(), &logits, Targets::labels(&[0, 1, 2, 3]));

@@ -110,7 +110,12 @@ fn views_and_slices_give_the_same_matrix_and_merge_adds_samples() {
 fn shot_split_follows_liu_et_al() {
     let split = ShotSplit::default();
     assert_eq!((split.many_above(), split.few_below()), (100.0, 20.0));
-    let groups: Vec<Shot> = [1000.0, 101.0, 100.0, 20.0, 19.0, 0.0].iter().map(|&n| split.shot(n)).collect();
+    let groups: Vec<Shot> =
+        [1000.0, 101.0, 100.0, 20.0, 19.0, 0.0].iter().map(|&n| split.shot(n).unwrap()).collect();
+    for bad in [f64::NAN, -1.0] {
+        let err = split.shot(bad).unwrap_err();
+        assert!(matches!(err, longtail::Error::InvalidParameter { name: "count", .. }), "{err:?}");
+    }
     assert_eq!(groups, [Shot::Many, Shot::Many, Shot::Medium, Shot::Medium, Shot::Few, Shot::Few]);
 }
 

@@ -249,7 +249,8 @@ fn errors_for<F: Float>() {
     let max = F::max_value().as_f64();
     let huge = poly.clone().with_logit_adjustment(&cast::<F>(&[1.0, 1.0]), F::from_f64(-max / 2.0)).unwrap();
     let err = fail(&huge, &mat::<F>(&[&[max, 0.0]]), Targets::labels(&[1]));
-    assert_eq!(err, Error::NonFiniteLogit { row: 0, class: 0, value: max });
+    let what = "logit + adjustment";
+    assert_eq!(err, Error::Overflow { what, row: Some(0), class: Some(0), value: Some(max) });
     let z = mat::<F>(&[&[0.0, 1.0, f64::NEG_INFINITY]]);
     assert_eq!(fail(&adjusted, &z, Targets::labels(&[2])), Error::MaskedTarget { row: 0, class: 2 });
 }
@@ -262,14 +263,16 @@ fn every_error_variant_names_its_culprit_and_writes_nothing() {
 
 #[test]
 fn builders_reject_parameters_out_of_their_domain() {
-    for bad in [-1.5, f64::NAN, f64::INFINITY] {
+    // Above 1/eps the cross-entropy is below the rounding of ε(1 − p_y).
+    for bad in [-1.5, f64::NAN, f64::INFINITY, 1e16] {
         let err = Poly1Loss::new(bad).unwrap_err();
         assert!(matches!(err, Error::InvalidParameter { name: "epsilon", index: None, .. }), "{err:?}");
     }
     assert_eq!(
         Poly1Loss::<f64>::new(-1.5).unwrap_err().to_string(),
-        "epsilon is -1.5; expected finite and >= -1"
+        "epsilon is -1.5; expected in [-1, 1/eps] (8.4e6 in f32, 4.5e15 in f64)"
     );
+    assert!(Poly1Loss::<f32>::new(1e7).is_err() && Poly1Loss::<f32>::new(8e6).is_ok());
     let poly = Poly1Loss::<f64>::new(1.0).unwrap();
     let err = poly.clone().with_logit_adjustment(&[1.0, 0.0], 1.0).unwrap_err();
     assert!(matches!(err, Error::InvalidParameter { name: "prior", index: Some(1), .. }), "{err:?}");

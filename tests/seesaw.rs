@@ -256,7 +256,7 @@ fn errors_for<F: Float>() {
     huge[[0, 1]] = F::max_value() * F::from_f64(0.9);
     assert!(matches!(
         fail(&strong, &huge, Targets::labels(&[0, 1])),
-        Error::NonFiniteLogit { row: 0, class: 1, .. }
+        Error::Overflow { what: "logit + compensation", row: Some(0), class: Some(1), .. }
     ));
     let mut masked = ok.clone();
     masked[[1, 1]] = F::neg_infinity();

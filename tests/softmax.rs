@@ -227,10 +227,21 @@ fn f64_max_logits_do_not_overflow() {
     let p = softmax(&logits).unwrap();
     assert_eq!(p.row(0).to_vec(), vec![0.5, 0.5]);
     assert_eq!(p.row(1).to_vec(), vec![1.0, 0.0]);
-    let lp = log_softmax(&logits).unwrap();
-    assert_eq!(lp[[1, 0]], 0.0);
-    // −MAX − MAX overflows to −inf: probability 0, so log-probability −inf is the right answer.
-    assert_eq!(lp[[1, 1]], NEG_INF);
+    // Row 1's second log-probability is −MAX − MAX, beyond the range: an error, not −inf.
+    let err = log_softmax(&logits).unwrap_err();
+    assert_eq!(
+        err,
+        longtail::Error::Overflow {
+            what: "log_softmax",
+            row: Some(1),
+            class: Some(1),
+            value: Some(-f64::MAX)
+        }
+    );
+    let lp = log_softmax(&logits.slice(s![0..1, ..])).unwrap();
+    assert_eq!(lp.row(0).to_vec(), vec![-2f64.ln(), -2f64.ln()]);
+    let lp = log_softmax(&mat::<f64>(&[&[f64::MAX, f64::MAX / 2.0]])).unwrap();
+    assert_eq!(lp.row(0).to_vec(), vec![0.0, -f64::MAX / 2.0]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -244,7 +244,8 @@ fn errors_for<F: Float>() {
     let huge =
         VsLoss::<F>::new(&cast::<F>(&[1.0, 1.0, 1.0])).unwrap().with_tau(F::from_f64(max / 4.0)).unwrap();
     let err = fail(&huge, &mat::<F>(&[&[-max, 0.0, 0.0]]), Targets::labels(&[1]));
-    assert_eq!(err, Error::NonFiniteLogit { row: 0, class: 0, value: -max });
+    let what = "scale * logit + adjustment";
+    assert_eq!(err, Error::Overflow { what, row: Some(0), class: Some(0), value: Some(-max) });
     let z = mat::<F>(&[&[0.0, 1.0, f64::NEG_INFINITY]]);
     assert_eq!(fail(&vs, &z, Targets::labels(&[2])), Error::MaskedTarget { row: 0, class: 2 });
     let ignored = cast::<F>(&[0.0]);

@@ -259,7 +259,10 @@ fn errors_for<F: Float>() {
     // τ·log 9 ≈ max/4.5: finite, but a logit near max overflows once adjusted.
     let overflowing = ZlprLoss::new().with_label_prior(&prior, F::from_f64(max / 10.0)).unwrap();
     let err = fail(&overflowing, &mat::<F>(&[&[max, 0.0], &[0.0, 0.0]]), &t);
-    assert_eq!(err, Error::NonFiniteLogit { row: 0, class: 0, value: max });
+    assert_eq!(
+        err,
+        Error::Overflow { what: "logit + adjustment", row: Some(0), class: Some(0), value: Some(max) }
+    );
     let err = fail(&plain, &mat::<F>(&[&[0.5, -0.5], &[1.0, f64::NEG_INFINITY]]), &t);
     assert_eq!(err, Error::MaskedTarget { row: 1, class: 1 });
     // A masked positive in an ignored row is fine.

@@ -4,12 +4,14 @@
 use ndarray::{ArrayRef1, ArrayRef2};
 
 use super::Reduction;
-use super::binary_rows::{Logistic, for_rows};
+use super::binary_rows::{Logistic, binary_weight_exponent, for_rows, scaled_total_weight};
 use super::contract::Loss;
 use super::one_vs_rest::LabelSets::MultiHotOnly;
 use super::one_vs_rest::{self, Decisions, per_sample_over, reduced_over};
+use super::sigmoid::per_sample_result;
 use super::targets::{RowKind, TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, output_shapes, unsupported};
+use crate::float::{apply_pow2, pow2, split_scale};
 use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
 
@@ -53,9 +55,11 @@ use crate::{Error, Float, Result};
 ///
 /// `−log p = softplus(−s)` and `−log(1 − p) = softplus(s)`, exact for `|s|` up to the float's
 /// range (the authors clamp `p` at `1e-8` inside the log, which caps a positive's loss near 18.4
-/// and zeroes its gradient below `s ≈ −18.4`); `−log(1 − p_m)` by `ln_1p`; the focusing factors as
-/// `exp(γ·log)`. A `-inf` logit is a certain negative (loss and gradient 0); on a positive it is an
-/// error.
+/// and zeroes its gradient below `s ≈ −18.4`); `−log(1 − p_m)` by `ln_1p` for `p_m ≤ 1/2`, else
+/// as `−log(σ(−s) + m)` (no `1 − p` rounded near `p = 1`); the focusing factors as `exp(γ·log)`.
+/// Sample weights are scaled by a power of two before they multiply, so a weighted mean never
+/// overflows where its value does not. A `-inf` logit is a certain negative (loss and gradient
+/// 0); on a positive it is an error.
 ///
 /// # Errors
 ///
@@ -68,7 +72,9 @@ use crate::{Error, Float, Result};
 /// - [`Error::LabelOutOfRange`] for a label `≥ K`; [`Error::TargetOutOfRange`] for a multi-hot
 ///   entry other than 0 or 1;
 /// - then the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
-///   `+inf`, [`Error::MaskedTarget`] for `-inf` on a positive of a row that counts.
+///   `+inf`, [`Error::MaskedTarget`] for `-inf` on a positive of a row that counts;
+/// - [`Error::Overflow`] (`"loss"`, `"gradient"`; `"loss"` naming the row for the per-sample
+///   calls) for a result beyond the float's range.
 ///
 /// # Example
 ///
@@ -136,7 +142,8 @@ impl<F: Float> AsymmetricLoss<F> {
     /// # Errors
     ///
     /// [`Error::InvalidParameter`] (`"gamma_pos"`, `"gamma_neg"`) for a negative or non-finite
-    /// exponent.
+    /// exponent, or one above `ε/MIN_POSITIVE` (`1e31` in `f32`, `1e292` in `f64`), the bound of
+    /// the focal losses: `γ` times a focusing term's derivative then stays within the range.
     ///
     /// # Example
     ///
@@ -146,6 +153,7 @@ impl<F: Float> AsymmetricLoss<F> {
     /// let asl = AsymmetricLoss::<f64>::new().with_gammas(1.0, 4.0)?; // the class's defaults
     /// assert_eq!(asl.gamma_pos(), 1.0);
     /// assert!(AsymmetricLoss::<f64>::new().with_gammas(0.0, -1.0).is_err());
+    /// assert!(AsymmetricLoss::<f32>::new().with_gammas(0.0, 1e32).is_err());
     /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
@@ -154,8 +162,8 @@ impl<F: Float> AsymmetricLoss<F> {
     /// T. Ridnik et al., ICCV 2021, arXiv:2009.14119 (§3.1, asymmetric focusing).
     pub fn with_gammas(mut self, gamma_pos: F, gamma_neg: F) -> Result<Self> {
         for (name, gamma) in [("gamma_pos", gamma_pos), ("gamma_neg", gamma_neg)] {
-            if !(gamma.is_finite() && gamma >= F::zero()) {
-                return Err(invalid(name, gamma, "finite and >= 0"));
+            if !(gamma.is_finite() && gamma >= F::zero() && gamma <= super::softmax_loss::gamma_bound()) {
+                return Err(invalid(name, gamma, "in [0, eps / MIN_POSITIVE] (1e31 in f32, 1e292 in f64)"));
             }
         }
         (self.gamma_pos, self.gamma_neg) = (gamma_pos, gamma_neg);
@@ -253,49 +261,86 @@ impl<F: Float> AsymmetricLoss<F> {
         one_vs_rest::check_batch(logits, targets, outputs, MultiHotOnly, None)
     }
 
-    /// The reduced loss of validated decisions, `scale·∂ℓ/∂s` into `grads` if given.
-    fn reduced(&self, decisions: &Decisions<F>, grads: Option<&mut [F]>) -> F {
-        let divisor = match self.reduction {
-            Reduction::Sum => 1.0,
-            Reduction::Mean => decisions.total_weight(),
+    /// The reduced loss of validated decisions, `scale·∂ℓ/∂s` into `grads` if given:
+    /// [`Error::Overflow`] for a result beyond the float's range.
+    fn reduced(&self, decisions: &Decisions<F>, grads: Option<&mut [F]>) -> Result<F> {
+        // For the mean the kernel sees the weights times 2^−e, which the mean does not depend on;
+        // the sum takes them unscaled (a decision's `w·ℓ` overflows only where its value does).
+        let weights = decisions.weights.as_deref();
+        let (divisor, e) = match self.reduction {
+            Reduction::Mean => {
+                let e = binary_weight_exponent(weights);
+                (scaled_total_weight(weights, decisions.logits.len(), e), e)
+            }
+            Reduction::Sum => (1.0, 0),
         };
         if divisor == 0.0 {
             if let Some(grads) = grads {
                 grads.fill(F::zero());
             }
-            return F::zero();
+            return Ok(F::zero());
         }
-        let total = self.sum(decisions, None, grads, F::from_f64(divisor.recip()));
-        F::from_f64(total / divisor)
+        let (scale, k) = split_scale::<F>(divisor.recip(), 0);
+        let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
+        let mut grads = grads;
+        let (total, grads_finite) = self.sum(decisions, None, grads.as_deref_mut(), (scale, e));
+        let loss = F::from_f64(total / divisor);
+        if !loss.is_finite() {
+            return Err(overflow("loss"));
+        }
+        if grads.is_some() && !grads_finite {
+            return Err(overflow("gradient"));
+        }
+        if grads.is_some_and(|g| !apply_pow2(&mut ndarray::ArrayViewMut1::from(g), k)) {
+            return Err(overflow("gradient"));
+        }
+        Ok(loss)
     }
 
-    /// `Σ ℓ` of validated decisions, in `f64`; each `ℓ` into `losses` and `scale·∂ℓ/∂s` into
-    /// `grads` if given.
+    /// `Σ ℓ` of validated decisions, in `f64`, the weights seen times `2^−weight_exp`, and whether
+    /// every gradient entry is finite; each `ℓ` into `losses` and `scale·∂ℓ/∂s` into `grads` if
+    /// given.
     fn sum(
         &self,
         decisions: &Decisions<F>,
         losses: Option<&mut [F]>,
         grads: Option<&mut [F]>,
-        scale: F,
-    ) -> f64 {
+        (scale, weight_exp): (F, i32),
+    ) -> (f64, bool) {
         struct Rows<'a, F: Float> {
             loss: AsymmetricLoss<F>,
             decisions: &'a Decisions<'a, F>,
             losses: Option<&'a mut [F]>,
             grads: Option<&'a mut [F]>,
-            scale: F,
+            scale: (F, F),
         }
         impl<F: Float> Kernel for Rows<'_, F> {
-            type Output = f64;
+            type Output = (f64, bool);
             #[inline(always)]
-            fn run<const FMA: bool>(self) -> f64 {
+            fn run<const FMA: bool>(self) -> (f64, bool) {
                 let Rows { loss, decisions, losses, grads, scale } = self;
                 let row = |s, y, w, _| loss.decision::<FMA>(s, y, w);
+                // A decision whose value is not finite in `F` (a large weight times a large
+                // logit) again in `f64`.
+                let (f, wide) = (|v: F| v.as_f64(), loss.wide());
+                let exact = |s, y, w, _| wide.decision::<false>(f(s), f(y), f(w));
                 let weights = decisions.weights.as_deref();
-                for_rows(&decisions.logits, &decisions.targets, weights, None, losses, grads, scale, row)
+                let (logits, targets) = (&decisions.logits, &decisions.targets);
+                for_rows(logits, targets, weights, None, losses, grads, scale, row, exact)
             }
         }
+        let scale = (scale, pow2::<F>(-weight_exp));
         dispatch(Rows { loss: *self, decisions, losses, grads, scale })
+    }
+
+    /// The same loss in `f64`.
+    fn wide(&self) -> AsymmetricLoss<f64> {
+        AsymmetricLoss {
+            gamma_pos: self.gamma_pos.as_f64(),
+            gamma_neg: self.gamma_neg.as_f64(),
+            clip: self.clip.as_f64(),
+            reduction: self.reduction,
+        }
     }
 
     /// `(ℓ, ∂ℓ/∂s)` of one decision with logit `s`, target `y ∈ {0, 1}` and weight `w`.
@@ -307,23 +352,27 @@ impl<F: Float> AsymmetricLoss<F> {
             // (1 − p)^{γ+} = e^{−γ+·softplus(s)}; −log p = softplus(−s).
             let focus = if self.gamma_pos == zero { one } else { (-self.gamma_pos * softplus_pos).exp() };
             let value = focus * softplus_neg;
-            return (w * value, -w * focus * (self.gamma_pos * p * softplus_neg + q));
+            // `p·softplus(−s) ≤ 1/e` first: `γ+` times it stays finite.
+            return (w * value, -w * (focus * (self.gamma_pos * (p * softplus_neg) + q)));
         }
         if self.clip == zero {
             // p_m = p: p^{γ−} = e^{−γ−·softplus(−s)}, −log(1 − p) = softplus(s), and
             // p(1 − p)·p^{γ−}·(γ− L / p + 1/(1 − p)) = p^{γ−}·(γ− (1 − p) L + p).
             let focus = if self.gamma_neg == zero { one } else { (-self.gamma_neg * softplus_neg).exp() };
             let value = focus * softplus_pos;
-            return (w * value, w * focus * (self.gamma_neg * q * softplus_pos + p));
+            return (w * value, w * (focus * (self.gamma_neg * (q * softplus_pos) + p)));
         }
         let shifted = p - self.clip;
         if shifted <= zero {
             return (zero, zero);
         }
-        let lost = -(-shifted).ln_1p(); // −log(1 − p_m) ≥ 0
+        // −log(1 − p_m) ≥ 0, with 1 − p_m = σ(−s) + m exact where p_m is not small.
+        let half = F::from_f64(0.5);
+        let lost = if shifted <= half { -(-shifted).ln_1p() } else { -(q + self.clip).ln() };
         let focus = if self.gamma_neg == zero { one } else { (self.gamma_neg * shifted.ln()).exp() };
-        let slope = p * q * focus * (self.gamma_neg * lost / shifted + (q + self.clip).recip());
-        (w * focus * lost, w * slope)
+        // `q·lost/p_m` and `q/(q + m)` are at most about `−log m` and 1: no inf·0 at the extremes.
+        let slope = p * (focus * (self.gamma_neg * (q * lost / shifted) + q / (q + self.clip)));
+        (w * (focus * lost), w * slope)
     }
 }
 
@@ -341,7 +390,7 @@ impl<F: Float> Loss<F> for AsymmetricLoss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
         self.check(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
-        Ok(reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, grads)))
+        reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, grads))
     }
 
     /// Every row's loss `ℓ_i = Σ_k ℓ_ik` over its `K` decisions and, if `grad_out` is given, its
@@ -358,10 +407,12 @@ impl<F: Float> Loss<F> for AsymmetricLoss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
         self.check(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
+        // A row's `w·Σ_k ℓ_ik`, unscaled weights: it overflows only where the row's value does.
+        let mut grads_finite = true;
         per_sample_over(logits, targets, losses_out, grad_out, |d, losses, grads| {
-            self.sum(d, Some(losses), grads, F::one());
+            grads_finite = self.sum(d, Some(losses), grads, (F::one(), 0)).1;
         });
-        Ok(())
+        per_sample_result(losses_out, grads_finite)
     }
 
     fn reduction(&self) -> Reduction {

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use ndarray::{ArrayRef1, ArrayView1};
 
 use crate::Float;
-use crate::float::{LANES, exp_nonpos, lane_sum, ln_1p_unit};
+use crate::float::{exp_nonpos, lane_sum, ln_1p_unit};
 
 /// Rows per block: a block's losses are summed in `F` lanes while in L1, the block sums in `f64`.
 const BLOCK: usize = 256;
@@ -94,11 +94,16 @@ pub(super) fn with_slice_mut<F: Float, R>(a: &mut ArrayRef1<F>, f: impl FnOnce(&
     result
 }
 
-/// Runs `row(s, y, w, v) = (ℓ, ∂ℓ/∂s)` over every row of a validated batch and returns `Σ ℓ` (in
-/// `f64`); writes each `ℓ` into `losses` and `scale · ∂ℓ/∂s` into `grads`, if given. `w` is the
-/// row's weight and `v` its entry of `values` (a per-decision parameter, 1 without them). A row with
-/// `w = 0` or `s = -inf` gets exactly `(0, 0)`, whatever `row` returns for it (inf or NaN
-/// included): a zero weight ignores the row, a `-inf` logit is a certain negative.
+/// Runs `row(s, y, w·weight_scale, v) = (ℓ, ∂ℓ/∂s)` over every row of a validated batch and
+/// returns `Σ ℓ` (in `f64`) and whether every gradient entry is finite; writes each `ℓ` into `losses` and `scale · ∂ℓ/∂s` into `grads`, if
+/// given. `w` is the row's weight and `v` its entry of `values` (a per-decision parameter, 1
+/// without them). A row with `w = 0` or `s = -inf` gets exactly `(0, 0)`, whatever `row` returns
+/// for it (inf or NaN included): a zero weight ignores the row, a `-inf` logit is a certain
+/// negative. `weight_scale` is a power of two that keeps the scaled weights below 1
+/// ([`binary_weight_exponent`]). A block whose losses or gradient entries do not all sum to a
+/// finite value is summed again in `f64`, each row whose `ℓ` or gradient entry is not finite
+/// recomputed by `exact` (the same formula in `f64`, where an intermediate of a representable
+/// row, such as a large weight times a large logit, fits).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the batch, the outputs and the row's formula, all needed
 pub(super) fn for_rows<F: Float>(
@@ -108,12 +113,14 @@ pub(super) fn for_rows<F: Float>(
     values: Option<&[F]>,
     mut losses: Option<&mut [F]>,
     mut grads: Option<&mut [F]>,
-    scale: F,
+    (scale, weight_scale): (F, F),
     row: impl Fn(F, F, F, F) -> (F, F),
-) -> f64 {
+    exact: impl Fn(F, F, F, F) -> (f64, f64),
+) -> (f64, bool) {
+    let check_grads = grads.is_some();
     let (zero, ones) = (F::zero(), [F::one(); BLOCK]);
     let (mut loss_block, mut grad_block) = ([zero; BLOCK], [zero; BLOCK]);
-    let mut total = 0.0;
+    let (mut total, mut grads_finite) = (0.0, true);
     for start in (0..logits.len()).step_by(BLOCK) {
         let block = start..logits.len().min(start + BLOCK);
         let n = block.len();
@@ -127,23 +134,85 @@ pub(super) fn for_rows<F: Float>(
             Some(grads) => &mut grads[block.clone()],
             None => &mut grad_block[..n],
         };
-        let rows = logits[block.clone()].iter().zip(&targets[block]).zip(w.iter().zip(v));
+        let (s, y) = (&logits[block.clone()], &targets[block]);
+        let rows = s.iter().zip(y).zip(w.iter().zip(v));
         for ((l, g), ((&s, &y), (&w, &v))) in loss.iter_mut().zip(grad.iter_mut()).zip(rows) {
-            let (value, slope) = row(s, y, w, v);
+            let (value, slope) = row(s, y, w * weight_scale, v);
             let ignored = (w == zero) | (s == F::neg_infinity());
             *l = if ignored { zero } else { value };
             *g = if ignored { zero } else { slope * scale };
         }
-        total += lane_sum(loss).as_f64();
+        let block_sum = lane_sum(loss);
+        // `x·0` is 0 for a finite `x`, NaN otherwise.
+        let grad_check = if check_grads { lane_sum(grad) * zero } else { zero };
+        if (block_sum + grad_check).is_finite() {
+            total += block_sum.as_f64();
+        } else {
+            let (sum, finite) = exact_block(Block { s, y, w, v, loss, grad }, (scale, weight_scale), &exact);
+            total += sum;
+            grads_finite &= finite;
+        }
     }
-    total
+    (total, grads_finite)
 }
 
-/// `Σ w` in `f64`, summed in [`LANES`] partial sums so that the additions do not wait on each other.
-pub(super) fn weight_sum<F: Float>(weights: &[F]) -> f64 {
-    let mut sums = [0.0; LANES];
-    for (i, &w) in weights.iter().enumerate() {
-        sums[i % LANES] += w.as_f64();
+/// A block of rows of [`for_rows`] and its outputs.
+struct Block<'a, F> {
+    s: &'a [F],
+    y: &'a [F],
+    w: &'a [F],
+    v: &'a [F],
+    loss: &'a mut [F],
+    grad: &'a mut [F],
+}
+
+/// `Σ ℓ` of a block whose sum in `F` is not finite, in `f64`, and whether its gradient entries
+/// are: each row whose `ℓ` or gradient entry is not finite is recomputed by `exact`, its `ℓ` and
+/// `scale·∂ℓ/∂s` stored rounded to `F` (infinite where beyond its range: the callers report that).
+#[cold]
+#[inline(never)]
+fn exact_block<F: Float>(
+    block: Block<'_, F>,
+    (scale, weight_scale): (F, F),
+    exact: &dyn Fn(F, F, F, F) -> (f64, f64),
+) -> (f64, bool) {
+    let Block { s, y, w, v, loss, grad } = block;
+    let (mut total, mut grads_finite) = (0.0, true);
+    for (j, (l, g)) in loss.iter_mut().zip(grad.iter_mut()).enumerate() {
+        if l.is_finite() && g.is_finite() {
+            total += l.as_f64();
+        } else {
+            let (value, slope) = exact(s[j], y[j], w[j] * weight_scale, v[j]);
+            *l = F::from_f64(value);
+            *g = F::from_f64(slope * scale.as_f64());
+            grads_finite &= g.is_finite();
+            total += value;
+        }
     }
-    lane_sum(&sums)
+    (total, grads_finite)
+}
+
+/// The exponent `e` that brings the largest sample weight below 1 (`max w · 2^−e ∈ [1/2, 1)`), so
+/// that a weight times a loss term stays within the float's range wherever the term does; `2^−e`
+/// is representable in `F` (subnormal for the largest `f32` weights, exactly). 0 without weights.
+pub(super) fn binary_weight_exponent<F: Float>(weights: Option<&[F]>) -> i32 {
+    let Some(weights) = weights else { return 0 };
+    let max = weights.iter().fold(0.0_f64, |m, &w| m.max(w.as_f64()));
+    if max == 0.0 {
+        return 0;
+    }
+    let max_exp = crate::float::exponent_of(F::max_value().as_f64());
+    (crate::float::exponent_of(max) + 1).max(-max_exp)
+}
+
+/// `Σ_i w_i·2^−e` in `f64` (`len` without weights, where `e = 0`): the mean's denominator in the
+/// scaled weights.
+pub(super) fn scaled_total_weight<F: Float>(weights: Option<&[F]>, len: usize, e: i32) -> f64 {
+    match weights {
+        None => len as f64,
+        Some(w) => {
+            let inv = crate::float::pow2::<F>(-e);
+            w.iter().map(|&v| (v * inv).as_f64()).sum()
+        }
+    }
 }

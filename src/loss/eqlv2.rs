@@ -8,9 +8,11 @@ use super::binary_rows::{Logistic, for_rows};
 use super::contract::Loss;
 use super::one_vs_rest::LabelSets::MultiHotOnly;
 use super::one_vs_rest::{self, Decisions, per_sample_over, reduced_over};
+use super::sigmoid::per_sample_result;
 use super::targets::Targets;
 use super::validate::{OutputShape, output_shapes};
 use crate::error::check_shape;
+use crate::float::pow2;
 use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
 
@@ -631,73 +633,65 @@ impl<F: Float> EqlV2Loss<F> {
         one_vs_rest::check_batch(logits, targets, outputs, MultiHotOnly, None)
     }
 
-    /// The reduced loss of validated decisions, `scale·∂ℓ/∂s` into `grads` if given.
-    fn reduced(&self, decisions: &Decisions<F>, grads: Option<&mut [F]>) -> F {
-        let divisor = match self.reduction {
-            Reduction::Sum => 1.0,
-            Reduction::Mean => decisions.total_weight() / decisions.classes as f64,
-        };
-        if divisor == 0.0 {
-            if let Some(grads) = grads {
-                grads.fill(F::zero());
-            }
-            return F::zero();
-        }
-        let total = self.sum(decisions, None, grads, F::from_f64(divisor.recip()));
-        F::from_f64(total / divisor)
+    /// The reduced loss of validated decisions, `scale·∂ℓ/∂s` into `grads` if given: the mean
+    /// divides by the rows' total weight.
+    fn reduced(&self, decisions: &Decisions<F>, grads: Option<&mut [F]>) -> Result<F> {
+        let per_row = decisions.classes as f64;
+        one_vs_rest::reduce(decisions, self.reduction, per_row, grads, |grads, scale| {
+            self.sum(decisions, None, grads, scale)
+        })
     }
 
-    /// `Σ ℓ` of validated decisions, in `f64`; each `ℓ` into `losses` and `scale·∂ℓ/∂s` into
-    /// `grads` if given.
+    /// `Σ ℓ` of validated decisions, in `f64`, and whether every gradient entry is finite; each `ℓ`
+    /// into `losses` and `scale·∂ℓ/∂s` into `grads` if given, the weights times `2^−weight_exp`.
     fn sum(
         &self,
         decisions: &Decisions<F>,
         losses: Option<&mut [F]>,
         grads: Option<&mut [F]>,
-        scale: F,
-    ) -> f64 {
+        (scale, weight_exp): (F, i32),
+    ) -> (f64, bool) {
         struct Rows<'a, F: Float> {
             decisions: &'a Decisions<'a, F>,
             negative: &'a [F],
             alpha: F,
             losses: Option<&'a mut [F]>,
             grads: Option<&'a mut [F]>,
-            scale: F,
+            scale: (F, F),
         }
         impl<F: Float> Kernel for Rows<'_, F> {
-            type Output = f64;
+            type Output = (f64, bool);
             #[inline(always)]
-            fn run<const FMA: bool>(self) -> f64 {
+            fn run<const FMA: bool>(self) -> (f64, bool) {
                 let Rows { decisions, negative, alpha, losses, grads, scale } = self;
-                let one = F::one();
-                // The row's value is its class's negative weight q; the positive weight is
-                // r = 1 + α(1 − q) (1 with q, before any statistics).
-                let row = |s, y: F, w, q: F| {
-                    let Logistic { softplus_pos, softplus_neg, sigmoid_pos, .. } = Logistic::of::<FMA>(s);
-                    let r = one + alpha * (one - q);
-                    let weight = w * (y * r + (one - y) * q);
-                    let bce = y * softplus_neg + (one - y) * softplus_pos;
-                    (weight * bce, weight * (sigmoid_pos - y))
-                };
+                let row = |s, y, w, q| eql_row::<F, FMA>(alpha, s, y, w, q);
+                // A decision whose value is not finite in `F` (a large weight) again in `f64`.
+                let (wide, f) = (alpha.as_f64(), |v: F| v.as_f64());
+                let exact = |s, y, w, q| eql_row::<f64, false>(wide, f(s), f(y), f(w), f(q));
                 let weights = decisions.weights.as_deref();
                 let tiled: Vec<F> =
                     (0..decisions.logits.len()).map(|d| negative[d % decisions.classes]).collect();
-                for_rows(
-                    &decisions.logits,
-                    &decisions.targets,
-                    weights,
-                    Some(&tiled),
-                    losses,
-                    grads,
-                    scale,
-                    row,
-                )
+                let (logits, targets) = (&decisions.logits, &decisions.targets);
+                for_rows(logits, targets, weights, Some(&tiled), losses, grads, scale, row, exact)
             }
         }
+        let scale = (scale, pow2::<F>(-weight_exp));
         let rows =
             Rows { decisions, negative: &self.negative_weights, alpha: self.alpha, losses, grads, scale };
         dispatch(rows)
     }
+}
+
+/// One decision's weighted BCE and its slope: the decision's value is its class's negative weight
+/// `q`, the positive weight `r = 1 + α(1 − q)` (1 with `q = 1`, before any statistics).
+#[inline(always)]
+fn eql_row<G: Float, const FMA: bool>(alpha: G, s: G, y: G, w: G, q: G) -> (G, G) {
+    let one = G::one();
+    let Logistic { softplus_pos, softplus_neg, sigmoid_pos, .. } = Logistic::of::<FMA>(s);
+    let r = one + alpha * (one - q);
+    let weight = w * (y * r + (one - y) * q);
+    let bce = y * softplus_neg + (one - y) * softplus_pos;
+    (weight * bce, weight * (sigmoid_pos - y))
 }
 
 impl<F: Float> Loss<F> for EqlV2Loss<F> {
@@ -714,7 +708,7 @@ impl<F: Float> Loss<F> for EqlV2Loss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
         self.check(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
-        Ok(reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, grads)))
+        reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, grads))
     }
 
     /// Every row's loss `ℓ_i = Σ_k ℓ_ik` over its `K` decisions and, if `grad_out` is given, its
@@ -731,10 +725,11 @@ impl<F: Float> Loss<F> for EqlV2Loss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
         self.check(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
+        let mut grads_finite = true;
         per_sample_over(logits, targets, losses_out, grad_out, |d, losses, grads| {
-            self.sum(d, Some(losses), grads, F::one());
+            grads_finite = self.sum(d, Some(losses), grads, (F::one(), 0)).1;
         });
-        Ok(())
+        per_sample_result(losses_out, grads_finite)
     }
 
     fn reduction(&self) -> Reduction {

@@ -122,6 +122,12 @@ impl F1Stats {
     /// See [`F1Stats`].
     pub fn merge(&mut self, other: &F1Stats) -> Result<()> {
         check_shape("stats", &[self.classes()], &[other.classes()])?;
+        // Checked before anything is added: a sum beyond f64 leaves `self` unchanged.
+        let sums =
+            self.true_positive.iter().zip(&other.true_positive).chain(self.mass.iter().zip(&other.mass));
+        if !sums.chain([(&self.weight, &other.weight)]).all(|(a, b)| (a + b).is_finite()) {
+            return Err(Error::Overflow { what: "F1 statistics", row: None, class: None, value: None });
+        }
         for (a, b) in self.true_positive.iter_mut().zip(&other.true_positive) {
             *a += b;
         }

@@ -7,17 +7,29 @@ use super::Reduction;
 use super::targets::{TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, check_labels, check_sample_weights, unsupported};
 use crate::error::check_shape;
-use crate::float::LANES;
+use crate::float::{LANES, apply_pow2, ldexp, pow2, scale_exponent, split_scale};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::is_nan_or_pos_inf;
 use crate::{Error, Float, Result};
 
 /// A validated batch of hard labels: the labels, the targets they came from, and the class weights.
+///
+/// Sample and class weights are each scaled by a power of two that brings their maximum into
+/// `[1, 2)` (exactly), so that their products with each other and with the losses neither
+/// overflow nor underflow; the reduction puts the powers back.
 pub(super) struct LabelledBatch<'t, 'w, F> {
     pub labels: ArrayView1<'w, usize>,
     pub targets: &'w Targets<'t, F>,
     pub class_weights: Option<&'w [F]>,
+    /// `2^−e_s`, `2^−e_w` and `2^−e_c`: the scales of the sample and class weights, and of their
+    /// products (which brings the largest coefficient of the batch into `[1, 2)`, so that the
+    /// mean's `1/Σ c` stays near 1 whatever the weights).
+    inv_s: F,
+    inv_w: F,
+    inv_c: F,
+    /// `e_s + e_w + e_c`.
+    exp: i32,
 }
 
 impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
@@ -51,25 +63,43 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         }
         check_sample_weights(targets.sample_weights.as_ref(), batch)?;
         check_labels(&labels, classes)?;
-        Ok(Self { labels, targets, class_weights })
+        let exponent = |max: f64| scale_exponent::<F>(max);
+        let e_s =
+            targets.sample_weights.as_ref().map_or(0, |w| exponent(w.fold(0.0, |m, v| m.max(v.as_f64()))));
+        let e_w = class_weights.map_or(0, |w| exponent(w.iter().fold(0.0, |m, v| m.max(v.as_f64()))));
+        let (inv_s, inv_w) = (pow2(-e_s), pow2(-e_w));
+        let mut batch = Self { labels, targets, class_weights, inv_s, inv_w, inv_c: F::one(), exp: 0 };
+        let max = (0..batch.labels.len()).fold(0.0_f64, |m, i| m.max(batch.coefficient(i).as_f64()));
+        let e_c = scale_exponent::<F>(max);
+        batch.inv_c = pow2(-e_c);
+        batch.exp = e_s + e_w + e_c;
+        Ok(batch)
     }
 
-    /// The coefficient `s_i·w_{y_i}` of row `i`.
+    /// The coefficient `s_i·w_{y_i}` of row `i`, times `2^−(e_s + e_w + e_c)`.
     #[inline]
     pub fn coefficient(&self, i: usize) -> F {
-        let w = self.class_weights.map_or(F::one(), |w| w[self.labels[i]]);
-        self.targets.sample_weight(i) * w
+        let w = self.class_weights.map_or(F::one(), |w| w[self.labels[i]] * self.inv_w);
+        self.targets.sample_weight(i) * self.inv_s * w * self.inv_c
+    }
+
+    /// Whether row `i` counts (a positive sample weight and class weight), exactly.
+    #[inline]
+    fn counts(&self, i: usize) -> bool {
+        self.targets.sample_weight(i) > F::zero()
+            && self.class_weights.is_none_or(|w| w[self.labels[i]] > F::zero())
     }
 
     /// Checks the logits in row-major order: [`Error::NonFiniteLogit`] for a NaN or `+inf`
-    /// logit, or a finite one whose `transformed(row, class, z)` is not finite;
-    /// [`Error::MaskedTarget`] for a `-inf` label logit in a row that counts.
+    /// logit; [`Error::Overflow`] (named `what`) for a finite one whose `transformed(row, class, z)`
+    /// is not finite; [`Error::MaskedTarget`] for a `-inf` label logit in a row that counts.
     ///
     /// A contiguous batch of finite logits passes in one branch-free scan when `fits(max |z|)`
     /// says that no logit of that magnitude can overflow once transformed.
     pub fn check_logits(
         &self,
         logits: &ArrayRef2<F>,
+        what: &'static str,
         fits: impl Fn(F) -> bool,
         transformed: impl Fn(usize, usize, F) -> F,
     ) -> Result<()> {
@@ -78,10 +108,14 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         }
         for (row, z) in logits.rows().into_iter().enumerate() {
             for (class, &v) in z.iter().enumerate() {
-                if is_nan_or_pos_inf(v) || (v.is_finite() && !transformed(row, class, v).is_finite()) {
+                if is_nan_or_pos_inf(v) {
                     return Err(Error::NonFiniteLogit { row, class, value: v.as_f64() });
                 }
-                if v == F::neg_infinity() && class == self.labels[row] && self.coefficient(row) > F::zero() {
+                if v.is_finite() && !transformed(row, class, v).is_finite() {
+                    let value = Some(v.as_f64());
+                    return Err(Error::Overflow { what, row: Some(row), class: Some(class), value });
+                }
+                if v == F::neg_infinity() && class == self.labels[row] && self.counts(row) {
                     return Err(Error::MaskedTarget { row, class });
                 }
             }
@@ -98,32 +132,55 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         logits: &ArrayRef2<F>,
         reduction: Reduction,
         grad_out: Option<&mut ArrayRef2<F>>,
-    ) -> F {
-        let divisor = match reduction {
-            Reduction::Sum => 1.0,
-            Reduction::Mean => (0..self.labels.len()).map(|i| self.coefficient(i).as_f64()).sum(),
+    ) -> Result<F> {
+        // The scaled coefficients: the mean does not depend on their scale, the sum gets it back.
+        let (divisor, exp) = match reduction {
+            Reduction::Sum => (1.0, self.exp),
+            Reduction::Mean => ((0..self.labels.len()).map(|i| self.coefficient(i).as_f64()).sum(), 0),
         };
         if divisor == 0.0 {
             if let Some(grad) = grad_out {
                 grad.fill(F::zero());
             }
-            return F::zero();
+            return Ok(F::zero());
         }
-        let scale = F::from_f64(divisor.recip());
-        let total = dispatch(Rows { batch: self, loss, logits, grad: grad_out, losses: None, scale });
-        F::from_f64(total / divisor)
+        let (scale, k) = split_scale::<F>(divisor.recip(), exp);
+        let mut grad_out = grad_out;
+        let grad = grad_out.as_deref_mut();
+        let total = dispatch(Rows { batch: self, loss, logits, grad, losses: None, scale, loss_exp: 0 });
+        let value = F::from_f64(ldexp(total / divisor, exp));
+        if !value.is_finite() {
+            return Err(overflow("loss", None));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
+            return Err(overflow("gradient", None));
+        }
+        Ok(value)
     }
 
     /// Every row's loss `ℓ_i` (sample and class weights applied) into `losses`, its gradient into
-    /// `grad_out` if given.
+    /// `grad_out` if given; [`Error::Overflow`] (`"loss"`, `"gradient"`) for a value beyond the
+    /// float's range.
     pub fn per_sample(
         &self,
         loss: &impl MarginRow<F>,
         logits: &ArrayRef2<F>,
         losses: &mut ArrayRef1<F>,
         grad_out: Option<&mut ArrayRef2<F>>,
-    ) {
-        dispatch(Rows { batch: self, loss, logits, grad: grad_out, losses: Some(losses), scale: F::one() });
+    ) -> Result<()> {
+        // The coefficients are scaled by 2^−exp: the gradient and the losses get it back.
+        let (scale, k) = split_scale::<F>(1.0, self.exp);
+        let mut grad_out = grad_out;
+        let grad = grad_out.as_deref_mut();
+        let loss_exp = self.exp;
+        dispatch(Rows { batch: self, loss, logits, grad, losses: Some(&mut *losses), scale, loss_exp });
+        if let Some(row) = losses.iter().position(|v| !v.is_finite()) {
+            return Err(overflow("loss", Some(row)));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
+            return Err(overflow("gradient", None));
+        }
+        Ok(())
     }
 }
 
@@ -144,6 +201,32 @@ pub(super) trait MarginRow<F: Float> {
     #[allow(clippy::too_many_arguments)] // the row, its label and weights, and two buffers
     fn row<const FMA: bool>(&self, z: &[F], y: usize, c: F, scale: F, grad: &mut [F], scratch: &mut [F])
     -> F;
+
+    /// The transformed logit `z'_k` of logit `z` of class `k`, in a row with label `y`, as
+    /// [`row`](Self::row) computes it.
+    fn logit(&self, z: F, y: usize, k: usize) -> F;
+
+    /// Row `z`'s `ℓ_i` in `f64`, for a row whose value in `F` is not finite: CE on the transformed
+    /// logits (see [`exact_ce`]) times `c`.
+    #[cold]
+    #[inline(never)]
+    fn exact_loss(&self, z: &[F], y: usize, c: F) -> f64 {
+        let z: Vec<f64> = z.iter().enumerate().map(|(k, &v)| self.logit(v, y, k).as_f64()).collect();
+        2.0 * (c.as_f64() * exact_ce(&z, y).0)
+    }
+}
+
+/// `(−log p_y / 2, 1 − p_y)` of `p = softmax(z)` in `f64`, for logits so far apart that
+/// `z_k − max z` overflows the float type (`±3e38` in `f32`, `±1.8e308` in `f64`): the
+/// differences are halved, so that none overflows `f64`. Masked (`-inf`) classes count 0.
+pub(super) fn exact_ce(z: &[f64], y: usize) -> (f64, f64) {
+    let argmax = (0..z.len()).fold(y, |a, k| if z[k] > z[a] { k } else { a });
+    let max = z[argmax];
+    let half = |k: usize| z[k] / 2.0 - max / 2.0;
+    let rest: f64 = (0..z.len()).filter(|&k| k != argmax).map(|k| (2.0 * half(k)).exp()).sum();
+    let half_nll = rest.ln_1p() / 2.0 - half(y);
+    let one_minus_p = if y == argmax { rest / (1.0 + rest) } else { -(-2.0 * half_nll).exp_m1() };
+    (half_nll, one_minus_p)
 }
 
 /// The rows of a validated batch, run by [`dispatch`] for the CPU's instruction set.
@@ -154,18 +237,21 @@ struct Rows<'a, 't, 'w, F, L> {
     grad: Option<&'a mut ArrayRef2<F>>,
     losses: Option<&'a mut ArrayRef1<F>>,
     scale: F,
+    /// Each `ℓ_i` is stored times `2^loss_exp`.
+    loss_exp: i32,
 }
 
 impl<F: Float, L: MarginRow<F>> Kernel for Rows<'_, '_, '_, F, L> {
     type Output = f64;
     #[inline(always)]
     fn run<const FMA: bool>(self) -> f64 {
-        let Rows { batch, loss, logits, grad, losses, scale } = self;
+        let Rows { batch, loss, logits, grad, losses, scale, loss_exp } = self;
         let mut visitor = RowsVisitor::<F, L, FMA> {
             batch,
             loss,
             losses,
             scale,
+            loss_exp,
             scratch: vec![F::zero(); logits.ncols()],
             total: 0.0,
         };
@@ -180,6 +266,7 @@ struct RowsVisitor<'a, 't, 'w, F, L, const FMA: bool> {
     loss: &'a L,
     losses: Option<&'a mut ArrayRef1<F>>,
     scale: F,
+    loss_exp: i32,
     scratch: Vec<F>,
     total: f64,
 }
@@ -189,11 +276,18 @@ impl<F: Float, L: MarginRow<F>, const FMA: bool> RowVisitor<F> for RowsVisitor<'
     fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
         let (y, c) = (self.batch.labels[i], self.batch.coefficient(i));
         let value = self.loss.row::<FMA>(z, y, c, self.scale, grad, &mut self.scratch);
+        // Transformed logits so far apart that `z_y − max` overflows: the row again in `f64`.
+        let value = if value.is_finite() { value.as_f64() } else { self.loss.exact_loss(z, y, c) };
         if let Some(losses) = self.losses.as_mut() {
-            losses[i] = value;
+            losses[i] = F::from_f64(if self.loss_exp == 0 { value } else { ldexp(value, self.loss_exp) });
         }
-        self.total += value.as_f64();
+        self.total += value;
     }
+}
+
+/// [`Error::Overflow`] of a result.
+fn overflow(what: &'static str, row: Option<usize>) -> Error {
+    Error::Overflow { what, row, class: None, value: None }
 }
 
 /// `max |z|` if every `z` is finite, else `None`: a branch-free scan in lanes (`v·0` is 0 for finite
@@ -237,7 +331,7 @@ macro_rules! margin_loss {
             ) -> Result<F> {
                 let outputs = super::validate::output_shapes(logits, None, grad_out.as_deref());
                 let batch = self.check(logits, targets, &outputs)?;
-                Ok(batch.reduced(self, logits, self.reduction, grad_out))
+                batch.reduced(self, logits, self.reduction, grad_out)
             }
 
             fn per_sample_into(
@@ -249,8 +343,7 @@ macro_rules! margin_loss {
             ) -> Result<()> {
                 let outputs = super::validate::output_shapes(logits, Some(losses_out), grad_out.as_deref());
                 let batch = self.check(logits, targets, &outputs)?;
-                batch.per_sample(self, logits, losses_out, grad_out);
-                Ok(())
+                batch.per_sample(self, logits, losses_out, grad_out)
             }
 
             fn reduction(&self) -> Reduction {

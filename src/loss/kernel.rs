@@ -28,15 +28,47 @@ pub(crate) fn shifted_exp<F: Float, const FMA: bool>(
     }
 }
 
-/// The focal factors for a class with probability `p`, `1 − p` and `log p`: `m = (1 − p)^γ`, the
-/// factor of the loss term, and `g = m (1 − γ p log p / (1 − p))`, the factor of its gradient.
-/// `log p / (1 − p) → −1` as `p → 1`, so `0 < γ < 1` keeps a finite gradient there.
+/// The focal factors for a class with probability `p`, `1 − p`, `log(1 − p)` (`log_q`, evaluated
+/// for `γ > 0` only) and `log p`: `m = (1 − p)^γ`, the factor of the loss term, and
+/// `g = m (1 − γ p log p / (1 − p))`, the factor of its gradient.
+///
+/// For `γ > 16`, `m = e^{γ log(1 − p)}` from a `log(1 − p)` taken without rounding `1 − p` first
+/// ([`RowLse::log_one_minus_p`](crate::softmax::RowLse::log_one_minus_p)): a rounded `1 − p`
+/// raised to a large `γ` would carry `γ` times its rounding error. `log p / (1 − p) → −1` as
+/// `p → 1`, so `0 < γ < 1` keeps a finite gradient there.
 #[inline(always)]
-pub(super) fn focal_factors<F: Float>(p: F, one_minus_p: F, lp: F, gamma: F) -> (F, F) {
+pub(super) fn focal_factors<F: Float>(
+    p: F,
+    one_minus_p: F,
+    log_q: impl FnOnce(F) -> F,
+    lp: F,
+    gamma: F,
+) -> (F, F) {
     if gamma == F::zero() {
         return (F::one(), F::one());
     }
-    let m = one_minus_p.powf(gamma);
+    // Up to γ = 16 a rounded `1 − p` costs at most 16 ulp. Beyond, `m` comes from the logarithm;
+    // and since the kernel's exponentials flush to 0 a little below the smallest normal number
+    // while a large `γ` still sees such a `p` (`γ·p` need not be small), `p` from `log p`.
+    if gamma <= F::from_f64(POW_GAMMA_MAX) {
+        return pow_focal_factors(p, one_minus_p, lp, gamma);
+    }
+    let p = if p < F::min_positive_value() && lp > F::neg_infinity() { lp.exp() } else { p };
+    focal_gradient_factor((gamma * log_q(p)).exp(), p, one_minus_p, lp, gamma)
+}
+
+/// The largest `γ` for which [`focal_factors`] raises the rounded `1 − p` (at most 16 ulp).
+pub(super) const POW_GAMMA_MAX: f64 = 16.0;
+
+/// [`focal_factors`] for `0 < γ ≤ 16`: `m = (1 − p)^γ` from the rounded `1 − p`.
+#[inline(always)]
+pub(super) fn pow_focal_factors<F: Float>(p: F, one_minus_p: F, lp: F, gamma: F) -> (F, F) {
+    focal_gradient_factor(one_minus_p.powf(gamma), p, one_minus_p, lp, gamma)
+}
+
+/// `(m, m (1 − γ p log p / (1 − p)))`.
+#[inline(always)]
+fn focal_gradient_factor<F: Float>(m: F, p: F, one_minus_p: F, lp: F, gamma: F) -> (F, F) {
     let log_ratio = if one_minus_p > F::zero() { lp / one_minus_p } else { -F::one() };
     // p = 0 only where log p = -inf: the product's limit is 0, not NaN.
     let p_log_ratio = if p > F::zero() { p * log_ratio } else { F::zero() };
@@ -67,7 +99,8 @@ pub(crate) fn one_hot_row<F: Float>(
     let lp = (z_label - lse.max) - lse.ln_total;
     let e_label = grad[label];
     let one_minus_p = lse.one_minus_p(label, e_label);
-    let (m, g) = focal_factors(e_label * lse.inv_total, one_minus_p, lp, gamma);
+    let p = e_label * lse.inv_total;
+    let (m, g) = focal_factors(p, one_minus_p, |p| lse.log_one_minus_p(label, p), lp, gamma);
     let factor = scale * c * g;
     let p_factor = factor * lse.inv_total;
     for v in grad.iter_mut() {
@@ -128,6 +161,11 @@ pub(crate) fn dense_row<F: Float, const FMA: bool>(
 }
 
 /// The passes of [`dense_row`], with the focal modulation `M`.
+///
+/// The lanes sum every class but the argmax `k*` (its run is summed class by class without it),
+/// so that `Σ_{k≠k*} h_k` is known without cancellation: the argmax's gradient entry is then
+/// `p_{k*}·Σ_{k≠k*} h_k − h_{k*}·(1 − p_{k*})`, which `H p_{k*} − h_{k*}` would round away as
+/// `p_{k*} → 1`, and its exact loss term is added to the others instead of replacing a lane value.
 #[inline(always)]
 fn dense_passes<F: Float, M: Modulation>(
     terms: &Terms<F>,
@@ -141,39 +179,56 @@ fn dense_passes<F: Float, M: Modulation>(
     let (zeros, ones) = ([F::zero(); LANES], [F::one(); LANES]);
     let mut acc: Acc<F> = ([F::zero(); LANES], [F::zero(); LANES]);
     let (full, n) = (grad.len() / LANES, grad.len());
+    let argmax_run = argmax / LANES;
     for run in 0..full {
-        terms.sum_run::<M>(&grad[run * LANES..][..LANES], columns.run(run, LANES, &zeros, &ones), &mut acc);
-    }
-    terms.sum_run::<M>(&grad[full * LANES..], columns.run(full, n % LANES, &zeros, &ones), &mut acc);
-    let mut loss = acc.0.iter().fold(F::zero(), |sum, &l| sum + l);
-    let mut h_total = acc.1.iter().fold(F::zero(), |sum, &h| sum + h);
-    // The argmax and the label: the exact term replaces what the lanes added.
-    let special = [Some(argmax), label.filter(|&y| y != argmax)];
-    // Their `e` and exact `h`, for the gradient (the second pass overwrites `e`).
-    let mut exact = [(F::zero(), F::zero()); 2];
-    for (fix, k) in exact.iter_mut().zip(special) {
-        if let Some(k) = k {
-            let e = if k == argmax { e_max } else { grad[k] };
-            let (z, t, a) = columns.at(k, label);
-            let (l, h) = terms.exact(k, e, z, t, a);
-            let (lane_l, lane_h) = terms.lanes::<M>(grad[k], z, columns.at(k, None).1, a);
-            loss += l - lane_l;
-            h_total += h - lane_h;
-            *fix = (e, h);
+        if run != argmax_run {
+            terms.sum_run::<M>(
+                &grad[run * LANES..][..LANES],
+                columns.run(run, LANES, &zeros, &ones),
+                &mut acc,
+            );
         }
     }
-    let p_factor = h_total * terms.lse.inv_total;
+    if argmax_run != full {
+        terms.sum_run::<M>(&grad[full * LANES..], columns.run(full, n % LANES, &zeros, &ones), &mut acc);
+    }
+    // The argmax's run, without the argmax.
+    for k in (argmax_run * LANES..n.min((argmax_run + 1) * LANES)).filter(|&k| k != argmax) {
+        let (z, t, a) = columns.at(k, None);
+        let (l, h) = terms.lanes::<M>(grad[k], z, t, a);
+        acc.0[k % LANES] += l;
+        acc.1[k % LANES] += h;
+    }
+    let mut loss = acc.0.iter().fold(F::zero(), |sum, &l| sum + l);
+    let mut h_rest = acc.1.iter().fold(F::zero(), |sum, &h| sum + h);
+    // The label (a hard label's `t` the lanes saw as 0): its exact term replaces the lanes'.
+    let hard_label = label;
+    let label = label.filter(|&y| y != argmax);
+    let mut label_fix = (F::zero(), F::zero());
+    if let Some(y) = label {
+        let e = grad[y];
+        let (z, t, a) = columns.at(y, Some(y));
+        let (l, h) = terms.exact(y, e, z, t, a);
+        let (lane_l, lane_h) = terms.lanes::<M>(e, z, columns.at(y, None).1, a);
+        loss += l - lane_l;
+        h_rest += h - lane_h;
+        label_fix = (e, h);
+    }
+    let (z, t, a) = columns.at(argmax, hard_label);
+    let (l_max, h_max) = terms.exact(argmax, e_max, z, t, a);
+    loss += l_max;
+    let p_factor = (h_rest + h_max) * terms.lse.inv_total;
     for run in 0..full {
         let g = &mut grad[run * LANES..][..LANES];
         terms.write_run::<M>(g, columns.run(run, LANES, &zeros, &ones), p_factor, scale);
     }
     let g = &mut grad[full * LANES..];
     terms.write_run::<M>(g, columns.run(full, n % LANES, &zeros, &ones), p_factor, scale);
-    for ((e, h), k) in exact.into_iter().zip(special) {
-        if let Some(k) = k {
-            grad[k] = scale * (p_factor * e - h);
-        }
+    if let Some(y) = label {
+        grad[y] = scale * (p_factor * label_fix.0 - label_fix.1);
     }
+    let (p_max, q_max) = (e_max * terms.lse.inv_total, terms.lse.one_minus_p(argmax, e_max));
+    grad[argmax] = scale * (p_max * h_rest - h_max * q_max);
     -loss
 }
 
@@ -236,7 +291,11 @@ impl<F: Float> Terms<F> {
     fn lanes<M: Modulation>(&self, e: F, z: F, t: F, a: F) -> (F, F) {
         let c = a * (self.base + self.on_target * t);
         let lp = (z - self.lse.max) - self.lse.ln_total;
-        let (m, g) = M::factors(e * self.lse.inv_total, lp, self.gamma);
+        // `z − max` of a finite logit may overflow to -inf (logits of opposite extremes): its
+        // `p = 0`, and `g` takes `p·log p = 0` from a finite stand-in; the loss term stays infinite,
+        // for the caller to recompute.
+        let finite_lp = if lp > -F::max_value() { lp } else { -F::max_value() };
+        let (m, g) = M::factors(e * self.lse.inv_total, finite_lp, self.gamma);
         if c > F::zero() { (c * m * lp, c * g) } else { (F::zero(), F::zero()) }
     }
 
@@ -270,7 +329,8 @@ impl<F: Float> Terms<F> {
     fn exact(&self, k: usize, e: F, z: F, t: F, a: F) -> (F, F) {
         let c = a * (self.base + self.on_target * t);
         let lp = (z - self.lse.max) - self.lse.ln_total;
-        let (m, g) = focal_factors(e * self.lse.inv_total, self.lse.one_minus_p(k, e), lp, self.gamma);
+        let (p, q) = (e * self.lse.inv_total, self.lse.one_minus_p(k, e));
+        let (m, g) = focal_factors(p, q, |p| self.lse.log_one_minus_p(k, p), lp, self.gamma);
         if c > F::zero() { (c * m * lp, c * g) } else { (F::zero(), F::zero()) }
     }
 }
@@ -445,5 +505,50 @@ pub(crate) fn plain_dense_row<F: Float>(
         loss += term(base + on_target, z_y) - term(base, z_y);
         grad[y] = scale * (p_factor * e_y - (base + on_target));
     }
+    // The argmax's entry where `scale·(H p − c)` above lost too much of it to cancellation.
+    let argmax = lse.argmax;
+    let others = base * F::from_f64(n as f64 - 1.0);
+    let (t_max, estimate) = match targets {
+        Targets::Label(y) => (one_hot(y == argmax), others + if y != argmax { on_target } else { F::zero() }),
+        Targets::Probs(t, sum) => (t[argmax], others + on_target * (sum - t[argmax])),
+    };
+    let exact = || match targets {
+        Targets::Label(_) => estimate,
+        Targets::Probs(t, _) => {
+            others
+                + on_target
+                    * t.iter().enumerate().filter(|&(k, _)| k != argmax).fold(F::zero(), |s, (_, &v)| s + v)
+        }
+    };
+    let c_max = base + on_target * t_max;
+    if let Some(g) = argmax_fix(c_max, estimate, (lse.rest, lse.inv_total), exact, scale) {
+        grad[argmax] = g;
+    }
     -loss
+}
+
+/// The gradient entry of the argmax `k*` of a row whose classes have masses `c_k` (and
+/// `H = Σ c_k`): `scale·(p_{k*}·Σ_{k≠k*} c_k − c_{k*}·(1 − p_{k*}))`, from `1/(1 + r)`, `r` and
+/// `c_rest = Σ_{k≠k*} c_k` (`e_{k*} = 1`). The same value as `scale·(H p_{k*} − c_{k*})`, whose
+/// two terms cancel as `p_{k*} → 1` (a soft target close to one-hot on a confident row).
+#[inline(always)]
+pub(crate) fn argmax_grad<F: Float>(inv_total: F, rest: F, c_max: F, c_rest: F, scale: F) -> F {
+    scale * (inv_total * c_rest - c_max * (rest * inv_total))
+}
+
+/// The argmax's gradient entry by [`argmax_grad`], from its mass `c_max`, an estimate of
+/// `Σ_{k≠k*} c_k` (from the row's sums: off by about `ε·c_max`) and the exact sum `rest_mass()`,
+/// where the usual `scale·(H p_{k*} − c_{k*})` would carry more than about `64 ε` of relative error
+/// (`Σ_{k≠k*} c_k + c_{k*}(1 − p_{k*}) < c_{k*}/32`: a confident row whose target is nearly its
+/// argmax alone); `None` elsewhere, where the usual entry stands.
+#[inline(always)]
+pub(crate) fn argmax_fix<F: Float>(
+    c_max: F,
+    estimate: F,
+    (rest, inv_total): (F, F),
+    rest_mass: impl FnOnce() -> F,
+    scale: F,
+) -> Option<F> {
+    let needed = estimate + c_max * (rest * inv_total) < c_max * F::from_f64(1.0 / 32.0);
+    needed.then(|| argmax_grad(inv_total, rest, c_max, rest_mass(), scale))
 }

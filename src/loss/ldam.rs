@@ -334,7 +334,9 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
         // |s·(z − m)| ≤ s·(|z| + max |m|), also after rounding (which is monotone).
         let max_margin = self.margins.iter().fold(F::zero(), |m, &v| m.max(v.abs()));
         let fits = |max_abs: F| (self.scale.abs() * (max_abs + max_margin)).is_finite();
-        batch.check_logits(logits, fits, |row, class, z| self.scaled(z, class, batch.labels[row]))?;
+        batch.check_logits(logits, "scale * (logit - margin)", fits, |row, class, z| {
+            self.scaled(z, class, batch.labels[row])
+        })?;
         Ok(batch)
     }
 
@@ -354,6 +356,10 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
         scratch[y] = self.scaled(z[y], y, y);
         let lse = shifted_exp::<F, FMA>(scratch, None, grad);
         one_hot_row(lse, scratch, None, y, c, F::zero(), scale * self.scale, grad)
+    }
+
+    fn logit(&self, z: F, y: usize, k: usize) -> F {
+        self.scaled(z, k, y)
     }
 }
 

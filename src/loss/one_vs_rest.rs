@@ -5,12 +5,13 @@ use std::borrow::Cow;
 
 use ndarray::{ArrayRef1, ArrayRef2, ArrayView2};
 
-use super::binary_rows::{contiguous, weight_sum};
+use super::Reduction;
+use super::binary_rows::{binary_weight_exponent, contiguous, scaled_total_weight};
 use super::binary_targets::BinaryTargets;
 use super::targets::{RowKind, TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, check_labels, check_sample_weights};
 use crate::error::check_shape;
-use crate::float::LANES;
+use crate::float::{LANES, apply_pow2, split_scale};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::check_logits;
 use crate::{Error, Float, Result};
@@ -55,14 +56,6 @@ impl<'a, F: Float> Decisions<'a, F> {
             targets: contiguous(&targets.targets),
             weights: targets.sample_weights.as_ref().map(|w| contiguous(w)),
             classes: 1,
-        }
-    }
-
-    /// The total weight of the decisions, `K·Σ_i s_i` (`B·K` without weights), in `f64`.
-    pub fn total_weight(&self) -> f64 {
-        match &self.weights {
-            Some(w) => weight_sum(w),
-            None => self.logits.len() as f64,
         }
     }
 }
@@ -177,14 +170,63 @@ fn all_binary<F: Float>(t: &[F]) -> bool {
     dispatch(Scan(t))
 }
 
+/// The reduced loss of validated decisions, the gradient into `grads` if given, from
+/// `sum(grads, (scale, weight_exp))`: `Σ ℓ` in `f64` of the decisions with their weights times
+/// `2^−weight_exp` and the gradient times `scale`, and whether every gradient entry is finite.
+///
+/// The mean divides by the total weight over `per_mean` (`K` for a mean over rows); the kernel
+/// sees the weights scaled by a power of two near their largest (the mean does not depend on their
+/// scale), the sum takes them unscaled (a decision's product then overflows only where its loss
+/// does). The gradient's factor `1/divisor` is split into one near 1 for the kernel and a power of
+/// two applied after. A loss or gradient beyond the float's range is [`Error::Overflow`].
+pub(super) fn reduce<F: Float>(
+    decisions: &Decisions<'_, F>,
+    reduction: Reduction,
+    per_mean: f64,
+    grads: Option<&mut [F]>,
+    sum: impl FnOnce(Option<&mut [F]>, (F, i32)) -> (f64, bool),
+) -> Result<F> {
+    let weights = decisions.weights.as_deref();
+    let (divisor, e) = match reduction {
+        Reduction::Mean => {
+            let e = binary_weight_exponent(weights);
+            (scaled_total_weight(weights, decisions.logits.len(), e) / per_mean, e)
+        }
+        Reduction::Sum => (1.0, 0),
+    };
+    if divisor == 0.0 {
+        if let Some(grads) = grads {
+            grads.fill(F::zero());
+        }
+        return Ok(F::zero());
+    }
+    let (scale, k) = split_scale::<F>(divisor.recip(), 0);
+    let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
+    let mut grads = grads;
+    let (total, grads_finite) = sum(grads.as_deref_mut(), (scale, e));
+    let loss = F::from_f64(total / divisor);
+    if !loss.is_finite() {
+        return Err(overflow("loss"));
+    }
+    if grads.is_some() && !grads_finite {
+        return Err(overflow("gradient"));
+    }
+    if let Some(g) = grads {
+        if !apply_pow2(&mut ndarray::ArrayViewMut1::from(g), k) {
+            return Err(overflow("gradient"));
+        }
+    }
+    Ok(loss)
+}
+
 /// The reduced loss of a validated `[B, K]` batch: `reduced(decisions, grads)` over its decisions,
 /// the gradient written into `grad_out` (in place when it is a row-major slice).
-pub(super) fn reduced_over<F: Float>(
+pub(super) fn reduced_over<F: Float, R>(
     logits: &ArrayRef2<F>,
     targets: &Targets<'_, F>,
     grad_out: Option<&mut ArrayRef2<F>>,
-    reduced: impl FnOnce(&Decisions<'_, F>, Option<&mut [F]>) -> F,
-) -> F {
+    reduced: impl FnOnce(&Decisions<'_, F>, Option<&mut [F]>) -> R,
+) -> R {
     let decisions = Decisions::of_batch(logits, targets);
     match grad_out {
         Some(grad) => with_flat_mut(grad, |grad| reduced(&decisions, Some(grad))),

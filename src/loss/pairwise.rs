@@ -272,7 +272,7 @@ impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
         )?;
         // |z + Δ| ≤ |z| + max |Δ|, also after rounding (which is monotone).
         let fits = |max_abs: F| (max_abs + self.max_abs_margin).is_finite();
-        batch.check_logits(logits, fits, |row, class, z| {
+        batch.check_logits(logits, "logit + margin", fits, |row, class, z| {
             z + self.margins[batch.labels[row] * self.classes + class]
         })?;
         Ok(batch)
@@ -285,5 +285,9 @@ impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
         let margins = &self.margins[y * k..(y + 1) * k];
         let lse = shifted_exp::<F, FMA>(z, Some(margins), grad);
         one_hot_row(lse, z, Some(margins), y, c, F::zero(), scale, grad)
+    }
+
+    fn logit(&self, z: F, y: usize, k: usize) -> F {
+        z + self.margins[y * self.classes + k]
     }
 }

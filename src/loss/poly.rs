@@ -4,7 +4,7 @@ use ndarray::ArrayRef2;
 
 use super::Reduction;
 use super::class_values::ClassValues;
-use super::hard_labels::{LabelledBatch, MarginRow};
+use super::hard_labels::{LabelledBatch, MarginRow, exact_ce};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::softmax_loss::SoftmaxLoss;
 use super::targets::Targets;
@@ -90,11 +90,14 @@ pub struct Poly1Loss<F> {
 }
 
 impl<F: Float> Poly1Loss<F> {
-    /// Poly-1 with coefficient `ε ≥ −1`, mean over the batch.
+    /// Poly-1 with coefficient `ε ∈ [−1, 1/eps]`, mean over the batch.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidParameter`] (`"epsilon"`) for `ε < −1` or non-finite.
+    /// [`Error::InvalidParameter`] (`"epsilon"`) for `ε < −1`, non-finite, or above `1/eps` of the
+    /// float type (`8.4e6` in `f32`, `4.5e15` in `f64`): beyond it the cross-entropy is below the
+    /// rounding of `ε·(1 − p_y)` in the gradient's factor `1 + ε·p_y`, and that factor times a
+    /// weight would leave the range where the gradient does not.
     ///
     /// # Example
     ///
@@ -106,6 +109,7 @@ impl<F: Float> Poly1Loss<F> {
     /// let value = Poly1Loss::new(1.0)?.loss(&array![[0.0_f64, 0.0]], &[1])?;
     /// assert!((value - (2f64.ln() + 0.5)).abs() < 1e-15);
     /// assert!(Poly1Loss::<f64>::new(-2.0).is_err());
+    /// assert!(Poly1Loss::<f32>::new(1e7).is_err()); // above 1/eps
     /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
@@ -113,12 +117,12 @@ impl<F: Float> Poly1Loss<F> {
     ///
     /// Z. Leng et al., "PolyLoss", ICLR 2022, arXiv:2204.12511.
     pub fn new(epsilon: F) -> Result<Self> {
-        if !(epsilon.is_finite() && epsilon >= -F::one()) {
+        if !(epsilon.is_finite() && epsilon >= -F::one() && epsilon <= F::epsilon().recip()) {
             return Err(Error::InvalidParameter {
                 name: "epsilon",
                 index: None,
                 value: epsilon.as_f64(),
-                expected: "finite and >= -1",
+                expected: "in [-1, 1/eps] (8.4e6 in f32, 4.5e15 in f64)",
             });
         }
         Ok(Self { epsilon, adjustment: None, class_weights: None, reduction: Reduction::Mean })
@@ -287,7 +291,9 @@ impl<F: Float> MarginRow<F> for Poly1Loss<F> {
         let adjust = self.adjustment.as_deref();
         let max_shift = adjust.map_or(F::zero(), |a| a.iter().fold(F::zero(), |m, &v| m.max(v.abs())));
         let fits = |max_abs: F| (max_abs + max_shift).is_finite();
-        batch.check_logits(logits, fits, |_, class, z| adjust.map_or(z, |a| z + a[class]))?;
+        batch.check_logits(logits, "logit + adjustment", fits, |_, class, z| {
+            adjust.map_or(z, |a| z + a[class])
+        })?;
         Ok(batch)
     }
 
@@ -313,5 +319,19 @@ impl<F: Float> MarginRow<F> for Poly1Loss<F> {
         let row_scale = scale * (F::one() + self.epsilon * p_y);
         let ce = one_hot_row(lse, z, adjust, y, c, F::zero(), row_scale, grad);
         ce + c * self.epsilon * one_minus_p
+    }
+
+    fn logit(&self, z: F, _: usize, k: usize) -> F {
+        self.adjustment.as_ref().map_or(z, |a| z + a[k])
+    }
+
+    /// `c·(CE + ε·(1 − p_y))` in `f64` (see [`MarginRow::exact_loss`]).
+    #[cold]
+    #[inline(never)]
+    fn exact_loss(&self, z: &[F], y: usize, c: F) -> f64 {
+        let z: Vec<f64> = z.iter().enumerate().map(|(k, &v)| self.logit(v, y, k).as_f64()).collect();
+        let (half_nll, one_minus_p) = exact_ce(&z, y);
+        let c = c.as_f64();
+        2.0 * (c * half_nll) + c * self.epsilon.as_f64() * one_minus_p
     }
 }

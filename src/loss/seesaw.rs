@@ -4,7 +4,7 @@
 use ndarray::ArrayRef2;
 
 use super::Reduction;
-use super::hard_labels::{LabelledBatch, MarginRow};
+use super::hard_labels::{LabelledBatch, MarginRow, exact_ce};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::{Labels, Targets};
 use super::validate::{OutputShape, check_labels};
@@ -519,7 +519,8 @@ impl<F: Float> MarginRow<F> for SeesawLoss<F> {
         let batch = LabelledBatch::new("SeesawLoss", logits, targets, None, &params, outputs)?;
         // z'_j ≤ z_j + q·log(1/ε): log M ≤ 0 and log σ_j ≤ 0.
         let max_shift = -self.q * self.log_eps;
-        batch.check_logits(logits, |max_abs| (max_abs + max_shift).is_finite(), |_, _, z| z + max_shift)?;
+        let fits = |max_abs: F| (max_abs + max_shift).is_finite();
+        batch.check_logits(logits, "logit + compensation", fits, |_, _, z| z + max_shift)?;
         Ok(batch)
     }
 
@@ -551,6 +552,31 @@ impl<F: Float> MarginRow<F> for SeesawLoss<F> {
         scratch[y] = z[y];
         let lse = shifted_exp::<F, FMA>(scratch, None, grad);
         one_hot_row(lse, scratch, None, y, c, zero, scale, grad)
+    }
+
+    /// `z + log M_yk`, without the compensation, which depends on the whole row: only
+    /// [`exact_loss`](Self::exact_loss), overridden, would need it.
+    fn logit(&self, z: F, y: usize, k: usize) -> F {
+        if k == y { z } else { z + self.log_mitigation(y, k) }
+    }
+
+    /// [`row`](Self::row) in `f64`, for a row whose value in `F` is not finite: the log-softmax
+    /// and the loss from halved differences (see [`exact_ce`]).
+    #[cold]
+    #[inline(never)]
+    fn exact_loss(&self, z: &[F], y: usize, c: F) -> f64 {
+        let z: Vec<f64> = z.iter().map(|v| v.as_f64()).collect();
+        let log_p = |k: usize| -> f64 { -2.0 * exact_ce(&z, k).0 };
+        let own = log_p(y).max(self.log_eps.as_f64());
+        let (p, q) = (self.p.as_f64(), self.q.as_f64());
+        let log_counts = |k: usize| self.log_counts[k].as_f64();
+        let shifted: Vec<f64> = (0..z.len())
+            .map(|k| {
+                let mitigation = p * (log_counts(k) - log_counts(y)).min(0.0);
+                if k == y { z[k] } else { z[k] + mitigation + q * (log_p(k) - own).max(0.0) }
+            })
+            .collect();
+        2.0 * (c.as_f64() * exact_ce(&shifted, y).0)
     }
 }
 

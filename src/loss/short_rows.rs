@@ -8,9 +8,10 @@
 //! [`one_hot_row`]: super::kernel::one_hot_row
 //! [`plain_dense_row`]: super::kernel::plain_dense_row
 
-use super::kernel::focal_factors;
+use super::kernel::{POW_GAMMA_MAX, argmax_fix, focal_factors, pow_focal_factors};
 use crate::Float;
 use crate::group::{GROUP, Group, Lanes, RowMap, SHORT_ROW};
+use crate::softmax::log_one_minus_p;
 
 /// A finished group: each row's loss, and its gradient as `map` of the exponentials, with the
 /// label's entry of each row `(labels, values)` written after it, if given.
@@ -18,6 +19,10 @@ pub(super) struct Finished<F> {
     pub loss: Lanes<F>,
     pub map: RowMap<F>,
     pub label_grad: Option<([usize; GROUP], Lanes<F>)>,
+    /// The argmax's entry of the rows that need it (`Some` lanes), written after the label's
+    /// (boxed: rarely present, and the common group then moves a pointer, not the arrays).
+    #[allow(clippy::type_complexity)] // the argmax and value of each lane
+    pub argmax_grad: Option<Box<([usize; GROUP], [Option<F>; GROUP])>>,
 }
 
 impl<F: Float> Finished<F> {
@@ -28,6 +33,10 @@ impl<F: Float> Finished<F> {
         if let Some((labels, values)) = &self.label_grad {
             let rows = out.chunks_exact_mut(group.classes).zip(labels).zip(values);
             rows.for_each(|((row, &y), &v)| row[y] = v);
+        }
+        if let Some((argmax, values)) = self.argmax_grad.as_deref() {
+            let rows = out.chunks_exact_mut(group.classes).zip(argmax).zip(values);
+            rows.for_each(|((row, &k), v)| v.iter().for_each(|&v| row[k] = v));
         }
     }
 }
@@ -66,10 +75,19 @@ pub(super) fn one_hot_group<F: Float>(
     }
     // Without focal modulation `m = g = 1`; a separate loop, else `powf` would be evaluated anyway.
     let (mut m, mut g) = ([F::one(); GROUP], [F::one(); GROUP]);
-    if gamma != F::zero() {
+    if gamma != F::zero() && gamma <= F::from_f64(POW_GAMMA_MAX) {
+        // The common `γ`, in a loop of its own (a branch on `γ` per lane costs the others).
         for r in 0..GROUP {
             let p = e_label[r] * group.inv_total[r];
-            (m[r], g[r]) = focal_factors(p, one_minus_p[r], lp[r], gamma);
+            (m[r], g[r]) = pow_focal_factors(p, one_minus_p[r], lp[r], gamma);
+        }
+    } else if gamma != F::zero() {
+        for r in 0..GROUP {
+            let p = e_label[r] * group.inv_total[r];
+            let is_argmax = label[r] == group.argmax[r];
+            let (rest, ln_total) = (group.rest[r], group.ln_total[r]);
+            let log_q = |p| log_one_minus_p(is_argmax, rest, ln_total, p);
+            (m[r], g[r]) = focal_factors(p, one_minus_p[r], log_q, lp[r], gamma);
         }
     }
     // A row without a log-sum-exp counts as `c = 0`. (Each select below picks values computed
@@ -90,7 +108,12 @@ pub(super) fn one_hot_group<F: Float>(
         (p_factor[r], label_grad[r], loss[r]) =
             if on { (p, y, l) } else { (F::zero(), F::zero(), F::zero()) };
     }
-    Finished { loss, map: RowMap::Scale(p_factor), label_grad: Some((*labels, label_grad)) }
+    Finished {
+        loss,
+        map: RowMap::Scale(p_factor),
+        label_grad: Some((*labels, label_grad)),
+        argmax_grad: None,
+    }
 }
 
 /// Where the target mass of a group's rows comes from.
@@ -136,6 +159,13 @@ pub(super) fn plain_dense_group<F: Float>(
         if c > F::zero() { term } else { F::zero() }
     };
     let mut loss = [F::zero(); GROUP];
+    // Each lane's `t_{k*}` and estimate of `Σ_{k≠k*} c_k`, as `argmax_fix` takes them. Every
+    // `Σ_{k≠k*} c_k ≥ spread·s·(K − 1)` and `c_max ≤ (keep + spread)·s`: where the first is at
+    // least 1/24 of the second (label smoothing at the usual ε), no lane needs the exact entry
+    // (which it does below 1/32; the margin is far beyond rounding).
+    let may_need = spread * F::from_f64(24.0 * (k as f64 - 1.0)) < keep + spread;
+    let (mut t_max, mut estimate) = ([F::zero(); GROUP], [F::zero(); GROUP]);
+    let others = |r: usize| base[r] * F::from_f64(k as f64 - 1.0);
     let (map, label_grad) = match targets {
         GroupTargets::Labels(labels) => {
             // Every class has mass `base`, so the lanes sum `x − m` alone and the loss term is
@@ -156,12 +186,31 @@ pub(super) fn plain_dense_group<F: Float>(
                 loss[r] += term(c, d, ln_total[r]) - term(base[r], d, ln_total[r]);
                 label_grad[r] = scale * (p_factor[r] * e_label[r] - c);
             }
+            if may_need {
+                for r in 0..GROUP {
+                    // The argmax as the lanes hold it (a float), compared without a conversion.
+                    let elsewhere = F::from_f64(labels[r] as u32 as f64) != group.argmax[r];
+                    estimate[r] = others(r) + if elsewhere { on_target[r] } else { F::zero() };
+                    t_max[r] = if elsewhere { F::zero() } else { F::one() };
+                }
+            }
             let (mut a, mut b) = ([F::zero(); GROUP], [F::zero(); GROUP]);
             a.iter_mut().zip(&p_factor).for_each(|(a, &p)| *a = scale * p);
             b.iter_mut().zip(&base).for_each(|(b, &base)| *b = scale * base);
             (RowMap::MulSub { a, b }, Some((*labels, label_grad)))
         }
         GroupTargets::Probs(t, _) => {
+            if may_need {
+                for (c, t) in t[..k].iter().enumerate() {
+                    let c = F::from_f64(c as f64);
+                    for r in 0..GROUP {
+                        t_max[r] += if group.argmax[r] == c { t[r] } else { F::zero() };
+                    }
+                }
+                for r in 0..GROUP {
+                    estimate[r] = others(r) + on_target[r] * (t_sum[r] - t_max[r]);
+                }
+            }
             // The mass `c[k][r]` of every term and the gradient, as flat loops over copies of
             // the lanes per column (a loop over columns would be vectorised across columns).
             let (bases, on_targets) = ([base; SHORT_ROW], [on_target; SHORT_ROW]);
@@ -183,7 +232,64 @@ pub(super) fn plain_dense_group<F: Float>(
     for r in 0..GROUP {
         value[r] = if group.max[r] != F::neg_infinity() { -loss[r] } else { F::zero() };
     }
-    Finished { loss: value, map, label_grad }
+    // The lanes whose argmax entry `plain_dense_row` replaces (branch-free), then their values.
+    let mut needed = [false; GROUP];
+    if may_need {
+        for r in 0..GROUP {
+            let c_max = base[r] + on_target[r] * t_max[r];
+            let q_mass = c_max * (group.rest[r] * group.inv_total[r]);
+            needed[r] = (estimate[r] + q_mass < c_max * F::from_f64(1.0 / 32.0))
+                & (group.max[r] != F::neg_infinity());
+        }
+    }
+    let argmax_grad = if may_need && needed.iter().any(|&n| n) {
+        let lanes = ArgmaxLanes { needed, base, on_target, t_max, estimate, scale };
+        Some(argmax_entries(group, lanes, &targets))
+    } else {
+        None
+    };
+    Finished { loss: value, map, label_grad, argmax_grad }
+}
+
+/// The lanes of a group of [`plain_dense_group`] whose argmax entry is replaced, with what
+/// [`argmax_fix`] takes for each.
+struct ArgmaxLanes<F> {
+    needed: [bool; GROUP],
+    base: Lanes<F>,
+    on_target: Lanes<F>,
+    t_max: Lanes<F>,
+    estimate: Lanes<F>,
+    scale: F,
+}
+
+/// The argmax's gradient entry of the `needed` lanes, out of line: rare (confident rows whose
+/// target is nearly their argmax alone), and kept out of the common group's code.
+#[cold]
+#[inline(never)]
+#[allow(clippy::type_complexity)] // the argmax and value of each lane
+fn argmax_entries<F: Float>(
+    group: &Group<F>,
+    lanes: ArgmaxLanes<F>,
+    targets: &GroupTargets<'_, F>,
+) -> Box<([usize; GROUP], [Option<F>; GROUP])> {
+    let ArgmaxLanes { needed, base, on_target, t_max, estimate, scale } = lanes;
+    let k = group.classes;
+    let mut argmax = [0; GROUP];
+    argmax.iter_mut().zip(&group.argmax).for_each(|(a, &v)| *a = v.as_f64() as usize);
+    let mut values = [None; GROUP];
+    for r in (0..GROUP).filter(|&r| needed[r]) {
+        let rest_mass = || match targets {
+            GroupTargets::Labels(_) => estimate[r],
+            GroupTargets::Probs(t, _) => {
+                let a = argmax[r];
+                let others = base[r] * F::from_f64(k as f64 - 1.0);
+                others + on_target[r] * (0..k).filter(|&c| c != a).fold(F::zero(), |s, c| s + t[c][r])
+            }
+        };
+        let c_max = base[r] + on_target[r] * t_max[r];
+        values[r] = argmax_fix(c_max, estimate[r], (group.rest[r], group.inv_total[r]), rest_mass, scale);
+    }
+    Box::new((argmax, values))
 }
 
 #[cfg(test)]

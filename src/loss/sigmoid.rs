@@ -12,7 +12,7 @@ use super::one_vs_rest::{self, Decisions, per_sample_over, reduced_over};
 use super::targets::Targets;
 use super::validate::{batch_dims, class_vector, output_shapes};
 use crate::error::check_shape;
-use crate::float::{exp_nonpos, ln_normal};
+use crate::float::{exp_nonpos, ln_normal, pow2};
 use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
 
@@ -126,7 +126,9 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
+    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`, or one above
+    /// `ε/MIN_POSITIVE` (`1e31` in `f32`, `1e292` in `f64`), where the exponential's flush to 0
+    /// below the smallest normal number would change `(1 − p_t)^γ`.
     ///
     /// # Example
     ///
@@ -150,7 +152,9 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
+    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`, or one above
+    /// `ε/MIN_POSITIVE` (`1e31` in `f32`, `1e292` in `f64`), where the exponential's flush to 0
+    /// below the smallest normal number would change `(1 − p_t)^γ`.
     ///
     /// # Example
     ///
@@ -159,6 +163,7 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// assert_eq!(SigmoidLoss::<f64>::bce().with_focal(0.5)?.gamma(), 0.5);
     /// assert!(SigmoidLoss::<f64>::bce().with_focal(f64::NAN).is_err());
+    /// assert!(SigmoidLoss::<f64>::bce().with_focal(1e300).is_err()); // above ε/MIN_POSITIVE
     /// # Ok::<(), longtail::Error>(())
     /// ```
     ///
@@ -166,8 +171,8 @@ impl<F: Float> SigmoidLoss<F> {
     ///
     /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
     pub fn with_focal(mut self, gamma: F) -> Result<Self> {
-        if !(gamma.is_finite() && gamma >= F::zero()) {
-            return Err(invalid("gamma", gamma, "finite and >= 0"));
+        if !(gamma.is_finite() && gamma >= F::zero() && gamma <= super::softmax_loss::gamma_bound()) {
+            return Err(invalid("gamma", gamma, "in [0, eps / MIN_POSITIVE] (1e31 in f32, 1e292 in f64)"));
         }
         self.gamma = gamma;
         Ok(self)
@@ -381,7 +386,11 @@ impl<F: Float> SigmoidLoss<F> {
     /// - [`Error::InvalidSampleWeight`]: a negative or non-finite sample weight;
     /// - [`Error::TargetOutOfRange`]: a target outside `[0, 1]` (or NaN);
     /// - [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, [`Error::MaskedTarget`] for a
-    ///   `-inf` logit on a row with `y > 0` and `s > 0`, the first in order.
+    ///   `-inf` logit on a row with `y > 0` and `s > 0`, the first in order;
+    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`; `"loss"` naming the row for
+    ///   [`per_sample_loss`](Self::per_sample_loss)) for a result beyond the float's range. Sample
+    ///   weights are scaled by a power of two before they multiply, so a weighted mean never
+    ///   overflows where its value does not.
     ///
     /// # Example
     ///
@@ -410,7 +419,7 @@ impl<F: Float> SigmoidLoss<F> {
         let targets = targets.into();
         self.check_binary(logits, &targets, &[("grad_out", &[logits.len()], grad_out.shape())])?;
         let decisions = Decisions::of_binary(logits, &targets);
-        Ok(with_slice_mut(grad_out, |grad| self.reduced(&decisions, Some(grad))))
+        with_slice_mut(grad_out, |grad| self.reduced(&decisions, Some(grad)))
     }
 
     /// The reduced loss of a binary model's `[B]` logits alone.
@@ -444,7 +453,7 @@ impl<F: Float> SigmoidLoss<F> {
     {
         let targets = targets.into();
         self.check_binary(logits, &targets, &[])?;
-        Ok(self.reduced(&Decisions::of_binary(logits, &targets), None))
+        self.reduced(&Decisions::of_binary(logits, &targets), None)
     }
 
     /// Every row's loss `ℓ_i` of a binary model's `[B]` logits, unreduced (sample weights
@@ -484,36 +493,33 @@ impl<F: Float> SigmoidLoss<F> {
         let targets = targets.into();
         self.check_binary(logits, &targets, &[])?;
         let mut losses = vec![F::zero(); logits.len()];
-        self.sum(&Decisions::of_binary(logits, &targets), Some(&mut losses), None, F::one());
-        Ok(Array1::from(losses))
+        // Each row's `w·α_t·q^γ·ce` is a product whose partial products shrink: unscaled weights
+        // overflow only where the row's loss does.
+        self.sum(&Decisions::of_binary(logits, &targets), Some(&mut losses), None, (F::one(), 0));
+        match losses.iter().position(|v| !v.is_finite()) {
+            Some(row) => Err(Error::Overflow { what: "loss", row: Some(row), class: None, value: None }),
+            None => Ok(Array1::from(losses)),
+        }
     }
 
     /// The reduced loss of validated decisions, `scale·∂ℓ/∂s` into `grads` if given: the mean
     /// divides by their total weight.
-    fn reduced(&self, decisions: &Decisions<F>, grads: Option<&mut [F]>) -> F {
-        let divisor = match self.reduction {
-            Reduction::Sum => 1.0,
-            Reduction::Mean => decisions.total_weight(),
-        };
-        if divisor == 0.0 {
-            if let Some(grads) = grads {
-                grads.fill(F::zero());
-            }
-            return F::zero();
-        }
-        let total = self.sum(decisions, None, grads, F::from_f64(divisor.recip()));
-        F::from_f64(total / divisor)
+    fn reduced(&self, decisions: &Decisions<F>, grads: Option<&mut [F]>) -> Result<F> {
+        one_vs_rest::reduce(decisions, self.reduction, 1.0, grads, |grads, scale| {
+            self.sum(decisions, None, grads, scale)
+        })
     }
 
-    /// `Σ ℓ` of validated decisions, in `f64`; each `ℓ` into `losses` and `scale·∂ℓ/∂s` into
-    /// `grads` if given.
+    /// `Σ ℓ` of validated decisions, in `f64`, and whether every gradient entry is finite; each `ℓ`
+    /// into `losses` and `scale·∂ℓ/∂s` into `grads` if given.
     fn sum(
         &self,
         decisions: &Decisions<F>,
         losses: Option<&mut [F]>,
         grads: Option<&mut [F]>,
-        scale: F,
-    ) -> f64 {
+        (scale, weight_exp): (F, i32),
+    ) -> (f64, bool) {
+        let scale = (scale, pow2::<F>(-weight_exp));
         struct Rows<'a, F> {
             loss: &'a SigmoidLoss<F>,
             logits: &'a [F],
@@ -522,28 +528,41 @@ impl<F: Float> SigmoidLoss<F> {
             pos_weights: Option<&'a [F]>,
             losses: Option<&'a mut [F]>,
             grads: Option<&'a mut [F]>,
-            scale: F,
+            scale: (F, F),
         }
         impl<F: Float> Kernel for Rows<'_, F> {
-            type Output = f64;
+            type Output = (f64, bool);
             #[inline(always)]
-            fn run<const FMA: bool>(self) -> f64 {
+            fn run<const FMA: bool>(self) -> (f64, bool) {
                 let Rows { loss, logits, targets, weights, pos_weights: pw, losses, grads, scale } = self;
                 // Plain values, not reads through `loss` in the loop (which then does not vectorise).
                 let one = F::one();
                 let (alpha, gamma) = (loss.alpha.map_or((one, one), |a| (a, one - a)), loss.gamma);
                 let (zero, hard) = (F::zero(), |ok: bool, &y: &F| ok & ((y == F::zero()) | (y == one)));
+                // A row whose value is not finite in `F` (a large weight or positive weight times
+                // a large logit) again in `f64`.
+                let wide = ((alpha.0.as_f64(), alpha.1.as_f64()), gamma.as_f64());
+                let f = |v: F| v.as_f64();
                 if gamma == zero {
                     let row =
                         move |s, y, w, v| SigmoidLoss::row::<FMA, false, false>(alpha, gamma, s, y, w, v);
-                    for_rows(logits, targets, weights, pw, losses, grads, scale, row)
+                    let exact = move |s, y, w, v| {
+                        SigmoidLoss::row::<false, false, false>(wide.0, wide.1, f(s), f(y), f(w), f(v))
+                    };
+                    for_rows(logits, targets, weights, pw, losses, grads, scale, row, exact)
                 } else if targets.iter().fold(true, hard) {
                     let row =
                         move |s, y, w, v| SigmoidLoss::row::<FMA, true, false>(alpha, gamma, s, y, w, v);
-                    for_rows(logits, targets, weights, pw, losses, grads, scale, row)
+                    let exact = move |s, y, w, v| {
+                        SigmoidLoss::row::<false, true, false>(wide.0, wide.1, f(s), f(y), f(w), f(v))
+                    };
+                    for_rows(logits, targets, weights, pw, losses, grads, scale, row, exact)
                 } else {
                     let row = move |s, y, w, v| SigmoidLoss::row::<FMA, true, true>(alpha, gamma, s, y, w, v);
-                    for_rows(logits, targets, weights, pw, losses, grads, scale, row)
+                    let exact = move |s, y, w, v| {
+                        SigmoidLoss::row::<false, true, true>(wide.0, wide.1, f(s), f(y), f(w), f(v))
+                    };
+                    for_rows(logits, targets, weights, pw, losses, grads, scale, row, exact)
                 }
             }
         }
@@ -575,14 +594,15 @@ impl<F: Float> SigmoidLoss<F> {
         let (zero, one) = (F::zero(), F::one());
         let Logistic { softplus_pos, softplus_neg, sigmoid_pos: sig_pos, sigmoid_neg: sig_neg } =
             Logistic::of::<FMA>(s);
-        // `v·y` is `y` exactly for v = 1.
-        let vy = v * y;
-        let ce = vy * softplus_neg + (one - y) * softplus_pos;
-        let d_ce = (one - y) * sig_pos - vy * sig_neg;
+        // `v` multiplies `y·softplus(−s)`: a subnormal `v` then rounds once (`v = 1` exactly).
+        let ce = v * (y * softplus_neg) + (one - y) * softplus_pos;
+        let d_ce = (one - y) * sig_pos - v * (y * sig_neg);
         // Without α, `y + (1 − y)` rounds to exactly 1 for every y in [0, 1].
-        let weight = w * (alpha.0 * y + alpha.1 * (one - y));
+        // The sample weight multiplies last: a subnormal (or huge) weight then rounds once, and a
+        // product overflows only where the row's value does.
+        let a_t = alpha.0 * y + alpha.1 * (one - y);
         if !FOCAL {
-            return (weight * ce, weight * d_ce);
+            return (w * (a_t * ce), w * (a_t * d_ce));
         }
         // log q and (∂q/∂s)/q for q = 1 − p_t: with `SOFT`, the soft-target values are computed
         // for every row and the hard ones selected. `q ≥ min(y, 1 − y)` mathematically; the clamps
@@ -603,7 +623,9 @@ impl<F: Float> SigmoidLoss<F> {
             soft
         };
         let modulation = exp_nonpos::<F, FMA>(gamma * log_q);
-        (weight * modulation * ce, weight * modulation * (d_ce + gamma * ce * ratio))
+        // `ce·ratio` first: `γ·ce` alone may overflow where `ratio` is 0 (a logit near the range's end).
+        let factor = a_t * modulation;
+        (w * (factor * ce), w * (factor * (d_ce + gamma * (ce * ratio))))
     }
 }
 
@@ -627,7 +649,9 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
     /// - [`Error::LabelOutOfRange`] for a label `≥ K`; [`Error::TargetOutOfRange`] for a
     ///   probability target outside `[0, 1]` or a multi-hot one other than 0 or 1;
     /// - then the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
-    ///   `+inf`, [`Error::MaskedTarget`] for `-inf` on a positive target of a row that counts.
+    ///   `+inf`, [`Error::MaskedTarget`] for `-inf` on a positive target of a row that counts;
+    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`; `"loss"` naming the row for the per-sample
+    ///   calls) for a result beyond the float's range.
     fn loss_into(
         &self,
         logits: &ArrayRef2<F>,
@@ -635,7 +659,7 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
         self.check_batch(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
-        Ok(reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, grads)))
+        reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, grads))
     }
 
     /// Every row's loss `ℓ_i = Σ_k ℓ_ik` over its `K` decisions and, if `grad_out` is given, its
@@ -652,14 +676,25 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
         self.check_batch(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
+        let mut grads_finite = true;
         per_sample_over(logits, targets, losses_out, grad_out, |d, losses, grads| {
-            self.sum(d, Some(losses), grads, F::one());
+            grads_finite = self.sum(d, Some(losses), grads, (F::one(), 0)).1;
         });
-        Ok(())
+        per_sample_result(losses_out, grads_finite)
     }
 
     fn reduction(&self) -> Reduction {
         self.reduction
+    }
+}
+
+/// [`Error::Overflow`] for the first row loss (naming it) or a gradient entry that is not finite.
+pub(super) fn per_sample_result<F: Float>(losses: &ArrayRef1<F>, grads_finite: bool) -> Result<()> {
+    let overflow = |what, row| Error::Overflow { what, row, class: None, value: None };
+    match losses.iter().position(|v| !v.is_finite()) {
+        Some(row) => Err(overflow("loss", Some(row))),
+        None if !grads_finite => Err(overflow("gradient", None)),
+        None => Ok(()),
     }
 }
 

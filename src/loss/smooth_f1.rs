@@ -11,11 +11,11 @@ use super::softmax_loss::SoftmaxLoss;
 use super::targets::{TargetKind, Targets};
 use super::validate::{OutputShape, output_shapes};
 use crate::error::check_shape;
-use crate::float::{ExpArgs, lane_sum, ln_1p_unit};
+use crate::float::{ExpArgs, apply_pow2, lane_sum, ldexp, ln_1p_unit, pow2, scale_exponent, split_scale};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::{RowLse, row_lse};
-use crate::{Float, Result};
+use crate::{Error, Float, Result};
 
 /// Which F1 a [`SmoothF1Loss`] weights by.
 ///
@@ -235,7 +235,7 @@ impl<F: Float> SmoothF1Loss<F> {
         let targets = targets.into();
         check_batch(logits, &targets, &output_shapes(logits, None, Some(grad_out)))?;
         check_shape("stats", &[logits.ncols()], &[stats.classes()])?;
-        Ok(self.reduced(logits, &targets, stats, Some(grad_out)))
+        self.reduced(logits, &targets, stats, Some(grad_out))
     }
 
     /// Per class, the coefficients `c_k (1 − F1_k/2)` of the positive terms and `c_k F1_k/2` of
@@ -261,35 +261,52 @@ impl<F: Float> SmoothF1Loss<F> {
     }
 
     /// The reduced loss of a validated batch, `scale·∂ℓ/∂z` into `grad_out` if given.
+    ///
+    /// The rows see the sample weights times `2^−e_s` (see [`sample_exponent`]), which the mean
+    /// does not depend on and the sum gets back in `f64`: [`Error::Overflow`] only for a result
+    /// beyond the float's range.
     fn reduced(
         &self,
         logits: &ArrayRef2<F>,
         targets: &Targets<F>,
         stats: &F1Stats,
         grad_out: Option<&mut ArrayRef2<F>>,
-    ) -> F {
-        let divisor = match self.reduction {
-            Reduction::Sum => 1.0,
-            Reduction::Mean => (0..targets.len()).map(|i| targets.sample_weight(i).as_f64()).sum(),
+    ) -> Result<F> {
+        let e_s = sample_exponent(targets);
+        let inv_s = pow2::<F>(-e_s);
+        let (divisor, exp) = match self.reduction {
+            Reduction::Sum => (1.0, e_s),
+            Reduction::Mean => {
+                ((0..targets.len()).map(|i| (targets.sample_weight(i) * inv_s).as_f64()).sum(), 0)
+            }
         };
         if divisor == 0.0 {
             if let Some(grad) = grad_out {
                 grad.fill(F::zero());
             }
-            return F::zero();
+            return Ok(F::zero());
         }
-        let scale = F::from_f64(divisor.recip());
+        let (scale, k) = split_scale::<F>(divisor.recip(), exp);
         let (positive, negative) = self.coefficients(stats);
+        let mut grad_out = grad_out;
         let rows = LossRows {
             logits,
             targets,
             positive: &positive,
             negative: &negative,
             scale,
-            grad: grad_out,
+            inv_s,
+            grad: grad_out.as_deref_mut(),
             losses: None,
         };
-        F::from_f64(dispatch(rows) / divisor)
+        let loss = F::from_f64(ldexp(dispatch(rows) / divisor, exp));
+        if !loss.is_finite() {
+            return Err(overflow("loss", None));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
+            return Err(overflow("gradient", None));
+        }
+        Ok(loss)
     }
 }
 
@@ -309,7 +326,11 @@ impl<F: Float> Loss<F> for SmoothF1Loss<F> {
     /// [`Error::InvalidTarget`](crate::Error::InvalidTarget),
     /// [`Error::TargetSum`](crate::Error::TargetSum),
     /// [`Error::NonFiniteLogit`](crate::Error::NonFiniteLogit),
-    /// [`Error::MaskedTarget`](crate::Error::MaskedTarget)).
+    /// [`Error::MaskedTarget`](crate::Error::MaskedTarget)); then
+    /// [`Error::Overflow`](crate::Error::Overflow) (`"loss"`, `"gradient"`; `"loss"` naming the
+    /// row for the per-sample calls) for a result beyond the float's range. Sample weights are
+    /// scaled by a power of two before they multiply, so a weighted mean never overflows where
+    /// its value does not.
     fn loss_into(
         &self,
         logits: &ArrayRef2<F>,
@@ -318,7 +339,7 @@ impl<F: Float> Loss<F> for SmoothF1Loss<F> {
     ) -> Result<F> {
         check_batch(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
         let stats = local_stats(logits, targets);
-        Ok(self.reduced(logits, targets, &stats, grad_out))
+        self.reduced(logits, targets, &stats, grad_out)
     }
 
     /// Every row's share `ℓ_i` of the loss, with F1 and the scales `c_k` computed from the whole
@@ -337,21 +358,47 @@ impl<F: Float> Loss<F> for SmoothF1Loss<F> {
     ) -> Result<()> {
         check_batch(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
         let (positive, negative) = self.coefficients(&local_stats(logits, targets));
+        // The rows see the weights times 2^−e_s: the losses and the gradient get it back.
+        let e_s = sample_exponent(targets);
+        let (scale, k) = split_scale::<F>(1.0, e_s);
+        let mut grad_out = grad_out;
         dispatch(LossRows {
             logits,
             targets,
             positive: &positive,
             negative: &negative,
-            scale: F::one(),
-            grad: grad_out,
-            losses: Some(losses_out),
+            scale,
+            inv_s: pow2(-e_s),
+            grad: grad_out.as_deref_mut(),
+            losses: Some(&mut *losses_out),
         });
+        if e_s != 0 {
+            losses_out.mapv_inplace(|v| F::from_f64(ldexp(v.as_f64(), e_s)));
+        }
+        if let Some(row) = losses_out.iter().position(|v| !v.is_finite()) {
+            return Err(overflow("loss", Some(row)));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
+            return Err(overflow("gradient", None));
+        }
         Ok(())
     }
 
     fn reduction(&self) -> Reduction {
         self.reduction
     }
+}
+
+/// The exponent `e_s` that scales the sample weights into range (their maximum times `2^−e_s`,
+/// see [`scale_exponent`]); 0 without weights.
+fn sample_exponent<F: Float>(targets: &Targets<F>) -> i32 {
+    let max = |w: &ndarray::ArrayView1<'_, F>| w.iter().fold(0.0_f64, |m, &v| m.max(v.as_f64()));
+    targets.sample_weights.as_ref().map_or(0, |w| scale_exponent::<F>(max(w)))
+}
+
+/// [`Error::Overflow`] of a result.
+fn overflow(what: &'static str, row: Option<usize>) -> Error {
+    Error::Overflow { what, row, class: None, value: None }
 }
 
 /// Row `i`'s targets `y_i` as a slice: the one-hot row of its label, or its probability row
@@ -382,6 +429,8 @@ struct LossRows<'a, 't, F> {
     positive: &'a [F],
     negative: &'a [F],
     scale: F,
+    /// The sample weights' scale `2^−e_s`.
+    inv_s: F,
     grad: Option<&'a mut ArrayRef2<F>>,
     losses: Option<&'a mut ArrayRef1<F>>,
 }
@@ -390,13 +439,14 @@ impl<F: Float> Kernel for LossRows<'_, '_, F> {
     type Output = f64;
     #[inline(always)]
     fn run<const FMA: bool>(self) -> f64 {
-        let LossRows { logits, targets, positive, negative, scale, grad, losses } = self;
+        let LossRows { logits, targets, positive, negative, scale, inv_s, grad, losses } = self;
         let k = logits.ncols();
         let mut visitor = LossVisitor::<F, FMA> {
             targets,
             positive,
             negative,
             scale,
+            inv_s,
             y_buf: vec![F::zero(); k],
             scratch: vec![F::zero(); k + 2 * k.min(TERMS_BLOCK)],
             losses,
@@ -413,6 +463,7 @@ struct LossVisitor<'a, 't, F, const FMA: bool> {
     positive: &'a [F],
     negative: &'a [F],
     scale: F,
+    inv_s: F,
     y_buf: Vec<F>,
     scratch: Vec<F>,
     losses: Option<&'a mut ArrayRef1<F>>,
@@ -422,7 +473,7 @@ struct LossVisitor<'a, 't, F, const FMA: bool> {
 impl<F: Float, const FMA: bool> RowVisitor<F> for LossVisitor<'_, '_, F, FMA> {
     #[inline(always)]
     fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
-        let s = self.targets.sample_weight(i);
+        let s = self.targets.sample_weight(i) * self.inv_s;
         let y = target_row(self.targets, i, &mut self.y_buf);
         let coefficients = (self.positive, self.negative);
         let value = row::<F, FMA>(z, coefficients, s, y, self.scale, grad, &mut self.scratch);

@@ -5,18 +5,21 @@ use core::marker::PhantomData;
 use ndarray::{Array1, ArrayRef1, ArrayRef2};
 
 use super::Reduction;
-use super::binary_rows::{Logistic, for_rows, for_sigmoids, with_slice_mut};
+use super::binary_rows::{
+    Logistic, binary_weight_exponent, for_rows, for_sigmoids, scaled_total_weight, with_slice_mut,
+};
 use super::binary_targets::BinaryTargets;
 use super::contract::Loss;
 use super::f1_stats::F1Stats;
 use super::one_vs_rest::LabelSets::MultiHotOnly;
 use super::one_vs_rest::{self, Decisions, per_sample_over, reduced_over};
+use super::sigmoid::per_sample_result;
 use super::targets::Targets;
 use super::validate::output_shapes;
 use crate::error::check_shape;
-use crate::float::{LANES, lane_sum};
+use crate::float::{LANES, apply_pow2, lane_sum, pow2, split_scale};
 use crate::simd::{Kernel, dispatch};
-use crate::{Float, Result};
+use crate::{Error, Float, Result};
 
 /// Binary cross-entropy weighted by the batch's soft F1 (Su 2020), with the exact gradient with
 /// respect to the logits (F1 held constant).
@@ -187,7 +190,7 @@ impl<F: Float> BinarySmoothF1Loss<F> {
             None,
         )?;
         check_shape("stats", &[1], &[stats.classes()])?;
-        Ok(reduced_over(logits, &targets, Some(grad_out), |d, grads| self.reduced(d, stats.f1()[0], grads)))
+        reduced_over(logits, &targets, Some(grad_out), |d, grads| self.reduced(d, stats.f1()[0], grads))
     }
 
     /// The batch statistics of a binary model's `[B]` logits (one class): `Σ s y σ(s)`,
@@ -294,7 +297,7 @@ impl<F: Float> BinarySmoothF1Loss<F> {
         targets.check(logits.view(), &[("grad_out", &[logits.len()], grad_out.shape())])?;
         let decisions = Decisions::of_binary(logits, &targets);
         let f1 = local_stats(&decisions).f1()[0];
-        Ok(with_slice_mut(grad_out, |grad| self.reduced(&decisions, f1, Some(grad))))
+        with_slice_mut(grad_out, |grad| self.reduced(&decisions, f1, Some(grad)))
     }
 
     /// The reduced loss of a binary model's `[B]` logits with F1 from (merged) one-class `stats`;
@@ -339,7 +342,7 @@ impl<F: Float> BinarySmoothF1Loss<F> {
         targets.check(logits.view(), &[("grad_out", &[logits.len()], grad_out.shape())])?;
         check_shape("stats", &[1], &[stats.classes()])?;
         let decisions = Decisions::of_binary(logits, &targets);
-        Ok(with_slice_mut(grad_out, |grad| self.reduced(&decisions, stats.f1()[0], Some(grad))))
+        with_slice_mut(grad_out, |grad| self.reduced(&decisions, stats.f1()[0], Some(grad)))
     }
 
     /// The reduced loss of a binary model's `[B]` logits alone, F1 from the batch.
@@ -376,22 +379,43 @@ impl<F: Float> BinarySmoothF1Loss<F> {
         targets.check(logits.view(), &[])?;
         let decisions = Decisions::of_binary(logits, &targets);
         let f1 = local_stats(&decisions).f1()[0];
-        Ok(self.reduced(&decisions, f1, None))
+        self.reduced(&decisions, f1, None)
     }
 
-    /// The reduced loss of validated decisions with batch F1 `f1`, `scale·∂ℓ/∂s` into `grads`.
-    fn reduced(&self, decisions: &Decisions<F>, f1: f64, grads: Option<&mut [F]>) -> F {
-        let divisor = match self.reduction {
-            Reduction::Sum => 1.0,
-            Reduction::Mean => decisions.total_weight(),
+    /// The reduced loss of validated decisions with batch F1 `f1`, `scale·∂ℓ/∂s` into `grads`;
+    /// [`Error::Overflow`] for a result beyond the float's range.
+    fn reduced(&self, decisions: &Decisions<F>, f1: f64, grads: Option<&mut [F]>) -> Result<F> {
+        // For the mean the rows see the weights times 2^−e, which the mean does not depend on;
+        // the sum takes them unscaled (a decision's `w·ℓ` overflows only where its value does).
+        let weights = decisions.weights.as_deref();
+        let (divisor, e) = match self.reduction {
+            Reduction::Mean => {
+                let e = binary_weight_exponent(weights);
+                (scaled_total_weight(weights, decisions.logits.len(), e), e)
+            }
+            Reduction::Sum => (1.0, 0),
         };
         if divisor == 0.0 {
             if let Some(grads) = grads {
                 grads.fill(F::zero());
             }
-            return F::zero();
+            return Ok(F::zero());
         }
-        F::from_f64(sum(decisions, f1, None, grads, F::from_f64(divisor.recip())) / divisor)
+        let (scale, k) = split_scale::<F>(divisor.recip(), 0);
+        let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
+        let mut grads = grads;
+        let (total, grads_finite) = sum(decisions, f1, None, grads.as_deref_mut(), (scale, e));
+        let loss = F::from_f64(total / divisor);
+        if !loss.is_finite() {
+            return Err(overflow("loss"));
+        }
+        if grads.is_some() && !grads_finite {
+            return Err(overflow("gradient"));
+        }
+        if grads.is_some_and(|g| !apply_pow2(&mut ndarray::ArrayViewMut1::from(g), k)) {
+            return Err(overflow("gradient"));
+        }
+        Ok(loss)
     }
 }
 
@@ -416,7 +440,7 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
             MultiHotOnly,
             None,
         )?;
-        Ok(reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, local_stats(d).f1()[0], grads)))
+        reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, local_stats(d).f1()[0], grads))
     }
 
     /// Every row's loss `ℓ_i = Σ_k ℓ_ik` with F1 at its batch value (a batch statistic, held
@@ -434,10 +458,11 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
     ) -> Result<()> {
         let outputs = output_shapes(logits, Some(losses_out), grad_out.as_deref());
         one_vs_rest::check_batch(logits, targets, &outputs, MultiHotOnly, None)?;
+        let mut grads_finite = true;
         per_sample_over(logits, targets, losses_out, grad_out, |d, losses, grads| {
-            sum(d, local_stats(d).f1()[0], Some(losses), grads, F::one());
+            grads_finite = sum(d, local_stats(d).f1()[0], Some(losses), grads, (F::one(), 0)).1;
         });
-        Ok(())
+        per_sample_result(losses_out, grads_finite)
     }
 
     fn reduction(&self) -> Reduction {
@@ -445,37 +470,47 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
     }
 }
 
-/// `Σ ℓ` of validated decisions with F1 `f1`, in `f64`: each `ℓ` into `losses` and `scale·∂ℓ/∂s`
-/// into `grads` if given.
+/// `Σ ℓ` of validated decisions with F1 `f1`, in `f64`, the weights seen times `2^−weight_exp`,
+/// and whether every gradient entry is finite: each `ℓ` into `losses` and `scale·∂ℓ/∂s` into
+/// `grads` if given.
 fn sum<F: Float>(
     decisions: &Decisions<F>,
     f1: f64,
     losses: Option<&mut [F]>,
     grads: Option<&mut [F]>,
-    scale: F,
-) -> f64 {
+    (scale, weight_exp): (F, i32),
+) -> (f64, bool) {
     struct Rows<'a, F: Float> {
         weights: (F, F),
         decisions: &'a Decisions<'a, F>,
         losses: Option<&'a mut [F]>,
         grads: Option<&'a mut [F]>,
-        scale: F,
+        scale: (F, F),
     }
     impl<F: Float> Kernel for Rows<'_, F> {
-        type Output = f64;
+        type Output = (f64, bool);
         #[inline(always)]
-        fn run<const FMA: bool>(self) -> f64 {
+        fn run<const FMA: bool>(self) -> (f64, bool) {
             let Rows { weights: (positive, negative), decisions, losses, grads, scale } = self;
-            let row = |s, y, w, _| {
-                let (pos, neg) = (w * positive * y, w * negative * (F::one() - y));
-                let l = Logistic::of::<FMA>(s);
-                (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
-            };
+            let row = |s, y, w, _| f1_row::<F, FMA>((positive, negative), s, y, w);
+            // A row whose value is not finite in `F` (a large weight times a large logit) again in
+            // `f64`.
+            let wide = (positive.as_f64(), negative.as_f64());
+            let exact = |s: F, y: F, w: F, _| f1_row::<f64, false>(wide, s.as_f64(), y.as_f64(), w.as_f64());
             let weights = decisions.weights.as_deref();
-            for_rows(&decisions.logits, &decisions.targets, weights, None, losses, grads, scale, row)
+            let (logits, targets) = (&decisions.logits, &decisions.targets);
+            for_rows(logits, targets, weights, None, losses, grads, scale, row, exact)
         }
     }
+    /// `(ℓ, ∂ℓ/∂s)` of one decision: positives weighted `positive`, negatives `negative`.
+    #[inline(always)]
+    fn f1_row<F: Float, const FMA: bool>((positive, negative): (F, F), s: F, y: F, w: F) -> (F, F) {
+        let (pos, neg) = (w * positive * y, w * negative * (F::one() - y));
+        let l = Logistic::of::<FMA>(s);
+        (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
+    }
     let weights = (F::from_f64(1.0 - f1 / 2.0), F::from_f64(f1 / 2.0));
+    let scale = (scale, pow2::<F>(-weight_exp));
     dispatch(Rows { weights, decisions, losses, grads, scale })
 }
 

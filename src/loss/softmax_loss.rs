@@ -12,6 +12,7 @@ use super::short_rows::{Finished, GroupTargets, one_hot_group, plain_dense_group
 use super::targets::{TargetKind, Targets};
 use super::two_classes::TwoClassRows;
 use super::validate::{class_vector, output_shapes};
+use crate::float::{apply_pow2, exponent_of, ldexp, pow2, scale_exponent, split_scale, weight_exponent};
 use crate::group::{GROUP, Group, RowMap, SHORT_ROW, group_lse, transpose_rows};
 use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
 use crate::simd::Kernel;
@@ -104,6 +105,60 @@ pub struct SoftmaxLoss<F> {
     pub(super) gamma: F,
     pub(super) label_smoothing: F,
     pub(super) reduction: Reduction,
+    /// The class weights and class factors, scaled into range (`None` without either).
+    pub(super) scaled: Option<ScaledClasses<F>>,
+}
+
+/// The class weights `w_k` and class factors `a_k = w_k·α_k`, each scaled by a power of two that
+/// brings its maximum into `[1, 2)` (or, below `2^−60`, up to `[2^−60, 2^−59)`; see
+/// `float::scale_exponent`): the kernel multiplies them by sample weights scaled the same way, so
+/// no product overflows or underflows, and the reduction puts the powers of two back. Scaling by a
+/// power of two is exact, so ordinary weights give the results of the unscaled formulas bit for
+/// bit. Weights whose ratios exceed the float's range (a product of a sample and a class weight
+/// more than `2^126` below the batch's largest, in `f32`) lose the small ones.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ScaledClasses<F> {
+    /// `w_k·2^−weight_exp` (1 where unset).
+    pub weights: Vec<F>,
+    /// `w_k·α_k·2^−factor_exp`.
+    pub factors: Vec<F>,
+    pub weight_exp: i32,
+    pub factor_exp: i32,
+}
+
+impl<F: Float> ScaledClasses<F> {
+    /// From the class weights and `α` (either may be unset; lengths are checked on each call, so
+    /// the shorter one is used here).
+    fn new(weights: Option<&[F]>, alpha: Option<&[F]>) -> Option<Self> {
+        let k = match (weights, alpha) {
+            (None, None) => return None,
+            (Some(w), None) => w.len(),
+            (None, Some(a)) => a.len(),
+            (Some(w), Some(a)) => w.len().min(a.len()),
+        };
+        let value = |v: Option<&[F]>, j: usize| v.map_or(1.0, |v| v[j].as_f64());
+        // Each value as `m·2^e`, `m ∈ [1, 2)`; a product's mantissas multiply in f64 (no overflow).
+        let split = |v: f64| {
+            let e = exponent_of(v);
+            (ldexp(v, -e), e)
+        };
+        let max_w = (0..k).fold(0.0_f64, |m, j| m.max(value(weights, j)));
+        let weight_exp = if weights.is_some() { weight_exponent(exponent_of(max_w)) } else { 0 };
+        let products: Vec<(f64, i32)> = (0..k)
+            .map(|j| {
+                let ((mw, ew), (ma, ea)) = (split(value(weights, j)), split(value(alpha, j)));
+                (mw * ma, ew + ea)
+            })
+            .collect();
+        let max_exp = products.iter().filter(|(m, _)| *m > 0.0).map(|&(m, e)| e + exponent_of(m)).max();
+        let factor_exp = max_exp.map_or(0, weight_exponent);
+        Some(Self {
+            weights: (0..k).map(|j| F::from_f64(ldexp(value(weights, j), -weight_exp))).collect(),
+            factors: products.iter().map(|&(m, e)| F::from_f64(ldexp(m, e - factor_exp))).collect(),
+            weight_exp,
+            factor_exp,
+        })
+    }
 }
 
 impl<F: Float> Default for SoftmaxLoss<F> {
@@ -138,6 +193,7 @@ impl<F: Float> SoftmaxLoss<F> {
             gamma: F::zero(),
             label_smoothing: F::zero(),
             reduction: Reduction::Mean,
+            scaled: None,
         }
     }
 
@@ -368,6 +424,7 @@ impl<F: Float> SoftmaxLoss<F> {
     {
         self.class_weights =
             Some(class_vector("class_weights", weights, "finite and >= 0", |v| v >= F::zero())?);
+        self.scaled = ScaledClasses::new(self.class_weights.as_deref(), self.alpha.as_deref());
         Ok(self)
     }
 
@@ -375,7 +432,10 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`.
+    /// [`Error::InvalidParameter`] (`"gamma"`) for a negative or non-finite `γ`, or one above
+    /// `ε/MIN_POSITIVE` of the float type (`1e31` in `f32`, `1e292` in `f64`): the kernel's
+    /// exponentials flush to 0 below the smallest normal number, and beyond that bound the
+    /// flushed `p` would change `(1 − p)^γ` by more than the float's precision.
     ///
     /// # Example
     ///
@@ -383,6 +443,7 @@ impl<F: Float> SoftmaxLoss<F> {
     /// use longtail::SoftmaxLoss;
     ///
     /// assert_eq!(SoftmaxLoss::<f32>::cross_entropy().with_focal(0.5)?.gamma(), 0.5);
+    /// assert!(SoftmaxLoss::<f32>::cross_entropy().with_focal(1e32).is_err());
     /// assert!(SoftmaxLoss::<f32>::cross_entropy().with_focal(-1.0).is_err());
     /// # Ok::<(), longtail::Error>(())
     /// ```
@@ -391,8 +452,13 @@ impl<F: Float> SoftmaxLoss<F> {
     ///
     /// T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017, arXiv:1708.02002.
     pub fn with_focal(mut self, gamma: F) -> Result<Self> {
-        if !(gamma.is_finite() && gamma >= F::zero()) {
-            return Err(invalid("gamma", None, gamma, "finite and >= 0"));
+        if !(gamma.is_finite() && gamma >= F::zero() && gamma <= gamma_bound()) {
+            return Err(invalid(
+                "gamma",
+                None,
+                gamma,
+                "in [0, eps / MIN_POSITIVE] (1e31 in f32, 1e292 in f64)",
+            ));
         }
         self.gamma = gamma;
         Ok(self)
@@ -426,6 +492,7 @@ impl<F: Float> SoftmaxLoss<F> {
         F: 'a,
     {
         self.alpha = Some(class_vector("alpha", alpha, "finite and >= 0", |v| v >= F::zero())?);
+        self.scaled = ScaledClasses::new(self.class_weights.as_deref(), self.alpha.as_deref());
         Ok(self)
     }
 
@@ -545,16 +612,28 @@ impl<F: Float> SoftmaxLoss<F> {
         self.label_smoothing
     }
 
-    /// The class weight `w_k` (1 without class weights).
+    /// The scaled class weight `w_k·2^−weight_exp` (1 without class weights).
     #[inline]
     fn class_weight(&self, k: usize) -> F {
-        self.class_weights.as_ref().map_or(F::one(), |w| w[k])
+        self.scaled.as_ref().map_or(F::one(), |s| s.weights[k])
     }
 
-    /// The class factor `a_k = w_k·α_k` of term `k`.
+    /// The scaled class factor `a_k·2^−factor_exp` of term `k`, `a_k = w_k·α_k`.
     #[inline]
     pub(super) fn class_factor(&self, k: usize) -> F {
-        self.alpha.as_ref().map_or(self.class_weight(k), |alpha| self.class_weight(k) * alpha[k])
+        self.scaled.as_ref().map_or(F::one(), |s| s.factors[k])
+    }
+
+    /// Whether the class factor `w_k·α_k` is positive (exactly, whatever its scaled value).
+    #[inline]
+    pub(super) fn class_factor_positive(&self, k: usize) -> bool {
+        self.class_weights.as_ref().is_none_or(|w| w[k] > F::zero())
+            && self.alpha.as_ref().is_none_or(|a| a[k] > F::zero())
+    }
+
+    /// The exponents `(weight_exp, factor_exp)` of the scaled class weights and factors.
+    fn class_exps(&self) -> (i32, i32) {
+        self.scaled.as_ref().map_or((0, 0), |s| (s.weight_exp, s.factor_exp))
     }
 
     /// Label smoothing over `classes` classes.
@@ -563,8 +642,10 @@ impl<F: Float> SoftmaxLoss<F> {
         Smoothing { keep: F::one() - eps, spread: eps / F::from_f64(classes as f64) }
     }
 
-    /// The mean's denominator `D`: `Σ_i s_i·w_{y_i}` for hard labels, `Σ_i s_i` for probabilities.
-    fn mean_denominator(&self, targets: &Targets<F>) -> f64 {
+    /// The mean's denominator `D` (`Σ_i s_i·w_{y_i}` for hard labels, `Σ_i s_i` for
+    /// probabilities) in terms of the scaled weights: `Σ_i s'_i·w'_{y_i}` or `Σ_i s'_i`, with
+    /// `s' = s·inv_s` and `w'` the scaled class weights.
+    fn mean_denominator(&self, targets: &Targets<F>, inv_s: F) -> f64 {
         let rows = 0..targets.len();
         let unweighted = targets.sample_weights.is_none()
             && (self.class_weights.is_none() || matches!(targets.kind, TargetKind::Rows(..)));
@@ -575,14 +656,18 @@ impl<F: Float> SoftmaxLoss<F> {
         match &targets.kind {
             TargetKind::Labels(labels) => rows
                 .zip(labels)
-                .map(|(i, &y)| (targets.sample_weight(i) * self.class_weight(y)).as_f64())
+                .map(|(i, &y)| (targets.sample_weight(i) * inv_s * self.class_weight(y)).as_f64())
                 .sum(),
-            TargetKind::Rows(..) => rows.map(|i| targets.sample_weight(i).as_f64()).sum(),
+            TargetKind::Rows(..) => rows.map(|i| (targets.sample_weight(i) * inv_s).as_f64()).sum(),
         }
     }
 
     /// The reduced loss of a validated batch (`prob_sums` from the check), the gradient into
     /// `grad_out` if given.
+    ///
+    /// The kernel sees sample weights `s' = s·2^−e_s` and the scaled class factors (see
+    /// [`ScaledClasses`]); the powers of two come back here, in `f64`: a weighted mean does not
+    /// depend on the weights' scale, and only a result beyond the float's range is an error.
     fn reduced(
         &self,
         logits: &ArrayRef2<F>,
@@ -590,9 +675,15 @@ impl<F: Float> SoftmaxLoss<F> {
         prob_sums: &[F],
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
-        let divisor = match self.reduction {
-            Reduction::Sum => 1.0,
-            Reduction::Mean => self.mean_denominator(targets),
+        let sample_exp = sample_exponent(targets);
+        let inv_s = pow2::<F>(-sample_exp);
+        let (weight_exp, factor_exp) = self.class_exps();
+        let (divisor, exp) = match self.reduction {
+            Reduction::Sum => (1.0, sample_exp + factor_exp),
+            Reduction::Mean => {
+                let weight_exp = if matches!(targets.kind, TargetKind::Rows(..)) { 0 } else { weight_exp };
+                (self.mean_denominator(targets, inv_s), factor_exp - weight_exp)
+            }
         };
         if divisor == 0.0 {
             if let Some(grad) = grad_out {
@@ -600,18 +691,55 @@ impl<F: Float> SoftmaxLoss<F> {
             }
             return Ok(F::zero());
         }
-        let total = self.rows(logits, targets, prob_sums, grad_out, None, F::from_f64(divisor.recip()));
-        Ok(F::from_f64(total / divisor))
+        let (scale, k) = split_scale::<F>(divisor.recip(), exp);
+        let mut grad_out = grad_out;
+        let total = self.rows(logits, targets, prob_sums, grad_out.as_deref_mut(), None, scale, inv_s, 0);
+        let loss = F::from_f64(ldexp(total / divisor, exp));
+        if !loss.is_finite() {
+            return Err(overflow("loss", None));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
+            return Err(overflow("gradient", None));
+        }
+        Ok(loss)
+    }
+
+    /// Every row's loss into `losses_out` and its gradient into `grad_out` if given, of a
+    /// validated batch; [`Error::Overflow`] (`"loss"`, naming the row) for a row loss beyond the
+    /// float's range.
+    fn per_sample(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<F>,
+        prob_sums: &[F],
+        grad_out: Option<&mut ArrayRef2<F>>,
+        losses_out: &mut ArrayRef1<F>,
+    ) -> Result<()> {
+        let sample_exp = sample_exponent(targets);
+        let exp = sample_exp + self.class_exps().1;
+        let (scale, k) = split_scale::<F>(1.0, exp);
+        let mut grad_out = grad_out;
+        let grad = grad_out.as_deref_mut();
+        self.rows(logits, targets, prob_sums, grad, Some(losses_out), scale, pow2::<F>(-sample_exp), exp);
+        if let Some(row) = losses_out.iter().position(|v| !v.is_finite()) {
+            return Err(overflow("loss", Some(row)));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
+            return Err(overflow("gradient", None));
+        }
+        Ok(())
     }
 
     /// Runs the kernel over a validated batch (`prob_sums`: the sum of each probability row, from
     /// the check): `scale·∂ℓ_i/∂z_i` into row `i` of `grad_out` (or a
-    /// scratch row), `ℓ_i` into `losses_out[i]` if given; returns `Σ_i ℓ_i`, summed in `f64`.
+    /// scratch row), `ℓ_i·2^loss_exp` into `losses_out[i]` if given; returns `Σ_i ℓ_i`, summed in
+    /// `f64`. Sample weights are multiplied by `inv_s`, an exact power of two.
     ///
     /// The rows are cut into chunks whose size depends on `K` alone; each chunk's sum starts at 0
     /// and the chunk sums are added in order. With the `rayon` feature, batches of at least
     /// [`PARALLEL_MIN`] elements run their chunks in parallel: the result is bit-identical to
     /// one thread's, for any number of threads.
+    #[allow(clippy::too_many_arguments)] // the batch, its outputs and the scaling, all needed
     fn rows(
         &self,
         logits: &ArrayRef2<F>,
@@ -620,6 +748,8 @@ impl<F: Float> SoftmaxLoss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
         losses_out: Option<&mut ArrayRef1<F>>,
         scale: F,
+        inv_s: F,
+        loss_exp: i32,
     ) -> f64 {
         let (batch, classes) = logits.dim();
         // Rows per chunk: `CHUNK / K`, at least 1.
@@ -635,9 +765,25 @@ impl<F: Float> SoftmaxLoss<F> {
             grad: grads.as_mut().and_then(Iterator::next),
             losses: losses.as_mut().and_then(Iterator::next),
             scale,
+            inv_s,
+            loss_exp,
         });
         sum_chunks(chunks, batch * classes >= PARALLEL_MIN && batch > chunk)
     }
+}
+
+/// The exponent `e_s` that scales the sample weights into range (their maximum times `2^−e_s` in
+/// `[1, 2)`, see [`scale_exponent`]); 0 without weights.
+fn sample_exponent<F: Float>(targets: &Targets<F>) -> i32 {
+    targets
+        .sample_weights
+        .as_ref()
+        .map_or(0, |w| scale_exponent::<F>(w.iter().fold(0.0_f64, |m, &v| m.max(v.as_f64()))))
+}
+
+/// [`Error::Overflow`] of a result.
+fn overflow(what: &'static str, row: Option<usize>) -> Error {
+    Error::Overflow { what, row, class: None, value: None }
 }
 
 impl<F: Float> Loss<F> for SoftmaxLoss<F> {
@@ -657,10 +803,14 @@ impl<F: Float> Loss<F> for SoftmaxLoss<F> {
     /// - [`Error::InvalidTarget`], [`Error::TargetSum`]: a probability target that is
     ///   negative or non-finite, or a row that does not sum to 1 within `√ε`;
     /// - then, in one pass over the logits, the first offending one in row-major order:
-    ///   [`Error::NonFiniteLogit`] for a NaN or `+inf` logit, or one that overflows to `+inf`
-    ///   once logit-adjusted; [`Error::MaskedTarget`] for a `-inf` logit whose class has target
-    ///   mass in a row that counts (positive sample weight and class factor `w_k·α_k`). Any other
-    ///   `-inf` masks its class.
+    ///   [`Error::NonFiniteLogit`] for a NaN or `+inf` logit; [`Error::Overflow`]
+    ///   (`"logit + adjustment"`) for a finite one that the logit adjustment pushes out of range;
+    ///   [`Error::MaskedTarget`] for a `-inf` logit whose class has target mass in a row that
+    ///   counts (positive sample weight and class factor `w_k·α_k`). Any other `-inf` masks its
+    ///   class;
+    /// - [`Error::Overflow`] (`"loss"`, `"gradient"`; `"loss"` naming the row for the per-sample
+    ///   calls) for a result beyond the float's range. Weights are scaled by powers of two before
+    ///   they multiply, so a weighted mean never overflows where its value does not.
     fn loss_into(
         &self,
         logits: &ArrayRef2<F>,
@@ -690,8 +840,7 @@ impl<F: Float> Loss<F> for SoftmaxLoss<F> {
     ) -> Result<()> {
         let outputs = output_shapes(logits, Some(losses_out), grad_out.as_deref());
         let sums = self.check_batch("SoftmaxLoss", logits, targets, &outputs)?;
-        self.rows(logits, targets, &sums, grad_out, Some(losses_out), F::one());
-        Ok(())
+        self.per_sample(logits, targets, &sums, grad_out, losses_out)
     }
 
     fn reduction(&self) -> Reduction {
@@ -709,13 +858,16 @@ struct Chunk<'a, 't, F> {
     grad: Option<ArrayViewMut2<'a, F>>,
     losses: Option<ArrayViewMut1<'a, F>>,
     scale: F,
+    inv_s: F,
+    loss_exp: i32,
 }
 
 impl<F: Float> Kernel for Chunk<'_, '_, F> {
     type Output = f64;
     #[inline(always)]
     fn run<const FMA: bool>(self) -> f64 {
-        let Chunk { loss, targets, prob_sums, first, logits, mut grad, losses, scale } = self;
+        let Chunk { loss, targets, prob_sums, first, logits, mut grad, losses, scale, inv_s, loss_exp } =
+            self;
         let mut rows = ChunkRows::<F, FMA> {
             loss,
             targets,
@@ -723,6 +875,8 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
             first,
             losses,
             scale,
+            inv_s,
+            loss_exp,
             smoothing: loss.smoothing(logits.ncols()),
             one_hot_path: loss.label_smoothing == F::zero() && matches!(targets.kind, TargetKind::Labels(_)),
             plain_dense: loss.gamma == F::zero() && loss.class_weights.is_none() && loss.alpha.is_none(),
@@ -742,6 +896,8 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
                 labels,
                 sample_weights: targets.sample_weights.as_deref(),
                 first,
+                weight_scale: inv_s,
+                loss_exp,
                 class_factors: (loss.class_weights.is_some() || loss.alpha.is_some())
                     .then(|| [loss.class_factor(0), loss.class_factor(1)]),
                 gamma: loss.gamma,
@@ -771,6 +927,9 @@ struct ChunkRows<'a, 't, F, const FMA: bool> {
     first: usize,
     losses: Option<ArrayViewMut1<'a, F>>,
     scale: F,
+    /// The sample weights' scale `2^−e_s`, and the exponent that turns a row's loss into `ℓ_i`.
+    inv_s: F,
+    loss_exp: i32,
     smoothing: Smoothing<F>,
     one_hot_path: bool,
     /// Dense rows need neither focal factors nor class factors.
@@ -797,7 +956,18 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                 if let Some(out) = out {
                     done.write(&group, out);
                 }
-                done.loss[..rows].iter().enumerate().for_each(|(r, &value)| self.record(first + r, value));
+                // The common group: nothing to store, and finite losses (a sum that is not finite
+                // says otherwise; the rows are then recorded one by one from the sum before).
+                let before = self.total;
+                if self.losses.is_none() {
+                    done.loss[..rows].iter().for_each(|v| self.total += v.as_f64());
+                }
+                if self.losses.is_some() || !self.total.is_finite() {
+                    self.total = before;
+                    for (r, &value) in done.loss[..rows].iter().enumerate() {
+                        self.record(first + r, value, &z[r * classes..][..classes]);
+                    }
+                }
                 continue;
             }
             // Rows the grouped finishers do not cover are finished one at a time.
@@ -806,7 +976,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
             group.write_rows(RowMap::Copy, out);
             for (r, (z, out)) in z.chunks_exact(classes).zip(out.chunks_exact_mut(classes)).enumerate() {
                 let value = self.row(first + r, group.lse(r), z, out);
-                self.record(first + r, value);
+                self.record(first + r, value, z);
             }
         }
     }
@@ -821,7 +991,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
         // Padding lanes have weight 0 and label 0.
         let mut s = [F::zero(); GROUP];
         match &targets.sample_weights {
-            Some(w) => s[..rows].iter_mut().zip(start..).for_each(|(s, i)| *s = w[i]),
+            Some(w) => s[..rows].iter_mut().zip(start..).for_each(|(s, i)| *s = w[i] * self.inv_s),
             None => s[..rows].fill(F::one()),
         }
         let Smoothing { keep, spread } = self.smoothing;
@@ -868,13 +1038,76 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
         }
     }
 
-    /// Records row `i`'s loss.
+    /// Records row `i`'s loss (logits `z`): a value that is not finite is recomputed by
+    /// [`exact_loss`](Self::exact_loss).
     #[inline(always)]
-    fn record(&mut self, i: usize, value: F) {
+    fn record(&mut self, i: usize, value: F, z: &[F]) {
+        let value = if value.is_finite() { value.as_f64() } else { self.exact_loss(i, z) };
         if let Some(losses) = self.losses.as_mut() {
-            losses[i] = value;
+            losses[i] = F::from_f64(if self.loss_exp == 0 { value } else { ldexp(value, self.loss_exp) });
         }
-        self.total += value.as_f64();
+        self.total += value;
+    }
+
+    /// Row `i`'s loss `Σ_k c_k (1 − p_k)^γ (−log p_k)` recomputed in `f64` for a row whose kernel
+    /// value is not finite: logits so far apart that `z_k − max z` overflows the float type
+    /// (`±3e38` in `f32`), times a small target mass. The differences are halved, so that none
+    /// overflows in `f64` either, and `(1 − p)^γ` is `e^{γ log(1 − p)}`; a loss that is still
+    /// beyond `f64` comes back infinite, and the caller reports the overflow.
+    #[cold]
+    #[inline(never)]
+    fn exact_loss(&self, i: usize, z: &[F]) -> f64 {
+        let (loss, targets) = (self.loss, self.targets);
+        let row = self.first + i;
+        let adjust = loss.adjustment.as_deref();
+        let z: Vec<f64> =
+            z.iter().enumerate().map(|(k, &v)| adjust.map_or(v, |a| v + a[k]).as_f64()).collect();
+        let Some(argmax) = (0..z.len()).filter(|&k| z[k] > f64::NEG_INFINITY).fold(
+            None,
+            |best: Option<usize>, k| match best {
+                Some(b) if z[b] >= z[k] => Some(b),
+                _ => Some(k),
+            },
+        ) else {
+            return 0.0;
+        };
+        let max = z[argmax];
+        let half: Vec<f64> = z.iter().map(|&v| v / 2.0 - max / 2.0).collect();
+        let rest: f64 = (0..z.len()).filter(|&k| k != argmax).map(|k| (2.0 * half[k]).exp()).sum();
+        let ln_total = rest.ln_1p();
+        let s = (targets.sample_weight(row) * self.inv_s).as_f64();
+        let Smoothing { keep, spread } = self.smoothing;
+        let mass = |k: usize| -> f64 {
+            let t = match &targets.kind {
+                TargetKind::Labels(labels) if self.one_hot_path => {
+                    return if labels[row] == k {
+                        (targets.sample_weight(row) * self.inv_s * loss.class_factor(k)).as_f64()
+                    } else {
+                        0.0
+                    };
+                }
+                TargetKind::Labels(labels) => one_hot::<F>(labels[row] == k),
+                TargetKind::Rows(probs, _) => probs[[row, k]],
+            };
+            s * loss.class_factor(k).as_f64() * (keep * t + spread).as_f64()
+        };
+        let gamma = loss.gamma.as_f64();
+        let mut total_half = 0.0;
+        for (k, &half_k) in half.iter().enumerate() {
+            let c = mass(k);
+            if c <= 0.0 {
+                continue;
+            }
+            let lp_half = half_k - ln_total / 2.0;
+            let m = if gamma == 0.0 {
+                1.0
+            } else {
+                let log_q = if k == argmax { rest.ln() - ln_total } else { (-(2.0 * lp_half).exp()).ln_1p() };
+                (gamma * log_q).exp()
+            };
+            total_half += c * m * -lp_half;
+        }
+        2.0 * total_half
     }
 
     /// Row `i` of the chunk, whose `grad` holds the exponentials of the row and `lse` their parts:
@@ -884,7 +1117,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
         let (loss, targets, scale) = (self.loss, self.targets, self.scale);
         let (adjust, gamma) = (loss.adjustment.as_deref(), loss.gamma);
         let row = self.first + i;
-        let s = targets.sample_weight(row);
+        let s = targets.sample_weight(row) * self.inv_s;
         match &targets.kind {
             TargetKind::Labels(labels) if self.one_hot_path => {
                 let y = labels[row];
@@ -922,7 +1155,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
         if self.plain_dense {
             return plain_dense_row(lse, z, adjust, mass, scale, grad);
         }
-        let factors = ClassFactors { weights: loss.class_weights.as_deref(), alpha: loss.alpha.as_deref() };
+        let factors = ClassFactors { weights: loss.scaled.as_ref().map(|s| &s.factors[..]), alpha: None };
         dense_row::<F, FMA>(lse, z, adjust, mass, factors, loss.gamma, scale, grad)
     }
 }
@@ -932,12 +1165,18 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for ChunkRows<'_, '_, F, FMA> {
     fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
         let lse = shifted_exp::<F, FMA>(z, self.loss.adjustment.as_deref(), grad);
         let value = self.row(i, lse, z, grad);
-        self.record(i, value);
+        self.record(i, value, z);
     }
 }
 
 fn invalid<F: Float>(name: &'static str, index: Option<usize>, value: F, expected: &'static str) -> Error {
     Error::InvalidParameter { name, index, value: value.as_f64(), expected }
+}
+
+/// The largest focal `γ` (`ε/MIN_POSITIVE`): the kernels' exponentials flush to 0 below the
+/// smallest normal number, and up to this `γ` the flush changes `γ·log(1 − p)` by at most `ε`.
+pub(crate) fn gamma_bound<F: Float>() -> F {
+    F::epsilon() / F::min_positive_value()
 }
 
 /// The hard-label target mass: 1 on the label, 0 elsewhere.
@@ -955,9 +1194,10 @@ pub(crate) struct Smoothing<F> {
 }
 
 impl<F: Float> Smoothing<F> {
+    /// The spread `ε/K` every class gets.
     #[inline]
-    pub(super) fn mass(&self, t_k: F) -> F {
-        self.keep * t_k + self.spread
+    pub(super) fn spread(&self) -> F {
+        self.spread
     }
 
     /// The target mass of a row of weight `s`, for [`plain_dense_row`] and [`dense_row`].

@@ -13,7 +13,7 @@ use ndarray::{ArrayRef1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 use super::binary_rows::Logistic;
 use crate::Float;
-use crate::float::{exp_nonpos, lane_sum};
+use crate::float::{exp_nonpos, lane_sum, ldexp};
 
 /// Rows per block: the block's margins, coefficients and losses stay in L1.
 const BLOCK: usize = 128;
@@ -28,6 +28,10 @@ pub(super) struct TwoClassRows<'a, F> {
     pub labels: &'a ArrayRef1<usize>,
     pub sample_weights: Option<&'a ArrayRef1<F>>,
     pub first: usize,
+    /// The sample weights' scale `2^−e_s`, and the exponent that turns a row's scaled loss into
+    /// `ℓ_i` (see `SoftmaxLoss`'s weight scaling).
+    pub weight_scale: F,
+    pub loss_exp: i32,
     /// The class factors `w_k·α_k`, if any.
     pub class_factors: Option<[F; 2]>,
     pub gamma: F,
@@ -89,7 +93,7 @@ impl<F: Float> TwoClassRows<'_, F> {
             for ((l, c), (&y, &w)) in label[..n].iter_mut().zip(&mut c[..n]).zip(ys.iter().zip(ws)) {
                 let first_class = y == 0;
                 *l = if first_class { zero } else { one };
-                *c = w * if first_class { f0 } else { f1 };
+                *c = w * self.weight_scale * if first_class { f0 } else { f1 };
             }
             let [a0, a1] = self.adjust.unwrap_or([zero; 2]);
             for ((d, pair), &y) in margin[..n].iter_mut().zip(z.chunks_exact(2)).zip(&label[..n]) {
@@ -138,7 +142,9 @@ impl<F: Float> TwoClassRows<'_, F> {
                 }
             }
             if let Some(losses) = losses.as_mut() {
-                loss[..n].iter().enumerate().for_each(|(r, &l)| losses[start + r] = l);
+                let unscaled =
+                    |l: F| if self.loss_exp == 0 { l } else { F::from_f64(ldexp(l.as_f64(), self.loss_exp)) };
+                loss[..n].iter().enumerate().for_each(|(r, &l)| losses[start + r] = unscaled(l));
             }
         }
         Some(total)

@@ -137,7 +137,10 @@ impl<F: Float> SoftmaxLoss<F> {
                 TargetKind::Labels(labels) => one_hot(labels[row] == class),
                 TargetKind::Rows(probs, _) => probs[[row, class]],
             };
-            targets.sample_weight(row) * self.class_factor(class) * smoothing.mass(t) > F::zero()
+            // Each factor on its own: their product may underflow where the loss is still infinite.
+            targets.sample_weight(row) > F::zero()
+                && self.class_factor_positive(class)
+                && (t > F::zero() || smoothing.spread() > F::zero())
         };
         check_logits(logits, self.adjustment.as_deref(), masked_target)?;
         Ok(prob_sums)

@@ -373,7 +373,9 @@ impl<F: Float> MarginRow<F> for VsLoss<F> {
         // |Δ z + ι| ≤ max Δ·|z| + max |ι| (Δ ≤ 1), also after rounding (which is monotone).
         let max_shift = self.adjustments.iter().fold(F::zero(), |m, &v| m.max(v.abs()));
         let fits = |max_abs: F| (max_abs + max_shift).is_finite();
-        batch.check_logits(logits, fits, |_, class, z| self.transformed(z, class))?;
+        batch.check_logits(logits, "scale * logit + adjustment", fits, |_, class, z| {
+            self.transformed(z, class)
+        })?;
         Ok(batch)
     }
 
@@ -395,6 +397,10 @@ impl<F: Float> MarginRow<F> for VsLoss<F> {
         let value = one_hot_row(lse, scratch, None, y, c, F::zero(), scale, grad);
         grad.iter_mut().zip(&self.scales).for_each(|(g, &d)| *g *= d);
         value
+    }
+
+    fn logit(&self, z: F, _: usize, k: usize) -> F {
+        self.transformed(z, k)
     }
 }
 

@@ -3,12 +3,13 @@
 use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1};
 
 use super::Reduction;
+use super::binary_rows::{binary_weight_exponent, scaled_total_weight};
 use super::contract::Loss;
 use super::one_vs_rest::{self, LabelSets};
 use super::targets::{TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, class_vector, output_shapes};
 use crate::error::check_shape;
-use crate::float::{BLOCK, LANES, exp_nonpos};
+use crate::float::{BLOCK, LANES, apply_pow2, exp_nonpos, ldexp, pow2, split_scale};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
@@ -217,20 +218,47 @@ impl<F: Float> ZlprLoss<F> {
         one_vs_rest::check_batch(logits, targets, outputs, LabelSets::Always, self.adjustment.as_deref())
     }
 
-    fn reduced(&self, logits: &ArrayRef2<F>, targets: &Targets<F>, grad_out: Option<&mut ArrayRef2<F>>) -> F {
-        let divisor = match self.reduction {
-            Reduction::Mean => (0..targets.len()).map(|i| targets.sample_weight(i).as_f64()).sum(),
-            Reduction::Sum => 1.0,
+    fn reduced(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+    ) -> Result<F> {
+        // For the mean the rows see the weights times 2^−e, which the mean does not depend on;
+        // the sum takes them unscaled (a row's `w·ℓ_i` overflows only where `ℓ_i` does).
+        let weights = targets.sample_weights.as_ref().and_then(|w| w.as_slice());
+        let (divisor, weight_exp) = match self.reduction {
+            Reduction::Mean if targets.sample_weights.is_some() && weights.is_none() => {
+                let w: Vec<F> = targets.sample_weights.as_ref().map_or(Vec::new(), |w| w.to_vec());
+                let e = binary_weight_exponent(Some(&w[..]));
+                (scaled_total_weight(Some(&w[..]), targets.len(), e), e)
+            }
+            Reduction::Mean => {
+                let e = binary_weight_exponent(weights);
+                (scaled_total_weight(weights, targets.len(), e), e)
+            }
+            Reduction::Sum => (1.0, 0),
         };
+        let exp = 0;
         if divisor == 0.0 {
             if let Some(grad) = grad_out {
                 grad.fill(F::zero());
             }
-            return F::zero();
+            return Ok(F::zero());
         }
-        let scale = F::from_f64(divisor.recip());
-        let total = dispatch(Rows { loss: self, logits, targets, grad: grad_out, losses: None, scale });
-        F::from_f64(total / divisor)
+        let (scale, k) = split_scale::<F>(divisor.recip(), exp);
+        let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
+        let mut grad_out = grad_out;
+        let grad = grad_out.as_deref_mut();
+        let total = dispatch(Rows { loss: self, logits, targets, grad, losses: None, scale, weight_exp });
+        let loss = F::from_f64(ldexp(total / divisor, exp));
+        if !loss.is_finite() {
+            return Err(overflow("loss"));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
+            return Err(overflow("gradient"));
+        }
+        Ok(loss)
     }
 }
 
@@ -258,7 +286,7 @@ impl<F: Float> Loss<F> for ZlprLoss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
         self.check(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
-        Ok(self.reduced(logits, targets, grad_out))
+        self.reduced(logits, targets, grad_out)
     }
 
     /// Every row's loss and, if `grad_out` is given, its gradient.
@@ -279,10 +307,15 @@ impl<F: Float> Loss<F> for ZlprLoss<F> {
             logits,
             targets,
             grad: grad_out,
-            losses: Some(losses_out),
+            losses: Some(&mut *losses_out),
             scale: F::one(),
+            // A row's `w·ℓ_i` overflows only where `ℓ_i` does: unscaled weights.
+            weight_exp: 0,
         });
-        Ok(())
+        match losses_out.iter().position(|v| !v.is_finite()) {
+            Some(row) => Err(Error::Overflow { what: "loss", row: Some(row), class: None, value: None }),
+            None => Ok(()),
+        }
     }
 
     fn reduction(&self) -> Reduction {
@@ -300,19 +333,23 @@ struct Rows<'a, 't, F> {
     grad: Option<&'a mut ArrayRef2<F>>,
     losses: Option<&'a mut ArrayRef1<F>>,
     scale: F,
+    /// The weights are seen times `2^−weight_exp`, and each `ℓ_i` written times `2^weight_exp`.
+    weight_exp: i32,
 }
 
 impl<F: Float> Kernel for Rows<'_, '_, F> {
     type Output = f64;
     #[inline(always)]
     fn run<const FMA: bool>(self) -> f64 {
-        let Rows { loss, logits, targets, grad, losses, scale } = self;
+        let Rows { loss, logits, targets, grad, losses, scale, weight_exp } = self;
         let padded = if pads::<F>(logits.ncols()) { logits.ncols().next_multiple_of(HALF_LANES) } else { 0 };
         let mut visitor = RowsVisitor::<F, FMA> {
             adjust: loss.adjustment.as_deref(),
             targets,
             losses,
             scale,
+            weight_scale: pow2::<F>(-weight_exp),
+            weight_exp,
             t_buf: vec![F::zero(); padded.max(logits.ncols())],
             v_buf: vec![F::zero(); padded],
             total: 0.0,
@@ -328,6 +365,8 @@ struct RowsVisitor<'a, 't, F, const FMA: bool> {
     targets: &'a Targets<'t, F>,
     losses: Option<&'a mut ArrayRef1<F>>,
     scale: F,
+    weight_scale: F,
+    weight_exp: i32,
     t_buf: Vec<F>,
     v_buf: Vec<F>,
     total: f64,
@@ -336,12 +375,12 @@ struct RowsVisitor<'a, 't, F, const FMA: bool> {
 impl<F: Float, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, F, FMA> {
     #[inline(always)]
     fn visit(&mut self, i: usize, s: &[F], grad: &mut [F]) {
-        let w = self.targets.sample_weight(i);
+        let w = self.targets.sample_weight(i) * self.weight_scale;
         let factor = w * self.scale;
-        let value = if factor == F::zero() {
+        let value: f64 = if factor == F::zero() {
             // A zero weight ignores the row, even one whose positive class is masked.
             grad.fill(F::zero());
-            F::zero()
+            0.0
         } else {
             let (k, padded) = (s.len(), !self.v_buf.is_empty());
             // The row's multi-hot targets: borrowed where they can be, else written into `t_buf`
@@ -363,7 +402,7 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, F, FMA> {
                     t
                 }
             };
-            if padded {
+            let value = if padded {
                 adjusted(s, self.adjust, &mut self.v_buf[..k]);
                 self.v_buf[k..].fill(F::neg_infinity());
                 let value = w * row::<F, FMA>(&mut self.v_buf, t, factor);
@@ -372,13 +411,34 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, F, FMA> {
             } else {
                 adjusted(s, self.adjust, grad);
                 w * row::<F, FMA>(grad, t, factor)
-            }
+            };
+            if value.is_finite() { value.as_f64() } else { exact_row_loss(s, self.adjust, &t[..k], w) }
         };
         if let Some(losses) = self.losses.as_mut() {
-            losses[i] = value;
+            losses[i] = F::from_f64(if self.weight_exp == 0 { value } else { ldexp(value, self.weight_exp) });
         }
-        self.total += value.as_f64();
+        self.total += value;
     }
+}
+
+/// `w·ℓ` of a row whose two halves each fit the float type but whose sum, or its product with the
+/// weight, did not (logits of opposite extremes), recomputed in `f64` from halved logits (infinite
+/// if it is beyond `f64`; a per-sample value beyond `F` becomes infinite and the caller reports
+/// it, while the batch's sum keeps the `f64` value).
+#[cold]
+#[inline(never)]
+fn exact_row_loss<F: Float>(s: &[F], adjust: Option<&[F]>, t: &[F], w: F) -> f64 {
+    // Half of `log(1 + Σ e^{x_j})` of the halves `x_j / 2` (the implicit 0 included).
+    let half_lse = |values: &mut dyn Iterator<Item = f64>| {
+        let halves: Vec<f64> = values.filter(|v| *v > f64::NEG_INFINITY).map(|v| v / 2.0).collect();
+        let max = halves.iter().fold(0.0_f64, |m, &v| m.max(v));
+        let sum: f64 = (-2.0 * max).exp() + halves.iter().map(|&v| (2.0 * (v - max)).exp()).sum::<f64>();
+        max + sum.ln() / 2.0
+    };
+    let logit = |j: usize| adjust.map_or(s[j], |a| s[j] + a[j]).as_f64();
+    let negatives = half_lse(&mut (0..s.len()).filter(|&j| t[j] != F::one()).map(logit));
+    let positives = half_lse(&mut (0..s.len()).filter(|&j| t[j] == F::one()).map(|j| -logit(j)));
+    w.as_f64() * (negatives + positives) * 2.0
 }
 
 /// Writes `s' = s + adjust` (or `s`) into `out`.

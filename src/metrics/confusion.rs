@@ -141,8 +141,9 @@ impl ConfusionMatrix {
     ///
     /// # Errors
     ///
-    /// [`Error::ShapeMismatch`] (`"confusion_matrix"`) for a different `K`; `self` is then
-    /// unchanged.
+    /// [`Error::ShapeMismatch`] (`"confusion_matrix"`) for a different `K`;
+    /// [`Error::Overflow`] (`"confusion matrix counts"`) if a count or the total would exceed
+    /// `u64::MAX`. `self` is then unchanged.
     ///
     /// # Example
     ///
@@ -155,6 +156,17 @@ impl ConfusionMatrix {
     /// ```
     pub fn merge(&mut self, other: &ConfusionMatrix) -> Result<()> {
         crate::error::check_shape("confusion_matrix", self.counts.shape(), other.counts.shape())?;
+        // Checked before anything is added: a count that would wrap leaves `self` unchanged.
+        let total = self.total().checked_add(other.total());
+        if total.is_none() || self.counts.iter().zip(&other.counts).any(|(a, b)| a.checked_add(*b).is_none())
+        {
+            return Err(Error::Overflow {
+                what: "confusion matrix counts",
+                row: None,
+                class: None,
+                value: None,
+            });
+        }
         self.counts += &other.counts;
         Ok(())
     }

@@ -16,10 +16,11 @@ use crate::{Error, Prior, Result};
 /// use longtail::metrics::{Shot, ShotSplit};
 ///
 /// let split = ShotSplit::default();
-/// assert_eq!(split.shot(101.0), Shot::Many);
-/// assert_eq!(split.shot(100.0), Shot::Medium);
-/// assert_eq!(split.shot(20.0), Shot::Medium);
-/// assert_eq!(split.shot(19.0), Shot::Few);
+/// assert_eq!(split.shot(101.0)?, Shot::Many);
+/// assert_eq!(split.shot(100.0)?, Shot::Medium);
+/// assert_eq!(split.shot(20.0)?, Shot::Medium);
+/// assert_eq!(split.shot(19.0)?, Shot::Few);
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -38,8 +39,9 @@ pub struct ShotSplit {
 ///
 /// ```
 /// use longtail::metrics::{Shot, ShotSplit};
-/// let groups: Vec<Shot> = [500.0, 50.0, 5.0].iter().map(|&n| ShotSplit::default().shot(n)).collect();
+/// let groups = [500.0, 50.0, 5.0].iter().map(|&n| ShotSplit::default().shot(n)).collect::<Result<Vec<_>, _>>()?;
 /// assert_eq!(groups, [Shot::Many, Shot::Medium, Shot::Few]);
+/// # Ok::<(), longtail::Error>(())
 /// ```
 ///
 /// # References
@@ -74,7 +76,7 @@ impl ShotSplit {
     /// ```
     /// use longtail::metrics::{Shot, ShotSplit};
     /// let split = ShotSplit::new(1000.0, 100.0)?;
-    /// assert_eq!(split.shot(500.0), Shot::Medium);
+    /// assert_eq!(split.shot(500.0)?, Shot::Medium);
     /// assert!(ShotSplit::new(10.0, 20.0).is_err());
     /// # Ok::<(), longtail::Error>(())
     /// ```
@@ -126,20 +128,34 @@ impl ShotSplit {
 
     /// The group of a class with `count` training samples.
     ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParameter`] (`"count"`) for a negative or NaN count (`+inf` is many-shot).
+    ///
     /// # Example
     ///
     /// ```
     /// use longtail::metrics::{Shot, ShotSplit};
-    /// assert_eq!(ShotSplit::default().shot(3.0), Shot::Few);
+    /// assert_eq!(ShotSplit::default().shot(3.0)?, Shot::Few);
+    /// assert!(ShotSplit::default().shot(f64::NAN).is_err());
+    /// # Ok::<(), longtail::Error>(())
     /// ```
-    pub fn shot(&self, count: f64) -> Shot {
-        if count > self.many_above {
+    pub fn shot(&self, count: f64) -> Result<Shot> {
+        if count.is_nan() || count < 0.0 {
+            return Err(Error::InvalidParameter {
+                name: "count",
+                index: None,
+                value: count,
+                expected: ">= 0 (not NaN)",
+            });
+        }
+        Ok(if count > self.many_above {
             Shot::Many
         } else if count < self.few_below {
             Shot::Few
         } else {
             Shot::Medium
-        }
+        })
     }
 
     /// The mean recall (per-class accuracy) of each group, over the classes of the group that are
@@ -174,7 +190,8 @@ impl ShotSplit {
             let (sum, n) = recalls
                 .iter()
                 .zip(train_prior.counts())
-                .filter(|&(_, &count)| self.shot(count) == shot)
+                // A prior's counts are finite and >= 0.
+                .filter(|&(_, &count)| self.shot(count).is_ok_and(|s| s == shot))
                 .filter_map(|(recall, _)| *recall)
                 .fold((0.0, 0_usize), |(s, n), r| (s + r, n + 1));
             (n > 0).then(|| sum / n as f64)

@@ -222,7 +222,11 @@ impl LabelShiftEm {
         let mut row_buf = vec![0.0; classes];
         let mut next = vec![0.0; classes];
         for iteration in 1..=self.max_iterations {
-            ratio.iter_mut().zip(q.iter().zip(&train)).for_each(|(r, (q, p))| *r = q / p);
+            // q/p up to a common factor (each row's update divides it out), from logarithms and
+            // scaled by the largest: a subnormal train prior does not overflow the ratio.
+            ratio.iter_mut().zip(q.iter().zip(&train)).for_each(|(r, (q, p))| *r = q.ln() - p.ln());
+            let top = ratio.iter().fold(f64::NEG_INFINITY, |m, &r| m.max(r));
+            ratio.iter_mut().for_each(|r| *r = (*r - top).exp());
             next.fill(0.0);
             for row in posteriors.rows() {
                 row_buf.iter_mut().zip(row.iter().zip(&ratio)).for_each(|(a, (&p, r))| *a = p.as_f64() * r);

@@ -60,8 +60,9 @@ impl Prior {
     /// # Errors
     ///
     /// [`Error::NoClasses`] for an empty slice; [`Error::InvalidParameter`] (`"counts"`)
-    /// for a negative or non-finite count, or (without index) when every count is 0 or the total
-    /// overflows.
+    /// for a negative or non-finite count, or (without index) when every count is 0;
+    /// [`Error::Overflow`] (`"counts total"`) when the counts sum beyond `f64` (scale them down:
+    /// only their ratios matter).
     ///
     /// # Example
     ///
@@ -85,8 +86,11 @@ impl Prior {
             return Err(invalid_count(Some(k), counts[k], "finite and >= 0"));
         }
         let total: f64 = counts.iter().sum();
-        if !(total > 0.0 && total.is_finite()) {
-            return Err(invalid_count(None, total, "a finite, positive total"));
+        if total.is_infinite() {
+            return Err(Error::Overflow { what: "counts total", row: None, class: None, value: None });
+        }
+        if total <= 0.0 {
+            return Err(invalid_count(None, total, "a positive total"));
         }
         Ok(Self { counts: counts.to_vec(), total })
     }
@@ -157,7 +161,8 @@ impl Prior {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidParameter`] (`"smoothing"`) if `α` is negative or not finite.
+    /// [`Error::InvalidParameter`] (`"smoothing"`) if `α` is negative or not finite;
+    /// [`Error::Overflow`] (`"smoothed counts total"`) if the smoothed counts sum beyond `f64`.
     ///
     /// # Example
     ///
@@ -183,6 +188,14 @@ impl Prior {
             });
         }
         let counts: Vec<f64> = self.counts.iter().map(|n| n + alpha).collect();
+        if counts.iter().any(|n| n.is_infinite()) || counts.iter().sum::<f64>().is_infinite() {
+            return Err(Error::Overflow {
+                what: "smoothed counts total",
+                row: None,
+                class: None,
+                value: Some(alpha),
+            });
+        }
         Self::from_counts(&counts)
     }
 

@@ -171,7 +171,10 @@ impl ClassWeights {
     /// # Errors
     ///
     /// [`Error::InvalidParameter`] (`"counts"`, with the class) for a class of count 0 (unless
-    /// the scheme is uniform: `p = 0` or `β = 0`), or one whose weight overflows `F`.
+    /// the scheme is uniform: `p = 0` or `β = 0`); [`Error::Overflow`] (`"class weight"`, with the
+    /// class and its count) for a weight beyond the range of `F`. Rescaled weights are computed
+    /// from their logarithms where the weights themselves would overflow (counts near `1e-308`),
+    /// so they overflow only when the result does.
     ///
     /// # Example
     ///
@@ -189,7 +192,12 @@ impl ClassWeights {
         let weights = self.weights_f64(prior)?;
         let out: Array1<F> = weights.iter().map(|&w| F::from_f64(w)).collect();
         match out.iter().position(|w| !w.is_finite()) {
-            Some(k) => Err(zero_count(k, prior.counts()[k])),
+            Some(k) => Err(Error::Overflow {
+                what: "class weight",
+                row: None,
+                class: Some(k),
+                value: Some(prior.counts()[k]),
+            }),
             None => Ok(out),
         }
     }
@@ -202,15 +210,46 @@ impl ClassWeights {
             Scheme::EffectiveNumber(0.0) => 1.0,
             Scheme::EffectiveNumber(beta) => (1.0 - beta) / -(n * beta.ln()).exp_m1(),
         };
-        let weights: Vec<f64> = prior.counts().iter().map(|&n| weight(n)).collect();
-        if let Some(k) = weights.iter().position(|w| !w.is_finite()) {
-            return Err(zero_count(k, prior.counts()[k]));
+        let counts = prior.counts();
+        let uniform = matches!(self.scheme, Scheme::Power(0.0) | Scheme::EffectiveNumber(0.0));
+        if let Some(k) = counts.iter().position(|&n| n == 0.0 && !uniform) {
+            return Err(zero_count(k, counts[k]));
         }
+        let weights: Vec<f64> = counts.iter().map(|&n| weight(n)).collect();
+        let finite = weights.iter().all(|w| w.is_finite());
         if !self.rescale {
-            return Ok(weights);
+            return match weights.iter().position(|w| !w.is_finite()) {
+                Some(k) => Err(Error::Overflow {
+                    what: "class weight",
+                    row: None,
+                    class: Some(k),
+                    value: Some(counts[k]),
+                }),
+                None => Ok(weights),
+            };
         }
         let sum: f64 = weights.iter().sum();
-        Ok(weights.iter().map(|w| w * classes / sum).collect())
+        let rescale = |w: &[f64], sum: f64| w.iter().map(|w| w / sum * classes).collect();
+        if finite && sum.is_finite() {
+            return Ok(rescale(&weights, sum));
+        }
+        // Weights beyond the range (tiny counts), rescaled without forming them: for `n^{−p}`
+        // (and `1/n`) as `(n / n_min)^{−p}`, at most 1; for the effective number from logarithms,
+        // `K·e^{ln w_k − max ln w} / Σ e^{ln w_j − max ln w}`.
+        let relative: Vec<f64> = match self.scheme {
+            Scheme::InverseFrequency | Scheme::Power(_) => {
+                let p = if let Scheme::Power(p) = self.scheme { p } else { 1.0 };
+                let min = counts.iter().fold(f64::INFINITY, |m, &n| m.min(n));
+                counts.iter().map(|&n| (n / min).powf(-p)).collect()
+            }
+            Scheme::EffectiveNumber(beta) => {
+                let ln_weight = |n: f64| (1.0 - beta).ln() - (-(n * beta.ln()).exp_m1()).ln();
+                let logs: Vec<f64> = counts.iter().map(|&n| ln_weight(n)).collect();
+                let max = logs.iter().fold(f64::NEG_INFINITY, |m, &l| m.max(l));
+                logs.iter().map(|l| (l - max).exp()).collect()
+            }
+        };
+        Ok(rescale(&relative, relative.iter().sum()))
     }
 }
 
