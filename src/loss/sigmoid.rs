@@ -583,6 +583,9 @@ impl<F: Float> SigmoidLoss<F> {
         })
     }
 
+    /// One decision's loss and slope. Inlined into the kernel: called, it would run without the
+    /// kernel's instruction set (and `FMA`'s fused multiply-adds in software).
+    #[inline(always)]
     fn row<const FMA: bool, const FOCAL: bool, const SOFT: bool>(
         alpha: (F, F),
         gamma: F,
