@@ -2,8 +2,8 @@
 
 use ndarray::{ArrayRef2, ArrayView1};
 
-use crate::Float;
 use crate::simd::{Kernel, dispatch};
+use crate::{Float, Result};
 
 /// A contiguous slice of `row`, borrowed when the row is contiguous, else copied into `buf`.
 fn row_slice<'a, F: Float>(row: ArrayView1<'a, F>, buf: &'a mut Vec<F>) -> &'a [F] {
@@ -96,24 +96,28 @@ pub(crate) fn all_chunks<F: Float>(values: &[F], test: impl Fn(&[F]) -> bool + S
     values.chunks(CHUNK).all(test)
 }
 
-/// `Σ` of the kernels' results, added in order from 0. With `parallel` (see [`on_pool`]) the
-/// kernels run on rayon's pool; the sum is the same, bit for bit.
+/// `Σ` of the kernels' results, added in order from 0, or the error of the first kernel (in
+/// order) that fails. With `parallel` (see [`on_pool`]) the kernels run on rayon's pool; the sum
+/// and the error are the same, bit for bit.
 #[cfg(feature = "rayon")]
-pub(crate) fn sum_chunks<K: Kernel<Output = f64> + Send>(
+pub(crate) fn sum_chunks<K: Kernel<Output = Result<f64>> + Send>(
     chunks: impl Iterator<Item = K>,
     parallel: bool,
-) -> f64 {
+) -> Result<f64> {
     use rayon::prelude::*;
     if !on_pool(parallel) {
-        return chunks.map(dispatch).fold(0.0, |total, sum| total + sum);
+        return chunks.map(dispatch).try_fold(0.0, |total, sum| Ok(total + sum?));
     }
     let chunks: Vec<K> = chunks.collect();
-    let sums: Vec<f64> = chunks.into_par_iter().map(dispatch).collect();
-    sums.into_iter().fold(0.0, |total, sum| total + sum)
+    let sums: Vec<Result<f64>> = chunks.into_par_iter().map(dispatch).collect();
+    sums.into_iter().try_fold(0.0, |total, sum| Ok(total + sum?))
 }
 
-/// `Σ` of the kernels' results, added in order from 0 (serial without the `rayon` feature).
+/// `Σ` of the kernels' results, added in order from 0, or the error of the first that fails.
 #[cfg(not(feature = "rayon"))]
-pub(crate) fn sum_chunks<K: Kernel<Output = f64>>(chunks: impl Iterator<Item = K>, _parallel: bool) -> f64 {
-    chunks.map(dispatch).fold(0.0, |total, sum| total + sum)
+pub(crate) fn sum_chunks<K: Kernel<Output = Result<f64>>>(
+    chunks: impl Iterator<Item = K>,
+    _parallel: bool,
+) -> Result<f64> {
+    chunks.map(dispatch).try_fold(0.0, |total, sum| Ok(total + sum?))
 }

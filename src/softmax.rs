@@ -109,35 +109,57 @@ pub(crate) fn check_logits<F: Float>(
     adjust: Option<&[F]>,
     masked_target: impl Fn(usize, usize) -> bool,
 ) -> Result<()> {
-    // A contiguous batch of finite logits passes in one scan (in parallel chunks when large),
-    // short rows included; with an adjustment, no `|z_k + a_k|` can exceed `max |z| + max |a|`
-    // (rounding is monotone).
-    let adjust_max = adjust.map(|a| a.iter().fold(F::zero(), |m, &v| if v.abs() > m { v.abs() } else { m }));
+    // A contiguous batch of finite logits passes in one scan (in parallel chunks when large).
+    let adjust_max = abs_max(adjust);
     if logits.as_slice().is_some_and(|z| all_chunks(z, |chunk| dispatch(FitsAll(chunk, adjust_max)))) {
         return Ok(());
     }
-    struct Check<'a, F, M>(&'a ArrayRef2<F>, Option<&'a [F]>, M);
+    struct Check<'a, F, M>(ndarray::ArrayView2<'a, F>, Option<&'a [F]>, M);
     impl<F: Float, M: Fn(usize, usize) -> bool> Kernel for Check<'_, F, M> {
         type Output = Result<()>;
         #[inline(always)]
         fn run<const FMA: bool>(self) -> Self::Output {
             let Check(logits, adjust, masked_target) = self;
-            for (row, z) in logits.rows().into_iter().enumerate() {
-                // The common row is all finite: a branch-free scan says so; only other rows are
-                // searched.
-                let finite = match (z.as_slice(), adjust) {
-                    (Some(z), adjust) => row_is_finite::<F, FMA>(z, adjust),
-                    (None, None) => z.fold(true, |ok, v| ok & v.is_finite()),
-                    (None, Some(a)) => z.iter().zip(a).fold(true, |ok, (&v, &a)| ok & (v + a).is_finite()),
-                };
-                if !finite {
-                    first_bad_logit(row, z, adjust, &masked_target)?;
-                }
-            }
-            Ok(())
+            check_rows::<F, FMA>(logits, 0, adjust, None, masked_target)
         }
     }
-    dispatch(Check(logits, adjust, masked_target))
+    dispatch(Check(logits.view(), adjust, masked_target))
+}
+
+/// `max |a_k|` of an adjustment, for [`check_rows`].
+pub(crate) fn abs_max<F: Float>(adjust: Option<&[F]>) -> Option<F> {
+    adjust.map(|a| a.iter().fold(F::zero(), |m, &v| if v.abs() > m { v.abs() } else { m }))
+}
+
+/// [`check_logits`] of the rows `logits` of a batch, from row `first` on, inside a kernel (so
+/// that a kernel checks the rows it is about to read while they are in cache); `adjust_max` is
+/// [`abs_max`] of `adjust`, or `None` to skip the batch-wide scan.
+#[inline(always)]
+pub(crate) fn check_rows<F: Float, const FMA: bool>(
+    logits: ndarray::ArrayView2<'_, F>,
+    first: usize,
+    adjust: Option<&[F]>,
+    adjust_max: Option<F>,
+    masked_target: impl Fn(usize, usize) -> bool,
+) -> Result<()> {
+    // A contiguous block of finite logits passes in one scan, short rows included; with an
+    // adjustment, no `|z_k + a_k|` can exceed `max |z| + max |a|` (rounding is monotone).
+    let scan = adjust.is_none() || adjust_max.is_some();
+    if scan && logits.as_slice().is_some_and(|z| FitsAll(z, adjust_max).run::<FMA>()) {
+        return Ok(());
+    }
+    for (r, z) in logits.rows().into_iter().enumerate() {
+        // The common row is all finite: a branch-free scan says so; only other rows are searched.
+        let finite = match (z.as_slice(), adjust) {
+            (Some(z), adjust) => row_is_finite::<F, FMA>(z, adjust),
+            (None, None) => z.fold(true, |ok, v| ok & v.is_finite()),
+            (None, Some(a)) => z.iter().zip(a).fold(true, |ok, (&v, &a)| ok & (v + a).is_finite()),
+        };
+        if !finite {
+            first_bad_logit(first + r, z, adjust, &masked_target)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether every logit of a chunk is finite and, given the adjustment's largest magnitude, no

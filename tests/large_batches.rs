@@ -95,10 +95,10 @@ fn a_large_batch_equals_its_rows_computed_one_by_one() {
     }
 }
 
-/// A large batch is validated in parallel chunks, yet the error still names the first offending
-/// logit in row-major order, whichever chunk finishes first, and nothing is written: two bad
-/// logits in different chunks, the later one a NaN, on 1 and 3 threads, with and without a
-/// logit adjustment.
+/// A large batch's logits are checked by the kernel, chunk by chunk in parallel, yet the error
+/// still names the first offending logit in row-major order, whichever chunk finishes first: two
+/// bad logits in different chunks, the later one a NaN, on 1 and 3 threads, with and without a
+/// logit adjustment. The rows before it may be written (the documented contract).
 #[cfg(feature = "rayon")]
 #[test]
 fn a_large_batch_reports_its_first_bad_logit_on_any_number_of_threads() {
@@ -119,7 +119,6 @@ fn a_large_batch_reports_its_first_bad_logit_on_any_number_of_threads() {
                 matches!(error, Err(Error::NonFiniteLogit { row: 70, class: 999, .. })),
                 "{threads} threads: {error:?}"
             );
-            assert!(grad.iter().all(|&g| g == 7.0), "{threads} threads: output written");
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::float::{apply_pow2, exponent_of, ldexp, pow2, scale_exponent, split_s
 use crate::group::{GROUP, Group, RowMap, SHORT_ROW, group_lse, transpose_rows};
 use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
 use crate::simd::Kernel;
-use crate::softmax::RowLse;
+use crate::softmax::{RowLse, abs_max, check_rows};
 use crate::{Error, Float, Result};
 
 /// Softmax cross-entropy and its imbalance-aware variants, with the exact gradient with respect to
@@ -686,6 +686,8 @@ impl<F: Float> SoftmaxLoss<F> {
             }
         };
         if divisor == 0.0 {
+            // No row counts, and the kernel does not run: the logits are checked on their own.
+            self.check_logits(logits, targets)?;
             if let Some(grad) = grad_out {
                 grad.fill(F::zero());
             }
@@ -693,7 +695,7 @@ impl<F: Float> SoftmaxLoss<F> {
         }
         let (scale, k) = split_scale::<F>(divisor.recip(), exp);
         let mut grad_out = grad_out;
-        let total = self.rows(logits, targets, prob_sums, grad_out.as_deref_mut(), None, scale, inv_s, 0);
+        let total = self.rows(logits, targets, prob_sums, grad_out.as_deref_mut(), None, scale, inv_s, 0)?;
         let loss = F::from_f64(ldexp(total / divisor, exp));
         if !loss.is_finite() {
             return Err(overflow("loss", None));
@@ -720,7 +722,7 @@ impl<F: Float> SoftmaxLoss<F> {
         let (scale, k) = split_scale::<F>(1.0, exp);
         let mut grad_out = grad_out;
         let grad = grad_out.as_deref_mut();
-        self.rows(logits, targets, prob_sums, grad, Some(losses_out), scale, pow2::<F>(-sample_exp), exp);
+        self.rows(logits, targets, prob_sums, grad, Some(losses_out), scale, pow2::<F>(-sample_exp), exp)?;
         if let Some(row) = losses_out.iter().position(|v| !v.is_finite()) {
             return Err(overflow("loss", Some(row)));
         }
@@ -730,10 +732,12 @@ impl<F: Float> SoftmaxLoss<F> {
         Ok(())
     }
 
-    /// Runs the kernel over a validated batch (`prob_sums`: the sum of each probability row, from
-    /// the check): `scale·∂ℓ_i/∂z_i` into row `i` of `grad_out` (or a
+    /// Runs the kernel over a batch whose targets are validated (`prob_sums`: the sum of each
+    /// probability row, from the check): `scale·∂ℓ_i/∂z_i` into row `i` of `grad_out` (or a
     /// scratch row), `ℓ_i·2^loss_exp` into `losses_out[i]` if given; returns `Σ_i ℓ_i`, summed in
-    /// `f64`. Sample weights are multiplied by `inv_s`, an exact power of two.
+    /// `f64`. Sample weights are multiplied by `inv_s`, an exact power of two. Each chunk checks
+    /// its logits before it reads them; the error of the first chunk that fails is returned, so
+    /// it names the first bad logit in row-major order, and the rows before it are written.
     ///
     /// The rows are cut into chunks whose size depends on `K` alone; each chunk's sum starts at 0
     /// and the chunk sums are added in order. With the `rayon` feature, batches of at least
@@ -750,10 +754,11 @@ impl<F: Float> SoftmaxLoss<F> {
         scale: F,
         inv_s: F,
         loss_exp: i32,
-    ) -> f64 {
+    ) -> Result<f64> {
         let (batch, classes) = logits.dim();
         // Rows per chunk: `CHUNK / K`, at least 1.
         let chunk = (CHUNK / classes).max(1);
+        let adjust_max = abs_max(self.adjustment.as_deref());
         let mut grads = grad_out.map(|g| g.axis_chunks_iter_mut(Axis(0), chunk));
         let mut losses = losses_out.map(|l| l.axis_chunks_iter_mut(Axis(0), chunk));
         let chunks = logits.axis_chunks_iter(Axis(0), chunk).enumerate().map(|(c, logits)| Chunk {
@@ -762,6 +767,7 @@ impl<F: Float> SoftmaxLoss<F> {
             prob_sums,
             first: c * chunk,
             logits,
+            adjust_max,
             grad: grads.as_mut().and_then(Iterator::next),
             losses: losses.as_mut().and_then(Iterator::next),
             scale,
@@ -802,7 +808,8 @@ impl<F: Float> Loss<F> for SoftmaxLoss<F> {
     /// - [`Error::LabelOutOfRange`]: a label `≥ K`;
     /// - [`Error::InvalidTarget`], [`Error::TargetSum`]: a probability target that is
     ///   negative or non-finite, or a row that does not sum to 1 within `√ε`;
-    /// - then, in one pass over the logits, the first offending one in row-major order:
+    /// - then the logits, which the kernel checks as it reads them (so `grad_out` may hold the
+    ///   rows before the error), the first offending one in row-major order:
     ///   [`Error::NonFiniteLogit`] for a NaN or `+inf` logit; [`Error::Overflow`]
     ///   (`"logit + adjustment"`) for a finite one that the logit adjustment pushes out of range;
     ///   [`Error::MaskedTarget`] for a `-inf` logit whose class has target mass in a row that
@@ -817,7 +824,7 @@ impl<F: Float> Loss<F> for SoftmaxLoss<F> {
         targets: &Targets<'_, F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
-        let sums = self.check_batch(
+        let sums = self.check_targets(
             "SoftmaxLoss",
             logits,
             targets,
@@ -839,7 +846,7 @@ impl<F: Float> Loss<F> for SoftmaxLoss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
         let outputs = output_shapes(logits, Some(losses_out), grad_out.as_deref());
-        let sums = self.check_batch("SoftmaxLoss", logits, targets, &outputs)?;
+        let sums = self.check_targets("SoftmaxLoss", logits, targets, &outputs)?;
         self.per_sample(logits, targets, &sums, grad_out, losses_out)
     }
 
@@ -855,6 +862,8 @@ struct Chunk<'a, 't, F> {
     prob_sums: &'a [F],
     first: usize,
     logits: ArrayView2<'a, F>,
+    /// `max |a_k|` of the logit adjustment, for the logit check.
+    adjust_max: Option<F>,
     grad: Option<ArrayViewMut2<'a, F>>,
     losses: Option<ArrayViewMut1<'a, F>>,
     scale: F,
@@ -863,11 +872,27 @@ struct Chunk<'a, 't, F> {
 }
 
 impl<F: Float> Kernel for Chunk<'_, '_, F> {
-    type Output = f64;
+    type Output = Result<f64>;
     #[inline(always)]
-    fn run<const FMA: bool>(self) -> f64 {
-        let Chunk { loss, targets, prob_sums, first, logits, mut grad, losses, scale, inv_s, loss_exp } =
-            self;
+    fn run<const FMA: bool>(self) -> Result<f64> {
+        let Chunk {
+            loss,
+            targets,
+            prob_sums,
+            first,
+            logits,
+            adjust_max,
+            mut grad,
+            losses,
+            scale,
+            inv_s,
+            loss_exp,
+        } = self;
+        let classes = logits.ncols();
+        // The chunk's logits, checked just before the kernel reads them again, from cache.
+        let adjust = loss.adjustment.as_deref();
+        let masked_target = |row, class| loss.masks_target(targets, classes, row, class);
+        check_rows::<F, FMA>(logits.view(), first, adjust, adjust_max, masked_target)?;
         let mut rows = ChunkRows::<F, FMA> {
             loss,
             targets,
@@ -886,7 +911,6 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
             },
             total: 0.0,
         };
-        let classes = logits.ncols();
         // Two classes of hard labels in closed form, unless a row overflows there.
         if let (TargetKind::Labels(labels), true) = (&targets.kind, classes == 2 && rows.one_hot_path) {
             let pair = |v: &[F]| [v[0], v[1]];
@@ -905,7 +929,7 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
             };
             let losses = rows.losses.as_mut().map(|l| l.view_mut());
             if let Some(total) = two.run::<FMA>(losses, grad.as_mut().map(|g| g.view_mut())) {
-                return total;
+                return Ok(total);
             }
         }
         // Short contiguous rows go in groups, one vector lane per row; the rest one at a time.
@@ -914,7 +938,7 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
             (Some(z), Some(Some(out))) if classes <= SHORT_ROW => rows.short_rows(z, classes, Some(out)),
             _ => visit_rows(&logits, grad.as_deref_mut(), &mut rows),
         }
-        rows.total
+        Ok(rows.total)
     }
 }
 

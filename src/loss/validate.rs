@@ -91,11 +91,33 @@ pub(super) fn check_sample_weights<F: Float>(
 
 impl<F: Float> SoftmaxLoss<F> {
     /// Validates a batch in the order documented on
-    /// [`Loss::loss_into`](super::Loss::loss_into) for [`SoftmaxLoss`].
+    /// [`Loss::loss_into`](super::Loss::loss_into) for [`SoftmaxLoss`], the logits last.
     /// `loss` names the loss for errors; `outputs` holds the caller's output buffers as `(name, expected shape, shape)`. Returns the
     /// sum of each probability row, which the kernel needs and the check has just computed (empty
     /// for labels).
     pub(super) fn check_batch(
+        &self,
+        loss: &'static str,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<F>,
+        outputs: &[(&'static str, &[usize], &[usize])],
+    ) -> Result<Vec<F>> {
+        let prob_sums = self.check_targets(loss, logits, targets, outputs)?;
+        self.check_logits(logits, targets)?;
+        Ok(prob_sums)
+    }
+
+    /// The logits' part of [`check_batch`](Self::check_batch), in one pass of its own.
+    pub(super) fn check_logits(&self, logits: &ArrayRef2<F>, targets: &Targets<F>) -> Result<()> {
+        let classes = logits.ncols();
+        check_logits(logits, self.adjustment.as_deref(), |row, class| {
+            self.masks_target(targets, classes, row, class)
+        })
+    }
+
+    /// [`check_batch`](Self::check_batch) but for the logits, which the kernel checks row by row
+    /// as it reads them.
+    pub(super) fn check_targets(
         &self,
         loss: &'static str,
         logits: &ArrayRef2<F>,
@@ -123,27 +145,33 @@ impl<F: Float> SoftmaxLoss<F> {
             check_shape(name, expected, found)?;
         }
         check_sample_weights(targets.sample_weights.as_ref(), batch)?;
-        let prob_sums = match &targets.kind {
+        match &targets.kind {
             TargetKind::Labels(labels) => {
                 check_labels(labels, classes)?;
-                Vec::new()
+                Ok(Vec::new())
             }
-            TargetKind::Rows(probs, _) => check_probs(probs.view())?,
+            TargetKind::Rows(probs, _) => check_probs(probs.view()),
+        }
+    }
+
+    /// Whether a `-inf` logit of `class` in `row` is an error rather than a mask: the class has
+    /// target mass in a row that counts (positive sample weight and class factor `w_k·α_k`).
+    #[inline]
+    pub(super) fn masks_target(
+        &self,
+        targets: &Targets<F>,
+        classes: usize,
+        row: usize,
+        class: usize,
+    ) -> bool {
+        let t = match &targets.kind {
+            TargetKind::Labels(labels) => one_hot(labels[row] == class),
+            TargetKind::Rows(probs, _) => probs[[row, class]],
         };
-        // A `-inf` logit is a legal mask unless its class carries target mass in a row that counts.
-        let smoothing = self.smoothing(classes);
-        let masked_target = |row: usize, class: usize| {
-            let t = match &targets.kind {
-                TargetKind::Labels(labels) => one_hot(labels[row] == class),
-                TargetKind::Rows(probs, _) => probs[[row, class]],
-            };
-            // Each factor on its own: their product may underflow where the loss is still infinite.
-            targets.sample_weight(row) > F::zero()
-                && self.class_factor_positive(class)
-                && (t > F::zero() || smoothing.spread() > F::zero())
-        };
-        check_logits(logits, self.adjustment.as_deref(), masked_target)?;
-        Ok(prob_sums)
+        // Each factor on its own: their product may underflow where the loss is still infinite.
+        targets.sample_weight(row) > F::zero()
+            && self.class_factor_positive(class)
+            && (t > F::zero() || self.smoothing(classes).spread() > F::zero())
     }
 }
 

@@ -8,6 +8,9 @@
 //! RAYON_NUM_THREADS=1 cargo run --release -p longtail-burn --example bench -- --quick # fewer samples
 //! ```
 //!
+//! Run from the workspace root, it also writes burn's and the adapter's figures to
+//! `target/peers/burn.tsv`, where the core crate's `bench_table` prints them beside its own.
+//!
 //! Each cell is the median of its timed samples; a sample repeats the call until it lasts at least
 //! 2 ms. The adapter and burn rows time the same thing: a tracked leaf of the logits, the loss,
 //! `backward()`, and the gradient taken out of the returned gradients. The core row is
@@ -53,6 +56,7 @@ fn main() {
         "| shape | longtail-burn | burn CrossEntropyLoss | core call | core, fresh gradient | adapter overhead | burn graph floor | copy floor |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut peers = String::from("# burn 0.22, Flex backend, RAYON_NUM_THREADS as set\n");
     for (rows, classes) in SHAPES {
         let n = rows * classes;
         let z = Array2::from_shape_fn((rows, classes), |(i, k)| ((i * 31 + k * 17) % 97) as f32 * 0.05 - 2.4);
@@ -100,5 +104,18 @@ fn main() {
             "| {rows}×{classes} | {adapter:.3} | {burn_ce:.3} | {bare:.3} | {fresh:.3} | {:+.3} | {graph:.3} | {floor:.3} |",
             adapter - bare
         );
+        for (peer, ns) in [("burn 0.22 (Flex)", burn_ce), ("longtail-burn (Flex)", adapter)] {
+            peers.push_str(&format!("{peer}\tf32\t{rows}\t{classes}\tcross_entropy\t{ns:.4}\n"));
+        }
+    }
+    write_peers("burn", &peers);
+}
+
+/// Writes `lines` to `target/peers/<name>.tsv`, the peer file `bench_table` reads.
+fn write_peers(name: &str, lines: &str) {
+    let path = format!("target/peers/{name}.tsv");
+    match std::fs::create_dir_all("target/peers").and_then(|()| std::fs::write(&path, lines)) {
+        Ok(()) => println!("wrote {path}"),
+        Err(e) => eprintln!("could not write {path}: {e}"),
     }
 }

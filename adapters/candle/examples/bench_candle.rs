@@ -11,6 +11,9 @@
 //! RAYON_NUM_THREADS=1 cargo run --release -p longtail-candle --example bench_candle -- --quick
 //! ```
 //!
+//! Run from the workspace root, it also writes candle's and the adapter's figures to
+//! `target/peers/candle.tsv`, where the core crate's `bench_table` prints them beside its own.
+//!
 //! Each cell is the median of its samples; a sample repeats the call until it lasts 2 ms. The
 //! forward + backward of both candle paths is `loss(logits)` then `backward()` on a `Var`,
 //! reading the logits' gradient out of the `GradStore`, as a training step does.
@@ -76,6 +79,7 @@ fn main() -> candle_core::Result<()> {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let loss = SoftmaxLoss::<f32>::cross_entropy();
+    let mut peers = String::from("# candle 0.11, CPU device, RAYON_NUM_THREADS as set\n");
     for (rows, classes) in SHAPES {
         let n = rows * classes;
         let (values, labels) = batch(rows, classes);
@@ -124,6 +128,19 @@ fn main() -> candle_core::Result<()> {
             theirs / ours,
             ours - bare,
         );
+        for (peer, ns) in [("candle 0.11", theirs), ("longtail-candle", ours)] {
+            peers.push_str(&format!("{peer}\tf32\t{rows}\t{classes}\tcross_entropy\t{ns:.4}\n"));
+        }
     }
+    write_peers("candle", &peers);
     Ok(())
+}
+
+/// Writes `lines` to `target/peers/<name>.tsv`, the peer file `bench_table` reads.
+fn write_peers(name: &str, lines: &str) {
+    let path = format!("target/peers/{name}.tsv");
+    match std::fs::create_dir_all("target/peers").and_then(|()| std::fs::write(&path, lines)) {
+        Ok(()) => println!("wrote {path}"),
+        Err(e) => eprintln!("could not write {path}: {e}"),
+    }
 }
