@@ -206,10 +206,10 @@ fn table<F: Float>(
     let mut floors = vec![f64::NAN; shapes.len()];
     for (col, &(b, k)) in shapes.iter().enumerate() {
         let shape = format!("{type_name}/{b}x{k}");
-        if let Some(only) = &opts.only {
-            if !(shape.contains(only.as_str()) || only.starts_with(&format!("{shape}/"))) {
-                continue;
-            }
+        if let Some(only) = &opts.only
+            && !(shape.contains(only.as_str()) || only.starts_with(&format!("{shape}/")))
+        {
+            continue;
         }
         let elems = (b * k) as f64;
         let batch = Batch::<F>::new(b, k);

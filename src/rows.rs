@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayRef2, ArrayView1};
 
-use crate::simd::{Kernel, dispatch};
+use crate::simd::{Kernel, dispatch_wide};
 use crate::{Float, Result};
 
 /// A contiguous slice of `row`, borrowed when the row is contiguous, else copied into `buf`.
@@ -103,13 +103,15 @@ pub(crate) fn all_chunks<F: Float>(values: &[F], test: impl Fn(&[F]) -> bool + S
 pub(crate) fn sum_chunks<K: Kernel<Output = Result<f64>> + Send>(
     chunks: impl Iterator<Item = K>,
     parallel: bool,
+    wide: bool,
 ) -> Result<f64> {
     use rayon::prelude::*;
+    let run = |chunk| dispatch_wide(chunk, wide);
     if !on_pool(parallel) {
-        return chunks.map(dispatch).try_fold(0.0, |total, sum| Ok(total + sum?));
+        return chunks.map(run).try_fold(0.0, |total, sum| Ok(total + sum?));
     }
     let chunks: Vec<K> = chunks.collect();
-    let sums: Vec<Result<f64>> = chunks.into_par_iter().map(dispatch).collect();
+    let sums: Vec<Result<f64>> = chunks.into_par_iter().map(run).collect();
     sums.into_iter().try_fold(0.0, |total, sum| Ok(total + sum?))
 }
 
@@ -118,6 +120,7 @@ pub(crate) fn sum_chunks<K: Kernel<Output = Result<f64>> + Send>(
 pub(crate) fn sum_chunks<K: Kernel<Output = Result<f64>>>(
     chunks: impl Iterator<Item = K>,
     _parallel: bool,
+    wide: bool,
 ) -> Result<f64> {
-    chunks.map(dispatch).try_fold(0.0, |total, sum| Ok(total + sum?))
+    chunks.map(|chunk| dispatch_wide(chunk, wide)).try_fold(0.0, |total, sum| Ok(total + sum?))
 }

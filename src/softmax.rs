@@ -448,10 +448,10 @@ fn softmax_family_into<F: Float>(
 ) -> Result<()> {
     check_shape("out", logits.shape(), out.shape())?;
     check_logits(logits, None, |_, _| false)?;
-    if logits.ncols() > 0 {
-        if let Some(row) = logits.rows().into_iter().position(|z| z.iter().all(|&v| v == F::neg_infinity())) {
-            return Err(Error::FullyMasked { row });
-        }
+    if logits.ncols() > 0
+        && let Some(row) = logits.rows().into_iter().position(|z| z.iter().all(|&v| v == F::neg_infinity()))
+    {
+        return Err(Error::FullyMasked { row });
     }
     if let Finish::LogSoftmax = finish {
         check_log_range(logits)?;

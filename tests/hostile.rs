@@ -650,10 +650,10 @@ impl<F: Hostile> SoftmaxCase<F> {
         if self.logits.iter().any(|&v| v.is_nan() || v == F::infinity()) {
             return Expect::Invalid;
         }
-        if let Some(w) = &self.weights {
-            if w.iter().any(|&v| !(v.is_finite() && v >= F::zero())) {
-                return Expect::Invalid;
-            }
+        if let Some(w) = &self.weights
+            && w.iter().any(|&v| !(v.is_finite() && v >= F::zero()))
+        {
+            return Expect::Invalid;
         }
         let adjust = loss.logit_adjustment();
         let (eps, kf) = (f(self.smoothing), k as f64);
@@ -1872,10 +1872,10 @@ fn priors_and_class_weights_on_arbitrary_counts() {
                 }
                 // Label shift EM with uniform posteriors converges to the train prior or errs.
                 let posteriors = Array2::from_shape_fn((2, counts.len()), |(_, k)| reference[k]);
-                if let Ok(est) = LabelShiftEm::new().estimate(&posteriors, &prior) {
-                    if !est.prior.probabilities::<f64>().iter().all(|v| v.is_finite()) {
-                        fail("LabelShiftEm::estimate", format!("non-finite prior on {counts:?}"))?;
-                    }
+                if let Ok(est) = LabelShiftEm::new().estimate(&posteriors, &prior)
+                    && !est.prior.probabilities::<f64>().iter().all(|v| v.is_finite())
+                {
+                    fail("LabelShiftEm::estimate", format!("non-finite prior on {counts:?}"))?;
                 }
             }
         }

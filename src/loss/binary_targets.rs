@@ -118,17 +118,17 @@ impl<'a, F: Float> BinaryTargets<'a, F> {
         let (zero, one) = (F::zero(), F::one());
         if let Some(weights) = &self.sample_weights {
             check_shape("sample_weights", &[batch], weights.shape())?;
-            if !weights.fold(true, |ok, &w| ok & (w >= zero) & (w <= F::max_value())) {
-                if let Some(row) = weights.iter().position(|&w| !(w.is_finite() && w >= zero)) {
-                    return Err(Error::InvalidSampleWeight { row, value: weights[row].as_f64() });
-                }
+            if !weights.fold(true, |ok, &w| ok & (w >= zero) & (w <= F::max_value()))
+                && let Some(row) = weights.iter().position(|&w| !(w.is_finite() && w >= zero))
+            {
+                return Err(Error::InvalidSampleWeight { row, value: weights[row].as_f64() });
             }
         }
-        if !self.targets.fold(true, |ok, &y| ok & (y >= zero) & (y <= one)) {
-            if let Some(row) = self.targets.iter().position(|&y| !(y >= zero && y <= one)) {
-                let value = self.targets[row].as_f64();
-                return Err(Error::TargetOutOfRange { row, class: 0, value, expected: "in [0, 1]" });
-            }
+        if !self.targets.fold(true, |ok, &y| ok & (y >= zero) & (y <= one))
+            && let Some(row) = self.targets.iter().position(|&y| !(y >= zero && y <= one))
+        {
+            let value = self.targets[row].as_f64();
+            return Err(Error::TargetOutOfRange { row, class: 0, value, expected: "in [0, 1]" });
         }
         // NaN and +inf fail `s < inf`; -inf passes on a target of 0 (and on a weight of 0, searched).
         let fine =

@@ -211,10 +211,10 @@ pub(super) fn reduce<F: Float>(
     if grads.is_some() && !grads_finite {
         return Err(overflow("gradient"));
     }
-    if let Some(g) = grads {
-        if !apply_pow2(&mut ndarray::ArrayViewMut1::from(g), k) {
-            return Err(overflow("gradient"));
-        }
+    if let Some(g) = grads
+        && !apply_pow2(&mut ndarray::ArrayViewMut1::from(g), k)
+    {
+        return Err(overflow("gradient"));
     }
     Ok(loss)
 }

@@ -774,9 +774,12 @@ impl<F: Float> SoftmaxLoss<F> {
             inv_s,
             loss_exp,
         });
-        sum_chunks(chunks, batch * classes >= PARALLEL_MIN && batch > chunk)
+        sum_chunks(chunks, batch * classes >= PARALLEL_MIN && batch > chunk, classes >= WIDE_ROW)
     }
 }
+
+/// Rows of at least this many classes run on AVX-512 where the CPU has it.
+const WIDE_ROW: usize = 128;
 
 /// The exponent `e_s` that scales the sample weights into range (their maximum times `2^−e_s` in
 /// `[1, 2)`, see [`scale_exponent`]); 0 without weights.

@@ -457,7 +457,7 @@ const PADDED_ROW: usize = 1024;
 /// Whether rows of `k` classes are padded ([`PADDED_ROW`]). Only in `f32`: [`HALF_LANES`] of `f64`
 /// fill four AVX2 registers a value, and there padded rows of 10 ran slower than the scalar tail.
 fn pads<F: Float>(k: usize) -> bool {
-    size_of::<F>() == size_of::<f32>() && k % HALF_LANES != 0 && k <= PADDED_ROW
+    size_of::<F>() == size_of::<f32>() && !k.is_multiple_of(HALF_LANES) && k <= PADDED_ROW
 }
 
 /// Lanes of the two-sided reductions below: each keeps two or four accumulators, which must stay in
