@@ -42,7 +42,7 @@ use longtail::prior::{ClassWeights, LabelShiftEm};
 use longtail::softmax::{log_softmax, log_sum_exp, softmax};
 use longtail::{
     AsymmetricLoss, BinarySmoothF1Loss, BinaryTargets, ConfusionMatrix, Error, F1Stats, Float, LdamLoss,
-    Loss, Poly1Loss, Prior, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
+    Loss, PairwiseMarginLoss, Poly1Loss, Prior, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
 };
 use ndarray::{Array1, Array2, array};
 use proptest::prelude::*;
@@ -1378,9 +1378,9 @@ impl<F: Hostile> LabelledCase<F> {
         }
     }
 
-    /// The reference of CE on `z'_k = transform(k, z_k)` (rounded in `F`, a finite logit pushed
+    /// The reference of CE on `z'_k = transform(y, k, z_k)` (`y` the row's label; rounded in `F`, a finite logit pushed
     /// out of range invalid) plus `ε·(1 − p_y)`, the gradient times `∂z'_k/∂z_k = slope[k]`.
-    fn reference(&self, transform: impl Fn(usize, F) -> F, slope: &[F], epsilon: f64) -> Expect<Outputs> {
+    fn reference(&self, transform: impl Fn(usize, usize, F) -> F, slope: &[F], epsilon: f64) -> Expect<Outputs> {
         let (b, k) = self.logits.dim();
         let f = |v: F| v.as_f64();
         if self.logits.iter().any(|&v| v.is_nan() || v == F::infinity()) {
@@ -1398,7 +1398,7 @@ impl<F: Hostile> LabelledCase<F> {
             let mut z = Vec::with_capacity(k);
             for j in 0..k {
                 let v = self.logits[[i, j]];
-                let t = transform(j, v);
+                let t = transform(y, j, v);
                 if v.is_finite() && !t.is_finite() {
                     return Expect::Invalid;
                 }
@@ -1477,7 +1477,7 @@ fn run_vs<F: Hostile>(all: (LabelledCase<F>, Vec<F>, F, F)) -> std::result::Resu
     };
     let loss = loss.with_reduction(case.reduction());
     let (scales, shifts) = (loss.scales(), loss.adjustments());
-    let expect = case.reference(|j, z| scales[j] * z + shifts[j], scales, 0.0);
+    let expect = case.reference(|_, j, z| scales[j] * z + shifts[j], scales, 0.0);
     let names = ("VsLoss::loss_and_grad", "VsLoss::per_sample_loss_and_grad");
     case.judge_loss((names, &all, X::new(1.0)), &loss, expect)
 }
@@ -1510,7 +1510,7 @@ fn run_poly1<F: Hostile>(all: Poly1Case<F>) -> std::result::Result<(), TestCaseE
     let loss = loss.with_reduction(case.reduction());
     let adjust = loss.logit_adjustment();
     let ones = vec![F::one(); case.logits.ncols()];
-    let expect = case.reference(|j, z| adjust.map_or(z, |a| z + a[j]), &ones, epsilon.as_f64());
+    let expect = case.reference(|_, j, z| adjust.map_or(z, |a| z + a[j]), &ones, epsilon.as_f64());
     let names = ("Poly1Loss::loss_and_grad", "Poly1Loss::per_sample_loss_and_grad");
     // ε multiplies the exponentials' flush in `ε·(1 − p_y)`.
     case.judge_loss((names, &all, X::new(1.0 + epsilon.as_f64().abs())), &loss, expect)
@@ -1530,6 +1530,268 @@ fn poly1_case<F: Hostile>() -> impl Strategy<Value = Poly1Case<F>> {
             proptest::option::weighted(0.4, (proptest::collection::vec(pos(), k), F::values())),
         )
     })
+}
+
+/// A pairwise-margin case: the batch and the `K×K` margins `Δ` (any bit pattern, or drawn from a
+/// prior with `τ` through [`PairwiseMarginLoss::from_prior`]).
+type PairwiseCase<F> = (LabelledCase<F>, Vec<F>, Option<(Vec<F>, F)>);
+
+fn pairwise_case<F: Hostile>() -> impl Strategy<Value = PairwiseCase<F>> {
+    let pos = || F::values().prop_map(|v| F::from_f64(v.as_f64().abs()));
+    let margin = || prop_oneof![2 => (-3.0f64..3.0).prop_map(F::from_f64), 1 => Just(F::zero()), 2 => F::values()];
+    labelled_case::<F>().prop_flat_map(move |case| {
+        let k = case.logits.ncols();
+        (
+            Just(case),
+            proptest::collection::vec(margin(), k * k),
+            proptest::option::weighted(0.3, (proptest::collection::vec(pos(), k), F::values())),
+        )
+    })
+}
+
+fn run_pairwise<F: Hostile>(all: PairwiseCase<F>) -> std::result::Result<(), TestCaseError> {
+    let (case, margins, prior) = &all;
+    SUM_BEYOND_F64.with(|s| s.set(false));
+    let k = case.logits.ncols();
+    let mut built = match prior {
+        Some((p, tau)) => PairwiseMarginLoss::from_prior(&p[..], *tau),
+        None => PairwiseMarginLoss::new(&Array2::from_shape_vec((k, k), margins.clone()).unwrap()),
+    };
+    if let Some(w) = &case.class_weights {
+        built = built.and_then(|l| l.with_class_weights(w));
+    }
+    let Ok(loss) = built else {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    };
+    let loss = loss.with_reduction(case.reduction());
+    // The margins as the loss stores them: the off-diagonal entries as given (finite, else the
+    // builder refused them), the diagonal 0; from a prior, `τ·(ln π_k − ln π_y)` rounded once.
+    let delta = loss.margins();
+    let ones = vec![F::one(); k];
+    let expect = case.reference(|y, j, z| z + delta[[y, j]], &ones, 0.0);
+    let names = ("PairwiseMarginLoss::loss_and_grad", "PairwiseMarginLoss::per_sample_loss_and_grad");
+    case.judge_loss((names, &all, X::new(1.0)), &loss, expect)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The smooth-F1 losses: cross-entropy in one-vs-rest form weighted by the batch's soft F1.
+
+/// A smooth-F1 case: logits, hard labels or probability rows, sample weights, macro or micro.
+#[derive(Debug, Clone)]
+struct SmoothF1Case<F> {
+    logits: Array2<F>,
+    labels: Vec<usize>,
+    probs: Option<Array2<F>>,
+    weights: Option<Vec<F>>,
+    micro: bool,
+    sum: bool,
+}
+
+fn smooth_f1_case<F: Hostile>() -> impl Strategy<Value = SmoothF1Case<F>> {
+    (1usize..4, 1usize..5).prop_flat_map(|(b, k)| {
+        (
+            proptest::collection::vec(F::values(), b * k),
+            proptest::collection::vec(0..k, b),
+            proptest::option::weighted(0.3, proptest::collection::vec(0.0f64..1.0, b * k)),
+            proptest::option::weighted(0.4, weights::<F>(b)),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(move |(z, labels, probs, weights, micro, sum)| SmoothF1Case {
+                logits: Array2::from_shape_vec((b, k), z).unwrap(),
+                labels,
+                probs: probs.map(|raw| {
+                    let mut t = Array2::from_shape_vec((b, k), raw).unwrap();
+                    for mut row in t.rows_mut() {
+                        let s: f64 = row.sum() + 1e-3;
+                        row.mapv_inplace(|v| (v + 1e-3 / k as f64) / s);
+                    }
+                    t.mapv(F::from_f64)
+                }),
+                weights,
+                micro,
+                sum,
+            })
+    })
+}
+
+/// One softmax row's probabilities `p_k`, `−log p_k` and `−log(1 − p_k)` (each `None` where the
+/// class is masked, resp. where no other class is unmasked), and `q^{(k)}_j`, the softmax over
+/// the classes other than `k`; `None` for a fully masked row.
+#[allow(clippy::type_complexity)]
+fn one_vs_rest_row(z: &[f64]) -> Option<(Vec<X>, Vec<Option<X>>, Vec<Option<X>>, Vec<Vec<X>>)> {
+    let k = z.len();
+    let zx: Vec<X> = z.iter().map(|&v| if v == f64::NEG_INFINITY { X { m: v, e: 0 } } else { X::new(v) }).collect();
+    let (max, ln_rest) = lse_parts(&zx)?;
+    let minus_log_p: Vec<Option<X>> = z
+        .iter()
+        .map(|&v| (v != f64::NEG_INFINITY).then(|| diff(v, max.f64()).sub(X::new(ln_rest)).neg()))
+        .collect();
+    let p: Vec<X> = minus_log_p.iter().map(|l| l.map_or(X::ZERO, |l| l.neg().exp())).collect();
+    let mut minus_log_q = Vec::with_capacity(k);
+    let mut q = Vec::with_capacity(k);
+    for c in 0..k {
+        let others: Vec<X> =
+            (0..k).map(|j| if j == c { X { m: f64::NEG_INFINITY, e: 0 } } else { zx[j] }).collect();
+        match lse_parts(&others) {
+            None => {
+                minus_log_q.push(None);
+                q.push(vec![X::ZERO; k]);
+            }
+            Some((max_o, ln_rest_o)) => {
+                // −log(1 − p_c) = lse(z) − lse_{j≠c}(z) = softplus(z_c − lse_{j≠c}(z)).
+                let term = if z[c] == f64::NEG_INFINITY {
+                    X::ZERO
+                } else {
+                    softplus(diff(z[c], max_o.f64()).sub(X::new(ln_rest_o)))
+                };
+                minus_log_q.push(Some(term));
+                q.push(
+                    (0..k)
+                        .map(|j| {
+                            if j == c || z[j] == f64::NEG_INFINITY {
+                                X::ZERO
+                            } else {
+                                diff(z[j], max_o.f64()).sub(X::new(ln_rest_o)).exp()
+                            }
+                        })
+                        .collect(),
+                );
+            }
+        }
+    }
+    Some((p, minus_log_p, minus_log_q, q))
+}
+
+impl<F: Hostile> SmoothF1Case<F> {
+    fn target(&self, i: usize, j: usize) -> f64 {
+        match &self.probs {
+            Some(p) => p[[i, j]].as_f64(),
+            None => (j == self.labels[i]) as u8 as f64,
+        }
+    }
+
+    fn targets(&self) -> Targets<'_, F> {
+        let t = match &self.probs {
+            Some(p) => Targets::probs(p),
+            None => Targets::labels(&self.labels),
+        };
+        match &self.weights {
+            Some(w) => t.with_sample_weights(&w[..]),
+            None => t,
+        }
+    }
+
+    /// The outputs and the largest scale `c_k` (for the exponentials' flush in [`close`]).
+    fn reference(&self) -> (Expect<Outputs>, X) {
+        let (b, k) = self.logits.dim();
+        if self.logits.iter().any(|&v| v.is_nan() || v == F::infinity()) {
+            return (Expect::Invalid, X::new(1.0));
+        }
+        let mut rows = Vec::new();
+        let mut s = Vec::new();
+        for i in 0..b {
+            let w = self.weights.as_ref().map_or(1.0, |w| w[i].as_f64());
+            if !(w.is_finite() && w >= 0.0) {
+                return (Expect::Invalid, X::new(1.0));
+            }
+            let z: Vec<f64> = (0..k).map(|j| self.logits[[i, j]].as_f64()).collect();
+            let masked_mass = (0..k).any(|j| z[j] == f64::NEG_INFINITY && self.target(i, j) > 0.0);
+            if w > 0.0 && masked_mass {
+                return (Expect::Invalid, X::new(1.0));
+            }
+            rows.push(if w > 0.0 { one_vs_rest_row(&z) } else { None });
+            s.push(X::new(w));
+        }
+        // The statistics: TP_k = Σ s y p, S_k = Σ s (y + p), W = Σ s.
+        let (mut tp, mut mass) = (vec![X::ZERO; k], vec![X::ZERO; k]);
+        for i in 0..b {
+            if let Some((p, ..)) = &rows[i] {
+                for j in 0..k {
+                    let y = X::new(self.target(i, j));
+                    tp[j] = tp[j].add(s[i].mul(y).mul(p[j]));
+                    mass[j] = mass[j].add(s[i].mul(y.add(p[j])));
+                }
+            }
+        }
+        let total_weight = s.iter().fold(X::ZERO, |t, &v| t.add(v));
+        let ratio = |a: X, b: X| if b.is_zero() { X::ZERO } else { a.div(b) };
+        let (f1, c): (Vec<X>, Vec<X>) = if self.micro {
+            let f1 = ratio(
+                X::new(2.0).mul(tp.iter().fold(X::ZERO, |t, &v| t.add(v))),
+                mass.iter().fold(X::ZERO, |t, &v| t.add(v)),
+            );
+            (vec![f1; k], vec![X::new(1.0); k])
+        } else {
+            (0..k)
+                .map(|j| {
+                    (ratio(X::new(2.0).mul(tp[j]), mass[j]), ratio(X::new(2.0).mul(total_weight), X::new(k as f64).mul(mass[j])))
+                })
+                .unzip()
+        };
+        let c_max = c.iter().fold(X::new(1.0), |m, &v| if v.gt(m) { v } else { m });
+        let half = X::new(0.5);
+        let mut out_rows = Vec::new();
+        for i in 0..b {
+            let Some((p, minus_log_p, minus_log_q, q)) = &rows[i] else {
+                out_rows.push((X::ZERO, X::ZERO, vec![X::ZERO; k], vec![X::ZERO; k]));
+                continue;
+            };
+            let y: Vec<f64> = (0..k).map(|j| self.target(i, j)).collect();
+            let a: Vec<X> =
+                (0..k).map(|j| s[i].mul(c[j]).mul(X::new(y[j])).mul(X::new(1.0).sub(f1[j].mul(half)))).collect();
+            let bn: Vec<X> = (0..k).map(|j| s[i].mul(c[j]).mul(X::new(1.0 - y[j])).mul(f1[j].mul(half))).collect();
+            let mut loss = X::ZERO;
+            for j in 0..k {
+                if !a[j].is_zero() {
+                    loss = loss.add(a[j].mul(minus_log_p[j].unwrap()));
+                }
+                if let (false, Some(t)) = (bn[j].is_zero(), minus_log_q[j]) {
+                    loss = loss.add(bn[j].mul(t));
+                }
+            }
+            let (mut g, mut bd) = (vec![X::ZERO; k], vec![X::ZERO; k]);
+            for j in 0..k {
+                for c in 0..k {
+                    let delta = X::new((j == c) as u8 as f64);
+                    g[j] = g[j].add(a[c].mul(p[j].sub(delta)));
+                    bd[j] = bd[j].add(a[c].mul(p[j].add(delta)));
+                    if minus_log_q[c].is_some() {
+                        g[j] = g[j].add(bn[c].mul(p[j].sub(q[c][j])));
+                        bd[j] = bd[j].add(bn[c].mul(p[j].add(q[c][j])));
+                    }
+                }
+            }
+            out_rows.push((loss, loss, g, bd));
+        }
+        (Expect::Value(batch_outputs(&out_rows, &s, self.sum)), c_max)
+    }
+}
+
+fn run_smooth_f1<F: Hostile>(case: SmoothF1Case<F>) -> std::result::Result<(), TestCaseError> {
+    SUM_BEYOND_F64.with(|s| s.set(false));
+    let loss = if case.micro { SmoothF1Loss::<F>::micro_f1() } else { SmoothF1Loss::macro_f1() };
+    let loss = loss.with_reduction(if case.sum { Reduction::Sum } else { Reduction::Mean });
+    let (expect, c_max) = case.reference();
+    let (reduced, per_sample) = match expect {
+        Expect::Invalid => (Expect::Invalid, Expect::Invalid),
+        Expect::Value((r, p)) => (Expect::Value(r), Expect::Value(p)),
+    };
+    // The flush of an exponential is multiplied by a weight and a scale `c_k`.
+    let coef = weight_coef(&[case.weights.as_ref()]).mul(c_max);
+    let got = loss.loss_and_grad(&case.logits, case.targets()).map(|(l, g)| {
+        let mut v = vec![l];
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("SmoothF1Loss::loss_and_grad", &case, &got, &reduced, coef)?;
+    let got = loss.per_sample_loss_and_grad(&case.logits, case.targets()).map(|(l, g)| {
+        let mut v = l.to_vec();
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("SmoothF1Loss::per_sample_loss_and_grad", &case, &got, &per_sample, coef)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1788,6 +2050,18 @@ fn vs_loss_on_arbitrary_bits() {
 fn poly1_loss_on_arbitrary_bits() {
     run("poly1 f32", CASES / 3, poly1_case::<f32>(), run_poly1::<f32>);
     run("poly1 f64", CASES / 3, poly1_case::<f64>(), run_poly1::<f64>);
+}
+
+#[test]
+fn pairwise_margin_loss_on_arbitrary_bits() {
+    run("pairwise f32", CASES / 3, pairwise_case::<f32>(), run_pairwise::<f32>);
+    run("pairwise f64", CASES / 3, pairwise_case::<f64>(), run_pairwise::<f64>);
+}
+
+#[test]
+fn smooth_f1_loss_on_arbitrary_bits() {
+    run("smooth_f1 f32", CASES / 3, smooth_f1_case::<f32>(), run_smooth_f1::<f32>);
+    run("smooth_f1 f64", CASES / 3, smooth_f1_case::<f64>(), run_smooth_f1::<f64>);
 }
 
 #[test]
