@@ -2467,3 +2467,53 @@ fn error_messages_print_values_short() {
     let err = SoftmaxLoss::<f64>::focal(-1.7976931348623157e308).unwrap_err();
     assert!(err.to_string().contains("-1.7976931348623157e308"), "{err}");
 }
+
+/// Runs a generator's check on one case and asserts that every call matched its reference.
+fn assert_reference(check: impl FnOnce() -> std::result::Result<(), TestCaseError>) {
+    RUN_FAILURES.with(|f| f.borrow_mut().clear());
+    check().unwrap();
+    let failures = RUN_FAILURES.with(|f| f.take());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn smooth_f1_statistics_of_huge_or_subnormal_weights_keep_their_ratios() {
+    // Σ s (y + p) of weights near f64's maximum overflows, and weights of a few subnormal ulps
+    // lose the digits of p: F1 and c_k come from the weights scaled by a power of two.
+    let logits = array![[0.5, -1.0, 2.0], [1.0, 0.0, -3.0]];
+    for weights in [vec![1.7e308, 1.0e308], vec![1.5e-323, 1e-323]] {
+        for (micro, sum) in [(false, false), (true, false), (false, true), (true, true)] {
+            let case = SmoothF1Case { logits: logits.clone(), labels: vec![1, 0], probs: None, weights: Some(weights.clone()), micro, sum };
+            assert_reference(|| run_smooth_f1::<f64>(case));
+        }
+    }
+    // The public statistics are the sums themselves: beyond f64, an overflow.
+    let t = Targets::labels(&[1, 0]).with_sample_weights(&[1.7e308, 1.0e308][..]);
+    let err = SmoothF1Loss::<f64>::macro_f1().stats(&logits, t).unwrap_err();
+    assert_eq!(err, Error::Overflow { what: "F1 statistics", row: None, class: None, value: None });
+}
+
+#[test]
+fn smooth_f1_rows_near_the_float_maximum_keep_a_representable_loss() {
+    // z − max = −3.4e38 − 9.3e33 overflows f32 (and −MAX − 1.6e308 f64) where the weighted row
+    // loss does not.
+    let probs = array![[0.5_f32, 0.25, 0.25], [0.2, 0.3, 0.5]];
+    let logits = array![[3.4028235e38_f32, -9.3493286e33, 1.0], [0.0, 1.0, 2.0]];
+    for micro in [false, true] {
+        let case = SmoothF1Case { logits: logits.clone(), labels: vec![0, 0], probs: Some(probs.clone()), weights: Some(vec![0.5, 2.0]), micro, sum: false };
+        assert_reference(|| run_smooth_f1::<f32>(case));
+    }
+    let logits = array![[1.5819699586788378e308, -f64::MAX, 17.9], [0.6, -19.5, 0.0]];
+    let case = SmoothF1Case { logits, labels: vec![0, 2], probs: Some(probs.mapv(f64::from)), weights: None, micro: true, sum: false };
+    assert_reference(|| run_smooth_f1::<f64>(case));
+}
+
+#[test]
+fn smooth_f1_gradient_of_huge_weights_does_not_overflow_the_argmax_complement() {
+    // The argmax's negative term steps by b·scale·e_j/r: 1/r up to 1/ε times the scale 2^127 of
+    // weights near 1e37 overflowed f32.
+    let logits = array![[-1.2617338e-8_f32, -5.4461, -12.018461], [7.8011446, -14.93077, -6.4562965e-27], [-11.855038, 1.4584373e-14, 9.658837]];
+    let probs = array![[0.23251127_f32, 0.2663931, 0.50109565], [0.3347381, 0.4472474, 0.2180145], [0.13740653, 0.4720986, 0.39049488]];
+    let case = SmoothF1Case { logits, labels: vec![1, 2, 1], probs: Some(probs), weights: Some(vec![8.788918e35, 1.3959401e37, 9.80322e33]), micro: true, sum: false };
+    assert_reference(|| run_smooth_f1::<f32>(case));
+}
