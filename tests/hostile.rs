@@ -1794,6 +1794,143 @@ fn run_smooth_f1<F: Hostile>(case: SmoothF1Case<F>) -> std::result::Result<(), T
     judge::<F>("SmoothF1Loss::per_sample_loss_and_grad", &case, &got, &per_sample, coef)
 }
 
+/// A binary smooth-F1 case: `[B, K]` logits and targets (multi-hot, or soft in `[0, 1]` for the
+/// binary calls only), row weights, the reduction. The binary calls take the `B·K` decisions
+/// flattened, each with its row's weight: the same pooled F1, sum and mean.
+#[derive(Debug, Clone)]
+struct BinaryF1Case<F> {
+    logits: Array2<F>,
+    targets: Array2<F>,
+    weights: Option<Vec<F>>,
+    sum: bool,
+}
+
+fn binary_f1_case<F: Hostile>() -> impl Strategy<Value = BinaryF1Case<F>> {
+    (1usize..4, 1usize..4, any::<bool>()).prop_flat_map(|(b, k, soft)| {
+        let target = if soft {
+            prop_oneof![2 => Just(F::zero()), 2 => Just(F::one()), 1 => (0.0f64..=1.0).prop_map(F::from_f64)].boxed()
+        } else {
+            any::<bool>().prop_map(|t| F::from_f64(t as u8 as f64)).boxed()
+        };
+        (
+            proptest::collection::vec(F::values(), b * k),
+            proptest::collection::vec(target, b * k),
+            proptest::option::weighted(0.4, weights::<F>(b)),
+            any::<bool>(),
+        )
+            .prop_map(move |(z, t, weights, sum)| BinaryF1Case {
+                logits: Array2::from_shape_vec((b, k), z).unwrap(),
+                targets: Array2::from_shape_vec((b, k), t).unwrap(),
+                weights,
+                sum,
+            })
+    })
+}
+
+impl<F: Hostile> BinaryF1Case<F> {
+    /// `(reduced, per-row, per-decision)` outputs: the reduced loss and gradient, the row losses
+    /// `Σ_k ℓ_ik` with the gradient, and the decisions' losses.
+    fn reference(&self) -> Expect<(Vec<(X, X)>, Vec<(X, X)>)> {
+        let (b, k) = self.logits.dim();
+        let mut decisions = Vec::new();
+        for i in 0..b {
+            let w = self.weights.as_ref().map_or(1.0, |w| w[i].as_f64());
+            if !(w.is_finite() && w >= 0.0) {
+                return Expect::Invalid;
+            }
+            for j in 0..k {
+                let (x, y) = (self.logits[[i, j]].as_f64(), self.targets[[i, j]].as_f64());
+                if x.is_nan() || x == f64::INFINITY || (x == f64::NEG_INFINITY && y > 0.0 && w > 0.0) {
+                    return Expect::Invalid;
+                }
+                decisions.push((x, y, X::new(w)));
+            }
+        }
+        // F1 = 2·Σ s y σ / Σ s (y + σ).
+        let (mut tp, mut mass) = (X::ZERO, X::ZERO);
+        for &(x, y, w) in &decisions {
+            let p = if x == f64::NEG_INFINITY { X::ZERO } else { sigmoid(X::new(x)) };
+            tp = tp.add(w.mul(X::new(y)).mul(p));
+            mass = mass.add(w.mul(X::new(y).add(p)));
+        }
+        let f1 = if mass.is_zero() { X::ZERO } else { X::new(2.0).mul(tp).div(mass) };
+        let (pos, neg) = (X::new(1.0).sub(f1.mul(X::new(0.5))), f1.mul(X::new(0.5)));
+        let mut rows = Vec::new();
+        let mut coefficients = Vec::new();
+        for (i, chunk) in decisions.chunks(k).enumerate() {
+            let (mut l, mut g, mut bd) = (X::ZERO, Vec::new(), Vec::new());
+            for &(x, y, w) in chunk {
+                if x == f64::NEG_INFINITY || w.is_zero() {
+                    g.push(X::ZERO);
+                    bd.push(X::ZERO);
+                    continue;
+                }
+                let (a, c) = (w.mul(pos).mul(X::new(y)), w.mul(neg).mul(X::new(1.0 - y)));
+                let xx = X::new(x);
+                l = l.add(a.mul(softplus(xx.neg())).add(c.mul(softplus(xx))));
+                let (up, down) = (c.mul(sigmoid(xx)), a.mul(sigmoid(xx.neg())));
+                g.push(up.sub(down));
+                bd.push(up.add(down));
+            }
+            rows.push((l, l, g, bd));
+            coefficients.push(X::new(k as f64).mul(chunk[0].2));
+            let _ = i;
+        }
+        let (reduced, per_row) = batch_outputs(&rows, &coefficients, self.sum);
+        Expect::Value((reduced, per_row))
+    }
+}
+
+fn run_binary_f1<F: Hostile>(case: BinaryF1Case<F>) -> std::result::Result<(), TestCaseError> {
+    SUM_BEYOND_F64.with(|s| s.set(false));
+    let loss = BinarySmoothF1Loss::<F>::new().with_reduction(if case.sum { Reduction::Sum } else { Reduction::Mean });
+    let (reduced, per_row) = match case.reference() {
+        Expect::Invalid => (Expect::Invalid, Expect::Invalid),
+        Expect::Value((r, p)) => (Expect::Value(r), Expect::Value(p)),
+    };
+    let coef = weight_coef(&[case.weights.as_ref()]);
+    let k = case.logits.ncols();
+    let flat = Array1::from_iter(case.logits.iter().copied());
+    let flat_targets: Vec<F> = case.targets.iter().copied().collect();
+    let flat_weights: Option<Vec<F>> =
+        case.weights.as_ref().map(|w| w.iter().flat_map(|&v| std::iter::repeat_n(v, k)).collect());
+    let binary_targets = || {
+        let t = BinaryTargets::new(&flat_targets[..]);
+        match &flat_weights {
+            Some(w) => t.with_sample_weights(&w[..]),
+            None => t,
+        }
+    };
+    let got = loss.binary_loss_and_grad(&flat, binary_targets()).map(|(l, g)| {
+        let mut v = vec![l];
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("BinarySmoothF1Loss::binary_loss_and_grad", &case, &got, &reduced, coef)?;
+    if case.targets.iter().any(|&t| t != F::zero() && t != F::one()) {
+        return Ok(());
+    }
+    let targets = || {
+        let t = Targets::multi_hot(&case.targets);
+        match &case.weights {
+            Some(w) => t.with_sample_weights(&w[..]),
+            None => t,
+        }
+    };
+    let got = loss.loss_and_grad(&case.logits, targets()).map(|(l, g)| {
+        let mut v = vec![l];
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("BinarySmoothF1Loss::loss_and_grad", &case, &got, &reduced, coef)?;
+    let got = loss.per_sample_loss_and_grad(&case.logits, targets()).map(|(l, g)| {
+        let mut v = l.to_vec();
+        v.extend(g.iter().copied());
+        v
+    });
+    judge::<F>("BinarySmoothF1Loss::per_sample_loss_and_grad", &case, &got, &per_row, coef)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The asymmetric loss.
 
@@ -2062,6 +2199,12 @@ fn pairwise_margin_loss_on_arbitrary_bits() {
 fn smooth_f1_loss_on_arbitrary_bits() {
     run("smooth_f1 f32", CASES / 3, smooth_f1_case::<f32>(), run_smooth_f1::<f32>);
     run("smooth_f1 f64", CASES / 3, smooth_f1_case::<f64>(), run_smooth_f1::<f64>);
+}
+
+#[test]
+fn binary_smooth_f1_loss_on_arbitrary_bits() {
+    run("binary_smooth_f1 f32", CASES / 3, binary_f1_case::<f32>(), run_binary_f1::<f32>);
+    run("binary_smooth_f1 f64", CASES / 3, binary_f1_case::<f64>(), run_binary_f1::<f64>);
 }
 
 #[test]
@@ -2516,4 +2659,22 @@ fn smooth_f1_gradient_of_huge_weights_does_not_overflow_the_argmax_complement() 
     let probs = array![[0.23251127_f32, 0.2663931, 0.50109565], [0.3347381, 0.4472474, 0.2180145], [0.13740653, 0.4720986, 0.39049488]];
     let case = SmoothF1Case { logits, labels: vec![1, 2, 1], probs: Some(probs), weights: Some(vec![8.788918e35, 1.3959401e37, 9.80322e33]), micro: true, sum: false };
     assert_reference(|| run_smooth_f1::<f32>(case));
+}
+
+#[test]
+fn binary_smooth_f1_statistics_of_huge_or_subnormal_weights_keep_their_ratio() {
+    // Σ s (y + σ) of weights near f64's maximum overflows, and weights of one subnormal ulp lose
+    // σ's digits: F1 comes from the weights scaled by a power of two.
+    let logits = array![[6.5e-36, 0.0, 8.988465674311579e307], [4.5, -1.0, 88.0]];
+    let targets = array![[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]];
+    for weights in [vec![1.7976931348623157e308, 484967.4], vec![5e-324, 1e-323]] {
+        for sum in [false, true] {
+            let case =
+                BinaryF1Case { logits: logits.clone(), targets: targets.clone(), weights: Some(weights.clone()), sum };
+            assert_reference(|| run_binary_f1::<f64>(case));
+        }
+    }
+    let t = BinaryTargets::new(&[1.0, 0.0][..]).with_sample_weights(&[1.7e308, 1.7e308][..]);
+    let err = BinarySmoothF1Loss::<f64>::new().binary_stats(&array![1.0, 2.0], t).unwrap_err();
+    assert_eq!(err, Error::Overflow { what: "F1 statistics", row: None, class: None, value: None });
 }
