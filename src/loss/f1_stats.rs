@@ -205,11 +205,24 @@ impl F1Stats {
     /// # Ok::<(), longtail::Error>(())
     /// ```
     pub fn micro_f1(&self) -> f64 {
-        ratio(2.0 * self.true_positive.iter().sum::<f64>(), self.mass.iter().sum())
+        // Relative to the largest mass: the sums of statistics near f64's maximum would overflow.
+        let max = self.mass.iter().fold(0.0_f64, |m, &v| m.max(v));
+        if max == 0.0 {
+            return 0.0;
+        }
+        let (tp, mass) = self.true_positive.iter().zip(&self.mass).fold((0.0, 0.0), |(t, m), (&tp, &mass)| {
+            (t + tp / max, m + mass / max)
+        });
+        ratio(2.0 * tp, mass)
     }
 
     /// Adds one row's contribution `s·y·p`, `s·(y + p)` to class `k` (the row weight separately).
     /// Adds a row of weight `s`, targets `y` and probabilities `p_k = e_k·inv_total`.
+    /// Whether every sum is finite (a batch's sums of huge weights can overflow `f64`).
+    pub(crate) fn is_finite(&self) -> bool {
+        self.weight.is_finite() && self.true_positive.iter().chain(&self.mass).all(|v| v.is_finite())
+    }
+
     #[inline(always)]
     pub(crate) fn add_row<F: Float>(&mut self, s: f64, y: &[F], e: &[F], inv_total: F) {
         let sums = self.true_positive.iter_mut().zip(self.mass.iter_mut());

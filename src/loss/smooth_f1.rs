@@ -187,7 +187,11 @@ impl<F: Float> SmoothF1Loss<F> {
     {
         let targets = targets.into();
         check_batch(logits, &targets, &[])?;
-        Ok(local_stats(logits, &targets))
+        let stats: F1Stats = local_stats(logits, &targets, 1.0);
+        if !stats.is_finite() {
+            return Err(overflow("F1 statistics", None));
+        }
+        Ok(stats)
     }
 
     /// The reduced loss with F1 and scales from (merged) `stats`; its gradient overwrites
@@ -251,7 +255,8 @@ impl<F: Float> SmoothF1Loss<F> {
             .map(|(&mass, f1_k)| {
                 let (f1, c) = match self.average {
                     F1Average::Macro => {
-                        (f1_k, if mass > 0.0 { 2.0 * stats.weight() / (k * mass) } else { 0.0 })
+                        // W / S_k first: 2W overflows for merged statistics near f64's maximum.
+                        (f1_k, if mass > 0.0 { stats.weight() / mass * (2.0 / k) } else { 0.0 })
                     }
                     F1Average::Micro => (micro, 1.0),
                 };
@@ -338,8 +343,7 @@ impl<F: Float> Loss<F> for SmoothF1Loss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
         check_batch(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
-        let stats = local_stats(logits, targets);
-        self.reduced(logits, targets, &stats, grad_out)
+        self.reduced(logits, targets, &scaled_stats(logits, targets), grad_out)
     }
 
     /// Every row's share `ℓ_i` of the loss, with F1 and the scales `c_k` computed from the whole
@@ -357,7 +361,7 @@ impl<F: Float> Loss<F> for SmoothF1Loss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
         check_batch(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
-        let (positive, negative) = self.coefficients(&local_stats(logits, targets));
+        let (positive, negative) = self.coefficients(&scaled_stats(logits, targets));
         // The rows see the weights times 2^−e_s: the losses and the gradient get it back.
         let e_s = sample_exponent(targets);
         let (scale, k) = split_scale::<F>(1.0, e_s);
@@ -394,6 +398,14 @@ impl<F: Float> Loss<F> for SmoothF1Loss<F> {
 fn sample_exponent<F: Float>(targets: &Targets<F>) -> i32 {
     let max = |w: &ndarray::ArrayView1<'_, F>| w.iter().fold(0.0_f64, |m, &v| m.max(v.as_f64()));
     targets.sample_weights.as_ref().map_or(0, |w| scale_exponent::<F>(max(w)))
+}
+
+/// The statistics of a validated batch from its sample weights times `2^−e_s` (see
+/// [`sample_exponent`]): F1 and the scales `c_k` are ratios of the sums, which the common factor
+/// leaves unchanged, while the sums of the weights themselves could overflow `f64`, or lose the
+/// digits of subnormal weights.
+fn scaled_stats<F: Float>(logits: &ArrayRef2<F>, targets: &Targets<F>) -> F1Stats {
+    local_stats(logits, targets, ldexp(1.0, -sample_exponent(targets)))
 }
 
 /// [`Error::Overflow`] of a result.
@@ -478,16 +490,16 @@ impl<F: Float, const FMA: bool> RowVisitor<F> for LossVisitor<'_, '_, F, FMA> {
         let coefficients = (self.positive, self.negative);
         let value = row::<F, FMA>(z, coefficients, s, y, self.scale, grad, &mut self.scratch);
         if let Some(losses) = self.losses.as_mut() {
-            losses[i] = value;
+            losses[i] = F::from_f64(value);
         }
-        self.total += value.as_f64();
+        self.total += value;
     }
 }
 
 /// Classes per block of [`row`]'s terms, which are summed while in L1.
 const TERMS_BLOCK: usize = 256;
 
-/// One validated row with targets `y`: returns `ℓ` and writes `scale·∂ℓ/∂z` into `grad`; `scratch`
+/// One validated row with targets `y`: returns `ℓ` (in `f64`) and writes `scale·∂ℓ/∂z` into `grad`; `scratch`
 /// holds the row's length and twice `min(K, TERMS_BLOCK)` more. Branch-free over the classes, so
 /// that it vectorises.
 #[inline(always)]
@@ -500,13 +512,13 @@ fn row<F: Float, const FMA: bool>(
     scale: F,
     grad: &mut [F],
     scratch: &mut [F],
-) -> F {
+) -> f64 {
     let lse = match row_lse::<F, FMA>(grad, ExpArgs::Logits(z)) {
         Some(lse) if s > F::zero() => lse,
         // An ignored row; or a fully masked one, which validation allows only when ignored.
         _ => {
             grad.fill(F::zero());
-            return F::zero();
+            return 0.0;
         }
     };
     let zero = F::zero();
@@ -547,16 +559,60 @@ fn row<F: Float, const FMA: bool>(
     // serve, no term that matters has flushed to 0. Else they are recomputed from the others'
     // own maximum.
     let quick = b_star > zero && lse.rest >= F::epsilon();
-    let step = if quick { b_star * scale / lse.rest } else { zero };
+    // `b_{k*}·scale·q_j` as `(b_{k*}·scale)·(e_j/r)`: `e_j/r ≤ 1`, while `1/r` (up to `1/ε`)
+    // times a large scale would overflow.
+    let (step, inv_rest) = if quick { (b_star * scale, lse.rest.recip()) } else { (zero, zero) };
     let pass = grad.iter_mut().zip(scratch.iter());
-    pass.for_each(|(g, &h)| *g = scale * (*g * lse.inv_total * common + h) - step * *g);
+    pass.for_each(|(g, &h)| *g = scale * (*g * lse.inv_total * common + h) - step * (*g * inv_rest));
     grad[k_star] = scale * (lse.inv_total * common + scratch[k_star]);
     if quick {
         loss += b_star * F::from_f64(lse.rest.as_f64().recip().ln_1p());
     } else if b_star > zero {
         loss += b_star * argmax_complement::<F, FMA>(z, lse, b_star * scale, grad, scratch);
     }
-    loss
+    if loss.is_finite() {
+        return loss.as_f64();
+    }
+    row_loss_by_halves::<F, FMA>(z, (positive, negative), s, y, lse, scratch)
+}
+
+/// `ℓ` of a row whose loss in `F` overflowed, in `f64` from halved differences: `z_k − max` and
+/// the argmax's `max − max_{j≠k*}` can exceed the range (logits near `±MAX`) where the row's
+/// weighted loss, its terms times weights below 1, does not.
+#[cold]
+#[inline(never)]
+fn row_loss_by_halves<F: Float, const FMA: bool>(
+    z: &[F],
+    (positive, negative): (&[F], &[F]),
+    s: F,
+    y: &[F],
+    lse: RowLse<F>,
+    scratch: &mut [F],
+) -> f64 {
+    let (max, ln_total) = (lse.max.as_f64(), lse.ln_total.as_f64());
+    // −log p_k / 2 and −log(1 − p_k) / 2 off the argmax, where p_k ≤ 1/2.
+    let mut half = 0.0;
+    for k in 0..z.len() {
+        let (a, b) = ((s * positive[k] * y[k]).as_f64(), (s * negative[k] * (F::one() - y[k])).as_f64());
+        let minus_log_p_half = ln_total / 2.0 - (z[k].as_f64() / 2.0 - max / 2.0);
+        if a > 0.0 {
+            half += a * minus_log_p_half;
+        }
+        if b > 0.0 && k != lse.argmax {
+            half -= b * (-(-2.0 * minus_log_p_half).exp()).ln_1p() / 2.0;
+        }
+    }
+    let b_star = (s * negative[lse.argmax] * (F::one() - y[lse.argmax])).as_f64();
+    if b_star > 0.0 {
+        // −log(1 − p_{k*}) = (max − max_o) + ln_total − ln_total_o over the other classes.
+        scratch[..z.len()].copy_from_slice(z);
+        scratch[lse.argmax] = F::neg_infinity();
+        if let Some(others) = row_lse::<F, FMA>(&mut scratch[..z.len()], ExpArgs::InPlace) {
+            let others_max = others.max.as_f64();
+            half += b_star * ((max / 2.0 - others_max / 2.0) + (ln_total - others.ln_total.as_f64()) / 2.0);
+        }
+    }
+    2.0 * half
 }
 
 /// For the argmax class `k*`: returns `−log(1 − p_{k*}) = lse(z) − lse_{j≠k*}(z)` and subtracts
@@ -614,15 +670,20 @@ impl SoftmaxSums for F1Stats {
     }
 }
 
-/// The statistics of a validated batch.
-pub(super) fn local_stats<S: SoftmaxSums, F: Float>(logits: &ArrayRef2<F>, targets: &Targets<F>) -> S {
-    dispatch(StatsRows { logits, targets, sums: PhantomData })
+/// The statistics of a validated batch, each sample weight times `weight_scale` (a power of two).
+pub(super) fn local_stats<S: SoftmaxSums, F: Float>(
+    logits: &ArrayRef2<F>,
+    targets: &Targets<F>,
+    weight_scale: f64,
+) -> S {
+    dispatch(StatsRows { logits, targets, weight_scale, sums: PhantomData })
 }
 
 /// The rows of [`local_stats`], run by [`dispatch`] for the CPU's instruction set.
 struct StatsRows<'a, 't, F, S> {
     logits: &'a ArrayRef2<F>,
     targets: &'a Targets<'t, F>,
+    weight_scale: f64,
     sums: PhantomData<fn() -> S>,
 }
 
@@ -630,10 +691,10 @@ impl<F: Float, S: SoftmaxSums> Kernel for StatsRows<'_, '_, F, S> {
     type Output = S;
     #[inline(always)]
     fn run<const FMA: bool>(self) -> S {
-        let StatsRows { logits, targets, .. } = self;
+        let StatsRows { logits, targets, weight_scale, .. } = self;
         let k = logits.ncols();
-        let mut visitor =
-            StatsVisitor::<F, S, FMA> { targets, stats: S::empty(k), y_buf: vec![F::zero(); k] };
+        let y_buf = vec![F::zero(); k];
+        let mut visitor = StatsVisitor::<F, S, FMA> { targets, weight_scale, stats: S::empty(k), y_buf };
         visit_rows(logits, None, &mut visitor);
         visitor.stats
     }
@@ -642,6 +703,7 @@ impl<F: Float, S: SoftmaxSums> Kernel for StatsRows<'_, '_, F, S> {
 /// [`StatsRows`]' state while visiting them: the statistics so far.
 struct StatsVisitor<'a, 't, F, S, const FMA: bool> {
     targets: &'a Targets<'t, F>,
+    weight_scale: f64,
     stats: S,
     y_buf: Vec<F>,
 }
@@ -649,7 +711,7 @@ struct StatsVisitor<'a, 't, F, S, const FMA: bool> {
 impl<F: Float, S: SoftmaxSums, const FMA: bool> RowVisitor<F> for StatsVisitor<'_, '_, F, S, FMA> {
     #[inline(always)]
     fn visit(&mut self, i: usize, z: &[F], e: &mut [F]) {
-        let s = self.targets.sample_weight(i).as_f64();
+        let s = self.targets.sample_weight(i).as_f64() * self.weight_scale;
         self.stats.add_weight(s);
         // A fully masked row is an ignored one (validated): it adds nothing.
         if let Some(lse) = row_lse::<F, FMA>(e, ExpArgs::Logits(z)) {

@@ -141,7 +141,7 @@ impl<F: Float> BinarySmoothF1Loss<F> {
     {
         let targets = targets.into();
         one_vs_rest::check_batch(logits, &targets, &[], MultiHotOnly, None)?;
-        Ok(local_stats(&Decisions::of_batch(logits, &targets)))
+        public_stats(&Decisions::of_batch(logits, &targets))
     }
 
     /// The reduced loss of `[B, K]` logits with F1 from (merged) one-class `stats`; its gradient
@@ -224,7 +224,7 @@ impl<F: Float> BinarySmoothF1Loss<F> {
     {
         let targets = targets.into();
         targets.check(logits.view(), &[])?;
-        Ok(local_stats(&Decisions::of_binary(logits, &targets)))
+        public_stats(&Decisions::of_binary(logits, &targets))
     }
 
     /// The reduced loss of a binary model's `[B]` logits (F1 from the batch) and its gradient, in
@@ -296,7 +296,7 @@ impl<F: Float> BinarySmoothF1Loss<F> {
         let targets = targets.into();
         targets.check(logits.view(), &[("grad_out", &[logits.len()], grad_out.shape())])?;
         let decisions = Decisions::of_binary(logits, &targets);
-        let f1 = local_stats(&decisions).f1()[0];
+        let f1 = local_f1(&decisions);
         with_slice_mut(grad_out, |grad| self.reduced(&decisions, f1, Some(grad)))
     }
 
@@ -378,7 +378,7 @@ impl<F: Float> BinarySmoothF1Loss<F> {
         let targets = targets.into();
         targets.check(logits.view(), &[])?;
         let decisions = Decisions::of_binary(logits, &targets);
-        let f1 = local_stats(&decisions).f1()[0];
+        let f1 = local_f1(&decisions);
         self.reduced(&decisions, f1, None)
     }
 
@@ -440,7 +440,7 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
             MultiHotOnly,
             None,
         )?;
-        reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, local_stats(d).f1()[0], grads))
+        reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, local_f1(d), grads))
     }
 
     /// Every row's loss `ℓ_i = Σ_k ℓ_ik` with F1 at its batch value (a batch statistic, held
@@ -460,7 +460,7 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
         one_vs_rest::check_batch(logits, targets, &outputs, MultiHotOnly, None)?;
         let mut grads_finite = true;
         per_sample_over(logits, targets, losses_out, grad_out, |d, losses, grads| {
-            grads_finite = sum(d, local_stats(d).f1()[0], Some(losses), grads, (F::one(), 0)).1;
+            grads_finite = sum(d, local_f1(d), Some(losses), grads, (F::one(), 0)).1;
         });
         per_sample_result(losses_out, grads_finite)
     }
@@ -514,9 +514,27 @@ fn sum<F: Float>(
     dispatch(Rows { weights, decisions, losses, grads, scale })
 }
 
-/// The one-class statistics of validated decisions.
-fn local_stats<F: Float>(decisions: &Decisions<F>) -> F1Stats {
-    struct Stats<'a, F: Float>(&'a Decisions<'a, F>);
+/// The F1 of validated decisions, from their weights scaled by a power of two: F1 is a ratio of
+/// the sums, which the common factor leaves unchanged, while the sums of the weights themselves
+/// could overflow `f64`, or lose the digits of subnormal weights.
+fn local_f1<F: Float>(decisions: &Decisions<F>) -> f64 {
+    let e = binary_weight_exponent(decisions.weights.as_deref());
+    local_stats(decisions, crate::float::ldexp(1.0, -e)).f1()[0]
+}
+
+/// The one-class statistics of validated decisions as they are ([`Error::Overflow`] beyond
+/// `f64`).
+fn public_stats<F: Float>(decisions: &Decisions<F>) -> Result<F1Stats> {
+    let stats = local_stats(decisions, 1.0);
+    if !stats.is_finite() {
+        return Err(Error::Overflow { what: "F1 statistics", row: None, class: None, value: None });
+    }
+    Ok(stats)
+}
+
+/// The one-class statistics of validated decisions, each weight times `weight_scale`.
+fn local_stats<F: Float>(decisions: &Decisions<F>, weight_scale: f64) -> F1Stats {
+    struct Stats<'a, F: Float>(&'a Decisions<'a, F>, f64);
     impl<F: Float> Kernel for Stats<'_, F> {
         type Output = F1Stats;
         #[inline(always)]
@@ -525,7 +543,8 @@ fn local_stats<F: Float>(decisions: &Decisions<F>) -> F1Stats {
             // Interleaved partial sums: the f64 additions do not wait on each other.
             let (mut true_positive, mut mass, mut weight) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
             for_sigmoids::<F, FMA>(&self.0.logits, |i, p| {
-                let (w, y, p) = (weights.map_or(1.0, |w| w[i].as_f64()), targets[i].as_f64(), p.as_f64());
+                let w = weights.map_or(1.0, |w| w[i].as_f64() * self.1);
+                let (y, p) = (targets[i].as_f64(), p.as_f64());
                 true_positive[i % LANES] += w * y * p;
                 mass[i % LANES] += w * (y + p);
                 weight[i % LANES] += w;
@@ -536,5 +555,5 @@ fn local_stats<F: Float>(decisions: &Decisions<F>) -> F1Stats {
             stats
         }
     }
-    dispatch(Stats(decisions))
+    dispatch(Stats(decisions, weight_scale))
 }

@@ -458,7 +458,7 @@ impl<F: Float> TverskyLoss<F> {
     /// The statistics of a validated batch.
     fn local_stats(&self, logits: &ArrayRef2<F>, targets: &Targets<'_, F>) -> TverskyStats {
         match self.mode {
-            TverskyMode::Multiclass => local_stats(logits, targets),
+            TverskyMode::Multiclass => local_stats(logits, targets, 1.0),
             TverskyMode::Multilabel => dispatch(SigmoidStats { logits, targets }),
         }
     }
