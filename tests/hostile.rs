@@ -42,7 +42,8 @@ use longtail::prior::{ClassWeights, LabelShiftEm};
 use longtail::softmax::{log_softmax, log_sum_exp, softmax};
 use longtail::{
     AsymmetricLoss, BinarySmoothF1Loss, BinaryTargets, ConfusionMatrix, Error, F1Stats, Float, LdamLoss,
-    Loss, PairwiseMarginLoss, Poly1Loss, Prior, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, VsLoss, ZlprLoss,
+    Loss, PairwiseMarginLoss, Poly1Loss, Prior, Reduction, SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets,
+    VsLoss, ZlprLoss,
 };
 use ndarray::{Array1, Array2, array};
 use proptest::prelude::*;
@@ -1380,7 +1381,12 @@ impl<F: Hostile> LabelledCase<F> {
 
     /// The reference of CE on `z'_k = transform(y, k, z_k)` (`y` the row's label; rounded in `F`, a finite logit pushed
     /// out of range invalid) plus `ε·(1 − p_y)`, the gradient times `∂z'_k/∂z_k = slope[k]`.
-    fn reference(&self, transform: impl Fn(usize, usize, F) -> F, slope: &[F], epsilon: f64) -> Expect<Outputs> {
+    fn reference(
+        &self,
+        transform: impl Fn(usize, usize, F) -> F,
+        slope: &[F],
+        epsilon: f64,
+    ) -> Expect<Outputs> {
         let (b, k) = self.logits.dim();
         let f = |v: F| v.as_f64();
         if self.logits.iter().any(|&v| v.is_nan() || v == F::infinity()) {
@@ -1538,7 +1544,8 @@ type PairwiseCase<F> = (LabelledCase<F>, Vec<F>, Option<(Vec<F>, F)>);
 
 fn pairwise_case<F: Hostile>() -> impl Strategy<Value = PairwiseCase<F>> {
     let pos = || F::values().prop_map(|v| F::from_f64(v.as_f64().abs()));
-    let margin = || prop_oneof![2 => (-3.0f64..3.0).prop_map(F::from_f64), 1 => Just(F::zero()), 2 => F::values()];
+    let margin =
+        || prop_oneof![2 => (-3.0f64..3.0).prop_map(F::from_f64), 1 => Just(F::zero()), 2 => F::values()];
     labelled_case::<F>().prop_flat_map(move |case| {
         let k = case.logits.ncols();
         (
@@ -1622,7 +1629,8 @@ fn smooth_f1_case<F: Hostile>() -> impl Strategy<Value = SmoothF1Case<F>> {
 #[allow(clippy::type_complexity)]
 fn one_vs_rest_row(z: &[f64]) -> Option<(Vec<X>, Vec<Option<X>>, Vec<Option<X>>, Vec<Vec<X>>)> {
     let k = z.len();
-    let zx: Vec<X> = z.iter().map(|&v| if v == f64::NEG_INFINITY { X { m: v, e: 0 } } else { X::new(v) }).collect();
+    let zx: Vec<X> =
+        z.iter().map(|&v| if v == f64::NEG_INFINITY { X { m: v, e: 0 } } else { X::new(v) }).collect();
     let (max, ln_rest) = lse_parts(&zx)?;
     let minus_log_p: Vec<Option<X>> = z
         .iter()
@@ -1726,7 +1734,10 @@ impl<F: Hostile> SmoothF1Case<F> {
         } else {
             (0..k)
                 .map(|j| {
-                    (ratio(X::new(2.0).mul(tp[j]), mass[j]), ratio(X::new(2.0).mul(total_weight), X::new(k as f64).mul(mass[j])))
+                    (
+                        ratio(X::new(2.0).mul(tp[j]), mass[j]),
+                        ratio(X::new(2.0).mul(total_weight), X::new(k as f64).mul(mass[j])),
+                    )
                 })
                 .unzip()
         };
@@ -1739,9 +1750,11 @@ impl<F: Hostile> SmoothF1Case<F> {
                 continue;
             };
             let y: Vec<f64> = (0..k).map(|j| self.target(i, j)).collect();
-            let a: Vec<X> =
-                (0..k).map(|j| s[i].mul(c[j]).mul(X::new(y[j])).mul(X::new(1.0).sub(f1[j].mul(half)))).collect();
-            let bn: Vec<X> = (0..k).map(|j| s[i].mul(c[j]).mul(X::new(1.0 - y[j])).mul(f1[j].mul(half))).collect();
+            let a: Vec<X> = (0..k)
+                .map(|j| s[i].mul(c[j]).mul(X::new(y[j])).mul(X::new(1.0).sub(f1[j].mul(half))))
+                .collect();
+            let bn: Vec<X> =
+                (0..k).map(|j| s[i].mul(c[j]).mul(X::new(1.0 - y[j])).mul(f1[j].mul(half))).collect();
             let mut loss = X::ZERO;
             for j in 0..k {
                 if !a[j].is_zero() {
@@ -1808,7 +1821,8 @@ struct BinaryF1Case<F> {
 fn binary_f1_case<F: Hostile>() -> impl Strategy<Value = BinaryF1Case<F>> {
     (1usize..4, 1usize..4, any::<bool>()).prop_flat_map(|(b, k, soft)| {
         let target = if soft {
-            prop_oneof![2 => Just(F::zero()), 2 => Just(F::one()), 1 => (0.0f64..=1.0).prop_map(F::from_f64)].boxed()
+            prop_oneof![2 => Just(F::zero()), 2 => Just(F::one()), 1 => (0.0f64..=1.0).prop_map(F::from_f64)]
+                .boxed()
         } else {
             any::<bool>().prop_map(|t| F::from_f64(t as u8 as f64)).boxed()
         };
@@ -1827,10 +1841,13 @@ fn binary_f1_case<F: Hostile>() -> impl Strategy<Value = BinaryF1Case<F>> {
     })
 }
 
+/// Pairs of (loss, gradient) references.
+type XPairs = Vec<(X, X)>;
+
 impl<F: Hostile> BinaryF1Case<F> {
     /// `(reduced, per-row, per-decision)` outputs: the reduced loss and gradient, the row losses
     /// `Σ_k ℓ_ik` with the gradient, and the decisions' losses.
-    fn reference(&self) -> Expect<(Vec<(X, X)>, Vec<(X, X)>)> {
+    fn reference(&self) -> Expect<(XPairs, XPairs)> {
         let (b, k) = self.logits.dim();
         let mut decisions = Vec::new();
         for i in 0..b {
@@ -1883,7 +1900,11 @@ impl<F: Hostile> BinaryF1Case<F> {
 
 fn run_binary_f1<F: Hostile>(case: BinaryF1Case<F>) -> std::result::Result<(), TestCaseError> {
     SUM_BEYOND_F64.with(|s| s.set(false));
-    let loss = BinarySmoothF1Loss::<F>::new().with_reduction(if case.sum { Reduction::Sum } else { Reduction::Mean });
+    let loss = BinarySmoothF1Loss::<F>::new().with_reduction(if case.sum {
+        Reduction::Sum
+    } else {
+        Reduction::Mean
+    });
     let (reduced, per_row) = match case.reference() {
         Expect::Invalid => (Expect::Invalid, Expect::Invalid),
         Expect::Value((r, p)) => (Expect::Value(r), Expect::Value(p)),
@@ -2626,7 +2647,14 @@ fn smooth_f1_statistics_of_huge_or_subnormal_weights_keep_their_ratios() {
     let logits = array![[0.5, -1.0, 2.0], [1.0, 0.0, -3.0]];
     for weights in [vec![1.7e308, 1.0e308], vec![1.5e-323, 1e-323]] {
         for (micro, sum) in [(false, false), (true, false), (false, true), (true, true)] {
-            let case = SmoothF1Case { logits: logits.clone(), labels: vec![1, 0], probs: None, weights: Some(weights.clone()), micro, sum };
+            let case = SmoothF1Case {
+                logits: logits.clone(),
+                labels: vec![1, 0],
+                probs: None,
+                weights: Some(weights.clone()),
+                micro,
+                sum,
+            };
             assert_reference(|| run_smooth_f1::<f64>(case));
         }
     }
@@ -2643,11 +2671,25 @@ fn smooth_f1_rows_near_the_float_maximum_keep_a_representable_loss() {
     let probs = array![[0.5_f32, 0.25, 0.25], [0.2, 0.3, 0.5]];
     let logits = array![[3.4028235e38_f32, -9.3493286e33, 1.0], [0.0, 1.0, 2.0]];
     for micro in [false, true] {
-        let case = SmoothF1Case { logits: logits.clone(), labels: vec![0, 0], probs: Some(probs.clone()), weights: Some(vec![0.5, 2.0]), micro, sum: false };
+        let case = SmoothF1Case {
+            logits: logits.clone(),
+            labels: vec![0, 0],
+            probs: Some(probs.clone()),
+            weights: Some(vec![0.5, 2.0]),
+            micro,
+            sum: false,
+        };
         assert_reference(|| run_smooth_f1::<f32>(case));
     }
     let logits = array![[1.5819699586788378e308, -f64::MAX, 17.9], [0.6, -19.5, 0.0]];
-    let case = SmoothF1Case { logits, labels: vec![0, 2], probs: Some(probs.mapv(f64::from)), weights: None, micro: true, sum: false };
+    let case = SmoothF1Case {
+        logits,
+        labels: vec![0, 2],
+        probs: Some(probs.mapv(f64::from)),
+        weights: None,
+        micro: true,
+        sum: false,
+    };
     assert_reference(|| run_smooth_f1::<f64>(case));
 }
 
@@ -2655,9 +2697,24 @@ fn smooth_f1_rows_near_the_float_maximum_keep_a_representable_loss() {
 fn smooth_f1_gradient_of_huge_weights_does_not_overflow_the_argmax_complement() {
     // The argmax's negative term steps by b·scale·e_j/r: 1/r up to 1/ε times the scale 2^127 of
     // weights near 1e37 overflowed f32.
-    let logits = array![[-1.2617338e-8_f32, -5.4461, -12.018461], [7.8011446, -14.93077, -6.4562965e-27], [-11.855038, 1.4584373e-14, 9.658837]];
-    let probs = array![[0.23251127_f32, 0.2663931, 0.50109565], [0.3347381, 0.4472474, 0.2180145], [0.13740653, 0.4720986, 0.39049488]];
-    let case = SmoothF1Case { logits, labels: vec![1, 2, 1], probs: Some(probs), weights: Some(vec![8.788918e35, 1.3959401e37, 9.80322e33]), micro: true, sum: false };
+    let logits = array![
+        [-1.2617338e-8_f32, -5.4461, -12.018461],
+        [7.8011446, -14.93077, -6.4562965e-27],
+        [-11.855038, 1.4584373e-14, 9.658837]
+    ];
+    let probs = array![
+        [0.23251127_f32, 0.2663931, 0.50109565],
+        [0.3347381, 0.4472474, 0.2180145],
+        [0.13740653, 0.4720986, 0.39049488]
+    ];
+    let case = SmoothF1Case {
+        logits,
+        labels: vec![1, 2, 1],
+        probs: Some(probs),
+        weights: Some(vec![8.788918e35, 1.3959401e37, 9.80322e33]),
+        micro: true,
+        sum: false,
+    };
     assert_reference(|| run_smooth_f1::<f32>(case));
 }
 
@@ -2669,8 +2726,12 @@ fn binary_smooth_f1_statistics_of_huge_or_subnormal_weights_keep_their_ratio() {
     let targets = array![[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]];
     for weights in [vec![1.7976931348623157e308, 484967.4], vec![5e-324, 1e-323]] {
         for sum in [false, true] {
-            let case =
-                BinaryF1Case { logits: logits.clone(), targets: targets.clone(), weights: Some(weights.clone()), sum };
+            let case = BinaryF1Case {
+                logits: logits.clone(),
+                targets: targets.clone(),
+                weights: Some(weights.clone()),
+                sum,
+            };
             assert_reference(|| run_binary_f1::<f64>(case));
         }
     }
