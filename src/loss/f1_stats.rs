@@ -210,9 +210,11 @@ impl F1Stats {
         if max == 0.0 {
             return 0.0;
         }
-        let (tp, mass) = self.true_positive.iter().zip(&self.mass).fold((0.0, 0.0), |(t, m), (&tp, &mass)| {
-            (t + tp / max, m + mass / max)
-        });
+        let (tp, mass) = self
+            .true_positive
+            .iter()
+            .zip(&self.mass)
+            .fold((0.0, 0.0), |(t, m), (&tp, &mass)| (t + tp / max, m + mass / max));
         ratio(2.0 * tp, mass)
     }
 
