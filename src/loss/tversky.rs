@@ -14,7 +14,7 @@ use super::targets::Targets;
 use super::tversky_stats::TverskyStats;
 use super::validate::{OutputShape, batch_dims, output_shapes};
 use crate::error::check_shape;
-use crate::float::ExpArgs;
+use crate::float::{ExpArgs, apply_pow2, exponent_of, ldexp, pow2, scale_exponent, split_scale};
 use crate::rows::visit_rows;
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::row_lse;
@@ -434,7 +434,7 @@ impl<F: Float> TverskyLoss<F> {
         let targets = targets.into();
         self.check(logits, &targets, &output_shapes(logits, None, Some(grad_out)))?;
         check_shape("stats", &[logits.ncols()], &[stats.classes()])?;
-        Ok(self.reduced(logits, &targets, stats, Some(grad_out)))
+        self.reduced(logits, &targets, stats, Some(grad_out))
     }
 
     /// Validates a batch in the documented order.
@@ -489,9 +489,14 @@ impl<F: Float> TverskyLoss<F> {
             .map(|&(present, d_tp, d_p)| (-outer * present / k * d_tp, -outer * present / k * d_p))
             .unzip();
         let c = (0..stats.classes()).map(|j| a[j] * tp[j] + b[j] * (tp[j] + fp[j])).sum();
+        // Passed to the rows times 2^−e, the largest in [1/2, 1): as `F` they could overflow
+        // (a huge α) or lose their digits below the smallest normal number (a small L^{γ−1}).
+        let max = a.iter().chain(&b).fold(0.0_f64, |m, &v| m.max(v.abs()));
+        let exp = if max > 0.0 { exponent_of(max) + 1 } else { 0 };
         Coefficients {
-            a: a.into_iter().map(F::from_f64).collect(),
-            b: b.into_iter().map(F::from_f64).collect(),
+            a: a.into_iter().map(|v| F::from_f64(ldexp(v, -exp))).collect(),
+            b: b.into_iter().map(|v| F::from_f64(ldexp(v, -exp))).collect(),
+            exp,
             loss,
             c,
         }
@@ -504,7 +509,7 @@ impl<F: Float> TverskyLoss<F> {
         targets: &Targets<'_, F>,
         stats: &TverskyStats,
         grad_out: Option<&mut ArrayRef2<F>>,
-    ) -> F {
+    ) -> Result<F> {
         let w = stats.weight();
         let scale = match self.reduction {
             Reduction::Mean => 1.0,
@@ -514,29 +519,47 @@ impl<F: Float> TverskyLoss<F> {
             if let Some(grad) = grad_out {
                 grad.fill(F::zero());
             }
-            return F::zero();
+            return Ok(F::zero());
         }
         let coefficients = self.coefficients(stats);
-        if let Some(grad) = grad_out {
-            self.rows(logits, targets, &coefficients, F::from_f64(scale), 0.0, Some(grad), None);
+        let loss = F::from_f64(scale * coefficients.loss);
+        if !loss.is_finite() {
+            return Err(overflow("loss", None));
         }
-        F::from_f64(scale * coefficients.loss)
+        if let Some(grad) = grad_out {
+            let k = self.rows(logits, targets, &coefficients, scale, 0.0, Some(&mut *grad), None);
+            if !apply_pow2(grad, k) {
+                return Err(overflow("gradient", None));
+            }
+        }
+        Ok(loss)
     }
 
-    /// Runs the rows: `scale·∂L/∂z_i` into `grad` and `ℓ_i` into `losses`, each if given (`w` the
-    /// statistics' total weight).
+    /// Runs the rows: `scale·∂L/∂z_i` times `2^−k` into `grad` and `ℓ_i` into `losses`, each if
+    /// given (`w` the statistics' total weight); returns `k`, for [`apply_pow2`].
+    ///
+    /// The rows see the sample weights times `2^−e_s` (see [`scale_exponent`]) and the coefficients
+    /// times `2^−e` (see [`coefficients`](Self::coefficients)): the gradient gets `2^{e_s + e}`
+    /// back in the scale, as far as `F` holds it, and the rest by `2^k`.
     #[allow(clippy::too_many_arguments)] // the batch, its coefficients and the two outputs
     fn rows(
         &self,
         logits: &ArrayRef2<F>,
         targets: &Targets<'_, F>,
         coefficients: &Coefficients<F>,
-        scale: F,
+        scale: f64,
         w: f64,
         grad: Option<&mut ArrayRef2<F>>,
         losses: Option<&mut ArrayRef1<F>>,
-    ) {
-        dispatch(Rows { mode: self.mode, logits, targets, coefficients, scale, w, grad, losses });
+    ) -> i32 {
+        let max = |s: &ndarray::ArrayView1<'_, F>| s.iter().fold(0.0_f64, |m, &v| m.max(v.as_f64()));
+        let max = targets.sample_weights.as_ref().map_or(1.0, max);
+        let e_s = scale_exponent::<F>(max);
+        let exp = e_s + coefficients.exp;
+        let (factor, k) = split_scale::<F>(scale, exp);
+        let (inv_s, mode) = (pow2::<F>(-e_s), self.mode);
+        dispatch(Rows { mode, logits, targets, coefficients, scale: factor, inv_s, exp, w, grad, losses });
+        k
     }
 }
 
@@ -559,7 +582,8 @@ impl<F: Float> Kernel for SigmoidStats<'_, '_, F> {
             stats.add_weight(s);
             let y = target_row(targets, i, &mut y_buf);
             for (k, (&z, &y)) in z.iter().zip(y).enumerate() {
-                stats.add(k, s, y.as_f64(), sigmoids::<F, FMA>(z).0.as_f64());
+                let (p, q) = sigmoids::<F, FMA>(z);
+                stats.add(k, s, y.as_f64(), (p.as_f64(), q.as_f64()));
             }
         }
         stats
@@ -568,8 +592,11 @@ impl<F: Float> Kernel for SigmoidStats<'_, '_, F> {
 
 /// The per-class coefficients of a batch's gradient (see [`TverskyLoss::coefficients`]).
 struct Coefficients<F> {
+    /// `a_k·2^−exp`.
     a: Vec<F>,
+    /// `b_k·2^−exp`.
     b: Vec<F>,
+    exp: i32,
     loss: f64,
     c: f64,
 }
@@ -581,6 +608,10 @@ struct Rows<'a, 't, F> {
     targets: &'a Targets<'t, F>,
     coefficients: &'a Coefficients<F>,
     scale: F,
+    /// The sample weights' scale `2^−e_s`.
+    inv_s: F,
+    /// `e_s + e`: the slopes `∂L/∂p` are the rows' times `2^exp`.
+    exp: i32,
     w: f64,
     grad: Option<&'a mut ArrayRef2<F>>,
     losses: Option<&'a mut ArrayRef1<F>>,
@@ -590,8 +621,8 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
     type Output = ();
     #[inline(always)]
     fn run<const FMA: bool>(self) {
-        let Rows { mode, logits, targets, coefficients, scale, w, grad, mut losses } = self;
-        let Coefficients { a, b, loss, c } = coefficients;
+        let Rows { mode, logits, targets, coefficients, scale, inv_s, exp, w, grad, mut losses } = self;
+        let Coefficients { a, b, loss, c, .. } = coefficients;
         let classes = logits.ncols();
         let (mut y_buf, mut slopes, mut complements) =
             (vec![F::zero(); classes], vec![F::zero(); classes], vec![F::zero(); classes]);
@@ -618,13 +649,14 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
                 }
             }
             let y = target_row(targets, i, &mut y_buf);
+            let scaled = s * inv_s;
             for ((g, &y), (&a, &b)) in slopes.iter_mut().zip(y).zip(a.iter().zip(b)) {
-                *g = s * (a * y + b);
+                *g = scaled * (a * y + b);
             }
             let dot: f64 = out.iter().zip(slopes.iter()).map(|(&p, &g)| (p * g).as_f64()).sum();
             if let Some(losses) = losses.as_mut() {
                 let s = s.as_f64();
-                losses[i] = F::from_f64(s * loss + w * dot - s * c);
+                losses[i] = F::from_f64(s * loss + w * ldexp(dot, exp) - s * c);
             }
             match mode {
                 TverskyMode::Multiclass => {
@@ -655,7 +687,7 @@ impl<F: Float> Loss<F> for TverskyLoss<F> {
     ) -> Result<F> {
         self.check(logits, targets, &output_shapes(logits, None, grad_out.as_deref()))?;
         let stats = self.local_stats(logits, targets);
-        Ok(self.reduced(logits, targets, &stats, grad_out))
+        self.reduced(logits, targets, &stats, grad_out)
     }
 
     /// Every row's first-order share `ℓ_i` of `W·L`, the statistics held at their batch values,
@@ -682,13 +714,26 @@ impl<F: Float> Loss<F> for TverskyLoss<F> {
             return Ok(());
         }
         let coefficients = self.coefficients(&stats);
-        self.rows(logits, targets, &coefficients, F::from_f64(w), w, grad_out, Some(losses_out));
+        let mut grad_out = grad_out;
+        let k =
+            self.rows(logits, targets, &coefficients, w, w, grad_out.as_deref_mut(), Some(&mut *losses_out));
+        if let Some(row) = losses_out.iter().position(|v| !v.is_finite()) {
+            return Err(overflow("loss", Some(row)));
+        }
+        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
+            return Err(overflow("gradient", None));
+        }
         Ok(())
     }
 
     fn reduction(&self) -> Reduction {
         self.reduction
     }
+}
+
+/// [`Error::Overflow`] of a result.
+fn overflow(what: &'static str, row: Option<usize>) -> Error {
+    Error::Overflow { what, row, class: None, value: None }
 }
 
 fn non_negative(name: &'static str, value: f64) -> Result<f64> {

@@ -232,10 +232,10 @@ impl TverskyStats {
 
     /// Adds one decision of weight `s`, target `y` and probability `p` to class `k`.
     #[inline(always)]
-    pub(super) fn add(&mut self, k: usize, s: f64, y: f64, p: f64) {
+    pub(super) fn add(&mut self, k: usize, s: f64, y: f64, (p, q): (f64, f64)) {
         self.true_positive[k] += s * y * p;
         self.false_positive[k] += s * (1.0 - y) * p;
-        self.false_negative[k] += s * y * (1.0 - p);
+        self.false_negative[k] += s * y * q;
     }
 }
 
@@ -251,8 +251,15 @@ impl SoftmaxSums for TverskyStats {
 
     #[inline(always)]
     fn add_row<F: Float>(&mut self, s: f64, y: &[F], e: &[F], inv_total: F) {
+        // 1 − p_k: for the argmax (where e_k = 1) the others' share, which `1 − p` would round
+        // away as p → 1; elsewhere p ≤ 1/2 and `1 − p` is exact.
+        let argmax = e.iter().position(|&e| e == F::one());
+        let rest: f64 = argmax
+            .map_or(0.0, |a| e.iter().enumerate().filter(|&(j, _)| j != a).map(|(_, &e)| e.as_f64()).sum());
         for (k, (&y, &e)) in y.iter().zip(e).enumerate() {
-            self.add(k, s, y.as_f64(), (e * inv_total).as_f64());
+            let p = (e * inv_total).as_f64();
+            let q = if Some(k) == argmax { rest * inv_total.as_f64() } else { 1.0 - p };
+            self.add(k, s, y.as_f64(), (p, q));
         }
     }
 }
