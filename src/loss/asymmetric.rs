@@ -4,14 +4,14 @@
 use ndarray::{ArrayRef1, ArrayRef2};
 
 use super::Reduction;
-use super::binary_rows::{Logistic, binary_weight_exponent, for_rows, scaled_total_weight};
+use super::binary_rows::{Logistic, for_rows};
 use super::contract::Loss;
 use super::one_vs_rest::LabelSets::MultiHotOnly;
 use super::one_vs_rest::{self, Decisions, per_sample_over, reduced_over};
 use super::sigmoid::per_sample_result;
 use super::targets::{RowKind, TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, output_shapes, unsupported};
-use crate::float::{apply_pow2, pow2, split_scale};
+use crate::float::pow2;
 use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
 
@@ -264,37 +264,9 @@ impl<F: Float> AsymmetricLoss<F> {
     /// The reduced loss of validated decisions, `scale·∂ℓ/∂s` into `grads` if given:
     /// [`Error::Overflow`] for a result beyond the float's range.
     fn reduced(&self, decisions: &Decisions<F>, grads: Option<&mut [F]>) -> Result<F> {
-        // For the mean the kernel sees the weights times 2^−e, which the mean does not depend on;
-        // the sum takes them unscaled (a decision's `w·ℓ` overflows only where its value does).
-        let weights = decisions.weights.as_deref();
-        let (divisor, e) = match self.reduction {
-            Reduction::Mean => {
-                let e = binary_weight_exponent(weights);
-                (scaled_total_weight(weights, decisions.logits.len(), e), e)
-            }
-            Reduction::Sum => (1.0, 0),
-        };
-        if divisor == 0.0 {
-            if let Some(grads) = grads {
-                grads.fill(F::zero());
-            }
-            return Ok(F::zero());
-        }
-        let (scale, k) = split_scale::<F>(divisor.recip(), 0);
-        let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
-        let mut grads = grads;
-        let (total, grads_finite) = self.sum(decisions, None, grads.as_deref_mut(), (scale, e));
-        let loss = F::from_f64(total / divisor);
-        if !loss.is_finite() {
-            return Err(overflow("loss"));
-        }
-        if grads.is_some() && !grads_finite {
-            return Err(overflow("gradient"));
-        }
-        if grads.is_some_and(|g| !apply_pow2(&mut ndarray::ArrayViewMut1::from(g), k)) {
-            return Err(overflow("gradient"));
-        }
-        Ok(loss)
+        one_vs_rest::reduce(decisions, self.reduction, 1.0, grads, |grads, scale| {
+            self.sum(decisions, None, grads, scale)
+        })
     }
 
     /// `Σ ℓ` of validated decisions, in `f64`, the weights seen times `2^−weight_exp`, and whether

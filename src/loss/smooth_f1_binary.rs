@@ -5,9 +5,7 @@ use core::marker::PhantomData;
 use ndarray::{Array1, ArrayRef1, ArrayRef2};
 
 use super::Reduction;
-use super::binary_rows::{
-    Logistic, binary_weight_exponent, for_rows, for_sigmoids, scaled_total_weight, with_slice_mut,
-};
+use super::binary_rows::{Logistic, binary_weight_exponent, for_rows, for_sigmoids, with_slice_mut};
 use super::binary_targets::BinaryTargets;
 use super::contract::Loss;
 use super::f1_stats::F1Stats;
@@ -17,7 +15,7 @@ use super::sigmoid::per_sample_result;
 use super::targets::Targets;
 use super::validate::output_shapes;
 use crate::error::check_shape;
-use crate::float::{LANES, apply_pow2, lane_sum, pow2, split_scale};
+use crate::float::{LANES, lane_sum, pow2};
 use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
 
@@ -385,37 +383,9 @@ impl<F: Float> BinarySmoothF1Loss<F> {
     /// The reduced loss of validated decisions with batch F1 `f1`, `scale·∂ℓ/∂s` into `grads`;
     /// [`Error::Overflow`] for a result beyond the float's range.
     fn reduced(&self, decisions: &Decisions<F>, f1: f64, grads: Option<&mut [F]>) -> Result<F> {
-        // For the mean the rows see the weights times 2^−e, which the mean does not depend on;
-        // the sum takes them unscaled (a decision's `w·ℓ` overflows only where its value does).
-        let weights = decisions.weights.as_deref();
-        let (divisor, e) = match self.reduction {
-            Reduction::Mean => {
-                let e = binary_weight_exponent(weights);
-                (scaled_total_weight(weights, decisions.logits.len(), e), e)
-            }
-            Reduction::Sum => (1.0, 0),
-        };
-        if divisor == 0.0 {
-            if let Some(grads) = grads {
-                grads.fill(F::zero());
-            }
-            return Ok(F::zero());
-        }
-        let (scale, k) = split_scale::<F>(divisor.recip(), 0);
-        let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
-        let mut grads = grads;
-        let (total, grads_finite) = sum(decisions, f1, None, grads.as_deref_mut(), (scale, e));
-        let loss = F::from_f64(total / divisor);
-        if !loss.is_finite() {
-            return Err(overflow("loss"));
-        }
-        if grads.is_some() && !grads_finite {
-            return Err(overflow("gradient"));
-        }
-        if grads.is_some_and(|g| !apply_pow2(&mut ndarray::ArrayViewMut1::from(g), k)) {
-            return Err(overflow("gradient"));
-        }
-        Ok(loss)
+        one_vs_rest::reduce(decisions, self.reduction, 1.0, grads, |grads, scale| {
+            sum(decisions, f1, None, grads, scale)
+        })
     }
 }
 
