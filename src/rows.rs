@@ -105,22 +105,49 @@ pub(crate) fn sum_chunks<K: Kernel<Output = Result<f64>> + Send>(
     parallel: bool,
     wide: bool,
 ) -> Result<f64> {
-    use rayon::prelude::*;
-    let run = |chunk| dispatch_wide(chunk, wide);
-    if !on_pool(parallel) {
-        return chunks.map(run).try_fold(0.0, |total, sum| Ok(total + sum?));
-    }
-    let chunks: Vec<K> = chunks.collect();
-    let sums: Vec<Result<f64>> = chunks.into_par_iter().map(run).collect();
-    sums.into_iter().try_fold(0.0, |total, sum| Ok(total + sum?))
+    fold_chunks(chunks, parallel, wide, 0.0, |total, sum| total + sum)
 }
 
 /// `Σ` of the kernels' results, added in order from 0, or the error of the first that fails.
 #[cfg(not(feature = "rayon"))]
 pub(crate) fn sum_chunks<K: Kernel<Output = Result<f64>>>(
     chunks: impl Iterator<Item = K>,
-    _parallel: bool,
+    parallel: bool,
     wide: bool,
 ) -> Result<f64> {
-    chunks.map(|chunk| dispatch_wide(chunk, wide)).try_fold(0.0, |total, sum| Ok(total + sum?))
+    fold_chunks(chunks, parallel, wide, 0.0, |total, sum| total + sum)
+}
+
+/// The kernels' results folded in order into `init` by `fold`, or the error of the first kernel
+/// (in order) that fails. With `parallel` (see [`on_pool`]) the kernels run on rayon's pool; the
+/// result and the error are the same, bit for bit.
+#[cfg(feature = "rayon")]
+pub(crate) fn fold_chunks<T: Send, A, K: Kernel<Output = Result<T>> + Send>(
+    chunks: impl Iterator<Item = K>,
+    parallel: bool,
+    wide: bool,
+    init: A,
+    mut fold: impl FnMut(A, T) -> A,
+) -> Result<A> {
+    use rayon::prelude::*;
+    let run = |chunk| dispatch_wide(chunk, wide);
+    if !on_pool(parallel) {
+        return chunks.map(run).try_fold(init, |acc, value| Ok(fold(acc, value?)));
+    }
+    let chunks: Vec<K> = chunks.collect();
+    let values: Vec<Result<T>> = chunks.into_par_iter().map(run).collect();
+    values.into_iter().try_fold(init, |acc, value| Ok(fold(acc, value?)))
+}
+
+/// The kernels' results folded in order into `init` by `fold`, or the error of the first that
+/// fails.
+#[cfg(not(feature = "rayon"))]
+pub(crate) fn fold_chunks<T, A, K: Kernel<Output = Result<T>>>(
+    chunks: impl Iterator<Item = K>,
+    _parallel: bool,
+    wide: bool,
+    init: A,
+    mut fold: impl FnMut(A, T) -> A,
+) -> Result<A> {
+    chunks.map(|chunk| dispatch_wide(chunk, wide)).try_fold(init, |acc, value| Ok(fold(acc, value?)))
 }

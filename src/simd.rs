@@ -90,8 +90,8 @@ mod tests {
     use ndarray::Array2;
 
     use crate::{
-        BinarySmoothF1Loss, BinaryTargets, LdamLoss, Loss, PairwiseMarginLoss, SigmoidLoss, SmoothF1Loss,
-        SoftmaxLoss, Targets, ZlprLoss, softmax,
+        AsymmetricLoss, BinarySmoothF1Loss, BinaryTargets, EqlV2Loss, LdamLoss, Loss, PairwiseMarginLoss,
+        SigmoidLoss, SmoothF1Loss, SoftmaxLoss, Targets, ZlprLoss, softmax,
     };
 
     thread_local! {
@@ -227,26 +227,56 @@ mod tests {
         }
     }
 
-    /// The same for the binary losses: BCE, focal with soft and hard targets, binary smooth F1,
+    /// The same for the binary losses, on all three builds (AVX-512 where the CPU has it, 300
+    /// decisions being enough for it): BCE with and without a positive weight, focal with soft and
+    /// hard targets, binary smooth F1, the asymmetric loss with and without its margin, EQL v2,
     /// over logits from −100 to 100 (both sides of where `e^{−|s|}` flushes to 0 in f32), in f32.
     #[test]
     fn the_portable_binary_kernels_agree_with_the_dispatched_ones() {
         let n = 300;
         let logits = ndarray::Array1::from_shape_fn(n, |i| (i as f32 - 150.0) * 0.67);
         let soft = ndarray::Array1::from_shape_fn(n, |i| ((i * 37) % 11) as f32 / 10.0);
+        let hard = soft.mapv(|y| if y > 0.5 { 1.0 } else { 0.0 });
         let weights = ndarray::Array1::from_shape_fn(n, |i| (i % 3) as f32);
-        let targets = BinaryTargets::new(&soft).with_sample_weights(&weights);
         let near =
             |a: f32, b: f32| (a - b).abs() <= 4.0 * f32::EPSILON * (a.abs() + b.abs()) + f32::MIN_POSITIVE;
+        let agree = |call: &dyn Fn() -> (f32, ndarray::Array1<f32>)| {
+            let wide = call();
+            NARROW.set(true);
+            let (avx2, portable) = both(call);
+            NARROW.set(false);
+            for other in [avx2, portable] {
+                assert!(near(wide.0, other.0), "{} vs {}", wide.0, other.0);
+                assert!(wide.1.iter().zip(&other.1).all(|(&a, &b)| near(a, b)));
+            }
+        };
         let focal = SigmoidLoss::focal(2.0).unwrap().with_alpha(0.25).unwrap();
-        for loss in [SigmoidLoss::bce(), focal.clone(), focal.with_focal(0.5).unwrap()] {
-            let (fast, portable) = both(|| loss.binary_loss_and_grad(&logits, targets.clone()).unwrap());
-            assert!(near(fast.0, portable.0), "{} vs {}", fast.0, portable.0);
-            assert!(fast.1.iter().zip(&portable.1).all(|(&a, &b)| near(a, b)));
+        let sigmoid = [
+            SigmoidLoss::bce(),
+            SigmoidLoss::bce().with_pos_weight(&[3.0]).unwrap(),
+            focal.clone(),
+            focal.with_focal(0.5).unwrap(),
+        ];
+        for y in [&soft, &hard] {
+            let targets = BinaryTargets::new(y).with_sample_weights(&weights);
+            for loss in &sigmoid {
+                agree(&|| loss.binary_loss_and_grad(&logits, targets.clone()).unwrap());
+            }
+            agree(&|| BinarySmoothF1Loss::new().binary_loss_and_grad(&logits, targets.clone()).unwrap());
         }
-        let (fast, portable) =
-            both(|| BinarySmoothF1Loss::new().binary_loss_and_grad(&logits, targets.clone()).unwrap());
-        assert!(near(fast.0, portable.0), "{} vs {}", fast.0, portable.0);
-        assert!(fast.1.iter().zip(&portable.1).all(|(&a, &b)| near(a, b)));
+        // The one-vs-rest losses on `[B, K]` multi-hot targets.
+        let logits = logits.into_shape_with_order((20, 15)).unwrap();
+        let multi_hot = hard.into_shape_with_order((20, 15)).unwrap();
+        let flat = |(v, g): (f32, Array2<f32>)| (v, g.into_shape_with_order(n).unwrap());
+        let state = crate::loss::EqlV2State::from_parts(vec![3.0; 15], vec![1.0; 15], 1).unwrap();
+        let losses: [Box<dyn Loss<f32>>; 4] = [
+            Box::new(AsymmetricLoss::new()),
+            Box::new(AsymmetricLoss::new().with_clip(0.0).unwrap().with_gammas(1.0, 2.0).unwrap()),
+            Box::new(EqlV2Loss::new(&state)),
+            Box::new(SigmoidLoss::bce().with_pos_weight(&[0.5; 15][..]).unwrap()),
+        ];
+        for loss in &losses {
+            agree(&|| flat(loss.loss_and_grad(&logits, &multi_hot).unwrap()));
+        }
     }
 }

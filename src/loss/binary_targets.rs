@@ -105,6 +105,17 @@ impl<'a, F: Float> BinaryTargets<'a, F> {
         logits: ArrayView1<'_, F>,
         outputs: &[(&'static str, &[usize], &[usize])],
     ) -> Result<()> {
+        self.check_targets(logits.view(), outputs)?;
+        self.check_logits(logits)
+    }
+
+    /// [`check`](Self::check) but for the logits (which a kernel then checks as it reads them,
+    /// see [`for_rows`](super::binary_rows::for_rows)).
+    pub(crate) fn check_targets(
+        &self,
+        logits: ArrayView1<'_, F>,
+        outputs: &[(&'static str, &[usize], &[usize])],
+    ) -> Result<()> {
         let batch = logits.len();
         if batch == 0 {
             return Err(Error::EmptyBatch);
@@ -130,6 +141,13 @@ impl<'a, F: Float> BinaryTargets<'a, F> {
             let value = self.targets[row].as_f64();
             return Err(Error::TargetOutOfRange { row, class: 0, value, expected: "in [0, 1]" });
         }
+        Ok(())
+    }
+
+    /// The logits of validated targets, in order: [`Error::NonFiniteLogit`] for NaN or `+inf`,
+    /// [`Error::MaskedTarget`] for `-inf` on a row with `y_i > 0` and `s_i > 0`.
+    fn check_logits(&self, logits: ArrayView1<'_, F>) -> Result<()> {
+        let zero = F::zero();
         // NaN and +inf fail `s < inf`; -inf passes on a target of 0 (and on a weight of 0, searched).
         let fine =
             |ok: bool, &s: &F, &y: &F| ok & (s < F::infinity()) & ((s > F::neg_infinity()) | (y == zero));

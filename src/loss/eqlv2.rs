@@ -4,7 +4,7 @@
 use ndarray::{ArrayRef1, ArrayRef2};
 
 use super::Reduction;
-use super::binary_rows::{Logistic, for_rows};
+use super::binary_rows::{Batch, Decision, Logistic, for_rows};
 use super::contract::Loss;
 use super::one_vs_rest::LabelSets::MultiHotOnly;
 use super::one_vs_rest::{self, Decisions, per_sample_over, reduced_over};
@@ -13,7 +13,6 @@ use super::targets::Targets;
 use super::validate::{OutputShape, output_shapes};
 use crate::error::check_shape;
 use crate::float::pow2;
-use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
 
 /// The accumulated gradient statistics of an [`EqlV2Loss`], per class `k`: the magnitudes of the
@@ -650,35 +649,27 @@ impl<F: Float> EqlV2Loss<F> {
         losses: Option<&mut [F]>,
         grads: Option<&mut [F]>,
         (scale, weight_exp): (F, i32),
-    ) -> (f64, bool) {
-        struct Rows<'a, F: Float> {
-            decisions: &'a Decisions<'a, F>,
-            negative: &'a [F],
-            alpha: F,
-            losses: Option<&'a mut [F]>,
-            grads: Option<&'a mut [F]>,
-            scale: (F, F),
-        }
-        impl<F: Float> Kernel for Rows<'_, F> {
-            type Output = (f64, bool);
-            #[inline(always)]
-            fn run<const FMA: bool>(self) -> (f64, bool) {
-                let Rows { decisions, negative, alpha, losses, grads, scale } = self;
-                let row = |s, y, w, q| eql_row::<F, FMA>(alpha, s, y, w, q);
-                // A decision whose value is not finite in `F` (a large weight) again in `f64`.
-                let (wide, f) = (alpha.as_f64(), |v: F| v.as_f64());
-                let exact = |s, y, w, q| eql_row::<f64, false>(wide, f(s), f(y), f(w), f(q));
-                let weights = decisions.weights.as_deref();
-                let tiled: Vec<F> =
-                    (0..decisions.logits.len()).map(|d| negative[d % decisions.classes]).collect();
-                let (logits, targets) = (&decisions.logits, &decisions.targets);
-                for_rows(logits, targets, weights, Some(&tiled), losses, grads, scale, row, exact)
-            }
-        }
+    ) -> Result<(f64, bool)> {
         let scale = (scale, pow2::<F>(-weight_exp));
-        let rows =
-            Rows { decisions, negative: &self.negative_weights, alpha: self.alpha, losses, grads, scale };
-        dispatch(rows)
+        // Each decision's value is its class's negative weight.
+        let batch = Batch::of(decisions, Some(&self.negative_weights));
+        for_rows(batch, losses, grads, scale, EqlRow(self.alpha))
+    }
+}
+
+/// EQL v2's formula for one decision, with the balance `α`.
+#[derive(Debug, Clone, Copy)]
+struct EqlRow<F>(F);
+
+impl<F: Float> Decision<F> for EqlRow<F> {
+    #[inline(always)]
+    fn row<const FMA: bool, const SOFT: bool>(self, s: F, y: F, w: F, q: F) -> (F, F) {
+        eql_row::<F, FMA>(self.0, s, y, w, q)
+    }
+
+    fn exact(self, s: F, y: F, w: F, q: F) -> (f64, f64) {
+        let f = |v: F| v.as_f64();
+        eql_row::<f64, false>(f(self.0), f(s), f(y), f(w), f(q))
     }
 }
 
@@ -727,8 +718,9 @@ impl<F: Float> Loss<F> for EqlV2Loss<F> {
         self.check(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
         let mut grads_finite = true;
         per_sample_over(logits, targets, losses_out, grad_out, |d, losses, grads| {
-            grads_finite = self.sum(d, Some(losses), grads, (F::one(), 0)).1;
-        });
+            grads_finite = self.sum(d, Some(losses), grads, (F::one(), 0))?.1;
+            Ok(())
+        })?;
         per_sample_result(losses_out, grads_finite)
     }
 

@@ -69,20 +69,35 @@ fn flat<'a, F: Float>(rows: &ArrayView2<'a, F>) -> Cow<'a, [F]> {
 }
 
 /// Validates a `[B, K]` batch of one-vs-rest decisions (`adjust` added to the logits), in this
-/// order:
-/// [`Error::EmptyBatch`], [`Error::NoClasses`]; [`Error::ShapeMismatch`] for `labels` (`[B]`)
-/// or `targets` (`[B, K]`), the `outputs` and `sample_weights`; [`Error::InvalidSampleWeight`];
-/// [`Error::LabelOutOfRange`] for a label `≥ K`, [`Error::TargetOutOfRange`] for a probability
-/// target outside `[0, 1]` or a label-set one other than 0 or 1 (see [`LabelSets`]); then the
-/// logits in row-major order: [`Error::NonFiniteLogit`] for NaN or `+inf` (or a logit that
-/// overflows once adjusted), [`Error::MaskedTarget`] for `-inf` on a positive target (`y > 0`) of
-/// a row that counts.
+/// order: [`check_targets`], then the logits in row-major order: [`Error::NonFiniteLogit`] for
+/// NaN or `+inf` (or a logit that overflows once adjusted), [`Error::MaskedTarget`] for `-inf` on
+/// a positive target (`y > 0`) of a row that counts.
 pub(super) fn check_batch<F: Float>(
     logits: &ArrayRef2<F>,
     targets: &Targets<'_, F>,
     outputs: &[OutputShape<'_>],
     label_sets: LabelSets,
     adjust: Option<&[F]>,
+) -> Result<()> {
+    check_targets(logits, targets, outputs, label_sets)?;
+    let positive = |row: usize, class: usize| match &targets.kind {
+        TargetKind::Labels(labels) => labels[row] == class,
+        TargetKind::Rows(rows, _) => rows[[row, class]] > F::zero(),
+    };
+    check_logits(logits, adjust, |row, class| positive(row, class) && targets.sample_weight(row) > F::zero())
+}
+
+/// Validates all of a `[B, K]` batch of one-vs-rest decisions but its logits (which a kernel then
+/// checks as it reads them, see [`for_rows`](super::binary_rows::for_rows)), in this order:
+/// [`Error::EmptyBatch`], [`Error::NoClasses`]; [`Error::ShapeMismatch`] for `labels` (`[B]`)
+/// or `targets` (`[B, K]`), the `outputs` and `sample_weights`; [`Error::InvalidSampleWeight`];
+/// [`Error::LabelOutOfRange`] for a label `≥ K`, [`Error::TargetOutOfRange`] for a probability
+/// target outside `[0, 1]` or a label-set one other than 0 or 1 (see [`LabelSets`]).
+pub(super) fn check_targets<F: Float>(
+    logits: &ArrayRef2<F>,
+    targets: &Targets<'_, F>,
+    outputs: &[OutputShape<'_>],
+    label_sets: LabelSets,
 ) -> Result<()> {
     let (batch, classes) = batch_dims(logits)?;
     match &targets.kind {
@@ -93,21 +108,16 @@ pub(super) fn check_batch<F: Float>(
         check_shape(name, expected, found)?;
     }
     check_sample_weights(targets.sample_weights.as_ref(), batch)?;
-    let positive: &dyn Fn(usize, usize) -> bool = match &targets.kind {
-        TargetKind::Labels(labels) => {
-            check_labels(labels, classes)?;
-            &|row, class| labels[row] == class
-        }
+    match &targets.kind {
+        TargetKind::Labels(labels) => check_labels(labels, classes),
         TargetKind::Rows(rows, kind) => {
             if *kind == RowKind::MultiHot || label_sets == LabelSets::Always {
-                check_multi_hot(rows)?;
+                check_multi_hot(rows)
             } else {
-                check_soft(rows)?;
+                check_soft(rows)
             }
-            &|row, class| rows[[row, class]] > F::zero()
         }
-    };
-    check_logits(logits, adjust, |row, class| positive(row, class) && targets.sample_weight(row) > F::zero())
+    }
 }
 
 /// Whether a loss reads every `[B, K]` target row as a label set (entries 0 or 1), or
@@ -178,13 +188,14 @@ fn all_binary<F: Float>(t: &[F]) -> bool {
 /// sees the weights scaled by a power of two near their largest (the mean does not depend on their
 /// scale), the sum takes them unscaled (a decision's product then overflows only where its loss
 /// does). The gradient's factor `1/divisor` is split into one near 1 for the kernel and a power of
-/// two applied after. A loss or gradient beyond the float's range is [`Error::Overflow`].
+/// two applied after. An error of `sum` (a bad logit) is returned as it is; then a loss or
+/// gradient beyond the float's range is [`Error::Overflow`].
 pub(super) fn reduce<F: Float>(
     decisions: &Decisions<'_, F>,
     reduction: Reduction,
     per_mean: f64,
     grads: Option<&mut [F]>,
-    sum: impl FnOnce(Option<&mut [F]>, (F, i32)) -> (f64, bool),
+    sum: impl FnOnce(Option<&mut [F]>, (F, i32)) -> Result<(f64, bool)>,
 ) -> Result<F> {
     let weights = decisions.weights.as_deref();
     let (divisor, e) = match reduction {
@@ -203,7 +214,7 @@ pub(super) fn reduce<F: Float>(
     let (scale, k) = split_scale::<F>(divisor.recip(), 0);
     let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
     let mut grads = grads;
-    let (total, grads_finite) = sum(grads.as_deref_mut(), (scale, e));
+    let (total, grads_finite) = sum(grads.as_deref_mut(), (scale, e))?;
     let loss = F::from_f64(total / divisor);
     if !loss.is_finite() {
         return Err(overflow("loss"));
@@ -234,22 +245,24 @@ pub(super) fn reduced_over<F: Float, R>(
     }
 }
 
-/// Every row's loss of a validated `[B, K]` batch into `losses_out`: `sum(decisions, losses,
-/// grads)` writes each decision's loss (and unscaled gradient), and a row's `K` losses are added.
+/// Every row's loss of a `[B, K]` batch into `losses_out`: `sum(decisions, losses, grads)` writes
+/// each decision's loss (and unscaled gradient), and a row's `K` losses are added; or the error
+/// of `sum`.
 pub(super) fn per_sample_over<F: Float>(
     logits: &ArrayRef2<F>,
     targets: &Targets<'_, F>,
     losses_out: &mut ArrayRef1<F>,
     grad_out: Option<&mut ArrayRef2<F>>,
-    sum: impl FnOnce(&Decisions<'_, F>, &mut [F], Option<&mut [F]>),
-) {
+    sum: impl FnOnce(&Decisions<'_, F>, &mut [F], Option<&mut [F]>) -> Result<()>,
+) -> Result<()> {
     let decisions = Decisions::of_batch(logits, targets);
     let mut losses = vec![F::zero(); decisions.logits.len()];
     match grad_out {
         Some(grad) => with_flat_mut(grad, |grad| sum(&decisions, &mut losses, Some(grad))),
         None => sum(&decisions, &mut losses, None),
-    }
+    }?;
     row_sums(&losses, decisions.classes, losses_out);
+    Ok(())
 }
 
 /// Runs `f` on `grad_out` as a row-major slice: in place if it is one, else on a copy written back.

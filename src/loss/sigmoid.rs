@@ -3,7 +3,7 @@
 use ndarray::{Array1, ArrayRef1, ArrayRef2};
 
 use super::Reduction;
-use super::binary_rows::{Logistic, for_rows, with_slice_mut};
+use super::binary_rows::{Batch, Decision, Logistic, for_rows, with_slice_mut};
 use super::binary_targets::BinaryTargets;
 use super::class_values::ClassValues;
 use super::contract::Loss;
@@ -13,7 +13,6 @@ use super::targets::Targets;
 use super::validate::{batch_dims, class_vector, output_shapes};
 use crate::error::check_shape;
 use crate::float::{exp_nonpos, ln_normal, pow2};
-use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
 
 /// Binary cross-entropy with logits and sigmoid focal loss, with the exact gradient with respect to
@@ -56,8 +55,9 @@ use crate::{Error, Float, Result};
 ///
 /// # Errors
 ///
-/// Builders return [`Error::InvalidParameter`]. Each call validates the whole batch before
-/// writing anything (see [`loss_into`](Loss::loss_into)).
+/// Builders return [`Error::InvalidParameter`]. Each call validates the targets and weights
+/// before writing anything, and the logits in the pass that reads them (see
+/// [`loss_into`](Loss::loss_into)): on an error an `_into` buffer may hold partial rows.
 ///
 /// # Example
 ///
@@ -272,7 +272,7 @@ impl<F: Float> SigmoidLoss<F> {
     }
 
     /// The checks of a binary call, in order: [`Error::EmptyBatch`], the positive weights'
-    /// length (1), then the targets and logits.
+    /// length (1), then the targets (the kernel checks the logits as it reads them).
     fn check_binary(
         &self,
         logits: &ArrayRef1<F>,
@@ -283,11 +283,11 @@ impl<F: Float> SigmoidLoss<F> {
             return Err(Error::EmptyBatch);
         }
         self.check_pos_weight(1)?;
-        targets.check(logits.view(), outputs)
+        targets.check_targets(logits.view(), outputs)
     }
 
     /// The checks of a `[B, K]` call: [`Error::EmptyBatch`], [`Error::NoClasses`], the positive
-    /// weights' length (`K`), then the batch.
+    /// weights' length (`K`), then the targets (the kernel checks the logits as it reads them).
     fn check_batch(
         &self,
         logits: &ArrayRef2<F>,
@@ -296,7 +296,7 @@ impl<F: Float> SigmoidLoss<F> {
     ) -> Result<()> {
         let (_, classes) = batch_dims(logits)?;
         self.check_pos_weight(classes)?;
-        one_vs_rest::check_batch(logits, targets, outputs, MultiHotOnly, None)
+        one_vs_rest::check_targets(logits, targets, outputs, MultiHotOnly)
     }
 
     /// Sets how the batch is reduced (mean by default).
@@ -495,7 +495,7 @@ impl<F: Float> SigmoidLoss<F> {
         let mut losses = vec![F::zero(); logits.len()];
         // Each row's `w·α_t·q^γ·ce` is a product whose partial products shrink: unscaled weights
         // overflow only where the row's loss does.
-        self.sum(&Decisions::of_binary(logits, &targets), Some(&mut losses), None, (F::one(), 0));
+        self.sum(&Decisions::of_binary(logits, &targets), Some(&mut losses), None, (F::one(), 0))?;
         match losses.iter().position(|v| !v.is_finite()) {
             Some(row) => Err(Error::Overflow { what: "loss", row: Some(row), class: None, value: None }),
             None => Ok(Array1::from(losses)),
@@ -510,77 +510,26 @@ impl<F: Float> SigmoidLoss<F> {
         })
     }
 
-    /// `Σ ℓ` of validated decisions, in `f64`, and whether every gradient entry is finite; each `ℓ`
-    /// into `losses` and `scale·∂ℓ/∂s` into `grads` if given.
+    /// `Σ ℓ` of decisions whose targets and weights are validated, in `f64`, and whether every
+    /// gradient entry is finite; each `ℓ` into `losses` and `scale·∂ℓ/∂s` into `grads` if given;
+    /// the first bad logit's error (see [`for_rows`]).
     fn sum(
         &self,
         decisions: &Decisions<F>,
         losses: Option<&mut [F]>,
         grads: Option<&mut [F]>,
         (scale, weight_exp): (F, i32),
-    ) -> (f64, bool) {
+    ) -> Result<(f64, bool)> {
         let scale = (scale, pow2::<F>(-weight_exp));
-        struct Rows<'a, F> {
-            loss: &'a SigmoidLoss<F>,
-            logits: &'a [F],
-            targets: &'a [F],
-            weights: Option<&'a [F]>,
-            pos_weights: Option<&'a [F]>,
-            losses: Option<&'a mut [F]>,
-            grads: Option<&'a mut [F]>,
-            scale: (F, F),
+        let one = F::one();
+        let (alpha, gamma) = (self.alpha.map_or((one, one), |a| (a, one - a)), self.gamma);
+        // The positive weights have one entry per class (validated).
+        let batch = Batch::of(decisions, self.pos_weight.as_deref());
+        if gamma == F::zero() {
+            for_rows(batch, losses, grads, scale, SigmoidRow::<F, false> { alpha, gamma })
+        } else {
+            for_rows(batch, losses, grads, scale, SigmoidRow::<F, true> { alpha, gamma })
         }
-        impl<F: Float> Kernel for Rows<'_, F> {
-            type Output = (f64, bool);
-            #[inline(always)]
-            fn run<const FMA: bool>(self) -> (f64, bool) {
-                let Rows { loss, logits, targets, weights, pos_weights: pw, losses, grads, scale } = self;
-                // Plain values, not reads through `loss` in the loop (which then does not vectorise).
-                let one = F::one();
-                let (alpha, gamma) = (loss.alpha.map_or((one, one), |a| (a, one - a)), loss.gamma);
-                let (zero, hard) = (F::zero(), |ok: bool, &y: &F| ok & ((y == F::zero()) | (y == one)));
-                // A row whose value is not finite in `F` (a large weight or positive weight times
-                // a large logit) again in `f64`.
-                let wide = ((alpha.0.as_f64(), alpha.1.as_f64()), gamma.as_f64());
-                let f = |v: F| v.as_f64();
-                if gamma == zero {
-                    let row =
-                        move |s, y, w, v| SigmoidLoss::row::<FMA, false, false>(alpha, gamma, s, y, w, v);
-                    let exact = move |s, y, w, v| {
-                        SigmoidLoss::row::<false, false, false>(wide.0, wide.1, f(s), f(y), f(w), f(v))
-                    };
-                    for_rows(logits, targets, weights, pw, losses, grads, scale, row, exact)
-                } else if targets.iter().fold(true, hard) {
-                    let row =
-                        move |s, y, w, v| SigmoidLoss::row::<FMA, true, false>(alpha, gamma, s, y, w, v);
-                    let exact = move |s, y, w, v| {
-                        SigmoidLoss::row::<false, true, false>(wide.0, wide.1, f(s), f(y), f(w), f(v))
-                    };
-                    for_rows(logits, targets, weights, pw, losses, grads, scale, row, exact)
-                } else {
-                    let row = move |s, y, w, v| SigmoidLoss::row::<FMA, true, true>(alpha, gamma, s, y, w, v);
-                    let exact = move |s, y, w, v| {
-                        SigmoidLoss::row::<false, true, true>(wide.0, wide.1, f(s), f(y), f(w), f(v))
-                    };
-                    for_rows(logits, targets, weights, pw, losses, grads, scale, row, exact)
-                }
-            }
-        }
-        // The positive weight of each decision, class k = j mod K (validated length K).
-        let pos_weights: Option<Vec<F>> = self.pos_weight.as_ref().map(|v| {
-            let classes = decisions.classes;
-            (0..decisions.logits.len()).map(|j| v[j % classes]).collect()
-        });
-        dispatch(Rows {
-            loss: self,
-            logits: &decisions.logits,
-            targets: &decisions.targets,
-            weights: decisions.weights.as_deref(),
-            pos_weights: pos_weights.as_deref(),
-            losses,
-            grads,
-            scale,
-        })
     }
 
     /// One decision's loss and slope. Inlined into the kernel: called, it would run without the
@@ -629,6 +578,28 @@ impl<F: Float> SigmoidLoss<F> {
         // `ce·ratio` first: `γ·ce` alone may overflow where `ratio` is 0 (a logit near the range's end).
         let factor = a_t * modulation;
         (w * (factor * ce), w * (factor * (d_ce + gamma * (ce * ratio))))
+    }
+}
+
+/// [`SigmoidLoss`]'s formula for one decision, with the focal modulation if `FOCAL`.
+#[derive(Debug, Clone, Copy)]
+struct SigmoidRow<F, const FOCAL: bool> {
+    /// The class balance of positives and negatives, `(α, 1 − α)` (`(1, 1)` without `α`).
+    alpha: (F, F),
+    gamma: F,
+}
+
+impl<F: Float, const FOCAL: bool> Decision<F> for SigmoidRow<F, FOCAL> {
+    const SOFT_TARGETS: bool = FOCAL;
+
+    #[inline(always)]
+    fn row<const FMA: bool, const SOFT: bool>(self, s: F, y: F, w: F, v: F) -> (F, F) {
+        SigmoidLoss::row::<FMA, FOCAL, SOFT>(self.alpha, self.gamma, s, y, w, v)
+    }
+
+    fn exact(self, s: F, y: F, w: F, v: F) -> (f64, f64) {
+        let (f, (a, b)) = (|v: F| v.as_f64(), self.alpha);
+        SigmoidLoss::row::<false, FOCAL, true>((f(a), f(b)), f(self.gamma), f(s), f(y), f(w), f(v))
     }
 }
 
@@ -681,8 +652,9 @@ impl<F: Float> Loss<F> for SigmoidLoss<F> {
         self.check_batch(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
         let mut grads_finite = true;
         per_sample_over(logits, targets, losses_out, grad_out, |d, losses, grads| {
-            grads_finite = self.sum(d, Some(losses), grads, (F::one(), 0)).1;
-        });
+            grads_finite = self.sum(d, Some(losses), grads, (F::one(), 0))?.1;
+            Ok(())
+        })?;
         per_sample_result(losses_out, grads_finite)
     }
 

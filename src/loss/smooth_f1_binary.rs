@@ -5,7 +5,9 @@ use core::marker::PhantomData;
 use ndarray::{Array1, ArrayRef1, ArrayRef2};
 
 use super::Reduction;
-use super::binary_rows::{Logistic, binary_weight_exponent, for_rows, for_sigmoids, with_slice_mut};
+use super::binary_rows::{
+    Batch, Decision, Logistic, binary_weight_exponent, for_rows, for_sigmoids, with_slice_mut,
+};
 use super::binary_targets::BinaryTargets;
 use super::contract::Loss;
 use super::f1_stats::F1Stats;
@@ -292,7 +294,7 @@ impl<F: Float> BinarySmoothF1Loss<F> {
         F: 't,
     {
         let targets = targets.into();
-        targets.check(logits.view(), &[("grad_out", &[logits.len()], grad_out.shape())])?;
+        targets.check_targets(logits.view(), &[("grad_out", &[logits.len()], grad_out.shape())])?;
         let decisions = Decisions::of_binary(logits, &targets);
         let f1 = local_f1(&decisions);
         with_slice_mut(grad_out, |grad| self.reduced(&decisions, f1, Some(grad)))
@@ -374,7 +376,7 @@ impl<F: Float> BinarySmoothF1Loss<F> {
         F: 't,
     {
         let targets = targets.into();
-        targets.check(logits.view(), &[])?;
+        targets.check_targets(logits.view(), &[])?;
         let decisions = Decisions::of_binary(logits, &targets);
         let f1 = local_f1(&decisions);
         self.reduced(&decisions, f1, None)
@@ -403,13 +405,8 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
         targets: &Targets<'_, F>,
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<F> {
-        one_vs_rest::check_batch(
-            logits,
-            targets,
-            &output_shapes(logits, None, grad_out.as_deref()),
-            MultiHotOnly,
-            None,
-        )?;
+        let outputs = output_shapes(logits, None, grad_out.as_deref());
+        one_vs_rest::check_targets(logits, targets, &outputs, MultiHotOnly)?;
         reduced_over(logits, targets, grad_out, |d, grads| self.reduced(d, local_f1(d), grads))
     }
 
@@ -427,11 +424,12 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
         let outputs = output_shapes(logits, Some(losses_out), grad_out.as_deref());
-        one_vs_rest::check_batch(logits, targets, &outputs, MultiHotOnly, None)?;
+        one_vs_rest::check_targets(logits, targets, &outputs, MultiHotOnly)?;
         let mut grads_finite = true;
         per_sample_over(logits, targets, losses_out, grad_out, |d, losses, grads| {
-            grads_finite = sum(d, local_f1(d), Some(losses), grads, (F::one(), 0)).1;
-        });
+            grads_finite = sum(d, local_f1(d), Some(losses), grads, (F::one(), 0))?.1;
+            Ok(())
+        })?;
         per_sample_result(losses_out, grads_finite)
     }
 
@@ -440,48 +438,49 @@ impl<F: Float> Loss<F> for BinarySmoothF1Loss<F> {
     }
 }
 
-/// `Σ ℓ` of validated decisions with F1 `f1`, in `f64`, the weights seen times `2^−weight_exp`,
-/// and whether every gradient entry is finite: each `ℓ` into `losses` and `scale·∂ℓ/∂s` into
-/// `grads` if given.
+/// `Σ ℓ` of decisions whose targets and weights are validated, with F1 `f1`, in `f64`, the
+/// weights seen times `2^−weight_exp`, and whether every gradient entry is finite: each `ℓ` into
+/// `losses` and `scale·∂ℓ/∂s` into `grads` if given; the first bad logit's error (see
+/// [`for_rows`]).
 fn sum<F: Float>(
     decisions: &Decisions<F>,
     f1: f64,
     losses: Option<&mut [F]>,
     grads: Option<&mut [F]>,
     (scale, weight_exp): (F, i32),
-) -> (f64, bool) {
-    struct Rows<'a, F: Float> {
-        weights: (F, F),
-        decisions: &'a Decisions<'a, F>,
-        losses: Option<&'a mut [F]>,
-        grads: Option<&'a mut [F]>,
-        scale: (F, F),
-    }
-    impl<F: Float> Kernel for Rows<'_, F> {
-        type Output = (f64, bool);
-        #[inline(always)]
-        fn run<const FMA: bool>(self) -> (f64, bool) {
-            let Rows { weights: (positive, negative), decisions, losses, grads, scale } = self;
-            let row = |s, y, w, _| f1_row::<F, FMA>((positive, negative), s, y, w);
-            // A row whose value is not finite in `F` (a large weight times a large logit) again in
-            // `f64`.
-            let wide = (positive.as_f64(), negative.as_f64());
-            let exact = |s: F, y: F, w: F, _| f1_row::<f64, false>(wide, s.as_f64(), y.as_f64(), w.as_f64());
-            let weights = decisions.weights.as_deref();
-            let (logits, targets) = (&decisions.logits, &decisions.targets);
-            for_rows(logits, targets, weights, None, losses, grads, scale, row, exact)
-        }
-    }
-    /// `(ℓ, ∂ℓ/∂s)` of one decision: positives weighted `positive`, negatives `negative`.
+) -> Result<(f64, bool)> {
+    let row = F1Row { positive: F::from_f64(1.0 - f1 / 2.0), negative: F::from_f64(f1 / 2.0) };
+    let scale = (scale, pow2::<F>(-weight_exp));
+    for_rows(Batch::of(decisions, None), losses, grads, scale, row)
+}
+
+/// One decision's loss and slope: positives weighted `positive`, negatives `negative`.
+#[derive(Debug, Clone, Copy)]
+struct F1Row<F> {
+    positive: F,
+    negative: F,
+}
+
+impl<F: Float> F1Row<F> {
+    /// `(ℓ, ∂ℓ/∂s)` of logit `s`, target `y` and weight `w`.
     #[inline(always)]
-    fn f1_row<F: Float, const FMA: bool>((positive, negative): (F, F), s: F, y: F, w: F) -> (F, F) {
-        let (pos, neg) = (w * positive * y, w * negative * (F::one() - y));
+    fn row<const FMA: bool>(self, s: F, y: F, w: F) -> (F, F) {
+        let (pos, neg) = (w * self.positive * y, w * self.negative * (F::one() - y));
         let l = Logistic::of::<FMA>(s);
         (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
     }
-    let weights = (F::from_f64(1.0 - f1 / 2.0), F::from_f64(f1 / 2.0));
-    let scale = (scale, pow2::<F>(-weight_exp));
-    dispatch(Rows { weights, decisions, losses, grads, scale })
+}
+
+impl<F: Float> Decision<F> for F1Row<F> {
+    #[inline(always)]
+    fn row<const FMA: bool, const SOFT: bool>(self, s: F, y: F, w: F, _: F) -> (F, F) {
+        F1Row::row::<FMA>(self, s, y, w)
+    }
+
+    fn exact(self, s: F, y: F, w: F, _: F) -> (f64, f64) {
+        let wide = F1Row { positive: self.positive.as_f64(), negative: self.negative.as_f64() };
+        wide.row::<false>(s.as_f64(), y.as_f64(), w.as_f64())
+    }
 }
 
 /// The F1 of validated decisions, from their weights scaled by a power of two: F1 is a ratio of
