@@ -56,13 +56,16 @@ use ndarray::{Array1, Array2, array};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
+mod adjust;
 mod asymmetric;
 mod drivers;
 mod judge;
 mod ldam;
 mod margins;
+mod metrics;
 mod priors;
 mod regressions;
+mod seesaw;
 mod sigmoid;
 mod smooth_f1;
 mod softmax_family;

@@ -98,6 +98,20 @@ impl<F: Hostile> LabelledCase<F> {
         slope: &[F],
         epsilon: f64,
     ) -> Expect<Outputs> {
+        let k = self.logits.ncols();
+        let row = |y: usize, z: &[F]| (Some((0..k).map(|j| transform(y, j, z[j])).collect()), X::ZERO);
+        self.reference_rows(row, slope, epsilon)
+    }
+
+    /// [`reference`](Self::reference) with a transform of the whole row (`y`, the row's logits)
+    /// into `z'` (`None`: the row's input is invalid) and a slack: the error of `z'` that the
+    /// library's rounding of row statistics leaves, added to the loss's and gradient's bounds.
+    pub(crate) fn reference_rows(
+        &self,
+        transform: impl Fn(usize, &[F]) -> (Option<Vec<F>>, X),
+        slope: &[F],
+        epsilon: f64,
+    ) -> Expect<Outputs> {
         let (b, k) = self.logits.dim();
         let f = |v: F| v.as_f64();
         if self.logits.iter().any(|&v| v.is_nan() || v == F::infinity()) {
@@ -112,15 +126,16 @@ impl<F: Hostile> LabelledCase<F> {
             }
             let w = self.class_weights.as_ref().map_or(1.0, |w| f(w[y]));
             let c = X::new(s).mul(X::new(w));
+            let row: Vec<F> = self.logits.row(i).to_vec();
+            let (Some(transformed), slack) = transform(y, &row) else { return Expect::Invalid };
             let mut z = Vec::with_capacity(k);
-            for j in 0..k {
-                let v = self.logits[[i, j]];
-                let t = transform(y, j, v);
+            for (&v, &t) in row.iter().zip(&transformed) {
                 if v.is_finite() && !t.is_finite() {
                     return Expect::Invalid;
                 }
                 z.push(f(t));
             }
+            let slack = c.mul(slack).div(X::new(F::RTOL));
             let mut mass = vec![X::ZERO; k];
             mass[y] = c;
             let Some((l, g, bd)) = softmax_row(&z, &mass, 0.0) else { return Expect::Invalid };
@@ -141,8 +156,8 @@ impl<F: Hostile> LabelledCase<F> {
             };
             let d = |j: usize| X::new(f(slope[j]));
             let g = g.iter().enumerate().map(|(j, g)| g.mul(d(j))).collect();
-            let bd = bd.iter().enumerate().map(|(j, b)| b.mul(d(j))).collect();
-            rows.push((l, lb, g, bd));
+            let bd = bd.iter().enumerate().map(|(j, b)| b.add(slack).mul(d(j))).collect();
+            rows.push((l, lb.add(slack), g, bd));
             coefficients.push(c);
         }
         Expect::Value(batch_outputs(&rows, &coefficients, self.sum))

@@ -405,3 +405,57 @@ fn binary_smooth_f1_statistics_of_huge_or_subnormal_weights_keep_their_ratio() {
     let err = BinarySmoothF1Loss::<f64>::new().binary_stats(&array![1.0, 2.0], t).unwrap_err();
     assert_eq!(err, Error::Overflow { what: "F1 statistics", row: None, class: None, value: None });
 }
+
+#[test]
+fn logit_adjustment_of_a_dominant_class_keeps_its_digits() {
+    // π_1 = 1 − 1e-37: log π_1 = −1e-37, which log n_1 − log n rounds to 0; τ = 1e240 scales it
+    // to −1e203.
+    let prior = Prior::from_counts(&[1.0, 1e37]).unwrap();
+    let tau = 1e240;
+    let offset = prior.log_prior::<f64>(tau).unwrap();
+    let log_p1 = (-1.0 / (1e37 + 1.0_f64)).ln_1p();
+    assert_close(offset[1], tau * log_p1, 1e-14, "τ·log π_1");
+    let adjusted = longtail::adjust::adjusted_logits(&array![[0.0, 0.0]], &prior, tau).unwrap();
+    assert_close(adjusted[[0, 1]], -tau * log_p1, 1e-14, "adjusted logit");
+    let shifted = longtail::adjust::prior_shifted_logits(
+        &array![[0.0, 0.0]],
+        &prior,
+        &Prior::from_counts(&[1.0, 1.0]).unwrap(),
+    )
+    .unwrap();
+    assert_close(shifted[[0, 1]], 0.5f64.ln() - log_p1, 1e-14, "prior shift");
+}
+
+#[test]
+fn a_binary_threshold_beyond_f64_is_an_overflow() {
+    let err = longtail::adjust::binary_threshold(0.9, 1e308).unwrap_err();
+    assert_eq!(
+        err,
+        Error::Overflow { what: "tau * logit(positive_prior)", row: None, class: None, value: Some(1e308) }
+    );
+    assert_eq!(
+        err.to_string(),
+        "tau * logit(positive_prior) overflows (from 1e308): the result is beyond the range of its type"
+    );
+    assert_close(
+        longtail::adjust::binary_threshold(0.9, 1e307).unwrap(),
+        1e307 * 9f64.ln(),
+        1e-14,
+        "threshold",
+    );
+}
+
+#[test]
+fn f1_scores_of_counts_above_half_of_u64_do_not_wrap() {
+    // 63 doublings: tp = 2^63 of class 0, so 2·tp = support + predicted = 2^64 exceeds u64.
+    let mut m = ConfusionMatrix::new(&[0usize], &[0usize], 2).unwrap();
+    for _ in 0..63 {
+        let copy = m.clone();
+        m.merge(&copy).unwrap();
+    }
+    assert_eq!(m.f1_scores(), vec![Some(1.0), None]);
+    assert_eq!(m.macro_f1(), 1.0);
+    let copy = m.clone();
+    assert!(matches!(m.merge(&copy), Err(Error::Overflow { what: "confusion matrix counts", .. })));
+    assert_eq!(m, copy, "unchanged on error");
+}
