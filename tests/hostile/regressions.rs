@@ -459,3 +459,27 @@ fn f1_scores_of_counts_above_half_of_u64_do_not_wrap() {
     assert!(matches!(m.merge(&copy), Err(Error::Overflow { what: "confusion matrix counts", .. })));
     assert_eq!(m, copy, "unchanged on error");
 }
+
+#[test]
+fn prior_estimator_merge_beyond_f64_is_an_overflow() {
+    use longtail::prior::PriorEstimator;
+    let mut est = PriorEstimator::new(2).unwrap();
+    est.update(&[0usize, 0, 1][..]).unwrap();
+    let mut result = Ok(());
+    for _ in 0..1100 {
+        let copy = est.clone();
+        result = est.merge(&copy);
+        if result.is_err() {
+            assert_eq!(est, copy, "unchanged on error");
+            break;
+        }
+    }
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::Overflow { what: "estimator counts", class: Some(0), .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with("estimator counts overflows at class 0 (from 8.98846567431158e307)"),
+        "{err}"
+    );
+    let p = est.prior().unwrap().probabilities::<f64>();
+    assert_close(p[0], 2.0 / 3.0, 1e-15, "prior");
+}
