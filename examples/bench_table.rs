@@ -203,7 +203,8 @@ fn table<F: Float>(
         let row = rows.iter_mut().find(|(n, _)| n == name).unwrap();
         row.1[col] = text;
     };
-    let mut floors = vec![f64::NAN; shapes.len()];
+    // The copy floor of each shape measured (`None`: a shape `--only` leaves out).
+    let mut floors = vec![None; shapes.len()];
     for (col, &(b, k)) in shapes.iter().enumerate() {
         let shape = format!("{type_name}/{b}x{k}");
         if let Some(only) = &opts.only
@@ -229,7 +230,7 @@ fn table<F: Float>(
         } else if floor_kept {
             put(&mut rows, "copy floor", col, format!("{floor:.2}"));
         }
-        floors[col] = floor;
+        floors[col] = Some(floor);
         let cell = |ns: f64| format!("{:.2} ({:.1}×)", ns / elems, ns / elems / floor);
         for (name, call) in rows_for(k) {
             if !keep(&format!("{shape}/{name}")) {
@@ -247,7 +248,13 @@ fn table<F: Float>(
     let ours: Vec<String> = rows.iter().map(|(name, _)| name.clone()).collect();
     for p in opts.peers.iter().filter(|p| p.type_name == type_name && ours.contains(&p.loss)) {
         let Some(col) = shapes.iter().position(|&s| s == p.shape) else { continue };
-        let text = format!("{:.2} ({:.1}×)", p.ns_per_elem, p.ns_per_elem / floors[col]);
+        let Some(floor) = floors[col] else { continue };
+        // Without a floor (`--calls` without `copy_floor`), the time alone.
+        let text = if floor.is_nan() {
+            format!("{:.2}", p.ns_per_elem)
+        } else {
+            format!("{:.2} ({:.1}×)", p.ns_per_elem, p.ns_per_elem / floor)
+        };
         put(&mut rows, &format!("{}: {}", p.peer, p.loss), col, text);
     }
     let header: Vec<String> = shapes.iter().map(|(b, k)| format!("{b}×{k}")).collect();

@@ -765,7 +765,8 @@ fn empty_grid() -> Error {
 ///
 /// # Errors
 ///
-/// [`Error::InvalidParameter`]: `"positive_prior"` outside `(0, 1)`; `"tau"` not finite.
+/// [`Error::InvalidParameter`]: `"positive_prior"` outside `(0, 1)`; `"tau"` not finite;
+/// [`Error::Overflow`] (`"tau * logit(positive_prior)"`) for a threshold beyond `f64`.
 ///
 /// # Example
 ///
@@ -788,7 +789,16 @@ pub fn binary_threshold(positive_prior: f64, tau: f64) -> Result<f64> {
     if !tau.is_finite() {
         return Err(Error::InvalidParameter { name: "tau", index: None, value: tau, expected: "finite" });
     }
-    Ok(tau * logit)
+    let threshold = tau * logit;
+    if threshold.is_infinite() {
+        return Err(Error::Overflow {
+            what: "tau * logit(positive_prior)",
+            row: None,
+            class: None,
+            value: Some(tau),
+        });
+    }
+    Ok(threshold)
 }
 
 /// The threshold of the Bayes prior shift for a binary score calibrated under the positive rate

@@ -1,13 +1,14 @@
 //! The shared path of the hard-label margin losses: validating a labelled batch, and reducing rows
 //! with PyTorch's weighted mean.
 
+use super::results::{check_row_losses, finish_gradient, reduced_loss};
 use ndarray::{ArrayRef1, ArrayRef2, ArrayView1};
 
 use super::Reduction;
 use super::targets::{TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, check_labels, check_sample_weights, unsupported};
 use crate::error::check_shape;
-use crate::float::{LANES, apply_pow2, ldexp, pow2, scale_exponent, split_scale};
+use crate::float::{LANES, ldexp, pow2, scale_exponent, split_scale};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::is_nan_or_pos_inf;
@@ -148,13 +149,8 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         let mut grad_out = grad_out;
         let grad = grad_out.as_deref_mut();
         let total = dispatch(Rows { batch: self, loss, logits, grad, losses: None, scale, loss_exp: 0 });
-        let value = F::from_f64(ldexp(total / divisor, exp));
-        if !value.is_finite() {
-            return Err(overflow("loss", None));
-        }
-        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
-            return Err(overflow("gradient", None));
-        }
+        let value = reduced_loss::<F>(ldexp(total / divisor, exp))?;
+        finish_gradient(grad_out, k)?;
         Ok(value)
     }
 
@@ -174,12 +170,8 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         let grad = grad_out.as_deref_mut();
         let loss_exp = self.exp;
         dispatch(Rows { batch: self, loss, logits, grad, losses: Some(&mut *losses), scale, loss_exp });
-        if let Some(row) = losses.iter().position(|v| !v.is_finite()) {
-            return Err(overflow("loss", Some(row)));
-        }
-        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
-            return Err(overflow("gradient", None));
-        }
+        check_row_losses(losses)?;
+        finish_gradient(grad_out, k)?;
         Ok(())
     }
 }
@@ -283,11 +275,6 @@ impl<F: Float, L: MarginRow<F>, const FMA: bool> RowVisitor<F> for RowsVisitor<'
         }
         self.total += value;
     }
-}
-
-/// [`Error::Overflow`] of a result.
-fn overflow(what: &'static str, row: Option<usize>) -> Error {
-    Error::Overflow { what, row, class: None, value: None }
 }
 
 /// `max |z|` if every `z` is finite, else `None`: a branch-free scan in lanes (`v·0` is 0 for finite

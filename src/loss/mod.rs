@@ -25,6 +25,7 @@ mod ldam;
 mod one_vs_rest;
 mod pairwise;
 mod poly;
+mod results;
 mod seesaw;
 mod short_rows;
 mod sigmoid;

@@ -1,5 +1,6 @@
 //! Smooth-F1-weighted softmax cross-entropy: one-vs-rest terms weighted by the batch's soft F1.
 
+use super::results::{check_row_losses, finish_gradient, overflow, reduced_loss};
 use core::marker::PhantomData;
 
 use ndarray::{ArrayRef1, ArrayRef2};
@@ -11,11 +12,11 @@ use super::softmax_loss::SoftmaxLoss;
 use super::targets::{TargetKind, Targets};
 use super::validate::{OutputShape, output_shapes};
 use crate::error::check_shape;
-use crate::float::{ExpArgs, apply_pow2, lane_sum, ldexp, ln_1p_unit, pow2, scale_exponent, split_scale};
+use crate::float::{ExpArgs, lane_sum, ldexp, ln_1p_unit, pow2, scale_exponent, split_scale};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::{RowLse, row_lse};
-use crate::{Error, Float, Result};
+use crate::{Float, Result};
 
 /// Which F1 a [`SmoothF1Loss`] weights by.
 ///
@@ -304,13 +305,8 @@ impl<F: Float> SmoothF1Loss<F> {
             grad: grad_out.as_deref_mut(),
             losses: None,
         };
-        let loss = F::from_f64(ldexp(dispatch(rows) / divisor, exp));
-        if !loss.is_finite() {
-            return Err(overflow("loss", None));
-        }
-        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
-            return Err(overflow("gradient", None));
-        }
+        let loss = reduced_loss::<F>(ldexp(dispatch(rows) / divisor, exp))?;
+        finish_gradient(grad_out, k)?;
         Ok(loss)
     }
 }
@@ -379,12 +375,8 @@ impl<F: Float> Loss<F> for SmoothF1Loss<F> {
         if e_s != 0 {
             losses_out.mapv_inplace(|v| F::from_f64(ldexp(v.as_f64(), e_s)));
         }
-        if let Some(row) = losses_out.iter().position(|v| !v.is_finite()) {
-            return Err(overflow("loss", Some(row)));
-        }
-        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
-            return Err(overflow("gradient", None));
-        }
+        check_row_losses(losses_out)?;
+        finish_gradient(grad_out, k)?;
         Ok(())
     }
 
@@ -406,11 +398,6 @@ fn sample_exponent<F: Float>(targets: &Targets<F>) -> i32 {
 /// digits of subnormal weights.
 fn scaled_stats<F: Float>(logits: &ArrayRef2<F>, targets: &Targets<F>) -> F1Stats {
     local_stats(logits, targets, ldexp(1.0, -sample_exponent(targets)))
-}
-
-/// [`Error::Overflow`] of a result.
-fn overflow(what: &'static str, row: Option<usize>) -> Error {
-    Error::Overflow { what, row, class: None, value: None }
 }
 
 /// Row `i`'s targets `y_i` as a slice: the one-hot row of its label, or its probability row

@@ -1,5 +1,6 @@
 //! The softmax loss family: one fused loss with orthogonal options.
 
+use super::results::{check_row_losses, finish_gradient, reduced_loss};
 use ndarray::{ArrayRef1, ArrayRef2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 
 use super::Reduction;
@@ -12,7 +13,7 @@ use super::short_rows::{Finished, GroupTargets, one_hot_group, plain_dense_group
 use super::targets::{TargetKind, Targets};
 use super::two_classes::TwoClassRows;
 use super::validate::{class_vector, output_shapes};
-use crate::float::{apply_pow2, exponent_of, ldexp, pow2, scale_exponent, split_scale, weight_exponent};
+use crate::float::{exponent_of, ldexp, pow2, scale_exponent, split_scale, weight_exponent};
 use crate::group::{GROUP, Group, RowMap, SHORT_ROW, group_lse, transpose_rows};
 use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
 use crate::simd::Kernel;
@@ -696,13 +697,8 @@ impl<F: Float> SoftmaxLoss<F> {
         let (scale, k) = split_scale::<F>(divisor.recip(), exp);
         let mut grad_out = grad_out;
         let total = self.rows(logits, targets, prob_sums, grad_out.as_deref_mut(), None, scale, inv_s, 0)?;
-        let loss = F::from_f64(ldexp(total / divisor, exp));
-        if !loss.is_finite() {
-            return Err(overflow("loss", None));
-        }
-        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
-            return Err(overflow("gradient", None));
-        }
+        let loss = reduced_loss::<F>(ldexp(total / divisor, exp))?;
+        finish_gradient(grad_out, k)?;
         Ok(loss)
     }
 
@@ -723,12 +719,8 @@ impl<F: Float> SoftmaxLoss<F> {
         let mut grad_out = grad_out;
         let grad = grad_out.as_deref_mut();
         self.rows(logits, targets, prob_sums, grad, Some(losses_out), scale, pow2::<F>(-sample_exp), exp)?;
-        if let Some(row) = losses_out.iter().position(|v| !v.is_finite()) {
-            return Err(overflow("loss", Some(row)));
-        }
-        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
-            return Err(overflow("gradient", None));
-        }
+        check_row_losses(losses_out)?;
+        finish_gradient(grad_out, k)?;
         Ok(())
     }
 
@@ -788,11 +780,6 @@ fn sample_exponent<F: Float>(targets: &Targets<F>) -> i32 {
         .sample_weights
         .as_ref()
         .map_or(0, |w| scale_exponent::<F>(w.iter().fold(0.0_f64, |m, &v| m.max(v.as_f64()))))
-}
-
-/// [`Error::Overflow`] of a result.
-fn overflow(what: &'static str, row: Option<usize>) -> Error {
-    Error::Overflow { what, row, class: None, value: None }
 }
 
 impl<F: Float> Loss<F> for SoftmaxLoss<F> {

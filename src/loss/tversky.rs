@@ -1,5 +1,6 @@
 //! The Tversky loss: one minus the soft Tversky index of each class, over the batch.
 
+use super::results::{check_row_losses, finish_gradient, reduced_loss};
 use core::marker::PhantomData;
 
 use ndarray::{ArrayRef1, ArrayRef2};
@@ -14,7 +15,7 @@ use super::targets::Targets;
 use super::tversky_stats::TverskyStats;
 use super::validate::{OutputShape, batch_dims, output_shapes};
 use crate::error::check_shape;
-use crate::float::{ExpArgs, apply_pow2, exponent_of, ldexp, pow2, scale_exponent, split_scale};
+use crate::float::{ExpArgs, exponent_of, ldexp, pow2, scale_exponent, split_scale};
 use crate::rows::visit_rows;
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::row_lse;
@@ -522,21 +523,16 @@ impl<F: Float> TverskyLoss<F> {
             return Ok(F::zero());
         }
         let coefficients = self.coefficients(stats);
-        let loss = F::from_f64(scale * coefficients.loss);
-        if !loss.is_finite() {
-            return Err(overflow("loss", None));
-        }
+        let loss = reduced_loss::<F>(scale * coefficients.loss)?;
         if let Some(grad) = grad_out {
             let k = self.rows(logits, targets, &coefficients, scale, 0.0, Some(&mut *grad), None);
-            if !apply_pow2(grad, k) {
-                return Err(overflow("gradient", None));
-            }
+            finish_gradient(Some(grad), k)?;
         }
         Ok(loss)
     }
 
     /// Runs the rows: `scale·∂L/∂z_i` times `2^−k` into `grad` and `ℓ_i` into `losses`, each if
-    /// given (`w` the statistics' total weight); returns `k`, for [`apply_pow2`].
+    /// given (`w` the statistics' total weight); returns `k`, for [`finish_gradient`].
     ///
     /// The rows see the sample weights times `2^−e_s` (see [`scale_exponent`]) and the coefficients
     /// times `2^−e` (see [`coefficients`](Self::coefficients)): the gradient gets `2^{e_s + e}`
@@ -717,23 +713,14 @@ impl<F: Float> Loss<F> for TverskyLoss<F> {
         let mut grad_out = grad_out;
         let k =
             self.rows(logits, targets, &coefficients, w, w, grad_out.as_deref_mut(), Some(&mut *losses_out));
-        if let Some(row) = losses_out.iter().position(|v| !v.is_finite()) {
-            return Err(overflow("loss", Some(row)));
-        }
-        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
-            return Err(overflow("gradient", None));
-        }
+        check_row_losses(losses_out)?;
+        finish_gradient(grad_out, k)?;
         Ok(())
     }
 
     fn reduction(&self) -> Reduction {
         self.reduction
     }
-}
-
-/// [`Error::Overflow`] of a result.
-fn overflow(what: &'static str, row: Option<usize>) -> Error {
-    Error::Overflow { what, row, class: None, value: None }
 }
 
 fn non_negative(name: &'static str, value: f64) -> Result<f64> {

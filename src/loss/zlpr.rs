@@ -1,5 +1,6 @@
 //! ZLPR: the multi-label loss that ranks positives above an implicit zero logit and negatives below.
 
+use super::results::{finish_gradient, reduced_loss};
 use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1};
 
 use super::Reduction;
@@ -9,7 +10,7 @@ use super::one_vs_rest::{self, LabelSets};
 use super::targets::{TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, class_vector, output_shapes};
 use crate::error::check_shape;
-use crate::float::{BLOCK, LANES, apply_pow2, exp_nonpos, ldexp, pow2, split_scale};
+use crate::float::{BLOCK, LANES, exp_nonpos, ldexp, pow2, split_scale};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
@@ -247,17 +248,11 @@ impl<F: Float> ZlprLoss<F> {
             return Ok(F::zero());
         }
         let (scale, k) = split_scale::<F>(divisor.recip(), exp);
-        let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
         let mut grad_out = grad_out;
         let grad = grad_out.as_deref_mut();
         let total = dispatch(Rows { loss: self, logits, targets, grad, losses: None, scale, weight_exp });
-        let loss = F::from_f64(ldexp(total / divisor, exp));
-        if !loss.is_finite() {
-            return Err(overflow("loss"));
-        }
-        if grad_out.is_some_and(|g| !apply_pow2(g, k)) {
-            return Err(overflow("gradient"));
-        }
+        let loss = reduced_loss::<F>(ldexp(total / divisor, exp))?;
+        finish_gradient(grad_out, k)?;
         Ok(loss)
     }
 }

@@ -241,7 +241,12 @@ impl ConfusionMatrix {
     /// scikit-learn `precision_recall_fscore_support(average=None, zero_division=np.nan)`.
     pub fn f1_scores(&self) -> Vec<Option<f64>> {
         (0..self.classes())
-            .map(|k| ratio(2 * self.counts[[k, k]], self.support(k) + self.predicted(k)))
+            .map(|k| {
+                // `2·tp` and `support + predicted` exceed u64 for counts above 2^63: in u128.
+                let (tp, n) =
+                    (self.counts[[k, k]] as u128, self.support(k) as u128 + self.predicted(k) as u128);
+                (n > 0).then(|| (2 * tp) as f64 / n as f64)
+            })
             .collect()
     }
 

@@ -214,8 +214,9 @@ impl PriorEstimator {
     ///
     /// [`Error::ShapeMismatch`] (`"estimator"`) for a different number of classes;
     /// [`Error::InvalidParameter`] `"decay"` for a different decay, `"steps"` for a different
-    /// number of steps when the decay is below 1 (decayed counts only add up step by step). `self`
-    /// is then unchanged.
+    /// number of steps when the decay is below 1 (decayed counts only add up step by step);
+    /// [`Error::Overflow`] (`"estimator counts"`, the class) if a sum exceeds `f64`. `self` is
+    /// then unchanged.
     ///
     /// # Example
     ///
@@ -250,6 +251,14 @@ impl PriorEstimator {
                 index: None,
                 value: other.steps as f64,
                 expected: "the step count of the estimator merged into (decayed counts merge step by step)",
+            });
+        }
+        if let Some(class) = self.counts.iter().zip(&other.counts).position(|(a, b)| (a + b).is_infinite()) {
+            return Err(Error::Overflow {
+                what: "estimator counts",
+                row: None,
+                class: Some(class),
+                value: Some(self.counts[class]),
             });
         }
         self.counts.iter_mut().zip(&other.counts).for_each(|(a, b)| *a += b);

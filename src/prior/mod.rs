@@ -297,13 +297,34 @@ impl Prior {
             return Ok(vec![0.0; self.classes()]);
         }
         self.require_positive("prior")?;
-        // log π_k = log n_k − log n: both finite for positive, finite counts.
-        let log_total = self.total.ln();
-        let offset: Vec<f64> = self.counts.iter().map(|&n| tau * (n.ln() - log_total)).collect();
+        let offset: Vec<f64> = self.log_probabilities().iter().map(|&l| tau * l).collect();
         if offset.iter().any(|v| !v.is_finite()) {
             return Err(invalid_tau(tau));
         }
         Ok(offset)
+    }
+
+    /// `log π_k` of positive counts, to the rounding of `f64`: `log(n_k / n)`, or `log n_k − log n`
+    /// where the ratio is below the smallest normal number, and `ln_1p(−(n − n_k) / n)` with
+    /// `n − n_k` summed from the other counts for a class that holds most of the mass (where
+    /// `log n_k − log n` would cancel to 0 and a huge `τ` would scale the lost digits).
+    fn log_probabilities(&self) -> Vec<f64> {
+        let total = self.total;
+        self.counts
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| {
+                if n > total / 2.0 {
+                    let rest: f64 =
+                        self.counts.iter().enumerate().filter(|&(j, _)| j != k).map(|(_, &m)| m).sum();
+                    (-(rest / total)).ln_1p()
+                } else if n / total >= f64::MIN_POSITIVE {
+                    (n / total).ln()
+                } else {
+                    n.ln() - total.ln()
+                }
+            })
+            .collect()
     }
 
     /// Fails with [`Error::InvalidParameter`] (`name`, the class) for a count of 0.

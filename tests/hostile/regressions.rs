@@ -1,0 +1,485 @@
+//! Named regressions: the cases of the issue, each with its exact value.
+
+use super::*;
+
+pub(crate) fn assert_close(got: f64, want: f64, rtol: f64, what: &str) {
+    assert!(got.is_finite() && (got - want).abs() <= rtol * want.abs(), "{what}: {got:e}, expected {want:e}");
+}
+
+#[test]
+fn huge_sample_weights_do_not_overflow_the_weighted_mean() {
+    let logits = array![[1e10, -1e10, 0.], [0., 1., 2.]];
+    let t = Targets::labels(&[1, 0]).with_sample_weights(&[1e300, 1e300]);
+    let loss = SoftmaxLoss::cross_entropy().loss(&logits, t).unwrap();
+    // (2e10 + lse(0, 1, 2)) / 2.
+    let lse = 2.0 + ((-2f64).exp() + (-1f64).exp()).ln_1p();
+    assert_close(loss, (2e10 + lse) / 2.0, 1e-14, "CE with weights 1e300");
+    let logits = array![[1e10f32, -1e10, 0.], [0., 1., 2.]];
+    let t = Targets::labels(&[1, 0]).with_sample_weights(&[3e38f32, 3e38]);
+    let loss = SoftmaxLoss::cross_entropy().loss(&logits, t).unwrap();
+    assert_close(loss as f64, (2e10 + lse) / 2.0, 1e-6, "CE f32 with weights 3e38");
+}
+
+#[test]
+fn huge_sample_weights_times_class_weights_do_not_give_nan() {
+    let logits = array![[0.0f32, 1.0, 2.0], [2.0, 1.0, 0.0]];
+    let t = Targets::labels(&[2, 0]).with_sample_weights(&[3e38f32, 1.0]);
+    let loss = SoftmaxLoss::class_weighted(&[10.0f32; 3]).unwrap().loss(&logits, t).unwrap();
+    let ce = ((-2f64).exp() + (-1f64).exp()).ln_1p();
+    assert_close(loss as f64, ce, 1e-6, "class-weighted f32");
+}
+
+#[test]
+fn subnormal_sample_weights_give_the_unweighted_mean() {
+    let logits = array![[0.0, 1.0, 2.0], [2.0, 0.0, 1.0]];
+    let t = Targets::labels(&[2, 1]).with_sample_weights(&[5e-324, 5e-324]);
+    let (loss, grad) = SoftmaxLoss::cross_entropy().loss_and_grad(&logits, t).unwrap();
+    let (want, want_grad) = SoftmaxLoss::cross_entropy().loss_and_grad(&logits, &[2, 1]).unwrap();
+    assert_close(loss, want, 1e-14, "loss");
+    assert_close(loss, 0.5 * (0.4076059644443804 + 2.40760596444438), 1e-14, "loss value");
+    for (g, w) in grad.iter().zip(&want_grad) {
+        assert_close(*g, *w, 1e-14, "grad");
+    }
+    let t = Targets::labels(&[2, 1]);
+    let sub = SoftmaxLoss::class_weighted(&[5e-324; 3]).unwrap().loss(&logits, t).unwrap();
+    assert_close(sub, want, 1e-14, "subnormal class weights");
+    let ldam = LdamLoss::new(&[10.0, 5.0, 1.0]).unwrap();
+    let plain = ldam.loss(&logits, &[2, 1]).unwrap();
+    let sub = ldam.clone().with_class_weights(&[5e-324; 3]).unwrap().loss(&logits, &[2, 1]).unwrap();
+    assert_close(sub, plain, 1e-14, "LDAM with subnormal class weights");
+}
+
+#[test]
+fn label_smoothing_at_the_f32_extremes_is_finite() {
+    let logits = array![[3e38f32, -3e38, 0.]];
+    let loss = SoftmaxLoss::cross_entropy().with_label_smoothing(0.1).unwrap().loss(&logits, &[0]).unwrap();
+    // (0.1/3)·(6e38 + 3e38) = 3e37.
+    assert_close(loss as f64, 0.1 / 3.0 * 9e38, 1e-6, "smoothed CE");
+}
+
+#[test]
+fn bce_at_the_f32_extremes_is_finite() {
+    let logits = array![3e38f32, -3e38];
+    let loss = SigmoidLoss::bce().binary_loss(&logits, &[0.0f32, 0.0][..]).unwrap();
+    assert_close(loss as f64, 1.5e38, 1e-6, "BCE");
+    let focal = SigmoidLoss::<f32>::focal(2.0).unwrap().with_alpha(0.25).unwrap();
+    let (_, grad) = focal.binary_loss_and_grad(&logits, &[0.0f32, 1.0][..]).unwrap();
+    // y = 0 at +3e38: α_t = 0.75, q = 1, d = 1, extra = γ·ce·σ(−s) = 0 → 0.75/2;
+    // y = 1 at −3e38: α_t = 0.25, d = −1 → −0.25/2.
+    assert_close(grad[0] as f64, 0.375, 1e-6, "focal grad +");
+    assert_close(grad[1] as f64, -0.125, 1e-6, "focal grad -");
+}
+
+#[test]
+fn a_huge_gamma_gives_finite_gradients() {
+    let logits = array![[0.0f32, 1.0, -1.0]];
+    let loss = SoftmaxLoss::focal(5e19f32).unwrap();
+    let (value, grad) = loss.loss_and_grad(&logits, &[1]).unwrap();
+    assert!(value.is_finite() && grad.iter().all(|g| g.is_finite()), "{value} {grad:?}");
+    let (_, grad) = SigmoidLoss::bce()
+        .with_focal(5e19f32)
+        .unwrap()
+        .binary_loss_and_grad(&array![0.5f32, -0.5], &[1.0f32, 0.0][..])
+        .unwrap();
+    assert!(grad.iter().all(|g| g.is_finite()), "{grad:?}");
+}
+
+#[test]
+fn focal_with_a_large_gamma_is_exact() {
+    // ℓ = (1 − p)^γ·(−log p), with 1 − p = σ(17) exactly: log(1 − p) = −ln(1 + e^{−17}).
+    let losses = SoftmaxLoss::focal(1e6f32).unwrap().per_sample_loss(&array![[0.0f32, 17.0]], &[0]).unwrap();
+    let log_q = -(-17f64).exp().ln_1p();
+    let want = (1e6 * log_q).exp() * (17.0 + (-17f64).exp().ln_1p());
+    assert_close(losses[0] as f64, want, 1e-4, "focal 1e6");
+}
+
+#[test]
+fn focal_with_soft_targets_does_not_cancel_the_argmax_term() {
+    let logits = array![[40.0, 0.0]];
+    let probs = array![[1.0, 1e-20]];
+    let (_, grad) = SoftmaxLoss::focal(2.0).unwrap().loss_and_grad(&logits, Targets::probs(&probs)).unwrap();
+    // Reference from the formula.
+    let (_, want, _) = softmax_row(&[40.0, 0.0], &[X::new(1.0), X::new(1e-20)], 2.0).unwrap();
+    assert_close(grad[[0, 0]], want[0].f64(), 1e-10, "grad[0]");
+    assert_close(grad[[0, 1]], want[1].f64(), 1e-10, "grad[1]");
+    assert!(want[0].f64() > 0.9e-20 && want[0].f64() < 1.1e-20);
+}
+
+#[test]
+fn a_transform_that_overflows_a_finite_logit_is_an_overflow_error() {
+    let logits = array![[0.0, -f64::MAX, 1.0]];
+    let loss = SoftmaxLoss::cross_entropy().with_logit_adjustment(&[1.0, 1.0, 8.0], 1e306).unwrap();
+    let err = loss.loss(&logits, &[1]).unwrap_err();
+    assert!(matches!(err, Error::Overflow { row: Some(0), class: Some(1), .. }), "{err:?}");
+    let zlpr = ZlprLoss::new().with_label_prior(&[0.5, 0.1, 0.9], 1e306).unwrap();
+    let err = zlpr.loss(&logits, Targets::multi_hot(&array![[0.0, 1.0, 0.0]])).unwrap_err();
+    assert!(matches!(err, Error::Overflow { row: Some(0), class: Some(1), .. }), "{err:?}");
+    let err = log_softmax(&array![[3e38f32, -3e38, 0.]]).unwrap_err();
+    assert!(matches!(err, Error::Overflow { row: Some(0), class: Some(1), .. }), "{err:?}");
+}
+
+#[test]
+fn confusion_matrix_merge_never_wraps() {
+    let mut m = ConfusionMatrix::new(&[0usize, 1], &[0usize, 1], 2).unwrap();
+    let mut result = Ok(());
+    for _ in 0..70 {
+        let copy = m.clone();
+        result = m.merge(&copy);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(matches!(result, Err(Error::Overflow { .. })), "{result:?}");
+    assert!(m.accuracy().is_finite() && m.accuracy() == 1.0);
+}
+
+#[test]
+fn f1_stats_merge_never_overflows() {
+    let mut a = F1Stats::from_parts(vec![f64::MAX / 2.0], vec![f64::MAX], f64::MAX).unwrap();
+    let b = a.clone();
+    assert!(matches!(a.merge(&b), Err(Error::Overflow { what: "F1 statistics", .. })));
+    assert_eq!(a, b, "unchanged on error");
+}
+
+#[test]
+fn class_weights_of_tiny_counts_are_accepted() {
+    let prior = Prior::from_counts(&[1e-308; 3]).unwrap();
+    let w = ClassWeights::power(1.0).unwrap().rescaled().weights::<f64>(&prior).unwrap();
+    assert_eq!(w.to_vec(), vec![1.0, 1.0, 1.0]);
+}
+
+#[test]
+fn label_shift_em_on_subnormal_counts_names_them_or_works() {
+    let prior = Prior::from_counts(&[5e-324, 1.0]).unwrap();
+    let posteriors = array![[0.5, 0.5], [0.1, 0.9]];
+    match LabelShiftEm::new().estimate(&posteriors, &prior) {
+        Ok(est) => assert!(est.prior.probabilities::<f64>().iter().all(|v| v.is_finite())),
+        Err(e) => assert!(!e.to_string().contains("NaN"), "{e}"),
+    }
+}
+
+#[test]
+fn prior_smoothing_by_a_huge_alpha_names_the_smoothing() {
+    // Counts 1e308 + 1 and 1e308 + 2: a total beyond f64, which `total()` cannot return.
+    let err = Prior::from_counts(&[1.0, 2.0]).unwrap().with_smoothing(1e308).unwrap_err();
+    assert_eq!(
+        err,
+        Error::Overflow { what: "smoothed counts total", row: None, class: None, value: Some(1e308) }
+    );
+    let prior = Prior::from_counts(&[1.0, 2.0]).unwrap().with_smoothing(1e307).unwrap();
+    assert_eq!(prior.probabilities::<f64>().to_vec(), vec![0.5, 0.5]);
+    let err = Prior::from_counts(&[f64::MAX, f64::MAX]).unwrap_err();
+    assert!(matches!(err, Error::Overflow { what: "counts total", .. }), "{err:?}");
+}
+
+#[test]
+fn shot_of_nan_is_not_medium() {
+    let split = ShotSplit::new(100.0, 20.0).unwrap();
+    assert!(matches!(split.shot(f64::NAN), Err(Error::InvalidParameter { name: "count", .. })));
+    assert_eq!(split.shot(f64::INFINITY).unwrap(), Shot::Many);
+}
+
+#[test]
+fn a_positive_weight_times_a_large_logit_keeps_a_representable_mean() {
+    // Row 0 costs 1e30·1e10 = 1e40 (beyond f32), row 1 ln 2; weights 1 and 1e7: the mean
+    // (1e40 + 1e7·ln 2)/(1e7 + 1) ≈ 1e33 fits.
+    let loss = SigmoidLoss::bce().with_pos_weight(&[1e30_f32]).unwrap();
+    let targets = BinaryTargets::new(&[1.0, 0.0][..]).with_sample_weights(&[1.0, 1e7][..]);
+    let (value, grad) = loss.binary_loss_and_grad(&array![-1e10_f32, 0.0], targets).unwrap();
+    let want = (1e40 + 1e7 * 2f64.ln()) / (1e7 + 1.0);
+    assert_close(value as f64, want, 1e-6, "loss");
+    assert_close(grad[0] as f64, -1e30 / (1e7 + 1.0), 1e-6, "grad[0]");
+    // Alone, the row is beyond the range: an overflow, naming the row for the per-sample call.
+    let err = loss.binary_per_sample_loss(&array![-1e10_f32, 0.0], &[1.0, 0.0]).unwrap_err();
+    assert_eq!(err, Error::Overflow { what: "loss", row: Some(0), class: None, value: None });
+}
+
+#[test]
+fn asymmetric_loss_with_a_tiny_clip_does_not_round_one_minus_p() {
+    // A negative at s = 30 with m = 1e-30: −log(σ(−30) + m) ≈ 30, where 1 − p_m rounds to 0.
+    let asl = AsymmetricLoss::new().with_gammas(0.0, 0.0).unwrap().with_clip(1e-30_f32).unwrap();
+    let per_sample =
+        asl.per_sample_loss(&array![[30.0_f32]], Targets::multi_hot(&array![[0.0_f32]])).unwrap();
+    let want = -((-30f64).exp() / (1.0 + (-30f64).exp()) + 1e-30_f32 as f64).ln();
+    assert_close(per_sample[0] as f64, want, 1e-6, "loss");
+    // A γ above ε/MIN_POSITIVE is refused.
+    assert!(matches!(
+        AsymmetricLoss::<f32>::new().with_gammas(0.0, 3e38),
+        Err(Error::InvalidParameter { name: "gamma_neg", .. })
+    ));
+}
+
+#[test]
+fn poly1_epsilon_is_bounded_by_one_over_eps() {
+    assert!(Poly1Loss::<f32>::new(8e6).is_ok());
+    assert!(matches!(Poly1Loss::<f32>::new(1e7), Err(Error::InvalidParameter { name: "epsilon", .. })));
+    assert!(matches!(Poly1Loss::<f64>::new(1e16), Err(Error::InvalidParameter { name: "epsilon", .. })));
+}
+
+#[test]
+fn huge_sample_weights_do_not_overflow_the_smooth_f1_losses() {
+    let logits = array![[1.0_f32, -1.0, 0.5], [0.0, 1.0, 2.0]];
+    let w = [3e38_f32, 3e38];
+    for loss in [SmoothF1Loss::<f32>::macro_f1(), SmoothF1Loss::micro_f1()] {
+        let weighted = loss.loss(&logits, Targets::labels(&[1, 0]).with_sample_weights(&w[..])).unwrap();
+        let plain = loss.loss(&logits, Targets::labels(&[1, 0])).unwrap();
+        assert_close(weighted as f64, plain as f64, 1e-6, "weighted mean");
+        // The sum is beyond f32: an overflow, not inf.
+        let sum = loss.with_reduction(Reduction::Sum);
+        let err = sum.loss(&logits, Targets::labels(&[1, 0]).with_sample_weights(&w[..])).unwrap_err();
+        assert_eq!(err, Error::Overflow { what: "loss", row: None, class: None, value: None });
+    }
+    let multi_hot = array![[0.0_f32, 1.0, 0.0], [1.0, 0.0, 0.0]];
+    let t = || Targets::multi_hot(&multi_hot).with_sample_weights(&w[..]);
+    let binary = BinarySmoothF1Loss::<f32>::new();
+    let weighted = binary.loss(&logits, t()).unwrap();
+    assert_close(
+        weighted as f64,
+        binary.loss(&logits, Targets::multi_hot(&multi_hot)).unwrap() as f64,
+        1e-6,
+        "mean",
+    );
+    let sum = binary.with_reduction(Reduction::Sum);
+    assert_eq!(
+        sum.loss(&logits, t()).unwrap_err(),
+        Error::Overflow { what: "loss", row: None, class: None, value: None }
+    );
+    let err = sum.per_sample_loss(&logits, t()).unwrap_err();
+    assert_eq!(err, Error::Overflow { what: "loss", row: Some(0), class: None, value: None });
+}
+
+#[test]
+fn huge_sample_weights_do_not_overflow_the_new_losses() {
+    let logits = array![[1e10_f64, -1e10, 0.0], [0.0, 1.0, 2.0]];
+    let w = [1e300, 1e300];
+    let mean_of = |l: &dyn Fn(Targets<'_, f64>) -> f64| {
+        let weighted = l(Targets::labels(&[1, 0]).with_sample_weights(&w[..]));
+        assert_close(weighted, l(Targets::labels(&[1, 0])), 1e-12, "weighted mean");
+    };
+    let vs = VsLoss::new(&[4.0, 2.0, 1.0]).unwrap();
+    mean_of(&|t| vs.loss(&logits, t).unwrap());
+    let poly = Poly1Loss::new(1.0).unwrap();
+    mean_of(&|t| poly.loss(&logits, t).unwrap());
+    let asl = AsymmetricLoss::new();
+    mean_of(&|t| asl.loss(&logits, t).unwrap());
+    let bce = SigmoidLoss::bce().with_pos_weight(&[2.0, 3.0, 4.0]).unwrap();
+    mean_of(&|t| bce.loss(&logits, t).unwrap());
+}
+
+#[test]
+fn logits_far_apart_keep_a_representable_margin_loss() {
+    // Row 0's loss is 6e38 (beyond f32), row 1's about 1.4; weights 1 and 1e3: the mean fits.
+    let logits = array![[3e38_f32, -3e38], [0.0, 1.0]];
+    let t = || Targets::labels(&[1, 1]).with_sample_weights(&[1.0, 1e3][..]);
+    let want = (6e38 + 1e3 * (1.0 + (-1f64).exp()).ln()) / 1001.0;
+    let poly = Poly1Loss::new(0.0_f32).unwrap();
+    assert_close(poly.loss(&logits, t()).unwrap() as f64, want, 1e-6, "Poly-1");
+    let vs = VsLoss::new(&[1.0_f32, 1.0]).unwrap();
+    assert_close(vs.loss(&logits, t()).unwrap() as f64, want, 1e-6, "VS");
+    // Per sample, row 0 is beyond the range.
+    let err = poly.per_sample_loss(&logits, t()).unwrap_err();
+    assert_eq!(err, Error::Overflow { what: "loss", row: Some(0), class: None, value: None });
+}
+
+#[test]
+fn a_transform_of_the_new_losses_that_overflows_a_finite_logit_is_an_overflow_error() {
+    let logits = array![[0.0, -f64::MAX, 1.0]];
+    let poly = Poly1Loss::new(1.0).unwrap().with_logit_adjustment(&[0.1, 0.1, 0.8], 1e306).unwrap();
+    let err = poly.loss(&logits, &[0]).unwrap_err();
+    assert!(
+        matches!(err, Error::Overflow { what: "logit + adjustment", row: Some(0), class: Some(1), .. }),
+        "{err}"
+    );
+    let vs = VsLoss::new(&[1.0, 1e-300, 1.0]).unwrap().with_gamma(0.0).unwrap().with_tau(1e305).unwrap();
+    let err = vs.loss(&array![[0.0, -f64::MAX, 1.0]], &[0]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Overflow { what: "scale * logit + adjustment", row: Some(0), class: Some(1), .. }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn error_messages_print_values_short() {
+    let logits = array![[3.4e38f32, f32::NAN]];
+    let err = SoftmaxLoss::cross_entropy().loss(&logits, &[0]).unwrap_err();
+    assert!(!err.to_string().contains("000000"), "{err}");
+    let err = SoftmaxLoss::<f64>::focal(-1.7976931348623157e308).unwrap_err();
+    assert!(err.to_string().contains("-1.7976931348623157e308"), "{err}");
+}
+
+/// Runs a generator's check on one case and asserts that every call matched its reference.
+pub(crate) fn assert_reference(check: impl FnOnce() -> std::result::Result<(), TestCaseError>) {
+    RUN_FAILURES.with(|f| f.borrow_mut().clear());
+    check().unwrap();
+    let failures = RUN_FAILURES.with(|f| f.take());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Checks every `(micro, sum)` variant of the smooth-F1 loss on one batch against its reference.
+fn smooth_f1_matches_reference<F: Hostile>(
+    logits: &Array2<F>,
+    labels: &[usize],
+    probs: Option<&Array2<F>>,
+    weights: Option<&[F]>,
+    variants: &[(bool, bool)],
+) {
+    for &(micro, sum) in variants {
+        let case = SmoothF1Case {
+            logits: logits.clone(),
+            labels: labels.to_vec(),
+            probs: probs.cloned(),
+            weights: weights.map(<[F]>::to_vec),
+            micro,
+            sum,
+        };
+        assert_reference(|| run_smooth_f1::<F>(case));
+    }
+}
+
+#[test]
+fn smooth_f1_statistics_of_huge_or_subnormal_weights_keep_their_ratios() {
+    // Σ s (y + p) of weights near f64's maximum overflows, and weights of a few subnormal ulps
+    // lose the digits of p: F1 and c_k come from the weights scaled by a power of two.
+    let logits = array![[0.5, -1.0, 2.0], [1.0, 0.0, -3.0]];
+    for weights in [vec![1.7e308, 1.0e308], vec![1.5e-323, 1e-323]] {
+        let all = [(false, false), (true, false), (false, true), (true, true)];
+        smooth_f1_matches_reference(&logits, &[1, 0], None, Some(&weights), &all);
+    }
+    // The public statistics are the sums themselves: beyond f64, an overflow.
+    let t = Targets::labels(&[1, 0]).with_sample_weights(&[1.7e308, 1.0e308][..]);
+    let err = SmoothF1Loss::<f64>::macro_f1().stats(&logits, t).unwrap_err();
+    assert_eq!(err, Error::Overflow { what: "F1 statistics", row: None, class: None, value: None });
+}
+
+#[test]
+fn smooth_f1_rows_near_the_float_maximum_keep_a_representable_loss() {
+    // z − max = −3.4e38 − 9.3e33 overflows f32 (and −MAX − 1.6e308 f64) where the weighted row
+    // loss does not.
+    let probs = array![[0.5_f32, 0.25, 0.25], [0.2, 0.3, 0.5]];
+    let logits = array![[3.4028235e38_f32, -9.3493286e33, 1.0], [0.0, 1.0, 2.0]];
+    let means = [(false, false), (true, false)];
+    smooth_f1_matches_reference(&logits, &[0, 0], Some(&probs), Some(&[0.5, 2.0]), &means);
+    let logits = array![[1.5819699586788378e308, -f64::MAX, 17.9], [0.6, -19.5, 0.0]];
+    smooth_f1_matches_reference(&logits, &[0, 2], Some(&probs.mapv(f64::from)), None, &[(true, false)]);
+}
+
+#[test]
+fn smooth_f1_gradient_of_huge_weights_does_not_overflow_the_argmax_complement() {
+    // The argmax's negative term steps by b·scale·e_j/r: 1/r up to 1/ε times the scale 2^127 of
+    // weights near 1e37 overflowed f32.
+    let logits = array![
+        [-1.2617338e-8_f32, -5.4461, -12.018461],
+        [7.8011446, -14.93077, -6.4562965e-27],
+        [-11.855038, 1.4584373e-14, 9.658837]
+    ];
+    let probs = array![
+        [0.23251127_f32, 0.2663931, 0.50109565],
+        [0.3347381, 0.4472474, 0.2180145],
+        [0.13740653, 0.4720986, 0.39049488]
+    ];
+    let weights = [8.788918e35, 1.3959401e37, 9.80322e33];
+    smooth_f1_matches_reference(&logits, &[1, 2, 1], Some(&probs), Some(&weights), &[(true, false)]);
+}
+
+#[test]
+fn binary_smooth_f1_statistics_of_huge_or_subnormal_weights_keep_their_ratio() {
+    // Σ s (y + σ) of weights near f64's maximum overflows, and weights of one subnormal ulp lose
+    // σ's digits: F1 comes from the weights scaled by a power of two.
+    let logits = array![[6.5e-36, 0.0, 8.988465674311579e307], [4.5, -1.0, 88.0]];
+    let targets = array![[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]];
+    for weights in [vec![1.7976931348623157e308, 484967.4], vec![5e-324, 1e-323]] {
+        for sum in [false, true] {
+            let case = BinaryF1Case {
+                logits: logits.clone(),
+                targets: targets.clone(),
+                weights: Some(weights.clone()),
+                sum,
+            };
+            assert_reference(|| run_binary_f1::<f64>(case));
+        }
+    }
+    let t = BinaryTargets::new(&[1.0, 0.0][..]).with_sample_weights(&[1.7e308, 1.7e308][..]);
+    let err = BinarySmoothF1Loss::<f64>::new().binary_stats(&array![1.0, 2.0], t).unwrap_err();
+    assert_eq!(err, Error::Overflow { what: "F1 statistics", row: None, class: None, value: None });
+}
+
+#[test]
+fn logit_adjustment_of_a_dominant_class_keeps_its_digits() {
+    // π_1 = 1 − 1e-37: log π_1 = −1e-37, which log n_1 − log n rounds to 0; τ = 1e240 scales it
+    // to −1e203.
+    let prior = Prior::from_counts(&[1.0, 1e37]).unwrap();
+    let tau = 1e240;
+    let offset = prior.log_prior::<f64>(tau).unwrap();
+    let log_p1 = (-1.0 / (1e37 + 1.0_f64)).ln_1p();
+    assert_close(offset[1], tau * log_p1, 1e-14, "τ·log π_1");
+    let adjusted = longtail::adjust::adjusted_logits(&array![[0.0, 0.0]], &prior, tau).unwrap();
+    assert_close(adjusted[[0, 1]], -tau * log_p1, 1e-14, "adjusted logit");
+    let shifted = longtail::adjust::prior_shifted_logits(
+        &array![[0.0, 0.0]],
+        &prior,
+        &Prior::from_counts(&[1.0, 1.0]).unwrap(),
+    )
+    .unwrap();
+    assert_close(shifted[[0, 1]], 0.5f64.ln() - log_p1, 1e-14, "prior shift");
+}
+
+#[test]
+fn a_binary_threshold_beyond_f64_is_an_overflow() {
+    let err = longtail::adjust::binary_threshold(0.9, 1e308).unwrap_err();
+    assert_eq!(
+        err,
+        Error::Overflow { what: "tau * logit(positive_prior)", row: None, class: None, value: Some(1e308) }
+    );
+    assert_eq!(
+        err.to_string(),
+        "tau * logit(positive_prior) overflows (from 1e308): the result is beyond the range of its type"
+    );
+    assert_close(
+        longtail::adjust::binary_threshold(0.9, 1e307).unwrap(),
+        1e307 * 9f64.ln(),
+        1e-14,
+        "threshold",
+    );
+}
+
+#[test]
+fn f1_scores_of_counts_above_half_of_u64_do_not_wrap() {
+    // 63 doublings: tp = 2^63 of class 0, so 2·tp = support + predicted = 2^64 exceeds u64.
+    let mut m = ConfusionMatrix::new(&[0usize], &[0usize], 2).unwrap();
+    for _ in 0..63 {
+        let copy = m.clone();
+        m.merge(&copy).unwrap();
+    }
+    assert_eq!(m.f1_scores(), vec![Some(1.0), None]);
+    assert_eq!(m.macro_f1(), 1.0);
+    let copy = m.clone();
+    assert!(matches!(m.merge(&copy), Err(Error::Overflow { what: "confusion matrix counts", .. })));
+    assert_eq!(m, copy, "unchanged on error");
+}
+
+#[test]
+fn prior_estimator_merge_beyond_f64_is_an_overflow() {
+    use longtail::prior::PriorEstimator;
+    let mut est = PriorEstimator::new(2).unwrap();
+    est.update(&[0usize, 0, 1][..]).unwrap();
+    let mut result = Ok(());
+    for _ in 0..1100 {
+        let copy = est.clone();
+        result = est.merge(&copy);
+        if result.is_err() {
+            assert_eq!(est, copy, "unchanged on error");
+            break;
+        }
+    }
+    let err = result.unwrap_err();
+    assert!(matches!(err, Error::Overflow { what: "estimator counts", class: Some(0), .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with("estimator counts overflows at class 0 (from 8.98846567431158e307)"),
+        "{err}"
+    );
+    let p = est.prior().unwrap().probabilities::<f64>();
+    assert_close(p[0], 2.0 / 3.0, 1e-15, "prior");
+}
