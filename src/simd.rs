@@ -276,7 +276,7 @@ mod tests {
             Box::new(SigmoidLoss::bce().with_pos_weight(&[0.5; 15][..]).unwrap()),
         ];
         for loss in &losses {
-            agree(&|| flat(loss.loss_and_grad(&logits, &multi_hot).unwrap()));
+            agree(&|| flat(loss.loss_and_grad(&logits, Targets::multi_hot(&multi_hot)).unwrap()));
         }
     }
 }

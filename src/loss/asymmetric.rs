@@ -300,7 +300,7 @@ impl<F: Float> AsymmetricLoss<F> {
     /// `m > 0`), the exponentials and logarithms the crate's own: both targets' formulas are
     /// computed and one selected, through a single exponential for the focusing factor and (with
     /// `m > 0`) a single logarithm for `−log(1 − p_m)`. Where an argument of those would be
-    /// subnormal (a subnormal `p_m` or `σ(−s) + m`), `(NaN, NaN)`: the kernel then takes the row
+    /// subnormal (a subnormal `p_m` or `σ(−s)`), `(NaN, NaN)`: the kernel then takes the row
     /// from [`decision`](Self::decision) in `f64`.
     #[inline(always)]
     fn decision_vec<const FMA: bool, const CLIP: bool>(&self, s: F, y: F, w: F) -> (F, F) {
@@ -348,10 +348,12 @@ impl<F: Float> AsymmetricLoss<F> {
         } else {
             (focus * softplus_pos, focus * (gamma_neg * (q * softplus_pos) + p))
         };
+        // A subnormal `σ(−s)` has lost digits that `σ(−s) + m` and `σ(−s)/(σ(−s) + m)` need when
+        // `m` is small: such rows (`s` beyond ~87 in f32) are rare, and all go to `f64`.
         let subnormal = CLIP
             && !positive
             && shifted > zero
-            && (shifted < tiny || (shifted > F::from_f64(0.5) && q + m < tiny));
+            && (shifted < tiny || (shifted > F::from_f64(0.5) && q < tiny));
         if subnormal { (F::nan(), F::nan()) } else { (w * value, w * slope) }
     }
 
