@@ -299,9 +299,9 @@ impl<F: Float> AsymmetricLoss<F> {
     /// [`decision`](Self::decision) without a branch, for the vectorised kernel (`CLIP`: whether
     /// `m > 0`), the exponentials and logarithms the crate's own: both targets' formulas are
     /// computed and one selected, through a single exponential for the focusing factor and (with
-    /// `m > 0`) a single logarithm for `−log(1 − p_m)`. Where an argument of those would be
-    /// subnormal (a subnormal `p_m` or `σ(−s)`), `(NaN, NaN)`: the kernel then takes the row
-    /// from [`decision`](Self::decision) in `f64`.
+    /// `m > 0`) a single logarithm for `−log(1 − p_m)`. Where `p − m` cancels or an argument of
+    /// those would be subnormal (a subnormal `p_m` or `σ(−s)`), `(NaN, NaN)`: the kernel then
+    /// takes the row from [`decision`](Self::decision) in `f64`.
     #[inline(always)]
     fn decision_vec<const FMA: bool, const CLIP: bool>(&self, s: F, y: F, w: F) -> (F, F) {
         let (zero, one, tiny) = (F::zero(), F::one(), F::min_positive_value());
@@ -348,13 +348,17 @@ impl<F: Float> AsymmetricLoss<F> {
         } else {
             (focus * softplus_pos, focus * (gamma_neg * (q * softplus_pos) + p))
         };
-        // A subnormal `σ(−s)` has lost digits that `σ(−s) + m` and `σ(−s)/(σ(−s) + m)` need when
-        // `m` is small: such rows (`s` beyond ~87 in f32) are rare, and all go to `f64`.
-        let subnormal = CLIP
+        // Rows computed again in `f64`, all rare: where `p_m = p − m` cancels (the focusing factor
+        // `p_m^γ` would carry the rounding of `p` times `γ·p/p_m > 8`), a subnormal `p_m`, or a
+        // subnormal `σ(−s)`, whose lost digits `σ(−s) + m` and `σ(−s)/(σ(−s) + m)` need when `m`
+        // is small (`s` beyond ~87 in f32).
+        let refine = CLIP
             && !positive
             && shifted > zero
-            && (shifted < tiny || (shifted > F::from_f64(0.5) && q < tiny));
-        if subnormal { (F::nan(), F::nan()) } else { (w * value, w * slope) }
+            && (shifted < tiny
+                || (gamma_neg + one) * p > F::from_f64(8.0) * shifted
+                || (shifted > F::from_f64(0.5) && q < tiny));
+        if refine { (F::nan(), F::nan()) } else { (w * value, w * slope) }
     }
 
     /// The same loss in `f64`.
