@@ -135,25 +135,7 @@ pub(crate) fn softplus(x: X) -> X {
 
 /// `log Σ e^{v_k}` of X values (`-inf` entries skipped); `None` if all are `-inf`.
 pub(crate) fn lse_x(v: &[X]) -> Option<X> {
-    let finite: Vec<X> = v.iter().copied().filter(|x| x.m != f64::NEG_INFINITY).collect();
-    let mut max = *finite.first()?;
-    for &x in &finite {
-        if x.gt(max) {
-            max = x;
-        }
-    }
-    // ln(1 + Σ_{others} e^{x − max}) by ln_1p: the max's own term is exactly 1.
-    let mut skipped = false;
-    let rest: f64 = finite
-        .iter()
-        .filter(|&&x| {
-            let is_max = !skipped && !x.gt(max) && !max.gt(x);
-            skipped |= is_max;
-            !is_max
-        })
-        .map(|&x| x.sub(max).f64().exp())
-        .sum();
-    Some(max.add(X::new(rest.ln_1p())))
+    lse_parts(v).map(|(max, rest)| max.add(X::new(rest)))
 }
 
 /// [`lse_x`] as its parts `(max, ln Σ e^{v − max})`, for differences `v − lse` that the sum of
