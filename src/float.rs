@@ -473,29 +473,28 @@ pub(crate) fn ldexp(mut x: f64, mut e: i32) -> f64 {
     x * pow2(e)
 }
 
-/// The power of two that brings the largest of some non-negative values into `[1, 2)` if it is
-/// at least 1, as the exponent `e` (`max·2^−e ∈ [1, 2)`), clamped so that `2^−e` is a normal `F`;
-/// 0 when all are 0.
+/// The power of two `2^−e` by which weights whose largest is `max` are scaled (see
+/// [`weight_exponent`]), clamped so that `2^−e` is a normal `F`; 0 when all are 0.
 /// Scaling by `2^−e` is exact, so a weighted mean computed from the scaled values is that of the
 /// values themselves, without their products overflowing or underflowing.
-///
-/// Small weights are scaled up only as far as `[2^−60, 2^−59)`: enough that their products do not
-/// underflow, and far enough below 1 that a weight times a loss near the float's maximum, summed
-/// over a batch, stays within `f64`.
 pub(crate) fn scale_exponent<F: Float>(max: f64) -> i32 {
     let min_exp = exponent_of(F::min_positive_value().as_f64());
     let max_exp = exponent_of(F::max_value().as_f64());
-    weight_exponent(exponent_of(max)).clamp(-max_exp, -min_exp)
+    weight_exponent::<F>(exponent_of(max)).clamp(-max_exp, -min_exp)
 }
 
 /// The scaling exponent of weights whose largest has binary exponent `e` (see
-/// [`scale_exponent`]), unclamped: `e + 8` from 1 on (the largest weight lands in
-/// `[2^−8, 2^−7)`, leaving room for a batch's sum of losses near the float's maximum), `e + 60`
-/// below `2^−60`, else 0.
-pub(crate) fn weight_exponent(e: i32) -> i32 {
+/// [`scale_exponent`]), unclamped: `e + 8`, so that the largest weight lands in `[2^−8, 2^−7)`,
+/// leaving room for a batch's sum of losses near the float's maximum. In `f64`, weights below 1
+/// are scaled up only as far as `[2^−60, 2^−59)` (`e + 60` below `2^−60`, else 0), which keeps
+/// ordinary weights as they are; an `f32` weight times a loss always has `f64`'s range around it
+/// in the sums, so every scale brings the largest to `2^−8`, and a small weight times a small
+/// loss does not underflow.
+pub(crate) fn weight_exponent<F: Float>(e: i32) -> i32 {
     const SMALL: i32 = 60;
     const HEADROOM: i32 = 8;
-    if e >= 0 {
+    let f32_range = F::max_value().as_f64() <= f32::MAX as f64;
+    if e >= 0 || f32_range {
         e + HEADROOM
     } else if e < -SMALL {
         e + SMALL
@@ -511,13 +510,16 @@ pub(crate) fn pow2<F: Float>(e: i32) -> F {
 }
 
 /// A gradient scale `inv_divisor·2^exp` as a factor for the kernel and a power of two `2^k` to
-/// apply afterwards ([`apply_pow2`]): `k = 0` when the scale is representable in `F`; otherwise
-/// the kernel gets a factor near 1 and the gradient the rest, so that an entry that fits the
-/// range still comes out (a large weight times a small gradient).
+/// apply afterwards ([`apply_pow2`]): `k = 0` when the scale is a normal number up to `2^(e/2)`
+/// (`e` the largest exponent of `F`), where the kernel's own factors (`γ`, `1 + ε·p`, LDAM's
+/// scale) times the scale stay in range; otherwise the kernel gets a factor near 1 and the
+/// gradient the rest, so that an entry that fits the range still comes out (a large weight times
+/// a small gradient, a zero gradient times a huge weight).
 pub(crate) fn split_scale<F: Float>(inv_divisor: f64, exp: i32) -> (F, i32) {
-    let scale = F::from_f64(ldexp(inv_divisor, exp));
-    if scale.is_finite() {
-        return (scale, 0);
+    let scale = ldexp(inv_divisor, exp);
+    let bound = F::max_value().as_f64().sqrt();
+    if (F::min_positive_value().as_f64()..=bound).contains(&scale) {
+        return (F::from_f64(scale), 0);
     }
     let k = exponent_of(inv_divisor) + exp;
     (F::from_f64(ldexp(inv_divisor, exp - k)), k)

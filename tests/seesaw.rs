@@ -190,7 +190,15 @@ fn the_state_counts_merges_and_refuses_overflow_unchanged() {
     assert_eq!(seesaw.mitigation(0, 1), Some(0.5));
     let mut full = SeesawState::from_counts(vec![u64::MAX - 1, 0]).unwrap();
     let err = full.update(&[0, 0]).unwrap_err();
-    assert!(matches!(err, Error::InvalidParameter { name: "counts", index: Some(0), .. }), "{err}");
+    assert_eq!(
+        err,
+        Error::Overflow {
+            what: "seesaw counts",
+            row: None,
+            class: Some(0),
+            value: Some((u64::MAX - 1) as f64)
+        }
+    );
     assert_eq!(full.counts(), &[u64::MAX - 1, 0]);
     let err = full.merge(&SeesawState::new(3).unwrap()).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { name: "state", .. }), "{err}");

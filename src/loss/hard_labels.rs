@@ -77,11 +77,13 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         Ok(batch)
     }
 
-    /// The coefficient `s_i·w_{y_i}` of row `i`, times `2^−(e_s + e_w + e_c)`.
+    /// The coefficient `s_i·w_{y_i}` of row `i`, times `2^−(e_s + e_w + e_c)`: the product in
+    /// `f64`, rounded once, so that in `f32` a small weight times a large one keeps its digits.
     #[inline]
     pub fn coefficient(&self, i: usize) -> F {
-        let w = self.class_weights.map_or(F::one(), |w| w[self.labels[i]] * self.inv_w);
-        self.targets.sample_weight(i) * self.inv_s * w * self.inv_c
+        let scaled = |v: F, inv: F| v.as_f64() * inv.as_f64();
+        let w = self.class_weights.map_or(1.0, |w| scaled(w[self.labels[i]], self.inv_w));
+        F::from_f64(scaled(self.targets.sample_weight(i), self.inv_s) * w * self.inv_c.as_f64())
     }
 
     /// Whether row `i` counts (a positive sample weight and class weight), exactly.
@@ -149,7 +151,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         let mut grad_out = grad_out;
         let grad = grad_out.as_deref_mut();
         let total = dispatch(Rows { batch: self, loss, logits, grad, losses: None, scale, loss_exp: 0 });
-        let value = reduced_loss::<F>(ldexp(total / divisor, exp))?;
+        let value = reduced_loss::<F>(total, divisor, exp)?;
         finish_gradient(grad_out, k)?;
         Ok(value)
     }

@@ -8,6 +8,7 @@ use ndarray::{ArrayRef1, ArrayRef2, ArrayView2};
 use super::Reduction;
 use super::binary_rows::{binary_weight_exponent, contiguous, scaled_total_weight};
 use super::binary_targets::BinaryTargets;
+use super::results::reduced_loss;
 use super::targets::{RowKind, TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, check_labels, check_sample_weights};
 use crate::error::check_shape;
@@ -205,7 +206,10 @@ pub(super) fn reduce<F: Float>(
         }
         Reduction::Sum => (1.0, 0),
     };
+    let mut grads = grads;
     if divisor == 0.0 {
+        // Every weight is 0: the kernel ignores every row but still validates the logits.
+        sum(grads.as_deref_mut(), (F::one(), e))?;
         if let Some(grads) = grads {
             grads.fill(F::zero());
         }
@@ -213,12 +217,8 @@ pub(super) fn reduce<F: Float>(
     }
     let (scale, k) = split_scale::<F>(divisor.recip(), 0);
     let overflow = |what| Error::Overflow { what, row: None, class: None, value: None };
-    let mut grads = grads;
     let (total, grads_finite) = sum(grads.as_deref_mut(), (scale, e))?;
-    let loss = F::from_f64(total / divisor);
-    if !loss.is_finite() {
-        return Err(overflow("loss"));
-    }
+    let loss = reduced_loss::<F>(total, divisor, 0)?;
     if grads.is_some() && !grads_finite {
         return Err(overflow("gradient"));
     }

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayRef, ArrayRef1, Dimension};
 
-use crate::float::apply_pow2;
+use crate::float::{apply_pow2, exponent_of, ldexp};
 use crate::{Error, Float, Result};
 
 /// [`Error::Overflow`] of a result (`row`: the sample whose result it is, if one).
@@ -11,9 +11,12 @@ pub(super) fn overflow(what: &'static str, row: Option<usize>) -> Error {
     Error::Overflow { what, row, class: None, value: None }
 }
 
-/// The reduced loss `value` (computed in `f64`) as `F`, or an overflow of `"loss"`.
-pub(super) fn reduced_loss<F: Float>(value: f64) -> Result<F> {
-    let loss = F::from_f64(value);
+/// The reduced loss `total / divisor · 2^exp` (each in `f64`) as `F`, or an overflow of
+/// `"loss"`. The quotient is taken of the mantissas, so that it overflows or underflows `f64` only
+/// where the result itself does.
+pub(super) fn reduced_loss<F: Float>(total: f64, divisor: f64, exp: i32) -> Result<F> {
+    let (a, b) = (exponent_of(total), exponent_of(divisor));
+    let loss = F::from_f64(ldexp(ldexp(total, -a) / ldexp(divisor, -b), a - b + exp));
     if loss.is_finite() { Ok(loss) } else { Err(overflow("loss", None)) }
 }
 

@@ -96,8 +96,8 @@ impl SeesawState {
     ///
     /// # Errors
     ///
-    /// [`Error::LabelOutOfRange`] for a label `≥ K`; [`Error::InvalidParameter`] (`"counts"`,
-    /// the class) if a count would overflow `u64`. The state is then unchanged.
+    /// [`Error::LabelOutOfRange`] for a label `≥ K`; [`Error::Overflow`] (`"seesaw counts"`, the
+    /// class) if a count would overflow `u64`. The state is then unchanged.
     ///
     /// # Example
     ///
@@ -129,7 +129,7 @@ impl SeesawState {
     /// # Errors
     ///
     /// [`Error::ShapeMismatch`] (`"state"`) for a different number of classes;
-    /// [`Error::InvalidParameter`] (`"counts"`, the class) if a count would overflow `u64`. The
+    /// [`Error::Overflow`] (`"seesaw counts"`, the class) if a count would overflow `u64`. The
     /// state is then unchanged.
     ///
     /// # Example
@@ -182,11 +182,11 @@ impl SeesawState {
     fn add(&mut self, batch: &[u64]) -> Result<()> {
         let mut sums = self.counts.clone();
         for (k, (sum, &n)) in sums.iter_mut().zip(batch).enumerate() {
-            *sum = sum.checked_add(n).ok_or(Error::InvalidParameter {
-                name: "counts",
-                index: Some(k),
-                value: *sum as f64 + n as f64,
-                expected: "a cumulative count that fits in u64",
+            *sum = sum.checked_add(n).ok_or(Error::Overflow {
+                what: "seesaw counts",
+                row: None,
+                class: Some(k),
+                value: Some(*sum as f64),
             })?;
         }
         self.counts = sums;

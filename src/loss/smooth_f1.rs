@@ -305,7 +305,7 @@ impl<F: Float> SmoothF1Loss<F> {
             grad: grad_out.as_deref_mut(),
             losses: None,
         };
-        let loss = reduced_loss::<F>(ldexp(dispatch(rows) / divisor, exp))?;
+        let loss = reduced_loss::<F>(dispatch(rows), divisor, exp)?;
         finish_gradient(grad_out, k)?;
         Ok(loss)
     }

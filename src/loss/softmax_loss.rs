@@ -144,7 +144,7 @@ impl<F: Float> ScaledClasses<F> {
             (ldexp(v, -e), e)
         };
         let max_w = (0..k).fold(0.0_f64, |m, j| m.max(value(weights, j)));
-        let weight_exp = if weights.is_some() { weight_exponent(exponent_of(max_w)) } else { 0 };
+        let weight_exp = if weights.is_some() { weight_exponent::<F>(exponent_of(max_w)) } else { 0 };
         let products: Vec<(f64, i32)> = (0..k)
             .map(|j| {
                 let ((mw, ew), (ma, ea)) = (split(value(weights, j)), split(value(alpha, j)));
@@ -152,7 +152,7 @@ impl<F: Float> ScaledClasses<F> {
             })
             .collect();
         let max_exp = products.iter().filter(|(m, _)| *m > 0.0).map(|&(m, e)| e + exponent_of(m)).max();
-        let factor_exp = max_exp.map_or(0, weight_exponent);
+        let factor_exp = max_exp.map_or(0, weight_exponent::<F>);
         Some(Self {
             weights: (0..k).map(|j| F::from_f64(ldexp(value(weights, j), -weight_exp))).collect(),
             factors: products.iter().map(|&(m, e)| F::from_f64(ldexp(m, e - factor_exp))).collect(),
@@ -697,7 +697,7 @@ impl<F: Float> SoftmaxLoss<F> {
         let (scale, k) = split_scale::<F>(divisor.recip(), exp);
         let mut grad_out = grad_out;
         let total = self.rows(logits, targets, prob_sums, grad_out.as_deref_mut(), None, scale, inv_s, 0)?;
-        let loss = reduced_loss::<F>(ldexp(total / divisor, exp))?;
+        let loss = reduced_loss::<F>(total, divisor, exp)?;
         finish_gradient(grad_out, k)?;
         Ok(loss)
     }

@@ -523,7 +523,7 @@ impl<F: Float> TverskyLoss<F> {
             return Ok(F::zero());
         }
         let coefficients = self.coefficients(stats);
-        let loss = reduced_loss::<F>(scale * coefficients.loss)?;
+        let loss = reduced_loss::<F>(scale * coefficients.loss, 1.0, 0)?;
         if let Some(grad) = grad_out {
             let k = self.rows(logits, targets, &coefficients, scale, 0.0, Some(&mut *grad), None);
             finish_gradient(Some(grad), k)?;

@@ -251,7 +251,7 @@ impl<F: Float> ZlprLoss<F> {
         let mut grad_out = grad_out;
         let grad = grad_out.as_deref_mut();
         let total = dispatch(Rows { loss: self, logits, targets, grad, losses: None, scale, weight_exp });
-        let loss = reduced_loss::<F>(ldexp(total / divisor, exp))?;
+        let loss = reduced_loss::<F>(total, divisor, exp)?;
         finish_gradient(grad_out, k)?;
         Ok(loss)
     }

@@ -114,7 +114,7 @@ impl<F: Hostile> AsymmetricCase<F> {
                 bd.push(wx.mul(db));
             }
             rows.push((l, l_bound, g, bd));
-            coefficients.push(X::new(w * k as f64));
+            coefficients.push(wx.mul(X::new(k as f64)));
         }
         Expect::Value(batch_outputs(&rows, &coefficients, self.sum))
     }

@@ -93,17 +93,21 @@ pub(crate) struct SoftmaxCase<F> {
 }
 
 /// `n` weights: one arbitrary magnitude (any bit pattern: subnormal, near the maximum, NaN, inf)
-/// times factors in `{0} ∪ [2^−16, 1]`, with now and then an arbitrary entry (negative, NaN) in
-/// place. The crate scales weights by their maximum, so any magnitude is covered; weights whose
-/// ratios exceed the float's range (a product of a sample and a class weight more than `2^126`
-/// below the largest in `f32`) are outside what the scaling keeps exact, and are left out.
+/// times factors in `{0} ∪ [2^−16, 1]`, with now and then an arbitrary entry in place that is not
+/// a positive finite number (negative, NaN, `±inf`; a positive one is taken as its magnitude's
+/// factor instead). The crate scales weights by their maximum, so any magnitude is covered;
+/// weights whose ratios exceed the float's range (a product of a sample and a class weight more
+/// than `2^126` below the largest in `f32`) are outside what the scaling keeps exact, and are left
+/// out.
 pub(crate) fn weights<F: Hostile>(n: usize) -> BoxedStrategy<Vec<F>> {
     let factor = prop_oneof![1 => Just(0.0), 1 => Just(1.0), 6 => (-16.0f64..0.0).prop_map(f64::exp2)];
-    let entry = prop_oneof![30 => factor.prop_map(Some), 1 => Just(None)];
-    (F::values(), proptest::collection::vec((entry, F::values()), n))
+    let entry = prop_oneof![30 => factor.clone().prop_map(Some), 1 => Just(None)];
+    (F::values(), proptest::collection::vec((entry, F::values(), factor), n))
         .prop_map(|(base, entries)| {
             let base = base.as_f64().abs();
-            entries.into_iter().map(|(f, raw)| f.map_or(raw, |f| F::from_f64(base * f))).collect()
+            let scaled = |f: f64| F::from_f64(base * f);
+            let raw = |raw: F, f: f64| if raw.as_f64() > 0.0 && raw.is_finite() { scaled(f) } else { raw };
+            entries.into_iter().map(|(f, r, spare)| f.map_or_else(|| raw(r, spare), scaled)).collect()
         })
         .boxed()
 }

@@ -18,22 +18,16 @@ pub(crate) fn frexp(v: f64) -> (f64, i64) {
     (m, exp + bias)
 }
 
-pub(crate) fn ldexp(mut m: f64, mut e: i64) -> f64 {
-    while e > 1000 {
-        m *= 2f64.powi(1000);
-        e -= 1000;
-        if m.is_infinite() {
-            return m;
-        }
+/// `m·2^e`, rounded once for a mantissa `0.5 ≤ |m| < 1` (NaN and `±inf` pass through).
+pub(crate) fn ldexp(m: f64, e: i64) -> f64 {
+    if m == 0.0 || !m.is_finite() {
+        return m;
     }
-    while e < -1000 {
-        m *= 2f64.powi(-1000);
-        e += 1000;
-        if m == 0.0 {
-            return m;
-        }
-    }
-    m * 2f64.powi(e as i32)
+    // Beyond `±2200` every finite nonzero `m·2^e` is out of range; within, three steps of at
+    // most `2^734` keep the partial products normal until the last.
+    let e = e.clamp(-2200, 2200) as i32;
+    let third = e / 3;
+    m * 2f64.powi(third) * 2f64.powi(third) * 2f64.powi(e - 2 * third)
 }
 
 impl X {
