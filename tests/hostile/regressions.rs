@@ -483,3 +483,71 @@ fn prior_estimator_merge_beyond_f64_is_an_overflow() {
     let p = est.prior().unwrap().probabilities::<f64>();
     assert_close(p[0], 2.0 / 3.0, 1e-15, "prior");
 }
+
+#[test]
+fn a_nan_logit_in_a_batch_of_zero_weights_is_an_error() {
+    let logits = array![[0.5_f32, f32::NAN]];
+    let targets = array![[1.0_f32, 0.0]];
+    let t = || Targets::multi_hot(&targets).with_sample_weights(&[0.0_f32][..]);
+    let want = Error::NonFiniteLogit { row: 0, class: 1, value: f64::NAN };
+    let same = |err: Error| format!("{err:?}") == format!("{want:?}");
+    assert!(same(SigmoidLoss::bce().loss_and_grad(&logits, t()).unwrap_err()));
+    assert!(same(AsymmetricLoss::new().loss_and_grad(&logits, t()).unwrap_err()));
+    assert!(same(BinarySmoothF1Loss::new().loss_and_grad(&logits, t()).unwrap_err()));
+}
+
+#[test]
+fn a_huge_weight_times_an_exact_zero_gradient_is_zero() {
+    // One class: p = 1, loss and gradient exactly 0, whatever the weight times `1 + ε·p`.
+    let loss = Poly1Loss::new(10.0_f64).unwrap().with_class_weights(&[3e307][..]).unwrap();
+    let (losses, grad) = loss.per_sample_loss_and_grad(&array![[-16.0], [5.0]], &[0, 0]).unwrap();
+    assert!(losses.iter().chain(&grad).all(|&v| v == 0.0), "{losses} {grad}");
+}
+
+#[test]
+fn a_weighted_mean_whose_scaled_quotient_exceeds_f64_is_representable() {
+    // Row loss w·α·ℓ with ℓ ≈ 1.58e308; the mean divides by w: α·ℓ ≈ 6.3e305.
+    let (w, alpha) =
+        ([4.6363467691340166, 0.0, 0.14541755172104376, 9.80678334398719], [0.004, 0.0, 0.0044, 0.0024]);
+    let loss =
+        SoftmaxLoss::cross_entropy().with_class_weights(&w[..]).unwrap().with_alpha(&alpha[..]).unwrap();
+    let logits = array![[19.0, 1.5819699586788378e308, 8.988465674311579e307, -2.0]];
+    let value = loss.loss(&logits, &[0]).unwrap();
+    assert_close(value, 0.004 * (1.5819699586788378e308 - 19.0), 1e-14, "mean");
+}
+
+#[test]
+fn small_f32_weights_times_small_losses_do_not_underflow() {
+    // ℓ = ln(1 + e^{−84.5}) ≈ 2e-37, a normal f32: the weighted mean of one row is ℓ, whatever w.
+    let logits = array![[0.0_f32, -84.5]];
+    let want = (-84.5_f64).exp().ln_1p();
+    for w in [1e-10_f32, 3.6e-23, 1e-40] {
+        let weights = [w];
+        let t = Targets::labels(&[0]).with_sample_weights(&weights[..]);
+        let value = SoftmaxLoss::cross_entropy().loss(&logits, t).unwrap();
+        assert_close(value as f64, want, 1e-5, &format!("CE, weight {w:e}"));
+    }
+    // VS on a row whose loss is ≈ 2e-37 once its logits are scaled and shifted.
+    let vs = VsLoss::<f32>::new(&[0.37240738_f32, 0.99722457, 18.973417, 1.0438325e-15][..])
+        .and_then(|l| l.with_gamma(0.3))
+        .and_then(|l| l.with_tau(18.009108))
+        .unwrap();
+    let logits = array![[-8.356255_f32, -397514.06, 11.15245, -17.396748]];
+    let unweighted = vs.loss(&logits, &[2]).unwrap();
+    assert!(unweighted > 1e-37, "{unweighted:e}");
+    let t = Targets::labels(&[2]).with_sample_weights(&[3.600868e-23_f32][..]);
+    assert_close(vs.loss(&logits, t).unwrap() as f64, unweighted as f64, 1e-5, "VS, weight 3.6e-23");
+}
+
+#[test]
+fn an_f32_sample_weight_times_a_class_weight_far_below_the_largest_keeps_its_digits() {
+    // Class weights 1.7e38 and 0.0057: the row's coefficient 3.27·0.0057 would be subnormal once
+    // scaled by the largest class weight, unless the product is taken in f64.
+    let w = [1.7014117e38_f32, 0.005721681, 1.1605414];
+    let vs = VsLoss::<f32>::new(&[1.0_f32; 3][..]).unwrap().with_class_weights(&w[..]).unwrap();
+    let logits = array![[-12.462783_f32, -14.610585, 1e14]];
+    let t = Targets::labels(&[1]).with_sample_weights(&[3.2663217_f32][..]);
+    let (losses, _) = vs.per_sample_loss_and_grad(&logits, t).unwrap();
+    let want = 3.2663217_f64 * 0.005721681_f32 as f64 * (1e14 + 14.610585);
+    assert_close(losses[0] as f64, want, 1e-6, "VS row with a small class weight");
+}
