@@ -62,6 +62,7 @@ mod drivers;
 mod estimator;
 mod judge;
 mod ldam;
+mod log_loss;
 mod margins;
 mod metrics;
 mod priors;

@@ -483,3 +483,26 @@ fn prior_estimator_merge_beyond_f64_is_an_overflow() {
     let p = est.prior().unwrap().probabilities::<f64>();
     assert_close(p[0], 2.0 / 3.0, 1e-15, "prior");
 }
+
+#[test]
+fn balanced_log_loss_keeps_what_a_huge_common_logit_would_round_away() {
+    use longtail::adjust::balanced_log_loss;
+    let prior = Prior::from_counts(&[1.0, 1.0]).unwrap();
+    // lse(1e20, 1e20) − 1e20 = ln 2, not 0.
+    let loss = balanced_log_loss(&array![[1e20_f64, 1e20]], &[0], &prior, 1.0).unwrap();
+    assert_close(loss, 2f64.ln(), 1e-15, "ln 2 beside 1e20");
+    // A loss of 9e-7 beside the row's maximum: ln(1 + e^{−13.9…}), not ln of a sum near 1.
+    let loss = balanced_log_loss(&array![[-13.935522769892385_f64, -5e-324]], &[1], &prior, 0.0).unwrap();
+    assert_close(loss, (-13.935522769892385f64).exp().ln_1p(), 1e-14, "a small loss");
+}
+
+#[test]
+fn balanced_log_loss_beyond_f64_is_an_overflow() {
+    use longtail::adjust::{TauCriterion, balanced_log_loss, tune_tau_for};
+    let prior = Prior::from_counts(&[1.0, 1.0]).unwrap();
+    let logits = array![[1.5e308_f64, -1.5e308], [0.0, 0.0]];
+    let got = balanced_log_loss(&logits, &[1, 0], &prior, 1.0);
+    assert!(matches!(got, Err(Error::Overflow { what: "balanced log-loss", .. })), "{got:?}");
+    let got = tune_tau_for(&logits, &[1, 0], &prior, &[0.0, 1.0], TauCriterion::BalancedLogLoss);
+    assert!(matches!(got, Err(Error::Overflow { what: "balanced log-loss", .. })), "{got:?}");
+}
