@@ -61,6 +61,7 @@ mod asymmetric;
 mod drivers;
 mod estimator;
 mod judge;
+mod label_shift;
 mod ldam;
 mod log_loss;
 mod margins;

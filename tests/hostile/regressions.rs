@@ -506,3 +506,25 @@ fn balanced_log_loss_beyond_f64_is_an_overflow() {
     let got = tune_tau_for(&logits, &[1, 0], &prior, &[0.0, 1.0], TauCriterion::BalancedLogLoss);
     assert!(matches!(got, Err(Error::Overflow { what: "balanced log-loss", .. })), "{got:?}");
 }
+
+#[test]
+fn label_shift_em_takes_a_train_prior_below_f64_from_its_logarithm() {
+    // π_1 = 1e-26 / 1e300 is below f64's range: its probability is 0, its logarithm is not.
+    let train = Prior::from_counts(&[1e300, 1e-26]).unwrap();
+    let estimate = LabelShiftEm::new().estimate(&array![[0.5_f64, 0.5]], &train).unwrap();
+    assert!(estimate.converged);
+    assert_eq!(estimate.prior.probabilities::<f64>().to_vec(), vec![0.0, 1.0]);
+}
+
+#[test]
+fn label_shift_em_keeps_a_posterior_share_whose_ratio_underflows() {
+    // Step 3: q_0/π_0 is 5e-401 of q_1/π_1, yet row 0 gives class 0 the share
+    // 5e-401 / (5e-401 + 1e-200) = 5e-201, and q_0 = 2.5e-201.
+    let train = Prior::from_counts(&[1.0, 1e-300]).unwrap();
+    let posteriors = array![[1.0_f64, 1e-200], [0.0, 1.0]];
+    let estimate = LabelShiftEm::new().estimate(&posteriors, &train).unwrap();
+    assert_eq!((estimate.iterations, estimate.converged), (3, true));
+    let q = estimate.prior.probabilities::<f64>();
+    assert_close(q[0], 2.5e-201, 1e-12, "q_0");
+    assert_close(q[1], 1.0, 1e-15, "q_1");
+}
