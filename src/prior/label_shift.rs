@@ -289,7 +289,9 @@ impl LabelShiftEm {
 /// predictions; the errors of [`ConfusionMatrix::new`] for the validation pair;
 /// [`Error::PredictionOutOfRange`] for a target prediction `≥ K`;
 /// [`Error::SingularMatrix`] (`"confusion_matrix"`) when `Ĉ` is (numerically) singular, e.g. a
-/// class never predicted or never present in the validation set; [`Error::InvalidParameter`]
+/// class never predicted or never present in the validation set, or so ill-conditioned that the
+/// solve's error bound `K·κ∞(Ĉ)·ε` exceeds `10⁻⁶` (the estimate would keep fewer than six
+/// digits); [`Error::InvalidParameter`]
 /// (`"counts"`) if the clipped weights leave no mass.
 ///
 /// # Example

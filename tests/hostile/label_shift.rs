@@ -168,3 +168,161 @@ fn label_shift_em_on_arbitrary_bits() {
     run("label-shift EM f32", CASES, em_case::<f32>(), run_em::<f32>);
     run("label-shift EM f64", CASES, em_case::<f64>(), run_em::<f64>);
 }
+
+/// A BBSE case: the validation confusion counts `M[true][predicted]`, the target's predicted-class
+/// counts, and a target prediction out of range (`≥ K`) if set.
+pub(crate) type BbseCase = (Vec<Vec<u32>>, Vec<u32>, bool);
+
+/// Confusion counts of every kind: small, diagonal-heavy, exactly singular (a rank-1 matrix, a
+/// class never predicted or never present), and nearly singular (rank 1 plus a 0/1 perturbation,
+/// with entries up to thousands; `a + i + j` plus one, with entries up to 20,000, so `κ` up to
+/// ~1e12).
+pub(crate) fn bbse_case() -> impl Strategy<Value = BbseCase> {
+    (1usize..5).prop_flat_map(|k| {
+        let small = proptest::collection::vec(proptest::collection::vec(0u32..12, k), k).boxed();
+        let diagonal = proptest::collection::vec(proptest::collection::vec(0u32..4, k), k)
+            .prop_map(|mut m| {
+                (0..m.len()).for_each(|i| m[i][i] += 40);
+                m
+            })
+            .boxed();
+        let rank1 = |c: u32| {
+            (proptest::collection::vec(1u32..c, k), proptest::collection::vec(1u32..c, k), proptest::collection::vec(proptest::collection::vec(0u32..2, k), k), any::<bool>())
+                .prop_map(|(u, v, e, exact)| {
+                    (0..u.len()).map(|i| (0..v.len()).map(|j| u[i] * v[j] + if exact { 0 } else { e[i][j] }).collect()).collect()
+                })
+                .boxed()
+        };
+        let zero_line = (small.clone(), 0..k, any::<bool>())
+            .prop_map(|(mut m, l, row)| {
+                (0..m.len()).for_each(|i| if row { m[l][i] = 0 } else { m[i][l] = 0 });
+                m
+            })
+            .boxed();
+        // `a + i + j` (rank 2) plus a 0/1 perturbation: nearly singular with large counts.
+        let hankel = (1000u32..20000, proptest::collection::vec(proptest::collection::vec(0u32..2, k), k))
+            .prop_map(|(a, e)| {
+                (0..e.len()).map(|i| (0..e.len()).map(|j| a + (i + j) as u32 + e[i][j]).collect()).collect()
+            })
+            .boxed();
+        (
+            prop_oneof![3 => small, 2 => diagonal, 2 => rank1(8), 2 => rank1(60), 1 => zero_line, 1 => hankel],
+            proptest::collection::vec(prop_oneof![1 => Just(0u32), 3 => 0u32..30], k),
+            proptest::bool::weighted(0.05),
+        )
+    })
+}
+
+/// `det` of an integer matrix (fraction-free Gaussian elimination, exact in `i128`).
+fn det(mut a: Vec<Vec<i128>>) -> i128 {
+    let n = a.len();
+    let (mut sign, mut prev) = (1, 1i128);
+    for c in 0..n {
+        let Some(p) = (c..n).find(|&r| a[r][c] != 0) else { return 0 };
+        if p != c {
+            a.swap(p, c);
+            sign = -sign;
+        }
+        for r in c + 1..n {
+            for j in c + 1..n {
+                a[r][j] = (a[r][j] * a[c][c] - a[r][c] * a[c][j]) / prev;
+            }
+            a[r][c] = 0;
+        }
+        prev = a[c][c];
+    }
+    sign * a[n - 1][n - 1]
+}
+
+/// `det` with column `j` replaced by `b` (Cramer's rule).
+fn det_with(a: &[Vec<i128>], j: usize, b: &[i128]) -> i128 {
+    let m = a
+        .iter()
+        .zip(b)
+        .map(|(row, &bi)| row.iter().enumerate().map(|(c, &v)| if c == j { bi } else { v }).collect())
+        .collect();
+    det(m)
+}
+
+pub(crate) fn run_bbse(case: BbseCase) -> std::result::Result<(), TestCaseError> {
+    use longtail::prior::bbse_target_prior;
+    let (m, t, out_of_range) = &case;
+    let k = m.len();
+    CALLS.fetch_add(1, Ordering::Relaxed);
+    let (mut labels, mut predictions) = (Vec::new(), Vec::new());
+    for (y, row) in m.iter().enumerate() {
+        for (p, &c) in row.iter().enumerate() {
+            labels.extend(std::iter::repeat_n(y, c as usize));
+            predictions.extend(std::iter::repeat_n(p, c as usize));
+        }
+    }
+    let mut target: Vec<usize> =
+        t.iter().enumerate().flat_map(|(p, &c)| std::iter::repeat_n(p, c as usize)).collect();
+    if *out_of_range {
+        target.push(k);
+    }
+    let got = bbse_target_prior(&labels[..], &predictions[..], &target[..], k);
+    // Ĉ_ij = M[j][i] / n and μ̂ = t / T: Ĉ w = μ̂ is Mᵀ v = t with w = v·n/T, and the prior is
+    // q_j ∝ max(v_j, 0)·s_j with s_j = Σ_i M[j][i] (the scale n/T cancels).
+    let a: Vec<Vec<i128>> = (0..k).map(|i| (0..k).map(|j| m[j][i] as i128).collect()).collect();
+    let b: Vec<i128> = t.iter().map(|&c| c as i128).collect();
+    let d = if labels.is_empty() || target.is_empty() || *out_of_range { 0 } else { det(a.clone()) };
+    let support: Vec<i128> = m.iter().map(|row| row.iter().map(|&c| c as i128).sum()).collect();
+    // v_j·det/|det| = det_j·sign(det)/|det|: its positive part times s_j, over |det|.
+    let mass: Vec<i128> = (0..k)
+        .map(|j| if d == 0 { 0 } else { (det_with(&a, j, &b) * d.signum()).max(0) * support[j] })
+        .collect();
+    let total: i128 = mass.iter().sum();
+    // The LU solve's forward error is within a small multiple of κ_∞(Mᵀ)·ε relative to ‖v‖_∞,
+    // and q_j moves by that times s_j over Σ_k max(v_k, 0)·s_k.
+    let inverse_norm = (0..k)
+        .map(|i| {
+            let unit: Vec<i128> = (0..k).map(|j| (i == j) as i128).collect();
+            (0..k).map(|j| (det_with(&a, j, &unit) as f64).abs()).collect::<Vec<f64>>()
+        })
+        .fold(vec![0.0; k], |acc, col| acc.iter().zip(&col).map(|(a, c)| a + c).collect());
+    let inverse_norm = inverse_norm.iter().fold(0.0_f64, |m, &v| m.max(v)) / (d as f64).abs().max(1.0);
+    let norm = a.iter().map(|row| row.iter().map(|&v| v as f64).sum::<f64>()).fold(0.0_f64, f64::max);
+    let kappa = norm * inverse_norm;
+    let v_norm = (0..k).map(|j| (det_with(&a, j, &b) as f64).abs()).fold(0.0, f64::max);
+    // Documented: a system whose error bound K·κ∞·ε exceeds 1e-6 is refused (the library's κ is
+    // computed from its factors: either outcome within a factor 2 of the limit).
+    let bound = k as f64 * kappa * f64::EPSILON;
+    let (refusable, beyond) = (d != 0 && bound > 0.5e-6, d != 0 && bound > 2e-6);
+    let prior = match got {
+        Err(_) if d == 0 || total == 0 || refusable => return Ok(()),
+        Ok(p) if d == 0 || total == 0 => {
+            return fail(
+                "bbse_target_prior",
+                format!("Ok({:?}) for a singular or massless system {case:?}", p.probabilities::<f64>()),
+            );
+        }
+        Ok(p) if beyond => {
+            return fail(
+                "bbse_target_prior",
+                format!(
+                    "Ok({:?}) for an ill-conditioned system (κ {kappa:e}) {case:?}",
+                    p.probabilities::<f64>()
+                ),
+            );
+        }
+        Err(e) => return fail("bbse_target_prior", format!("Err({e}) on {case:?} (det {d})")),
+        Ok(p) => p.probabilities::<f64>().to_vec(),
+    };
+    let denominator = total as f64;
+    for j in 0..k {
+        let want = mass[j] as f64 / denominator;
+        let bound = 8.0 * (k * k) as f64 * kappa * f64::EPSILON * v_norm * support[j] as f64 / denominator
+            + 1e-15 * want;
+        if !(prior[j].is_finite() && (prior[j] - want).abs() <= bound) {
+            let want: Vec<f64> = mass.iter().map(|&v| v as f64 / denominator).collect();
+            return fail("bbse_target_prior", format!("{prior:?}, exact {want:?} (κ {kappa:e}) on {case:?}"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn bbse_on_singular_and_ill_conditioned_confusion_matrices() {
+    run("BBSE", CASES, bbse_case(), run_bbse);
+}

@@ -528,3 +528,51 @@ fn label_shift_em_keeps_a_posterior_share_whose_ratio_underflows() {
     assert_close(q[0], 2.5e-201, 1e-12, "q_0");
     assert_close(q[1], 1.0, 1e-15, "q_1");
 }
+
+/// Labels and predictions whose confusion counts are `m[true][predicted]`.
+fn confusion_pairs(m: &[&[usize]]) -> (Vec<usize>, Vec<usize>) {
+    let (mut labels, mut predictions) = (Vec::new(), Vec::new());
+    for (y, row) in m.iter().enumerate() {
+        for (p, &c) in row.iter().enumerate() {
+            labels.extend(std::iter::repeat_n(y, c));
+            predictions.extend(std::iter::repeat_n(p, c));
+        }
+    }
+    (labels, predictions)
+}
+
+#[test]
+fn bbse_refuses_a_singular_confusion_matrix_that_elimination_leaves_a_residue_in() {
+    use longtail::prior::bbse_target_prior;
+    // Rows 0 + 3 = rows 1 + 2 exactly (det 0); the last pivot is a rounding residue above
+    // K·ε·max|Ĉ|, and the solve gave a finite prior from it.
+    let m: [&[usize]; 4] = [
+        &[8218, 8220, 8221, 8222],
+        &[8219, 8221, 8222, 8223],
+        &[8221, 8222, 8222, 8223],
+        &[8221, 8223, 8223, 8225],
+    ];
+    let (labels, predictions) = confusion_pairs(&m);
+    let target: Vec<usize> = [0; 16].into_iter().chain([1; 23]).collect();
+    let got = bbse_target_prior(&labels[..], &predictions[..], &target[..], 4);
+    assert!(matches!(got, Err(Error::SingularMatrix { name: "confusion_matrix", .. })), "{got:?}");
+}
+
+#[test]
+fn bbse_refuses_a_confusion_matrix_too_ill_conditioned_for_six_digits() {
+    use longtail::prior::bbse_target_prior;
+    // det = −1 with counts near 18,745: κ∞ ≈ 4.2e9, an error bound 3·κ∞·ε ≈ 3e-6.
+    let m: [&[usize]; 3] = [&[18743, 18745, 18746], &[18744, 18745, 18746], &[18746, 18746, 18747]];
+    let (labels, predictions) = confusion_pairs(&m);
+    let target: Vec<usize> = [0; 7].into_iter().chain([1; 6]).collect();
+    let got = bbse_target_prior(&labels[..], &predictions[..], &target[..], 3);
+    assert!(matches!(got, Err(Error::SingularMatrix { name: "confusion_matrix", .. })), "{got:?}");
+    // A well-conditioned one gives the exact solution: Mᵀ v = t, q ∝ max(v, 0)·support.
+    let m: [&[usize]; 2] = [&[3, 1], &[1, 2]];
+    let (labels, predictions) = confusion_pairs(&m);
+    let target = [0usize, 0, 0, 1, 1];
+    // Mᵀ = [[3, 1], [1, 2]], t = [3, 2]: v = [0.8, 0.6]; support [4, 3]: q ∝ [3.2, 1.8].
+    let q = bbse_target_prior(&labels[..], &predictions[..], &target[..], 2).unwrap().probabilities::<f64>();
+    assert_close(q[0], 0.64, 1e-15, "q_0");
+    assert_close(q[1], 0.36, 1e-15, "q_1");
+}
