@@ -59,6 +59,7 @@ use proptest::test_runner::{Config, TestRunner};
 mod adjust;
 mod asymmetric;
 mod drivers;
+mod eqlv2;
 mod estimator;
 mod judge;
 mod label_shift;

@@ -576,3 +576,25 @@ fn bbse_refuses_a_confusion_matrix_too_ill_conditioned_for_six_digits() {
     assert_close(q[0], 0.64, 1e-15, "q_0");
     assert_close(q[1], 0.36, 1e-15, "q_1");
 }
+
+#[test]
+fn eqlv2_gradient_of_a_confident_positive_is_its_sigmoid() {
+    use longtail::EqlV2Loss;
+    use longtail::loss::EqlV2State;
+    let sigma_neg = |s: f64| 1.0 / (1.0 + s.exp());
+    // f64, s = 40: σ(40) rounds to 1, σ(40) − 1 to 0; the slope is −σ(−40) = −4.2e-18.
+    let state = EqlV2State::new(1).unwrap();
+    let loss = EqlV2Loss::<f64>::new(&state);
+    let (logits, targets) = (array![[40.0_f64]], array![[1.0_f64]]);
+    let (_, grad) = loss.loss_and_grad(&logits, Targets::multi_hot(&targets)).unwrap();
+    assert_close(grad[[0, 0]], -sigma_neg(40.0), 1e-14, "f64 slope");
+    let stats = loss.gradient_stats(&logits, Targets::multi_hot(&targets)).unwrap();
+    assert_close(stats.positive()[0], sigma_neg(40.0), 1e-14, "gradient statistic");
+    // f32 with a collected state (r = 3.65…), s = 16.37: σ(s) − 1 rounded to f32's ε.
+    let state = EqlV2State::from_parts(vec![0.6469596650124295], vec![5.316941252836889], 32).unwrap();
+    let loss = EqlV2Loss::<f32>::new(&state).with_mapping(1.0, 0.8).unwrap().with_reduction(Reduction::Sum);
+    let r = loss.positive_weights()[0] as f64;
+    let (_, grad) =
+        loss.loss_and_grad(&array![[16.372744_f32]], Targets::multi_hot(&array![[1.0_f32]])).unwrap();
+    assert_close(grad[[0, 0]] as f64, -r * sigma_neg(16.372744_f32 as f64), 1e-5, "f32 slope");
+}
