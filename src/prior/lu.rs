@@ -34,7 +34,8 @@ pub(crate) fn solve(name: &'static str, a: Vec<f64>, b: Vec<f64>) -> Result<Vec<
         lu.solve(&mut unit).iter().zip(&mut row_sums).for_each(|(v, s)| *s += v.abs());
     }
     let condition = norm * row_sums.iter().fold(0.0_f64, |m, &v| m.max(v));
-    if !(n as f64 * condition * f64::EPSILON <= MAX_ERROR_BOUND) {
+    let bound = n as f64 * condition * f64::EPSILON;
+    if bound.is_nan() || bound > MAX_ERROR_BOUND {
         return Err(Error::SingularMatrix { name, column: lu.smallest_pivot() });
     }
     let mut x = b;

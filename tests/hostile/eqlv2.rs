@@ -14,7 +14,7 @@ pub(crate) struct EqlCase<F> {
     pub(crate) multi_hot: bool,
     pub(crate) weights: Option<Vec<F>>,
     /// The state's sums `P`, `Q` and its batch count.
-    pub(crate) state: (Vec<f64>, Vec<f64>, u64),
+    pub(crate) state: StateParts,
     pub(crate) gamma: F,
     pub(crate) mu: F,
     pub(crate) alpha: F,
@@ -261,8 +261,11 @@ fn run_eql_stats<F: Hostile>(
 
 /// Merges of arbitrary sums: the `f64` sums, or an error (a sum beyond `f64`, a batch count beyond
 /// `u64`) with the state unchanged.
+/// A state's sums `P`, `Q` and batch count.
+pub(crate) type StateParts = (Vec<f64>, Vec<f64>, u64);
+
 pub(crate) fn run_eql_merge(
-    ((pa, na, ba), (pb, nb, bb)): ((Vec<f64>, Vec<f64>, u64), (Vec<f64>, Vec<f64>, u64)),
+    ((pa, na, ba), (pb, nb, bb)): (StateParts, StateParts),
 ) -> std::result::Result<(), TestCaseError> {
     CALLS.fetch_add(1, Ordering::Relaxed);
     let (Ok(a), Ok(b)) = (

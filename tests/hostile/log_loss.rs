@@ -56,8 +56,7 @@ fn log_loss_ref<F: Hostile>((z, labels, counts, tau): &LogLossCase<F>) -> Expect
     }
     let mut sums = vec![(X::ZERO, X::ZERO); k];
     let mut n = vec![0usize; k];
-    for i in 0..b {
-        let y = labels[i];
+    for (i, &y) in labels.iter().enumerate() {
         let a: Vec<X> = (0..k).filter(|&j| !masked(i, j)).map(|j| value(i, j)).collect();
         // lse − a_y = (max − a_y) + ln Σ e^{a − max}.
         let (max, ln_rest) = lse_parts(&a).unwrap();
