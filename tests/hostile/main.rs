@@ -39,7 +39,7 @@
 //!   reference as in the crate; its `f64` run is surveyed only (`HOSTILE_SURVEY`), as the
 //!   coefficients and per-sample terms still lose digits there;
 //! - label-shift EM keeps its iterate `q` in `f64` and takes `q/π` from logarithms: its generator
-//!   allows each step `8ε·(K + 2·max|log π|, |log q|)` relative to every `q_k`, and an iterate
+//!   allows each step `8ε·(K + 2·(max|log π_k| + max|log q_k|))` relative to every `q_k`, and an iterate
 //!   below the normal range the digits of a subnormal, which later steps multiply on;
 //! - BBSE refuses a confusion matrix whose solve's error bound `K·κ∞·ε` exceeds `10⁻⁶`: its
 //!   generator accepts either outcome within a factor 2 of that limit, and judges the other
