@@ -572,7 +572,8 @@ pub fn tune_tau<'a, F: Float>(
 /// [`Error::FullyMasked`] for a row whose every logit is `-inf`; for the log-loss,
 /// [`Error::MaskedTarget`] if a row's label has logit `-inf` (its loss would be infinite);
 /// then, `τ` by `τ`, [`Error::Overflow`] (`"logit + adjustment"`) for a finite logit that
-/// overflows once adjusted.
+/// overflows once adjusted, and for the log-loss [`Error::Overflow`] (`"balanced log-loss"`) for
+/// a loss beyond `f64` (the per-class sums are `f64`: one whose mean would fit may overflow).
 ///
 /// # Example
 ///
@@ -743,13 +744,31 @@ fn log_losses<F: Float>(
                 for ((a, &v), &o) in adjusted.iter_mut().zip(z).zip(offset) {
                     *a = v.as_f64() + o.as_f64();
                 }
-                let max = adjusted.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let lse = max + adjusted.iter().map(|&a| (a - max).exp()).sum::<f64>().ln();
-                sums[y] += lse - adjusted[y];
+                // lse − a_y = (max − a_y) + ln(1 + Σ_{j ≠ argmax} e^{a_j − max}): the difference
+                // first, so that a huge common offset cancels exactly, and `ln_1p` for the rest.
+                let top = (0..adjusted.len()).fold(0, |t, j| if adjusted[j] > adjusted[t] { j } else { t });
+                let max = adjusted[top];
+                let rest: f64 = adjusted
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != top)
+                    .map(|(_, &a)| (a - max).exp())
+                    .sum();
+                sums[y] += (max - adjusted[y]) + rest.ln_1p();
             }
             let total: f64 =
                 sums.iter().zip(&per_class.counts).filter(|&(_, &n)| n > 0).map(|(s, &n)| s / n as f64).sum();
-            Ok(total / per_class.present as f64)
+            let loss = total / per_class.present as f64;
+            // Every term is finite and >= 0: only a sum beyond f64 is not finite.
+            if !loss.is_finite() {
+                return Err(Error::Overflow {
+                    what: "balanced log-loss",
+                    row: None,
+                    class: None,
+                    value: None,
+                });
+            }
+            Ok(loss)
         })
         .collect()
 }

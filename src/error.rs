@@ -120,7 +120,8 @@ pub enum Error {
         classes: usize,
     },
     /// A square linear system has no (numerically) unique solution: elimination found no pivot
-    /// larger than `K·ε·max|entry|` in `column`.
+    /// larger than `K·ε·max|entry|` in `column`, or the system is so ill-conditioned that its
+    /// solution's error bound `K·κ∞·ε` exceeds `10⁻⁶` (`column`: the smallest pivot's).
     SingularMatrix {
         /// Which matrix: `"confusion_matrix"`.
         name: &'static str,

@@ -595,11 +595,12 @@ impl<F: Float> EqlV2Loss<F> {
             if w == 0.0 || s == F::neg_infinity() {
                 continue;
             }
-            let (p, y) = (sigmoid(s.as_f64()), y.as_f64());
+            let (p, not_p, y) = (sigmoid(s.as_f64()), sigmoid(-s.as_f64()), y.as_f64());
             let class = d % k;
             let (r, q) = (self.positive_weights[class].as_f64(), self.negative_weights[class].as_f64());
             let weight = r * y + q * (1.0 - y);
-            let magnitude = (y * (p - 1.0) + (1.0 - y) * p).abs() * weight * w;
+            // |σ(s) − y| = |(1 − y)·σ(s) − y·σ(−s)|, without cancellation where σ(s) rounds to 1.
+            let magnitude = ((1.0 - y) * p - y * not_p).abs() * weight * w;
             positive[class] += magnitude * y;
             negative[class] += magnitude * (1.0 - y);
         }
@@ -678,11 +679,12 @@ impl<F: Float> Decision<F> for EqlRow<F> {
 #[inline(always)]
 fn eql_row<G: Float, const FMA: bool>(alpha: G, s: G, y: G, w: G, q: G) -> (G, G) {
     let one = G::one();
-    let Logistic { softplus_pos, softplus_neg, sigmoid_pos, .. } = Logistic::of::<FMA>(s);
+    let Logistic { softplus_pos, softplus_neg, sigmoid_pos, sigmoid_neg } = Logistic::of::<FMA>(s);
     let r = one + alpha * (one - q);
     let weight = w * (y * r + (one - y) * q);
     let bce = y * softplus_neg + (one - y) * softplus_pos;
-    (weight * bce, weight * (sigmoid_pos - y))
+    // σ(s) − y as (1 − y)·σ(s) − y·σ(−s): no cancellation where σ(s) rounds to 1.
+    (weight * bce, weight * ((one - y) * sigmoid_pos - y * sigmoid_neg))
 }
 
 impl<F: Float> Loss<F> for EqlV2Loss<F> {

@@ -21,6 +21,12 @@ use crate::{Error, Float, Result};
 /// until `Σ_k |q_new − q| ≤ tolerance` or `max_iterations` steps. Each step does not decrease the
 /// likelihood of the target data. Defaults: tolerance `1e-8`, at most 1000 iterations.
 ///
+/// # Numerics
+///
+/// In `f64`, the ratio `q/π` from logarithms (`log π` from the counts, so a training prior below
+/// `f64`'s range still counts) scaled by its largest; a row whose products `p_ik·q_k/π_k` fall
+/// below the normal range is recomputed from logarithms, scaled by its own largest term.
+///
 /// # Example
 ///
 /// ```
@@ -216,26 +222,42 @@ impl LabelShiftEm {
         crate::error::check_shape("train_prior", &[classes], &[train_prior.classes()])?;
         train_prior.require_positive("train_prior")?;
         check_distributions(posteriors)?;
-        let train = train_prior.probabilities::<f64>().to_vec();
-        let mut q = train.clone();
+        // log π from the counts: a probability below f64's range still has its logarithm.
+        let log_train = train_prior.log_probabilities();
+        let mut q = train_prior.probabilities::<f64>().to_vec();
+        // log q of the current iterate (the first step's ratio q/π is 1 exactly).
+        let mut log_q = log_train.clone();
+        let mut log_ratio = vec![0.0; classes];
         let mut ratio = vec![0.0; classes];
         let mut row_buf = vec![0.0; classes];
         let mut next = vec![0.0; classes];
         for iteration in 1..=self.max_iterations {
-            // q/p up to a common factor (each row's update divides it out), from logarithms and
+            // q/π up to a common factor (each row's update divides it out), from logarithms and
             // scaled by the largest: a subnormal train prior does not overflow the ratio.
-            ratio.iter_mut().zip(q.iter().zip(&train)).for_each(|(r, (q, p))| *r = q.ln() - p.ln());
-            let top = ratio.iter().fold(f64::NEG_INFINITY, |m, &r| m.max(r));
-            ratio.iter_mut().for_each(|r| *r = (*r - top).exp());
+            log_ratio.iter_mut().zip(log_q.iter().zip(&log_train)).for_each(|(r, (q, p))| *r = q - p);
+            let top = log_ratio.iter().fold(f64::NEG_INFINITY, |m, &r| m.max(r));
+            log_ratio.iter_mut().for_each(|r| *r -= top);
+            ratio.iter_mut().zip(&log_ratio).for_each(|(r, &l)| *r = l.exp());
             next.fill(0.0);
             for row in posteriors.rows() {
                 row_buf.iter_mut().zip(row.iter().zip(&ratio)).for_each(|(a, (&p, r))| *a = p.as_f64() * r);
+                // A product below the normal range has lost digits (or all of them, and with them
+                // the row's total): the row again from logarithms, scaled by its own largest term.
+                let lost = row.iter().zip(&row_buf).any(|(&p, &a)| p > F::zero() && a < f64::MIN_POSITIVE);
+                if lost {
+                    row_buf.iter_mut().zip(row.iter().zip(&log_ratio)).for_each(|(a, (&p, &l))| {
+                        *a = if p > F::zero() { p.as_f64().ln() + l } else { f64::NEG_INFINITY }
+                    });
+                    let row_top = row_buf.iter().fold(f64::NEG_INFINITY, |m, &a| m.max(a));
+                    row_buf.iter_mut().for_each(|a| *a = (*a - row_top).exp());
+                }
                 let total: f64 = row_buf.iter().sum();
                 next.iter_mut().zip(&row_buf).for_each(|(n, a)| *n += a / total);
             }
             next.iter_mut().for_each(|n| *n /= batch as f64);
             let change: f64 = next.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum();
             std::mem::swap(&mut q, &mut next);
+            log_q.iter_mut().zip(&q).for_each(|(l, &v)| *l = v.ln());
             if change <= self.tolerance {
                 return Ok(EmEstimate {
                     prior: Prior::from_counts(&q)?,
@@ -267,7 +289,9 @@ impl LabelShiftEm {
 /// predictions; the errors of [`ConfusionMatrix::new`] for the validation pair;
 /// [`Error::PredictionOutOfRange`] for a target prediction `≥ K`;
 /// [`Error::SingularMatrix`] (`"confusion_matrix"`) when `Ĉ` is (numerically) singular, e.g. a
-/// class never predicted or never present in the validation set; [`Error::InvalidParameter`]
+/// class never predicted or never present in the validation set, or so ill-conditioned that the
+/// solve's error bound `K·κ∞(Ĉ)·ε` exceeds `10⁻⁶` (the estimate would keep fewer than six
+/// digits); [`Error::InvalidParameter`]
 /// (`"counts"`) if the clipped weights leave no mass.
 ///
 /// # Example

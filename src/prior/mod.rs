@@ -308,7 +308,7 @@ impl Prior {
     /// where the ratio is below the smallest normal number, and `ln_1p(−(n − n_k) / n)` with
     /// `n − n_k` summed from the other counts for a class that holds most of the mass (where
     /// `log n_k − log n` would cancel to 0 and a huge `τ` would scale the lost digits).
-    fn log_probabilities(&self) -> Vec<f64> {
+    pub(crate) fn log_probabilities(&self) -> Vec<f64> {
         let total = self.total;
         self.counts
             .iter()

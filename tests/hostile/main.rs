@@ -38,6 +38,12 @@
 //!   `ε` within `[10⁻¹², 1]`: beyond, `∂TI/∂TP = 1/D − (TP + smooth)(1 − α − β)/D²` cancels in the
 //!   reference as in the crate; its `f64` run is surveyed only (`HOSTILE_SURVEY`), as the
 //!   coefficients and per-sample terms still lose digits there;
+//! - label-shift EM keeps its iterate `q` in `f64` and takes `q/π` from logarithms: its generator
+//!   allows each step `8ε·(K + 2·(max|log π_k| + max|log q_k|))` relative to every `q_k`, and an iterate
+//!   below the normal range the digits of a subnormal, which later steps multiply on;
+//! - BBSE refuses a confusion matrix whose solve's error bound `K·κ∞·ε` exceeds `10⁻⁶`: its
+//!   generator accepts either outcome within a factor 2 of that limit, and judges the other
+//!   solutions within `8K²·κ∞·ε·‖v‖∞` of the exact (integer, Cramer) solution `v`;
 //! - a few more cases per run at the extremes (products of the extreme logits, weights and `γ`)
 //!   remain: the run fails when more than [`KNOWN_LIMIT`] calls of a generator do.
 
@@ -59,9 +65,12 @@ use proptest::test_runner::{Config, TestRunner};
 mod adjust;
 mod asymmetric;
 mod drivers;
+mod eqlv2;
 mod estimator;
 mod judge;
+mod label_shift;
 mod ldam;
+mod log_loss;
 mod margins;
 mod metrics;
 mod priors;

@@ -551,3 +551,118 @@ fn an_f32_sample_weight_times_a_class_weight_far_below_the_largest_keeps_its_dig
     let want = 3.2663217_f64 * 0.005721681_f32 as f64 * (1e14 + 14.610585);
     assert_close(losses[0] as f64, want, 1e-6, "VS row with a small class weight");
 }
+
+#[test]
+fn balanced_log_loss_keeps_what_a_huge_common_logit_would_round_away() {
+    use longtail::adjust::balanced_log_loss;
+    let prior = Prior::from_counts(&[1.0, 1.0]).unwrap();
+    // lse(1e20, 1e20) − 1e20 = ln 2, not 0.
+    let loss = balanced_log_loss(&array![[1e20_f64, 1e20]], &[0], &prior, 1.0).unwrap();
+    assert_close(loss, 2f64.ln(), 1e-15, "ln 2 beside 1e20");
+    // A loss of 9e-7 beside the row's maximum: ln(1 + e^{−13.9…}), not ln of a sum near 1.
+    let loss = balanced_log_loss(&array![[-13.935522769892385_f64, -5e-324]], &[1], &prior, 0.0).unwrap();
+    assert_close(loss, (-13.935522769892385f64).exp().ln_1p(), 1e-14, "a small loss");
+}
+
+#[test]
+fn balanced_log_loss_beyond_f64_is_an_overflow() {
+    use longtail::adjust::{TauCriterion, balanced_log_loss, tune_tau_for};
+    let prior = Prior::from_counts(&[1.0, 1.0]).unwrap();
+    let logits = array![[1.5e308_f64, -1.5e308], [0.0, 0.0]];
+    let got = balanced_log_loss(&logits, &[1, 0], &prior, 1.0);
+    assert!(matches!(got, Err(Error::Overflow { what: "balanced log-loss", .. })), "{got:?}");
+    let got = tune_tau_for(&logits, &[1, 0], &prior, &[0.0, 1.0], TauCriterion::BalancedLogLoss);
+    assert!(matches!(got, Err(Error::Overflow { what: "balanced log-loss", .. })), "{got:?}");
+}
+
+#[test]
+fn label_shift_em_takes_a_train_prior_below_f64_from_its_logarithm() {
+    // π_1 = 1e-26 / 1e300 is below f64's range: its probability is 0, its logarithm is not.
+    let train = Prior::from_counts(&[1e300, 1e-26]).unwrap();
+    let estimate = LabelShiftEm::new().estimate(&array![[0.5_f64, 0.5]], &train).unwrap();
+    assert!(estimate.converged);
+    assert_eq!(estimate.prior.probabilities::<f64>().to_vec(), vec![0.0, 1.0]);
+}
+
+#[test]
+fn label_shift_em_keeps_a_posterior_share_whose_ratio_underflows() {
+    // Step 3: q_0/π_0 is 5e-401 of q_1/π_1, yet row 0 gives class 0 the share
+    // 5e-401 / (5e-401 + 1e-200) = 5e-201, and q_0 = 2.5e-201.
+    let train = Prior::from_counts(&[1.0, 1e-300]).unwrap();
+    let posteriors = array![[1.0_f64, 1e-200], [0.0, 1.0]];
+    let estimate = LabelShiftEm::new().estimate(&posteriors, &train).unwrap();
+    assert_eq!((estimate.iterations, estimate.converged), (3, true));
+    let q = estimate.prior.probabilities::<f64>();
+    assert_close(q[0], 2.5e-201, 1e-12, "q_0");
+    assert_close(q[1], 1.0, 1e-15, "q_1");
+}
+
+/// Labels and predictions whose confusion counts are `m[true][predicted]`.
+fn confusion_pairs(m: &[&[usize]]) -> (Vec<usize>, Vec<usize>) {
+    let (mut labels, mut predictions) = (Vec::new(), Vec::new());
+    for (y, row) in m.iter().enumerate() {
+        for (p, &c) in row.iter().enumerate() {
+            labels.extend(std::iter::repeat_n(y, c));
+            predictions.extend(std::iter::repeat_n(p, c));
+        }
+    }
+    (labels, predictions)
+}
+
+#[test]
+fn bbse_refuses_a_singular_confusion_matrix_that_elimination_leaves_a_residue_in() {
+    use longtail::prior::bbse_target_prior;
+    // Rows 0 + 3 = rows 1 + 2 exactly (det 0); the last pivot is a rounding residue above
+    // K·ε·max|Ĉ|, and the solve gave a finite prior from it.
+    let m: [&[usize]; 4] = [
+        &[8218, 8220, 8221, 8222],
+        &[8219, 8221, 8222, 8223],
+        &[8221, 8222, 8222, 8223],
+        &[8221, 8223, 8223, 8225],
+    ];
+    let (labels, predictions) = confusion_pairs(&m);
+    let target: Vec<usize> = [0; 16].into_iter().chain([1; 23]).collect();
+    let got = bbse_target_prior(&labels[..], &predictions[..], &target[..], 4);
+    assert!(matches!(got, Err(Error::SingularMatrix { name: "confusion_matrix", .. })), "{got:?}");
+}
+
+#[test]
+fn bbse_refuses_a_confusion_matrix_too_ill_conditioned_for_six_digits() {
+    use longtail::prior::bbse_target_prior;
+    // det = −1 with counts near 18,745: κ∞ ≈ 4.2e9, an error bound 3·κ∞·ε ≈ 3e-6.
+    let m: [&[usize]; 3] = [&[18743, 18745, 18746], &[18744, 18745, 18746], &[18746, 18746, 18747]];
+    let (labels, predictions) = confusion_pairs(&m);
+    let target: Vec<usize> = [0; 7].into_iter().chain([1; 6]).collect();
+    let got = bbse_target_prior(&labels[..], &predictions[..], &target[..], 3);
+    assert!(matches!(got, Err(Error::SingularMatrix { name: "confusion_matrix", .. })), "{got:?}");
+    // A well-conditioned one gives the exact solution: Mᵀ v = t, q ∝ max(v, 0)·support.
+    let m: [&[usize]; 2] = [&[3, 1], &[1, 2]];
+    let (labels, predictions) = confusion_pairs(&m);
+    let target = [0usize, 0, 0, 1, 1];
+    // Mᵀ = [[3, 1], [1, 2]], t = [3, 2]: v = [0.8, 0.6]; support [4, 3]: q ∝ [3.2, 1.8].
+    let q = bbse_target_prior(&labels[..], &predictions[..], &target[..], 2).unwrap().probabilities::<f64>();
+    assert_close(q[0], 0.64, 1e-15, "q_0");
+    assert_close(q[1], 0.36, 1e-15, "q_1");
+}
+
+#[test]
+fn eqlv2_gradient_of_a_confident_positive_is_its_sigmoid() {
+    use longtail::EqlV2Loss;
+    use longtail::loss::EqlV2State;
+    let sigma_neg = |s: f64| 1.0 / (1.0 + s.exp());
+    // f64, s = 40: σ(40) rounds to 1, σ(40) − 1 to 0; the slope is −σ(−40) = −4.2e-18.
+    let state = EqlV2State::new(1).unwrap();
+    let loss = EqlV2Loss::<f64>::new(&state);
+    let (logits, targets) = (array![[40.0_f64]], array![[1.0_f64]]);
+    let (_, grad) = loss.loss_and_grad(&logits, Targets::multi_hot(&targets)).unwrap();
+    assert_close(grad[[0, 0]], -sigma_neg(40.0), 1e-14, "f64 slope");
+    let stats = loss.gradient_stats(&logits, Targets::multi_hot(&targets)).unwrap();
+    assert_close(stats.positive()[0], sigma_neg(40.0), 1e-14, "gradient statistic");
+    // f32 with a collected state (r = 3.65…), s = 16.37: σ(s) − 1 rounded to f32's ε.
+    let state = EqlV2State::from_parts(vec![0.6469596650124295], vec![5.316941252836889], 32).unwrap();
+    let loss = EqlV2Loss::<f32>::new(&state).with_mapping(1.0, 0.8).unwrap().with_reduction(Reduction::Sum);
+    let r = loss.positive_weights()[0] as f64;
+    let (_, grad) =
+        loss.loss_and_grad(&array![[16.372744_f32]], Targets::multi_hot(&array![[1.0_f32]])).unwrap();
+    assert_close(grad[[0, 0]] as f64, -r * sigma_neg(16.372744_f32 as f64), 1e-5, "f32 slope");
+}
