@@ -477,8 +477,14 @@ impl<F: Float> TverskyLoss<F> {
                 let numerator = tp[c] + smooth;
                 let denominator = tp[c] + alpha * fp[c] + beta * fn_[c] + smooth;
                 let clamped = denominator.max(eps);
-                let through = if denominator >= eps { numerator / (clamped * clamped) } else { 0.0 };
-                mean += present * (1.0 - numerator / clamped) / k;
+                let (through, one_minus_ti) = if denominator >= eps {
+                    // TI/D (`D²` would overflow beyond 1e154); 1 − TI = (α·FP + β·FN)/D, without
+                    // cancellation where TI is near 1.
+                    (numerator / clamped / clamped, (alpha * fp[c] + beta * fn_[c]) / denominator)
+                } else {
+                    (0.0, 1.0 - numerator / clamped)
+                };
+                mean += present * one_minus_ti / k;
                 // D = (1 − α − β)·TP + α·P + β·Y + smooth, with Y = TP + FN constant.
                 (present, 1.0 / clamped - through * (1.0 - alpha - beta), -through * alpha)
             })
@@ -656,8 +662,17 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
             }
             match mode {
                 TverskyMode::Multiclass => {
-                    let dot = F::from_f64(dot);
-                    out.iter_mut().zip(slopes.iter()).for_each(|(p, &g)| *p = scale * *p * (g - dot));
+                    // `g_j − Σ_k p_k g_k = (g_j − g_m) + Σ_{k≠m} p_k (g_m − g_k)` (`Σ p = 1`, `m`
+                    // the argmax): no `1 − p_m` rounded from `p_m` near 1.
+                    let m = (0..classes).fold(0, |m, k| if out[k] > out[m] { k } else { m });
+                    let g_m = slopes[m].as_f64();
+                    let shift: f64 = (out.iter().zip(slopes.iter()).enumerate())
+                        .filter(|&(k, _)| k != m)
+                        .map(|(_, (&p, &g))| p.as_f64() * (g_m - g.as_f64()))
+                        .sum();
+                    out.iter_mut().zip(slopes.iter()).for_each(|(p, &g)| {
+                        *p = scale * *p * F::from_f64((g.as_f64() - g_m) + shift);
+                    });
                 }
                 TverskyMode::Multilabel => {
                     let rows = slopes.iter().zip(complements.iter());

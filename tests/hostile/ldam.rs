@@ -110,7 +110,9 @@ pub(crate) fn run_ldam<F: Hostile>(case: LdamCase<F>) -> std::result::Result<(),
         v.extend(g.iter().copied());
         v
     });
-    let coef = weight_coef(&[case.weights.as_ref(), case.class_weights.as_ref()]);
+    // The gradient's flushed terms are also multiplied by the scale.
+    let scale = X::new(case.scale.as_f64().max(1.0));
+    let coef = weight_coef(&[case.weights.as_ref(), case.class_weights.as_ref()]).mul(scale);
     judge::<F>("LdamLoss::loss_and_grad", &case, &got, &expect, coef)
 }
 

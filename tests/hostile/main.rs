@@ -36,16 +36,14 @@
 //!   sums as they are, so `f64` sample weights whose sums exceed `f64` are beyond them;
 //! - the Tversky generator draws `α`, `β` and `smooth` within `[10⁻⁶, 10⁶]` (or 0, ½, 1) and
 //!   `ε` within `[10⁻¹², 1]`: beyond, `∂TI/∂TP = 1/D − (TP + smooth)(1 − α − β)/D²` cancels in the
-//!   reference as in the crate; its `f64` run is surveyed only (`HOSTILE_SURVEY`), as the
-//!   coefficients and per-sample terms still lose digits there;
+//!   reference as in the crate;
 //! - label-shift EM keeps its iterate `q` in `f64` and takes `q/π` from logarithms: its generator
 //!   allows each step `8ε·(K + 2·(max|log π_k| + max|log q_k|))` relative to every `q_k`, and an iterate
 //!   below the normal range the digits of a subnormal, which later steps multiply on;
 //! - BBSE refuses a confusion matrix whose solve's error bound `K·κ∞·ε` exceeds `10⁻⁶`: its
 //!   generator accepts either outcome within a factor 2 of that limit, and judges the other
 //!   solutions within `8K²·κ∞·ε·‖v‖∞` of the exact (integer, Cramer) solution `v`;
-//! - a few more cases per run at the extremes (products of the extreme logits, weights and `γ`)
-//!   remain: the run fails when more than [`KNOWN_LIMIT`] calls of a generator do.
+//! - beyond these, every generator run must pass: [`KNOWN_LIMIT`] is 0.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -127,6 +127,12 @@ impl<F: Hostile> LabelledCase<F> {
             let w = self.class_weights.as_ref().map_or(1.0, |w| f(w[y]));
             let c = X::new(s).mul(X::new(w));
             let row: Vec<F> = self.logits.row(i).to_vec();
+            if c.is_zero() && row.iter().all(|&v| v == F::neg_infinity()) {
+                // A fully masked row that does not count: ignored, as any row of weight 0.
+                rows.push((X::ZERO, X::ZERO, vec![X::ZERO; k], vec![X::ZERO; k]));
+                coefficients.push(c);
+                continue;
+            }
             let (Some(transformed), slack) = transform(y, &row) else { return Expect::Invalid };
             let mut z = Vec::with_capacity(k);
             for (&v, &t) in row.iter().zip(&transformed) {

@@ -666,3 +666,50 @@ fn eqlv2_gradient_of_a_confident_positive_is_its_sigmoid() {
         loss.loss_and_grad(&array![[16.372744_f32]], Targets::multi_hot(&array![[1.0_f32]])).unwrap();
     assert_close(grad[[0, 0]] as f64, -r * sigma_neg(16.372744_f32 as f64), 1e-5, "f32 slope");
 }
+
+#[test]
+fn tversky_statistics_beyond_1e154_keep_their_coefficients() {
+    // `(TP + smooth)/D²` once underflowed with D ≈ 4e213, and dropped the `∂TI/∂P` term: the
+    // gradient was 600 times too small. Reference: PyTorch autograd in f64 on the same formula.
+    let z = array![
+        [-19.88708525869589, -1.2526123169270734e-23],
+        [15.72632265283011, 6.592024291189967],
+        [1.3172502946914676e178, 4.368539494920024]
+    ];
+    let y = array![
+        [0.49611055771898094, 0.5038894422810191],
+        [0.5842516600816768, 0.41574833991832316],
+        [0.5203692977194065, 0.47963070228059346]
+    ];
+    let s = [8.836492246493249e208, 7.694796854722453e210, 4.334148628996655e211];
+    let loss = TverskyLoss::<f64>::multiclass()
+        .with_weights(1.0, 89693.53332718427)
+        .and_then(|l| l.with_smooth(1.176063902417843))
+        .and_then(|l| l.with_eps(1e-7))
+        .and_then(|l| l.with_gamma(8.151551752141948))
+        .unwrap();
+    let (value, grad) = loss.loss_and_grad(&z, Targets::probs(&y).with_sample_weights(&s[..])).unwrap();
+    assert_close(value, 0.9729473214468725, 1e-12, "loss");
+    assert_close(grad[[0, 0]], -6.032676977927662e-11, 1e-9, "grad[0, 0]");
+    assert_close(grad[[1, 0]], -0.00028922311260306925, 1e-9, "grad[1, 0]");
+}
+
+#[test]
+fn tversky_one_minus_ti_near_one_keeps_its_digits() {
+    // A near-perfect batch: 1 − TI ≈ 1e-15 was taken as `1 − TI` in f64 (4 % off), and the
+    // focusing factor `γ·L^{γ−1}` with it. The exact value is `(α·FP + β·FN)/D`.
+    let z = array![
+        [5.5021157_f32, -9.058964, -2019677.5, f32::NEG_INFINITY],
+        [-6.0643525, -2.9944846e38, -17.777412, 19.09897],
+        [5.004367, 1e-45, -9.480995, 4.599924]
+    ];
+    let s = [4.3372547e-16_f32, 1.7186739e-18, 9.8832905e-15];
+    let loss = TverskyLoss::<f32>::multiclass()
+        .with_smooth(1.0)
+        .and_then(|l| l.with_eps(3.550174479563654e-11))
+        .and_then(|l| l.with_gamma(4.0 / 3.0))
+        .unwrap();
+    let (_, grad) = loss.loss_and_grad(&z, Targets::labels(&[1, 1, 3]).with_sample_weights(&s[..])).unwrap();
+    // The extended-range reference of the hostile suite.
+    assert_close(grad[[0, 0]] as f64, 3.1872710232338842e-28, 1e-4, "grad[0, 0]");
+}

@@ -92,7 +92,7 @@ impl<F: Hostile> SigmoidCase<F> {
             };
             let m = X::new(gamma).mul(log_q).exp();
             let extra = X::new(gamma).mul(ce).mul(ratio);
-            note_intermediate::<F>(extra);
+            note_intermediate::<F>(X::new(gamma).mul(ce));
             rows.push((
                 weight.mul(m).mul(ce),
                 weight.mul(m).mul(d_ce.add(extra)),
