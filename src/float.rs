@@ -26,7 +26,7 @@ mod sealed {
 
 /// `a·b + c`, fused when `FMA` (one rounding; a libm call without the hardware instruction).
 #[inline(always)]
-fn mul_add<F: num_traits::Float, const FMA: bool>(a: F, b: F, c: F) -> F {
+pub(crate) fn mul_add<F: num_traits::Float, const FMA: bool>(a: F, b: F, c: F) -> F {
     if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 

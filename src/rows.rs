@@ -33,6 +33,13 @@ pub(crate) fn for_each_row<F: Float>(
 pub(crate) trait RowVisitor<F> {
     /// Visits row `i`: its input `z` and its output (or scratch) row `out`.
     fn visit(&mut self, i: usize, z: &[F], out: &mut [F]);
+
+    /// Whether the visit is over: [`visit_rows`] visits no more rows (a kernel that met an
+    /// error). Asked before each row.
+    #[inline(always)]
+    fn done(&self) -> bool {
+        false
+    }
 }
 
 impl<F, G: FnMut(usize, &[F], &mut [F])> RowVisitor<F> for G {
@@ -57,6 +64,9 @@ pub(crate) fn visit_rows<F: Float>(
         out_buf.resize(input.ncols(), F::zero());
     }
     for (i, z) in input.rows().into_iter().enumerate() {
+        if visitor.done() {
+            break;
+        }
         let z = row_slice(z, &mut in_buf);
         let mut out_row = output.as_deref_mut().map(|out| out.row_mut(i));
         let out = match out_row.as_mut().and_then(|row| row.as_slice_mut()) {

@@ -207,8 +207,9 @@ mod tests {
         assert!(close(&fast.1, &portable.1, 1e-14));
     }
 
-    /// The same for ZLPR, with an adjustment, a masked negative and an ignored row, on rows short
-    /// enough to be padded and on longer ones.
+    /// The same for ZLPR on all three builds (AVX-512 where the CPU has it, for rows of 128
+    /// classes and more), with an adjustment, a masked negative and an ignored row, on rows whose
+    /// last classes the passes pad and on longer ones.
     #[test]
     fn the_portable_zlpr_kernel_agrees_with_the_dispatched_one() {
         for k in [37, 1031] {
@@ -221,9 +222,33 @@ mod tests {
             let prior: Vec<f64> = (0..k).map(|j| 0.9 / (1.0 + j as f64)).collect();
             let loss = ZlprLoss::new().with_label_prior(&prior, 1.0).unwrap();
             let targets = Targets::multi_hot(&multi_hot).with_sample_weights(&weights);
-            let (fast, portable) = both(|| loss.loss_and_grad(&logits, targets.clone()).unwrap());
-            assert!((fast.0 - portable.0).abs() <= 1e-14 * fast.0, "{} vs {}", fast.0, portable.0);
-            assert!(close(&fast.1, &portable.1, 1e-14));
+            let call = || loss.loss_and_grad(&logits, targets.clone()).unwrap();
+            let wide = call();
+            NARROW.set(true);
+            let (avx2, portable) = both(call);
+            NARROW.set(false);
+            for other in [&avx2, &portable] {
+                assert!((wide.0 - other.0).abs() <= 1e-14 * wide.0, "{} vs {}", wide.0, other.0);
+                assert!(close(&wide.1, &other.1, 1e-14));
+            }
+            // f32, whose passes run 16 classes at a time.
+            let (logits, multi_hot, weights) =
+                (logits.mapv(|v| v as f32), multi_hot.mapv(|v| v as f32), weights.mapv(|v| v as f32));
+            let prior: Vec<f32> = prior.iter().map(|&p| p as f32).collect();
+            let loss = ZlprLoss::new().with_label_prior(&prior, 1.0).unwrap();
+            let targets = Targets::multi_hot(&multi_hot).with_sample_weights(&weights);
+            let call = || {
+                let (l, g) = loss.loss_and_grad(&logits, targets.clone()).unwrap();
+                (f64::from(l), g.mapv(f64::from))
+            };
+            let wide = call();
+            NARROW.set(true);
+            let (avx2, portable) = both(call);
+            NARROW.set(false);
+            for other in [&avx2, &portable] {
+                assert!((wide.0 - other.0).abs() <= 1e-6 * wide.0, "{} vs {}", wide.0, other.0);
+                assert!(close(&wide.1, &other.1, 1e-6));
+            }
         }
     }
 

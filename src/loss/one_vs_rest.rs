@@ -90,15 +90,26 @@ pub(super) fn check_batch<F: Float>(
 
 /// Validates all of a `[B, K]` batch of one-vs-rest decisions but its logits (which a kernel then
 /// checks as it reads them, see [`for_rows`](super::binary_rows::for_rows)), in this order:
-/// [`Error::EmptyBatch`], [`Error::NoClasses`]; [`Error::ShapeMismatch`] for `labels` (`[B]`)
-/// or `targets` (`[B, K]`), the `outputs` and `sample_weights`; [`Error::InvalidSampleWeight`];
-/// [`Error::LabelOutOfRange`] for a label `≥ K`, [`Error::TargetOutOfRange`] for a probability
-/// target outside `[0, 1]` or a label-set one other than 0 or 1 (see [`LabelSets`]).
+/// [`check_target_layout`], then [`check_target_values`].
 pub(super) fn check_targets<F: Float>(
     logits: &ArrayRef2<F>,
     targets: &Targets<'_, F>,
     outputs: &[OutputShape<'_>],
     label_sets: LabelSets,
+) -> Result<()> {
+    check_target_layout(logits, targets, outputs)?;
+    check_target_values(targets, label_sets)
+}
+
+/// Validates the layout of a `[B, K]` batch of one-vs-rest decisions, in this order:
+/// [`Error::EmptyBatch`], [`Error::NoClasses`]; [`Error::ShapeMismatch`] for `labels` (`[B]`)
+/// or `targets` (`[B, K]`), the `outputs` and `sample_weights`; [`Error::InvalidSampleWeight`];
+/// [`Error::LabelOutOfRange`] for a label `≥ K`. Everything but the entries of `[B, K]` target
+/// rows ([`check_target_values`]) and the logits.
+pub(super) fn check_target_layout<F: Float>(
+    logits: &ArrayRef2<F>,
+    targets: &Targets<'_, F>,
+    outputs: &[OutputShape<'_>],
 ) -> Result<()> {
     let (batch, classes) = batch_dims(logits)?;
     match &targets.kind {
@@ -111,6 +122,16 @@ pub(super) fn check_targets<F: Float>(
     check_sample_weights(targets.sample_weights.as_ref(), batch)?;
     match &targets.kind {
         TargetKind::Labels(labels) => check_labels(labels, classes),
+        TargetKind::Rows(..) => Ok(()),
+    }
+}
+
+/// Validates the entries of `[B, K]` target rows (nothing for hard labels):
+/// [`Error::TargetOutOfRange`] for a probability target outside `[0, 1]` or a label-set one other
+/// than 0 or 1 (see [`LabelSets`]), the first in row-major order.
+pub(super) fn check_target_values<F: Float>(targets: &Targets<'_, F>, label_sets: LabelSets) -> Result<()> {
+    match &targets.kind {
+        TargetKind::Labels(_) => Ok(()),
         TargetKind::Rows(rows, kind) => {
             if *kind == RowKind::MultiHot || label_sets == LabelSets::Always {
                 check_multi_hot(rows)

@@ -1,7 +1,7 @@
 //! ZLPR: the multi-label loss that ranks positives above an implicit zero logit and negatives below.
 
-use super::results::{finish_gradient, reduced_loss};
-use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1};
+use super::results::{check_row_losses, finish_gradient, reduced_loss};
+use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 
 use super::Reduction;
 use super::binary_rows::{binary_weight_exponent, scaled_total_weight};
@@ -10,9 +10,10 @@ use super::one_vs_rest::{self, LabelSets};
 use super::targets::{TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, class_vector, output_shapes};
 use crate::error::check_shape;
-use crate::float::{BLOCK, LANES, exp_nonpos, ldexp, pow2, split_scale};
-use crate::rows::{RowVisitor, visit_rows};
-use crate::simd::{Kernel, dispatch};
+use crate::float::{BLOCK, exp_nonpos, ldexp, mul_add, pow2, split_scale};
+use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
+use crate::simd::Kernel;
+use crate::softmax::{check_rows, ln_1p_rest};
 use crate::{Error, Float, Result};
 
 /// The ZLPR multi-label loss ("zero-bounded log-sum-exp & pairwise rank-based"), with the exact
@@ -42,16 +43,17 @@ use crate::{Error, Float, Result};
 /// # Numerics
 ///
 /// Both halves are shifted by their own maximum (the implicit 0 included) and use `ln_1p` of the
-/// sum without its terms that are exactly 1 (the maximum's, and any tie's), so a well-separated row
-/// keeps its tiny loss instead of rounding it to 0. The exponentials are the crate's vectorised
+/// sum without the terms at the maximum (each exactly 1: the maximum's, and any tie's), so a
+/// well-separated row keeps its tiny loss instead of rounding it to 0. The exponentials are the crate's vectorised
 /// `exp` (within 1 ulp in f32, 2 in f64; 0 a little below the smallest normal result). A `-inf` logit on a
 /// negative class is a certain negative (zero loss and gradient); on a positive class of a row
 /// that counts it is an error.
 ///
 /// # Errors
 ///
-/// Builders return [`Error::InvalidParameter`]; each call validates the batch first (see
-/// [`loss_into`](Loss::loss_into)).
+/// Builders return [`Error::InvalidParameter`]; each call validates the batch's shapes, weights
+/// and labels first, and its target entries and logits in the kernel, row by row as it reads them
+/// (see [`loss_into`](Loss::loss_into)).
 ///
 /// # Example
 ///
@@ -209,14 +211,15 @@ impl<F: Float> ZlprLoss<F> {
         Ok(logits.mapv(|v| v > F::zero()))
     }
 
-    /// Validates a batch in the order documented on [`Loss::loss_into`] for [`ZlprLoss`]: the
-    /// prior's length, then the one-vs-rest checks with every target row read as a label set.
+    /// Validates all of a batch but its target entries and logits (which the kernel checks as it
+    /// reads them), in the order documented on [`Loss::loss_into`] for [`ZlprLoss`]: the prior's
+    /// length, then the one-vs-rest layout checks.
     fn check(&self, logits: &ArrayRef2<F>, targets: &Targets<F>, outputs: &[OutputShape<'_>]) -> Result<()> {
         let (_, classes) = batch_dims(logits)?;
         if let Some(a) = &self.adjustment {
             check_shape("prior", &[classes], &[a.len()])?;
         }
-        one_vs_rest::check_batch(logits, targets, outputs, LabelSets::Always, self.adjustment.as_deref())
+        one_vs_rest::check_target_layout(logits, targets, outputs)
     }
 
     fn reduced(
@@ -240,20 +243,58 @@ impl<F: Float> ZlprLoss<F> {
             }
             Reduction::Sum => (1.0, 0),
         };
-        let exp = 0;
+        let mut grad_out = grad_out;
         if divisor == 0.0 {
-            if let Some(grad) = grad_out {
-                grad.fill(F::zero());
-            }
+            // No row counts: every row is only checked, its gradient zeroed.
+            self.rows(logits, targets, grad_out.as_deref_mut(), None, F::zero(), weight_exp)?;
             return Ok(F::zero());
         }
-        let (scale, k) = split_scale::<F>(divisor.recip(), exp);
-        let mut grad_out = grad_out;
-        let grad = grad_out.as_deref_mut();
-        let total = dispatch(Rows { loss: self, logits, targets, grad, losses: None, scale, weight_exp });
-        let loss = reduced_loss::<F>(total, divisor, exp)?;
+        let (scale, k) = split_scale::<F>(divisor.recip(), 0);
+        let total = self.rows(logits, targets, grad_out.as_deref_mut(), None, scale, weight_exp)?;
+        let loss = reduced_loss::<F>(total, divisor, 0)?;
         finish_gradient(grad_out, k)?;
         Ok(loss)
+    }
+
+    /// Runs the kernel over a batch whose layout is checked: `scale·∂ℓ_i/∂s_i` into row `i` of
+    /// `grad_out` (or a scratch row), `ℓ_i` into `losses_out[i]` if given; returns `Σ_i ℓ_i`
+    /// (sample weights applied, times `2^−weight_exp`), summed in `f64`.
+    ///
+    /// The kernel checks each row's targets and logits in the pass that reads them first, and stops
+    /// at the first row that fails; its error is returned unless a target entry of the batch fails
+    /// (target entries are checked before logits), so the error names the first offending entry in
+    /// row-major order, and the rows before it may be written. The rows are cut into chunks whose
+    /// size depends on `K` alone, whose sums are added in order; with the `rayon` feature, batches
+    /// of at least [`PARALLEL_MIN`] logits run their chunks in parallel, bit-identical to one
+    /// thread.
+    fn rows(
+        &self,
+        logits: &ArrayRef2<F>,
+        targets: &Targets<F>,
+        grad_out: Option<&mut ArrayRef2<F>>,
+        losses_out: Option<&mut ArrayRef1<F>>,
+        scale: F,
+        weight_exp: i32,
+    ) -> Result<f64> {
+        let (batch, classes) = logits.dim();
+        let chunk = (CHUNK / classes).max(1);
+        let mut grads = grad_out.map(|g| g.axis_chunks_iter_mut(Axis(0), chunk));
+        let mut losses = losses_out.map(|l| l.axis_chunks_iter_mut(Axis(0), chunk));
+        let chunks = logits.axis_chunks_iter(Axis(0), chunk).enumerate().map(|(c, logits)| Chunk {
+            adjust: self.adjustment.as_deref(),
+            targets,
+            first: c * chunk,
+            logits,
+            grad: grads.as_mut().and_then(Iterator::next),
+            losses: losses.as_mut().and_then(Iterator::next),
+            scale,
+            weight_exp,
+        });
+        let total = sum_chunks(chunks, batch * classes >= PARALLEL_MIN && batch > chunk, classes >= WIDE_ROW);
+        if total.is_err() {
+            one_vs_rest::check_target_values(targets, LabelSets::Always)?;
+        }
+        total
     }
 }
 
@@ -272,8 +313,12 @@ impl<F: Float> Loss<F> for ZlprLoss<F> {
     ///   target entry other than 0 or 1 (multi-hot rows; one-hot probability rows are label sets
     ///   too);
     /// - then the first offending logit in row-major order: [`Error::NonFiniteLogit`] for NaN or
-    ///   `+inf` (or a logit that overflows once adjusted), [`Error::MaskedTarget`] for `-inf` on a
-    ///   positive class of a row that counts.
+    ///   `+inf`, [`Error::Overflow`] (`"logit + adjustment"`) for a finite logit that overflows
+    ///   once adjusted, [`Error::MaskedTarget`] for `-inf` on a positive class of a row that
+    ///   counts.
+    ///
+    /// Target entries and logits are checked by the kernel, row by row as it reads them, so on
+    /// such an error `grad_out` may hold the rows before it (the [`Loss`] contract).
     fn loss_into(
         &self,
         logits: &ArrayRef2<F>,
@@ -288,7 +333,8 @@ impl<F: Float> Loss<F> for ZlprLoss<F> {
     ///
     /// # Errors
     ///
-    /// As [`loss_into`](Self::loss_into).
+    /// As [`loss_into`](Self::loss_into), and [`Error::Overflow`] (`"loss"`, naming the row) for
+    /// a row's loss beyond the float's range.
     fn per_sample_into(
         &self,
         logits: &ArrayRef2<F>,
@@ -297,20 +343,9 @@ impl<F: Float> Loss<F> for ZlprLoss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
         self.check(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
-        dispatch(Rows {
-            loss: self,
-            logits,
-            targets,
-            grad: grad_out,
-            losses: Some(&mut *losses_out),
-            scale: F::one(),
-            // A row's `w·ℓ_i` overflows only where `ℓ_i` does: unscaled weights.
-            weight_exp: 0,
-        });
-        match losses_out.iter().position(|v| !v.is_finite()) {
-            Some(row) => Err(Error::Overflow { what: "loss", row: Some(row), class: None, value: None }),
-            None => Ok(()),
-        }
+        // A row's `w·ℓ_i` overflows only where `ℓ_i` does: unscaled weights.
+        self.rows(logits, targets, grad_out, Some(&mut *losses_out), F::one(), 0)?;
+        check_row_losses(losses_out)
     }
 
     fn reduction(&self) -> Reduction {
@@ -318,102 +353,150 @@ impl<F: Float> Loss<F> for ZlprLoss<F> {
     }
 }
 
-/// The rows of a validated batch, run by [`dispatch`] for the CPU's instruction set: `Σ_i ℓ_i`
-/// (sample weights applied, in `f64`), each `ℓ_i` into `losses` and `scale·∂ℓ_i/∂s` into `grad`
-/// if given.
-struct Rows<'a, 't, F> {
-    loss: &'a ZlprLoss<F>,
-    logits: &'a ArrayRef2<F>,
+/// Rows of at least this many classes run on AVX-512 where the CPU has it.
+const WIDE_ROW: usize = 128;
+
+/// A chunk of consecutive rows of a batch, from row `first` on, and its outputs, run by
+/// [`sum_chunks`] for the CPU's instruction set: `Σ_i ℓ_i` (sample weights applied, in `f64`),
+/// each `ℓ_i` into `losses` and `scale·∂ℓ_i/∂s` into `grad` if given.
+struct Chunk<'a, 't, F> {
+    adjust: Option<&'a [F]>,
     targets: &'a Targets<'t, F>,
-    grad: Option<&'a mut ArrayRef2<F>>,
-    losses: Option<&'a mut ArrayRef1<F>>,
+    first: usize,
+    logits: ArrayView2<'a, F>,
+    grad: Option<ArrayViewMut2<'a, F>>,
+    losses: Option<ArrayViewMut1<'a, F>>,
     scale: F,
     /// The weights are seen times `2^−weight_exp`, and each `ℓ_i` written times `2^weight_exp`.
     weight_exp: i32,
 }
 
-impl<F: Float> Kernel for Rows<'_, '_, F> {
-    type Output = f64;
+impl<F: Float> Kernel for Chunk<'_, '_, F> {
+    type Output = Result<f64>;
     #[inline(always)]
-    fn run<const FMA: bool>(self) -> f64 {
-        let Rows { loss, logits, targets, grad, losses, scale, weight_exp } = self;
-        let padded = if pads::<F>(logits.ncols()) { logits.ncols().next_multiple_of(HALF_LANES) } else { 0 };
-        let mut visitor = RowsVisitor::<F, FMA> {
-            adjust: loss.adjustment.as_deref(),
+    fn run<const FMA: bool>(self) -> Result<f64> {
+        // Two vectors of either type per step in AVX2, one in AVX-512.
+        if size_of::<F>() == size_of::<f32>() { self.rows::<FMA, 16>() } else { self.rows::<FMA, 8>() }
+    }
+}
+
+impl<F: Float> Chunk<'_, '_, F> {
+    /// The chunk's rows, `W` lanes per step of their passes.
+    #[inline(always)]
+    fn rows<const FMA: bool, const W: usize>(self) -> Result<f64> {
+        let Chunk { adjust, targets, first, logits, mut grad, losses, scale, weight_exp } = self;
+        let classes = logits.ncols();
+        // A row's targets as a slice: borrowed where they are one, else written into `t_buf`.
+        let borrowed = matches!(&targets.kind, TargetKind::Rows(rows, _) if rows.row(0).to_slice().is_some());
+        let mut rows = ChunkRows::<F, FMA, W> {
+            adjust,
             targets,
+            first,
             losses,
             scale,
             weight_scale: pow2::<F>(-weight_exp),
             weight_exp,
-            t_buf: vec![F::zero(); padded.max(logits.ncols())],
-            v_buf: vec![F::zero(); padded],
+            t_buf: if borrowed { Vec::new() } else { vec![F::zero(); classes] },
+            label: None,
             total: 0.0,
+            error: None,
         };
-        visit_rows(logits, grad, &mut visitor);
-        visitor.total
+        visit_rows(&logits, grad.as_deref_mut(), &mut rows);
+        match rows.error {
+            Some(error) => Err(error),
+            None => Ok(rows.total),
+        }
     }
 }
 
-/// [`Rows`]' state while visiting them: buffers for a padded (or strided) row, `Σ ℓ_i` so far.
-struct RowsVisitor<'a, 't, F, const FMA: bool> {
+/// The kernel's state over the rows of a [`Chunk`].
+struct ChunkRows<'a, 't, F, const FMA: bool, const W: usize> {
     adjust: Option<&'a [F]>,
     targets: &'a Targets<'t, F>,
-    losses: Option<&'a mut ArrayRef1<F>>,
+    first: usize,
+    losses: Option<ArrayViewMut1<'a, F>>,
     scale: F,
     weight_scale: F,
     weight_exp: i32,
+    /// A row's targets where they are not a contiguous row (labels, strided rows).
     t_buf: Vec<F>,
-    v_buf: Vec<F>,
+    /// The class of the 1 that `t_buf` holds for hard labels.
+    label: Option<usize>,
     total: f64,
+    /// The error of the first row that fails, after which no row is visited.
+    error: Option<Error>,
 }
 
-impl<F: Float, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, F, FMA> {
+impl<F: Float, const FMA: bool, const W: usize> RowVisitor<F> for ChunkRows<'_, '_, F, FMA, W> {
     #[inline(always)]
-    fn visit(&mut self, i: usize, s: &[F], grad: &mut [F]) {
-        let w = self.targets.sample_weight(i) * self.weight_scale;
+    fn visit(&mut self, r: usize, s: &[F], grad: &mut [F]) {
+        let i = self.first + r;
+        let t = match &self.targets.kind {
+            TargetKind::Rows(rows, _) => match rows.row(i).to_slice() {
+                Some(t) => t,
+                None => {
+                    for (d, &v) in self.t_buf.iter_mut().zip(rows.row(i)) {
+                        *d = v;
+                    }
+                    &self.t_buf[..]
+                }
+            },
+            TargetKind::Labels(labels) => {
+                if let Some(previous) = self.label.replace(labels[i]) {
+                    self.t_buf[previous] = F::zero();
+                }
+                self.t_buf[labels[i]] = F::one();
+                &self.t_buf[..]
+            }
+        };
+        let raw_weight = self.targets.sample_weight(i);
+        let w = raw_weight * self.weight_scale;
         let factor = w * self.scale;
-        let value: f64 = if factor == F::zero() {
+        let value = if factor == F::zero() {
             // A zero weight ignores the row, even one whose positive class is masked.
+            if let Err(error) = check_row(i, s, self.adjust, t, raw_weight > F::zero()) {
+                self.error = Some(error);
+                return;
+            }
             grad.fill(F::zero());
             0.0
         } else {
-            let (k, padded) = (s.len(), !self.v_buf.is_empty());
-            // The row's multi-hot targets: borrowed where they can be, else written into `t_buf`
-            // (padded with negatives, which cost nothing at `-inf`).
-            let targets = self.targets;
-            let borrowed = match &targets.kind {
-                TargetKind::Rows(rows, _) if !padded => rows.row(i).to_slice(),
-                _ => None,
-            };
-            let t = match borrowed {
-                Some(t) => t,
-                None => {
-                    let t = &mut self.t_buf[..if padded { self.v_buf.len() } else { k }];
-                    t.fill(F::zero());
-                    match &targets.kind {
-                        TargetKind::Labels(labels) => t[labels[i]] = F::one(),
-                        TargetKind::Rows(rows, _) => t.iter_mut().zip(rows.row(i)).for_each(|(d, &v)| *d = v),
-                    }
-                    t
+            match row::<F, FMA, W>(i, s, self.adjust, t, factor, grad) {
+                Ok(loss) => {
+                    let value = w.as_f64() * loss;
+                    if value.is_finite() { value } else { exact_row_loss(s, self.adjust, t, w) }
                 }
-            };
-            let value = if padded {
-                adjusted(s, self.adjust, &mut self.v_buf[..k]);
-                self.v_buf[k..].fill(F::neg_infinity());
-                let value = w * row::<F, FMA>(&mut self.v_buf, t, factor);
-                grad.copy_from_slice(&self.v_buf[..k]);
-                value
-            } else {
-                adjusted(s, self.adjust, grad);
-                w * row::<F, FMA>(grad, t, factor)
-            };
-            if value.is_finite() { value.as_f64() } else { exact_row_loss(s, self.adjust, &t[..k], w) }
+                Err(error) => {
+                    self.error = Some(error);
+                    return;
+                }
+            }
         };
         if let Some(losses) = self.losses.as_mut() {
-            losses[i] = F::from_f64(if self.weight_exp == 0 { value } else { ldexp(value, self.weight_exp) });
+            losses[r] = F::from_f64(ldexp(value, self.weight_exp));
         }
         self.total += value;
     }
+
+    #[inline(always)]
+    fn done(&self) -> bool {
+        self.error.is_some()
+    }
+}
+
+/// The first offending entry of row `i` (logits `s`, targets `t`), in the order the batch is
+/// checked: a target other than 0 or 1 ([`Error::TargetOutOfRange`]), then the first offending
+/// logit ([`Error::NonFiniteLogit`], [`Error::Overflow`] of `s + adjust`, and
+/// [`Error::MaskedTarget`] for `-inf` on a positive if the row `counts`).
+#[cold]
+#[inline(never)]
+fn check_row<F: Float>(i: usize, s: &[F], adjust: Option<&[F]>, t: &[F], counts: bool) -> Result<()> {
+    if let Some(class) = t.iter().position(|&t| t != F::zero() && t != F::one()) {
+        let value = t[class].as_f64();
+        return Err(Error::TargetOutOfRange { row: i, class, value, expected: "0 or 1" });
+    }
+    let row = ArrayView1::from(s).insert_axis(Axis(0));
+    check_rows::<F, false>(row, i, adjust, None, |_, class| counts && t[class] == F::one())
 }
 
 /// `w·ℓ` of a row whose two halves each fit the float type but whose sum, or its product with the
@@ -436,137 +519,244 @@ fn exact_row_loss<F: Float>(s: &[F], adjust: Option<&[F]>, t: &[F], w: F) -> f64
     w.as_f64() * (negatives + positives) * 2.0
 }
 
-/// Writes `s' = s + adjust` (or `s`) into `out`.
-#[inline(always)]
-fn adjusted<F: Float>(s: &[F], adjust: Option<&[F]>, out: &mut [F]) {
-    match adjust {
-        Some(a) => out.iter_mut().zip(s).zip(a).for_each(|((o, &s), &a)| *o = s + a),
-        None => out.copy_from_slice(s),
-    }
-}
-
-/// Rows up to this long whose length is not a multiple of [`HALF_LANES`] are padded, so that every
-/// loop of [`row`] runs in full vectors: for them a scalar tail would cost more than the copies.
-const PADDED_ROW: usize = 1024;
-
-/// Whether rows of `k` classes are padded ([`PADDED_ROW`]). Only in `f32`: [`HALF_LANES`] of `f64`
-/// fill four AVX2 registers a value, and there padded rows of 10 ran slower than the scalar tail.
-fn pads<F: Float>(k: usize) -> bool {
-    size_of::<F>() == size_of::<f32>() && !k.is_multiple_of(HALF_LANES) && k <= PADDED_ROW
-}
-
-/// Lanes of the two-sided reductions below: each keeps two or four accumulators, which must stay in
-/// registers.
-const HALF_LANES: usize = LANES / 2;
-
-/// One validated row with multi-hot targets `t` and a weight that counts, its adjusted logits `s'`
-/// in `x`: returns `ℓ` and overwrites `x` with `factor·∂ℓ/∂s`, branch-free so that its loops
-/// vectorise.
+/// One row of a weight that counts (`factor = scale·w ≠ 0`): returns `ℓ` and writes
+/// `factor·∂ℓ/∂s` into `grad`, or the row's error. Three branch-free passes of `W` lanes, the
+/// last `K mod W` classes padded to `W` on the stack (with `s = -inf` negatives, which cost
+/// nothing):
 ///
-/// With `v_j = −s'_j` on positives and `s'_j` on negatives, each half is `lse(0, v)` over its
-/// classes, shifted by its own max `m` (the implicit 0 included). Its sum is split as `n + r`, with
-/// `n` the number of terms that are exactly 1 (the max among them) and `r` the sum of the others,
-/// so that `ln(n + r) = ln_1p((n − 1) + r)` keeps a tiny `r`.
+/// 1. [`scan`]: `v_j = −s'_j` on positives, `s'_j` on negatives (`s' = s + a`) into `grad`; the
+///    max `m` of each half (the implicit 0 included), and what the checks need;
+/// 2. [`exp_pass`]: `e_j = e^{v_j − m}` over `grad`, each half's sum split as `n + r`, with `n`
+///    the number of its classes at its max (`v_j = m`, whose terms are exactly 1; the implicit 0's
+///    if `m = 0`) and `r` the sum of the others, so that `ln(n + r) = ln_1p((n − 1) + r)` keeps a
+///    tiny `r`;
+/// 3. [`scale_pass`]: `grad_j = ±factor·e_j / (n + r)`.
+///
+/// The checks run on the passes' results, with no branch per class: a `+inf` in `s'` raises the
+/// max of `s'`; a `-inf` on a positive, or a `+inf` on a negative, that of its half of `v`; a
+/// target other than 0 or 1 makes `Σ |t² − t|` nonzero; a finite logit that overflows to `-inf`
+/// once adjusted makes `s − s'` infinite; a NaN makes the sums of pass 2 NaN. A row that any of
+/// them flags is searched by [`check_row`] for its error.
 #[inline(always)]
-fn row<F: Float, const FMA: bool>(x: &mut [F], t: &[F], factor: F) -> F {
-    let max = signed_max(x, t);
-    let mut ones = [0.0_f64; 2];
-    let mut rest = [0.0_f64; 2];
-    for (e, t) in x.chunks_mut(BLOCK).zip(t.chunks(BLOCK)) {
-        e.iter_mut().zip(t).for_each(|(v, &t)| {
-            let shift = if t == F::one() { max[1] } else { max[0] };
-            *v = exp_nonpos::<F, FMA>(*v - shift);
-        });
-        let (block_ones, block_rest) = split_sums(e, t);
-        for side in 0..2 {
-            ones[side] += block_ones[side].as_f64();
-            rest[side] += block_rest[side].as_f64();
+fn row<F: Float, const FMA: bool, const W: usize>(
+    i: usize,
+    s: &[F],
+    adjust: Option<&[F]>,
+    t: &[F],
+    factor: F,
+    grad: &mut [F],
+) -> Result<f64> {
+    let (k, body) = (s.len(), s.len() / W * W);
+    let (t_body, t_rest) = t.as_chunks::<W>();
+    let (g_body, g_rest) = grad.as_chunks_mut::<W>();
+    let mut t_tail = [F::zero(); W];
+    t_tail[..k - body].copy_from_slice(t_rest);
+    let mut g_tail = [F::zero(); W];
+    let mut s_tail = [F::neg_infinity(); W];
+    s_tail[..k - body].copy_from_slice(&s[body..]);
+    let (one, one_mut) = (core::slice::from_ref, core::slice::from_mut);
+    let acc = match adjust {
+        None => {
+            let s_body = s.as_chunks::<W>().0;
+            let acc = scan::<F, FMA, W, false>(s_body, s_body, t_body, g_body, Scan::new());
+            scan::<F, FMA, W, false>(one(&s_tail), one(&s_tail), one(&t_tail), one_mut(&mut g_tail), acc)
         }
+        Some(a) => {
+            let (s_body, a_body) = (s.as_chunks::<W>().0, a.as_chunks::<W>().0);
+            let acc = scan::<F, FMA, W, true>(s_body, a_body, t_body, g_body, Scan::new());
+            let mut a_tail = [F::zero(); W];
+            a_tail[..k - body].copy_from_slice(&a[body..]);
+            scan::<F, FMA, W, true>(one(&s_tail), one(&a_tail), one(&t_tail), one_mut(&mut g_tail), acc)
+        }
+    };
+    let (max, fits) = acc.finish();
+    if !fits {
+        check_row(i, s, adjust, t, true)?;
     }
-    let mut loss = F::zero();
+    // Pass 2, in blocks of `BLOCK` classes whose sums are kept in `F` lanes, then added in `f64`.
+    let mut sums = [[0.0_f64; 2]; 2];
+    let mut add = |acc: Sums<F, W>| {
+        let [rest, ties] = acc.finish();
+        for side in 0..2 {
+            sums[0][side] += rest[side];
+            sums[1][side] += ties[side];
+        }
+    };
+    for (v, t) in g_body.chunks_mut(BLOCK / W).zip(t_body.chunks(BLOCK / W)) {
+        add(exp_pass::<F, FMA, W>(v, t, max));
+    }
+    if k > body {
+        add(exp_pass::<F, FMA, W>(one_mut(&mut g_tail), one(&t_tail), max));
+    }
+    let [rest, ties] = sums;
+    if !(rest[0] + rest[1]).is_finite() {
+        check_row(i, s, adjust, t, true)?;
+    }
+    let mut loss = 0.0;
     let mut inv_total = [F::zero(); 2];
     for side in 0..2 {
-        // The implicit zero's term, e^{−m}: 1 when it is the max.
-        let zero_term = (-max[side]).exp();
-        let (n, r) = if zero_term == F::one() {
-            (ones[side] + 1.0, rest[side])
+        // The implicit zero's term, e^{−m}: one of the `n` when it is the max.
+        let m = max[side];
+        let (n, r) = if m == F::zero() {
+            (ties[side] + 1.0, rest[side])
         } else {
-            (ones[side], rest[side] + zero_term.as_f64())
+            (ties[side], rest[side] + exp_nonpos::<F, FMA>(-m).as_f64())
         };
-        let r = F::from_f64((n - 1.0) + r);
-        loss += max[side] + r.ln_1p();
-        inv_total[side] = (F::one() + r).recip();
+        loss += m.as_f64() + ln_1p_rest((n - 1.0) + r);
+        inv_total[side] = F::from_f64((n + r).recip());
     }
-    let (negative, positive) = (factor * inv_total[0], -(factor * inv_total[1]));
-    x.iter_mut().zip(t).for_each(|(g, &t)| *g *= if t == F::one() { positive } else { negative });
-    loss
+    let factors = [factor * inv_total[0], -(factor * inv_total[1])];
+    scale_pass(g_body.as_flattened_mut(), t_body.as_flattened(), factors);
+    if k > body {
+        scale_pass(&mut g_tail, &t_tail, factors);
+        g_rest.copy_from_slice(&g_tail[..k - body]);
+    }
+    Ok(loss)
 }
 
-/// Overwrites `x` (`s'`) with `v` (`−s'_j` on positives, `s'_j` on negatives) and returns the max
-/// of each half, negatives first, the implicit 0 included.
-#[inline(always)]
-fn signed_max<F: Float>(x: &mut [F], t: &[F]) -> [F; 2] {
-    let mut acc = [[F::zero(); HALF_LANES]; 2];
-    let step = |[neg, pos]: [&mut F; 2], v: &mut F, t: F| {
-        let positive = t == F::one();
-        *v = if positive { -*v } else { *v };
-        let (to_neg, to_pos) = if positive { (F::zero(), *v) } else { (*v, F::zero()) };
-        *neg = if to_neg > *neg { to_neg } else { *neg };
-        *pos = if to_pos > *pos { to_pos } else { *pos };
-    };
-    let mut chunks = x.chunks_exact_mut(HALF_LANES);
-    let tail = t.len() / HALF_LANES * HALF_LANES;
-    for (v, t) in (&mut chunks).zip(t.chunks_exact(HALF_LANES)) {
-        let [neg, pos] = &mut acc;
-        neg.iter_mut().zip(pos.iter_mut()).zip(v).zip(t).for_each(|(((n, p), v), &t)| step([n, p], v, t));
-    }
-    let [neg, pos] = &mut acc;
-    let rest = neg.iter_mut().zip(pos.iter_mut()).zip(chunks.into_remainder()).zip(&t[tail..]);
-    rest.for_each(|(((n, p), v), &t)| step([n, p], v, t));
-    [fold_lanes(neg, max), fold_lanes(pos, max)]
+/// What [`scan`] gathers over a row, `W` lanes of each.
+struct Scan<F, const W: usize> {
+    /// The max of `v` over the negatives and over the positives, 0 included.
+    max: [[F; W]; 2],
+    /// The max of `s'`: `+inf` if one is.
+    high: [F; W],
+    /// The max of `s − s'` with an adjustment: `+inf` where a finite `s` gives `s' = -inf`.
+    lost: [F; W],
+    /// `Σ |t² − t|`: 0 if and only if every target is 0 or 1.
+    targets: [F; W],
 }
 
-/// The sums of each half of `e` (negatives first): the number of terms exactly 1, and the sum of
-/// the others.
-#[inline(always)]
-fn split_sums<F: Float>(e: &[F], t: &[F]) -> ([F; 2], [F; 2]) {
-    let mut acc = [[[F::zero(); HALF_LANES]; 2]; 2];
-    let step = |[ones_neg, ones_pos, rest_neg, rest_pos]: [&mut F; 4], e: F, t: F| {
-        let (one, positive) = (e == F::one(), t == F::one());
-        let (count, rest) = if one { (F::one(), F::zero()) } else { (F::zero(), e) };
-        *ones_neg += if positive { F::zero() } else { count };
-        *ones_pos += if positive { count } else { F::zero() };
-        *rest_neg += if positive { F::zero() } else { rest };
-        *rest_pos += if positive { rest } else { F::zero() };
-    };
-    let tail = t.len() / HALF_LANES * HALF_LANES;
-    for (e, t) in e.chunks_exact(HALF_LANES).zip(t.chunks_exact(HALF_LANES)) {
-        let [[on, op], [rn, rp]] = &mut acc;
-        let lanes = on.iter_mut().zip(op.iter_mut()).zip(rn.iter_mut()).zip(rp.iter_mut());
-        lanes.zip(e).zip(t).for_each(|(((((on, op), rn), rp), &e), &t)| step([on, op, rn, rp], e, t));
+impl<F: Float, const W: usize> Scan<F, W> {
+    #[inline(always)]
+    fn new() -> Self {
+        let zero = [F::zero(); W];
+        Self { max: [zero; 2], high: [F::neg_infinity(); W], lost: zero, targets: zero }
     }
-    let [[on, op], [rn, rp]] = &mut acc;
-    let lanes = on.iter_mut().zip(op.iter_mut()).zip(rn.iter_mut()).zip(rp.iter_mut());
-    let rest = lanes.zip(&e[tail..]).zip(&t[tail..]);
-    rest.for_each(|(((((on, op), rn), rp), &e), &t)| step([on, op, rn, rp], e, t));
-    let sum = |a: F, b: F| a + b;
-    ([fold_lanes(on, sum), fold_lanes(op, sum)], [fold_lanes(rn, sum), fold_lanes(rp, sum)])
+
+    /// The max of each half (negatives first), and whether the row passes the checks of
+    /// pass 1 (see [`row`]).
+    #[inline(always)]
+    fn finish(mut self) -> ([F; 2], bool) {
+        let [mut neg, mut pos] = self.max;
+        let max = [fold_lanes(&mut neg, greater), fold_lanes(&mut pos, greater)];
+        let high = fold_lanes(&mut self.high, greater);
+        let lost = fold_lanes(&mut self.lost, greater);
+        let targets = fold_lanes(&mut self.targets, |a, b| a + b);
+        let inf = F::infinity();
+        (max, (max[0] < inf) & (max[1] < inf) & (high < inf) & (lost < inf) & (targets == F::zero()))
+    }
 }
 
-/// `max(a, b)` for NaN-free input.
+/// Pass 1 over runs of `W` classes: logits `s`, adjustment `a` (read with `ADJ`), targets `t`;
+/// writes `v` and gathers into `acc`. The accumulators are locals, so that they stay in registers.
 #[inline(always)]
-fn max<F: Float>(a: F, b: F) -> F {
-    if b > a { b } else { a }
+fn scan<F: Float, const FMA: bool, const W: usize, const ADJ: bool>(
+    s: &[[F; W]],
+    a: &[[F; W]],
+    t: &[[F; W]],
+    v: &mut [[F; W]],
+    acc: Scan<F, W>,
+) -> Scan<F, W> {
+    let zero = F::zero();
+    let Scan { max: [mut neg, mut pos], mut high, mut lost, mut targets } = acc;
+    for (((s, a), t), v) in s.iter().zip(a).zip(t).zip(v.iter_mut()) {
+        // Copies, which the compiler knows no store aliases: the lanes stay in registers.
+        let (s, a, t) = (*s, *a, *t);
+        for j in 0..W {
+            let x = if ADJ { s[j] + a[j] } else { s[j] };
+            let positive = t[j] == F::one();
+            let signed = pick(positive, -x, x);
+            v[j] = signed;
+            neg[j] = greater(neg[j], pick(positive, zero, signed));
+            pos[j] = greater(pos[j], pick(positive, signed, zero));
+            high[j] = greater(high[j], x);
+            if ADJ {
+                lost[j] = greater(lost[j], s[j] - x);
+            }
+            targets[j] += mul_add::<F, FMA>(t[j], t[j], -t[j]).abs();
+        }
+    }
+    Scan { max: [neg, pos], high, lost, targets }
+}
+
+/// What [`exp_pass`] sums over a block of classes, `W` lanes of each, negatives first: the terms
+/// below the max, and the number at it.
+struct Sums<F, const W: usize> {
+    rest: [[F; W]; 2],
+    ties: [[F; W]; 2],
+}
+
+impl<F: Float, const W: usize> Sums<F, W> {
+    /// `[rest, ties]`, each `[negatives, positives]`, in `f64`.
+    #[inline(always)]
+    fn finish(self) -> [[f64; 2]; 2] {
+        let sum = |a: F, b: F| a + b;
+        [self.rest, self.ties].map(|half| half.map(|mut lanes| fold_lanes(&mut lanes, sum).as_f64()))
+    }
+}
+
+/// Pass 2 over runs of `W` classes: `v ← e^{v − m}` with its half's max `m` (`max`, negatives
+/// first), and their sums.
+#[inline(always)]
+fn exp_pass<F: Float, const FMA: bool, const W: usize>(
+    v: &mut [[F; W]],
+    t: &[[F; W]],
+    max: [F; 2],
+) -> Sums<F, W> {
+    let zero = F::zero();
+    let [mut rest_neg, mut rest_pos, mut ties_neg, mut ties_pos] = [[zero; W]; 4];
+    for (out, t) in v.iter_mut().zip(t) {
+        // Copies, which the compiler knows no store aliases: the lanes stay in registers.
+        let (mut v, t) = (*out, *t);
+        for j in 0..W {
+            let positive = t[j] == F::one();
+            let x = v[j] - pick(positive, max[1], max[0]);
+            let e = exp_nonpos::<F, FMA>(x);
+            v[j] = e;
+            let tie = x == zero;
+            let (rest, count) = (pick(tie, zero, e), pick(tie, F::one(), zero));
+            rest_neg[j] += pick(positive, zero, rest);
+            rest_pos[j] += pick(positive, rest, zero);
+            ties_neg[j] += pick(positive, zero, count);
+            ties_pos[j] += pick(positive, count, zero);
+        }
+        *out = v;
+    }
+    Sums { rest: [rest_neg, rest_pos], ties: [ties_neg, ties_pos] }
+}
+
+/// Pass 3: `g ← g·factors[positive]`, a plain element-wise loop (one over runs of `W` would be
+/// vectorised across the runs, with gathers).
+#[inline(always)]
+fn scale_pass<F: Float>(g: &mut [F], t: &[F], factors: [F; 2]) {
+    for (g, &t) in g.iter_mut().zip(t) {
+        *g *= pick(t == F::one(), factors[1], factors[0]);
+    }
+}
+
+/// `max(a, b)`, `a` where `b` is NaN.
+#[inline(always)]
+fn greater<F: Float>(a: F, b: F) -> F {
+    pick(b > a, b, a)
+}
+
+/// `if c { a } else { b }` as a select, never a branch: the compiler would otherwise merge the
+/// passes' selects on the same condition into one branch per class, which does not vectorise.
+#[inline(always)]
+fn pick<F: Float>(c: bool, a: F, b: F) -> F {
+    core::hint::select_unpredictable(c, a, b)
 }
 
 /// Folds the lanes pairwise, halving their number each step, so that the fold runs in vectors.
 #[inline(always)]
-fn fold_lanes<F: Float>(lanes: &mut [F; HALF_LANES], op: impl Fn(F, F) -> F) -> F {
-    let mut width = HALF_LANES;
+fn fold_lanes<F: Float, const W: usize>(lanes: &mut [F; W], op: impl Fn(F, F) -> F) -> F {
+    let mut width = W;
     while width > 1 {
         width /= 2;
         let (low, high) = lanes.split_at_mut(width);
-        low.iter_mut().zip(&*high).for_each(|(a, &b)| *a = op(*a, b));
+        for (a, &b) in low.iter_mut().zip(&*high) {
+            *a = op(*a, b);
+        }
     }
     lanes[0]
 }
