@@ -665,14 +665,11 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
                     // `g_j − Σ_k p_k g_k = (g_j − g_m) + Σ_{k≠m} p_k (g_m − g_k)` (`Σ p = 1`, `m`
                     // the argmax): no `1 − p_m` rounded from `p_m` near 1.
                     let m = (0..classes).fold(0, |m, k| if out[k] > out[m] { k } else { m });
-                    let g_m = slopes[m].as_f64();
-                    let shift: f64 = (out.iter().zip(slopes.iter()).enumerate())
-                        .filter(|&(k, _)| k != m)
-                        .map(|(_, (&p, &g))| p.as_f64() * (g_m - g.as_f64()))
-                        .sum();
-                    out.iter_mut().zip(slopes.iter()).for_each(|(p, &g)| {
-                        *p = scale * *p * F::from_f64((g.as_f64() - g_m) + shift);
-                    });
+                    let g_m = slopes[m];
+                    let shift = out.iter().zip(slopes.iter()).fold(zero, |acc, (&p, &g)| acc + p * (g_m - g));
+                    out.iter_mut()
+                        .zip(slopes.iter())
+                        .for_each(|(p, &g)| *p = scale * *p * ((g - g_m) + shift));
                 }
                 TverskyMode::Multilabel => {
                     let rows = slopes.iter().zip(complements.iter());
