@@ -15,7 +15,7 @@ use super::targets::Targets;
 use super::tversky_stats::TverskyStats;
 use super::validate::{OutputShape, batch_dims, output_shapes};
 use crate::error::check_shape;
-use crate::float::{ExpArgs, exponent_of, ldexp, pow2, scale_exponent, split_scale};
+use crate::float::{ExpArgs, exponent_of, lane_max, lane_sum, ldexp, pow2, scale_exponent, split_scale};
 use crate::rows::visit_rows;
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::row_lse;
@@ -638,7 +638,7 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
                 }
                 return;
             }
-            // out: p; complements: 1 − p (multilabel); slopes: ∂L/∂p.
+            // out: p; complements: 1 − p (multilabel), the shift's terms (multiclass); slopes: ∂L/∂p.
             match mode {
                 TverskyMode::Multiclass => match row_lse::<F, FMA>(out, ExpArgs::Logits(z)) {
                     Some(lse) => out.iter_mut().for_each(|e| *e *= lse.inv_total),
@@ -664,9 +664,11 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
                 TverskyMode::Multiclass => {
                     // `g_j − Σ_k p_k g_k = (g_j − g_m) + Σ_{k≠m} p_k (g_m − g_k)` (`Σ p = 1`, `m`
                     // the argmax): no `1 − p_m` rounded from `p_m` near 1.
-                    let m = (0..classes).fold(0, |m, k| if out[k] > out[m] { k } else { m });
-                    let g_m = slopes[m];
-                    let shift = out.iter().zip(slopes.iter()).fold(zero, |acc, (&p, &g)| acc + p * (g_m - g));
+                    let top = lane_max(out);
+                    let g_m = slopes[out.iter().position(|&p| p == top).unwrap_or(0)];
+                    let terms = complements.iter_mut().zip(out.iter().zip(slopes.iter()));
+                    terms.for_each(|(t, (&p, &g))| *t = p * (g_m - g));
+                    let shift = lane_sum(&complements);
                     out.iter_mut()
                         .zip(slopes.iter())
                         .for_each(|(p, &g)| *p = scale * *p * ((g - g_m) + shift));
