@@ -681,10 +681,11 @@ fn eql_row<G: Float, const FMA: bool>(alpha: G, s: G, y: G, w: G, q: G) -> (G, G
     let one = G::one();
     let Logistic { softplus_pos, softplus_neg, sigmoid_pos, sigmoid_neg } = Logistic::of::<FMA>(s);
     let r = one + alpha * (one - q);
-    let weight = w * (y * r + (one - y) * q);
+    let value = y * r + (one - y) * q;
     let bce = y * softplus_neg + (one - y) * softplus_pos;
-    // σ(s) − y as (1 − y)·σ(s) − y·σ(−s): no cancellation where σ(s) rounds to 1.
-    (weight * bce, weight * ((one - y) * sigmoid_pos - y * sigmoid_neg))
+    // σ(s) − y as (1 − y)·σ(s) − y·σ(−s): no cancellation where σ(s) rounds to 1. The sample
+    // weight multiplies last: a subnormal weight then rounds once.
+    (w * (value * bce), w * (value * ((one - y) * sigmoid_pos - y * sigmoid_neg)))
 }
 
 impl<F: Float> Loss<F> for EqlV2Loss<F> {

@@ -52,7 +52,9 @@ use crate::{Error, Float, Result};
 /// # Numerics
 ///
 /// `−log σ(s) = softplus(−s)` and `−log(1 − σ(s)) = softplus(s)`, exact for `|s|` up to `1e4` in
-/// `f32`. A `-inf` logit is a certain negative; on a positive target it is an error.
+/// `f32`. The batch F1 is an `f64` (as [`F1Stats`] reports it), so an F1 below `f64`'s smallest
+/// subnormal counts as 0. A `-inf` logit is a certain negative; on a positive target it is an
+/// error.
 ///
 /// # Errors
 ///
@@ -465,9 +467,10 @@ impl<F: Float> F1Row<F> {
     /// `(ℓ, ∂ℓ/∂s)` of logit `s`, target `y` and weight `w`.
     #[inline(always)]
     fn row<const FMA: bool>(self, s: F, y: F, w: F) -> (F, F) {
-        let (pos, neg) = (w * self.positive * y, w * self.negative * (F::one() - y));
+        let (pos, neg) = (self.positive * y, self.negative * (F::one() - y));
         let l = Logistic::of::<FMA>(s);
-        (pos * l.softplus_neg + neg * l.softplus_pos, neg * l.sigmoid_pos - pos * l.sigmoid_neg)
+        // The sample weight multiplies last: a subnormal weight then rounds once.
+        (w * (pos * l.softplus_neg + neg * l.softplus_pos), w * (neg * l.sigmoid_pos - pos * l.sigmoid_neg))
     }
 }
 

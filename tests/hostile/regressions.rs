@@ -713,3 +713,23 @@ fn tversky_one_minus_ti_near_one_keeps_its_digits() {
     // The extended-range reference of the hostile suite.
     assert_close(grad[[0, 0]] as f64, 3.1872710232338842e-28, 1e-4, "grad[0, 0]");
 }
+
+#[test]
+fn a_subnormal_sample_weight_multiplies_the_binary_decisions_last() {
+    // `w·(1 − F1/2)` and `w·q` underflowed before the softplus multiplied: the row's loss
+    // 2^-149 × ~6e23 (a normal f32) came out 0 or a few subnormal steps.
+    let logits = array![[13.66829_f32, 2.2692238e24, -12.050999]];
+    let targets = array![[1.0_f32, 0.0, 1.0]];
+    let (one, tiny) = ([1.0_f32], [f32::from_bits(1)]);
+    let with = |w| Targets::multi_hot(&targets).with_sample_weights(w);
+    let f1 = BinarySmoothF1Loss::<f32>::new();
+    let unit = f1.per_sample_loss(&logits, with(&one[..])).unwrap()[0] as f64;
+    let got = f1.per_sample_loss(&logits, with(&tiny[..])).unwrap()[0] as f64;
+    assert_close(got, unit * 2f64.powi(-149), 1e-6, "binary smooth-F1");
+    // Statistics whose ratio makes every class's weights differ from 1.
+    let state = longtail::loss::EqlV2State::from_parts(vec![1.0; 3], vec![4.0; 3], 10).unwrap();
+    let eql = longtail::EqlV2Loss::<f32>::new(&state).with_reduction(Reduction::Sum);
+    let unit = eql.loss(&logits, with(&one[..])).unwrap() as f64;
+    let got = eql.loss(&logits, with(&tiny[..])).unwrap() as f64;
+    assert_close(got, unit * 2f64.powi(-149), 1e-6, "EQL v2");
+}

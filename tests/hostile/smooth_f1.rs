@@ -285,7 +285,8 @@ impl<F: Hostile> BinaryF1Case<F> {
             tp = tp.add(w.mul(X::new(y)).mul(p));
             mass = mass.add(w.mul(X::new(y).add(p)));
         }
-        let f1 = if mass.is_zero() { X::ZERO } else { X::new(2.0).mul(tp).div(mass) };
+        // The batch F1 is an f64 statistic (documented): below f64's range it is 0.
+        let f1 = if mass.is_zero() { X::ZERO } else { X::new(X::new(2.0).mul(tp).div(mass).f64()) };
         let (pos, neg) = (X::new(1.0).sub(f1.mul(X::new(0.5))), f1.mul(X::new(0.5)));
         let mut rows = Vec::new();
         let mut coefficients = Vec::new();
