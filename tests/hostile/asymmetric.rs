@@ -71,11 +71,12 @@ impl<F: Hostile> AsymmetricCase<F> {
             if shifted <= 0.0 {
                 return (X::ZERO, X::ZERO);
             }
-            let one_minus = if shifted <= 0.5 { 1.0 - shifted } else { qf + m };
-            let lost = if shifted <= 0.5 { -(-shifted).ln_1p() } else { -(qf + m).ln() };
+            // 1 − p_m in extended range: σ(−s) + m may lie below f64's range.
+            let one_minus = if shifted <= 0.5 { X::new(1.0 - shifted) } else { q.add(X::new(m)) };
+            let lost = if shifted <= 0.5 { -(-shifted).ln_1p() } else { -one_minus.ln() };
             let f = focus(gamma_neg, X::new(shifted.ln()));
             let value = f.mul(X::new(lost));
-            let inner = X::new(gamma_neg * lost / shifted).add(X::new(1.0 / one_minus));
+            let inner = X::new(gamma_neg * lost / shifted).add(X::new(1.0).div(one_minus));
             (value, p.mul(q).mul(f).mul(inner))
         };
         let shifted = if pf <= 0.5 { pf - m } else { (1.0 - m) - qf };

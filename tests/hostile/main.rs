@@ -43,6 +43,9 @@
 //! - BBSE refuses a confusion matrix whose solve's error bound `K·κ∞·ε` exceeds `10⁻⁶`: its
 //!   generator accepts either outcome within a factor 2 of that limit, and judges the other
 //!   solutions within `8K²·κ∞·ε·‖v‖∞` of the exact (integer, Cramer) solution `v`;
+//! - the Tversky statistics are the products `s·y·p` as they are: with an `f64` weight near the
+//!   smallest subnormal they round to 0, and a class present in the batch may count as absent
+//!   (other seeds than the default find such a case now and then);
 //! - beyond these, every generator run must pass: [`KNOWN_LIMIT`] is 0.
 
 use std::sync::Mutex;
