@@ -65,6 +65,7 @@ use proptest::test_runner::{Config, TestRunner};
 
 mod adjust;
 mod asymmetric;
+mod cosine;
 mod drivers;
 mod eqlv2;
 mod estimator;

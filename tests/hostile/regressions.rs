@@ -733,3 +733,38 @@ fn a_subnormal_sample_weight_multiplies_the_binary_decisions_last() {
     let got = eql.loss(&logits, with(&tiny[..])).unwrap() as f64;
     assert_close(got, unit * 2f64.powi(-149), 1e-6, "EQL v2");
 }
+
+#[test]
+fn cosine_head_keeps_the_direction_of_a_huge_vector() {
+    use longtail::CosineHead;
+    // |v|² overflows f32 (1e40): the cosine is still ±1.
+    let head =
+        CosineHead::forward(&array![[1e20_f32, 0.0], [-3e19, 0.0]], &array![[1.0_f32], [0.0]]).unwrap();
+    assert_eq!(head.logits().to_owned(), array![[1.0_f32], [-1.0]]);
+    let head = CosineHead::forward(&array![[1.0_f32, 0.0]], &array![[3e38_f32], [3e38]]).unwrap();
+    assert_close(head.logits()[[0, 0]] as f64, 0.5f64.sqrt(), 1e-6, "cosine of a column of 3e38");
+    // ∂z/∂h for h = (1e20, 0), w = (0, 1): (ŵ − ĥ(ĥ·ŵ))/|h| = (0, 1e-20).
+    let head = CosineHead::forward(&array![[1e20_f32, 0.0]], &array![[0.0_f32], [1.0]]).unwrap();
+    let (grad_features, _) = head.backward(&array![[1.0_f32]]).unwrap();
+    assert_close(grad_features[[0, 1]] as f64, 1e-20, 1e-6, "feature gradient through a norm of 1e20");
+}
+
+#[test]
+fn cosine_backward_refuses_a_non_finite_or_overflowing_gradient() {
+    use longtail::CosineHead;
+    let head = CosineHead::forward(&array![[1.0_f64, 0.0]], &array![[0.0_f64], [1.0]]).unwrap();
+    assert!(matches!(
+        head.backward(&array![[f64::NAN]]),
+        Err(Error::InvalidParameter { name: "grad_logits", index: Some(0), .. })
+    ));
+    // A feature of norm 1e-300 and a logit gradient of 1e300: (0, 1e300)/1e-300 is beyond f64.
+    let head = CosineHead::forward(&array![[1e-300_f64, 0.0]], &array![[0.0_f64], [1.0]]).unwrap();
+    assert!(matches!(
+        head.backward(&array![[1e300]]),
+        Err(Error::Overflow { what: "cosine feature gradient", row: Some(0), class: Some(1), .. })
+    ));
+    // A huge gradient through a unit norm: exact.
+    let head = CosineHead::forward(&array![[1.0_f64, 0.0]], &array![[0.0_f64], [1.0]]).unwrap();
+    let (grad_features, grad_weights) = head.backward(&array![[1e308]]).unwrap();
+    assert_eq!((grad_features[[0, 1]], grad_weights[[0, 0]]), (1e308, 1e308));
+}
