@@ -768,3 +768,27 @@ fn cosine_backward_refuses_a_non_finite_or_overflowing_gradient() {
     let (grad_features, grad_weights) = head.backward(&array![[1e308]]).unwrap();
     assert_eq!((grad_features[[0, 1]], grad_weights[[0, 0]]), (1e308, 1e308));
 }
+
+#[test]
+fn inverse_frequency_of_a_count_near_f64_max_is_not_zero() {
+    // K·n_k = 3.2e308 overflowed: the weight n/(K·n_k) was 0, not 1/2.
+    let prior = Prior::from_counts(&[3.0, 1.6e308]).unwrap();
+    let w = ClassWeights::inverse_frequency().weights::<f64>(&prior).unwrap();
+    assert_close(w[1], 0.5 * (1.6e308 + 3.0) / 1.6e308, 1e-15, "inverse frequency of 1.6e308");
+    assert_close(w[0], 1.6e308 / 6.0, 1e-15, "inverse frequency of 3");
+}
+
+#[test]
+fn rescaled_weights_below_the_normal_range_or_of_a_subnormal_count_are_exact() {
+    // n^{−p} = 0 for every class: the rescale divided 0 by 0.
+    let prior = Prior::from_counts(&[2.8e149]).unwrap();
+    let w = ClassWeights::power(5e209).unwrap().rescaled().weights::<f64>(&prior).unwrap();
+    assert_eq!(w.to_vec(), vec![1.0]);
+    let prior = Prior::from_counts(&[1e200, 2e200]).unwrap();
+    let w = ClassWeights::power(2.0).unwrap().rescaled().weights::<f32>(&prior).unwrap();
+    assert_close(w[0] as f64, 1.6, 1e-6, "rescaled 1e200^-2");
+    // n·ln β underflowed to 0 for a subnormal count: ln of 0 gave NaN, reported as an overflow.
+    let prior = Prior::from_counts(&[5e-324, 1e-323]).unwrap();
+    let w = ClassWeights::effective_number(0.75).unwrap().rescaled().weights::<f64>(&prior).unwrap();
+    assert_close(w[0], 4.0 / 3.0, 1e-12, "rescaled effective number of 5e-324");
+}
