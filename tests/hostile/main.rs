@@ -82,6 +82,7 @@ mod sigmoid;
 mod smooth_f1;
 mod softmax_family;
 mod softmax_fns;
+mod tune_tau;
 mod tversky;
 mod x;
 mod zlpr;

@@ -792,3 +792,13 @@ fn rescaled_weights_below_the_normal_range_or_of_a_subnormal_count_are_exact() {
     let w = ClassWeights::effective_number(0.75).unwrap().rescaled().weights::<f64>(&prior).unwrap();
     assert_close(w[0], 4.0 / 3.0, 1e-12, "rescaled effective number of 5e-324");
 }
+
+#[test]
+fn balanced_log_loss_whose_class_means_sum_beyond_f64_is_their_mean() {
+    use longtail::adjust::balanced_log_loss;
+    // Class means 1.58e308 and 0.79e308: their sum overflowed before the division by 2.
+    let logits = array![[-3.5_f64, 1.58e308], [18.9, -1.58e308], [-0.85, 0.0]];
+    let prior = Prior::from_counts(&[88.0, 92.0]).unwrap();
+    let loss = balanced_log_loss(&logits, &[0, 1, 1], &prior, 0.0).unwrap();
+    assert_close(loss, (1.58e308 + 1.58e308 / 2.0) / 2.0, 1e-12, "balanced log-loss near f64::MAX");
+}
