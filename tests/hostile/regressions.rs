@@ -802,3 +802,24 @@ fn balanced_log_loss_whose_class_means_sum_beyond_f64_is_their_mean() {
     let loss = balanced_log_loss(&logits, &[0, 1, 1], &prior, 0.0).unwrap();
     assert_close(loss, (1.58e308 + 1.58e308 / 2.0) / 2.0, 1e-12, "balanced log-loss near f64::MAX");
 }
+
+#[test]
+fn smooth_f1_scales_of_merged_statistics_beyond_the_float_keep_the_loss() {
+    // c_0 = 2W/(K·S_0) = 2·3.4/(2·5e-324) lies beyond f64; its terms are 0 (one class: −log p = 0
+    // … here K = 2 with p_0 = 1 − e^{−40}): the loss is the finite product, not an overflow.
+    let stats = F1Stats::from_parts(vec![0.0, 1.0], vec![5e-324, 4.0], 3.4).unwrap();
+    let logits = array![[40.0_f64, 0.0]];
+    let mut grad = Array2::zeros((1, 2));
+    let loss = SmoothF1Loss::macro_f1().loss_and_grad_with_stats_into(&logits, &[0], &stats, &mut grad);
+    // c_0·(1 − 0)·softplus(−40) + c_1·(F1_1/2)·softplus(−40)·0: ≈ 6.8e323·4.25e-18 = 2.9e306.
+    let c0 = X::new(3.4).div(X::new(5e-324));
+    let want = c0.mul(X::new((-40f64).exp().ln_1p())).f64();
+    assert_close(loss.unwrap(), want, 1e-12, "smooth-F1 loss with a scale beyond f64");
+    // f32: a scale of 1e40 beyond f32 times a tiny cross-entropy.
+    let stats = F1Stats::from_parts(vec![0.0, 1.0], vec![1e-40, 4.0], 1.0).unwrap();
+    let mut grad = Array2::zeros((1, 2));
+    let loss = SmoothF1Loss::macro_f1()
+        .loss_and_grad_with_stats_into(&array![[40.0_f32, 0.0]], &[0], &stats, &mut grad)
+        .unwrap();
+    assert_close(loss as f64, 1e40 * (-40f64).exp().ln_1p(), 1e-5, "f32 smooth-F1 loss with a scale of 1e40");
+}
