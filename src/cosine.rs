@@ -202,7 +202,7 @@ fn normalize<F: Float>(a: &ArrayRef2<F>, axis: Axis) -> (Norms<F>, Array2<F>) {
             v.iter_mut().for_each(|x| *x = *x / norm.0 / norm.1);
         } else {
             (*m, *s) = (floor, F::one());
-            v.iter_mut().for_each(|x| *x = *x / floor);
+            v.iter_mut().for_each(|x| *x /= floor);
         }
     }
     (Norms { scale, unscaled }, unit)

@@ -36,6 +36,7 @@ fn unit_ref(v: &[f64]) -> (X, Vec<f64>) {
     (norm, v.iter().map(|&x| X::new(x).div(norm).f64()).collect())
 }
 
+#[allow(clippy::needless_range_loop)] // rows and unit vectors indexed together
 pub(crate) fn run_cosine<F: Hostile>(case: CosineCase<F>) -> std::result::Result<(), TestCaseError> {
     let (b, d) = case.features.dim();
     let k = case.weights.ncols();

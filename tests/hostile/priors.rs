@@ -111,13 +111,13 @@ fn class_weights_ref(scheme: Scheme, counts: &[f64], rescale: bool) -> Option<Ve
     let weight = |n: f64| -> (X, f64) {
         match scheme {
             Scheme::InverseFrequency => (total.div(X::new(k).mul(X::new(n))), 4.0 * eps),
-            Scheme::Power(p) if p == 0.0 => (X::new(1.0), 0.0),
+            Scheme::Power(0.0) => (X::new(1.0), 0.0),
             Scheme::Power(p) => {
                 // Rescaled weights are relative to the smallest count, as the crate forms them.
                 let l = if rescale { n.ln() - min.ln() } else { n.ln() };
                 (X::new(-p * l).exp(), 4.0 * eps * (1.0 + p * (1.0 + n.ln().abs())))
             }
-            Scheme::EffectiveNumber(b) if b == 0.0 => (X::new(1.0), 0.0),
+            Scheme::EffectiveNumber(0.0) => (X::new(1.0), 0.0),
             Scheme::EffectiveNumber(b) => {
                 let ln_b = if b >= 0.5 { (-(1.0 - b)).ln_1p() } else { b.ln() };
                 let t = X::new(n).mul(X::new(ln_b));

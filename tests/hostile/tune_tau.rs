@@ -40,7 +40,12 @@ pub(crate) fn tune_case<F: Hostile>() -> impl Strategy<Value = TuneCase<F>> {
 
 /// What the reference makes of one `τ`: its exact adjusted logits `z + o` (with bounds), or an
 /// overflow of `F` (`None`); `Some(false)` in the second place where the edge is too close to say.
-fn adjusted_ref<F: Hostile>(case: &TuneCase<F>, offset: &[X]) -> (Option<Vec<Vec<(X, X)>>>, bool) {
+/// Per row, per class, the adjusted logit and its bound (`None`: an overflow), and whether the
+/// edge of the range is clear.
+type Adjusted = (Option<Vec<Vec<(X, X)>>>, bool);
+
+#[allow(clippy::needless_range_loop)] // logits and offsets indexed together
+fn adjusted_ref<F: Hostile>(case: &TuneCase<F>, offset: &[X]) -> Adjusted {
     let (b, k) = case.logits.dim();
     let mut rows = Vec::new();
     let mut clear = true;
@@ -213,15 +218,17 @@ pub(crate) fn run_tune<F: Hostile>(case: TuneCase<F>) -> std::result::Result<(),
     let offsets_fit: Vec<Option<bool>> = offsets
         .iter()
         .map(|o| {
-            o.iter().map(|&v| fits::<F>(v)).fold(Some(true), |a, f| match (a, f) {
-                (Some(false), _) | (_, Some(false)) => Some(false),
-                (None, _) | (_, None) => None,
-                _ => Some(true),
-            })
+            let f: Vec<Option<bool>> = o.iter().map(|&v| fits::<F>(v)).collect();
+            if f.contains(&Some(false)) {
+                Some(false)
+            } else if f.contains(&None) {
+                None
+            } else {
+                Some(true)
+            }
         })
         .collect();
-    let adjusted: Vec<(Option<Vec<Vec<(X, X)>>>, bool)> =
-        offsets.iter().map(|o| adjusted_ref::<F>(&case, o)).collect();
+    let adjusted: Vec<Adjusted> = offsets.iter().map(|o| adjusted_ref::<F>(&case, o)).collect();
     let edge = offsets_fit.contains(&None) || adjusted.iter().any(|a| !a.1);
     let refused = !valid || offsets_fit.contains(&Some(false));
     // The accuracy criteria: every τ's predictions, where determined.
