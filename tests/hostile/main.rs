@@ -47,9 +47,12 @@
 //!   smallest subnormal they round to 0, and a class present in the batch may count as absent
 //!   (other seeds than the default find such a case now and then);
 //! - the macro smooth-F1 scales `c_k = 2W/(K·S_k)` are divided by the largest where it is 2 or
-//!   more: a scale below `min_normal` times the largest (masses whose ratio exceeds the float's
-//!   range) is lost with its terms `s·c_k·ℓ`, which the merged-statistics generator's tolerance
-//!   grants (`ℓ ≤ 2·max|z| + 2`);
+//!   more: a scale below `min_normal` times the largest (merged masses whose ratio exceeds the
+//!   float's range) is lost with its terms, so the merged-statistics generator leaves such
+//!   statistics out;
+//! - the Tversky mean `(1/K)·Σ_k (1 − TI_k)` is an `f64`: merged statistics whose `FP_k`, `FN_k`
+//!   are subnormal beside `TP_k` make it subnormal or 0, and the gradient of `γ ≠ 1` (through
+//!   `L^{γ−1}`) loses its digits (other seeds than the default find such a case now and then);
 //! - the cosine head holds its unit vectors in `F`: an entry below the smallest normal number
 //!   loses its digits, an error the backward pass multiplies by up to `max|G|·B·K/|v|`;
 //! - beyond these, every generator run must pass: [`KNOWN_LIMIT`] is 0.

