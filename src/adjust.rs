@@ -756,9 +756,15 @@ fn log_losses<F: Float>(
                     .sum();
                 sums[y] += (max - adjusted[y]) + rest.ln_1p();
             }
-            let total: f64 =
-                sums.iter().zip(&per_class.counts).filter(|&(_, &n)| n > 0).map(|(s, &n)| s / n as f64).sum();
-            let loss = total / per_class.present as f64;
+            // Each class's mean divided by the number of classes before the sum, so that the
+            // sum of the means never exceeds their mean's range.
+            let present = per_class.present as f64;
+            let loss: f64 = sums
+                .iter()
+                .zip(&per_class.counts)
+                .filter(|&(_, &n)| n > 0)
+                .map(|(s, &n)| s / n as f64 / present)
+                .sum();
             // Every term is finite and >= 0: only a sum beyond f64 is not finite.
             if !loss.is_finite() {
                 return Err(Error::Overflow {

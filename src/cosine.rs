@@ -16,7 +16,8 @@ use crate::{Error, Float, Result};
 ///
 /// With `G = ∂L/∂z` (`[B, K]`), the gradients through the unit vectors are `G·Ŵᵀ` for `ĥ` and `Ĥᵀ·G`
 /// for `ŵ`; through `v̂ = v/|v|` a gradient `g` becomes `(g − v̂(v̂·g))/|v|`. Norms are floored at
-/// `1e-12`, as PyTorch's `F.normalize`, so a zero vector has a zero direction.
+/// `1e-12`, as PyTorch's `F.normalize`, so a zero vector has a zero direction; they are taken
+/// from the vector divided by its largest entry, so any finite vector has its direction.
 ///
 /// # Errors
 ///
@@ -24,7 +25,9 @@ use crate::{Error, Float, Result};
 /// class column, [`Error::ShapeMismatch`] (`"weights"`) unless the weights have `D` rows,
 /// [`Error::InvalidParameter`] (`"features"`, `"weights"`) for a non-finite entry (its row-major
 /// index). [`backward`](Self::backward): [`Error::ShapeMismatch`] (`"grad_logits"`) unless the
-/// gradient is `[B, K]`.
+/// gradient is `[B, K]`, [`Error::InvalidParameter`] (`"grad_logits"`) for a non-finite entry (its
+/// row-major index), [`Error::Overflow`] (`"cosine feature gradient"`, `"cosine weight
+/// gradient"`, with the entry's row and column) for a gradient beyond the range of `F`.
 ///
 /// # Example
 ///
@@ -52,10 +55,18 @@ use crate::{Error, Float, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub struct CosineHead<F> {
     features_unit: Array2<F>,
-    features_norm: Array1<F>,
+    features_norm: Norms<F>,
     weights_unit: Array2<F>,
-    weights_norm: Array1<F>,
+    weights_norm: Norms<F>,
     logits: Array2<F>,
+}
+
+/// Each vector's norm as `scale·unscaled` (`scale` its largest `|v_j|`, `unscaled` in
+/// `[1, √D]`), or `1e-12·1` where floored: a norm beyond `F` (or its square) still fits.
+#[derive(Debug, Clone, PartialEq)]
+struct Norms<F> {
+    scale: Array1<F>,
+    unscaled: Array1<F>,
 }
 
 /// The floor of a norm, as PyTorch's `F.normalize(eps=1e-12)`.
@@ -135,42 +146,90 @@ impl<F: Float> CosineHead<F> {
     /// ```
     pub fn backward(&self, grad_logits: &ArrayRef2<F>) -> Result<(Array2<F>, Array2<F>)> {
         check_shape("grad_logits", self.logits.shape(), grad_logits.shape())?;
+        if let Some((i, v)) = grad_logits.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            let (name, expected) = ("grad_logits", "finite");
+            return Err(Error::InvalidParameter { name, index: Some(i), value: v.as_f64(), expected });
+        }
+        // The gradient divided by its largest entry, multiplied back in `through_normalize`.
+        let top = grad_logits.iter().fold(F::zero(), |m, &x| if x.abs() > m { x.abs() } else { m });
+        let divisor = if top > F::zero() { top } else { F::one() };
+        let grad = grad_logits.mapv(|x| x / divisor);
         let features = through_normalize(
-            grad_logits.dot(&self.weights_unit.t()),
+            grad.dot(&self.weights_unit.t()),
             &self.features_unit,
             &self.features_norm,
+            divisor,
             Axis(1),
         );
         let weights = through_normalize(
-            self.features_unit.t().dot(grad_logits),
+            self.features_unit.t().dot(&grad),
             &self.weights_unit,
             &self.weights_norm,
+            divisor,
             Axis(0),
         );
+        for (what, a) in [("cosine feature gradient", &features), ("cosine weight gradient", &weights)] {
+            if let Some(((row, class), _)) = a.indexed_iter().find(|(_, v)| !v.is_finite()) {
+                return Err(Error::Overflow { what, row: Some(row), class: Some(class), value: None });
+            }
+        }
         Ok((features, weights))
     }
 }
 
-/// The norms of the vectors along `axis` (floored at [`NORM_FLOOR`]) and the unit vectors.
-fn normalize<F: Float>(a: &ArrayRef2<F>, axis: Axis) -> (Array1<F>, Array2<F>) {
+/// The norms of the vectors along `axis` (floored at [`NORM_FLOOR`]) and the unit vectors. Each
+/// vector is divided by its largest `|v_j|` before it is squared, so that neither a huge entry
+/// (whose square overflows) nor a tiny one (whose square underflows) loses the direction.
+fn normalize<F: Float>(a: &ArrayRef2<F>, axis: Axis) -> (Norms<F>, Array2<F>) {
     let floor = F::from_f64(NORM_FLOOR);
-    let norms = a.map_axis(axis, |v| {
-        let norm = v.dot(&v).sqrt();
-        if norm > floor { norm } else { floor }
-    });
     let mut unit = a.to_owned();
-    unit /= &norms.view().insert_axis(axis);
-    (norms, unit)
+    let across = if axis == Axis(0) { Axis(1) } else { Axis(0) };
+    let n = a.len_of(across);
+    let (mut scale, mut unscaled) = (Array1::from_elem(n, F::one()), Array1::from_elem(n, F::one()));
+    for (((mut v, m), s), original) in
+        unit.axis_iter_mut(across).zip(scale.iter_mut()).zip(unscaled.iter_mut()).zip(a.axis_iter(across))
+    {
+        let max = original.iter().fold(F::zero(), |m, &x| if x.abs() > m { x.abs() } else { m });
+        let norm = if max > F::zero() {
+            let scaled = original.iter().fold(F::zero(), |t, &x| t + (x / max) * (x / max)).sqrt();
+            (max, scaled)
+        } else {
+            (F::zero(), F::one())
+        };
+        // |v| > floor, as `max·scaled > floor` without forming a product that may overflow.
+        if norm.0 > floor / norm.1 {
+            (*m, *s) = norm;
+            v.iter_mut().for_each(|x| *x = *x / norm.0 / norm.1);
+        } else {
+            (*m, *s) = (floor, F::one());
+            v.iter_mut().for_each(|x| *x /= floor);
+        }
+    }
+    (Norms { scale, unscaled }, unit)
 }
 
-/// A gradient `g` with respect to unit vectors `v̂ = v/|v|` (along `axis`), taken to `v`:
-/// `(g − v̂(v̂·g))/|v|`.
-fn through_normalize<F: Float>(g: Array2<F>, unit: &Array2<F>, norms: &Array1<F>, axis: Axis) -> Array2<F> {
+/// A gradient `g/top` with respect to unit vectors `v̂ = v/|v|` (along `axis`), taken to `v`:
+/// `(g − v̂(v̂·g))/|v|`, the factor `top/|v|` applied last (as `(top / scale) / unscaled`), so
+/// that only a result beyond `F` overflows.
+fn through_normalize<F: Float>(
+    g: Array2<F>,
+    unit: &Array2<F>,
+    norms: &Norms<F>,
+    top: F,
+    axis: Axis,
+) -> Array2<F> {
     let along = (&g * unit).sum_axis(axis).insert_axis(axis);
     let mut projected = unit.clone();
     projected *= &along;
     let mut out = g - &projected;
-    out /= &norms.view().insert_axis(axis);
+    let across = if axis == Axis(0) { Axis(1) } else { Axis(0) };
+    for ((mut v, &m), &s) in out.axis_iter_mut(across).zip(&norms.scale).zip(&norms.unscaled) {
+        let factor = top / m;
+        v.iter_mut().filter(|o| **o != F::zero()).for_each(|o| {
+            // `top / m` overflows only for a tiny norm and a huge gradient: then `o·top` first.
+            *o = if factor.is_finite() { *o * factor / s } else { *o * top / m / s };
+        });
+    }
     out
 }
 

@@ -12,7 +12,7 @@ use super::softmax_loss::SoftmaxLoss;
 use super::targets::{TargetKind, Targets};
 use super::validate::{OutputShape, output_shapes};
 use crate::error::check_shape;
-use crate::float::{ExpArgs, lane_sum, ldexp, ln_1p_unit, pow2, scale_exponent, split_scale};
+use crate::float::{ExpArgs, exponent_of, lane_sum, ldexp, ln_1p_unit, pow2, scale_exponent, split_scale};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::{RowLse, row_lse};
@@ -244,26 +244,45 @@ impl<F: Float> SmoothF1Loss<F> {
     }
 
     /// Per class, the coefficients `c_k (1 − F1_k/2)` of the positive terms and `c_k F1_k/2` of
-    /// the negative ones.
-    fn coefficients(&self, stats: &F1Stats) -> (Vec<F>, Vec<F>) {
+    /// the negative ones, divided by `2^e` (returned third) where the largest `c_k` is 2 or more
+    /// (or tiny): `c_k = 2W/(K·S_k)` of merged statistics may lie beyond `F` (or `f64`) where the
+    /// loss does not, so it is formed from the exponents of `W` and `S_k` apart.
+    fn coefficients(&self, stats: &F1Stats) -> (Vec<F>, Vec<F>, i32) {
         let k = stats.classes() as f64;
         let micro = stats.micro_f1();
-        let f1 = stats.f1();
-        stats
+        let weight = stats.weight();
+        // c_k as `m·2^e`, `m` within a factor 4 of 1.
+        let scales: Vec<(f64, i32)> = stats
             .mass()
             .iter()
-            .zip(f1)
-            .map(|(&mass, f1_k)| {
-                let (f1, c) = match self.average {
-                    F1Average::Macro => {
-                        // W / S_k first: 2W overflows for merged statistics near f64's maximum.
-                        (f1_k, if mass > 0.0 { stats.weight() / mass * (2.0 / k) } else { 0.0 })
-                    }
-                    F1Average::Micro => (micro, 1.0),
-                };
+            .map(|&mass| match self.average {
+                F1Average::Macro if mass > 0.0 && weight > 0.0 => {
+                    let (e_w, e_m) = (exponent_of(weight), exponent_of(mass));
+                    (ldexp(weight, -e_w) / ldexp(mass, -e_m) * (2.0 / k), e_w - e_m)
+                }
+                F1Average::Macro => (0.0, 0),
+                F1Average::Micro => (1.0, 0),
+            })
+            .collect();
+        // Scaled down where the largest c_k is 2 or more, to [1, 2), so that a kernel term `c_k·ℓ`
+        // overflows only where `ℓ` does; scaled up only where it is below `2^(−e_F/2)` (`e_F` the
+        // largest exponent of `F`), to that bound.
+        let half = exponent_of(F::max_value().as_f64()) / 2;
+        let e = match scales.iter().filter(|s| s.0 > 0.0).map(|&(m, e)| e + exponent_of(m)).max() {
+            Some(e) if e > 0 => e,
+            Some(e) if e < -half => e + half,
+            _ => 0,
+        };
+        let (positive, negative) = scales
+            .iter()
+            .zip(stats.f1())
+            .map(|(&(m, e_c), f1_k)| {
+                let f1 = if self.average == F1Average::Micro { micro } else { f1_k };
+                let c = ldexp(m, e_c - e);
                 (F::from_f64(c * (1.0 - f1 / 2.0)), F::from_f64(c * f1 / 2.0))
             })
-            .unzip()
+            .unzip();
+        (positive, negative, e)
     }
 
     /// The reduced loss of a validated batch, `scale·∂ℓ/∂z` into `grad_out` if given.
@@ -292,8 +311,9 @@ impl<F: Float> SmoothF1Loss<F> {
             }
             return Ok(F::zero());
         }
+        let (positive, negative, e_c) = self.coefficients(stats);
+        let exp = exp + e_c;
         let (scale, k) = split_scale::<F>(divisor.recip(), exp);
-        let (positive, negative) = self.coefficients(stats);
         let mut grad_out = grad_out;
         let rows = LossRows {
             logits,
@@ -357,10 +377,11 @@ impl<F: Float> Loss<F> for SmoothF1Loss<F> {
         grad_out: Option<&mut ArrayRef2<F>>,
     ) -> Result<()> {
         check_batch(logits, targets, &output_shapes(logits, Some(losses_out), grad_out.as_deref()))?;
-        let (positive, negative) = self.coefficients(&scaled_stats(logits, targets));
-        // The rows see the weights times 2^−e_s: the losses and the gradient get it back.
+        let (positive, negative, e_c) = self.coefficients(&scaled_stats(logits, targets));
+        // The rows see the weights times 2^−e_s and the coefficients times 2^−e_c: the losses and
+        // the gradient get both back.
         let e_s = sample_exponent(targets);
-        let (scale, k) = split_scale::<F>(1.0, e_s);
+        let (scale, k) = split_scale::<F>(1.0, e_s + e_c);
         let mut grad_out = grad_out;
         dispatch(LossRows {
             logits,
@@ -372,8 +393,8 @@ impl<F: Float> Loss<F> for SmoothF1Loss<F> {
             grad: grad_out.as_deref_mut(),
             losses: Some(&mut *losses_out),
         });
-        if e_s != 0 {
-            losses_out.mapv_inplace(|v| F::from_f64(ldexp(v.as_f64(), e_s)));
+        if e_s + e_c != 0 {
+            losses_out.mapv_inplace(|v| F::from_f64(ldexp(v.as_f64(), e_s + e_c)));
         }
         check_row_losses(losses_out)?;
         finish_gradient(grad_out, k)?;

@@ -173,7 +173,8 @@ impl ClassWeights {
     /// [`Error::InvalidParameter`] (`"counts"`, with the class) for a class of count 0 (unless
     /// the scheme is uniform: `p = 0` or `β = 0`); [`Error::Overflow`] (`"class weight"`, with the
     /// class and its count) for a weight beyond the range of `F`. Rescaled weights are computed
-    /// from their logarithms where the weights themselves would overflow (counts near `1e-308`),
+    /// relative to the largest (from logarithms where need be) where the weights themselves would
+    /// overflow or fall below the normal range (counts near `1e-308` or `1e308`, a large `p`),
     /// so they overflow only when the result does.
     ///
     /// # Example
@@ -205,10 +206,23 @@ impl ClassWeights {
     fn weights_f64(&self, prior: &Prior) -> Result<Vec<f64>> {
         let classes = prior.classes() as f64;
         let weight = |n: f64| match self.scheme {
-            Scheme::InverseFrequency => prior.total() / (classes * n),
+            // `n/n_k >= 1` first, so that `K·n_k` never overflows.
+            Scheme::InverseFrequency => match prior.total() / n {
+                ratio if ratio.is_finite() => ratio / classes,
+                _ => prior.total() / classes / n,
+            },
             Scheme::Power(p) => n.powf(-p),
             Scheme::EffectiveNumber(0.0) => 1.0,
-            Scheme::EffectiveNumber(beta) => (1.0 - beta) / -(n * beta.ln()).exp_m1(),
+            Scheme::EffectiveNumber(beta) => {
+                let t = n * beta.ln();
+                if t > -SMALL_EXPONENT {
+                    // `1 − β^n ≈ −n·ln β·(1 + n·ln β/2)`: without the product `n·ln β`, which
+                    // underflows (or loses digits) for a subnormal count.
+                    (1.0 - beta) / -beta.ln() / n / (1.0 + t / 2.0)
+                } else {
+                    (1.0 - beta) / -t.exp_m1()
+                }
+            }
         };
         let counts = prior.counts();
         let uniform = matches!(self.scheme, Scheme::Power(0.0) | Scheme::EffectiveNumber(0.0));
@@ -230,20 +244,33 @@ impl ClassWeights {
         }
         let sum: f64 = weights.iter().sum();
         let rescale = |w: &[f64], sum: f64| w.iter().map(|w| w / sum * classes).collect();
-        if finite && sum.is_finite() {
+        if finite && sum.is_finite() && weights.iter().all(|&w| w >= f64::MIN_POSITIVE) {
             return Ok(rescale(&weights, sum));
         }
-        // Weights beyond the range (tiny counts), rescaled without forming them: for `n^{−p}`
-        // (and `1/n`) as `(n / n_min)^{−p}`, at most 1; for the effective number from logarithms,
-        // `K·e^{ln w_k − max ln w} / Σ e^{ln w_j − max ln w}`.
+        // Weights beyond the range or below the normal one (tiny or huge counts, a large `p`),
+        // rescaled without forming them: for `n^{−p}` (and `1/n`) as `(n / n_min)^{−p}`, at most
+        // 1 (from logarithms where the ratio overflows); for the effective number from
+        // logarithms, `K·e^{ln w_k − max ln w} / Σ e^{ln w_j − max ln w}`.
         let relative: Vec<f64> = match self.scheme {
             Scheme::InverseFrequency | Scheme::Power(_) => {
                 let p = if let Scheme::Power(p) = self.scheme { p } else { 1.0 };
                 let min = counts.iter().fold(f64::INFINITY, |m, &n| m.min(n));
-                counts.iter().map(|&n| (n / min).powf(-p)).collect()
+                let relative = |n: f64| match n / min {
+                    ratio if ratio.is_finite() => ratio.powf(-p),
+                    _ => (-p * (n.ln() - min.ln())).exp(),
+                };
+                counts.iter().map(|&n| relative(n)).collect()
             }
             Scheme::EffectiveNumber(beta) => {
-                let ln_weight = |n: f64| (1.0 - beta).ln() - (-(n * beta.ln()).exp_m1()).ln();
+                let ln_weight = |n: f64| {
+                    let t = n * beta.ln();
+                    let ln_denominator = if t > -SMALL_EXPONENT {
+                        n.ln() + (-beta.ln()).ln() + (t / 2.0).ln_1p()
+                    } else {
+                        (-t.exp_m1()).ln()
+                    };
+                    (1.0 - beta).ln() - ln_denominator
+                };
                 let logs: Vec<f64> = counts.iter().map(|&n| ln_weight(n)).collect();
                 let max = logs.iter().fold(f64::NEG_INFINITY, |m, &l| m.max(l));
                 logs.iter().map(|l| (l - max).exp()).collect()
@@ -252,6 +279,9 @@ impl ClassWeights {
         Ok(rescale(&relative, relative.iter().sum()))
     }
 }
+
+/// Below this `|n·ln β|`, `1 − β^n` is `−n·ln β·(1 + n·ln β/2)` to the rounding of `f64`.
+const SMALL_EXPONENT: f64 = 1e-9;
 
 fn zero_count(class: usize, count: f64) -> Error {
     Error::InvalidParameter {

@@ -46,6 +46,15 @@
 //! - the Tversky statistics are the products `s·y·p` as they are: with an `f64` weight near the
 //!   smallest subnormal they round to 0, and a class present in the batch may count as absent
 //!   (other seeds than the default find such a case now and then);
+//! - the macro smooth-F1 scales `c_k = 2W/(K·S_k)` are divided by the largest where it is 2 or
+//!   more: a scale below `min_normal` times the largest (merged masses whose ratio exceeds the
+//!   float's range) is lost with its terms, so the merged-statistics generator leaves such
+//!   statistics out;
+//! - the Tversky mean `(1/K)·Σ_k (1 − TI_k)` is an `f64`: merged statistics whose `FP_k`, `FN_k`
+//!   are subnormal beside `TP_k` make it subnormal or 0, and the gradient of `γ ≠ 1` (through
+//!   `L^{γ−1}`) loses its digits (other seeds than the default find such a case now and then);
+//! - the cosine head holds its unit vectors in `F`: an entry below the smallest normal number
+//!   loses its digits, an error the backward pass multiplies by up to `max|G|·B·K/|v|`;
 //! - beyond these, every generator run must pass: [`KNOWN_LIMIT`] is 0.
 
 use std::sync::Mutex;
@@ -65,6 +74,7 @@ use proptest::test_runner::{Config, TestRunner};
 
 mod adjust;
 mod asymmetric;
+mod cosine;
 mod drivers;
 mod eqlv2;
 mod estimator;
@@ -81,6 +91,7 @@ mod sigmoid;
 mod smooth_f1;
 mod softmax_family;
 mod softmax_fns;
+mod tune_tau;
 mod tversky;
 mod x;
 mod zlpr;

@@ -140,3 +140,130 @@ pub(crate) fn run_metrics(case: MetricsCase) -> std::result::Result<(), TestCase
 fn metrics_on_counts_up_to_u64_max() {
     run("metrics", CASES, metrics_case(), run_metrics);
 }
+
+#[derive(Debug, Clone)]
+pub(crate) struct FreeMetricsCase {
+    pub(crate) classes: usize,
+    pub(crate) labels: Vec<usize>,
+    pub(crate) predictions: Vec<usize>,
+    pub(crate) thresholds: (f64, f64),
+    pub(crate) counts: Vec<f64>,
+}
+
+/// Labels and predictions of any length (empty, mismatched) and class (out of range sometimes),
+/// arbitrary shot thresholds and training counts.
+pub(crate) fn free_metrics_case() -> impl Strategy<Value = FreeMetricsCase> {
+    let threshold = || {
+        prop_oneof![
+            2 => any::<u64>().prop_map(f64::from_bits),
+            3 => 0.0f64..200.0,
+            2 => proptest::sample::select(vec![0.0, -0.0, 20.0, 100.0, 5e-324, f64::MAX, f64::INFINITY, f64::NAN, -1.0]),
+        ]
+    };
+    (0usize..5, 0usize..7).prop_flat_map(move |(k, n)| {
+        let idx = move || proptest::collection::vec(prop_oneof![12 => 0..k.max(1), 1 => Just(k)], n);
+        let len = prop_oneof![8 => Just(0usize), 1 => Just(1usize)];
+        (idx(), idx(), len, (threshold(), threshold()), crate::adjust::counts_strategy(k.max(1))).prop_map(
+            move |(labels, mut predictions, extra, thresholds, counts)| {
+                predictions.extend(std::iter::repeat_n(0, extra));
+                FreeMetricsCase { classes: k, labels, predictions, thresholds, counts }
+            },
+        )
+    })
+}
+
+pub(crate) fn run_free_metrics(case: FreeMetricsCase) -> std::result::Result<(), TestCaseError> {
+    let k = case.classes;
+    let (y, p) = (&case.labels, &case.predictions);
+    let valid = k > 0 && !y.is_empty() && y.len() == p.len() && y.iter().chain(p).all(|&c| c < k);
+    let reference = valid.then(|| {
+        let tp = |c: usize| y.iter().zip(p).filter(|&(&a, &b)| a == c && b == c).count() as f64;
+        let support = |c: usize| y.iter().filter(|&&a| a == c).count() as f64;
+        let predicted = |c: usize| p.iter().filter(|&&b| b == c).count() as f64;
+        let recalls: Vec<f64> = (0..k).filter(|&c| support(c) > 0.0).map(|c| tp(c) / support(c)).collect();
+        let f1: Vec<f64> = (0..k)
+            .filter(|&c| support(c) + predicted(c) > 0.0)
+            .map(|c| 2.0 * tp(c) / (support(c) + predicted(c)))
+            .collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        ((0..k).map(tp).sum::<f64>() / y.len() as f64, mean(&recalls), mean(&f1))
+    });
+    CALLS.fetch_add(3, Ordering::Relaxed);
+    let got = [
+        ("metrics::accuracy", longtail::metrics::accuracy(&y[..], &p[..], k), reference.map(|r| r.0)),
+        (
+            "metrics::balanced_accuracy",
+            longtail::metrics::balanced_accuracy(&y[..], &p[..], k),
+            reference.map(|r| r.1),
+        ),
+        ("metrics::macro_f1", longtail::metrics::macro_f1(&y[..], &p[..], k), reference.map(|r| r.2)),
+    ];
+    for (entry, got, want) in got {
+        match (got, want) {
+            (Err(_), None) => {}
+            (Ok(g), Some(w)) if g.is_finite() && (g - w).abs() <= 1e-14 * w.abs().max(1.0) => {}
+            (got, want) => fail(entry, format!("{got:?}, expected {want:?} on {case:?}"))?,
+        }
+    }
+    // The shot split: thresholds finite, >= 0, few_below <= many_above.
+    let (many, few) = case.thresholds;
+    let split_valid = many.is_finite() && many >= 0.0 && few.is_finite() && few >= 0.0 && few <= many;
+    CALLS.fetch_add(1, Ordering::Relaxed);
+    let split = match (ShotSplit::new(many, few), split_valid) {
+        (Ok(s), true) if s.many_above() == many && s.few_below() == few => s,
+        (Err(_), false) => ShotSplit::default(),
+        (got, _) => return fail("ShotSplit::new", format!("{got:?} for ({many:e}, {few:e})")),
+    };
+    let (many, few) = (split.many_above(), split.few_below());
+    let group = |n: f64| {
+        if n > many {
+            Shot::Many
+        } else if n < few {
+            Shot::Few
+        } else {
+            Shot::Medium
+        }
+    };
+    for &n in &case.counts {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        match (split.shot(n), n.is_nan() || n < 0.0) {
+            (Err(_), true) => {}
+            (Ok(s), false) if s == group(n) => {}
+            (got, _) => fail("ShotSplit::shot", format!("{got:?} for {n:e} in ({many:e}, {few:e})"))?,
+        }
+    }
+    // The report: each group's mean recall over its classes present in the labels.
+    if let (true, Ok(prior)) = (valid, Prior::from_counts(&case.counts)) {
+        let cm = ConfusionMatrix::new(&y[..], &p[..], k).unwrap();
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        let got = split.report(&cm, &prior);
+        if case.counts.len() != k {
+            if got.is_ok() {
+                fail("ShotSplit::report", format!("Ok for {} counts of {k} classes", case.counts.len()))?;
+            }
+            return Ok(());
+        }
+        let mean = |shot: Shot| {
+            let r: Vec<f64> = (0..k)
+                .filter(|&c| group(case.counts[c]) == shot)
+                .filter_map(|c| {
+                    let support = y.iter().filter(|&&a| a == c).count() as f64;
+                    let tp = y.iter().zip(p).filter(|&(&a, &b)| a == c && b == c).count() as f64;
+                    (support > 0.0).then(|| tp / support)
+                })
+                .collect();
+            (!r.is_empty()).then(|| r.iter().sum::<f64>() / r.len() as f64)
+        };
+        let want = [mean(Shot::Many), mean(Shot::Medium), mean(Shot::Few)];
+        match got {
+            Ok(r) if [r.many, r.medium, r.few].iter().zip(&want).all(|(g, w)| same(*g, *w) || g == w) => {}
+            got => fail("ShotSplit::report", format!("{got:?}, expected {want:?} on {case:?}"))?,
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn free_metrics_and_shots_on_arbitrary_input() {
+    run("free metrics", CASES, free_metrics_case(), run_free_metrics);
+}

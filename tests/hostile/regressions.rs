@@ -733,3 +733,93 @@ fn a_subnormal_sample_weight_multiplies_the_binary_decisions_last() {
     let got = eql.loss(&logits, with(&tiny[..])).unwrap() as f64;
     assert_close(got, unit * 2f64.powi(-149), 1e-6, "EQL v2");
 }
+
+#[test]
+fn cosine_head_keeps_the_direction_of_a_huge_vector() {
+    use longtail::CosineHead;
+    // |v|² overflows f32 (1e40): the cosine is still ±1.
+    let head =
+        CosineHead::forward(&array![[1e20_f32, 0.0], [-3e19, 0.0]], &array![[1.0_f32], [0.0]]).unwrap();
+    assert_eq!(head.logits().to_owned(), array![[1.0_f32], [-1.0]]);
+    let head = CosineHead::forward(&array![[1.0_f32, 0.0]], &array![[3e38_f32], [3e38]]).unwrap();
+    assert_close(head.logits()[[0, 0]] as f64, 0.5f64.sqrt(), 1e-6, "cosine of a column of 3e38");
+    // ∂z/∂h for h = (1e20, 0), w = (0, 1): (ŵ − ĥ(ĥ·ŵ))/|h| = (0, 1e-20).
+    let head = CosineHead::forward(&array![[1e20_f32, 0.0]], &array![[0.0_f32], [1.0]]).unwrap();
+    let (grad_features, _) = head.backward(&array![[1.0_f32]]).unwrap();
+    assert_close(grad_features[[0, 1]] as f64, 1e-20, 1e-6, "feature gradient through a norm of 1e20");
+}
+
+#[test]
+fn cosine_backward_refuses_a_non_finite_or_overflowing_gradient() {
+    use longtail::CosineHead;
+    let head = CosineHead::forward(&array![[1.0_f64, 0.0]], &array![[0.0_f64], [1.0]]).unwrap();
+    assert!(matches!(
+        head.backward(&array![[f64::NAN]]),
+        Err(Error::InvalidParameter { name: "grad_logits", index: Some(0), .. })
+    ));
+    // A feature of norm 1e-300 and a logit gradient of 1e300: (0, 1e300)/1e-300 is beyond f64.
+    let head = CosineHead::forward(&array![[1e-300_f64, 0.0]], &array![[0.0_f64], [1.0]]).unwrap();
+    assert!(matches!(
+        head.backward(&array![[1e300]]),
+        Err(Error::Overflow { what: "cosine feature gradient", row: Some(0), class: Some(1), .. })
+    ));
+    // A huge gradient through a unit norm: exact.
+    let head = CosineHead::forward(&array![[1.0_f64, 0.0]], &array![[0.0_f64], [1.0]]).unwrap();
+    let (grad_features, grad_weights) = head.backward(&array![[1e308]]).unwrap();
+    assert_eq!((grad_features[[0, 1]], grad_weights[[0, 0]]), (1e308, 1e308));
+}
+
+#[test]
+fn inverse_frequency_of_a_count_near_f64_max_is_not_zero() {
+    // K·n_k = 3.2e308 overflowed: the weight n/(K·n_k) was 0, not 1/2.
+    let prior = Prior::from_counts(&[3.0, 1.6e308]).unwrap();
+    let w = ClassWeights::inverse_frequency().weights::<f64>(&prior).unwrap();
+    assert_close(w[1], 0.5 * (1.6e308 + 3.0) / 1.6e308, 1e-15, "inverse frequency of 1.6e308");
+    assert_close(w[0], 1.6e308 / 6.0, 1e-15, "inverse frequency of 3");
+}
+
+#[test]
+fn rescaled_weights_below_the_normal_range_or_of_a_subnormal_count_are_exact() {
+    // n^{−p} = 0 for every class: the rescale divided 0 by 0.
+    let prior = Prior::from_counts(&[2.8e149]).unwrap();
+    let w = ClassWeights::power(5e209).unwrap().rescaled().weights::<f64>(&prior).unwrap();
+    assert_eq!(w.to_vec(), vec![1.0]);
+    let prior = Prior::from_counts(&[1e200, 2e200]).unwrap();
+    let w = ClassWeights::power(2.0).unwrap().rescaled().weights::<f32>(&prior).unwrap();
+    assert_close(w[0] as f64, 1.6, 1e-6, "rescaled 1e200^-2");
+    // n·ln β underflowed to 0 for a subnormal count: ln of 0 gave NaN, reported as an overflow.
+    let prior = Prior::from_counts(&[5e-324, 1e-323]).unwrap();
+    let w = ClassWeights::effective_number(0.75).unwrap().rescaled().weights::<f64>(&prior).unwrap();
+    assert_close(w[0], 4.0 / 3.0, 1e-12, "rescaled effective number of 5e-324");
+}
+
+#[test]
+fn balanced_log_loss_whose_class_means_sum_beyond_f64_is_their_mean() {
+    use longtail::adjust::balanced_log_loss;
+    // Class means 1.58e308 and 0.79e308: their sum overflowed before the division by 2.
+    let logits = array![[-3.5_f64, 1.58e308], [18.9, -1.58e308], [-0.85, 0.0]];
+    let prior = Prior::from_counts(&[88.0, 92.0]).unwrap();
+    let loss = balanced_log_loss(&logits, &[0, 1, 1], &prior, 0.0).unwrap();
+    assert_close(loss, (1.58e308 + 1.58e308 / 2.0) / 2.0, 1e-12, "balanced log-loss near f64::MAX");
+}
+
+#[test]
+fn smooth_f1_scales_of_merged_statistics_beyond_the_float_keep_the_loss() {
+    // c_0 = 2W/(K·S_0) = 2·3.4/(2·5e-324) lies beyond f64; its terms are 0 (one class: −log p = 0
+    // … here K = 2 with p_0 = 1 − e^{−40}): the loss is the finite product, not an overflow.
+    let stats = F1Stats::from_parts(vec![0.0, 1.0], vec![5e-324, 4.0], 3.4).unwrap();
+    let logits = array![[40.0_f64, 0.0]];
+    let mut grad = Array2::zeros((1, 2));
+    let loss = SmoothF1Loss::macro_f1().loss_and_grad_with_stats_into(&logits, &[0], &stats, &mut grad);
+    // c_0·(1 − 0)·softplus(−40) + c_1·(F1_1/2)·softplus(−40)·0: ≈ 6.8e323·4.25e-18 = 2.9e306.
+    let c0 = X::new(3.4).div(X::new(5e-324));
+    let want = c0.mul(X::new((-40f64).exp().ln_1p())).f64();
+    assert_close(loss.unwrap(), want, 1e-12, "smooth-F1 loss with a scale beyond f64");
+    // f32: a scale of 1e40 beyond f32 times a tiny cross-entropy.
+    let stats = F1Stats::from_parts(vec![0.0, 1.0], vec![1e-40, 4.0], 1.0).unwrap();
+    let mut grad = Array2::zeros((1, 2));
+    let loss = SmoothF1Loss::macro_f1()
+        .loss_and_grad_with_stats_into(&array![[40.0_f32, 0.0]], &[0], &stats, &mut grad)
+        .unwrap();
+    assert_close(loss as f64, 1e40 * (-40f64).exp().ln_1p(), 1e-5, "f32 smooth-F1 loss with a scale of 1e40");
+}

@@ -2,6 +2,48 @@
 
 use super::*;
 
+/// Statistics `(TP_k, S_k, W)` for [`F1Stats::from_parts`].
+pub(crate) type Stats = (Vec<f64>, Vec<f64>, f64);
+
+/// Arbitrary statistics for `k` classes (sometimes `k + 1`): sums of any bit pattern or
+/// magnitude, true positives a fraction of half the mass (or any bits, mostly invalid).
+pub(crate) fn stats_strategy(k: usize) -> BoxedStrategy<Stats> {
+    let sum = || {
+        prop_oneof![
+            2 => any::<u64>().prop_map(f64::from_bits),
+            3 => 0.0f64..10.0,
+            2 => proptest::sample::select(vec![0.0, 5e-324, 1e-310, 1e-300, 1.0, 1e300, f64::MAX, f64::MAX / 3.0]),
+        ]
+    };
+    let fraction =
+        prop_oneof![3 => 0.0f64..=1.0, 1 => Just(0.0), 1 => Just(1.0), 1 => Just(2.0), 1 => Just(f64::NAN)];
+    let classes = prop_oneof![12 => Just(k), 1 => Just(k + 1)];
+    classes
+        .prop_flat_map(move |k| {
+            (proptest::collection::vec((sum(), fraction.clone()), k), sum()).prop_map(|(parts, w)| {
+                let tp = parts.iter().map(|&(m, r)| if r.is_nan() { m } else { r * (0.5 * m) }).collect();
+                (tp, parts.into_iter().map(|p| p.0).collect(), w)
+            })
+        })
+        .boxed()
+}
+
+/// `F1Stats::from_parts` against its documented checks; the statistics if valid.
+pub(crate) fn f1_stats_of(stats: &Stats) -> Result<Option<F1Stats>, String> {
+    let (tp, mass, w) = stats;
+    let ok = |v: f64| v.is_finite() && v >= 0.0;
+    let valid = tp.len() == mass.len()
+        && mass.iter().all(|&m| ok(m))
+        && tp.iter().zip(mass).all(|(&t, &m)| ok(t) && t <= 0.5 * m)
+        && ok(*w);
+    CALLS.fetch_add(1, Ordering::Relaxed);
+    match (F1Stats::from_parts(tp.clone(), mass.clone(), *w), valid) {
+        (Ok(s), true) => Ok(Some(s)),
+        (Err(_), false) => Ok(None),
+        (got, _) => Err(format!("{got:?} for {stats:?}")),
+    }
+}
+
 /// A smooth-F1 case: logits, hard labels or probability rows, sample weights, macro or micro.
 #[derive(Debug, Clone)]
 pub(crate) struct SmoothF1Case<F> {
@@ -111,6 +153,12 @@ impl<F: Hostile> SmoothF1Case<F> {
 
     /// The outputs and the largest scale `c_k` (for the exponentials' flush in [`close`]).
     pub(crate) fn reference(&self) -> (Expect<Outputs>, X) {
+        self.reference_with(None)
+    }
+
+    /// [`Self::reference`] with the statistics `(TP_k, S_k, W)` given (merged ones) instead of
+    /// the batch's own.
+    pub(crate) fn reference_with(&self, stats: Option<&Stats>) -> (Expect<Outputs>, X) {
         let (b, k) = self.logits.dim();
         if self.logits.iter().any(|&v| v.is_nan() || v == F::infinity()) {
             return (Expect::Invalid, X::new(1.0));
@@ -141,7 +189,12 @@ impl<F: Hostile> SmoothF1Case<F> {
                 }
             }
         }
-        let total_weight = s.iter().fold(X::ZERO, |t, &v| t.add(v));
+        let mut total_weight = s.iter().fold(X::ZERO, |t, &v| t.add(v));
+        if let Some((t, m, w)) = stats {
+            tp = t.iter().map(|&v| X::new(v)).collect();
+            mass = m.iter().map(|&v| X::new(v)).collect();
+            total_weight = X::new(*w);
+        }
         let ratio = |a: X, b: X| if b.is_zero() { X::ZERO } else { a.div(b) };
         let (f1, c): (Vec<X>, Vec<X>) = if self.micro {
             let f1 = ratio(
@@ -263,6 +316,11 @@ impl<F: Hostile> BinaryF1Case<F> {
     /// `(reduced, per-row, per-decision)` outputs: the reduced loss and gradient, the row losses
     /// `Σ_k ℓ_ik` with the gradient, and the decisions' losses.
     pub(crate) fn reference(&self) -> Expect<Outputs> {
+        self.reference_with(None)
+    }
+
+    /// [`Self::reference`] with one-class statistics `(TP, S, W)` given instead of the batch's.
+    pub(crate) fn reference_with(&self, stats: Option<&Stats>) -> Expect<Outputs> {
         let (b, k) = self.logits.dim();
         let mut decisions = Vec::new();
         for i in 0..b {
@@ -284,6 +342,9 @@ impl<F: Hostile> BinaryF1Case<F> {
             let p = if x == f64::NEG_INFINITY { X::ZERO } else { sigmoid(X::new(x)) };
             tp = tp.add(w.mul(X::new(y)).mul(p));
             mass = mass.add(w.mul(X::new(y).add(p)));
+        }
+        if let Some((t, m, _)) = stats {
+            (tp, mass) = (X::new(t[0]), X::new(m[0]));
         }
         // The batch F1 is an f64 statistic (documented): below f64's range it is 0.
         let f1 = if mass.is_zero() { X::ZERO } else { X::new(X::new(2.0).mul(tp).div(mass).f64()) };
@@ -378,4 +439,140 @@ fn smooth_f1_loss_on_arbitrary_bits() {
 fn binary_smooth_f1_loss_on_arbitrary_bits() {
     run("binary_smooth_f1 f32", CASES / 3, binary_f1_case::<f32>(), run_binary_f1::<f32>);
     run("binary_smooth_f1 f64", CASES / 3, binary_f1_case::<f64>(), run_binary_f1::<f64>);
+}
+
+/// The smooth-F1 loss with merged statistics: the reduced loss and gradient with `F1_k` and `c_k`
+/// from `stats` (`Err` for statistics of another class count).
+pub(crate) fn run_smooth_f1_stats<F: Hostile>(
+    (case, stats): (SmoothF1Case<F>, Stats),
+) -> std::result::Result<(), TestCaseError> {
+    SUM_BEYOND_F64.with(|s| s.set(false));
+    let f1_stats = match f1_stats_of(&stats) {
+        Ok(Some(s)) => s,
+        Ok(None) => return Ok(()),
+        Err(e) => return fail("F1Stats::from_parts", e),
+    };
+    let loss = if case.micro { SmoothF1Loss::<F>::micro_f1() } else { SmoothF1Loss::macro_f1() };
+    let loss = loss.with_reduction(if case.sum { Reduction::Sum } else { Reduction::Mean });
+    let (expect, c_max) = if stats.1.len() == case.logits.ncols() {
+        case.reference_with(Some(&stats))
+    } else {
+        (Expect::Invalid, X::new(1.0))
+    };
+    let reduced = match expect {
+        Expect::Invalid => Expect::Invalid,
+        Expect::Value((r, _)) => Expect::Value(r),
+    };
+    // The scales `c_k ∝ 1/S_k` are divided by the largest (a known limit): masses whose ratio
+    // exceeds the float's range lose the small scales with their terms, so such cases are left
+    // out, as weights are drawn within one range.
+    let masses = stats.1.iter().filter(|&&m| m > 0.0);
+    let spread =
+        masses.clone().fold(0.0_f64, |a, &m| a.max(m)) / masses.fold(f64::INFINITY, |a, &m| a.min(m));
+    if !case.micro && stats.2 > 0.0 && spread > 0.25 / min_normal::<F>() {
+        return Ok(());
+    }
+    let coef = weight_coef(&[case.weights.as_ref()]).mul(c_max);
+    let mut grad = Array2::zeros(case.logits.raw_dim());
+    let got =
+        loss.loss_and_grad_with_stats_into(&case.logits, case.targets(), &f1_stats, &mut grad).map(|l| {
+            let mut v = vec![l];
+            v.extend(grad.iter().copied());
+            v
+        });
+    judge::<F>("SmoothF1Loss::loss_and_grad_with_stats_into", &(&case, &stats), &got, &reduced, coef)
+}
+
+/// The binary smooth-F1 loss with merged one-class statistics, `[B, K]` and `[B]` forms.
+pub(crate) fn run_binary_f1_stats<F: Hostile>(
+    (case, stats): (BinaryF1Case<F>, Stats),
+) -> std::result::Result<(), TestCaseError> {
+    SUM_BEYOND_F64.with(|s| s.set(false));
+    let f1_stats = match f1_stats_of(&stats) {
+        Ok(Some(s)) => s,
+        Ok(None) => return Ok(()),
+        Err(e) => return fail("F1Stats::from_parts", e),
+    };
+    let loss = BinarySmoothF1Loss::<F>::new().with_reduction(if case.sum {
+        Reduction::Sum
+    } else {
+        Reduction::Mean
+    });
+    let reduced = match (stats.1.len() == 1).then(|| case.reference_with(Some(&stats))) {
+        Some(Expect::Value((r, _))) => Expect::Value(r),
+        _ => Expect::Invalid,
+    };
+    let coef = weight_coef(&[case.weights.as_ref()]);
+    let k = case.logits.ncols();
+    let flat = Array1::from_iter(case.logits.iter().copied());
+    let flat_targets: Vec<F> = case.targets.iter().copied().collect();
+    let flat_weights: Option<Vec<F>> =
+        case.weights.as_ref().map(|w| w.iter().flat_map(|&v| std::iter::repeat_n(v, k)).collect());
+    let t = BinaryTargets::new(&flat_targets[..]);
+    let t = match &flat_weights {
+        Some(w) => t.with_sample_weights(&w[..]),
+        None => t,
+    };
+    let mut grad = Array1::zeros(flat.len());
+    let got = loss.binary_loss_and_grad_with_stats_into(&flat, t, &f1_stats, &mut grad).map(|l| {
+        let mut v = vec![l];
+        v.extend(grad.iter().copied());
+        v
+    });
+    judge::<F>(
+        "BinarySmoothF1Loss::binary_loss_and_grad_with_stats_into",
+        &(&case, &stats),
+        &got,
+        &reduced,
+        coef,
+    )?;
+    if case.targets.iter().any(|&t| t != F::zero() && t != F::one()) {
+        return Ok(());
+    }
+    let t = Targets::multi_hot(&case.targets);
+    let t = match &case.weights {
+        Some(w) => t.with_sample_weights(&w[..]),
+        None => t,
+    };
+    let mut grad = Array2::zeros(case.logits.raw_dim());
+    let got = loss.loss_and_grad_with_stats_into(&case.logits, t, &f1_stats, &mut grad).map(|l| {
+        let mut v = vec![l];
+        v.extend(grad.iter().copied());
+        v
+    });
+    judge::<F>("BinarySmoothF1Loss::loss_and_grad_with_stats_into", &(&case, &stats), &got, &reduced, coef)
+}
+
+#[test]
+fn smooth_f1_losses_with_merged_statistics() {
+    run(
+        "smooth_f1 stats f32",
+        CASES / 3,
+        smooth_f1_case::<f32>().prop_flat_map(|c| {
+            let k = c.logits.ncols();
+            (Just(c), stats_strategy(k))
+        }),
+        run_smooth_f1_stats::<f32>,
+    );
+    run(
+        "smooth_f1 stats f64",
+        CASES / 3,
+        smooth_f1_case::<f64>().prop_flat_map(|c| {
+            let k = c.logits.ncols();
+            (Just(c), stats_strategy(k))
+        }),
+        run_smooth_f1_stats::<f64>,
+    );
+    run(
+        "binary_smooth_f1 stats f32",
+        CASES / 3,
+        (binary_f1_case::<f32>(), stats_strategy(1)),
+        run_binary_f1_stats::<f32>,
+    );
+    run(
+        "binary_smooth_f1 stats f64",
+        CASES / 3,
+        (binary_f1_case::<f64>(), stats_strategy(1)),
+        run_binary_f1_stats::<f64>,
+    );
 }

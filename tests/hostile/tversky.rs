@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Statistics `(TP_k, FP_k, FN_k, W)` for `TverskyStats::from_parts`.
+pub(crate) type TverskyParts = (Vec<f64>, Vec<f64>, Vec<f64>, f64);
+
 /// A Tversky case: logits, targets (labels or probability rows for the multiclass mode, multi-hot
 /// rows for the multilabel one), sample weights, `(α, β, smooth, ε, γ)`.
 #[derive(Debug, Clone)]
@@ -92,8 +95,14 @@ impl<F: Hostile> TverskyCase<F> {
         }
     }
 
-    #[allow(clippy::needless_range_loop)] // the per-class sums index several arrays at once
     pub(crate) fn outputs(&self) -> Option<(Outputs, X)> {
+        self.outputs_with(None)
+    }
+
+    /// [`Self::outputs`] with the statistics `(TP_k, FP_k, FN_k, W)` given (merged ones) instead
+    /// of the batch's own.
+    #[allow(clippy::needless_range_loop)] // the per-class sums index several arrays at once
+    pub(crate) fn outputs_with(&self, stats: Option<&TverskyParts>) -> Option<(Outputs, X)> {
         let (b, k) = self.logits.dim();
         let (alpha, beta, smooth, eps, gamma) = self.params;
         let mut p = Vec::new();
@@ -153,7 +162,12 @@ impl<F: Hostile> TverskyCase<F> {
                 present[j] |= !s[i].mul(y).is_zero();
             }
         }
-        let total_weight = s.iter().fold(X::ZERO, |t, &v| t.add(v));
+        let mut total_weight = s.iter().fold(X::ZERO, |t, &v| t.add(v));
+        if let Some((t, f, n, w)) = stats {
+            let x = |v: &[f64]| v.iter().map(|&v| X::new(v)).collect::<Vec<_>>();
+            (tp, fp, fn_, total_weight) = (x(t), x(f), x(n), X::new(*w));
+            present = (0..k).map(|j| !tp[j].add(fn_[j]).is_zero()).collect();
+        }
         // The statistics are sums in f64 (a documented limit): beyond it, an overflow is accepted.
         note_sum(total_weight);
         for j in 0..k {
@@ -300,4 +314,78 @@ pub(crate) fn run_tversky<F: Hostile>(case: TverskyCase<F>) -> std::result::Resu
 fn tversky_loss_on_arbitrary_bits() {
     run("tversky f32", CASES / 3, tversky_case::<f32>(), run_tversky::<f32>);
     run("tversky f64", CASES / 3, tversky_case::<f64>(), run_tversky::<f64>);
+}
+
+/// Arbitrary Tversky statistics for `k` classes (sometimes `k + 1`): sums of any bit pattern or
+/// magnitude, mostly valid.
+pub(crate) fn tversky_stats_strategy(k: usize) -> BoxedStrategy<TverskyParts> {
+    let sum = || {
+        prop_oneof![
+            1 => any::<u64>().prop_map(f64::from_bits),
+            4 => 0.0f64..10.0,
+            3 => proptest::sample::select(vec![0.0, 5e-324, 1e-310, 1e-300, 1.0, 1e300, f64::MAX / 8.0, 1e-7]),
+        ]
+    };
+    prop_oneof![12 => Just(k), 1 => Just(k + 1)]
+        .prop_flat_map(move |k| {
+            let v = move || proptest::collection::vec(sum(), k);
+            (v(), v(), v(), sum())
+        })
+        .boxed()
+}
+
+/// The Tversky loss with merged statistics: the reduced loss and gradient with `TI_k` and its
+/// derivatives from `stats` (`Err` for statistics of another class count).
+pub(crate) fn run_tversky_stats<F: Hostile>(
+    (case, stats): (TverskyCase<F>, TverskyParts),
+) -> std::result::Result<(), TestCaseError> {
+    use longtail::loss::TverskyStats;
+    SUM_BEYOND_F64.with(|s| s.set(false));
+    let (t, f, n, w) = &stats;
+    let ok = |v: f64| v.is_finite() && v >= 0.0;
+    let valid = t.iter().chain(f).chain(n).all(|&v| ok(v)) && ok(*w);
+    CALLS.fetch_add(1, Ordering::Relaxed);
+    let parts = match (TverskyStats::from_parts(t.clone(), f.clone(), n.clone(), *w), valid) {
+        (Ok(p), true) => p,
+        (Err(_), false) => return Ok(()),
+        (got, _) => return fail("TverskyStats::from_parts", format!("{got:?} for {stats:?}")),
+    };
+    let (alpha, beta, smooth, eps, gamma) = case.params;
+    let base = if case.multilabel { TverskyLoss::<F>::multilabel() } else { TverskyLoss::multiclass() };
+    let built = base
+        .with_weights(alpha, beta)
+        .and_then(|l| l.with_smooth(smooth))
+        .and_then(|l| l.with_eps(eps))
+        .and_then(|l| l.with_gamma(gamma));
+    let Ok(loss) = built else { return Ok(()) };
+    let loss = loss.with_reduction(if case.sum { Reduction::Sum } else { Reduction::Mean });
+    let (reduced, slope) = match (t.len() == case.logits.ncols()).then(|| case.outputs_with(Some(&stats))) {
+        Some(Some(((r, _), slope))) => (Expect::Value(r), slope),
+        _ => (Expect::Invalid, X::new(1.0)),
+    };
+    let total = X::new(*w).add(X::new(1.0));
+    let coef = weight_coef(&[case.weights.as_ref()]).mul(slope).mul(total);
+    let mut grad = Array2::zeros(case.logits.raw_dim());
+    let got = loss.loss_and_grad_with_stats_into(&case.logits, case.targets(), &parts, &mut grad).map(|l| {
+        let mut v = vec![l];
+        v.extend(grad.iter().copied());
+        v
+    });
+    judge::<F>("TverskyLoss::loss_and_grad_with_stats_into", &(&case, &stats), &got, &reduced, coef)
+}
+
+#[test]
+fn tversky_loss_with_merged_statistics() {
+    let case = || {
+        tversky_case::<f32>().prop_flat_map(|c| {
+            let k = c.logits.ncols();
+            (Just(c), tversky_stats_strategy(k))
+        })
+    };
+    run("tversky stats f32", CASES / 3, case(), run_tversky_stats::<f32>);
+    let case = tversky_case::<f64>().prop_flat_map(|c| {
+        let k = c.logits.ncols();
+        (Just(c), tversky_stats_strategy(k))
+    });
+    run("tversky stats f64", CASES / 3, case, run_tversky_stats::<f64>);
 }

@@ -134,3 +134,29 @@ fn zlpr_loss_on_arbitrary_bits() {
     run("zlpr f32", CASES, zlpr_case::<f32>(), run_zlpr::<f32>);
     run("zlpr f64", CASES, zlpr_case::<f64>(), run_zlpr::<f64>);
 }
+
+/// `decode`: `z > 0` for every logit, `±inf` included; a NaN is an error.
+fn run_decode<F: Hostile>(z: Array2<F>) -> std::result::Result<(), TestCaseError> {
+    CALLS.fetch_add(1, Ordering::Relaxed);
+    match (ZlprLoss::<F>::decode(&z), z.iter().any(|v| v.is_nan())) {
+        (Err(_), true) => Ok(()),
+        (Ok(d), false) if d == z.mapv(|v| v.as_f64() > 0.0) => Ok(()),
+        (got, _) => fail("ZlprLoss::decode", format!("{got:?} on {z:?}")),
+    }
+}
+
+#[test]
+fn zlpr_decode_on_arbitrary_bits() {
+    let case = |v: BoxedStrategy<f32>| {
+        (1usize..4, 1usize..5).prop_flat_map(move |(b, k)| {
+            proptest::collection::vec(v.clone(), b * k)
+                .prop_map(move |z| Array2::from_shape_vec((b, k), z).unwrap())
+        })
+    };
+    run("zlpr decode f32", CASES, case(f32::values()), run_decode::<f32>);
+    let case = (1usize..4, 1usize..5).prop_flat_map(|(b, k)| {
+        proptest::collection::vec(f64::values(), b * k)
+            .prop_map(move |z| Array2::from_shape_vec((b, k), z).unwrap())
+    });
+    run("zlpr decode f64", CASES, case, run_decode::<f64>);
+}
