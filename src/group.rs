@@ -68,16 +68,22 @@ impl<F: Float> Group<F> {
     /// how many rows to write.
     #[inline(always)]
     pub fn write_rows(&self, map: RowMap<F>, out: &mut [F]) {
-        let k = self.classes;
-        let columns = &self.exp[..k];
-        if out.len() == GROUP * k {
-            scatter_group(columns, map, out);
-        } else {
-            let mut padded = [F::zero(); GROUP * SHORT_ROW];
-            scatter_group(columns, map, &mut padded[..GROUP * k]);
-            let n = out.len();
-            out.copy_from_slice(&padded[..n]);
-        }
+        write_columns(&self.exp[..self.classes], map, out);
+    }
+}
+
+/// Writes `columns` (`K` of them, lane `r` of each being row `r`) back row-major into `out`, as
+/// `map` says: the inverse of [`transpose_rows`]. The length of `out` says how many rows to write.
+#[inline(always)]
+pub(crate) fn write_columns<F: Float>(columns: &[Lanes<F>], map: RowMap<F>, out: &mut [F]) {
+    let k = columns.len();
+    if out.len() == GROUP * k {
+        scatter_group(columns, map, out);
+    } else {
+        let mut padded = [F::zero(); GROUP * SHORT_ROW];
+        scatter_group(columns, map, &mut padded[..GROUP * k]);
+        let n = out.len();
+        out.copy_from_slice(&padded[..n]);
     }
 }
 

@@ -208,11 +208,11 @@ mod tests {
     }
 
     /// The same for ZLPR on all three builds (AVX-512 where the CPU has it, for rows of 128
-    /// classes and more), with an adjustment, a masked negative and an ignored row, on rows whose
-    /// last classes the passes pad and on longer ones.
+    /// classes and more), with an adjustment, a masked negative and an ignored row, on short rows
+    /// (in groups of rows), on rows whose last classes the passes pad and on longer ones.
     #[test]
     fn the_portable_zlpr_kernel_agrees_with_the_dispatched_one() {
-        for k in [37, 1031] {
+        for k in [5, 37, 1031] {
             let b = 5;
             let mut logits =
                 Array2::from_shape_fn((b, k), |(i, j)| ((i * 31 + j * 17) % 23) as f64 / 2.0 - 5.5);

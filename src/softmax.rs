@@ -11,8 +11,10 @@ use ndarray::{Array1, Array2, ArrayRef1, ArrayRef2};
 use crate::error::check_shape;
 use crate::float::{
     ExpArgs, LANES, all_finite, exp_sum, finite_abs_max, lane_abs_max_sum, lane_max, lane_max_sum,
-    ln_1p_unit, ln_normal,
+    ln_compensated,
 };
+#[cfg(doc)]
+use crate::float::{ln_1p_unit, ln_normal};
 use crate::rows::{RowVisitor, all_chunks, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::{Error, Float, Result};
@@ -69,12 +71,14 @@ pub(crate) fn log_one_minus_p<F: Float>(is_argmax: bool, rest: F, ln_total: F, p
 }
 
 /// `ln(1 + r)` of a row's `r ≥ 0`, in f64 (exact for f32), branch-free so that the rows of a group
-/// vectorise: `ln_1p` keeps a small `r` exact; above 1, rounding `1 + r` costs at most 1 ulp.
+/// vectorise: below 1 it is [`ln_1p_unit`], which adds the rounding error of `1 + r` back and so
+/// keeps a small `r` exact; above 1, [`ln_normal`] of the rounded `1 + r` (at most 1 ulp off). Both
+/// are `ln_compensated(1 + r, c)`, with `c` the rounding error or 0: one logarithm.
 #[inline(always)]
 pub(crate) fn ln_1p_rest(rest: f64) -> f64 {
-    let small = ln_1p_unit::<f64, false>(if rest < 1.0 { rest } else { 1.0 });
-    let large = ln_normal::<f64, false>(1.0 + rest);
-    if rest < 1.0 { small } else { large }
+    let u = 1.0 + rest;
+    let c = if rest < 1.0 { rest - (u - 1.0) } else { 0.0 };
+    ln_compensated::<f64, false>(u, c)
 }
 
 /// Writes `e^{x_k − m}` into `out` (`x` = `args`, `m = max x`) and returns the row's

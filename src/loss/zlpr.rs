@@ -11,6 +11,7 @@ use super::targets::{TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, class_vector, output_shapes};
 use crate::error::check_shape;
 use crate::float::{BLOCK, exp_nonpos, ldexp, mul_add, pow2, split_scale};
+use crate::group::{GROUP, Lanes, RowMap, SHORT_ROW, transpose_rows, write_columns};
 use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
 use crate::simd::Kernel;
 use crate::softmax::{check_rows, ln_1p_rest};
@@ -375,8 +376,9 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
     type Output = Result<f64>;
     #[inline(always)]
     fn run<const FMA: bool>(self) -> Result<f64> {
-        // Two vectors of either type per step in AVX2, one in AVX-512.
-        if size_of::<F>() == size_of::<f32>() { self.rows::<FMA, 16>() } else { self.rows::<FMA, 8>() }
+        // Two AVX2 vectors of f32 per step, one of f64: eight f64 lanes (two vectors for each of
+        // the passes' accumulators) would not fit in AVX2's sixteen registers.
+        if size_of::<F>() == size_of::<f32>() { self.rows::<FMA, 16>() } else { self.rows::<FMA, 4>() }
     }
 }
 
@@ -401,7 +403,18 @@ impl<F: Float> Chunk<'_, '_, F> {
             total: 0.0,
             error: None,
         };
-        visit_rows(&logits, grad.as_deref_mut(), &mut rows);
+        // Short contiguous rows go in groups, one vector lane per row; the rest one at a time.
+        let t_all = match &targets.kind {
+            TargetKind::Rows(rows, _) => rows.as_slice(),
+            TargetKind::Labels(_) => None,
+        };
+        let grouped =
+            classes <= SHORT_ROW && (t_all.is_some() || matches!(targets.kind, TargetKind::Labels(_)));
+        match (grouped, logits.as_slice(), grad.as_mut().map(|g| g.as_slice_mut())) {
+            (true, Some(z), None) => rows.short_rows(z, classes, t_all, None),
+            (true, Some(z), Some(Some(out))) => rows.short_rows(z, classes, t_all, Some(out)),
+            _ => visit_rows(&logits, grad.as_deref_mut(), &mut rows),
+        }
         match rows.error {
             Some(error) => Err(error),
             None => Ok(rows.total),
@@ -484,6 +497,206 @@ impl<F: Float, const FMA: bool, const W: usize> RowVisitor<F> for ChunkRows<'_, 
     }
 }
 
+impl<F: Float, const FMA: bool, const W: usize> ChunkRows<'_, '_, F, FMA, W> {
+    /// Every row of `z` (`K = classes ≤ SHORT_ROW`, row-major), [`GROUP`] rows at a time, the
+    /// gradient into `out` (same layout) if given; `t_all` the batch's target rows, row-major,
+    /// unless the targets are labels. A group with a row that is not the common case (an error, a
+    /// loss beyond the float type) is run again one row at a time, which the group's results
+    /// equal bit for bit, and which handles that row.
+    #[inline(always)]
+    fn short_rows(&mut self, z: &[F], classes: usize, t_all: Option<&[F]>, mut out: Option<&mut [F]>) {
+        let span = GROUP * classes;
+        for (g, z) in z.chunks(span).enumerate() {
+            let (first, rows) = (g * GROUP, z.len() / classes);
+            let mut scratch = [F::zero(); GROUP * SHORT_ROW];
+            let out = match out.as_deref_mut() {
+                Some(out) => &mut out[g * span..g * span + z.len()],
+                None => &mut scratch[..z.len()],
+            };
+            if self.group(first, rows, classes, z, t_all, out) {
+                continue;
+            }
+            for (r, (z, out)) in z.chunks_exact(classes).zip(out.chunks_exact_mut(classes)).enumerate() {
+                self.visit(first + r, z, out);
+                if self.error.is_some() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// [`row`] of the `rows ≤ GROUP` rows of `z` from row `first` of the chunk, transposed so
+    /// that lane `r` of every column is row `r`, operation for operation as `row` runs them
+    /// (its sums in the same order, by lane `c mod W` of its passes), so that the results are bit
+    /// for bit those of the rows one at a time. Returns whether every row is the common case (its
+    /// targets, logits and loss fine); only then are its gradient, losses and sum recorded.
+    #[inline(always)]
+    fn group(
+        &mut self,
+        first: usize,
+        rows: usize,
+        k: usize,
+        z: &[F],
+        t_all: Option<&[F]>,
+        out: &mut [F],
+    ) -> bool {
+        let (zero, one, inf) = (F::zero(), F::one(), F::infinity());
+        let start = self.first + first;
+        // The targets, transposed; padding lanes are rows of negatives at logit 0, weight 0.
+        let mut t = [[zero; GROUP]; SHORT_ROW];
+        match (&self.targets.kind, t_all) {
+            (_, Some(t_all)) => transpose_rows(&t_all[start * k..(start + rows) * k], None, &mut t[..k]),
+            (TargetKind::Labels(labels), None) => {
+                // `y < K ≤ SHORT_ROW` (checked): the modulo only spares a bounds check.
+                (0..rows).for_each(|r| t[labels[start + r] % SHORT_ROW][r] = one);
+            }
+            (TargetKind::Rows(..), None) => return false,
+        }
+        let (mut w, mut factor) = ([zero; GROUP], [zero; GROUP]);
+        for r in 0..rows {
+            w[r] = self.targets.sample_weight(start + r) * self.weight_scale;
+            factor[r] = w[r] * self.scale;
+        }
+        // Pass 1 (`scan`): `v = ∓s'` into `x`, each half's max, and the checks. Each loop works
+        // on copies of a column's lanes, which the compiler knows no store aliases: the lanes
+        // stay in vectors.
+        let mut x = [[zero; GROUP]; SHORT_ROW];
+        transpose_rows(z, None, &mut x[..k]);
+        let mut flags = [zero; GROUP];
+        if let Some(a) = self.adjust {
+            for (column, &a) in x[..k].iter_mut().zip(a) {
+                let mut x = *column;
+                for r in 0..GROUP {
+                    let adjusted = x[r] + a;
+                    // `s − s'`: `+inf` where a finite logit overflows to `-inf` once adjusted.
+                    flags[r] = greater(flags[r], x[r] - adjusted);
+                    x[r] = adjusted;
+                }
+                *column = x;
+            }
+        }
+        let (mut neg, mut pos, mut high) = ([zero; GROUP], [zero; GROUP], [F::neg_infinity(); GROUP]);
+        for (column, t) in x[..k].iter_mut().zip(&t) {
+            let (mut x, t) = (*column, *t);
+            for r in 0..GROUP {
+                let positive = t[r] == one;
+                let signed = pick(positive, -x[r], x[r]);
+                neg[r] = greater(neg[r], pick(positive, zero, signed));
+                pos[r] = greater(pos[r], pick(positive, signed, zero));
+                high[r] = greater(high[r], x[r]);
+                // A target other than 0 or 1.
+                flags[r] = pick(positive | (t[r] == zero), flags[r], inf);
+                x[r] = signed;
+            }
+            *column = x;
+        }
+        // Pass 2 (`exp_pass`): `e^{v − m}` in place, and each half's sums: the terms below its
+        // max in `W` partial lanes (`row`'s lanes: those of the classes before `body`, and
+        // those of the rest apart), folded as `row` folds them; the number at the max, exact in
+        // any order.
+        let body = k / W * W;
+        let mut partial = [[[[zero; GROUP]; W]; 2]; 2];
+        let (mut ties_neg, mut ties_pos) = ([zero; GROUP], [zero; GROUP]);
+        for (c, (column, t)) in x[..k].iter_mut().zip(&t).enumerate() {
+            let [sums_neg, sums_pos] = &mut partial[usize::from(c >= body)];
+            let (mut v, t) = (*column, *t);
+            let (mut rest_neg, mut rest_pos) = (sums_neg[c % W], sums_pos[c % W]);
+            for r in 0..GROUP {
+                let positive = t[r] == one;
+                let d = v[r] - pick(positive, pos[r], neg[r]);
+                let e = exp_nonpos::<F, FMA>(d);
+                v[r] = e;
+                let tie = d == zero;
+                let (rest, count) = (pick(tie, zero, e), pick(tie, one, zero));
+                rest_neg[r] += pick(positive, zero, rest);
+                rest_pos[r] += pick(positive, rest, zero);
+                ties_neg[r] += pick(positive, zero, count);
+                ties_pos[r] += pick(positive, count, zero);
+            }
+            (*column, sums_neg[c % W], sums_pos[c % W]) = (v, rest_neg, rest_pos);
+        }
+        let mut rest = [[0.0_f64; GROUP]; 2];
+        for part in &mut partial[..1 + usize::from(k > body)] {
+            for (rest, lanes) in rest.iter_mut().zip(part) {
+                let sum = fold_columns(lanes);
+                rest.iter_mut().zip(&sum).for_each(|(r, &s)| *r += s.as_f64());
+            }
+        }
+        // The finish of `row`, lane by lane, in flat loops.
+        let (mut loss, mut inv_total) = ([0.0_f64; GROUP], [[zero; GROUP]; 2]);
+        for (side, (max, ties)) in [(neg, ties_neg), (pos, ties_pos)].into_iter().enumerate() {
+            let mut zero_term = [zero; GROUP];
+            zero_term.iter_mut().zip(&max).for_each(|(e, &m)| *e = exp_nonpos::<F, FMA>(-m));
+            let (mut n, mut sum) = ([0.0_f64; GROUP], [0.0_f64; GROUP]);
+            for r in 0..GROUP {
+                let (ties, rest, zero_term) = (ties[r].as_f64(), rest[side][r], zero_term[r].as_f64());
+                let at_zero = max[r] == zero;
+                n[r] = if at_zero { ties + 1.0 } else { ties };
+                sum[r] = if at_zero { rest } else { rest + zero_term };
+            }
+            let mut ln = [0.0_f64; GROUP];
+            ln.iter_mut().zip(&n).zip(&sum).for_each(|((l, &n), &s)| *l = ln_1p_rest((n - 1.0) + s));
+            for r in 0..GROUP {
+                loss[r] += max[r].as_f64() + ln[r];
+            }
+            let mut inv = [0.0_f64; GROUP];
+            inv.iter_mut().zip(&n).zip(&sum).for_each(|((i, &n), &s)| *i = (n + s).recip());
+            inv_total[side].iter_mut().zip(&inv).for_each(|(i, &v)| *i = F::from_f64(v));
+        }
+        // Every row must be the common case: checks passed, sums and `w·ℓ` finite. (Padding
+        // lanes are.)
+        let (mut value, mut fine) = ([0.0_f64; GROUP], [false; GROUP]);
+        for r in 0..GROUP {
+            let weighted = w[r].as_f64() * loss[r];
+            value[r] = if factor[r] == zero { 0.0 } else { weighted };
+        }
+        for r in 0..GROUP {
+            let checked = (neg[r] < inf) & (pos[r] < inf) & (high[r] < inf) & (flags[r] < inf);
+            let total = rest[0][r] + rest[1][r] + value[r];
+            fine[r] = checked & total.is_finite();
+        }
+        if !fine.iter().all(|&f| f) {
+            return false;
+        }
+        // Pass 3 (`scale_pass`); a row of weight 0 gets zeros.
+        let (mut f_neg, mut f_pos) = ([zero; GROUP], [zero; GROUP]);
+        for r in 0..GROUP {
+            f_neg[r] = factor[r] * inv_total[0][r];
+            f_pos[r] = -(factor[r] * inv_total[1][r]);
+        }
+        for (column, t) in x[..k].iter_mut().zip(&t) {
+            let (mut e, t) = (*column, *t);
+            for r in 0..GROUP {
+                let g = e[r] * pick(t[r] == one, f_pos[r], f_neg[r]);
+                e[r] = pick(factor[r] == zero, zero, g);
+            }
+            *column = e;
+        }
+        write_columns(&x[..k], RowMap::Copy, out);
+        for (r, &value) in value[..rows].iter().enumerate() {
+            if let Some(losses) = self.losses.as_mut() {
+                losses[first + r] = F::from_f64(ldexp(value, self.weight_exp));
+            }
+            self.total += value;
+        }
+        true
+    }
+}
+
+/// [`fold_lanes`] of `W` columns of lanes: lane `r` of the result folds lane `r` of each.
+#[inline(always)]
+fn fold_columns<F: Float, const W: usize>(columns: &mut [Lanes<F>; W]) -> Lanes<F> {
+    let mut width = W;
+    while width > 1 {
+        width /= 2;
+        let (low, high) = columns.split_at_mut(width);
+        for (a, b) in low.iter_mut().zip(&*high) {
+            a.iter_mut().zip(b).for_each(|(a, &b)| *a += b);
+        }
+    }
+    columns[0]
+}
+
 /// The first offending entry of row `i` (logits `s`, targets `t`), in the order the batch is
 /// checked: a target other than 0 or 1 ([`Error::TargetOutOfRange`]), then the first offending
 /// logit ([`Error::NonFiniteLogit`], [`Error::Overflow`] of `s + adjust`, and
@@ -558,15 +771,20 @@ fn row<F: Float, const FMA: bool, const W: usize>(
     let acc = match adjust {
         None => {
             let s_body = s.as_chunks::<W>().0;
-            let acc = scan::<F, FMA, W, false>(s_body, s_body, t_body, g_body, Scan::new());
-            scan::<F, FMA, W, false>(one(&s_tail), one(&s_tail), one(&t_tail), one_mut(&mut g_tail), acc)
+            let acc = scan::<F, FMA, W, false>(s_body, s_body, t_body, g_body);
+            acc.merge(scan::<F, FMA, W, false>(
+                one(&s_tail),
+                one(&s_tail),
+                one(&t_tail),
+                one_mut(&mut g_tail),
+            ))
         }
         Some(a) => {
             let (s_body, a_body) = (s.as_chunks::<W>().0, a.as_chunks::<W>().0);
-            let acc = scan::<F, FMA, W, true>(s_body, a_body, t_body, g_body, Scan::new());
+            let acc = scan::<F, FMA, W, true>(s_body, a_body, t_body, g_body);
             let mut a_tail = [F::zero(); W];
             a_tail[..k - body].copy_from_slice(&a[body..]);
-            scan::<F, FMA, W, true>(one(&s_tail), one(&a_tail), one(&t_tail), one_mut(&mut g_tail), acc)
+            acc.merge(scan::<F, FMA, W, true>(one(&s_tail), one(&a_tail), one(&t_tail), one_mut(&mut g_tail)))
         }
     };
     let (max, fits) = acc.finish();
@@ -633,6 +851,23 @@ impl<F: Float, const W: usize> Scan<F, W> {
         Self { max: [zero; 2], high: [F::neg_infinity(); W], lost: zero, targets: zero }
     }
 
+    /// Both scans' accumulators, lane by lane.
+    #[inline(always)]
+    fn merge(mut self, other: Self) -> Self {
+        let [neg, pos] = &mut self.max;
+        let pairs = [
+            (neg, &other.max[0]),
+            (pos, &other.max[1]),
+            (&mut self.high, &other.high),
+            (&mut self.lost, &other.lost),
+        ];
+        for (a, b) in pairs {
+            a.iter_mut().zip(b).for_each(|(a, &b)| *a = greater(*a, b));
+        }
+        self.targets.iter_mut().zip(&other.targets).for_each(|(a, &b)| *a += b);
+        self
+    }
+
     /// The max of each half (negatives first), and whether the row passes the checks of
     /// pass 1 (see [`row`]).
     #[inline(always)]
@@ -648,20 +883,25 @@ impl<F: Float, const W: usize> Scan<F, W> {
 }
 
 /// Pass 1 over runs of `W` classes: logits `s`, adjustment `a` (read with `ADJ`), targets `t`;
-/// writes `v` and gathers into `acc`. The accumulators are locals, so that they stay in registers.
+/// writes `v` and gathers what [`Scan`] holds. The accumulators are locals, initialised here, so
+/// that they stay in registers.
 #[inline(always)]
 fn scan<F: Float, const FMA: bool, const W: usize, const ADJ: bool>(
     s: &[[F; W]],
     a: &[[F; W]],
     t: &[[F; W]],
     v: &mut [[F; W]],
-    acc: Scan<F, W>,
 ) -> Scan<F, W> {
     let zero = F::zero();
-    let Scan { max: [mut neg, mut pos], mut high, mut lost, mut targets } = acc;
-    for (((s, a), t), v) in s.iter().zip(a).zip(t).zip(v.iter_mut()) {
+    let Scan { max: [mut neg, mut pos], mut high, mut lost, mut targets } = Scan::new();
+    // One counted loop (a zip of four would leave it by two exits, and the accumulators in
+    // scalars).
+    let n = s.len();
+    let (a, t, v) = (&a[..n], &t[..n], &mut v[..n]);
+    for i in 0..n {
         // Copies, which the compiler knows no store aliases: the lanes stay in registers.
-        let (s, a, t) = (*s, *a, *t);
+        let (s, a, t) = (s[i], a[i], t[i]);
+        let v = &mut v[i];
         for j in 0..W {
             let x = if ADJ { s[j] + a[j] } else { s[j] };
             let positive = t[j] == F::one();
@@ -763,4 +1003,118 @@ fn fold_lanes<F: Float, const W: usize>(lanes: &mut [F; W], op: impl Fn(F, F) ->
 
 fn invalid<F: Float>(name: &'static str, value: F, expected: &'static str) -> Error {
     Error::InvalidParameter { name, index: None, value: value.as_f64(), expected }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array1, Array2, s};
+
+    use crate::{Float, Loss, Reduction, Targets, ZlprLoss};
+
+    /// Whether two arrays hold the same values bit for bit (f32 → f64 is exact).
+    fn bits_equal<F: Float, D: ndarray::Dimension>(
+        a: &ndarray::Array<F, D>,
+        b: &ndarray::Array<F, D>,
+    ) -> bool {
+        a.shape() == b.shape() && a.iter().zip(b).all(|(x, y)| x.as_f64().to_bits() == y.as_f64().to_bits())
+    }
+
+    /// Short rows in groups (contiguous batches) against rows one at a time (the same values with
+    /// a column stride), bit for bit: every `K ≤ 16`, a partial last group, labels and multi-hot
+    /// rows, an adjustment, sample weights with zeros, masked negatives, ties at the max and at the
+    /// implicit zero, rows without positives or negatives; and the same error, for each kind of
+    /// bad entry, in a group of good rows.
+    fn grouped_rows_match_rows_one_at_a_time<F: Float>() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for k in 1..=16 {
+            let b = 21;
+            let wide = Array2::from_shape_fn((b, 2 * k), |(i, _)| match next() % 11 {
+                0 if i % 4 == 1 => F::neg_infinity(),
+                1 => F::from_f64(1.5),
+                2 => F::zero(),
+                n => F::from_f64((n as f64 - 6.0) * 3.1 + (next() % 1000) as f64 / 999.0),
+            });
+            let multi_hot = Array2::from_shape_fn((b, k), |(i, j)| match i % 4 {
+                0 => F::zero(),
+                1 => F::from_f64(f64::from(u8::from(j % 3 == 0 && (i + j) % 2 == 0 && k > 1))),
+                2 => F::one(),
+                _ => F::from_f64(f64::from(u8::from((i + j) % 3 == 0))),
+            });
+            let labels: Vec<usize> = (0..b).map(|i| (i * 7) % k).collect();
+            // Masked classes only on negatives (of both kinds of targets).
+            let wide = Array2::from_shape_fn(wide.dim(), |(i, j)| {
+                let (v, positive) = (wide[[i, j]], multi_hot[[i, j / 2]] == F::one() || labels[i] == j / 2);
+                if v == F::neg_infinity() && positive { F::from_f64(-2.0) } else { v }
+            });
+            let weights = Array1::from_shape_fn(b, |i| {
+                F::from_f64(if i % 5 == 3 { 0.0 } else { 0.5 + (i % 4) as f64 })
+            });
+            let prior: Vec<F> = (0..k).map(|j| F::from_f64(0.9 / (1.0 + j as f64))).collect();
+            let losses = [
+                ZlprLoss::new(),
+                ZlprLoss::new().with_label_prior(&prior, F::one()).unwrap(),
+                ZlprLoss::new().with_reduction(Reduction::Sum),
+            ];
+            let strided = wide.slice(s![.., ..;2]);
+            let contiguous = strided.to_owned();
+            assert!(contiguous.is_standard_layout() && strided.as_slice().is_none());
+            for loss in &losses {
+                let targets = [
+                    Targets::labels(&labels),
+                    Targets::multi_hot(&multi_hot),
+                    Targets::multi_hot(&multi_hot).with_sample_weights(&weights),
+                ];
+                for targets in targets {
+                    let grouped = loss.loss_and_grad(&contiguous, targets.clone()).unwrap();
+                    let one_at_a_time = loss.loss_and_grad(&strided, targets.clone()).unwrap();
+                    assert_eq!(grouped.0.as_f64().to_bits(), one_at_a_time.0.as_f64().to_bits(), "k = {k}");
+                    assert!(bits_equal(&grouped.1, &one_at_a_time.1), "k = {k}");
+                    let grouped = loss.per_sample_loss_and_grad(&contiguous, targets.clone()).unwrap();
+                    let one_at_a_time = loss.per_sample_loss_and_grad(&strided, targets.clone()).unwrap();
+                    assert!(
+                        bits_equal(&grouped.0, &one_at_a_time.0) && bits_equal(&grouped.1, &one_at_a_time.1)
+                    );
+                    let only_losses = loss.per_sample_loss(&contiguous, targets).unwrap();
+                    assert!(bits_equal(&only_losses, &one_at_a_time.0), "k = {k}");
+                }
+                // One bad entry in row 10 (the third group) of each kind, and a later one in row
+                // 17: the same error, naming row 10.
+                let bad = [
+                    (10, F::nan(), None),
+                    (10, F::infinity(), None),
+                    (10, F::neg_infinity(), Some(F::one())),
+                    (10, F::zero(), Some(F::from_f64(0.5))),
+                ];
+                for (row, logit, target) in bad {
+                    let (mut logits, mut t) = (strided.to_owned(), multi_hot.clone());
+                    logits[[row, k - 1]] = logit;
+                    logits[[17, 0]] = F::nan();
+                    if let Some(target) = target {
+                        t[[row, k - 1]] = target;
+                    }
+                    let wide_logits = Array2::from_shape_fn(wide.dim(), |(i, j)| logits[[i, j / 2]]);
+                    let targets = Targets::multi_hot(&t);
+                    let grouped = loss.loss_and_grad(&logits, targets.clone()).unwrap_err();
+                    let one_at_a_time =
+                        loss.loss_and_grad(&wide_logits.slice(s![.., ..;2]), targets).unwrap_err();
+                    // (Compared as text: a NaN value is not equal to itself.)
+                    let (grouped, one_at_a_time) = (format!("{grouped:?}"), format!("{one_at_a_time:?}"));
+                    assert_eq!(grouped, one_at_a_time, "k = {k}");
+                    assert!(grouped.contains("row: 10"), "{grouped}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grouped_short_rows_match_rows_one_at_a_time_bit_for_bit() {
+        grouped_rows_match_rows_one_at_a_time::<f32>();
+        grouped_rows_match_rows_one_at_a_time::<f64>();
+    }
 }
