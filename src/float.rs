@@ -19,7 +19,8 @@ mod sealed {
         fn ln_compensated<const FMA: bool>(u: Self, c: Self) -> Self {
             Self::ln_plus::<FMA>(u, c / u)
         }
-        /// `ln u + t` for a positive normal `u` and a correction `t` far below `ln u`'s ulp.
+        /// `ln u + t` for a positive normal `u` and a correction `t` far below `ln u`'s ulp (any
+        /// other `u`, as a vector lane that is discarded, gives an unspecified value, no panic).
         fn ln_plus<const FMA: bool>(u: Self, t: Self) -> Self;
     }
 }
@@ -99,7 +100,7 @@ impl sealed::Sealed for f32 {
         const LG: [f32; 4] = [0.666_666_6, 0.400_009_72, 0.284_987_87, 0.242_790_79];
         let fma = mul_add::<f32, FMA>;
         // Moves the exponent boundary from 1 to √½: `m` lands in [√½, √2), `k` counts the rest.
-        let shifted = u.to_bits() + (0x3f80_0000 - SQRT_HALF);
+        let shifted = u.to_bits().wrapping_add(0x3f80_0000 - SQRT_HALF);
         // `2^23 + 127 + k` as a float (its low mantissa bits hold the biased exponent), minus the bias.
         let k = f32::from_bits(0x4b00_0000 | (shifted >> 23)) - 8_388_735.0;
         let f = f32::from_bits((shifted & 0x007f_ffff) + SQRT_HALF) - 1.0;
@@ -147,7 +148,7 @@ impl sealed::Sealed for f64 {
             1.479_819_860_511_658_6e-1,
         ];
         let fma = mul_add::<f64, FMA>;
-        let shifted = u.to_bits() + (0x3ff0_0000_0000_0000 - SQRT_HALF);
+        let shifted = u.to_bits().wrapping_add(0x3ff0_0000_0000_0000 - SQRT_HALF);
         // `2^52 + 1023 + k` as a float, minus the bias (no i64 → f64 conversion in AVX2).
         let k = f64::from_bits(0x4330_0000_0000_0000 | (shifted >> 52)) - 4_503_599_627_371_519.0;
         let f = f64::from_bits((shifted & 0x000f_ffff_ffff_ffff) + SQRT_HALF) - 1.0;
