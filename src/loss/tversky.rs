@@ -15,7 +15,7 @@ use super::targets::Targets;
 use super::tversky_stats::TverskyStats;
 use super::validate::{OutputShape, batch_dims, output_shapes};
 use crate::error::check_shape;
-use crate::float::{ExpArgs, exponent_of, lane_max, lane_sum, ldexp, pow2, scale_exponent, split_scale};
+use crate::float::{ExpArgs, exponent_of, lane_sum, ldexp, pow2, scale_exponent, split_scale};
 use crate::rows::visit_rows;
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::row_lse;
@@ -638,10 +638,16 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
                 }
                 return;
             }
-            // out: p; complements: 1 − p (multilabel), the shift's terms (multiclass); slopes: ∂L/∂p.
+            // out: p; complements: 1 − p (multilabel), the shift's terms (multiclass); slopes: ∂L/∂p;
+            // top: the largest p (multiclass).
+            let mut top = zero;
             match mode {
                 TverskyMode::Multiclass => match row_lse::<F, FMA>(out, ExpArgs::Logits(z)) {
-                    Some(lse) => out.iter_mut().for_each(|e| *e *= lse.inv_total),
+                    Some(lse) => {
+                        out.iter_mut().for_each(|e| *e *= lse.inv_total);
+                        // The argmax's `e = 1`: its probability is `inv_total` exactly.
+                        top = lse.inv_total;
+                    }
                     None => out.fill(zero), // a fully masked row (validated: it has no target mass)
                 },
                 TverskyMode::Multilabel => {
@@ -664,7 +670,6 @@ impl<F: Float> Kernel for Rows<'_, '_, F> {
                 TverskyMode::Multiclass => {
                     // `g_j − Σ_k p_k g_k = (g_j − g_m) + Σ_{k≠m} p_k (g_m − g_k)` (`Σ p = 1`, `m`
                     // the argmax): no `1 − p_m` rounded from `p_m` near 1.
-                    let top = lane_max(out);
                     let g_m = slopes[out.iter().position(|&p| p == top).unwrap_or(0)];
                     let terms = complements.iter_mut().zip(out.iter().zip(slopes.iter()));
                     terms.for_each(|(t, (&p, &g))| *t = p * (g_m - g));
