@@ -239,12 +239,19 @@ pub(crate) fn group_lse<F: Float, const FMA: bool>(
     adjust: Option<&[F]>,
     group: &mut Group<F>,
 ) {
-    let k = classes;
-    group.classes = k;
-    // `x[c][r]`: class `c` of row `r`. The steps are separate loops over whole columns of local
-    // lanes, which the compiler vectorises.
+    group.classes = classes;
+    transpose_rows(z, adjust, &mut group.shifted[..classes]);
+    columns_lse::<F, FMA>(group);
+}
+
+/// [`group_lse`] of a group whose `shifted` columns hold the (transformed) logits `x[c][r]`, class
+/// `c` of row `r`, for its `classes` classes: replaces them by `x − m` and fills in the rest.
+#[inline(always)]
+pub(crate) fn columns_lse<F: Float, const FMA: bool>(group: &mut Group<F>) {
+    let k = group.classes;
+    // The steps are separate loops over whole columns of local lanes, which the compiler
+    // vectorises.
     let x = &mut group.shifted[..k];
-    transpose_rows(z, adjust, x);
     // The maximum and the first index of it (a strictly greater value moves it; as a float: lanes
     // of the same width as the data), in one pass; a row of `-inf` keeps index 0.
     let (mut max, mut argmax) = ([F::neg_infinity(); GROUP], [F::zero(); GROUP]);

@@ -112,7 +112,7 @@ fn strided_probability_targets_give_the_results_of_contiguous_ones() {
     let mut rng = Rng::new(41);
     let logits = rng.logits(5, WIDE, 2.0);
     let probs = rng.probs(5, WIDE);
-    let column_major = probs.t().to_owned();
+    let column_major = probs.t().as_standard_layout().into_owned();
     let strided = column_major.t();
     for loss in [
         SoftmaxLoss::cross_entropy().with_label_smoothing(0.1).unwrap(),

@@ -183,7 +183,8 @@ fn strided_batches_match_contiguous_ones() {
         let batch = 5;
         let logits = rng.logits(batch, classes, 3.0).mapv(F::from_f64);
         let t = targets(rng, batch, classes).mapv(F::from_f64);
-        let (logits_t, t_t) = (logits.t().to_owned(), t.t().to_owned());
+        let (logits_t, t_t) =
+            (logits.t().as_standard_layout().into_owned(), t.t().as_standard_layout().into_owned());
         let loss = ZlprLoss::new();
         let (value, grad) = loss.loss_and_grad(&logits, &t).unwrap();
         let mut strided_grad = Array2::zeros((classes, batch));

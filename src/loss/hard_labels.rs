@@ -5,10 +5,12 @@ use super::results::{check_row_losses, finish_gradient, reduced_loss};
 use ndarray::{ArrayRef1, ArrayRef2, ArrayView1};
 
 use super::Reduction;
+use super::short_rows::{Finished, one_hot_group};
 use super::targets::{TargetKind, Targets};
 use super::validate::{OutputShape, batch_dims, check_labels, check_sample_weights, unsupported};
 use crate::error::check_shape;
 use crate::float::{LANES, ldexp, pow2, scale_exponent, split_scale};
+use crate::group::{GROUP, Group, Lanes, SHORT_ROW, columns_lse, transpose_rows};
 use crate::rows::{RowVisitor, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::is_nan_or_pos_inf;
@@ -200,6 +202,30 @@ pub(super) trait MarginRow<F: Float> {
     /// [`row`](Self::row) computes it.
     fn logit(&self, z: F, y: usize, k: usize) -> F;
 
+    /// Whether short rows (`K ≤ SHORT_ROW`, contiguous) run [`GROUP`] at a time, one vector lane
+    /// per row: through [`group_logits`](Self::group_logits), the group's log-sum-exp, then
+    /// [`finish_group`](Self::finish_group) and [`chain_rows`](Self::chain_rows), which must give
+    /// [`row`](Self::row)'s results bit for bit.
+    const GROUPED: bool = false;
+
+    /// Turns a group's logits into the transformed ones, in place: column `k`, lane `r` holds
+    /// `z_rk` of row `r` (label `labels[r]`) and becomes `z'_rk`, as [`logit`](Self::logit).
+    #[inline(always)]
+    fn group_logits(&self, _columns: &mut [Lanes<F>], _labels: &[usize; GROUP]) {}
+
+    /// The losses and gradients (with respect to `z'`, times `scale`) of a group's rows of
+    /// coefficients `c`, once `group` holds the log-sum-exp of their transformed logits:
+    /// cross-entropy unless the loss says otherwise.
+    #[inline(always)]
+    fn finish_group(&self, group: &Group<F>, labels: &[usize; GROUP], c: &Lanes<F>, scale: F) -> Finished<F> {
+        one_hot_group(group, labels, c, F::zero(), &[scale; GROUP])
+    }
+
+    /// Turns the gradient rows a finished group wrote (`K` entries each) into gradients with
+    /// respect to `z`, where `∂z'_k/∂z_k` is not already in the gradient's scale.
+    #[inline(always)]
+    fn chain_rows(&self, _rows: &mut [F]) {}
+
     /// Row `z`'s `ℓ_i` in `f64`, for a row whose value in `F` is not finite: CE on the transformed
     /// logits (see [`exact_ce`]) times `c`.
     #[cold]
@@ -239,16 +265,25 @@ impl<F: Float, L: MarginRow<F>> Kernel for Rows<'_, '_, '_, F, L> {
     type Output = f64;
     #[inline(always)]
     fn run<const FMA: bool>(self) -> f64 {
-        let Rows { batch, loss, logits, grad, losses, scale, loss_exp } = self;
+        let Rows { batch, loss, logits, mut grad, losses, scale, loss_exp } = self;
+        let classes = logits.ncols();
         let mut visitor = RowsVisitor::<F, L, FMA> {
             batch,
             loss,
             losses,
             scale,
             loss_exp,
-            scratch: vec![F::zero(); logits.ncols()],
+            scratch: Vec::new(),
             total: 0.0,
         };
+        if L::GROUPED && classes <= SHORT_ROW {
+            match (logits.as_slice(), grad.as_deref_mut().map(|g| g.as_slice_mut())) {
+                (Some(z), None) => return visitor.groups(z, classes, None),
+                (Some(z), Some(Some(out))) => return visitor.groups(z, classes, Some(out)),
+                _ => {}
+            }
+        }
+        visitor.scratch = vec![F::zero(); classes];
         visit_rows(logits, grad, &mut visitor);
         visitor.total
     }
@@ -265,17 +300,57 @@ struct RowsVisitor<'a, 't, 'w, F, L, const FMA: bool> {
     total: f64,
 }
 
-impl<F: Float, L: MarginRow<F>, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, '_, F, L, FMA> {
+impl<F: Float, L: MarginRow<F>, const FMA: bool> RowsVisitor<'_, '_, '_, F, L, FMA> {
+    /// Every row of `z` (`K = classes ≤ SHORT_ROW`, row-major), [`GROUP`] rows at a time (the last
+    /// group padded with rows of label 0 and coefficient 0), the gradient into `out` (same
+    /// layout) if given; returns `Σ ℓ_i`.
     #[inline(always)]
-    fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
-        let (y, c) = (self.batch.labels[i], self.batch.coefficient(i));
-        let value = self.loss.row::<FMA>(z, y, c, self.scale, grad, &mut self.scratch);
+    fn groups(mut self, z: &[F], classes: usize, mut out: Option<&mut [F]>) -> f64 {
+        let span = GROUP * classes;
+        let mut group = Group::new();
+        group.classes = classes;
+        for (g, z) in z.chunks(span).enumerate() {
+            let (first, rows) = (g * GROUP, z.len() / classes);
+            let (mut labels, mut c) = ([0; GROUP], [F::zero(); GROUP]);
+            for r in 0..rows {
+                (labels[r], c[r]) = (self.batch.labels[first + r], self.batch.coefficient(first + r));
+            }
+            let columns = &mut group.shifted[..classes];
+            transpose_rows(z, None, columns);
+            self.loss.group_logits(columns, &labels);
+            columns_lse::<F, FMA>(&mut group);
+            let done = self.loss.finish_group(&group, &labels, &c, self.scale);
+            if let Some(out) = out.as_deref_mut() {
+                let out = &mut out[g * span..g * span + z.len()];
+                done.write(&group, out);
+                self.loss.chain_rows(out);
+            }
+            for (r, (z, &value)) in z.chunks_exact(classes).zip(&done.loss).enumerate() {
+                self.record(first + r, value, z, labels[r], c[r]);
+            }
+        }
+        self.total
+    }
+
+    /// Adds row `i`'s loss `value` (logits `z`, label `y`, coefficient `c`) to the total, and
+    /// stores it if asked.
+    #[inline(always)]
+    fn record(&mut self, i: usize, value: F, z: &[F], y: usize, c: F) {
         // Transformed logits so far apart that `z_y − max` overflows: the row again in `f64`.
         let value = if value.is_finite() { value.as_f64() } else { self.loss.exact_loss(z, y, c) };
         if let Some(losses) = self.losses.as_mut() {
             losses[i] = F::from_f64(if self.loss_exp == 0 { value } else { ldexp(value, self.loss_exp) });
         }
         self.total += value;
+    }
+}
+
+impl<F: Float, L: MarginRow<F>, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, '_, F, L, FMA> {
+    #[inline(always)]
+    fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
+        let (y, c) = (self.batch.labels[i], self.batch.coefficient(i));
+        let value = self.loss.row::<FMA>(z, y, c, self.scale, grad, &mut self.scratch);
+        self.record(i, value, z, y, c);
     }
 }
 

@@ -6,9 +6,11 @@ use super::Reduction;
 use super::class_values::ClassValues;
 use super::hard_labels::{LabelledBatch, MarginRow};
 use super::kernel::{one_hot_row, shifted_exp};
+use super::short_rows::{Finished, one_hot_group};
 use super::targets::Targets;
 use super::validate::OutputShape;
 use super::validate::class_vector;
+use crate::group::{GROUP, Group, Lanes};
 use crate::{Error, Float, Result};
 
 /// The LDAM loss (Cao et al. 2019): cross-entropy on `s·(z − m_y e_y)` with per-class margins
@@ -360,6 +362,23 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
 
     fn logit(&self, z: F, y: usize, k: usize) -> F {
         self.scaled(z, k, y)
+    }
+
+    const GROUPED: bool = true;
+
+    #[inline(always)]
+    fn group_logits(&self, columns: &mut [Lanes<F>], labels: &[usize; GROUP]) {
+        for (k, (col, &m)) in columns.iter_mut().zip(&self.margins).enumerate() {
+            // `s·(z − 0)` is `s·z` exactly, also for `-inf` and `-0`.
+            col.iter_mut()
+                .zip(labels)
+                .for_each(|(v, &y)| *v = self.scale * (*v - if y == k { m } else { F::zero() }));
+        }
+    }
+
+    #[inline(always)]
+    fn finish_group(&self, group: &Group<F>, labels: &[usize; GROUP], c: &Lanes<F>, scale: F) -> Finished<F> {
+        one_hot_group(group, labels, c, F::zero(), &[scale * self.scale; GROUP])
     }
 }
 

@@ -10,6 +10,7 @@ use super::targets::Targets;
 use super::validate::OutputShape;
 use super::validate::class_vector;
 use crate::error::check_shape;
+use crate::group::{GROUP, Lanes, SHORT_ROW, transpose_rows};
 use crate::{Error, Float, Result};
 
 /// Pairwise logit adjustment: cross-entropy with a margin `Δ_{yk}` between the label `y` and every
@@ -289,5 +290,22 @@ impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
 
     fn logit(&self, z: F, y: usize, k: usize) -> F {
         z + self.margins[y * self.classes + k]
+    }
+
+    const GROUPED: bool = true;
+
+    #[inline(always)]
+    fn group_logits(&self, columns: &mut [Lanes<F>], labels: &[usize; GROUP]) {
+        // Each lane's row of margins `M[y, ·]`, transposed as the logits are.
+        let k = self.classes;
+        let mut rows = [F::zero(); GROUP * SHORT_ROW];
+        for (row, &y) in rows.chunks_exact_mut(k).zip(labels) {
+            row.copy_from_slice(&self.margins[y * k..(y + 1) * k]);
+        }
+        let mut margins = [[F::zero(); GROUP]; SHORT_ROW];
+        transpose_rows(&rows[..GROUP * k], None, &mut margins[..k]);
+        for (col, m) in columns.iter_mut().zip(&margins) {
+            col.iter_mut().zip(m).for_each(|(v, &m)| *v += m);
+        }
     }
 }

@@ -6,10 +6,12 @@ use super::Reduction;
 use super::class_values::ClassValues;
 use super::hard_labels::{LabelledBatch, MarginRow, exact_ce};
 use super::kernel::{one_hot_row, shifted_exp};
+use super::short_rows::{Finished, label_parts, one_hot_group};
 use super::softmax_loss::SoftmaxLoss;
 use super::targets::Targets;
 use super::validate::OutputShape;
 use super::validate::class_vector;
+use crate::group::{GROUP, Group, Lanes};
 use crate::{Error, Float, Result};
 
 /// The Poly-1 loss (Leng et al. 2022): cross-entropy with its leading polynomial coefficient
@@ -323,6 +325,33 @@ impl<F: Float> MarginRow<F> for Poly1Loss<F> {
 
     fn logit(&self, z: F, _: usize, k: usize) -> F {
         self.adjustment.as_ref().map_or(z, |a| z + a[k])
+    }
+
+    const GROUPED: bool = true;
+
+    #[inline(always)]
+    fn group_logits(&self, columns: &mut [Lanes<F>], _: &[usize; GROUP]) {
+        if let Some(adjust) = &self.adjustment {
+            columns.iter_mut().zip(adjust).for_each(|(col, &a)| col.iter_mut().for_each(|v| *v += a));
+        }
+    }
+
+    /// As [`row`](MarginRow::row), lane by lane.
+    #[inline(always)]
+    fn finish_group(&self, group: &Group<F>, labels: &[usize; GROUP], c: &Lanes<F>, scale: F) -> Finished<F> {
+        let (e_label, one_minus_p) = label_parts(group, labels);
+        let mut row_scale = [F::zero(); GROUP];
+        for r in 0..GROUP {
+            row_scale[r] = scale * (F::one() + self.epsilon * (e_label[r] * group.inv_total[r]));
+        }
+        let mut done = one_hot_group(group, labels, c, F::zero(), &row_scale);
+        for r in 0..GROUP {
+            // A row without a log-sum-exp, or with `c = 0`, has loss 0 (`one_hot_group`'s).
+            let poly = c[r] * self.epsilon * one_minus_p[r];
+            let on = c[r] > F::zero() && group.max[r] != F::neg_infinity();
+            done.loss[r] += if on { poly } else { F::zero() };
+        }
+        done
     }
 
     /// `c·(CE + ε·(1 − p_y))` in `f64` (see [`MarginRow::exact_loss`]).

@@ -50,29 +50,38 @@ fn at_label<F: Float>(columns: &[Lanes<F>; SHORT_ROW], labels: &[usize; GROUP]) 
     found
 }
 
-/// [`one_hot_row`](super::kernel::one_hot_row) of every lane: row `r` has target class
-/// `labels[r]` of coefficient `c[r] ≥ 0`; a lane without a log-sum-exp, or with `c = 0`, gets
-/// zeros.
+/// Each lane's `e^{x_y − m}` and `1 − p_y` for its label `y = labels[r]`, as
+/// [`RowLse::one_minus_p`](crate::softmax::RowLse::one_minus_p) computes it: exact for the argmax.
 #[inline(always)]
-pub(super) fn one_hot_group<F: Float>(
-    group: &Group<F>,
-    labels: &[usize; GROUP],
-    c: &Lanes<F>,
-    gamma: F,
-    scale: F,
-) -> Finished<F> {
+pub(super) fn label_parts<F: Float>(group: &Group<F>, labels: &[usize; GROUP]) -> (Lanes<F>, Lanes<F>) {
     let e_label = at_label(&group.exp, labels);
-    let mut lp = at_label(&group.shifted, labels);
-    lp.iter_mut().zip(&group.ln_total).for_each(|(lp, &ln_total)| *lp -= ln_total);
     let mut label = [F::zero(); GROUP];
     label.iter_mut().zip(labels).for_each(|(l, &y)| *l = F::from_f64(y as f64));
-    // `RowLse::one_minus_p`: exact for the argmax.
     let mut one_minus_p = [F::zero(); GROUP];
     for r in 0..GROUP {
         let (rest, inv_total) = (group.rest[r], group.inv_total[r]);
         let (at_argmax, elsewhere) = (rest * inv_total, F::one() - e_label[r] * inv_total);
         one_minus_p[r] = if label[r] == group.argmax[r] { at_argmax } else { elsewhere };
     }
+    (e_label, one_minus_p)
+}
+
+/// [`one_hot_row`](super::kernel::one_hot_row) of every lane: row `r` has target class
+/// `labels[r]` of coefficient `c[r] ≥ 0` and gradient scale `scale[r]`; a lane without a
+/// log-sum-exp, or with `c = 0`, gets zeros.
+#[inline(always)]
+pub(super) fn one_hot_group<F: Float>(
+    group: &Group<F>,
+    labels: &[usize; GROUP],
+    c: &Lanes<F>,
+    gamma: F,
+    scale: &Lanes<F>,
+) -> Finished<F> {
+    let (e_label, one_minus_p) = label_parts(group, labels);
+    let mut lp = at_label(&group.shifted, labels);
+    lp.iter_mut().zip(&group.ln_total).for_each(|(lp, &ln_total)| *lp -= ln_total);
+    let mut label = [F::zero(); GROUP];
+    label.iter_mut().zip(labels).for_each(|(l, &y)| *l = F::from_f64(y as f64));
     // Without focal modulation `m = g = 1`; a separate loop, else `powf` would be evaluated anyway.
     let (mut m, mut g) = ([F::one(); GROUP], [F::one(); GROUP]);
     if gamma != F::zero() && gamma <= F::from_f64(POW_GAMMA_MAX) {
@@ -101,7 +110,7 @@ pub(super) fn one_hot_group<F: Float>(
         ([F::zero(); GROUP], [F::zero(); GROUP], [F::zero(); GROUP]);
     for r in 0..GROUP {
         let c = c_found[r];
-        let factor = scale * c * g[r];
+        let factor = scale[r] * c * g[r];
         // factor · (p_y − 1), exact near p_y = 1.
         let (p, y, l) = (factor * group.inv_total[r], -factor * one_minus_p[r], -(c * m[r] * lp[r]));
         let on = c > F::zero();

@@ -1021,7 +1021,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                     if loss.class_weights.is_some() || loss.alpha.is_some() {
                         c.iter_mut().zip(&y).for_each(|(c, &y)| *c *= loss.class_factor(y));
                     }
-                    Some(one_hot_group(group, &y, &c, loss.gamma, scale))
+                    Some(one_hot_group(group, &y, &c, loss.gamma, &[scale; GROUP]))
                 } else if self.plain_dense {
                     Some(plain_dense_group(group, &s, (keep, spread), GroupTargets::Labels(&y), scale))
                 } else {

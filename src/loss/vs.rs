@@ -9,6 +9,7 @@ use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
 use super::validate::OutputShape;
 use super::validate::class_vector;
+use crate::group::{GROUP, Lanes};
 use crate::{Error, Float, Result};
 
 /// The vector-scaling loss (Kini et al. 2021): cross-entropy on `Δ_k·z_k + ι_k`, a per-class scale
@@ -401,6 +402,23 @@ impl<F: Float> MarginRow<F> for VsLoss<F> {
 
     fn logit(&self, z: F, _: usize, k: usize) -> F {
         self.transformed(z, k)
+    }
+
+    const GROUPED: bool = true;
+
+    #[inline(always)]
+    fn group_logits(&self, columns: &mut [Lanes<F>], _: &[usize; GROUP]) {
+        for ((col, &d), &a) in columns.iter_mut().zip(&self.scales).zip(&self.adjustments) {
+            col.iter_mut().for_each(|v| *v = d * *v + a);
+        }
+    }
+
+    /// `∂z'_k/∂z_k = Δ_k`.
+    #[inline(always)]
+    fn chain_rows(&self, rows: &mut [F]) {
+        for row in rows.chunks_exact_mut(self.scales.len()) {
+            row.iter_mut().zip(&self.scales).for_each(|(g, &d)| *g *= d);
+        }
     }
 }
 

@@ -1,0 +1,117 @@
+//! The margin losses (LDAM, VS, Poly-1, pairwise margins) run short contiguous rows eight at a
+//! time, one vector lane per row, and other rows one at a time: both give the same results, bit
+//! for bit, for every short row length, with masked classes, weights and both reductions.
+
+mod common;
+
+use common::Rng;
+use longtail::{Float, LdamLoss, Loss, PairwiseMarginLoss, Poly1Loss, Reduction, Targets, VsLoss};
+use ndarray::{Array1, Array2, ArrayView2};
+
+/// The grouped losses of `K` classes, with every option that changes their rows.
+fn losses<F: Float>(rng: &mut Rng, classes: usize, reduction: Reduction) -> Vec<Box<dyn Loss<F>>> {
+    let f = |v: Vec<f64>| v.into_iter().map(F::from_f64).collect::<Vec<F>>();
+    let counts = f(rng.positive(classes, 1.0, 1000.0));
+    let weights = f(rng.positive(classes, 0.1, 3.0));
+    let prior: Vec<F> = {
+        let total: F = counts.iter().fold(F::zero(), |s, &c| s + c);
+        counts.iter().map(|&c| c / total).collect()
+    };
+    let margins =
+        Array2::from_shape_fn((classes, classes), |(y, k)| F::from_f64(((y * 7 + k * 3) % 5) as f64 * 0.3));
+    vec![
+        Box::new(LdamLoss::new(&counts).unwrap().with_reduction(reduction)),
+        Box::new(
+            LdamLoss::new(&counts).unwrap().with_class_weights(&weights).unwrap().with_reduction(reduction),
+        ),
+        Box::new(VsLoss::new(&counts).unwrap().with_reduction(reduction)),
+        Box::new(
+            VsLoss::new(&counts)
+                .unwrap()
+                .with_gamma(F::from_f64(0.3))
+                .unwrap()
+                .with_class_weights(&weights)
+                .unwrap()
+                .with_reduction(reduction),
+        ),
+        Box::new(Poly1Loss::new(F::from_f64(1.5)).unwrap().with_reduction(reduction)),
+        Box::new(
+            Poly1Loss::new(F::from_f64(-0.5))
+                .unwrap()
+                .with_logit_adjustment(&prior, F::one())
+                .unwrap()
+                .with_class_weights(&weights)
+                .unwrap()
+                .with_reduction(reduction),
+        ),
+        Box::new(PairwiseMarginLoss::new(margins.view()).unwrap().with_reduction(reduction)),
+    ]
+}
+
+/// Logits with masked classes (never the label), labels, and sample weights of which one is 0.
+fn problem<F: Float>(rng: &mut Rng, batch: usize, classes: usize) -> (Array2<F>, Vec<usize>, Vec<F>) {
+    let labels = rng.labels(batch, classes);
+    let mut weights: Vec<F> = rng.positive(batch, 0.0, 2.0).into_iter().map(F::from_f64).collect();
+    weights[batch / 2] = F::zero();
+    let logits = Array2::from_shape_fn((batch, classes), |(i, k)| {
+        let masked = k != labels[i] && rng.below(7) == 0;
+        if masked { F::neg_infinity() } else { F::from_f64(rng.normal() * 3.0) }
+    });
+    (logits, labels, weights)
+}
+
+/// The loss and gradient, and the per-sample losses and gradients, of `logits` (any layout).
+fn results<F: Float>(
+    loss: &dyn Loss<F>,
+    logits: ArrayView2<F>,
+    targets: &Targets<'_, F>,
+) -> (F, Array2<F>, Array1<F>, Array2<F>) {
+    let (batch, classes) = logits.dim();
+    let mut grad = Array2::from_elem((batch, classes), F::nan());
+    let value = loss.loss_into(&logits, targets, Some(&mut grad)).unwrap();
+    let (mut losses, mut grads) =
+        (Array1::from_elem(batch, F::nan()), Array2::from_elem((batch, classes), F::nan()));
+    loss.per_sample_into(&logits, targets, &mut losses, Some(&mut grads)).unwrap();
+    (value, grad, losses, grads)
+}
+
+fn grouped_rows_match_rows_one_at_a_time<F: Float>() {
+    let mut rng = Rng::new(41);
+    for classes in 1..=16 {
+        // A partial group, a full one, and full groups with a partial one after them.
+        for batch in [5, 8, 21] {
+            let (logits, labels, weights) = problem::<F>(&mut rng, batch, classes);
+            // The row of weight 0 fully masked, where the weights are given.
+            let mut masked = logits.clone();
+            masked.row_mut(batch / 2).fill(F::neg_infinity());
+            let unweighted = (logits, Targets::labels(&labels));
+            let weighted = (masked, Targets::labels(&labels).with_sample_weights(&weights));
+            for reduction in [Reduction::Mean, Reduction::Sum] {
+                for loss in losses::<F>(&mut rng, classes, reduction) {
+                    for (logits, targets) in [&unweighted, &weighted] {
+                        // Column-major logits: their rows are not contiguous, and go one at a time.
+                        let column_major = logits.t().as_standard_layout().into_owned();
+                        let grouped = results(loss.as_ref(), logits.view(), targets);
+                        let one_at_a_time = results(loss.as_ref(), column_major.t(), targets);
+                        let bits = |r: &(F, Array2<F>, Array1<F>, Array2<F>)| {
+                            let mut bits = vec![r.0.as_f64().to_bits()];
+                            bits.extend(r.1.iter().chain(&r.2).chain(&r.3).map(|v| v.as_f64().to_bits()));
+                            bits
+                        };
+                        assert_eq!(
+                            bits(&grouped),
+                            bits(&one_at_a_time),
+                            "{loss:?}, K = {classes}, B = {batch}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn grouped_short_rows_match_rows_one_at_a_time_bit_for_bit() {
+    grouped_rows_match_rows_one_at_a_time::<f32>();
+    grouped_rows_match_rows_one_at_a_time::<f64>();
+}
