@@ -2,11 +2,12 @@
 //! with PyTorch's weighted mean.
 
 use super::results::{check_row_losses, finish_gradient, reduced_loss};
-use ndarray::{ArrayRef1, ArrayRef2, ArrayView1};
+use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1};
 
 use super::Reduction;
 use super::short_rows::{Finished, one_hot_group};
 use super::targets::{TargetKind, Targets};
+use super::two_classes::TwoClassRows;
 use super::validate::{OutputShape, batch_dims, check_labels, check_sample_weights, unsupported};
 use crate::error::check_shape;
 use crate::float::{LANES, ldexp, pow2, scale_exponent, split_scale};
@@ -226,6 +227,12 @@ pub(super) trait MarginRow<F: Float> {
     #[inline(always)]
     fn chain_rows(&self, _rows: &mut [F]) {}
 
+    /// The closed form of `K = 2` rows ([`TwoClassRows`]) on the transformed logits, if the loss
+    /// has one (asked of a loss of two classes only).
+    fn two_class_form(&self) -> Option<TwoClassForm<F>> {
+        None
+    }
+
     /// Row `z`'s `ℓ_i` in `f64`, for a row whose value in `F` is not finite: CE on the transformed
     /// logits (see [`exact_ce`]) times `c`.
     #[cold]
@@ -234,6 +241,15 @@ pub(super) trait MarginRow<F: Float> {
         let z: Vec<f64> = z.iter().enumerate().map(|(k, &v)| self.logit(v, y, k).as_f64()).collect();
         2.0 * (c.as_f64() * exact_ce(&z, y).0)
     }
+}
+
+/// A margin loss's `K = 2` rows as [`TwoClassRows`] computes them: cross-entropy on the
+/// transformed logits `z'` (plus Poly-1's `ε·(1 − p_y)`), its gradient times `∂z'_k/∂z_k`.
+pub(super) struct TwoClassForm<F> {
+    /// `∂z'_k/∂z_k` of the two classes.
+    pub slopes: [F; 2],
+    /// Poly-1's `ε`, 0 for none.
+    pub poly: F,
 }
 
 /// `(−log p_y / 2, 1 − p_y)` of `p = softmax(z)` in `f64`, for logits so far apart that
@@ -265,8 +281,18 @@ impl<F: Float, L: MarginRow<F>> Kernel for Rows<'_, '_, '_, F, L> {
     type Output = f64;
     #[inline(always)]
     fn run<const FMA: bool>(self) -> f64 {
-        let Rows { batch, loss, logits, mut grad, losses, scale, loss_exp } = self;
+        let Rows { batch, loss, logits, mut grad, mut losses, scale, loss_exp } = self;
         let classes = logits.ncols();
+        if classes == 2
+            && let Some(form) = loss.two_class_form()
+        {
+            let (grad, losses) = (grad.as_deref_mut(), losses.as_deref_mut());
+            if let Some(total) =
+                two_class_rows::<F, L, FMA>(batch, loss, form, logits, grad, losses, scale, loss_exp)
+            {
+                return total;
+            }
+        }
         let mut visitor = RowsVisitor::<F, L, FMA> {
             batch,
             loss,
@@ -287,6 +313,47 @@ impl<F: Float, L: MarginRow<F>> Kernel for Rows<'_, '_, '_, F, L> {
         visit_rows(logits, grad, &mut visitor);
         visitor.total
     }
+}
+
+/// `Σ ℓ_i` of a batch of `K = 2` rows in closed form, the gradient into `grad` and the losses
+/// times `2^loss_exp` into `losses` if given; `None` (the outputs partly written) where a row is
+/// beyond the closed form's range, as [`TwoClassRows::run`] says.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // the batch, the loss, its form, and the outputs with their scales
+fn two_class_rows<F: Float, L: MarginRow<F>, const FMA: bool>(
+    batch: &LabelledBatch<'_, '_, F>,
+    loss: &L,
+    form: TwoClassForm<F>,
+    logits: &ArrayRef2<F>,
+    mut grad: Option<&mut ArrayRef2<F>>,
+    losses: Option<&mut ArrayRef1<F>>,
+    scale: F,
+    loss_exp: i32,
+) -> Option<f64> {
+    let labels = &batch.labels;
+    let transformed =
+        Array2::from_shape_fn(logits.raw_dim(), |(i, k)| loss.logit(logits[[i, k]], labels[i], k));
+    let coefficients: Vec<F> = (0..labels.len()).map(|i| batch.coefficient(i)).collect();
+    let rows = TwoClassRows {
+        logits: transformed.view(),
+        adjust: None,
+        labels,
+        sample_weights: None,
+        first: 0,
+        weight_scale: F::one(),
+        loss_exp,
+        class_factors: None,
+        coefficients: Some(&coefficients),
+        gamma: F::zero(),
+        poly: form.poly,
+        scale,
+    };
+    let total = rows.run::<FMA>(losses.map(|l| l.view_mut()), grad.as_deref_mut().map(|g| g.view_mut()))?;
+    let [s0, s1] = form.slopes;
+    if let (Some(grad), false) = (grad, s0 == F::one() && s1 == F::one()) {
+        grad.rows_mut().into_iter().for_each(|mut g| (g[0], g[1]) = (g[0] * s0, g[1] * s1));
+    }
+    Some(total)
 }
 
 /// [`Rows`]' state while visiting them: `Σ ℓ_i` so far.

@@ -4,7 +4,7 @@ use ndarray::ArrayRef2;
 
 use super::Reduction;
 use super::class_values::ClassValues;
-use super::hard_labels::{LabelledBatch, MarginRow};
+use super::hard_labels::{LabelledBatch, MarginRow, TwoClassForm};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::short_rows::{Finished, one_hot_group};
 use super::targets::Targets;
@@ -365,6 +365,10 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
     }
 
     const GROUPED: bool = true;
+
+    fn two_class_form(&self) -> Option<TwoClassForm<F>> {
+        Some(TwoClassForm { slopes: [self.scale; 2], poly: F::zero() })
+    }
 
     #[inline(always)]
     fn group_logits(&self, columns: &mut [Lanes<F>], labels: &[usize; GROUP]) {

@@ -4,7 +4,7 @@ use ndarray::{Array2, ArrayRef2, ArrayView2};
 
 use super::Reduction;
 use super::class_values::ClassValues;
-use super::hard_labels::{LabelledBatch, MarginRow};
+use super::hard_labels::{LabelledBatch, MarginRow, TwoClassForm};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
 use super::validate::OutputShape;
@@ -293,6 +293,10 @@ impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
     }
 
     const GROUPED: bool = true;
+
+    fn two_class_form(&self) -> Option<TwoClassForm<F>> {
+        Some(TwoClassForm { slopes: [F::one(); 2], poly: F::zero() })
+    }
 
     #[inline(always)]
     fn group_logits(&self, columns: &mut [Lanes<F>], labels: &[usize; GROUP]) {

@@ -4,7 +4,7 @@ use ndarray::ArrayRef2;
 
 use super::Reduction;
 use super::class_values::ClassValues;
-use super::hard_labels::{LabelledBatch, MarginRow, exact_ce};
+use super::hard_labels::{LabelledBatch, MarginRow, TwoClassForm, exact_ce};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::short_rows::{Finished, label_parts, one_hot_group};
 use super::softmax_loss::SoftmaxLoss;
@@ -328,6 +328,10 @@ impl<F: Float> MarginRow<F> for Poly1Loss<F> {
     }
 
     const GROUPED: bool = true;
+
+    fn two_class_form(&self) -> Option<TwoClassForm<F>> {
+        Some(TwoClassForm { slopes: [F::one(); 2], poly: self.epsilon })
+    }
 
     #[inline(always)]
     fn group_logits(&self, columns: &mut [Lanes<F>], _: &[usize; GROUP]) {

@@ -914,7 +914,9 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
                 loss_exp,
                 class_factors: (loss.class_weights.is_some() || loss.alpha.is_some())
                     .then(|| [loss.class_factor(0), loss.class_factor(1)]),
+                coefficients: None,
                 gamma: loss.gamma,
+                poly: F::zero(),
                 scale,
             };
             let losses = rows.losses.as_mut().map(|l| l.view_mut());

@@ -8,6 +8,8 @@
 //! from the logarithm of `σ(d)` without rounding `σ(d)` first (exact for any `γ`), and
 //! `∂ℓ/∂d = σ(d)^γ·(γ·σ(−d)·softplus(d) + σ(d))`. The gradient is `±c·scale·∂ℓ/∂d`: `+` at the
 //! other class, `−` at the label.
+//!
+//! Poly-1's term `ε·(1 − p_y) = ε·σ(d)` adds `ε·σ(d)·σ(−d)` to `∂ℓ/∂d` (without focal modulation).
 
 use ndarray::{ArrayRef1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
@@ -34,7 +36,12 @@ pub(super) struct TwoClassRows<'a, F> {
     pub loss_exp: i32,
     /// The class factors `w_k·α_k`, if any.
     pub class_factors: Option<[F; 2]>,
+    /// Each row's coefficient `c_i`, read from row `first` on, if given: it then replaces the
+    /// sample weight, `weight_scale` and the class factor.
+    pub coefficients: Option<&'a [F]>,
     pub gamma: F,
+    /// Poly-1's `ε` (0 for none; only with `γ = 0`).
+    pub poly: F,
     /// The gradient's factor (`1/Σc` for the mean).
     pub scale: F,
 }
@@ -95,6 +102,9 @@ impl<F: Float> TwoClassRows<'_, F> {
                 *l = if first_class { zero } else { one };
                 *c = w * self.weight_scale * if first_class { f0 } else { f1 };
             }
+            if let Some(coefficients) = self.coefficients {
+                c[..n].copy_from_slice(&coefficients[i0..i1]);
+            }
             let [a0, a1] = self.adjust.unwrap_or([zero; 2]);
             for ((d, pair), &y) in margin[..n].iter_mut().zip(z.chunks_exact(2)).zip(&label[..n]) {
                 let diff = (pair[1] + a1) - (pair[0] + a0);
@@ -107,7 +117,11 @@ impl<F: Float> TwoClassRows<'_, F> {
                 // the selects below; `Logistic::of` needs `d < +inf` to be meaningful.
                 let f = Logistic::of::<FMA>(if d < F::infinity() { d } else { zero });
                 let (value, dl) = if gamma == zero {
-                    (f.softplus_pos, f.sigmoid_pos)
+                    let poly = self.poly;
+                    (
+                        f.softplus_pos + poly * f.sigmoid_pos,
+                        f.sigmoid_pos + poly * (f.sigmoid_pos * f.sigmoid_neg),
+                    )
                 } else {
                     let modulation = exp_nonpos::<F, FMA>(-gamma * f.softplus_neg);
                     let dl = gamma * f.sigmoid_neg * f.softplus_pos + f.sigmoid_pos;

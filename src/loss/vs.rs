@@ -4,7 +4,7 @@ use ndarray::ArrayRef2;
 
 use super::Reduction;
 use super::class_values::ClassValues;
-use super::hard_labels::{LabelledBatch, MarginRow};
+use super::hard_labels::{LabelledBatch, MarginRow, TwoClassForm};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
 use super::validate::OutputShape;
@@ -405,6 +405,10 @@ impl<F: Float> MarginRow<F> for VsLoss<F> {
     }
 
     const GROUPED: bool = true;
+
+    fn two_class_form(&self) -> Option<TwoClassForm<F>> {
+        Some(TwoClassForm { slopes: [self.scales[0], self.scales[1]], poly: F::zero() })
+    }
 
     #[inline(always)]
     fn group_logits(&self, columns: &mut [Lanes<F>], _: &[usize; GROUP]) {
