@@ -119,6 +119,9 @@ fn grouped_short_rows_match_rows_one_at_a_time_bit_for_bit() {
 
 type BoxedLoss<F> = Box<dyn Loss<F>>;
 
+/// A loss from class counts, class weights and pairwise margins.
+type MakeLoss<'a, F> = &'a dyn Fn(&[F], &[F], Array2<F>) -> BoxedLoss<F>;
+
 /// The losses of [`losses`] on two classes, and the same losses on three classes whose third is
 /// masked in every row (it never changes the first two's parameters: its count is the largest of
 /// the two, its weight 1, its margins 0).
@@ -134,7 +137,7 @@ fn two_and_three<F: Float>(rng: &mut Rng, reduction: Reduction) -> Vec<(BoxedLos
             F::from_f64(if y < 2 && c < 2 { [[0.0, 0.7], [0.2, 0.0]][y][c] } else { 0.0 })
         })
     };
-    let both = |make: &dyn Fn(&[F], &[F], Array2<F>) -> BoxedLoss<F>| {
+    let both = |make: MakeLoss<'_, F>| {
         (make(&counts2, &weights2, margins(2)), make(&counts3, &weights3, margins(3)))
     };
     vec![
