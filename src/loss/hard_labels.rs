@@ -2,7 +2,7 @@
 //! with PyTorch's weighted mean.
 
 use super::results::{check_row_losses, finish_gradient, reduced_loss};
-use ndarray::{Array2, ArrayRef1, ArrayRef2, ArrayView1};
+use ndarray::{ArrayRef1, ArrayRef2, ArrayView1, ArrayView2};
 
 use super::Reduction;
 use super::short_rows::{Finished, one_hot_group};
@@ -331,11 +331,19 @@ fn two_class_rows<F: Float, L: MarginRow<F>, const FMA: bool>(
     loss_exp: i32,
 ) -> Option<f64> {
     let labels = &batch.labels;
-    let transformed =
-        Array2::from_shape_fn(logits.raw_dim(), |(i, k)| loss.logit(logits[[i, k]], labels[i], k));
+    let mut transformed = vec![F::zero(); 2 * labels.len()];
+    let pairs = transformed.chunks_exact_mut(2).zip(labels);
+    let transform = |(out, &y): (&mut [F], &usize), z0: F, z1: F| {
+        (out[0], out[1]) = (loss.logit(z0, y, 0), loss.logit(z1, y, 1));
+    };
+    match logits.as_slice() {
+        Some(z) => pairs.zip(z.chunks_exact(2)).for_each(|(pair, z)| transform(pair, z[0], z[1])),
+        None => pairs.zip(logits.rows()).for_each(|(pair, z)| transform(pair, z[0], z[1])),
+    }
+    let transformed = ArrayView2::from_shape((labels.len(), 2), &transformed[..]).expect("a [B, 2] buffer");
     let coefficients: Vec<F> = (0..labels.len()).map(|i| batch.coefficient(i)).collect();
     let rows = TwoClassRows {
-        logits: transformed.view(),
+        logits: transformed,
         adjust: None,
         labels,
         sample_weights: None,
@@ -351,7 +359,10 @@ fn two_class_rows<F: Float, L: MarginRow<F>, const FMA: bool>(
     let total = rows.run::<FMA>(losses.map(|l| l.view_mut()), grad.as_deref_mut().map(|g| g.view_mut()))?;
     let [s0, s1] = form.slopes;
     if let (Some(grad), false) = (grad, s0 == F::one() && s1 == F::one()) {
-        grad.rows_mut().into_iter().for_each(|mut g| (g[0], g[1]) = (g[0] * s0, g[1] * s1));
+        match grad.as_slice_mut() {
+            Some(g) => g.chunks_exact_mut(2).for_each(|g| (g[0], g[1]) = (g[0] * s0, g[1] * s1)),
+            None => grad.rows_mut().into_iter().for_each(|mut g| (g[0], g[1]) = (g[0] * s0, g[1] * s1)),
+        }
     }
     Some(total)
 }
