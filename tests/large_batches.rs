@@ -196,3 +196,61 @@ fn the_one_vs_rest_losses_report_their_first_bad_entry_and_agree_on_any_number_o
         assert_eq!(bits[0], bits[1], "1 vs 3 threads");
     }
 }
+
+/// The margin losses (LDAM, VS, Poly-1 with logit adjustment, pairwise margins) check their
+/// logits in the kernel, chunk by chunk in parallel: the error names the first offending logit in
+/// row-major order on 1 and 3 threads (a `-inf` label logit of row 200 before a NaN in a later
+/// chunk; then that NaN), a `-inf` label logit in a row of weight 0 is no error, and a valid batch
+/// gives the same bits on 1 and 3 threads.
+#[cfg(feature = "rayon")]
+#[test]
+fn the_margin_losses_report_their_first_bad_logit_and_agree_on_any_number_of_threads() {
+    use longtail::{Error, LdamLoss, PairwiseMarginLoss, Poly1Loss, Targets, VsLoss};
+    let mut rng = Rng::new(13);
+    let (batch, classes) = (600, 1000);
+    let logits = rng.logits(batch, classes, 1.0).mapv(|v| v as f32);
+    let labels = rng.labels(batch, classes);
+    let mut weights = ndarray::Array1::from_elem(batch, 1.0_f32);
+    weights[40] = 0.0;
+    let counts: Vec<f32> = (0..classes).map(|k| 1.0 + (k * 7 % 500) as f32).collect();
+    let prior: Vec<f32> = counts.iter().map(|c| c / counts.iter().sum::<f32>()).collect();
+    let margins = Array2::from_shape_fn((classes, classes), |(y, k)| ((y + 3 * k) % 5) as f32 * 0.1);
+    let losses: Vec<Box<dyn Loss<f32>>> = vec![
+        Box::new(LdamLoss::new(&counts).unwrap()),
+        Box::new(VsLoss::new(&counts).unwrap().with_gamma(0.3).unwrap()),
+        Box::new(Poly1Loss::new(1.0).unwrap().with_logit_adjustment(&prior, 1.0).unwrap()),
+        Box::new(PairwiseMarginLoss::new(margins.view()).unwrap()),
+    ];
+    let targets = Targets::labels(&labels).with_sample_weights(&weights);
+    let mut bad = logits.clone();
+    bad[[40, labels[40]]] = f32::NEG_INFINITY;
+    bad[[200, labels[200]]] = f32::NEG_INFINITY;
+    bad[[500, 3]] = f32::NAN;
+    for loss in &losses {
+        let mut bits = Vec::new();
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut grad = Array2::from_elem((batch, classes), 7.0_f32);
+                let error = loss.loss_and_grad_into(&bad, targets.clone(), &mut grad);
+                assert!(
+                    matches!(error, Err(Error::MaskedTarget { row: 200, class }) if class == labels[200]),
+                    "{loss:?}, {threads} threads: {error:?}"
+                );
+                let mut clean = bad.clone();
+                clean[[200, labels[200]]] = 0.0;
+                let error = loss.loss_and_grad_into(&clean, targets.clone(), &mut grad);
+                assert!(
+                    matches!(error, Err(Error::NonFiniteLogit { row: 500, class: 3, .. })),
+                    "{loss:?}, {threads} threads: {error:?}"
+                );
+                clean[[500, 3]] = 1.0;
+                let (value, grad) = loss.loss_and_grad(&clean, targets.clone()).unwrap();
+                assert!(value.is_finite() && grad.row(40).iter().all(|&g| g == 0.0));
+                let (per_sample, _) = loss.per_sample_loss_and_grad(&clean, targets.clone()).unwrap();
+                bits.push((value.to_bits(), grad.mapv(f32::to_bits), per_sample.mapv(f32::to_bits)));
+            });
+        }
+        assert_eq!(bits[0], bits[1], "{loss:?}: 1 vs 3 threads");
+    }
+}

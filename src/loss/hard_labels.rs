@@ -2,17 +2,18 @@
 //! with PyTorch's weighted mean.
 
 use super::results::{check_row_losses, finish_gradient, reduced_loss};
-use ndarray::{ArrayRef1, ArrayRef2, ArrayView1, ArrayView2};
+use ndarray::{ArrayRef1, ArrayRef2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
 
 use super::Reduction;
 use super::short_rows::{Finished, one_hot_group};
+use super::softmax_loss::WIDE_ROW;
 use super::targets::{TargetKind, Targets};
 use super::two_classes::TwoClassRows;
 use super::validate::{OutputShape, batch_dims, check_labels, check_sample_weights, unsupported};
 use crate::error::check_shape;
 use crate::float::{LANES, ldexp, pow2, scale_exponent, split_scale};
 use crate::group::{GROUP, Group, Lanes, SHORT_ROW, columns_lse, transpose_rows};
-use crate::rows::{RowVisitor, visit_rows};
+use crate::rows::{CHUNK, PARALLEL_MIN, RowVisitor, sum_chunks, visit_rows};
 use crate::simd::{Kernel, dispatch};
 use crate::softmax::is_nan_or_pos_inf;
 use crate::{Error, Float, Result};
@@ -96,15 +97,18 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
             && self.class_weights.is_none_or(|w| w[self.labels[i]] > F::zero())
     }
 
-    /// Checks the logits in row-major order: [`Error::NonFiniteLogit`] for a NaN or `+inf`
-    /// logit; [`Error::Overflow`] (named `what`) for a finite one whose `transformed(row, class, z)`
-    /// is not finite; [`Error::MaskedTarget`] for a `-inf` label logit in a row that counts.
+    /// Checks the logits of the batch's rows from row `first` on, in row-major order:
+    /// [`Error::NonFiniteLogit`] for a NaN or `+inf` logit; [`Error::Overflow`] (named `what`)
+    /// for a finite one whose `transformed(row, class, z)` is not finite;
+    /// [`Error::MaskedTarget`] for a `-inf` label logit in a row that counts.
     ///
-    /// A contiguous batch of finite logits passes in one branch-free scan when `fits(max |z|)`
-    /// says that no logit of that magnitude can overflow once transformed.
+    /// Contiguous rows of finite logits pass in one branch-free scan when `fits(max |z|)` says
+    /// that no logit of that magnitude can overflow once transformed.
+    #[inline(always)]
     pub fn check_logits(
         &self,
         logits: &ArrayRef2<F>,
+        first: usize,
         what: &'static str,
         fits: impl Fn(F) -> bool,
         transformed: impl Fn(usize, usize, F) -> F,
@@ -112,7 +116,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         if logits.as_slice().and_then(finite_max_abs).is_some_and(fits) {
             return Ok(());
         }
-        for (row, z) in logits.rows().into_iter().enumerate() {
+        for (row, z) in (first..).zip(logits.rows()) {
             for (class, &v) in z.iter().enumerate() {
                 if is_nan_or_pos_inf(v) {
                     return Err(Error::NonFiniteLogit { row, class, value: v.as_f64() });
@@ -145,6 +149,8 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
             Reduction::Mean => ((0..self.labels.len()).map(|i| self.coefficient(i).as_f64()).sum(), 0),
         };
         if divisor == 0.0 {
+            // No row counts, and the kernel does not run: the logits are checked on their own.
+            loss.check_chunk(self, logits, 0)?;
             if let Some(grad) = grad_out {
                 grad.fill(F::zero());
             }
@@ -152,8 +158,7 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         }
         let (scale, k) = split_scale::<F>(divisor.recip(), exp);
         let mut grad_out = grad_out;
-        let grad = grad_out.as_deref_mut();
-        let total = dispatch(Rows { batch: self, loss, logits, grad, losses: None, scale, loss_exp: 0 });
+        let total = self.rows(loss, logits, grad_out.as_deref_mut(), None, scale, 0)?;
         let value = reduced_loss::<F>(total, divisor, exp)?;
         finish_gradient(grad_out, k)?;
         Ok(value)
@@ -172,25 +177,70 @@ impl<'t, 'w, F: Float> LabelledBatch<'t, 'w, F> {
         // The coefficients are scaled by 2^−exp: the gradient and the losses get it back.
         let (scale, k) = split_scale::<F>(1.0, self.exp);
         let mut grad_out = grad_out;
-        let grad = grad_out.as_deref_mut();
-        let loss_exp = self.exp;
-        dispatch(Rows { batch: self, loss, logits, grad, losses: Some(&mut *losses), scale, loss_exp });
+        self.rows(loss, logits, grad_out.as_deref_mut(), Some(&mut *losses), scale, self.exp)?;
         check_row_losses(losses)?;
         finish_gradient(grad_out, k)?;
         Ok(())
     }
 }
 
+impl<F: Float> LabelledBatch<'_, '_, F> {
+    /// Runs `loss` over the batch: `scale·∂ℓ_i/∂z_i` into row `i` of `grad` if given, `ℓ_i·2^loss_exp`
+    /// into `losses[i]` if given; returns `Σ_i ℓ_i`, summed in `f64`. Each chunk of rows checks its
+    /// logits just before it reads them ([`MarginRow::check_chunk`]); the error of the first chunk
+    /// that fails is returned, so it names the first bad logit in row-major order, and the rows
+    /// before it are written.
+    ///
+    /// The chunks' size depends on `K` alone, each chunk's sum starts at 0 and the sums are added
+    /// in order: with the `rayon` feature, batches of at least [`PARALLEL_MIN`] elements run their
+    /// chunks in parallel, bit-identical to one thread.
+    fn rows(
+        &self,
+        loss: &impl MarginRow<F>,
+        logits: &ArrayRef2<F>,
+        grad: Option<&mut ArrayRef2<F>>,
+        losses: Option<&mut ArrayRef1<F>>,
+        scale: F,
+        loss_exp: i32,
+    ) -> Result<f64> {
+        let (batch, classes) = logits.dim();
+        let chunk = (CHUNK / classes).max(1);
+        let mut grads = grad.map(|g| g.axis_chunks_iter_mut(Axis(0), chunk));
+        let mut losses = losses.map(|l| l.axis_chunks_iter_mut(Axis(0), chunk));
+        let chunks = logits.axis_chunks_iter(Axis(0), chunk).enumerate().map(|(c, logits)| Rows {
+            batch: self,
+            loss,
+            first: c * chunk,
+            logits,
+            grad: grads.as_mut().and_then(Iterator::next),
+            losses: losses.as_mut().and_then(Iterator::next),
+            scale,
+            loss_exp,
+        });
+        sum_chunks(chunks, batch * classes >= PARALLEL_MIN && batch > chunk, classes >= WIDE_ROW)
+    }
+}
+
 /// One row of a hard-label margin loss: cross-entropy on transformed logits.
-pub(super) trait MarginRow<F: Float> {
-    /// Validates a batch against the loss (its parameters' shapes, the labels, then the logits),
-    /// the `outputs` buffers' shapes among them.
+pub(super) trait MarginRow<F: Float>: Sync {
+    /// Validates a batch against the loss (its parameters' shapes, the labels), the `outputs`
+    /// buffers' shapes among them: everything but the logits' values.
     fn check<'t, 'w>(
         &'w self,
         logits: &ArrayRef2<F>,
         targets: &'w Targets<'t, F>,
         outputs: &[OutputShape<'_>],
     ) -> Result<LabelledBatch<'t, 'w, F>>;
+
+    /// Checks the logits of `batch`'s rows from row `first` on (as [`LabelledBatch::check_logits`],
+    /// for the loss's transformed logits). Must be `#[inline(always)]`: it runs inside a
+    /// [`Kernel`].
+    fn check_chunk(
+        &self,
+        batch: &LabelledBatch<'_, '_, F>,
+        logits: &ArrayRef2<F>,
+        first: usize,
+    ) -> Result<()>;
 
     /// Row `z` with label `y` and coefficient `c = s_i·w_y`: returns `ℓ_i` and writes
     /// `scale·∂ℓ_i/∂z` into `grad`; `scratch` is a spare row of length `K`. Must be
@@ -265,37 +315,42 @@ pub(super) fn exact_ce(z: &[f64], y: usize) -> (f64, f64) {
     (half_nll, one_minus_p)
 }
 
-/// The rows of a validated batch, run by [`dispatch`] for the CPU's instruction set.
+/// A chunk of consecutive rows of a validated batch, from row `first` on, and its outputs, run by
+/// [`sum_chunks`] for the CPU's instruction set.
 struct Rows<'a, 't, 'w, F, L> {
     batch: &'a LabelledBatch<'t, 'w, F>,
     loss: &'a L,
-    logits: &'a ArrayRef2<F>,
-    grad: Option<&'a mut ArrayRef2<F>>,
-    losses: Option<&'a mut ArrayRef1<F>>,
+    first: usize,
+    logits: ArrayView2<'a, F>,
+    grad: Option<ArrayViewMut2<'a, F>>,
+    losses: Option<ArrayViewMut1<'a, F>>,
     scale: F,
     /// Each `ℓ_i` is stored times `2^loss_exp`.
     loss_exp: i32,
 }
 
 impl<F: Float, L: MarginRow<F>> Kernel for Rows<'_, '_, '_, F, L> {
-    type Output = f64;
+    type Output = Result<f64>;
     #[inline(always)]
-    fn run<const FMA: bool>(self) -> f64 {
-        let Rows { batch, loss, logits, mut grad, mut losses, scale, loss_exp } = self;
+    fn run<const FMA: bool>(self) -> Result<f64> {
+        let Rows { batch, loss, first, logits, mut grad, mut losses, scale, loss_exp } = self;
         let classes = logits.ncols();
+        // The chunk's logits, checked just before the kernel reads them again, from cache.
+        loss.check_chunk(batch, &logits, first)?;
         if classes == 2
             && let Some(form) = loss.two_class_form()
         {
             let (grad, losses) = (grad.as_deref_mut(), losses.as_deref_mut());
             if let Some(total) =
-                two_class_rows::<F, L, FMA>(batch, loss, form, logits, grad, losses, scale, loss_exp)
+                two_class_rows::<F, L, FMA>(batch, loss, form, first, &logits, grad, losses, scale, loss_exp)
             {
-                return total;
+                return Ok(total);
             }
         }
         let mut visitor = RowsVisitor::<F, L, FMA> {
             batch,
             loss,
+            first,
             losses,
             scale,
             loss_exp,
@@ -304,35 +359,38 @@ impl<F: Float, L: MarginRow<F>> Kernel for Rows<'_, '_, '_, F, L> {
         };
         if L::GROUPED && classes <= SHORT_ROW {
             match (logits.as_slice(), grad.as_deref_mut().map(|g| g.as_slice_mut())) {
-                (Some(z), None) => return visitor.groups(z, classes, None),
-                (Some(z), Some(Some(out))) => return visitor.groups(z, classes, Some(out)),
+                (Some(z), None) => return Ok(visitor.groups(z, classes, None)),
+                (Some(z), Some(Some(out))) => return Ok(visitor.groups(z, classes, Some(out))),
                 _ => {}
             }
         }
         visitor.scratch = vec![F::zero(); classes];
-        visit_rows(logits, grad, &mut visitor);
-        visitor.total
+        visit_rows(&logits, grad.as_deref_mut(), &mut visitor);
+        Ok(visitor.total)
     }
 }
 
-/// `Σ ℓ_i` of a batch of `K = 2` rows in closed form, the gradient into `grad` and the losses
-/// times `2^loss_exp` into `losses` if given; `None` (the outputs partly written) where a row is
-/// beyond the closed form's range, as [`TwoClassRows::run`] says.
+/// `Σ ℓ_i` of a chunk of `K = 2` rows (from row `first` of the batch on) in closed form, the
+/// gradient into `grad` and the losses times `2^loss_exp` into `losses` if given; `None` (the
+/// outputs partly written) where a row is beyond the closed form's range, as
+/// [`TwoClassRows::run`] says.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the batch, the loss, its form, and the outputs with their scales
 fn two_class_rows<F: Float, L: MarginRow<F>, const FMA: bool>(
     batch: &LabelledBatch<'_, '_, F>,
     loss: &L,
     form: TwoClassForm<F>,
+    first: usize,
     logits: &ArrayRef2<F>,
     mut grad: Option<&mut ArrayRef2<F>>,
     losses: Option<&mut ArrayRef1<F>>,
     scale: F,
     loss_exp: i32,
 ) -> Option<f64> {
-    let labels = &batch.labels;
-    let mut transformed = vec![F::zero(); 2 * labels.len()];
-    let pairs = transformed.chunks_exact_mut(2).zip(labels);
+    let rows = logits.nrows();
+    let labels = batch.labels.slice(s![first..first + rows]);
+    let mut transformed = vec![F::zero(); 2 * rows];
+    let pairs = transformed.chunks_exact_mut(2).zip(&labels);
     let transform = |(out, &y): (&mut [F], &usize), z0: F, z1: F| {
         (out[0], out[1]) = (loss.logit(z0, y, 0), loss.logit(z1, y, 1));
     };
@@ -340,12 +398,12 @@ fn two_class_rows<F: Float, L: MarginRow<F>, const FMA: bool>(
         Some(z) => pairs.zip(z.chunks_exact(2)).for_each(|(pair, z)| transform(pair, z[0], z[1])),
         None => pairs.zip(logits.rows()).for_each(|(pair, z)| transform(pair, z[0], z[1])),
     }
-    let transformed = ArrayView2::from_shape((labels.len(), 2), &transformed[..]).expect("a [B, 2] buffer");
-    let coefficients: Vec<F> = (0..labels.len()).map(|i| batch.coefficient(i)).collect();
+    let transformed = ArrayView2::from_shape((rows, 2), &transformed[..]).expect("a [B, 2] buffer");
+    let coefficients: Vec<F> = (first..first + rows).map(|i| batch.coefficient(i)).collect();
     let rows = TwoClassRows {
         logits: transformed,
         adjust: None,
-        labels,
+        labels: &labels,
         sample_weights: None,
         first: 0,
         weight_scale: F::one(),
@@ -371,7 +429,9 @@ fn two_class_rows<F: Float, L: MarginRow<F>, const FMA: bool>(
 struct RowsVisitor<'a, 't, 'w, F, L, const FMA: bool> {
     batch: &'a LabelledBatch<'t, 'w, F>,
     loss: &'a L,
-    losses: Option<&'a mut ArrayRef1<F>>,
+    /// The batch's row of the chunk's row 0.
+    first: usize,
+    losses: Option<ArrayViewMut1<'a, F>>,
     scale: F,
     loss_exp: i32,
     scratch: Vec<F>,
@@ -391,7 +451,8 @@ impl<F: Float, L: MarginRow<F>, const FMA: bool> RowsVisitor<'_, '_, '_, F, L, F
             let (first, rows) = (g * GROUP, z.len() / classes);
             let (mut labels, mut c) = ([0; GROUP], [F::zero(); GROUP]);
             for r in 0..rows {
-                (labels[r], c[r]) = (self.batch.labels[first + r], self.batch.coefficient(first + r));
+                let i = self.first + first + r;
+                (labels[r], c[r]) = (self.batch.labels[i], self.batch.coefficient(i));
             }
             let columns = &mut group.shifted[..classes];
             transpose_rows(z, None, columns);
@@ -410,8 +471,8 @@ impl<F: Float, L: MarginRow<F>, const FMA: bool> RowsVisitor<'_, '_, '_, F, L, F
         self.total
     }
 
-    /// Adds row `i`'s loss `value` (logits `z`, label `y`, coefficient `c`) to the total, and
-    /// stores it if asked.
+    /// Adds the chunk's row `i`'s loss `value` (logits `z`, label `y`, coefficient `c`) to the
+    /// total, and stores it if asked.
     #[inline(always)]
     fn record(&mut self, i: usize, value: F, z: &[F], y: usize, c: F) {
         // Transformed logits so far apart that `z_y − max` overflows: the row again in `f64`.
@@ -426,7 +487,7 @@ impl<F: Float, L: MarginRow<F>, const FMA: bool> RowsVisitor<'_, '_, '_, F, L, F
 impl<F: Float, L: MarginRow<F>, const FMA: bool> RowVisitor<F> for RowsVisitor<'_, '_, '_, F, L, FMA> {
     #[inline(always)]
     fn visit(&mut self, i: usize, z: &[F], grad: &mut [F]) {
-        let (y, c) = (self.batch.labels[i], self.batch.coefficient(i));
+        let (y, c) = (self.batch.labels[self.first + i], self.batch.coefficient(self.first + i));
         let value = self.loss.row::<FMA>(z, y, c, self.scale, grad, &mut self.scratch);
         self.record(i, value, z, y, c);
     }

@@ -333,13 +333,22 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
         let params = [("counts", &[self.margins.len()][..])];
         let batch =
             LabelledBatch::new("LdamLoss", logits, targets, self.class_weights.as_deref(), &params, outputs)?;
+        Ok(batch)
+    }
+
+    #[inline(always)]
+    fn check_chunk(
+        &self,
+        batch: &LabelledBatch<'_, '_, F>,
+        logits: &ArrayRef2<F>,
+        first: usize,
+    ) -> Result<()> {
         // |s·(z − m)| ≤ s·(|z| + max |m|), also after rounding (which is monotone).
         let max_margin = self.margins.iter().fold(F::zero(), |m, &v| m.max(v.abs()));
         let fits = |max_abs: F| (self.scale.abs() * (max_abs + max_margin)).is_finite();
-        batch.check_logits(logits, "scale * (logit - margin)", fits, |row, class, z| {
+        batch.check_logits(logits, first, "scale * (logit - margin)", fits, |row, class, z| {
             self.scaled(z, class, batch.labels[row])
-        })?;
-        Ok(batch)
+        })
     }
 
     /// CE on the scaled, margin-shifted logits (in `scratch`) with coefficient `c`; the kernel's

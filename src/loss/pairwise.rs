@@ -271,12 +271,21 @@ impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
             &params,
             outputs,
         )?;
+        Ok(batch)
+    }
+
+    #[inline(always)]
+    fn check_chunk(
+        &self,
+        batch: &LabelledBatch<'_, '_, F>,
+        logits: &ArrayRef2<F>,
+        first: usize,
+    ) -> Result<()> {
         // |z + Δ| ≤ |z| + max |Δ|, also after rounding (which is monotone).
         let fits = |max_abs: F| (max_abs + self.max_abs_margin).is_finite();
-        batch.check_logits(logits, "logit + margin", fits, |row, class, z| {
+        batch.check_logits(logits, first, "logit + margin", fits, |row, class, z| {
             z + self.margins[batch.labels[row] * self.classes + class]
-        })?;
-        Ok(batch)
+        })
     }
 
     /// CE on `z + Δ_{y,·}` with coefficient `c`, `scale·∂ℓ/∂z` into `grad`.

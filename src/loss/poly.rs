@@ -290,13 +290,22 @@ impl<F: Float> MarginRow<F> for Poly1Loss<F> {
         };
         let batch =
             LabelledBatch::new("Poly1Loss", logits, targets, self.class_weights.as_deref(), params, outputs)?;
+        Ok(batch)
+    }
+
+    #[inline(always)]
+    fn check_chunk(
+        &self,
+        batch: &LabelledBatch<'_, '_, F>,
+        logits: &ArrayRef2<F>,
+        first: usize,
+    ) -> Result<()> {
         let adjust = self.adjustment.as_deref();
         let max_shift = adjust.map_or(F::zero(), |a| a.iter().fold(F::zero(), |m, &v| m.max(v.abs())));
         let fits = |max_abs: F| (max_abs + max_shift).is_finite();
-        batch.check_logits(logits, "logit + adjustment", fits, |_, class, z| {
+        batch.check_logits(logits, first, "logit + adjustment", fits, |_, class, z| {
             adjust.map_or(z, |a| z + a[class])
-        })?;
-        Ok(batch)
+        })
     }
 
     /// CE through the shared kernel with its gradient scaled by `1 + ε·p_y`, plus `c·ε·(1 − p_y)`.

@@ -517,11 +517,20 @@ impl<F: Float> MarginRow<F> for SeesawLoss<F> {
     ) -> Result<LabelledBatch<'t, 'w, F>> {
         let params = [("counts", &[self.log_counts.len()][..])];
         let batch = LabelledBatch::new("SeesawLoss", logits, targets, None, &params, outputs)?;
+        Ok(batch)
+    }
+
+    #[inline(always)]
+    fn check_chunk(
+        &self,
+        batch: &LabelledBatch<'_, '_, F>,
+        logits: &ArrayRef2<F>,
+        first: usize,
+    ) -> Result<()> {
         // z'_j ≤ z_j + q·log(1/ε): log M ≤ 0 and log σ_j ≤ 0.
         let max_shift = -self.q * self.log_eps;
         let fits = |max_abs: F| (max_abs + max_shift).is_finite();
-        batch.check_logits(logits, "logit + compensation", fits, |_, _, z| z + max_shift)?;
-        Ok(batch)
+        batch.check_logits(logits, first, "logit + compensation", fits, |_, _, z| z + max_shift)
     }
 
     /// `z'` into `scratch` from the row's log-softmax (its exponentials in `grad`, overwritten

@@ -771,7 +771,7 @@ impl<F: Float> SoftmaxLoss<F> {
 }
 
 /// Rows of at least this many classes run on AVX-512 where the CPU has it.
-const WIDE_ROW: usize = 128;
+pub(super) const WIDE_ROW: usize = 128;
 
 /// The exponent `e_s` that scales the sample weights into range (their maximum times `2^−e_s` in
 /// `[1, 2)`, see [`scale_exponent`]); 0 without weights.

@@ -371,13 +371,22 @@ impl<F: Float> MarginRow<F> for VsLoss<F> {
         let params = [("counts", &[self.scales.len()][..])];
         let batch =
             LabelledBatch::new("VsLoss", logits, targets, self.class_weights.as_deref(), &params, outputs)?;
+        Ok(batch)
+    }
+
+    #[inline(always)]
+    fn check_chunk(
+        &self,
+        batch: &LabelledBatch<'_, '_, F>,
+        logits: &ArrayRef2<F>,
+        first: usize,
+    ) -> Result<()> {
         // |Δ z + ι| ≤ max Δ·|z| + max |ι| (Δ ≤ 1), also after rounding (which is monotone).
         let max_shift = self.adjustments.iter().fold(F::zero(), |m, &v| m.max(v.abs()));
         let fits = |max_abs: F| (max_abs + max_shift).is_finite();
-        batch.check_logits(logits, "scale * logit + adjustment", fits, |_, class, z| {
+        batch.check_logits(logits, first, "scale * logit + adjustment", fits, |_, class, z| {
             self.transformed(z, class)
-        })?;
-        Ok(batch)
+        })
     }
 
     /// CE on `z'` (in `scratch`) with coefficient `c`; the kernel's gradient is with respect to
