@@ -331,9 +331,7 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
         outputs: &[OutputShape<'_>],
     ) -> Result<LabelledBatch<'t, 'w, F>> {
         let params = [("counts", &[self.margins.len()][..])];
-        let batch =
-            LabelledBatch::new("LdamLoss", logits, targets, self.class_weights.as_deref(), &params, outputs)?;
-        Ok(batch)
+        LabelledBatch::new("LdamLoss", logits, targets, self.class_weights.as_deref(), &params, outputs)
     }
 
     #[inline(always)]

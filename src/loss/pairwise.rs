@@ -263,15 +263,14 @@ impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
         outputs: &[OutputShape<'_>],
     ) -> Result<LabelledBatch<'t, 'w, F>> {
         let params = [("margins", &[self.classes, self.classes][..])];
-        let batch = LabelledBatch::new(
+        LabelledBatch::new(
             "PairwiseMarginLoss",
             logits,
             targets,
             self.class_weights.as_deref(),
             &params,
             outputs,
-        )?;
-        Ok(batch)
+        )
     }
 
     #[inline(always)]

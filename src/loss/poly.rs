@@ -288,9 +288,7 @@ impl<F: Float> MarginRow<F> for Poly1Loss<F> {
             Some(shape) => &[("prior", &shape[..])],
             None => &[],
         };
-        let batch =
-            LabelledBatch::new("Poly1Loss", logits, targets, self.class_weights.as_deref(), params, outputs)?;
-        Ok(batch)
+        LabelledBatch::new("Poly1Loss", logits, targets, self.class_weights.as_deref(), params, outputs)
     }
 
     #[inline(always)]

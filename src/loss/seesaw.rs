@@ -516,8 +516,7 @@ impl<F: Float> MarginRow<F> for SeesawLoss<F> {
         outputs: &[OutputShape<'_>],
     ) -> Result<LabelledBatch<'t, 'w, F>> {
         let params = [("counts", &[self.log_counts.len()][..])];
-        let batch = LabelledBatch::new("SeesawLoss", logits, targets, None, &params, outputs)?;
-        Ok(batch)
+        LabelledBatch::new("SeesawLoss", logits, targets, None, &params, outputs)
     }
 
     #[inline(always)]

@@ -369,9 +369,7 @@ impl<F: Float> MarginRow<F> for VsLoss<F> {
         outputs: &[OutputShape<'_>],
     ) -> Result<LabelledBatch<'t, 'w, F>> {
         let params = [("counts", &[self.scales.len()][..])];
-        let batch =
-            LabelledBatch::new("VsLoss", logits, targets, self.class_weights.as_deref(), &params, outputs)?;
-        Ok(batch)
+        LabelledBatch::new("VsLoss", logits, targets, self.class_weights.as_deref(), &params, outputs)
     }
 
     #[inline(always)]
