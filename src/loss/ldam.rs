@@ -355,7 +355,7 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
         scratch.iter_mut().zip(z).for_each(|(out, &zk)| *out = self.scale * zk);
         scratch[y] = self.scaled(z[y], y, y);
         let lse = shifted_exp::<F, FMA>(scratch, None, grad);
-        one_hot_row(lse, scratch, None, y, c, F::zero(), scale * self.scale, grad)
+        one_hot_row::<F, FMA>(lse, scratch, None, y, c, F::zero(), scale * self.scale, grad)
     }
 
     fn logit(&self, z: F, y: usize, k: usize) -> F {

@@ -317,7 +317,7 @@ impl<F: Float> MarginRow<F> for Poly1Loss<F> {
         let e_y = grad[y];
         let (p_y, one_minus_p) = (e_y * parts.inv_total, parts.one_minus_p(y, e_y));
         let row_scale = scale * (F::one() + self.epsilon * p_y);
-        let ce = one_hot_row(lse, z, adjust, y, c, F::zero(), row_scale, grad);
+        let ce = one_hot_row::<F, FMA>(lse, z, adjust, y, c, F::zero(), row_scale, grad);
         ce + c * self.epsilon * one_minus_p
     }
 
