@@ -268,8 +268,14 @@ pub(super) trait MarginRow<F: Float>: Sync {
     /// coefficients `c`, once `group` holds the log-sum-exp of their transformed logits:
     /// cross-entropy unless the loss says otherwise.
     #[inline(always)]
-    fn finish_group(&self, group: &Group<F>, labels: &[usize; GROUP], c: &Lanes<F>, scale: F) -> Finished<F> {
-        one_hot_group(group, labels, c, F::zero(), &[scale; GROUP])
+    fn finish_group<const FMA: bool>(
+        &self,
+        group: &Group<F>,
+        labels: &[usize; GROUP],
+        c: &Lanes<F>,
+        scale: F,
+    ) -> Finished<F> {
+        one_hot_group::<F, FMA>(group, labels, c, F::zero(), &[scale; GROUP])
     }
 
     /// Turns the gradient rows a finished group wrote (`K` entries each) into gradients with
@@ -458,7 +464,7 @@ impl<F: Float, L: MarginRow<F>, const FMA: bool> RowsVisitor<'_, '_, '_, F, L, F
             transpose_rows(z, None, columns);
             self.loss.group_logits(columns, &labels);
             columns_lse::<F, FMA>(&mut group);
-            let done = self.loss.finish_group(&group, &labels, &c, self.scale);
+            let done = self.loss.finish_group::<FMA>(&group, &labels, &c, self.scale);
             if let Some(out) = out.as_deref_mut() {
                 let out = &mut out[g * span..g * span + z.len()];
                 done.write(&group, out);

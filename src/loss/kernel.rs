@@ -10,7 +10,7 @@
 //! Everything here is `#[inline(always)]`, to be compiled inside a [`crate::simd::Kernel`].
 
 use crate::Float;
-use crate::float::{ExpArgs, LANES, exp_nonpos, ln_1p_unit};
+use crate::float::{ExpArgs, LANES, exp_nonpos, ln_1p_unit, pow_unit};
 use crate::softmax::{RowLse, row_lse};
 
 use super::softmax_loss::one_hot;
@@ -37,7 +37,7 @@ pub(crate) fn shifted_exp<F: Float, const FMA: bool>(
 /// raised to a large `γ` would carry `γ` times its rounding error. `log p / (1 − p) → −1` as
 /// `p → 1`, so `0 < γ < 1` keeps a finite gradient there.
 #[inline(always)]
-pub(super) fn focal_factors<F: Float>(
+pub(super) fn focal_factors<F: Float, const FMA: bool>(
     p: F,
     one_minus_p: F,
     log_q: impl FnOnce(F) -> F,
@@ -51,7 +51,7 @@ pub(super) fn focal_factors<F: Float>(
     // and since the kernel's exponentials flush to 0 a little below the smallest normal number
     // while a large `γ` still sees such a `p` (`γ·p` need not be small), `p` from `log p`.
     if gamma <= F::from_f64(POW_GAMMA_MAX) {
-        return pow_focal_factors(p, one_minus_p, lp, gamma);
+        return pow_focal_factors::<F, FMA>(p, one_minus_p, lp, gamma);
     }
     let p = if p < F::min_positive_value() && lp > F::neg_infinity() { lp.exp() } else { p };
     focal_gradient_factor((gamma * log_q(p)).exp(), p, one_minus_p, lp, gamma)
@@ -60,18 +60,29 @@ pub(super) fn focal_factors<F: Float>(
 /// The largest `γ` for which [`focal_factors`] raises the rounded `1 − p` (at most 16 ulp).
 pub(super) const POW_GAMMA_MAX: f64 = 16.0;
 
-/// [`focal_factors`] for `0 < γ ≤ 16`: `m = (1 − p)^γ` from the rounded `1 − p`.
+/// [`focal_factors`] for `0 < γ ≤ 16`: `m = (1 − p)^γ` from the rounded `1 − p`, by
+/// [`pow_unit`], branch-free so that the rows of a group vectorise; for `γ = 2`, the usual choice,
+/// `(1 − p)²` rounded once (exact to half an ulp, and a multiplication where `pow_unit` is a
+/// chain of dependent steps that the short rows would wait on).
 #[inline(always)]
-pub(super) fn pow_focal_factors<F: Float>(p: F, one_minus_p: F, lp: F, gamma: F) -> (F, F) {
-    focal_gradient_factor(one_minus_p.powf(gamma), p, one_minus_p, lp, gamma)
+pub(super) fn pow_focal_factors<F: Float, const FMA: bool>(p: F, one_minus_p: F, lp: F, gamma: F) -> (F, F) {
+    let m = if gamma == F::from_f64(2.0) {
+        one_minus_p * one_minus_p
+    } else {
+        pow_unit::<F, FMA>(one_minus_p, gamma)
+    };
+    focal_gradient_factor(m, p, one_minus_p, lp, gamma)
 }
 
 /// `(m, m (1 − γ p log p / (1 − p)))`.
 #[inline(always)]
 fn focal_gradient_factor<F: Float>(m: F, p: F, one_minus_p: F, lp: F, gamma: F) -> (F, F) {
-    let log_ratio = if one_minus_p > F::zero() { lp / one_minus_p } else { -F::one() };
+    // (Each select picks values computed before it, so that the rows of a group vectorise.)
+    let ratio = lp / one_minus_p;
+    let log_ratio = if one_minus_p > F::zero() { ratio } else { -F::one() };
     // p = 0 only where log p = -inf: the product's limit is 0, not NaN.
-    let p_log_ratio = if p > F::zero() { p * log_ratio } else { F::zero() };
+    let product = p * log_ratio;
+    let p_log_ratio = if p > F::zero() { product } else { F::zero() };
     (m, m * (F::one() - gamma * p_log_ratio))
 }
 
@@ -81,7 +92,7 @@ fn focal_gradient_factor<F: Float>(m: F, p: F, one_minus_p: F, lp: F, gamma: F) 
 /// is masked (`log p_y = -inf`).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // the row's data and the loss's parameters, all needed
-pub(crate) fn one_hot_row<F: Float>(
+pub(crate) fn one_hot_row<F: Float, const FMA: bool>(
     lse: Option<RowLse<F>>,
     z: &[F],
     adjust: Option<&[F]>,
@@ -100,7 +111,7 @@ pub(crate) fn one_hot_row<F: Float>(
     let e_label = grad[label];
     let one_minus_p = lse.one_minus_p(label, e_label);
     let p = e_label * lse.inv_total;
-    let (m, g) = focal_factors(p, one_minus_p, |p| lse.log_one_minus_p(label, p), lp, gamma);
+    let (m, g) = focal_factors::<F, FMA>(p, one_minus_p, |p| lse.log_one_minus_p(label, p), lp, gamma);
     let factor = scale * c * g;
     let p_factor = factor * lse.inv_total;
     for v in grad.iter_mut() {
@@ -152,11 +163,11 @@ pub(crate) fn dense_row<F: Float, const FMA: bool>(
     let columns = Columns { z, adjust, t, weights: factors.weights, alpha: factors.alpha };
     let terms = Terms { lse, base: s * spread, on_target: s * keep, gamma };
     if gamma == F::zero() {
-        dense_passes::<F, Unmodulated>(&terms, &columns, label, scale, grad)
+        dense_passes::<F, Unmodulated, FMA>(&terms, &columns, label, scale, grad)
     } else if gamma == F::from_f64(2.0) {
-        dense_passes::<F, Squared>(&terms, &columns, label, scale, grad)
+        dense_passes::<F, Squared, FMA>(&terms, &columns, label, scale, grad)
     } else {
-        dense_passes::<F, Powered<FMA>>(&terms, &columns, label, scale, grad)
+        dense_passes::<F, Powered<FMA>, FMA>(&terms, &columns, label, scale, grad)
     }
 }
 
@@ -167,7 +178,7 @@ pub(crate) fn dense_row<F: Float, const FMA: bool>(
 /// `p_{k*}·Σ_{k≠k*} h_k − h_{k*}·(1 − p_{k*})`, which `H p_{k*} − h_{k*}` would round away as
 /// `p_{k*} → 1`, and its exact loss term is added to the others instead of replacing a lane value.
 #[inline(always)]
-fn dense_passes<F: Float, M: Modulation>(
+fn dense_passes<F: Float, M: Modulation, const FMA: bool>(
     terms: &Terms<F>,
     columns: &Columns<'_, F>,
     label: Option<usize>,
@@ -208,14 +219,14 @@ fn dense_passes<F: Float, M: Modulation>(
     if let Some(y) = label {
         let e = grad[y];
         let (z, t, a) = columns.at(y, Some(y));
-        let (l, h) = terms.exact(y, e, z, t, a);
+        let (l, h) = terms.exact::<FMA>(y, e, z, t, a);
         let (lane_l, lane_h) = terms.lanes::<M>(e, z, columns.at(y, None).1, a);
         loss += l - lane_l;
         h_rest += h - lane_h;
         label_fix = (e, h);
     }
     let (z, t, a) = columns.at(argmax, hard_label);
-    let (l_max, h_max) = terms.exact(argmax, e_max, z, t, a);
+    let (l_max, h_max) = terms.exact::<FMA>(argmax, e_max, z, t, a);
     loss += l_max;
     let p_factor = (h_rest + h_max) * terms.lse.inv_total;
     for run in 0..full {
@@ -326,11 +337,11 @@ impl<F: Float> Terms<F> {
 
     /// [`lanes`](Self::lanes) for any class `k`, by [`focal_factors`].
     #[inline(always)]
-    fn exact(&self, k: usize, e: F, z: F, t: F, a: F) -> (F, F) {
+    fn exact<const FMA: bool>(&self, k: usize, e: F, z: F, t: F, a: F) -> (F, F) {
         let c = a * (self.base + self.on_target * t);
         let lp = (z - self.lse.max) - self.lse.ln_total;
         let (p, q) = (e * self.lse.inv_total, self.lse.one_minus_p(k, e));
-        let (m, g) = focal_factors(p, q, |p| self.lse.log_one_minus_p(k, p), lp, self.gamma);
+        let (m, g) = focal_factors::<F, FMA>(p, q, |p| self.lse.log_one_minus_p(k, p), lp, self.gamma);
         if c > F::zero() { (c * m * lp, c * g) } else { (F::zero(), F::zero()) }
     }
 }

@@ -364,7 +364,7 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
         scratch.iter_mut().zip(z).for_each(|(out, &zk)| *out = self.scale * zk);
         scratch[y] = self.scaled(z[y], y, y);
         let lse = shifted_exp::<F, FMA>(scratch, None, grad);
-        one_hot_row(lse, scratch, None, y, c, F::zero(), scale * self.scale, grad)
+        one_hot_row::<F, FMA>(lse, scratch, None, y, c, F::zero(), scale * self.scale, grad)
     }
 
     fn logit(&self, z: F, y: usize, k: usize) -> F {
@@ -388,8 +388,14 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
     }
 
     #[inline(always)]
-    fn finish_group(&self, group: &Group<F>, labels: &[usize; GROUP], c: &Lanes<F>, scale: F) -> Finished<F> {
-        one_hot_group(group, labels, c, F::zero(), &[scale * self.scale; GROUP])
+    fn finish_group<const FMA: bool>(
+        &self,
+        group: &Group<F>,
+        labels: &[usize; GROUP],
+        c: &Lanes<F>,
+        scale: F,
+    ) -> Finished<F> {
+        one_hot_group::<F, FMA>(group, labels, c, F::zero(), &[scale * self.scale; GROUP])
     }
 }
 

@@ -293,7 +293,7 @@ impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
         let k = self.classes;
         let margins = &self.margins[y * k..(y + 1) * k];
         let lse = shifted_exp::<F, FMA>(z, Some(margins), grad);
-        one_hot_row(lse, z, Some(margins), y, c, F::zero(), scale, grad)
+        one_hot_row::<F, FMA>(lse, z, Some(margins), y, c, F::zero(), scale, grad)
     }
 
     fn logit(&self, z: F, y: usize, k: usize) -> F {

@@ -326,7 +326,7 @@ impl<F: Float> MarginRow<F> for Poly1Loss<F> {
         let e_y = grad[y];
         let (p_y, one_minus_p) = (e_y * parts.inv_total, parts.one_minus_p(y, e_y));
         let row_scale = scale * (F::one() + self.epsilon * p_y);
-        let ce = one_hot_row(lse, z, adjust, y, c, F::zero(), row_scale, grad);
+        let ce = one_hot_row::<F, FMA>(lse, z, adjust, y, c, F::zero(), row_scale, grad);
         ce + c * self.epsilon * one_minus_p
     }
 
@@ -349,13 +349,19 @@ impl<F: Float> MarginRow<F> for Poly1Loss<F> {
 
     /// As [`row`](MarginRow::row), lane by lane.
     #[inline(always)]
-    fn finish_group(&self, group: &Group<F>, labels: &[usize; GROUP], c: &Lanes<F>, scale: F) -> Finished<F> {
+    fn finish_group<const FMA: bool>(
+        &self,
+        group: &Group<F>,
+        labels: &[usize; GROUP],
+        c: &Lanes<F>,
+        scale: F,
+    ) -> Finished<F> {
         let (e_label, one_minus_p) = label_parts(group, labels);
         let mut row_scale = [F::zero(); GROUP];
         for r in 0..GROUP {
             row_scale[r] = scale * (F::one() + self.epsilon * (e_label[r] * group.inv_total[r]));
         }
-        let mut done = one_hot_group(group, labels, c, F::zero(), &row_scale);
+        let mut done = one_hot_group::<F, FMA>(group, labels, c, F::zero(), &row_scale);
         for r in 0..GROUP {
             // A row without a log-sum-exp, or with `c = 0`, has loss 0 (`one_hot_group`'s).
             let poly = c[r] * self.epsilon * one_minus_p[r];

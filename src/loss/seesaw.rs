@@ -559,7 +559,7 @@ impl<F: Float> MarginRow<F> for SeesawLoss<F> {
         }
         scratch[y] = z[y];
         let lse = shifted_exp::<F, FMA>(scratch, None, grad);
-        one_hot_row(lse, scratch, None, y, c, zero, scale, grad)
+        one_hot_row::<F, FMA>(lse, scratch, None, y, c, zero, scale, grad)
     }
 
     /// `z + log M_yk`, without the compensation, which depends on the whole row: only

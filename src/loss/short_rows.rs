@@ -70,7 +70,7 @@ pub(super) fn label_parts<F: Float>(group: &Group<F>, labels: &[usize; GROUP]) -
 /// `labels[r]` of coefficient `c[r] ≥ 0` and gradient scale `scale[r]`; a lane without a
 /// log-sum-exp, or with `c = 0`, gets zeros.
 #[inline(always)]
-pub(super) fn one_hot_group<F: Float>(
+pub(super) fn one_hot_group<F: Float, const FMA: bool>(
     group: &Group<F>,
     labels: &[usize; GROUP],
     c: &Lanes<F>,
@@ -82,21 +82,25 @@ pub(super) fn one_hot_group<F: Float>(
     lp.iter_mut().zip(&group.ln_total).for_each(|(lp, &ln_total)| *lp -= ln_total);
     let mut label = [F::zero(); GROUP];
     label.iter_mut().zip(labels).for_each(|(l, &y)| *l = F::from_f64(y as f64));
-    // Without focal modulation `m = g = 1`; a separate loop, else `powf` would be evaluated anyway.
+    // Without focal modulation `m = g = 1`; a separate loop, else the powers would be evaluated anyway.
     let (mut m, mut g) = ([F::one(); GROUP], [F::one(); GROUP]);
     if gamma != F::zero() && gamma <= F::from_f64(POW_GAMMA_MAX) {
-        // The common `γ`, in a loop of its own (a branch on `γ` per lane costs the others).
-        for r in 0..GROUP {
-            let p = e_label[r] * group.inv_total[r];
-            (m[r], g[r]) = pow_focal_factors(p, one_minus_p[r], lp[r], gamma);
-        }
+        // The common `γ`, in a loop of its own (a branch on `γ` per lane costs the others), and
+        // `γ = 2` in another, where `pow_focal_factors` then squares without a select.
+        let mut lanes = |gamma: F| {
+            for r in 0..GROUP {
+                let p = e_label[r] * group.inv_total[r];
+                (m[r], g[r]) = pow_focal_factors::<F, FMA>(p, one_minus_p[r], lp[r], gamma);
+            }
+        };
+        if gamma == F::from_f64(2.0) { lanes(F::from_f64(2.0)) } else { lanes(gamma) }
     } else if gamma != F::zero() {
         for r in 0..GROUP {
             let p = e_label[r] * group.inv_total[r];
             let is_argmax = label[r] == group.argmax[r];
             let (rest, ln_total) = (group.rest[r], group.ln_total[r]);
             let log_q = |p| log_one_minus_p(is_argmax, rest, ln_total, p);
-            (m[r], g[r]) = focal_factors(p, one_minus_p[r], log_q, lp[r], gamma);
+            (m[r], g[r]) = focal_factors::<F, FMA>(p, one_minus_p[r], log_q, lp[r], gamma);
         }
     }
     // A row without a log-sum-exp counts as `c = 0`. (Each select below picks values computed

@@ -1023,7 +1023,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                     if loss.class_weights.is_some() || loss.alpha.is_some() {
                         c.iter_mut().zip(&y).for_each(|(c, &y)| *c *= loss.class_factor(y));
                     }
-                    Some(one_hot_group(group, &y, &c, loss.gamma, &[scale; GROUP]))
+                    Some(one_hot_group::<F, FMA>(group, &y, &c, loss.gamma, &[scale; GROUP]))
                 } else if self.plain_dense {
                     Some(plain_dense_group(group, &s, (keep, spread), GroupTargets::Labels(&y), scale))
                 } else {
@@ -1137,7 +1137,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
         match &targets.kind {
             TargetKind::Labels(labels) if self.one_hot_path => {
                 let y = labels[row];
-                one_hot_row(lse, z, adjust, y, s * loss.class_factor(y), gamma, scale, grad)
+                one_hot_row::<F, FMA>(lse, z, adjust, y, s * loss.class_factor(y), gamma, scale, grad)
             }
             kind => {
                 let copy; // of a strided probability row

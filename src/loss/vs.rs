@@ -402,7 +402,7 @@ impl<F: Float> MarginRow<F> for VsLoss<F> {
         let columns = scratch.iter_mut().zip(z).zip(self.scales.iter().zip(&self.adjustments));
         columns.for_each(|((out, &zk), (&d, &a))| *out = d * zk + a);
         let lse = shifted_exp::<F, FMA>(scratch, None, grad);
-        let value = one_hot_row(lse, scratch, None, y, c, F::zero(), scale, grad);
+        let value = one_hot_row::<F, FMA>(lse, scratch, None, y, c, F::zero(), scale, grad);
         grad.iter_mut().zip(&self.scales).for_each(|(g, &d)| *g *= d);
         value
     }
