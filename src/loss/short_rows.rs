@@ -41,6 +41,15 @@ impl<F: Float> Finished<F> {
     }
 }
 
+/// Each lane's label as a float, as the lanes hold the argmax (`y < K ≤ 16`: converted from
+/// `i32`, which vectorises, where a `usize` would be converted lane by lane).
+#[inline(always)]
+fn label_lanes<F: Float>(labels: &[usize; GROUP]) -> Lanes<F> {
+    let mut label = [F::zero(); GROUP];
+    label.iter_mut().zip(labels).for_each(|(l, &y)| *l = F::from_f64(f64::from(y as i32)));
+    label
+}
+
 /// Per lane, `columns[labels[r]][r]`.
 #[inline(always)]
 fn at_label<F: Float>(columns: &[Lanes<F>; SHORT_ROW], labels: &[usize; GROUP]) -> Lanes<F> {
@@ -55,8 +64,7 @@ fn at_label<F: Float>(columns: &[Lanes<F>; SHORT_ROW], labels: &[usize; GROUP]) 
 #[inline(always)]
 pub(super) fn label_parts<F: Float>(group: &Group<F>, labels: &[usize; GROUP]) -> (Lanes<F>, Lanes<F>) {
     let e_label = at_label(&group.exp, labels);
-    let mut label = [F::zero(); GROUP];
-    label.iter_mut().zip(labels).for_each(|(l, &y)| *l = F::from_f64(y as f64));
+    let label: Lanes<F> = label_lanes(labels);
     let mut one_minus_p = [F::zero(); GROUP];
     for r in 0..GROUP {
         let (rest, inv_total) = (group.rest[r], group.inv_total[r]);
@@ -80,8 +88,7 @@ pub(super) fn one_hot_group<F: Float, const FMA: bool>(
     let (e_label, one_minus_p) = label_parts(group, labels);
     let mut lp = at_label(&group.shifted, labels);
     lp.iter_mut().zip(&group.ln_total).for_each(|(lp, &ln_total)| *lp -= ln_total);
-    let mut label = [F::zero(); GROUP];
-    label.iter_mut().zip(labels).for_each(|(l, &y)| *l = F::from_f64(y as f64));
+    let label: Lanes<F> = label_lanes(labels);
     // Without focal modulation `m = g = 1`; a separate loop, else the powers would be evaluated anyway.
     let (mut m, mut g) = ([F::one(); GROUP], [F::one(); GROUP]);
     if gamma != F::zero() && gamma <= F::from_f64(POW_GAMMA_MAX) {
@@ -200,9 +207,9 @@ pub(super) fn plain_dense_group<F: Float>(
                 label_grad[r] = scale * (p_factor[r] * e_label[r] - c);
             }
             if may_need {
+                let label: Lanes<F> = label_lanes(labels);
                 for r in 0..GROUP {
-                    // The argmax as the lanes hold it (a float), compared without a conversion.
-                    let elsewhere = F::from_f64(labels[r] as u32 as f64) != group.argmax[r];
+                    let elsewhere = label[r] != group.argmax[r];
                     estimate[r] = others(r) + if elsewhere { on_target[r] } else { F::zero() };
                     t_max[r] = if elsewhere { F::zero() } else { F::one() };
                 }
