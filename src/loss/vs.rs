@@ -403,7 +403,7 @@ impl<F: Float> MarginRow<F> for VsLoss<F> {
         columns.for_each(|((out, &zk), (&d, &a))| *out = d * zk + a);
         let lse = shifted_exp::<F, FMA>(scratch, None, grad);
         let value = one_hot_row::<F, FMA>(lse, scratch, None, y, c, F::zero(), scale, grad);
-        grad.iter_mut().zip(&self.scales).for_each(|(g, &d)| *g *= d);
+        self.chain_rows(grad);
         value
     }
 
