@@ -231,6 +231,10 @@ impl<F: Float, D: Decision<F>> Kernel for Chunk<'_, F, D> {
         let (mut loss_block, mut grad_block, mut value_block) = ([zero; BLOCK], [zero; BLOCK], [zero; BLOCK]);
         let (mut total, mut grads_finite) = (0.0, true);
         let mut class = start % batch.classes;
+        // Without weights and values every row's are 1 (and the weight scale is 1): known to the
+        // compiler, which then drops their products.
+        let unit = batch.weights.is_none() && batch.values.is_none();
+        debug_assert!(!unit || weight_scale == F::one());
         for first in (0..batch.logits.len()).step_by(BLOCK) {
             let block = first..batch.logits.len().min(first + BLOCK);
             let n = block.len();
@@ -252,10 +256,11 @@ impl<F: Float, D: Decision<F>> Kernel for Chunk<'_, F, D> {
                 None => &mut grad_block[..n],
             };
             let mut rows = Block { s, y, w, v, loss, grad };
-            if D::SOFT_TARGETS && !all_hard(y) {
-                rows.run::<D, FMA, true>(decision, scale, weight_scale);
-            } else {
-                rows.run::<D, FMA, false>(decision, scale, weight_scale);
+            match (D::SOFT_TARGETS && !all_hard(y), unit) {
+                (true, true) => rows.run::<D, FMA, true, true>(decision, scale, weight_scale),
+                (true, false) => rows.run::<D, FMA, true, false>(decision, scale, weight_scale),
+                (false, true) => rows.run::<D, FMA, false, true>(decision, scale, weight_scale),
+                (false, false) => rows.run::<D, FMA, false, false>(decision, scale, weight_scale),
             }
             let block_sum = lane_sum(rows.loss);
             // `x·0` is 0 for a finite `x`, NaN otherwise.
@@ -274,16 +279,18 @@ impl<F: Float, D: Decision<F>> Kernel for Chunk<'_, F, D> {
 
 impl<F: Float> Block<'_, F> {
     /// Each row's `ℓ` and `scale·∂ℓ/∂s`, `(0, 0)` for an ignored row; one branch-free loop.
+    /// `UNIT`: every weight, value and the weight scale are 1, passed as constants.
     #[inline(always)]
-    fn run<D: Decision<F>, const FMA: bool, const SOFT: bool>(
+    fn run<D: Decision<F>, const FMA: bool, const SOFT: bool, const UNIT: bool>(
         &mut self,
         decision: D,
         scale: F,
         weight_scale: F,
     ) {
-        let zero = F::zero();
+        let (zero, one) = (F::zero(), F::one());
         let inputs = self.s.iter().zip(self.y).zip(self.w.iter().zip(self.v));
         for ((l, g), ((&s, &y), (&w, &v))) in self.loss.iter_mut().zip(self.grad.iter_mut()).zip(inputs) {
+            let (w, v, weight_scale) = if UNIT { (one, one, one) } else { (w, v, weight_scale) };
             let (value, slope) = decision.row::<FMA, SOFT>(s, y, w * weight_scale, v);
             let ignored = (w == zero) | (s == F::neg_infinity());
             *l = if ignored { zero } else { value };

@@ -525,17 +525,42 @@ impl<F: Float> SigmoidLoss<F> {
         let (alpha, gamma) = (self.alpha.map_or((one, one), |a| (a, one - a)), self.gamma);
         // The positive weights have one entry per class (validated).
         let batch = Batch::of(decisions, self.pos_weight.as_deref());
+        // One kernel per combination of the constant parameters, so that each compiles without
+        // the terms it does not have.
+        macro_rules! run {
+            ($focal:literal, $square:literal) => {
+                if self.alpha.is_some() {
+                    for_rows(
+                        batch,
+                        losses,
+                        grads,
+                        scale,
+                        SigmoidRow::<F, $focal, $square, true> { alpha, gamma },
+                    )
+                } else {
+                    for_rows(
+                        batch,
+                        losses,
+                        grads,
+                        scale,
+                        SigmoidRow::<F, $focal, $square, false> { alpha, gamma },
+                    )
+                }
+            };
+        }
         if gamma == F::zero() {
-            for_rows(batch, losses, grads, scale, SigmoidRow::<F, false> { alpha, gamma })
+            run!(false, false)
+        } else if gamma == F::from_f64(2.0) {
+            run!(true, true)
         } else {
-            for_rows(batch, losses, grads, scale, SigmoidRow::<F, true> { alpha, gamma })
+            run!(true, false)
         }
     }
 
     /// One decision's loss and slope. Inlined into the kernel: called, it would run without the
     /// kernel's instruction set (and `FMA`'s fused multiply-adds in software).
     #[inline(always)]
-    fn row<const FMA: bool, const FOCAL: bool, const SOFT: bool>(
+    fn row<const FMA: bool, const FOCAL: bool, const SQUARE: bool, const ALPHA: bool, const SOFT: bool>(
         alpha: (F, F),
         gamma: F,
         s: F,
@@ -549,57 +574,80 @@ impl<F: Float> SigmoidLoss<F> {
         // `v` multiplies `y·softplus(−s)`: a subnormal `v` then rounds once (`v = 1` exactly).
         let ce = v * (y * softplus_neg) + (one - y) * softplus_pos;
         let d_ce = (one - y) * sig_pos - v * (y * sig_neg);
-        // Without α, `y + (1 − y)` rounds to exactly 1 for every y in [0, 1].
+        // Without α, `y + (1 − y)` rounds to exactly 1 for every y in [0, 1]: `α_t = 1` as a
+        // constant, which the compiler drops.
         // The sample weight multiplies last: a subnormal (or huge) weight then rounds once, and a
         // product overflows only where the row's value does.
-        let a_t = alpha.0 * y + alpha.1 * (one - y);
+        let a_t = if ALPHA { alpha.0 * y + alpha.1 * (one - y) } else { one };
         if !FOCAL {
             return (w * (a_t * ce), w * (a_t * d_ce));
         }
         // log q and (∂q/∂s)/q for q = 1 − p_t: with `SOFT`, the soft-target values are computed
         // for every row and the hard ones selected. `q ≥ min(y, 1 − y)` mathematically; the clamps
         // only keep `ln` in its domain (a subnormal soft target) and `log q ≤ 0` against rounding.
+        // For `γ = 2` (`SQUARE`), `q²` rounded once, without the logarithm and the exponential.
         let soft = if SOFT {
             let q = y * sig_neg + (one - y) * sig_pos;
-            let ln_q =
-                ln_normal::<F, FMA>(if q > F::min_positive_value() { q } else { F::min_positive_value() });
-            (if ln_q < zero { ln_q } else { zero }, (one - y - y) * sig_pos * sig_neg / q)
+            let ratio = (one - y - y) * sig_pos * sig_neg / q;
+            if SQUARE {
+                (q, ratio)
+            } else {
+                let ln_q = ln_normal::<F, FMA>(if q > F::min_positive_value() {
+                    q
+                } else {
+                    F::min_positive_value()
+                });
+                (if ln_q < zero { ln_q } else { zero }, ratio)
+            }
+        } else if SQUARE {
+            (sig_pos, sig_neg)
         } else {
             (-softplus_neg, sig_neg)
         };
-        let (log_q, ratio) = if y == one {
-            (-softplus_pos, -sig_pos)
+        // `q_term`: `q` for `SQUARE`, else `log q`.
+        let (q_term, ratio) = if y == one {
+            (if SQUARE { sig_neg } else { -softplus_pos }, -sig_pos)
         } else if y == zero {
-            (-softplus_neg, sig_neg)
+            (if SQUARE { sig_pos } else { -softplus_neg }, sig_neg)
         } else {
             soft
         };
-        let modulation = exp_nonpos::<F, FMA>(gamma * log_q);
+        let modulation = if SQUARE { q_term * q_term } else { exp_nonpos::<F, FMA>(gamma * q_term) };
         // `ce·ratio` first: `γ·ce` alone may overflow where `ratio` is 0 (a logit near the range's end).
         let factor = a_t * modulation;
         (w * (factor * ce), w * (factor * (d_ce + gamma * (ce * ratio))))
     }
 }
 
-/// [`SigmoidLoss`]'s formula for one decision, with the focal modulation if `FOCAL`.
+/// [`SigmoidLoss`]'s formula for one decision: with the focal modulation if `FOCAL` (`q²` for
+/// `SQUARE`, `γ = 2`), with the class balance `α` if `ALPHA`.
 #[derive(Debug, Clone, Copy)]
-struct SigmoidRow<F, const FOCAL: bool> {
+struct SigmoidRow<F, const FOCAL: bool, const SQUARE: bool, const ALPHA: bool> {
     /// The class balance of positives and negatives, `(α, 1 − α)` (`(1, 1)` without `α`).
     alpha: (F, F),
     gamma: F,
 }
 
-impl<F: Float, const FOCAL: bool> Decision<F> for SigmoidRow<F, FOCAL> {
+impl<F: Float, const FOCAL: bool, const SQUARE: bool, const ALPHA: bool> Decision<F>
+    for SigmoidRow<F, FOCAL, SQUARE, ALPHA>
+{
     const SOFT_TARGETS: bool = FOCAL;
 
     #[inline(always)]
     fn row<const FMA: bool, const SOFT: bool>(self, s: F, y: F, w: F, v: F) -> (F, F) {
-        SigmoidLoss::row::<FMA, FOCAL, SOFT>(self.alpha, self.gamma, s, y, w, v)
+        SigmoidLoss::row::<FMA, FOCAL, SQUARE, ALPHA, SOFT>(self.alpha, self.gamma, s, y, w, v)
     }
 
     fn exact(self, s: F, y: F, w: F, v: F) -> (f64, f64) {
         let (f, (a, b)) = (|v: F| v.as_f64(), self.alpha);
-        SigmoidLoss::row::<false, FOCAL, true>((f(a), f(b)), f(self.gamma), f(s), f(y), f(w), f(v))
+        SigmoidLoss::row::<false, FOCAL, SQUARE, ALPHA, true>(
+            (f(a), f(b)),
+            f(self.gamma),
+            f(s),
+            f(y),
+            f(w),
+            f(v),
+        )
     }
 }
 
