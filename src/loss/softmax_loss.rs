@@ -637,6 +637,11 @@ impl<F: Float> SoftmaxLoss<F> {
         self.scaled.as_ref().map_or((0, 0), |s| (s.weight_exp, s.factor_exp))
     }
 
+    /// Whether the rows of `targets` take the one-hot path: hard labels without smoothing.
+    fn one_hot_path(&self, targets: &Targets<F>) -> bool {
+        self.label_smoothing == F::zero() && matches!(targets.kind, TargetKind::Labels(_))
+    }
+
     /// Label smoothing over `classes` classes.
     pub(super) fn smoothing(&self, classes: usize) -> Smoothing<F> {
         let eps = self.label_smoothing;
@@ -766,7 +771,10 @@ impl<F: Float> SoftmaxLoss<F> {
             inv_s,
             loss_exp,
         });
-        sum_chunks(chunks, batch * classes >= PARALLEL_MIN && batch > chunk, wide_rows(classes))
+        // Two classes of hard labels take their closed form, which runs faster on AVX-512 (f64
+        // 4096×2 CE 5.3 → 3.0 ns/elem, f32 2.2 → 1.7); the other two-class rows are slower there.
+        let wide = wide_rows(classes) || (classes == 2 && self.one_hot_path(targets));
+        sum_chunks(chunks, batch * classes >= PARALLEL_MIN && batch > chunk, wide)
     }
 }
 
@@ -899,7 +907,7 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
             inv_s,
             loss_exp,
             smoothing: loss.smoothing(logits.ncols()),
-            one_hot_path: loss.label_smoothing == F::zero() && matches!(targets.kind, TargetKind::Labels(_)),
+            one_hot_path: loss.one_hot_path(targets),
             plain_dense: loss.gamma == F::zero() && loss.class_weights.is_none() && loss.alpha.is_none(),
             probs: match &targets.kind {
                 TargetKind::Rows(probs, _) => probs.as_slice(),
