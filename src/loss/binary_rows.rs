@@ -68,17 +68,20 @@ fn sigmoid_pair<F: Float>(e: F) -> (F, F) {
     ((F::one() + e).recip(), e / (F::one() + e))
 }
 
-/// Calls `visit(i, σ(s_i))` for every logit in order (NaN and `+inf` excluded), the `σ` computed a
-/// block at a time by a vectorised loop.
+/// Calls `visit(first, σ)` for every block of logits in order, `σ` the block's sigmoids (NaN and
+/// `+inf` logits excluded) from logit `first` on, computed by a vectorised loop.
 #[inline(always)]
-pub(super) fn for_sigmoids<F: Float, const FMA: bool>(logits: &[F], mut visit: impl FnMut(usize, F)) {
+pub(super) fn for_sigmoid_blocks<F: Float, const FMA: bool>(
+    logits: &[F],
+    mut visit: impl FnMut(usize, &[F]),
+) {
     let mut sigmoids = [F::zero(); BLOCK];
     for (b, block) in logits.chunks(BLOCK).enumerate() {
         for (p, &s) in sigmoids.iter_mut().zip(block) {
             let (large, small) = sigmoid_pair(exp_nonpos::<F, FMA>(-s.abs()));
             *p = if s >= F::zero() { large } else { small };
         }
-        sigmoids[..block.len()].iter().enumerate().for_each(|(i, &p)| visit(b * BLOCK + i, p));
+        visit(b * BLOCK, &sigmoids[..block.len()]);
     }
 }
 

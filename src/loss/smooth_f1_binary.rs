@@ -6,7 +6,7 @@ use ndarray::{Array1, ArrayRef1, ArrayRef2};
 
 use super::Reduction;
 use super::binary_rows::{
-    Batch, Decision, Logistic, binary_weight_exponent, for_rows, for_sigmoids, with_slice_mut,
+    Batch, Decision, Logistic, binary_weight_exponent, for_rows, for_sigmoid_blocks, with_slice_mut,
 };
 use super::binary_targets::BinaryTargets;
 use super::contract::Loss;
@@ -512,14 +512,34 @@ fn local_stats<F: Float>(decisions: &Decisions<F>, weight_scale: f64) -> F1Stats
         #[inline(always)]
         fn run<const FMA: bool>(self) -> F1Stats {
             let (targets, weights) = (&self.0.targets, self.0.weights.as_deref());
-            // Interleaved partial sums: the f64 additions do not wait on each other.
+            // Interleaved partial sums, lane `i mod LANES` for decision `i` (a block is a multiple
+            // of `LANES` long): the f64 additions do not wait on each other, and vectorise.
             let (mut true_positive, mut mass, mut weight) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
-            for_sigmoids::<F, FMA>(&self.0.logits, |i, p| {
-                let w = weights.map_or(1.0, |w| w[i].as_f64() * self.1);
-                let (y, p) = (targets[i].as_f64(), p.as_f64());
-                true_positive[i % LANES] += w * y * p;
-                mass[i % LANES] += w * (y + p);
-                weight[i % LANES] += w;
+            for_sigmoid_blocks::<F, FMA>(&self.0.logits, |first, p| {
+                let y = &targets[first..first + p.len()];
+                match weights {
+                    None => {
+                        for (p, y) in p.chunks(LANES).zip(y.chunks(LANES)) {
+                            for (j, (&p, &y)) in p.iter().zip(y).enumerate() {
+                                let (y, p) = (y.as_f64(), p.as_f64());
+                                true_positive[j] += y * p;
+                                mass[j] += y + p;
+                                weight[j] += 1.0;
+                            }
+                        }
+                    }
+                    Some(weights) => {
+                        let w = &weights[first..first + p.len()];
+                        for ((p, y), w) in p.chunks(LANES).zip(y.chunks(LANES)).zip(w.chunks(LANES)) {
+                            for (j, ((&p, &y), &w)) in p.iter().zip(y).zip(w).enumerate() {
+                                let (y, p, w) = (y.as_f64(), p.as_f64(), w.as_f64() * self.1);
+                                true_positive[j] += w * y * p;
+                                mass[j] += w * (y + p);
+                                weight[j] += w;
+                            }
+                        }
+                    }
+                }
             });
             let mut stats = F1Stats::new(1);
             stats.add_sums(0, lane_sum(&true_positive), lane_sum(&mass));
