@@ -193,6 +193,42 @@ fn binary_calls_match_finite_differences_f32_and_the_one_vs_rest_column() {
     }
 }
 
+/// Batches of many blocks of decisions, where a block starts mid-row: each decision still gets
+/// its own class's positive weight (the formula written out, loss and gradient), for short and
+/// long rows, f32 and f64.
+#[test]
+fn positive_weights_follow_their_class_across_blocks_of_decisions() {
+    let mut rng = Rng::new(1451);
+    for (batch, classes) in [(700, 2), (300, 3), (150, 7), (40, 300)] {
+        let logits = rng.logits(batch, classes, 3.0);
+        let multi_hot = Array2::from_shape_simple_fn((batch, classes), || rng.below(2) as f64);
+        let pos_weight = rng.positive(classes, 0.3, 9.0);
+        let n = (batch * classes) as f64;
+        let softplus = |x: f64| x.max(0.0) + (-x.abs()).exp().ln_1p();
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let (mut expected, mut expected_grad) = (0.0, Array2::zeros((batch, classes)));
+        for ((i, k), &s) in logits.indexed_iter() {
+            let (y, v) = (multi_hot[[i, k]], pos_weight[k]);
+            expected += (v * y * softplus(-s) + (1.0 - y) * softplus(s)) / n;
+            expected_grad[[i, k]] = ((1.0 - y) * sigmoid(s) - v * y * sigmoid(-s)) / n;
+        }
+        fn run<F: Float>(z: &Array2<f64>, t: &Array2<f64>, v: &[f64]) -> (f64, Array2<f64>) {
+            let (z, t) = (z.mapv(F::from_f64), t.mapv(F::from_f64));
+            let loss = SigmoidLoss::<F>::bce().with_pos_weight(&cast::<F>(v)).unwrap();
+            let (l, g) = loss.loss_and_grad(&z, Targets::multi_hot(&t)).unwrap();
+            (l.as_f64(), g.mapv(F::as_f64))
+        }
+        for (tol, (loss, grad)) in [
+            (1e-12, run::<f64>(&logits, &multi_hot, &pos_weight)),
+            (1e-5, run::<f32>(&logits, &multi_hot, &pos_weight)),
+        ] {
+            assert!(relative(loss, expected) <= tol, "{batch}x{classes}: {loss} vs {expected}");
+            let err = relative_error(&grad, &expected_grad);
+            assert!(err <= tol, "{batch}x{classes}: gradient relative error {err:e}");
+        }
+    }
+}
+
 #[test]
 fn unit_positive_weights_are_no_positive_weights_bit_for_bit() {
     let mut rng = Rng::new(1447);

@@ -234,6 +234,14 @@ impl<F: Float, D: Decision<F>> Kernel for Chunk<'_, F, D> {
         let (mut loss_block, mut grad_block, mut value_block) = ([zero; BLOCK], [zero; BLOCK], [zero; BLOCK]);
         let (mut total, mut grads_finite) = (0.0, true);
         let mut class = start % batch.classes;
+        // Fewer values than a block: each block's are a slice of them repeated, from its first
+        // decision's class on (built once, rather than copied a few at a time per block).
+        let periodic = batch.values.filter(|values| values.len() < BLOCK).map(|values| {
+            let mut periodic = [zero; 2 * BLOCK];
+            let filled = &mut periodic[..BLOCK + values.len()];
+            filled.chunks_mut(values.len()).for_each(|p| p.copy_from_slice(&values[..p.len()]));
+            periodic
+        });
         // Without weights and values every row's are 1 (and the weight scale is 1): known to the
         // compiler, which then drops their products.
         let unit = batch.weights.is_none() && batch.values.is_none();
@@ -246,9 +254,14 @@ impl<F: Float, D: Decision<F>> Kernel for Chunk<'_, F, D> {
             if !logits_fit(s, y) {
                 first_bad_logit(start + first, batch.classes, s, y, w)?;
             }
-            let v = match batch.values {
-                Some(values) => cycle(&mut value_block[..n], values, &mut class),
-                None => &ones[..n],
+            let v = match (batch.values, &periodic) {
+                (Some(values), Some(periodic)) => {
+                    let v = &periodic[class..class + n];
+                    class = (class + n) % values.len();
+                    v
+                }
+                (Some(values), None) => cycle(&mut value_block[..n], values, &mut class),
+                (None, _) => &ones[..n],
             };
             let loss = match losses.as_deref_mut() {
                 Some(losses) => &mut losses[block.clone()],
