@@ -772,7 +772,7 @@ impl<F: Float> SoftmaxLoss<F> {
             loss_exp,
         });
         // Two classes of hard labels take their closed form, which runs faster on AVX-512 (f64
-        // 4096×2 CE 5.3 → 3.0 ns/elem, f32 2.2 → 1.7); the other two-class rows are slower there.
+        // 4096×2 CE 5.9 → 3.1 ns/elem, f32 2.1 → 1.4); the other two-class rows are slower there.
         let wide = wide_rows(classes) || (classes == 2 && self.one_hot_path(targets));
         sum_chunks(chunks, batch * classes >= PARALLEL_MIN && batch > chunk, wide)
     }
@@ -780,9 +780,8 @@ impl<F: Float> SoftmaxLoss<F> {
 
 /// Whether rows of `classes` classes run on AVX-512 where the CPU has it: long rows from 128
 /// classes (below, a row's 16-lane loops leave too much to their scalar tails), and short rows
-/// (grouped eight at a time) from 8 classes, where the wider registers carry a group's `f64`
-/// lanes and its columns in fewer instructions (f32 4096×16 CE 12 % faster; 4096×3 and 4096×5
-/// 8–10 % slower, so those stay on AVX2).
+/// (grouped eight at a time) of 8 to 16 classes, where it measured faster (f32 4096×16 CE 12 %;
+/// groups of 3 and 5 classes were 8–10 % slower, so those stay on AVX2).
 pub(super) fn wide_rows(classes: usize) -> bool {
     classes >= 128 || (8..=SHORT_ROW).contains(&classes)
 }
