@@ -110,26 +110,12 @@ impl<F: Float> TwoClassRows<'_, F> {
                 let diff = (pair[1] + a1) - (pair[0] + a0);
                 *d = if y == zero { diff } else { -diff };
             }
-            let gamma = self.gamma;
-            let rows = margin[..n].iter().zip(&c[..n]).zip(loss[..n].iter_mut().zip(&mut slope[..n]));
-            for ((&d, &c), (l, g)) in rows {
-                // `d = +inf` (only with c = 0, else an error or an overflow) and NaN are left to
-                // the selects below; `Logistic::of` needs `d < +inf` to be meaningful.
-                let f = Logistic::of::<FMA>(if d < F::infinity() { d } else { zero });
-                let (value, dl) = if gamma == zero {
-                    let poly = self.poly;
-                    (
-                        f.softplus_pos + poly * f.sigmoid_pos,
-                        f.sigmoid_pos + poly * (f.sigmoid_pos * f.sigmoid_neg),
-                    )
-                } else {
-                    let modulation = exp_nonpos::<F, FMA>(-gamma * f.softplus_neg);
-                    let dl = gamma * f.sigmoid_neg * f.softplus_pos + f.sigmoid_pos;
-                    (modulation * f.softplus_pos, modulation * dl)
-                };
-                let on = c != zero;
-                *l = if on { c * value } else { zero };
-                *g = if on { c * self.scale * dl } else { zero };
+            // Without focal modulation in a loop of its own: a select on `γ` per row would
+            // compute the modulation's exponential for every row.
+            if self.gamma == zero {
+                self.finish_rows::<FMA, false>(&margin[..n], &c[..n], &mut loss[..n], &mut slope[..n]);
+            } else {
+                self.finish_rows::<FMA, true>(&margin[..n], &c[..n], &mut loss[..n], &mut slope[..n]);
             }
             // A row that counts with `d = +inf` or `NaN`, or an infinite `c·ℓ`: the sum is not finite.
             let beyond = margin[..n]
@@ -162,5 +148,37 @@ impl<F: Float> TwoClassRows<'_, F> {
             }
         }
         Some(total)
+    }
+
+    /// Each row's `c·ℓ` into `loss` and `c·scale·∂ℓ/∂d` into `slope`, from its margin `d` and
+    /// coefficient `c` (zeros for `c = 0`); `FOCAL` whether `γ ≠ 0`.
+    #[inline(always)]
+    fn finish_rows<const FMA: bool, const FOCAL: bool>(
+        &self,
+        margin: &[F],
+        c: &[F],
+        loss: &mut [F],
+        slope: &mut [F],
+    ) {
+        let zero = F::zero();
+        let (gamma, poly) = (self.gamma, self.poly);
+        for ((&d, &c), (l, g)) in margin.iter().zip(c).zip(loss.iter_mut().zip(slope)) {
+            // `d = +inf` (only with c = 0, else an error or an overflow) and NaN are left to
+            // the selects below; `Logistic::of` needs `d < +inf` to be meaningful.
+            let f = Logistic::of::<FMA>(if d < F::infinity() { d } else { zero });
+            let (value, dl) = if FOCAL {
+                let modulation = exp_nonpos::<F, FMA>(-gamma * f.softplus_neg);
+                let dl = gamma * f.sigmoid_neg * f.softplus_pos + f.sigmoid_pos;
+                (modulation * f.softplus_pos, modulation * dl)
+            } else {
+                (
+                    f.softplus_pos + poly * f.sigmoid_pos,
+                    f.sigmoid_pos + poly * (f.sigmoid_pos * f.sigmoid_neg),
+                )
+            };
+            let on = c != zero;
+            *l = if on { c * value } else { zero };
+            *g = if on { c * self.scale * dl } else { zero };
+        }
     }
 }
