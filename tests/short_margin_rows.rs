@@ -153,6 +153,10 @@ fn two_and_three<F: Float>(rng: &mut Rng, reduction: Reduction) -> Vec<(BoxedLos
             Box::new(poly.with_reduction(reduction))
         }),
         both(&|_, _, _| Box::new(Poly1Loss::new(F::from_f64(-0.5)).unwrap().with_reduction(reduction))),
+        both(&|c, _, _| {
+            let poly = Poly1Loss::new(F::from_f64(0.5)).unwrap().with_logit_adjustment(c, F::one()).unwrap();
+            Box::new(poly.with_reduction(reduction))
+        }),
         both(&|_, _, m| Box::new(PairwiseMarginLoss::new(m.view()).unwrap().with_reduction(reduction))),
     ]
 }

@@ -8,7 +8,7 @@ use super::Reduction;
 use super::short_rows::{Finished, one_hot_group};
 use super::softmax_loss::wide_rows;
 use super::targets::{TargetKind, Targets};
-use super::two_classes::TwoClassRows;
+use super::two_classes::{LabelMargins, TwoClassRows};
 use super::validate::{OutputShape, batch_dims, check_labels, check_sample_weights, unsupported};
 use crate::error::check_shape;
 use crate::float::{LANES, ldexp, pow2, scale_exponent, split_scale};
@@ -309,6 +309,17 @@ pub(super) struct TwoClassForm<F> {
     pub slopes: [F; 2],
     /// Poly-1's `ε`, 0 for none.
     pub poly: F,
+    /// The transform `z'` as [`TwoClassRows`] applies it to the logits as it reads them. `None`:
+    /// the logits are transformed into a buffer first.
+    pub direct: Option<DirectForm<F>>,
+}
+
+/// A transform `z'` that [`TwoClassRows`] applies to the logits as it reads them: label margins on
+/// scaled logits, then an additive adjustment (each optional).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DirectForm<F> {
+    pub margins: Option<LabelMargins<F>>,
+    pub adjust: Option<[F; 2]>,
 }
 
 /// `(−log p_y / 2, 1 − p_y)` of `p = softmax(z)` in `f64`, for logits so far apart that
@@ -398,20 +409,33 @@ fn two_class_rows<F: Float, L: MarginRow<F>, const FMA: bool>(
 ) -> Option<f64> {
     let rows = logits.nrows();
     let labels = batch.labels.slice(s![first..first + rows]);
-    let mut transformed = vec![F::zero(); 2 * rows];
-    let pairs = transformed.chunks_exact_mut(2).zip(&labels);
-    let transform = |(out, &y): (&mut [F], &usize), z0: F, z1: F| {
-        (out[0], out[1]) = (loss.logit(z0, y, 0), loss.logit(z1, y, 1));
-    };
-    match logits.as_slice() {
-        Some(z) => pairs.zip(z.chunks_exact(2)).for_each(|(pair, z)| transform(pair, z[0], z[1])),
-        None => pairs.zip(logits.rows()).for_each(|(pair, z)| transform(pair, z[0], z[1])),
+    let mut transformed = Vec::new();
+    if form.direct.is_none() {
+        transformed = vec![F::zero(); 2 * rows];
+        let pairs = transformed.chunks_exact_mut(2).zip(&labels);
+        let transform = |(out, &y): (&mut [F], &usize), z0: F, z1: F| {
+            (out[0], out[1]) = (loss.logit(z0, y, 0), loss.logit(z1, y, 1));
+        };
+        match logits.as_slice() {
+            Some(z) => pairs.zip(z.chunks_exact(2)).for_each(|(pair, z)| transform(pair, z[0], z[1])),
+            None => pairs.zip(logits.rows()).for_each(|(pair, z)| transform(pair, z[0], z[1])),
+        }
     }
-    let transformed = ArrayView2::from_shape((rows, 2), &transformed[..]).expect("a [B, 2] buffer");
+    let logits = match form.direct {
+        Some(_) => logits.view(),
+        None => ArrayView2::from_shape((rows, 2), &transformed[..]).expect("a [B, 2] buffer"),
+    };
+    let DirectForm { margins: transform, adjust } =
+        form.direct.unwrap_or(DirectForm { margins: None, adjust: None });
     let coefficients: Vec<F> = (first..first + rows).map(|i| batch.coefficient(i)).collect();
+    // Equal slopes (LDAM's `s`) go into the gradient's factor, which spares a pass over it.
+    let ([s0, s1], scale) = match form.slopes {
+        [s0, s1] if s0 == s1 => ([F::one(); 2], scale * s0),
+        slopes => (slopes, scale),
+    };
     let rows = TwoClassRows {
-        logits: transformed,
-        adjust: None,
+        logits,
+        adjust,
         labels: &labels,
         sample_weights: None,
         first: 0,
@@ -421,10 +445,10 @@ fn two_class_rows<F: Float, L: MarginRow<F>, const FMA: bool>(
         coefficients: Some(&coefficients),
         gamma: F::zero(),
         poly: form.poly,
+        transform,
         scale,
     };
     let total = rows.run::<FMA>(losses.map(|l| l.view_mut()), grad.as_deref_mut().map(|g| g.view_mut()))?;
-    let [s0, s1] = form.slopes;
     if let (Some(grad), false) = (grad, s0 == F::one() && s1 == F::one()) {
         match grad.as_slice_mut() {
             Some(g) => g.chunks_exact_mut(2).for_each(|g| (g[0], g[1]) = (g[0] * s0, g[1] * s1)),

@@ -4,10 +4,11 @@ use ndarray::ArrayRef2;
 
 use super::Reduction;
 use super::class_values::ClassValues;
-use super::hard_labels::{LabelledBatch, MarginRow, TwoClassForm};
+use super::hard_labels::{DirectForm, LabelledBatch, MarginRow, TwoClassForm};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::short_rows::{Finished, one_hot_group};
 use super::targets::Targets;
+use super::two_classes::LabelMargins;
 use super::validate::OutputShape;
 use super::validate::class_vector;
 use crate::group::{GROUP, Group, Lanes};
@@ -374,7 +375,17 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
     const GROUPED: bool = true;
 
     fn two_class_form(&self) -> Option<TwoClassForm<F>> {
-        Some(TwoClassForm { slopes: [self.scale; 2], poly: F::zero() })
+        Some(TwoClassForm {
+            slopes: [self.scale; 2],
+            poly: F::zero(),
+            direct: Some(DirectForm {
+                margins: Some(LabelMargins {
+                    scales: [self.scale; 2],
+                    margins: [self.margins[0], self.margins[1]],
+                }),
+                adjust: None,
+            }),
+        })
     }
 
     #[inline(always)]

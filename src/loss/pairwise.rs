@@ -303,7 +303,7 @@ impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
     const GROUPED: bool = true;
 
     fn two_class_form(&self) -> Option<TwoClassForm<F>> {
-        Some(TwoClassForm { slopes: [F::one(); 2], poly: F::zero() })
+        Some(TwoClassForm { slopes: [F::one(); 2], poly: F::zero(), direct: None })
     }
 
     #[inline(always)]

@@ -930,6 +930,7 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
                 coefficients: None,
                 gamma: loss.gamma,
                 poly: F::zero(),
+                transform: None,
                 scale,
             };
             let losses = rows.losses.as_mut().map(|l| l.view_mut());

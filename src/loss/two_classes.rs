@@ -42,8 +42,20 @@ pub(super) struct TwoClassRows<'a, F> {
     pub gamma: F,
     /// Poly-1's `ε` (0 for none; only with `γ = 0`).
     pub poly: F,
+    /// A margin loss's transform of the logits before `adjust`, if any.
+    pub transform: Option<LabelMargins<F>>,
     /// The gradient's factor (`1/Σc` for the mean).
     pub scale: F,
+}
+
+/// The logits `x_k = g_k·(z_k − m_k)` of the label `k = y` and `g_k·z_k` of the other class
+/// (LDAM's margins on scaled logits).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LabelMargins<F> {
+    /// `g_k`.
+    pub scales: [F; 2],
+    /// `m_k`, subtracted where `k` is the label.
+    pub margins: [F; 2],
 }
 
 impl<F: Float> TwoClassRows<'_, F> {
@@ -106,9 +118,21 @@ impl<F: Float> TwoClassRows<'_, F> {
                 c[..n].copy_from_slice(&coefficients[i0..i1]);
             }
             let [a0, a1] = self.adjust.unwrap_or([zero; 2]);
-            for ((d, pair), &y) in margin[..n].iter_mut().zip(z.chunks_exact(2)).zip(&label[..n]) {
-                let diff = (pair[1] + a1) - (pair[0] + a0);
-                *d = if y == zero { diff } else { -diff };
+            let pairs = margin[..n].iter_mut().zip(z.chunks_exact(2)).zip(&label[..n]);
+            match self.transform {
+                None => pairs.for_each(|((d, pair), &y)| {
+                    let diff = (pair[1] + a1) - (pair[0] + a0);
+                    *d = if y == zero { diff } else { -diff };
+                }),
+                Some(LabelMargins { scales: [g0, g1], margins: [m0, m1] }) => {
+                    pairs.for_each(|((d, pair), &y)| {
+                        let at_first = y == zero;
+                        let x0 = g0 * (pair[0] - if at_first { m0 } else { zero });
+                        let x1 = g1 * (pair[1] - if at_first { zero } else { m1 });
+                        let diff = (x1 + a1) - (x0 + a0);
+                        *d = if at_first { diff } else { -diff };
+                    })
+                }
             }
             // Without focal modulation in a loop of its own: a select on `γ` per row would
             // compute the modulation's exponential for every row.

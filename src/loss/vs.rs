@@ -4,9 +4,10 @@ use ndarray::ArrayRef2;
 
 use super::Reduction;
 use super::class_values::ClassValues;
-use super::hard_labels::{LabelledBatch, MarginRow, TwoClassForm};
+use super::hard_labels::{DirectForm, LabelledBatch, MarginRow, TwoClassForm};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
+use super::two_classes::LabelMargins;
 use super::validate::OutputShape;
 use super::validate::class_vector;
 use crate::group::{GROUP, Lanes};
@@ -414,7 +415,17 @@ impl<F: Float> MarginRow<F> for VsLoss<F> {
     const GROUPED: bool = true;
 
     fn two_class_form(&self) -> Option<TwoClassForm<F>> {
-        Some(TwoClassForm { slopes: [self.scales[0], self.scales[1]], poly: F::zero() })
+        let scales = [self.scales[0], self.scales[1]];
+        // `Δ_k·(z − 0) + ι_k` is `Δ_k·z + ι_k` exactly.
+        let margins = LabelMargins { scales, margins: [F::zero(); 2] };
+        Some(TwoClassForm {
+            slopes: scales,
+            poly: F::zero(),
+            direct: Some(DirectForm {
+                margins: Some(margins),
+                adjust: Some([self.adjustments[0], self.adjustments[1]]),
+            }),
+        })
     }
 
     #[inline(always)]
