@@ -223,11 +223,12 @@ mod tests {
     }
 
     /// The margin losses' grouped short rows (12 classes; AVX-512 for f32 where the CPU has it)
-    /// agree on the three builds: LDAM, VS, Poly-1 and pairwise, in f32 and f64.
+    /// and two-class rows (closed form, AVX-512) agree on the three builds: LDAM, VS, Poly-1 and
+    /// pairwise, in f32 and f64.
     #[test]
     fn the_three_builds_of_the_grouped_margin_rows_agree() {
-        fn check<F: crate::Float>(tol: f64) {
-            let (b, k) = (21, 12);
+        fn check<F: crate::Float>(k: usize, tol: f64) {
+            let b = 21;
             let f = F::from_f64;
             let logits =
                 Array2::from_shape_fn((b, k), |(i, j)| f(((i * 31 + j * 17) % 23) as f64 / 3.0 - 3.5));
@@ -254,8 +255,10 @@ mod tests {
                 }
             }
         }
-        check::<f32>(1e-5);
-        check::<f64>(1e-14);
+        for k in [2, 12] {
+            check::<f32>(k, 1e-5);
+            check::<f64>(k, 1e-14);
+        }
     }
 
     /// The same for ZLPR on all three builds (AVX-512 where the CPU has it, for rows of 128
