@@ -310,15 +310,9 @@ pub(super) struct TwoClassForm<F> {
     pub slopes: [F; 2],
     /// Poly-1's `ε`, 0 for none.
     pub poly: F,
-    /// The transform `z'` as [`TwoClassRows`] applies it to the logits as it reads them. `None`:
-    /// the logits are transformed into a buffer first.
-    pub direct: Option<DirectForm<F>>,
-}
-
-/// A transform `z'` that [`TwoClassRows`] applies to the logits as it reads them: label margins on
-/// scaled logits, then an additive adjustment (each optional).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct DirectForm<F> {
+    /// The transform `z'` as [`TwoClassRows`] applies it to the logits as it reads them: label
+    /// margins on scaled logits, then an additive adjustment (each optional). `z'` need only give
+    /// the same margin `z'_other − z'_y` as [`MarginRow::logit`].
     pub margins: Option<LabelMargins<F>>,
     pub adjust: Option<[F; 2]>,
 }
@@ -363,7 +357,7 @@ impl<F: Float, L: MarginRow<F>> Kernel for Rows<'_, '_, '_, F, L> {
         {
             let (grad, losses) = (grad.as_deref_mut(), losses.as_deref_mut());
             if let Some(total) =
-                two_class_rows::<F, L, FMA>(batch, loss, form, first, &logits, grad, losses, scale, loss_exp)
+                two_class_rows::<F, FMA>(batch, form, first, &logits, grad, losses, scale, loss_exp)
             {
                 return Ok(total);
             }
@@ -396,10 +390,9 @@ impl<F: Float, L: MarginRow<F>> Kernel for Rows<'_, '_, '_, F, L> {
 /// outputs partly written) where a row is beyond the closed form's range, as
 /// [`TwoClassRows::run`] says.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)] // the batch, the loss, its form, and the outputs with their scales
-fn two_class_rows<F: Float, L: MarginRow<F>, const FMA: bool>(
+#[allow(clippy::too_many_arguments)] // the batch, the loss's form, and the outputs with their scales
+fn two_class_rows<F: Float, const FMA: bool>(
     batch: &LabelledBatch<'_, '_, F>,
-    loss: &L,
     form: TwoClassForm<F>,
     first: usize,
     logits: &ArrayRef2<F>,
@@ -410,24 +403,6 @@ fn two_class_rows<F: Float, L: MarginRow<F>, const FMA: bool>(
 ) -> Option<f64> {
     let rows = logits.nrows();
     let labels = batch.labels.slice(s![first..first + rows]);
-    let mut transformed = Vec::new();
-    if form.direct.is_none() {
-        transformed = vec![F::zero(); 2 * rows];
-        let pairs = transformed.chunks_exact_mut(2).zip(&labels);
-        let transform = |(out, &y): (&mut [F], &usize), z0: F, z1: F| {
-            (out[0], out[1]) = (loss.logit(z0, y, 0), loss.logit(z1, y, 1));
-        };
-        match logits.as_slice() {
-            Some(z) => pairs.zip(z.chunks_exact(2)).for_each(|(pair, z)| transform(pair, z[0], z[1])),
-            None => pairs.zip(logits.rows()).for_each(|(pair, z)| transform(pair, z[0], z[1])),
-        }
-    }
-    let logits = match form.direct {
-        Some(_) => logits.view(),
-        None => ArrayView2::from_shape((rows, 2), &transformed[..]).expect("a [B, 2] buffer"),
-    };
-    let DirectForm { margins: transform, adjust } =
-        form.direct.unwrap_or(DirectForm { margins: None, adjust: None });
     let coefficients: Vec<F> = (first..first + rows).map(|i| batch.coefficient(i)).collect();
     // Equal slopes (LDAM's `s`) go into the gradient's factor, which spares a pass over it.
     let ([s0, s1], scale) = match form.slopes {
@@ -435,8 +410,8 @@ fn two_class_rows<F: Float, L: MarginRow<F>, const FMA: bool>(
         slopes => (slopes, scale),
     };
     let rows = TwoClassRows {
-        logits,
-        adjust,
+        logits: logits.view(),
+        adjust: form.adjust,
         labels: &labels,
         sample_weights: None,
         first: 0,
@@ -446,7 +421,7 @@ fn two_class_rows<F: Float, L: MarginRow<F>, const FMA: bool>(
         coefficients: Some(&coefficients),
         gamma: F::zero(),
         poly: form.poly,
-        transform,
+        transform: form.margins,
         scale,
     };
     let total = rows.run::<FMA>(losses.map(|l| l.view_mut()), grad.as_deref_mut().map(|g| g.view_mut()))?;

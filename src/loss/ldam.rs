@@ -4,7 +4,7 @@ use ndarray::ArrayRef2;
 
 use super::Reduction;
 use super::class_values::ClassValues;
-use super::hard_labels::{DirectForm, LabelledBatch, MarginRow, TwoClassForm};
+use super::hard_labels::{LabelledBatch, MarginRow, TwoClassForm};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::short_rows::{Finished, one_hot_group};
 use super::targets::Targets;
@@ -378,13 +378,11 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
         Some(TwoClassForm {
             slopes: [self.scale; 2],
             poly: F::zero(),
-            direct: Some(DirectForm {
-                margins: Some(LabelMargins {
-                    scales: [self.scale; 2],
-                    margins: [self.margins[0], self.margins[1]],
-                }),
-                adjust: None,
+            margins: Some(LabelMargins {
+                scales: [self.scale; 2],
+                margins: [self.margins[0], self.margins[1]],
             }),
+            adjust: None,
         })
     }
 

@@ -7,6 +7,7 @@ use super::class_values::ClassValues;
 use super::hard_labels::{LabelledBatch, MarginRow, TwoClassForm};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
+use super::two_classes::LabelMargins;
 use super::validate::OutputShape;
 use super::validate::class_vector;
 use crate::error::check_shape;
@@ -303,7 +304,10 @@ impl<F: Float> MarginRow<F> for PairwiseMarginLoss<F> {
     const GROUPED: bool = true;
 
     fn two_class_form(&self) -> Option<TwoClassForm<F>> {
-        Some(TwoClassForm { slopes: [F::one(); 2], poly: F::zero(), direct: None })
+        // `z'_k = z_k + Δ_{y,k}` (`Δ_{yy} = 0`) has the margin `z_other − (z_y − Δ_{y,other})`.
+        let (m0, m1) = (self.margins[1], self.margins[2]);
+        let margins = LabelMargins { scales: [F::one(); 2], margins: [m0, m1] };
+        Some(TwoClassForm { slopes: [F::one(); 2], poly: F::zero(), margins: Some(margins), adjust: None })
     }
 
     #[inline(always)]

@@ -4,7 +4,7 @@ use ndarray::ArrayRef2;
 
 use super::Reduction;
 use super::class_values::ClassValues;
-use super::hard_labels::{DirectForm, LabelledBatch, MarginRow, TwoClassForm, exact_ce};
+use super::hard_labels::{LabelledBatch, MarginRow, TwoClassForm, exact_ce};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::short_rows::{Finished, label_parts, one_hot_group};
 use super::softmax_loss::SoftmaxLoss;
@@ -340,10 +340,8 @@ impl<F: Float> MarginRow<F> for Poly1Loss<F> {
         Some(TwoClassForm {
             slopes: [F::one(); 2],
             poly: self.epsilon,
-            direct: Some(DirectForm {
-                margins: None,
-                adjust: self.adjustment.as_deref().map(|a| [a[0], a[1]]),
-            }),
+            margins: None,
+            adjust: self.adjustment.as_deref().map(|a| [a[0], a[1]]),
         })
     }
 

@@ -48,8 +48,9 @@ pub(super) struct TwoClassRows<'a, F> {
     pub scale: F,
 }
 
-/// The logits `x_k = g_k·(z_k − m_k)` of the label `k = y` and `g_k·z_k` of the other class
-/// (LDAM's margins on scaled logits).
+/// The logits `x_k = g_k·(z_k − m_k)` of the label `k = y` and `g_k·z_k` of the other class: the
+/// margin losses' transforms of two classes (LDAM's margins on scaled logits, VS's scales, the
+/// pairwise margins as `m_y = Δ_{y,other}`).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct LabelMargins<F> {
     /// `g_k`.

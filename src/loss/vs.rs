@@ -4,7 +4,7 @@ use ndarray::ArrayRef2;
 
 use super::Reduction;
 use super::class_values::ClassValues;
-use super::hard_labels::{DirectForm, LabelledBatch, MarginRow, TwoClassForm};
+use super::hard_labels::{LabelledBatch, MarginRow, TwoClassForm};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
 use super::two_classes::LabelMargins;
@@ -421,10 +421,8 @@ impl<F: Float> MarginRow<F> for VsLoss<F> {
         Some(TwoClassForm {
             slopes: scales,
             poly: F::zero(),
-            direct: Some(DirectForm {
-                margins: Some(margins),
-                adjust: Some([self.adjustments[0], self.adjustments[1]]),
-            }),
+            margins: Some(margins),
+            adjust: Some([self.adjustments[0], self.adjustments[1]]),
         })
     }
 
