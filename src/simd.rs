@@ -129,11 +129,12 @@ mod tests {
 
     /// The AVX-512 build of the softmax family's kernel (where the CPU has AVX-512), the AVX2 one
     /// and the portable one agree to a few ulp: one-hot, dense with and without factors, labels
-    /// and probabilities, rows of 300 classes, short rows of 12 (in groups, the last partial)
-    /// and rows of 2 (hard labels in closed form).
+    /// and probabilities, rows of 300 classes, short rows of 12 (in groups, the last partial),
+    /// of 5 (hard labels a block of rows at a time, as `FewClassRows`) and of 2 (hard labels in
+    /// closed form).
     #[test]
     fn the_three_builds_of_the_row_kernel_agree() {
-        for (b, k) in [(5, 300), (21, 12), (21, 2)] {
+        for (b, k) in [(5, 300), (21, 12), (21, 5), (21, 2)] {
             three_builds_agree(b, k);
         }
     }

@@ -19,6 +19,7 @@ mod class_values;
 mod contract;
 mod eqlv2;
 mod f1_stats;
+mod few_classes;
 mod hard_labels;
 mod kernel;
 mod ldam;

@@ -8,6 +8,7 @@
 //! [`one_hot_row`]: super::kernel::one_hot_row
 //! [`plain_dense_row`]: super::kernel::plain_dense_row
 
+use super::few_classes::BLOCK;
 use super::kernel::{POW_GAMMA_MAX, argmax_fix, focal_factors, pow_focal_factors};
 use crate::Float;
 use crate::group::{GROUP, Group, Lanes, RowMap, SHORT_ROW};
@@ -89,50 +90,97 @@ pub(super) fn one_hot_group<F: Float, const FMA: bool>(
     let mut lp = at_label(&group.shifted, labels);
     lp.iter_mut().zip(&group.ln_total).for_each(|(lp, &ln_total)| *lp -= ln_total);
     let label: Lanes<F> = label_lanes(labels);
-    // Without focal modulation `m = g = 1`; a separate loop, else the powers would be evaluated anyway.
-    let (mut m, mut g) = ([F::one(); GROUP], [F::one(); GROUP]);
-    if gamma != F::zero() && gamma <= F::from_f64(POW_GAMMA_MAX) {
-        // The common `γ`, in a loop of its own (a branch on `γ` per lane costs the others), and
-        // `γ = 2` in another, where `pow_focal_factors` then squares without a select.
-        let mut lanes = |gamma: F| {
-            for r in 0..GROUP {
-                let p = e_label[r] * group.inv_total[r];
-                (m[r], g[r]) = pow_focal_factors::<F, FMA>(p, one_minus_p[r], lp[r], gamma);
-            }
-        };
-        if gamma == F::from_f64(2.0) { lanes(F::from_f64(2.0)) } else { lanes(gamma) }
-    } else if gamma != F::zero() {
-        for r in 0..GROUP {
-            let p = e_label[r] * group.inv_total[r];
-            let is_argmax = label[r] == group.argmax[r];
-            let (rest, ln_total) = (group.rest[r], group.ln_total[r]);
-            let log_q = |p| log_one_minus_p(is_argmax, rest, ln_total, p);
-            (m[r], g[r]) = focal_factors::<F, FMA>(p, one_minus_p[r], log_q, lp[r], gamma);
-        }
-    }
-    // A row without a log-sum-exp counts as `c = 0`. (Each select below picks values computed
-    // before it: a computation inside the branch leaves the lanes scalar.)
-    let mut c_found = [F::zero(); GROUP];
-    for r in 0..GROUP {
-        let c = c[r];
-        c_found[r] = if group.max[r] != F::neg_infinity() { c } else { F::zero() };
-    }
+    let mut at_max = [F::zero(); GROUP];
+    at_max
+        .iter_mut()
+        .zip(&label)
+        .zip(&group.argmax)
+        .for_each(|((a, &y), &m)| *a = if y == m { F::one() } else { F::zero() });
+    let parts = LabelLanes {
+        e_label: &e_label,
+        one_minus_p: &one_minus_p,
+        lp: &lp,
+        at_max: &at_max,
+        max: &group.max,
+        rest: &group.rest,
+        ln_total: &group.ln_total,
+        inv_total: &group.inv_total,
+    };
     let (mut p_factor, mut label_grad, mut loss) =
         ([F::zero(); GROUP], [F::zero(); GROUP], [F::zero(); GROUP]);
-    for r in 0..GROUP {
-        let c = c_found[r];
-        let factor = scale[r] * c * g[r];
-        // factor · (p_y − 1), exact near p_y = 1.
-        let (p, y, l) = (factor * group.inv_total[r], -factor * one_minus_p[r], -(c * m[r] * lp[r]));
-        let on = c > F::zero();
-        (p_factor[r], label_grad[r], loss[r]) =
-            if on { (p, y, l) } else { (F::zero(), F::zero(), F::zero()) };
-    }
+    finish_one_hot::<F, FMA>(parts, c, gamma, scale, (&mut p_factor, &mut label_grad, &mut loss));
     Finished {
         loss,
         map: RowMap::Scale(p_factor),
         label_grad: Some((*labels, label_grad)),
         argmax_grad: None,
+    }
+}
+
+/// What [`finish_one_hot`] takes of each lane (a row of a group, or of a block of rows): its
+/// label's `e^{x_y − m}`, `1 − p_y` and `log p_y`, 1 where the label is the argmax (else 0), and
+/// the row's [`RowLse`](crate::softmax::RowLse) parts (`max = -inf` for a row without one).
+pub(super) struct LabelLanes<'a, F> {
+    pub e_label: &'a [F],
+    pub one_minus_p: &'a [F],
+    pub lp: &'a [F],
+    pub at_max: &'a [F],
+    pub max: &'a [F],
+    pub rest: &'a [F],
+    pub ln_total: &'a [F],
+    pub inv_total: &'a [F],
+}
+
+/// [`one_hot_row`](super::kernel::one_hot_row)'s loss and gradient factors of every lane, from
+/// its [`LabelLanes`], coefficient `c ≥ 0` and gradient scale: `c·m·(−log p_y)` into `loss`,
+/// the gradient's `factor·inv_total` (times `e^{x_k − m}` off the label) into `p_factor` and
+/// its label entry `−factor·(1 − p_y)` into `label_grad`, with `factor = scale·c·g` (`m`, `g`
+/// the focal factors); zeros for a lane without a log-sum-exp or with `c = 0`.
+#[inline(always)]
+pub(super) fn finish_one_hot<F: Float, const FMA: bool>(
+    lanes: LabelLanes<'_, F>,
+    c: &[F],
+    gamma: F,
+    scale: &[F],
+    (p_factor, label_grad, loss): (&mut [F], &mut [F], &mut [F]),
+) {
+    // Every slice cut to the same length: the loops below need no bounds checks, and vectorise.
+    let n = loss.len();
+    let LabelLanes { e_label, one_minus_p, lp, at_max, max, rest, ln_total, inv_total } = lanes;
+    let (e_label, one_minus_p, lp, at_max) = (&e_label[..n], &one_minus_p[..n], &lp[..n], &at_max[..n]);
+    let (max, rest, ln_total, inv_total) = (&max[..n], &rest[..n], &ln_total[..n], &inv_total[..n]);
+    let (c, scale, p_factor, label_grad) = (&c[..n], &scale[..n], &mut p_factor[..n], &mut label_grad[..n]);
+    // Without focal modulation `m = g = 1`; a separate loop, else the powers would be evaluated anyway.
+    let (mut m, mut g) = ([F::one(); BLOCK], [F::one(); BLOCK]);
+    let (m, g) = (&mut m[..n], &mut g[..n]);
+    if gamma != F::zero() && gamma <= F::from_f64(POW_GAMMA_MAX) {
+        // The common `γ`, in a loop of its own (a branch on `γ` per lane costs the others), and
+        // `γ = 2` in another, where `pow_focal_factors` then squares without a select.
+        let mut lanes = |gamma: F| {
+            for r in 0..n {
+                let p = e_label[r] * inv_total[r];
+                (m[r], g[r]) = pow_focal_factors::<F, FMA>(p, one_minus_p[r], lp[r], gamma);
+            }
+        };
+        if gamma == F::from_f64(2.0) { lanes(F::from_f64(2.0)) } else { lanes(gamma) }
+    } else if gamma != F::zero() {
+        for r in 0..n {
+            let p = e_label[r] * inv_total[r];
+            let is_argmax = at_max[r] == F::one();
+            let log_q = |p| log_one_minus_p(is_argmax, rest[r], ln_total[r], p);
+            (m[r], g[r]) = focal_factors::<F, FMA>(p, one_minus_p[r], log_q, lp[r], gamma);
+        }
+    }
+    // A row without a log-sum-exp counts as `c = 0`. (Each select below picks values computed
+    // before it: a computation inside the branch leaves the lanes scalar.)
+    for r in 0..n {
+        let c = if max[r] != F::neg_infinity() { c[r] } else { F::zero() };
+        let factor = scale[r] * c * g[r];
+        // factor · (p_y − 1), exact near p_y = 1.
+        let (p, y, l) = (factor * inv_total[r], -factor * one_minus_p[r], -(c * m[r] * lp[r]));
+        let on = c > F::zero();
+        (p_factor[r], label_grad[r], loss[r]) =
+            if on { (p, y, l) } else { (F::zero(), F::zero(), F::zero()) };
     }
 }
 

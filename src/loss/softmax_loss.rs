@@ -6,6 +6,7 @@ use ndarray::{ArrayRef1, ArrayRef2, ArrayView2, ArrayViewMut1, ArrayViewMut2, Ax
 use super::Reduction;
 use super::class_values::ClassValues;
 use super::contract::Loss;
+use super::few_classes::{self, FEW_CLASSES, FewClassRows};
 use super::kernel::{
     ClassFactors, RowMass, Targets as RowTargets, dense_row, one_hot_row, plain_dense_row, shifted_exp,
 };
@@ -642,6 +643,13 @@ impl<F: Float> SoftmaxLoss<F> {
         self.label_smoothing == F::zero() && matches!(targets.kind, TargetKind::Labels(_))
     }
 
+    /// Whether contiguous rows of `classes` classes and `targets` run through [`FewClassRows`]:
+    /// one-hot rows of 3 to [`FEW_CLASSES`] classes whose labels are contiguous.
+    fn few_class_path(&self, targets: &Targets<F>, classes: usize) -> bool {
+        let contiguous = matches!(&targets.kind, TargetKind::Labels(y) if y.as_slice().is_some());
+        self.one_hot_path(targets) && contiguous && (3..=FEW_CLASSES).contains(&classes)
+    }
+
     /// Label smoothing over `classes` classes.
     pub(super) fn smoothing(&self, classes: usize) -> Smoothing<F> {
         let eps = self.label_smoothing;
@@ -771,9 +779,11 @@ impl<F: Float> SoftmaxLoss<F> {
             inv_s,
             loss_exp,
         });
-        // Two classes of hard labels take their closed form, which runs faster on AVX-512 (f64
-        // 4096×2 CE 5.9 → 3.1 ns/elem, f32 2.1 → 1.4); the other two-class rows are slower there.
-        let wide = wide_rows(classes) || (classes == 2 && self.one_hot_path(targets));
+        // Two classes of hard labels take their closed form and 3 to `FEW_CLASSES` classes
+        // `FewClassRows`, which run faster on AVX-512 (f64 4096×2 CE 5.9 → 3.1 ns/elem, f32 2.1
+        // → 1.4; f64 4096×3 4.0 → 2.9, f32 4096×5 2.0 → 1.7); the other two-class rows are slower there.
+        let hard_labels = classes == 2 && self.one_hot_path(targets);
+        let wide = wide_rows(classes) || hard_labels || self.few_class_path(targets, classes);
         sum_chunks(chunks, batch * classes >= PARALLEL_MIN && batch > chunk, wide)
     }
 }
@@ -907,6 +917,7 @@ impl<F: Float> Kernel for Chunk<'_, '_, F> {
             loss_exp,
             smoothing: loss.smoothing(logits.ncols()),
             one_hot_path: loss.one_hot_path(targets),
+            few_class_path: loss.few_class_path(targets, classes),
             plain_dense: loss.gamma == F::zero() && loss.class_weights.is_none() && loss.alpha.is_none(),
             probs: match &targets.kind {
                 TargetKind::Rows(probs, _) => probs.as_slice(),
@@ -962,6 +973,8 @@ struct ChunkRows<'a, 't, F, const FMA: bool> {
     loss_exp: i32,
     smoothing: Smoothing<F>,
     one_hot_path: bool,
+    /// Whether rows go through [`FewClassRows`] (see [`SoftmaxLoss::few_class_path`]).
+    few_class_path: bool,
     /// Dense rows need neither focal factors nor class factors.
     plain_dense: bool,
     /// The probability targets of the whole batch, if contiguous and row-major.
@@ -971,10 +984,88 @@ struct ChunkRows<'a, 't, F, const FMA: bool> {
 }
 
 impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
+    /// Every row of `z` (`K = classes ≤ SHORT_ROW`, row-major) into `out` (same layout) if given:
+    /// one-hot rows of 3 to [`FEW_CLASSES`] classes with contiguous labels by
+    /// [`few_class_rows`](Self::few_class_rows), the rest [grouped](Self::grouped_rows).
+    #[inline(always)]
+    fn short_rows(&mut self, z: &[F], classes: usize, out: Option<&mut [F]>) {
+        if self.few_class_path {
+            match classes {
+                3 => return self.few_class_rows::<3>(z, out),
+                4 => return self.few_class_rows::<4>(z, out),
+                5 => return self.few_class_rows::<5>(z, out),
+                6 => return self.few_class_rows::<6>(z, out),
+                7 => return self.few_class_rows::<7>(z, out),
+                _ => {}
+            }
+        }
+        self.grouped_rows(z, classes, out)
+    }
+
+    /// Every one-hot row of `z` (`K` classes, row-major, contiguous labels) by
+    /// [`FewClassRows`], a block at a time, into `out` (same layout) if given.
+    // Unoptimised builds do not share stack slots between inlined calls: there, out of line, the
+    // instantiations for each `K` do not add up in one frame (which overflowed 2 MiB threads).
+    #[cfg_attr(debug_assertions, inline(never))]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    fn few_class_rows<const K: usize>(&mut self, z: &[F], mut out: Option<&mut [F]>) {
+        const { assert!(K <= FEW_CLASSES) };
+        let (loss, targets) = (self.loss, self.targets);
+        let TargetKind::Labels(labels) = &targets.kind else { unreachable!("one-hot rows have labels") };
+        let labels = labels.as_slice().unwrap_or_default();
+        let rows = z.len() / K;
+        let (mut c, mut values) = ([F::zero(); few_classes::BLOCK], [F::zero(); few_classes::BLOCK]);
+        let mut scratch = [F::zero(); few_classes::BLOCK * FEW_CLASSES];
+        for start in (0..rows).step_by(few_classes::BLOCK) {
+            let n = few_classes::BLOCK.min(rows - start);
+            let i0 = self.first + start;
+            let (labels, c) = (&labels[i0..i0 + n], &mut c[..n]);
+            match &targets.sample_weights {
+                Some(w) => c.iter_mut().zip(i0..).for_each(|(c, i)| *c = w[i] * self.inv_s),
+                None => c.fill(F::one()),
+            }
+            if loss.class_weights.is_some() || loss.alpha.is_some() {
+                c.iter_mut().zip(labels).for_each(|(c, &y)| *c *= loss.class_factor(y));
+            }
+            let z = &z[start * K..(start + n) * K];
+            let few = FewClassRows::<F, K> {
+                z,
+                labels,
+                c,
+                adjust: loss.adjustment.as_deref().map_or([F::zero(); K], |a| core::array::from_fn(|k| a[k])),
+                gamma: loss.gamma,
+                scale: self.scale,
+            };
+            let out = match out.as_deref_mut() {
+                Some(out) => &mut out[start * K..(start + n) * K],
+                None => &mut scratch[..n * K],
+            };
+            few.run::<FMA>(&mut values[..n], out);
+            self.add_losses(start, &values[..n], z, K);
+        }
+    }
+
+    /// Adds the losses of `values.len()` rows from row `first` of the chunk (logits `z`, `K =
+    /// classes`): summed at once in the common case (nothing to store, and finite losses; a sum
+    /// that is not finite says otherwise, and the rows are then recorded one by one).
+    #[inline(always)]
+    fn add_losses(&mut self, first: usize, values: &[F], z: &[F], classes: usize) {
+        let before = self.total;
+        if self.losses.is_none() {
+            values.iter().for_each(|v| self.total += v.as_f64());
+        }
+        if self.losses.is_some() || !self.total.is_finite() {
+            self.total = before;
+            for (r, &value) in values.iter().enumerate() {
+                self.record(first + r, value, &z[r * classes..][..classes]);
+            }
+        }
+    }
+
     /// Every row of `z` (`K = classes ≤ SHORT_ROW`, row-major), [`GROUP`] rows at a time (the last
     /// group padded), into `out` (same layout) if given.
     #[inline(always)]
-    fn short_rows(&mut self, z: &[F], classes: usize, mut out: Option<&mut [F]>) {
+    fn grouped_rows(&mut self, z: &[F], classes: usize, mut out: Option<&mut [F]>) {
         let adjust = self.loss.adjustment.as_deref();
         let span = GROUP * classes;
         let mut group = Group::new();
@@ -986,18 +1077,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                 if let Some(out) = out {
                     done.write(&group, out);
                 }
-                // The common group: nothing to store, and finite losses (a sum that is not finite
-                // says otherwise; the rows are then recorded one by one from the sum before).
-                let before = self.total;
-                if self.losses.is_none() {
-                    done.loss[..rows].iter().for_each(|v| self.total += v.as_f64());
-                }
-                if self.losses.is_some() || !self.total.is_finite() {
-                    self.total = before;
-                    for (r, &value) in done.loss[..rows].iter().enumerate() {
-                        self.record(first + r, value, &z[r * classes..][..classes]);
-                    }
-                }
+                self.add_losses(first, &done.loss[..rows], z, classes);
                 continue;
             }
             // Rows the grouped finishers do not cover are finished one at a time.
