@@ -79,8 +79,9 @@ fn results<F: Float>(
 fn grouped_rows_match_rows_one_at_a_time<F: Float>() {
     let mut rng = Rng::new(41);
     for classes in 1..=16 {
-        // A partial group, a full one, and full groups with a partial one after them.
-        for batch in [5, 8, 21] {
+        // A partial group, a full one, full groups with a partial one after them, and blocks of
+        // rows with a partial one after them.
+        for batch in [5, 8, 21, 150] {
             let (logits, labels, weights) = problem::<F>(&mut rng, batch, classes);
             // The row of weight 0 fully masked, where the weights are given.
             let mut masked = logits.clone();

@@ -8,6 +8,7 @@
 //! those of finishing the rows one at a time.
 
 use super::short_rows::{LabelLanes, finish_one_hot};
+use super::two_classes::LabelMargins;
 use crate::Float;
 use crate::float::exp_nonpos;
 use crate::softmax::ln_1p_rest;
@@ -18,23 +19,39 @@ pub(super) const BLOCK: usize = 64;
 /// The most classes a row of this path has (more run grouped, on AVX-512 where the CPU has it).
 pub(super) const FEW_CLASSES: usize = 7;
 
-/// One-hot rows of `K` classes: `z` row-major, with labels, coefficients `c ≥ 0` and the
-/// additive adjustment of every class.
+/// One-hot rows of `K` classes: `z` row-major, with labels, coefficients `c ≥ 0`, and the
+/// logits `x_k = z_k + a_k` (or, for a margin loss, `x_k = g_k·(z_k − m_k) + a_k` where `k` is
+/// the label and `g_k·z_k + a_k` elsewhere).
 pub(super) struct FewClassRows<'a, F, const K: usize> {
     pub z: &'a [F],
     pub labels: &'a [usize],
     pub c: &'a [F],
+    /// `a_k`.
     pub adjust: [F; K],
+    /// A margin loss's `g_k` and `m_k`.
+    pub margins: LabelMargins<F, K>,
     pub gamma: F,
     /// The gradient's factor.
     pub scale: F,
 }
 
+/// A margin loss's transform of `K` logits for [`FewClassRows`]: scales `g_k` and label margins
+/// `m_k`, the
+/// additive `a_k`, and the chain rule's `∂x_k/∂z_k = g_k`: a factor of the gradient's scale
+/// where the scales are equal, else `slopes` to multiply each class's gradient by.
+pub(super) struct FewMargins<F, const K: usize> {
+    pub margins: LabelMargins<F, K>,
+    pub adjust: [F; K],
+    pub gradient_scale: F,
+    pub slopes: Option<[F; K]>,
+}
+
 impl<F: Float, const K: usize> FewClassRows<'_, F, K> {
     /// The first `n = loss.len() ≤ BLOCK` rows: each row's `c·ℓ` into `loss`, and its gradient
-    /// into `out` (row-major, `K` per row), as [`one_hot_row`](super::kernel::one_hot_row).
+    /// with respect to `x` into `out` (row-major, `K` per row), as
+    /// [`one_hot_row`](super::kernel::one_hot_row); `MARGINS` whether `x` takes the margins.
     #[inline(always)]
-    pub fn run<const FMA: bool>(&self, loss: &mut [F], out: &mut [F]) {
+    pub fn run<const FMA: bool, const MARGINS: bool>(&self, loss: &mut [F], out: &mut [F]) {
         let zero = F::zero();
         let n = loss.len();
         let (z, out, labels, c) = (&self.z[..n * K], &mut out[..n * K], &self.labels[..n], &self.c[..n]);
@@ -48,7 +65,17 @@ impl<F: Float, const K: usize> FewClassRows<'_, F, K> {
             ([zero; BLOCK], [zero; BLOCK], [zero; BLOCK], [zero; BLOCK], [zero; BLOCK]);
         for r in 0..n {
             let (row, e, y) = (&z[r * K..r * K + K], &mut out[r * K..r * K + K], label[r]);
-            let x: [F; K] = core::array::from_fn(|k| row[k] + self.adjust[k]);
+            let LabelMargins { scales, margins } = &self.margins;
+            let x: [F; K] = core::array::from_fn(|k| {
+                let at_label = F::from_f64(k as f64) == y;
+                // `g·(z − 0)` is `g·z` exactly, also for `-inf` and `-0`.
+                let x = if MARGINS {
+                    scales[k] * (row[k] - if at_label { margins[k] } else { zero })
+                } else {
+                    row[k]
+                };
+                x + self.adjust[k]
+            });
             // The first index of the maximum; a row of `-inf` keeps index 0 and is shifted by 0.
             let (mut m, mut argmax) = (F::neg_infinity(), zero);
             for (k, &v) in x.iter().enumerate() {

@@ -4,6 +4,7 @@ use ndarray::ArrayRef2;
 
 use super::Reduction;
 use super::class_values::ClassValues;
+use super::few_classes::FewMargins;
 use super::hard_labels::{LabelledBatch, MarginRow, TwoClassForm};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::short_rows::{Finished, one_hot_group};
@@ -373,6 +374,18 @@ impl<F: Float> MarginRow<F> for LdamLoss<F> {
     }
 
     const GROUPED: bool = true;
+
+    fn few_class_form<const K: usize>(&self) -> Option<FewMargins<F, K>> {
+        Some(FewMargins {
+            margins: LabelMargins {
+                scales: [self.scale; K],
+                margins: core::array::from_fn(|k| self.margins[k]),
+            },
+            adjust: [F::zero(); K],
+            gradient_scale: self.scale,
+            slopes: None,
+        })
+    }
 
     fn two_class_form(&self) -> Option<TwoClassForm<F>> {
         Some(TwoClassForm {

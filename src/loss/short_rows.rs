@@ -377,8 +377,8 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for k in 1..=16 {
-            let b = 21;
+        // 21 rows: groups, the last partial; 150: blocks of rows, the last partial.
+        for (k, b) in (1..=16).flat_map(|k| [(k, 21), (k, 150)]) {
             let wide = Array2::from_shape_fn((b, 2 * k), |(i, j)| match next() % 11 {
                 _ if i == 5 => F::neg_infinity(),
                 0 if j / 2 != (i * 3) % k => F::neg_infinity(),

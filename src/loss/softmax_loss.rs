@@ -12,7 +12,7 @@ use super::kernel::{
 };
 use super::short_rows::{Finished, GroupTargets, one_hot_group, plain_dense_group};
 use super::targets::{TargetKind, Targets};
-use super::two_classes::TwoClassRows;
+use super::two_classes::{LabelMargins, TwoClassRows};
 use super::validate::{class_vector, output_shapes};
 use crate::float::{exponent_of, ldexp, pow2, scale_exponent, split_scale, weight_exponent};
 use crate::group::{GROUP, Group, RowMap, SHORT_ROW, group_lse, transpose_rows};
@@ -1033,6 +1033,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                 labels,
                 c,
                 adjust: loss.adjustment.as_deref().map_or([F::zero(); K], |a| core::array::from_fn(|k| a[k])),
+                margins: LabelMargins { scales: [F::one(); K], margins: [F::zero(); K] },
                 gamma: loss.gamma,
                 scale: self.scale,
             };
@@ -1040,7 +1041,7 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
                 Some(out) => &mut out[start * K..(start + n) * K],
                 None => &mut scratch[..n * K],
             };
-            few.run::<FMA>(&mut values[..n], out);
+            few.run::<FMA, false>(&mut values[..n], out);
             self.add_losses(start, &values[..n], z, K);
         }
     }

@@ -43,20 +43,20 @@ pub(super) struct TwoClassRows<'a, F> {
     /// Poly-1's `ε` (0 for none; only with `γ = 0`).
     pub poly: F,
     /// A margin loss's transform of the logits before `adjust`, if any.
-    pub transform: Option<LabelMargins<F>>,
+    pub transform: Option<LabelMargins<F, 2>>,
     /// The gradient's factor (`1/Σc` for the mean).
     pub scale: F,
 }
 
-/// The logits `x_k = g_k·(z_k − m_k)` of the label `k = y` and `g_k·z_k` of the other class: the
-/// margin losses' transforms of two classes (LDAM's margins on scaled logits, VS's scales, the
-/// pairwise margins as `m_y = Δ_{y,other}`).
+/// The logits `x_k = g_k·(z_k − m_k)` of the label `k = y` and `g_k·z_k` of the other classes,
+/// for `K` classes: the margin losses' transforms (LDAM's margins on scaled logits, VS's scales,
+/// and for two classes the pairwise margins as `m_y = Δ_{y,other}`).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct LabelMargins<F> {
+pub(super) struct LabelMargins<F, const K: usize> {
     /// `g_k`.
-    pub scales: [F; 2],
+    pub scales: [F; K],
     /// `m_k`, subtracted where `k` is the label.
-    pub margins: [F; 2],
+    pub margins: [F; K],
 }
 
 impl<F: Float> TwoClassRows<'_, F> {

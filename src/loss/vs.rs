@@ -4,6 +4,7 @@ use ndarray::ArrayRef2;
 
 use super::Reduction;
 use super::class_values::ClassValues;
+use super::few_classes::FewMargins;
 use super::hard_labels::{LabelledBatch, MarginRow, TwoClassForm};
 use super::kernel::{one_hot_row, shifted_exp};
 use super::targets::Targets;
@@ -413,6 +414,16 @@ impl<F: Float> MarginRow<F> for VsLoss<F> {
     }
 
     const GROUPED: bool = true;
+
+    fn few_class_form<const K: usize>(&self) -> Option<FewMargins<F, K>> {
+        let scales = core::array::from_fn(|k| self.scales[k]);
+        Some(FewMargins {
+            margins: LabelMargins { scales, margins: [F::zero(); K] },
+            adjust: core::array::from_fn(|k| self.adjustments[k]),
+            gradient_scale: F::one(),
+            slopes: Some(scales),
+        })
+    }
 
     fn two_class_form(&self) -> Option<TwoClassForm<F>> {
         let scales = [self.scales[0], self.scales[1]];
