@@ -120,7 +120,7 @@ impl<F: Float, const K: usize> FewClassRows<'_, F, K> {
         };
         let (mut p_factor, mut label_grad) = ([zero; BLOCK], [zero; BLOCK]);
         let scale = [self.scale; BLOCK];
-        finish_one_hot::<F, FMA>(lanes, c, self.gamma, &scale, (&mut p_factor, &mut label_grad, loss));
+        finish_one_hot::<F, FMA, BLOCK>(lanes, c, self.gamma, &scale, (&mut p_factor, &mut label_grad, loss));
         // The gradient: `p_factor·e` off the label, `label_grad` at it.
         let rows = out.chunks_exact_mut(K).zip(&label[..n]);
         for ((g, &y), (&p, &at_label)) in rows.zip(p_factor[..n].iter().zip(&label_grad[..n])) {

@@ -8,7 +8,6 @@
 //! [`one_hot_row`]: super::kernel::one_hot_row
 //! [`plain_dense_row`]: super::kernel::plain_dense_row
 
-use super::few_classes::BLOCK;
 use super::kernel::{POW_GAMMA_MAX, argmax_fix, focal_factors, pow_focal_factors};
 use crate::Float;
 use crate::group::{GROUP, Group, Lanes, RowMap, SHORT_ROW};
@@ -108,7 +107,7 @@ pub(super) fn one_hot_group<F: Float, const FMA: bool>(
     };
     let (mut p_factor, mut label_grad, mut loss) =
         ([F::zero(); GROUP], [F::zero(); GROUP], [F::zero(); GROUP]);
-    finish_one_hot::<F, FMA>(parts, c, gamma, scale, (&mut p_factor, &mut label_grad, &mut loss));
+    finish_one_hot::<F, FMA, GROUP>(parts, c, gamma, scale, (&mut p_factor, &mut label_grad, &mut loss));
     Finished {
         loss,
         map: RowMap::Scale(p_factor),
@@ -136,8 +135,10 @@ pub(super) struct LabelLanes<'a, F> {
 /// the gradient's `factor·inv_total` (times `e^{x_k − m}` off the label) into `p_factor` and
 /// its label entry `−factor·(1 − p_y)` into `label_grad`, with `factor = scale·c·g` (`m`, `g`
 /// the focal factors); zeros for a lane without a log-sum-exp or with `c = 0`.
+///
+/// `N ≥ loss.len()` sizes the focal factors' scratch lanes.
 #[inline(always)]
-pub(super) fn finish_one_hot<F: Float, const FMA: bool>(
+pub(super) fn finish_one_hot<F: Float, const FMA: bool, const N: usize>(
     lanes: LabelLanes<'_, F>,
     c: &[F],
     gamma: F,
@@ -151,7 +152,7 @@ pub(super) fn finish_one_hot<F: Float, const FMA: bool>(
     let (max, rest, ln_total, inv_total) = (&max[..n], &rest[..n], &ln_total[..n], &inv_total[..n]);
     let (c, scale, p_factor, label_grad) = (&c[..n], &scale[..n], &mut p_factor[..n], &mut label_grad[..n]);
     // Without focal modulation `m = g = 1`; a separate loop, else the powers would be evaluated anyway.
-    let (mut m, mut g) = ([F::one(); BLOCK], [F::one(); BLOCK]);
+    let (mut m, mut g) = ([F::one(); N], [F::one(); N]);
     let (m, g) = (&mut m[..n], &mut g[..n]);
     if gamma != F::zero() && gamma <= F::from_f64(POW_GAMMA_MAX) {
         // The common `γ`, in a loop of its own (a branch on `γ` per lane costs the others), and
@@ -173,8 +174,13 @@ pub(super) fn finish_one_hot<F: Float, const FMA: bool>(
     }
     // A row without a log-sum-exp counts as `c = 0`. (Each select below picks values computed
     // before it: a computation inside the branch leaves the lanes scalar.)
+    let mut c_found = [F::zero(); N];
+    let c_found = &mut c_found[..n];
     for r in 0..n {
-        let c = if max[r] != F::neg_infinity() { c[r] } else { F::zero() };
+        c_found[r] = if max[r] != F::neg_infinity() { c[r] } else { F::zero() };
+    }
+    for r in 0..n {
+        let c = c_found[r];
         let factor = scale[r] * c * g[r];
         // factor · (p_y − 1), exact near p_y = 1.
         let (p, y, l) = (factor * inv_total[r], -factor * one_minus_p[r], -(c * m[r] * lp[r]));
