@@ -1,6 +1,8 @@
 //! The softmax kernel's row finishers ([`one_hot_row`], [`plain_dense_row`]) for a [`Group`] of
 //! short rows, in its transposed layout: the per-row factors are computed lane by lane, and the
-//! gradient is written out once, already finished, as the group is transposed back.
+//! gradient is written out once, already finished, as the group is transposed back. The one-hot
+//! finisher works on lanes of any number ([`finish_one_hot`]), which the blocks of few-class rows
+//! share.
 //!
 //! Each lane's arithmetic is that of the row finisher, operation for operation: results are bit
 //! for bit those of finishing the rows one at a time.

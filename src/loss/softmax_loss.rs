@@ -779,11 +779,13 @@ impl<F: Float> SoftmaxLoss<F> {
             inv_s,
             loss_exp,
         });
-        // Two classes of hard labels take their closed form and 3 to `FEW_CLASSES` classes
-        // `FewClassRows`, which run faster on AVX-512 (f64 4096×2 CE 5.9 → 3.1 ns/elem, f32 2.1
-        // → 1.4; f64 4096×3 4.0 → 2.9, f32 4096×5 2.0 → 1.7); the other two-class rows are slower there.
-        let hard_labels = classes == 2 && self.one_hot_path(targets);
-        let wide = wide_rows(classes) || hard_labels || self.few_class_path(targets, classes);
+        // Two classes of hard labels take their closed form, and contiguous rows of 3 to
+        // `FEW_CLASSES` `FewClassRows`, which run faster on AVX-512 (f64 4096×2 CE 5.9 → 3.1
+        // ns/elem, f32 2.1 → 1.4; f64 4096×3 4.0 → 2.9, f32 4096×5 2.0 → 1.7); the other rows of
+        // 2 to 7 classes are slower there.
+        let two_classes = classes == 2 && self.one_hot_path(targets);
+        let few_classes = logits.as_slice().is_some() && self.few_class_path(targets, classes);
+        let wide = wide_rows(classes) || two_classes || few_classes;
         sum_chunks(chunks, batch * classes >= PARALLEL_MIN && batch > chunk, wide)
     }
 }
