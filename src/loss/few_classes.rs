@@ -30,15 +30,15 @@ pub(super) struct FewClassRows<'a, F, const K: usize> {
     pub adjust: [F; K],
     /// A margin loss's `g_k` and `m_k`.
     pub margins: LabelMargins<F, K>,
+    /// The focal exponent `γ` (0: cross-entropy).
     pub gamma: F,
     /// The gradient's factor.
     pub scale: F,
 }
 
 /// A margin loss's transform of `K` logits for [`FewClassRows`]: scales `g_k` and label margins
-/// `m_k`, the
-/// additive `a_k`, and the chain rule's `∂x_k/∂z_k = g_k`: a factor of the gradient's scale
-/// where the scales are equal, else `slopes` to multiply each class's gradient by.
+/// `m_k`, the additive `a_k`, and the chain rule's `∂x_k/∂z_k = g_k`: a factor of the gradient's
+/// scale where the scales are equal, else `slopes` to multiply each class's gradient by.
 pub(super) struct FewMargins<F, const K: usize> {
     pub margins: LabelMargins<F, K>,
     pub adjust: [F; K],
