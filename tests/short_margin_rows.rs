@@ -1,5 +1,6 @@
 //! The margin losses (LDAM, VS, Poly-1, pairwise margins) run short contiguous rows eight at a
-//! time, one vector lane per row, and other rows one at a time: both give the same results, bit
+//! time, one vector lane per row (LDAM's and VS's rows of 3 to 7 classes a block of rows at a
+//! time), and other rows one at a time: both give the same results, bit
 //! for bit, for every short row length, with masked classes, weights and both reductions. Rows of
 //! two classes take a closed form, which gives what the general rows give.
 
@@ -61,19 +62,22 @@ fn problem<F: Float>(rng: &mut Rng, batch: usize, classes: usize) -> (Array2<F>,
     (logits, labels, weights)
 }
 
-/// The loss and gradient, and the per-sample losses and gradients, of `logits` (any layout).
+/// The loss and gradient, the per-sample losses and gradients, and the per-sample losses without
+/// a gradient, of `logits` (any layout).
 fn results<F: Float>(
     loss: &dyn Loss<F>,
     logits: ArrayView2<F>,
     targets: &Targets<'_, F>,
-) -> (F, Array2<F>, Array1<F>, Array2<F>) {
+) -> (F, Array2<F>, Array1<F>, Array2<F>, Array1<F>) {
     let (batch, classes) = logits.dim();
     let mut grad = Array2::from_elem((batch, classes), F::nan());
     let value = loss.loss_into(&logits, targets, Some(&mut grad)).unwrap();
     let (mut losses, mut grads) =
         (Array1::from_elem(batch, F::nan()), Array2::from_elem((batch, classes), F::nan()));
     loss.per_sample_into(&logits, targets, &mut losses, Some(&mut grads)).unwrap();
-    (value, grad, losses, grads)
+    let mut without_gradient = Array1::from_elem(batch, F::nan());
+    loss.per_sample_into(&logits, targets, &mut without_gradient, None).unwrap();
+    (value, grad, losses, grads, without_gradient)
 }
 
 fn grouped_rows_match_rows_one_at_a_time<F: Float>() {
@@ -95,9 +99,10 @@ fn grouped_rows_match_rows_one_at_a_time<F: Float>() {
                         let column_major = logits.t().as_standard_layout().into_owned();
                         let grouped = results(loss.as_ref(), logits.view(), targets);
                         let one_at_a_time = results(loss.as_ref(), column_major.t(), targets);
-                        let bits = |r: &(F, Array2<F>, Array1<F>, Array2<F>)| {
+                        let bits = |r: &(F, Array2<F>, Array1<F>, Array2<F>, Array1<F>)| {
                             let mut bits = vec![r.0.as_f64().to_bits()];
-                            bits.extend(r.1.iter().chain(&r.2).chain(&r.3).map(|v| v.as_f64().to_bits()));
+                            let values = r.1.iter().chain(&r.2).chain(&r.3).chain(&r.4);
+                            bits.extend(values.map(|v| v.as_f64().to_bits()));
                             bits
                         };
                         assert_eq!(

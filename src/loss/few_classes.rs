@@ -19,6 +19,23 @@ pub(super) const BLOCK: usize = 64;
 /// The most classes a row of this path has (more run grouped, on AVX-512 where the CPU has it).
 pub(super) const FEW_CLASSES: usize = 7;
 
+/// Calls `block(start, z, out)` for each block of up to [`BLOCK`] rows of `z` (`K` logits a row)
+/// from row `start` on, `out` the matching rows of the gradient if given (else of a scratch
+/// buffer). The closure must be `#[inline(always)]`: a closure the compiler leaves out of line is
+/// compiled without the kernel's instruction set (10× slower).
+#[inline(always)]
+pub(super) fn for_blocks<F: Float, const K: usize>(
+    z: &[F],
+    mut out: Option<&mut [F]>,
+    mut block: impl FnMut(usize, &[F], Option<&mut [F]>),
+) {
+    const { assert!(K <= FEW_CLASSES) };
+    for (b, z) in z.chunks(BLOCK * K).enumerate() {
+        let at = b * BLOCK * K;
+        block(b * BLOCK, z, out.as_deref_mut().map(|out| &mut out[at..at + z.len()]));
+    }
+}
+
 /// One-hot rows of `K` classes: `z` row-major, with labels, coefficients `c ≥ 0`, and the
 /// logits `x_k = z_k + a_k` (or, for a margin loss, `x_k = g_k·(z_k − m_k) + a_k` where `k` is
 /// the label and `g_k·z_k + a_k` elsewhere).
@@ -48,12 +65,16 @@ pub(super) struct FewMargins<F, const K: usize> {
 
 impl<F: Float, const K: usize> FewClassRows<'_, F, K> {
     /// The first `n = loss.len() ≤ BLOCK` rows: each row's `c·ℓ` into `loss`, and its gradient
-    /// with respect to `x` into `out` (row-major, `K` per row), as
+    /// with respect to `x` into `out` (row-major, `K` per row) if given, as
     /// [`one_hot_row`](super::kernel::one_hot_row); `MARGINS` whether `x` takes the margins.
     #[inline(always)]
-    pub fn run<const FMA: bool, const MARGINS: bool>(&self, loss: &mut [F], out: &mut [F]) {
+    pub fn run<const FMA: bool, const MARGINS: bool>(&self, loss: &mut [F], out: Option<&mut [F]>) {
         let zero = F::zero();
         let n = loss.len();
+        // The exponentials go into the gradient's rows, where it is asked for.
+        let mut scratch = [zero; BLOCK * FEW_CLASSES];
+        let gradient = out.is_some();
+        let out = out.unwrap_or(&mut scratch[..n * K]);
         let (z, out, labels, c) = (&self.z[..n * K], &mut out[..n * K], &self.labels[..n], &self.c[..n]);
         // Labels as floats, compared with the class index as the argmax is (same lane width).
         let mut label = [zero; BLOCK];
@@ -121,6 +142,9 @@ impl<F: Float, const K: usize> FewClassRows<'_, F, K> {
         let (mut p_factor, mut label_grad) = ([zero; BLOCK], [zero; BLOCK]);
         let scale = [self.scale; BLOCK];
         finish_one_hot::<F, FMA, BLOCK>(lanes, c, self.gamma, &scale, (&mut p_factor, &mut label_grad, loss));
+        if !gradient {
+            return;
+        }
         // The gradient: `p_factor·e` off the label, `label_grad` at it.
         let rows = out.chunks_exact_mut(K).zip(&label[..n]);
         for ((g, &y), (&p, &at_label)) in rows.zip(p_factor[..n].iter().zip(&label_grad[..n])) {

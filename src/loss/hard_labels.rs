@@ -5,7 +5,7 @@ use super::results::{check_row_losses, finish_gradient, reduced_loss};
 use ndarray::{ArrayRef1, ArrayRef2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
 
 use super::Reduction;
-use super::few_classes::{self, FEW_CLASSES, FewClassRows, FewMargins};
+use super::few_classes::{self, FewClassRows, FewMargins};
 use super::short_rows::{Finished, one_hot_group};
 use super::softmax_loss::wide_rows;
 use super::targets::{TargetKind, Targets};
@@ -544,40 +544,37 @@ impl<F: Float, L: MarginRow<F>, const FMA: bool> RowsVisitor<'_, '_, '_, F, L, F
     fn few_class_rows<const K: usize>(
         mut self,
         z: &[F],
-        mut out: Option<&mut [F]>,
+        out: Option<&mut [F]>,
         form: FewMargins<F, K>,
     ) -> f64 {
-        const { assert!(K <= FEW_CLASSES) };
         let labels = self.batch.labels.as_slice().unwrap_or_default();
-        let rows = z.len() / K;
         let (mut c, mut values) = ([F::zero(); few_classes::BLOCK], [F::zero(); few_classes::BLOCK]);
-        let mut scratch = [F::zero(); few_classes::BLOCK * FEW_CLASSES];
-        for start in (0..rows).step_by(few_classes::BLOCK) {
-            let n = few_classes::BLOCK.min(rows - start);
-            let i0 = self.first + start;
-            c[..n].iter_mut().zip(i0..).for_each(|(c, i)| *c = self.batch.coefficient(i));
-            let z = &z[start * K..(start + n) * K];
-            let few = FewClassRows::<F, K> {
-                z,
-                labels: &labels[i0..i0 + n],
-                c: &c[..n],
-                adjust: form.adjust,
-                margins: form.margins,
-                gamma: F::zero(),
-                scale: self.scale * form.gradient_scale,
-            };
-            let out = match out.as_deref_mut() {
-                Some(out) => &mut out[start * K..(start + n) * K],
-                None => &mut scratch[..n * K],
-            };
-            few.run::<FMA, true>(&mut values[..n], out);
-            if let Some(slopes) = &form.slopes {
-                out.chunks_exact_mut(K).for_each(|g| g.iter_mut().zip(slopes).for_each(|(g, &d)| *g *= d));
-            }
-            for (r, (z, &value)) in z.chunks_exact(K).zip(&values[..n]).enumerate() {
-                self.record(start + r, value, z, labels[i0 + r], c[r]);
-            }
-        }
+        few_classes::for_blocks::<F, K>(
+            z,
+            out,
+            #[inline(always)]
+            |start: usize, z: &[F], mut out: Option<&mut [F]>| {
+                let (n, i0) = (z.len() / K, self.first + start);
+                c[..n].iter_mut().zip(i0..).for_each(|(c, i)| *c = self.batch.coefficient(i));
+                let few = FewClassRows::<F, K> {
+                    z,
+                    labels: &labels[i0..i0 + n],
+                    c: &c[..n],
+                    adjust: form.adjust,
+                    margins: form.margins,
+                    gamma: F::zero(),
+                    scale: self.scale * form.gradient_scale,
+                };
+                few.run::<FMA, true>(&mut values[..n], out.as_deref_mut());
+                if let (Some(out), Some(slopes)) = (out, &form.slopes) {
+                    out.chunks_exact_mut(K)
+                        .for_each(|g| g.iter_mut().zip(slopes).for_each(|(g, &d)| *g *= d));
+                }
+                for (r, (z, &value)) in z.chunks_exact(K).zip(&values[..n]).enumerate() {
+                    self.record(start + r, value, z, labels[i0 + r], c[r]);
+                }
+            },
+        );
         self.total
     }
 

@@ -1010,42 +1010,39 @@ impl<F: Float, const FMA: bool> ChunkRows<'_, '_, F, FMA> {
     // instantiations for each `K` do not add up in one frame (which overflowed 2 MiB threads).
     #[cfg_attr(debug_assertions, inline(never))]
     #[cfg_attr(not(debug_assertions), inline(always))]
-    fn few_class_rows<const K: usize>(&mut self, z: &[F], mut out: Option<&mut [F]>) {
-        const { assert!(K <= FEW_CLASSES) };
+    fn few_class_rows<const K: usize>(&mut self, z: &[F], out: Option<&mut [F]>) {
         let (loss, targets) = (self.loss, self.targets);
         let TargetKind::Labels(labels) = &targets.kind else { unreachable!("one-hot rows have labels") };
         let labels = labels.as_slice().unwrap_or_default();
-        let rows = z.len() / K;
+        let adjust = loss.adjustment.as_deref().map_or([F::zero(); K], |a| core::array::from_fn(|k| a[k]));
         let (mut c, mut values) = ([F::zero(); few_classes::BLOCK], [F::zero(); few_classes::BLOCK]);
-        let mut scratch = [F::zero(); few_classes::BLOCK * FEW_CLASSES];
-        for start in (0..rows).step_by(few_classes::BLOCK) {
-            let n = few_classes::BLOCK.min(rows - start);
-            let i0 = self.first + start;
-            let (labels, c) = (&labels[i0..i0 + n], &mut c[..n]);
-            match &targets.sample_weights {
-                Some(w) => c.iter_mut().zip(i0..).for_each(|(c, i)| *c = w[i] * self.inv_s),
-                None => c.fill(F::one()),
-            }
-            if loss.class_weights.is_some() || loss.alpha.is_some() {
-                c.iter_mut().zip(labels).for_each(|(c, &y)| *c *= loss.class_factor(y));
-            }
-            let z = &z[start * K..(start + n) * K];
-            let few = FewClassRows::<F, K> {
-                z,
-                labels,
-                c,
-                adjust: loss.adjustment.as_deref().map_or([F::zero(); K], |a| core::array::from_fn(|k| a[k])),
-                margins: LabelMargins { scales: [F::one(); K], margins: [F::zero(); K] },
-                gamma: loss.gamma,
-                scale: self.scale,
-            };
-            let out = match out.as_deref_mut() {
-                Some(out) => &mut out[start * K..(start + n) * K],
-                None => &mut scratch[..n * K],
-            };
-            few.run::<FMA, false>(&mut values[..n], out);
-            self.add_losses(start, &values[..n], z, K);
-        }
+        few_classes::for_blocks::<F, K>(
+            z,
+            out,
+            #[inline(always)]
+            |start: usize, z: &[F], out: Option<&mut [F]>| {
+                let (n, i0) = (z.len() / K, self.first + start);
+                let (labels, c) = (&labels[i0..i0 + n], &mut c[..n]);
+                match &targets.sample_weights {
+                    Some(w) => c.iter_mut().zip(i0..).for_each(|(c, i)| *c = w[i] * self.inv_s),
+                    None => c.fill(F::one()),
+                }
+                if loss.class_weights.is_some() || loss.alpha.is_some() {
+                    c.iter_mut().zip(labels).for_each(|(c, &y)| *c *= loss.class_factor(y));
+                }
+                let few = FewClassRows::<F, K> {
+                    z,
+                    labels,
+                    c,
+                    adjust,
+                    margins: LabelMargins { scales: [F::one(); K], margins: [F::zero(); K] },
+                    gamma: loss.gamma,
+                    scale: self.scale,
+                };
+                few.run::<FMA, false>(&mut values[..n], out);
+                self.add_losses(start, &values[..n], z, K);
+            },
+        );
     }
 
     /// Adds the losses of `values.len()` rows from row `first` of the chunk (logits `z`, `K =
